@@ -1,0 +1,253 @@
+import { Command, Option, CommanderError } from 'commander';
+import dbus from 'dbus-next';
+import { asKagomeError, DBUS_ERROR_PREFIX, KagomeError } from '../lib/errors.js';
+import { pathsFromEnv } from '../lib/runtime/paths.js';
+import { CageStore } from '../lib/cage/store.js';
+import { BACKENDS, DISPLAYS, NETWORKS, type BackendKind, type DisplayKind, type NetworkMode } from '../lib/cage/config.js';
+import { checkCageName } from '../lib/cage/name.js';
+import { hostFacts, startService } from '../lib/service.js';
+import { stderrLogger } from '../lib/log.js';
+import { BUS_NAME, OBJECT_PATH, LAUNCHER_IFACE, CAGES_IFACE } from '../dbus/service.js';
+
+// The kagome command. Cage files are read and written directly (no service needed); anything
+// about running cages goes through the service on the session bus, which D-Bus activation
+// starts when it is not running.
+
+const env = process.env;
+
+function store(): CageStore {
+  const paths = pathsFromEnv(env);
+  return new CageStore(paths.cagesDir, { hostHome: hostFacts(env).home, homesDir: paths.homesDir });
+}
+
+function print(data: unknown, json: boolean, human: () => string): void {
+  process.stdout.write(json ? JSON.stringify(data, null, 2) + '\n' : human());
+}
+
+type Variant = InstanceType<typeof dbus.Variant>;
+
+async function withService<T>(fn: (call: (iface: string, member: string, signature: string, body: unknown[]) => Promise<unknown[]>) => Promise<T>): Promise<T> {
+  const bus = dbus.sessionBus(env.DBUS_SESSION_BUS_ADDRESS ? { busAddress: env.DBUS_SESSION_BUS_ADDRESS } : {});
+  bus.on('error', () => undefined);
+  try {
+    return await fn(async (iface, member, signature, body) => {
+      const reply = await bus.call(new dbus.Message({ destination: BUS_NAME, path: OBJECT_PATH, interface: iface, member, signature, body }));
+      return reply?.body ?? [];
+    });
+  } catch (e) {
+    const err = e as { type?: string; text?: string; message?: string };
+    if (err.type?.startsWith(DBUS_ERROR_PREFIX)) {
+      throw new KagomeError(err.type.slice(DBUS_ERROR_PREFIX.length) as never, err.text ?? '');
+    }
+    if (err.type) throw new KagomeError('Failed', `${err.type}: ${err.text ?? ''}`);
+    throw new KagomeError('Failed', `cannot reach the kagome service on the session bus (${err.message ?? String(e)}); is DBUS_SESSION_BUS_ADDRESS set?`);
+  } finally {
+    bus.disconnect();
+  }
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function unwrap(props: Record<string, Variant>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(props).map(([k, v]) => [k, v.value]));
+}
+
+export function buildProgram(): Command {
+  const program = new Command('kagome')
+    .description('Run desktop programs in cages (sandboxes) with native-looking windows')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('daemon')
+    .description('run the service: own io.kagome.Kagome on the session bus (started by D-Bus activation or systemd)')
+    .action(async () => {
+      const log = stderrLogger();
+      const service = await startService(env, log);
+      const shutdown = (sig: string) => {
+        log.info(`${sig}: leaving cages running; a new service will re-adopt them`);
+        void service.stop({ stopCages: false }).finally(() => process.exit(0));
+      };
+      process.on('SIGTERM', () => shutdown('SIGTERM'));
+      process.on('SIGINT', () => shutdown('SIGINT'));
+    });
+
+  program
+    .command('launch')
+    .description('run a program (or, with --entry, an installed application) in a cage')
+    .argument('<cage>', 'cage name')
+    .argument('[args...]', 'the command and its arguments, or with --entry the files and URIs to open')
+    .option('--entry <desktop-id>', 'an application by desktop file ID, e.g. org.gnome.gedit.desktop')
+    .option('--action <id>', 'one of the application\'s desktop actions (with --entry)')
+    .option('--cwd <dir>', 'working directory (default: the current one)', process.cwd())
+    .action(async (cage: string, args: string[], o: { entry?: string; action?: string; cwd: string }) => {
+      const options: Record<string, Variant> = { cwd: new dbus.Variant('s', o.cwd) };
+      if (o.action) options.action = new dbus.Variant('s', o.action);
+      const startupId = env.DESKTOP_STARTUP_ID ?? env.XDG_ACTIVATION_TOKEN;
+      if (startupId) options['startup-id'] = new dbus.Variant('s', startupId);
+      await withService(async (call) => {
+        if (o.entry) await call(LAUNCHER_IFACE, 'Launch', 'ssasa{sv}', [cage, o.entry, args, options]);
+        else {
+          if (o.action) throw new KagomeError('InvalidArgument', '--action needs --entry');
+          await call(LAUNCHER_IFACE, 'LaunchCommand', 'sasa{sv}', [cage, args, options]);
+        }
+      });
+    });
+
+  for (const [name, member, what] of [
+    ['start', 'Start', 'start a cage without a program (pre-warm it)'],
+    ['stop', 'Stop', 'stop a cage and every program in it'],
+  ] as const) {
+    program
+      .command(name)
+      .description(what)
+      .argument('<cage>')
+      .action(async (cage: string) => {
+        checkCageName(cage);
+        await withService((call) => call(CAGES_IFACE, member, 's', [cage]));
+      });
+  }
+
+  program
+    .command('list')
+    .description('list cages with their state, from the service')
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }) => {
+      const [cages] = (await withService((call) => call(CAGES_IFACE, 'List', '', []))) as [Record<string, Record<string, Variant>>];
+      const rows = Object.entries(cages).map(([name, p]) => ({ name, ...unwrap(p) }));
+      print(rows, Boolean(o.json), () =>
+        rows
+          .map((r) => {
+            const x = r as Record<string, unknown>;
+            return `${r.name}\t${x.State}\t${x.Backend}/${x.Display}\tnetwork=${x.Network}\tprograms=${x.Programs}${x.Error ? `\t${x.Error}` : ''}\n`;
+          })
+          .join(''),
+      );
+    });
+
+  const cage = program.command('cage').description('create, inspect and remove cage files');
+
+  cage
+    .command('create')
+    .description('write a new cage file')
+    .argument('<name>')
+    .addOption(new Option('--backend <backend>').choices([...BACKENDS]).default('bubblewrap'))
+    .addOption(new Option('--display <display>').choices([...DISPLAYS]).default('xpra'))
+    .addOption(new Option('--network <network>').choices([...NETWORKS]).default('none'))
+    .option('--home <dir>', 'persistent private home (default: ~/.local/share/kagome/homes/NAME)')
+    .option('--ro <path[:in-cage]>', 'share a host path read-only (repeatable)', collect, [])
+    .option('--rw <path[:in-cage]>', 'share a host path read-write (repeatable)', collect, [])
+    .option('--env <NAME=VALUE>', 'environment variable (repeatable)', collect, [])
+    .option('--idle-stop <seconds>', 'stop the cage this long after its last program exits (0: never)')
+    .option('--border <colour>', 'window border colour, #rrggbb or none')
+    .option('--description <text>')
+    .option('--json', 'print JSON')
+    .action(async (name: string, o: { backend: BackendKind; display: DisplayKind; network: NetworkMode; home?: string; ro: string[]; rw: string[]; env: string[]; idleStop?: string; border?: string; description?: string; json?: boolean }) => {
+      if (o.idleStop !== undefined && !/^\d+$/.test(o.idleStop)) throw new KagomeError('InvalidArgument', `--idle-stop takes a whole number of seconds, not ${JSON.stringify(o.idleStop)}`);
+      const file = await store().create(name, {
+        backend: o.backend,
+        display: o.display,
+        network: o.network,
+        ...(o.home !== undefined ? { home: o.home } : {}),
+        readOnly: o.ro,
+        readWrite: o.rw,
+        environment: o.env,
+        ...(o.idleStop !== undefined ? { idleStop: Number(o.idleStop) } : {}),
+        ...(o.border !== undefined ? { border: o.border } : {}),
+        ...(o.description !== undefined ? { description: o.description } : {}),
+      });
+      print({ name, file }, Boolean(o.json), () => `created cage ${name}: ${file}\n`);
+    });
+
+  cage
+    .command('list')
+    .description('list cage files and whether they are valid')
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }) => {
+      const { cages, problems } = await store().readAll();
+      const rows = [
+        ...cages.map((c) => ({ name: c.name, valid: true, backend: c.backend, display: c.display, network: c.network, description: c.description, error: '' })),
+        ...problems.map((p) => ({ name: p.name, valid: false, backend: '', display: '', network: '', description: '', error: p.error.message })),
+      ].sort((a, b) => a.name.localeCompare(b.name));
+      print(rows, Boolean(o.json), () => rows.map((r) => (r.valid ? `${r.name}\t${r.backend}/${r.display}\tnetwork=${r.network}\t${r.description}\n` : `${r.name}\tINVALID\t${r.error}\n`)).join(''));
+    });
+
+  cage
+    .command('show')
+    .description('show a cage\'s settings, with defaults filled in')
+    .argument('<name>')
+    .option('--json', 'print JSON')
+    .action(async (name: string, o: { json?: boolean }) => {
+      const c = await store().read(name);
+      print(c, Boolean(o.json), () =>
+        [
+          `name: ${c.name}`,
+          `description: ${c.description}`,
+          `backend: ${c.backend}`,
+          `display: ${c.display}`,
+          `network: ${c.network}`,
+          `home: ${c.home}`,
+          ...c.mounts.map((m) => `mount: ${m.source} -> ${m.dest} (${m.writable ? 'read-write' : 'read-only'})`),
+          ...Object.entries(c.environment).map(([k, v]) => `env: ${k}=${v}`),
+          `idle stop: ${c.idleStopSeconds ? `${c.idleStopSeconds} s` : 'never'}`,
+          `border: ${c.border ?? 'none'}`,
+        ].join('\n') + '\n',
+      );
+    });
+
+  cage
+    .command('validate')
+    .description('check cage files; exits 1 if any has an error')
+    .argument('[names...]', 'cages to check (default: all)')
+    .option('--json', 'print JSON')
+    .action(async (names: string[], o: { json?: boolean }) => {
+      const s = store();
+      const results: { name: string; valid: boolean; error: string }[] = [];
+      if (names.length) {
+        for (const n of names) {
+          try {
+            await s.read(n);
+            results.push({ name: n, valid: true, error: '' });
+          } catch (e) {
+            results.push({ name: n, valid: false, error: asKagomeError(e).message });
+          }
+        }
+      } else {
+        const { cages, problems } = await s.readAll();
+        results.push(...cages.map((c) => ({ name: c.name, valid: true, error: '' })), ...problems.map((p) => ({ name: p.name, valid: false, error: p.error.message })));
+      }
+      print(results, Boolean(o.json), () => results.map((r) => (r.valid ? `${r.name}: ok\n` : `${r.error}\n`)).join(''));
+      if (results.some((r) => !r.valid)) process.exitCode = 1;
+    });
+
+  cage
+    .command('remove')
+    .description('remove a cage file (its home is kept; the path is printed)')
+    .argument('<name>')
+    .option('--json', 'print JSON')
+    .action(async (name: string, o: { json?: boolean }) => {
+      const s = store();
+      const config = await s.read(name).catch(() => undefined);
+      const file = await s.remove(name);
+      print({ name, file, home: config?.home ?? null }, Boolean(o.json), () => `removed ${file}${config ? `\nits home is kept: ${config.home}` : ''}\n`);
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      process.exitCode = e.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    const err = asKagomeError(e);
+    process.stderr.write(`kagome: ${err.errorName}: ${err.message}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,202 @@
+import dbus from 'dbus-next';
+import { KagomeError, asKagomeError, DBUS_ERROR_PREFIX } from '../lib/errors.js';
+import type { CageInfo, CageManager, LaunchOptions, ProgramInfo } from '../lib/cage/manager.js';
+import type { Launcher } from '../lib/launcher.js';
+
+// The D-Bus face of the service. The contract (and its documentation) is the XML beside this
+// file; these objects only check arguments and call into lib/. Nothing here decides anything.
+
+export const BUS_NAME = 'io.kagome.Kagome';
+export const OBJECT_PATH = '/io/kagome/Kagome';
+export const LAUNCHER_IFACE = 'io.kagome.Launcher1';
+export const CAGES_IFACE = 'io.kagome.Cages1';
+
+const { Interface } = dbus.interface;
+type Variant = InstanceType<typeof dbus.Variant>;
+
+export function programPath(p: ProgramInfo): string {
+  return `${OBJECT_PATH}/programs/${p.id}`;
+}
+
+function toDBusError(e: unknown): InstanceType<typeof dbus.DBusError> {
+  const err = asKagomeError(e);
+  return new dbus.DBusError(err.dbusName, err.message);
+}
+
+async function guarded<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw toDBusError(e);
+  }
+}
+
+const OPTION_TYPES: Record<string, string> = { cwd: 's', action: 's', 'startup-id': 's' };
+
+function readOptions(options: Record<string, Variant>, allowAction: boolean): LaunchOptions & { action?: string } {
+  const out: LaunchOptions & { action?: string } = {};
+  for (const [key, v] of Object.entries(options)) {
+    const type = OPTION_TYPES[key];
+    if (!type || (key === 'action' && !allowAction)) {
+      throw new KagomeError('InvalidArgument', `unknown option "${key}"; known options: ${Object.keys(OPTION_TYPES).filter((k) => allowAction || k !== 'action').join(', ')}`);
+    }
+    if (v.signature !== type) throw new KagomeError('InvalidArgument', `option "${key}" must be of type ${type}, not ${v.signature}`);
+    const value = v.value as string;
+    if (key === 'cwd') {
+      if (!value.startsWith('/')) throw new KagomeError('InvalidArgument', `option "cwd" must be an absolute path, not ${JSON.stringify(value)}`);
+      out.cwd = value;
+    } else if (key === 'action') out.action = value;
+    else out.startupId = value;
+  }
+  return out;
+}
+
+function cageProperties(c: CageInfo): Record<string, Variant> {
+  return {
+    State: new dbus.Variant('s', c.state),
+    Description: new dbus.Variant('s', c.description),
+    Backend: new dbus.Variant('s', c.backend),
+    Display: new dbus.Variant('s', c.display),
+    Network: new dbus.Variant('s', c.network),
+    Programs: new dbus.Variant('u', c.programs),
+    Error: new dbus.Variant('s', c.error),
+  };
+}
+
+export class LauncherInterface extends Interface {
+  constructor(private readonly launcher: Launcher) {
+    super(LAUNCHER_IFACE);
+  }
+
+  Launch(cage: string, desktopId: string, uris: string[], options: Record<string, Variant>): Promise<string> {
+    return guarded(async () => {
+      const { action, ...opts } = readOptions(options, true);
+      const programs = await this.launcher.launchApp({ cage, desktopId, uris, options: opts, ...(action !== undefined ? { action } : {}) });
+      return programPath(programs[0]!);
+    });
+  }
+
+  LaunchCommand(cage: string, argv: string[], options: Record<string, Variant>): Promise<string> {
+    return guarded(async () => programPath(await this.launcher.launchCommand(cage, argv, readOptions(options, false))));
+  }
+}
+LauncherInterface.configureMembers({
+  methods: {
+    Launch: { inSignature: 'ssasa{sv}', outSignature: 'o' },
+    LaunchCommand: { inSignature: 'sasa{sv}', outSignature: 'o' },
+  },
+});
+
+export class CagesInterface extends Interface {
+  constructor(private readonly manager: CageManager) {
+    super(CAGES_IFACE);
+  }
+
+  List(): Promise<Record<string, Record<string, Variant>>> {
+    return guarded(async () => Object.fromEntries((await this.manager.list()).map((c) => [c.name, cageProperties(c)])));
+  }
+
+  Get(cage: string): Promise<Record<string, Variant>> {
+    return guarded(async () => cageProperties(await this.manager.get(cage)));
+  }
+
+  Start(cage: string): Promise<void> {
+    return guarded(() => this.manager.start(cage));
+  }
+
+  Stop(cage: string): Promise<void> {
+    return guarded(() => this.manager.stop(cage));
+  }
+
+  ListPrograms(cage: string): Promise<[string, string[], number][]> {
+    return guarded(async () => {
+      await this.manager.get(cage);
+      return this.manager.programs(cage).map((p) => [programPath(p), p.argv, p.pid] as [string, string[], number]);
+    });
+  }
+
+  StateChanged(cage: string, state: string, message: string): [string, string, string] {
+    return [cage, state, message];
+  }
+
+  ProgramExited(cage: string, program: string, status: number): [string, string, number] {
+    return [cage, program, status];
+  }
+}
+CagesInterface.configureMembers({
+  methods: {
+    List: { inSignature: '', outSignature: 'a{sa{sv}}' },
+    Get: { inSignature: 's', outSignature: 'a{sv}' },
+    Start: { inSignature: 's', outSignature: '' },
+    Stop: { inSignature: 's', outSignature: '' },
+    ListPrograms: { inSignature: 's', outSignature: 'a(oasu)' },
+  },
+  signals: {
+    StateChanged: { signature: 'sss' },
+    ProgramExited: { signature: 'soi' },
+  },
+});
+
+// dbus-next only dispatches a call whose signature matches exactly; anything else would get a
+// generic UnknownMethod. A caller who sent the wrong types deserves to be told which ones.
+const SIGNATURES: Record<string, Record<string, string>> = {
+  [LAUNCHER_IFACE]: {
+    Launch: 'ssasa{sv} (cage, desktop_id, uris, options)',
+    LaunchCommand: 'sasa{sv} (cage, argv, options)',
+  },
+  [CAGES_IFACE]: { List: '', Get: 's (cage)', Start: 's (cage)', Stop: 's (cage)', ListPrograms: 's (cage)' },
+};
+
+type Bus = ReturnType<typeof dbus.sessionBus>;
+type Msg = InstanceType<typeof dbus.Message>;
+// dbus-next's typings declare newError(msg: string, ...), but it takes the call it answers.
+const newError = dbus.Message.newError as unknown as (call: Msg, name: string, text: string) => Msg;
+
+function signatureGuard(bus: Bus) {
+  return (msg: Msg): boolean => {
+    if (msg.path !== OBJECT_PATH || !msg.interface || !msg.member) return false;
+    const expected = SIGNATURES[msg.interface]?.[msg.member];
+    if (expected === undefined) return false;
+    const want = expected.split(' ')[0] ?? '';
+    const got = msg.signature ?? '';
+    if (got === want) return false;
+    bus.send(
+      newError(
+        msg,
+        `${DBUS_ERROR_PREFIX}InvalidArgument`,
+        `${msg.interface}.${msg.member} takes ${want ? `arguments of type ${expected}` : 'no arguments'}, but was called with ${got ? `'${got}'` : 'none'}`,
+      ),
+    );
+    return true;
+  };
+}
+
+export interface ExportedService {
+  release(): Promise<void>;
+}
+
+/** Export the objects and take the well-known name; fails if another service holds it. */
+export async function exportService(bus: Bus, manager: CageManager, launcher: Launcher): Promise<ExportedService> {
+  const launcherIface = new LauncherInterface(launcher);
+  const cagesIface = new CagesInterface(manager);
+  const guard = signatureGuard(bus);
+  bus.addMethodHandler(guard);
+  bus.export(OBJECT_PATH, launcherIface);
+  bus.export(OBJECT_PATH, cagesIface);
+  manager.on('state', (name, state, message) => cagesIface.StateChanged(name, state, message));
+  manager.on('program', (p, event) => {
+    if (event === 'exited') cagesIface.ProgramExited(p.cage, programPath(p), p.exitCode ?? -1);
+  });
+  const reply = await bus.requestName(BUS_NAME, dbus.NameFlag.DO_NOT_QUEUE);
+  if (reply !== dbus.RequestNameReply.PRIMARY_OWNER && reply !== dbus.RequestNameReply.ALREADY_OWNER) {
+    throw new KagomeError('Failed', `another kagome service already owns ${BUS_NAME} on this session bus; stop it first (systemctl --user stop kagome)`);
+  }
+  return {
+    async release() {
+      bus.removeMethodHandler(guard);
+      await bus.releaseName(BUS_NAME).catch(() => undefined);
+      bus.unexport(OBJECT_PATH, launcherIface);
+      bus.unexport(OBJECT_PATH, cagesIface);
+    },
+  };
+}

@@ -1,0 +1,44 @@
+import type { SandboxSpec } from '../sandbox.js';
+
+// One interface per concept: every backend (bubblewrap now; podman, docker and LXD later)
+// starts a sandbox from a SandboxSpec, runs programs inside the running sandbox, tells
+// whether it is alive, and stops it. Its record is plain JSON, kept in the cage's state file
+// so that a restarted service can re-adopt the sandbox.
+
+export type SandboxRecord = Record<string, unknown>;
+
+export interface StartIo {
+  /** an open file descriptor for the sandbox's own output */
+  logFd: number;
+  /** host directory for files the backend generates for this cage (passwd, resolv.conf) */
+  etcDir: string;
+}
+
+export interface ExecRequest {
+  argv: string[];
+  env: Record<string, string>;
+  cwd: string;
+  /** file descriptor for the program's stdout and stderr */
+  logFd: number;
+}
+
+export interface ExecHandle {
+  /** host pid of the process that carries the program (it exits with the program's status) */
+  pid: number;
+  /** resolves with the exit code (or 128+signal) once the program has ended */
+  exited: Promise<number>;
+}
+
+export interface Backend {
+  readonly kind: string;
+  /** throws MissingProgram (with the Debian package) when something on the host is missing */
+  checkHost(spec: SandboxSpec): void;
+  start(spec: SandboxSpec, io: StartIo): Promise<SandboxRecord>;
+  /** the path of a program as the cage sees it, or undefined when it has no such program */
+  resolveProgram(record: SandboxRecord, program: string, searchPath: string): Promise<string | undefined>;
+  exec(record: SandboxRecord, req: ExecRequest): Promise<ExecHandle>;
+  /** host path at which the cage's own filesystem can be read, when the backend has one */
+  hostPathOf(record: SandboxRecord, pathInCage: string): string | undefined;
+  isAlive(record: SandboxRecord): boolean;
+  stop(record: SandboxRecord): Promise<void>;
+}

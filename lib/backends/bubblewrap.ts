@@ -1,0 +1,299 @@
+import fs from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { KagomeError } from '../errors.js';
+import { requireProgram } from '../requirements.js';
+import { isAlive, procRef, signal, waitUntil, pidsInNamespace, namespaceId, type ProcRef } from '../runtime/proc.js';
+import { identityFiles, type HostFacts, type SandboxSpec, type SetupOp } from '../sandbox.js';
+import type { Backend, ExecHandle, ExecRequest, SandboxRecord, StartIo } from './backend.js';
+import { startSlirp } from './slirp.js';
+
+// The default backend: bubblewrap over the host's own /usr. Each cage gets its own user,
+// mount, pid, ipc, uts and network namespaces. The network namespace is never the host's,
+// even for Network=full: abstract unix sockets such as @/tmp/.X11-unix/X0 live in the network
+// namespace and would reach the host X server without any file being mounted. Full network is
+// given by slirp4netns, a user-mode TCP/IP stack attached to the cage's own namespace.
+
+export interface BubblewrapRecord extends SandboxRecord {
+  /** bwrap's own process on the host */
+  bwrap: ProcRef;
+  /** pid 1 of the cage's pid namespace (bwrap's init), as the host sees it */
+  init: ProcRef;
+  slirp?: ProcRef;
+  pidNamespace: string;
+}
+
+/** The host's root filesystem as the cage sees it: /usr read-only, nothing of the host's state. */
+export function hostRootOps(etcDir: string, network: SandboxSpec['network']): SetupOp[] {
+  const ops: SetupOp[] = [
+    { op: 'ro-bind', source: '/usr', dest: '/usr' },
+    { op: 'symlink', target: 'usr/bin', dest: '/bin' },
+    { op: 'symlink', target: 'usr/sbin', dest: '/sbin' },
+    { op: 'symlink', target: 'usr/lib', dest: '/lib' },
+    { op: 'symlink', target: 'usr/lib64', dest: '/lib64' },
+    { op: 'symlink', target: 'usr/lib32', dest: '/lib32' },
+    // /etc is configuration (fonts, ld.so.cache, alternatives, certificates) that programs from
+    // the host's /usr expect; the user list is replaced so the cage sees only its user.
+    { op: 'ro-bind', source: '/etc', dest: '/etc' },
+    { op: 'ro-bind', source: path.join(etcDir, 'passwd'), dest: '/etc/passwd' },
+    { op: 'ro-bind', source: path.join(etcDir, 'group'), dest: '/etc/group' },
+    { op: 'ro-bind', source: path.join(etcDir, 'hostname'), dest: '/etc/hostname' },
+    { op: 'proc', dest: '/proc' },
+    { op: 'dev', dest: '/dev' },
+    { op: 'tmpfs', dest: '/tmp' },
+    { op: 'tmpfs', dest: '/run' },
+    { op: 'dir', dest: '/var/tmp' },
+    { op: 'ro-bind', source: '/var/cache/fontconfig', dest: '/var/cache/fontconfig', optional: true },
+    { op: 'ro-bind', source: '/var/lib/dbus/machine-id', dest: '/var/lib/dbus/machine-id', optional: true },
+  ];
+  if (network === 'full') {
+    // slirp4netns serves DNS at 10.0.2.3; the host's resolver (often 127.0.0.53) is not reachable.
+    ops.push({ op: 'ro-bind', source: path.join(etcDir, 'resolv.conf'), dest: '/etc/resolv.conf' });
+  }
+  return ops;
+}
+
+function opArgs(op: SetupOp): string[] {
+  const mode = (m: number | undefined) => (m === undefined ? [] : ['--perms', m.toString(8).padStart(4, '0')]);
+  switch (op.op) {
+    case 'ro-bind':
+      return [op.optional ? '--ro-bind-try' : '--ro-bind', op.source, op.dest];
+    case 'bind':
+      return ['--bind', op.source, op.dest];
+    case 'tmpfs':
+      return [...mode(op.mode), '--tmpfs', op.dest];
+    case 'dir':
+      return [...mode(op.mode), '--dir', op.dest];
+    case 'symlink':
+      return ['--symlink', op.target, op.dest];
+    case 'proc':
+      return ['--proc', op.dest];
+    case 'dev':
+      return ['--dev', op.dest];
+  }
+}
+
+/** The whole bwrap command line for a cage. Pure: tested without spawning anything. */
+export function bwrapArgs(spec: SandboxSpec, etcDir: string, keeper: string[], opts: { infoFd: number; blockFd?: number }): string[] {
+  const args = [
+    '--unshare-user',
+    '--unshare-ipc',
+    '--unshare-pid',
+    '--unshare-uts',
+    '--unshare-cgroup-try',
+    // Always a network namespace of its own; Network=full attaches slirp4netns to it.
+    '--unshare-net',
+    // A new session: a cage cannot push input into the terminal that started it (TIOCSTI).
+    '--new-session',
+    '--hostname',
+    spec.hostname,
+    '--clearenv',
+    '--info-fd',
+    String(opts.infoFd),
+  ];
+  if (opts.blockFd !== undefined) args.push('--block-fd', String(opts.blockFd));
+  for (const op of [...hostRootOps(etcDir, spec.network), ...spec.ops]) args.push(...opArgs(op));
+  for (const [k, v] of Object.entries(spec.env)) args.push('--setenv', k, v);
+  args.push('--chdir', spec.cwd, '--', ...keeper);
+  return args;
+}
+
+/** The command that carries a program into the running cage: join its namespaces, drop every capability. */
+export function enterArgs(initPid: number, cwd: string, argv: string[]): string[] {
+  return [
+    '--target',
+    String(initPid),
+    '--user',
+    '--mount',
+    '--pid',
+    '--net',
+    '--ipc',
+    '--uts',
+    '--root',
+    `--wd=${cwd}`,
+    '--preserve-credentials',
+    '--',
+    'setpriv',
+    '--no-new-privs',
+    '--bounding-set=-all',
+    '--inh-caps=-all',
+    '--',
+    ...argv,
+  ];
+}
+
+// The cage's first program keeps the namespaces alive; everything else is entered. bwrap
+// reports the child pid before the child has built the sandbox's filesystem, so entering at
+// that moment can find a half-made root: the keeper, which bwrap runs only once setup is done,
+// writes one byte on fd 5 to say the cage is ready, then closes it.
+const READY_FD = 5;
+const KEEPER = ['/bin/sh', '-c', `printf R >&${READY_FD} && exec sleep infinity ${READY_FD}>&-`];
+
+export class BubblewrapBackend implements Backend {
+  readonly kind = 'bubblewrap';
+
+  constructor(private readonly host: HostFacts) {}
+
+  checkHost(spec: SandboxSpec): void {
+    requireProgram('bwrap', 'to run bubblewrap cages');
+    requireProgram('nsenter', 'to start programs in a running cage');
+    requireProgram('setpriv', 'to drop privileges of programs started in a cage');
+    if (spec.network === 'full') requireProgram('slirp4netns', 'for cages with Network=full');
+  }
+
+  async start(spec: SandboxSpec, io: StartIo): Promise<BubblewrapRecord> {
+    const bwrap = requireProgram('bwrap', 'to run bubblewrap cages');
+    const ids = identityFiles(this.host);
+    await fs.mkdir(io.etcDir, { recursive: true, mode: 0o700 });
+    await Promise.all([
+      fs.writeFile(path.join(io.etcDir, 'passwd'), ids.passwd),
+      fs.writeFile(path.join(io.etcDir, 'group'), ids.group),
+      fs.writeFile(path.join(io.etcDir, 'hostname'), spec.hostname + '\n'),
+      fs.writeFile(path.join(io.etcDir, 'resolv.conf'), 'nameserver 10.0.2.3\n'),
+    ]);
+    const withNet = spec.network === 'full';
+    const args = bwrapArgs(spec, io.etcDir, KEEPER, { infoFd: 3, ...(withNet ? { blockFd: 4 } : {}) });
+    // Detached (own session, own process group) with its output in a file: the cage must
+    // outlive the service, which may be restarted or killed while programs run.
+    const child = spawn(bwrap, args, {
+      detached: true,
+      stdio: ['ignore', io.logFd, io.logFd, 'pipe', withNet ? 'pipe' : 'ignore', 'pipe'],
+    });
+    const exited = new Promise<number>((resolve) => child.once('exit', (code, sig) => resolve(code ?? 128)));
+    const spawnError = new Promise<never>((_, reject) =>
+      child.once('error', (e) => reject(new KagomeError('BackendFailed', `could not start bwrap for cage "${spec.name}": ${e.message}`))),
+    );
+    const info = readInfo(child.stdio[3] as NodeJS.ReadableStream);
+    const initPid = await Promise.race([
+      info,
+      spawnError,
+      exited.then((code) => {
+        throw new KagomeError(
+          'BackendFailed',
+          `bubblewrap failed to set up cage "${spec.name}" (exit ${code}); its log is in the cage's runtime directory. If it says 'No permissions to create new namespace', unprivileged user namespaces are disabled (sysctl kernel.unprivileged_userns_clone=1)`,
+        );
+      }),
+    ]);
+    const record: BubblewrapRecord = {
+      bwrap: procRef(child.pid!),
+      init: procRef(initPid),
+      pidNamespace: namespaceId(initPid, 'pid') ?? '',
+    };
+    try {
+      if (withNet) {
+        record.slirp = await startSlirp(initPid, io.logFd);
+        const block = child.stdio[4] as NodeJS.WritableStream;
+        block.end('1');
+      }
+    } catch (e) {
+      await this.stop(record);
+      throw e;
+    }
+    // Node's stdio tuple type stops at five entries; the sixth is there at run time.
+    const pipes = child.stdio as unknown as (NodeJS.ReadableStream & { destroy(): void })[];
+    const ready = new Promise<void>((resolve, reject) => {
+      const pipe = pipes[READY_FD]!;
+      pipe.once('data', () => resolve());
+      pipe.once('end', () => reject(new KagomeError('BackendFailed', `cage "${spec.name}" ended before it was ready; see its log`)));
+    });
+    try {
+      await Promise.race([ready, spawnError]);
+    } catch (e) {
+      await this.stop(record);
+      throw e;
+    }
+    child.unref();
+    for (const fd of [3, READY_FD]) pipes[fd]!.destroy();
+    return record;
+  }
+
+  async resolveProgram(record: SandboxRecord, program: string, searchPath: string): Promise<string | undefined> {
+    const r = record as BubblewrapRecord;
+    // /proc/PID/root is the cage's root as seen from the host: no process needs to be started.
+    const root = `/proc/${r.init.pid}/root`;
+    const candidates = program.includes('/') ? [program] : searchPath.split(':').filter((d) => d.startsWith('/')).map((d) => path.posix.join(d, program));
+    for (const c of candidates) {
+      if (!c.startsWith('/')) continue;
+      try {
+        const st = await fs.stat(root + c);
+        if (!st.isFile()) continue;
+        await fs.access(root + c, fsConstants.X_OK);
+        return c;
+      } catch {
+        continue;
+      }
+    }
+    return undefined;
+  }
+
+  async exec(record: SandboxRecord, req: ExecRequest): Promise<ExecHandle> {
+    const r = record as BubblewrapRecord;
+    if (!isAlive(r.init)) throw new KagomeError('BackendFailed', 'the cage is no longer running');
+    const nsenter = requireProgram('nsenter', 'to start programs in a running cage');
+    const child = spawn(nsenter, enterArgs(r.init.pid, req.cwd, req.argv), {
+      detached: true,
+      env: req.env,
+      stdio: ['ignore', req.logFd, req.logFd],
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', (e) => reject(new KagomeError('BackendFailed', `could not enter the cage: ${e.message}`)));
+    });
+    const exited = new Promise<number>((resolve) =>
+      child.once('exit', (code, sig) => resolve(code ?? 128 + (sig ? signalNumber(sig) : 0))),
+    );
+    child.unref();
+    return { pid: child.pid!, exited };
+  }
+
+  hostPathOf(record: SandboxRecord, pathInCage: string): string | undefined {
+    const r = record as BubblewrapRecord;
+    return `/proc/${r.init.pid}/root${pathInCage}`;
+  }
+
+  isAlive(record: SandboxRecord): boolean {
+    return isAlive((record as BubblewrapRecord).init);
+  }
+
+  async stop(record: SandboxRecord): Promise<void> {
+    const r = record as BubblewrapRecord;
+    // Programs get a moment to save their work; then pid 1 of the namespace is killed, which
+    // makes the kernel kill every process left in the cage: nothing can outlive it.
+    if (r.pidNamespace && isAlive(r.init)) {
+      for (const pid of pidsInNamespace(r.pidNamespace)) {
+        if (pid !== r.init.pid) {
+          try {
+            process.kill(pid, 'SIGTERM');
+          } catch {
+            /* already gone */
+          }
+        }
+      }
+      await waitUntil(() => pidsInNamespace(r.pidNamespace).length <= 1, 2000, 25);
+    }
+    signal(r.init, 'SIGKILL');
+    signal(r.slirp, 'SIGTERM');
+    await waitUntil(() => !isAlive(r.init) && !isAlive(r.bwrap), 3000, 10);
+    signal(r.bwrap, 'SIGKILL');
+  }
+}
+
+function signalNumber(sig: NodeJS.Signals): number {
+  const table: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15, SIGSEGV: 11, SIGABRT: 6 };
+  return table[sig] ?? 0;
+}
+
+/** bwrap writes {"child-pid": N} on the info fd once the namespaces exist. */
+function readInfo(stream: NodeJS.ReadableStream): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    stream.on('data', (chunk: Buffer) => {
+      text += chunk.toString('utf8');
+      const m = /"child-pid"\s*:\s*(\d+)/.exec(text);
+      if (m) resolve(Number(m[1]));
+    });
+    stream.on('end', () => reject(new KagomeError('BackendFailed', `bwrap ended without reporting its sandbox (${text.trim() || 'no output'})`)));
+    stream.on('error', reject);
+  });
+}

@@ -1,0 +1,224 @@
+import { FileError } from '../errors.js';
+import { Keyfile } from '../../xdg/keyfile.js';
+import { checkCageName } from './name.js';
+
+// The cage file: `$XDG_CONFIG_HOME/kagome/cages/NAME.cage`, keyfile syntax (the same parser as
+// desktop entries), one `[Cage]` group. Every key is checked here, with the file, line and key
+// in the message and the allowed values spelled out, because this file is edited by hand.
+//
+//   [Cage]
+//   Backend=bubblewrap          # the only backend so far; podman, docker, lxd come with issue 7
+//   Display=xpra                # xpra (seamless windows) | xephyr (one nested window)
+//   Network=none                # none | full (own namespace through slirp4netns, never the host's)
+//   Home=~/.local/share/kagome/homes/NAME   # persistent private home (default shown)
+//   ReadOnly=/srv/photos;/opt/tools:/tools; # host paths, optionally HOST:IN_CAGE
+//   ReadWrite=~/Projects/site:~/site;
+//   Environment=LANG=C.UTF-8;EDITOR=vi;
+//   IdleStop=60                 # seconds after the last program exits; 0 = keep running
+//   Border=#3465a4              # window border colour on the host; none = no border
+//   Description=Browsing
+
+export const CAGE_GROUP = 'Cage';
+export const BACKENDS = ['bubblewrap'] as const;
+export const DISPLAYS = ['xpra', 'xephyr'] as const;
+export const NETWORKS = ['none', 'full'] as const;
+
+export type BackendKind = (typeof BACKENDS)[number];
+export type DisplayKind = (typeof DISPLAYS)[number];
+export type NetworkMode = (typeof NETWORKS)[number];
+
+export interface BindMount {
+  source: string;
+  dest: string;
+  writable: boolean;
+}
+
+export interface CageConfig {
+  name: string;
+  description: string;
+  backend: BackendKind;
+  display: DisplayKind;
+  network: NetworkMode;
+  /** absolute host path of the persistent private home */
+  home: string;
+  mounts: BindMount[];
+  environment: Record<string, string>;
+  /** seconds; 0 means the cage keeps running until stopped */
+  idleStopSeconds: number;
+  /** a colour xpra understands (#rrggbb or an X11 name), or undefined for no border */
+  border: string | undefined;
+}
+
+export interface ConfigContext {
+  hostHome: string;
+  homesDir: string;
+}
+
+const KNOWN_KEYS = new Set([
+  'Backend',
+  'Display',
+  'Network',
+  'Home',
+  'ReadOnly',
+  'ReadWrite',
+  'Environment',
+  'IdleStop',
+  'Border',
+  'Description',
+]);
+
+const DEFAULT_IDLE_STOP = 0;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const COLOUR = /^(#[0-9A-Fa-f]{6}|#[0-9A-Fa-f]{3}|[A-Za-z][A-Za-z0-9 ]{0,30})$/;
+// A cage must not be able to re-point the variables kagome itself sets to wire the cage up.
+const RESERVED_ENV = new Set(['DISPLAY', 'XAUTHORITY', 'HOME', 'XDG_RUNTIME_DIR', 'DBUS_SESSION_BUS_ADDRESS', 'WAYLAND_DISPLAY']);
+
+/** Distinct, stable default colours so two cages are told apart without any configuration. */
+export function defaultBorder(name: string): string {
+  let h = 2166136261;
+  for (const c of name) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
+  const hue = h % 360;
+  return hslToHex(hue, 0.65, 0.45);
+}
+
+function hslToHex(h: number, s: number, l: number): string {
+  const k = (n: number) => (n + h / 30) % 12;
+  const a = s * Math.min(l, 1 - l);
+  const f = (n: number) => l - a * Math.max(-1, Math.min(k(n) - 3, Math.min(9 - k(n), 1)));
+  const hex = (x: number) => Math.round(x * 255).toString(16).padStart(2, '0');
+  return `#${hex(f(0))}${hex(f(8))}${hex(f(4))}`;
+}
+
+export function expandHome(p: string, hostHome: string): string {
+  if (p === '~') return hostHome;
+  if (p.startsWith('~/')) return hostHome + p.slice(1);
+  return p;
+}
+
+export function parseCageFile(text: string | Uint8Array, file: string, name: string, ctx: ConfigContext): CageConfig {
+  checkCageName(name);
+  const kf = Keyfile.parse(text, { file, errorName: 'InvalidCageFile' });
+  const fail = (key: string | undefined, reason: string): never => {
+    const line = key === undefined ? undefined : kf.lineOf(CAGE_GROUP, key);
+    throw new FileError('InvalidCageFile', { file, line, key }, reason);
+  };
+  if (!kf.hasGroup(CAGE_GROUP)) fail(undefined, `no [${CAGE_GROUP}] group: a cage file starts with a line [${CAGE_GROUP}]`);
+  for (const group of kf.groups()) {
+    if (group !== CAGE_GROUP) {
+      throw new FileError('InvalidCageFile', { file }, `unknown group [${group}]: a cage file has only a [${CAGE_GROUP}] group`);
+    }
+  }
+  for (const { key, locale, line } of kf.keys(CAGE_GROUP)) {
+    if (locale !== undefined) {
+      throw new FileError('InvalidCageFile', { file, line, key: `${key}[${locale}]` }, 'cage keys are not localized; remove the [locale] suffix');
+    }
+    if (!KNOWN_KEYS.has(key) && !key.startsWith('X-')) {
+      throw new FileError('InvalidCageFile', { file, line, key }, `unknown key; allowed keys are ${[...KNOWN_KEYS].join(', ')} and X-* extensions`);
+    }
+  }
+
+  const oneOf = <T extends string>(key: string, allowed: readonly T[], fallback: T): T => {
+    const v = kf.get(CAGE_GROUP, key);
+    if (v === undefined) return fallback;
+    if (!(allowed as readonly string[]).includes(v)) fail(key, `${JSON.stringify(v)} is not allowed; use one of: ${allowed.join(', ')}`);
+    return v as T;
+  };
+  const absolute = (key: string, p: string): string => {
+    const expanded = expandHome(p, ctx.hostHome);
+    if (!expanded.startsWith('/')) fail(key, `${JSON.stringify(p)} is not an absolute path; write /path or ~/path`);
+    if (expanded.split('/').includes('..')) fail(key, `${JSON.stringify(p)} contains '..'; write the path without it`);
+    return expanded.replace(/\/+$/, '') || '/';
+  };
+
+  const backend = oneOf('Backend', BACKENDS, 'bubblewrap');
+  const display = oneOf('Display', DISPLAYS, 'xpra');
+  const network = oneOf('Network', NETWORKS, 'none');
+
+  const homeRaw = kf.get(CAGE_GROUP, 'Home');
+  const home = homeRaw === undefined || homeRaw === '' ? `${ctx.homesDir}/${name}` : absolute('Home', homeRaw);
+  if (home === ctx.hostHome) fail('Home', 'the cage home cannot be your own home directory: that would show all of it to the cage; use a ReadWrite= entry for the folders it should see');
+
+  const mounts: BindMount[] = [];
+  for (const [key, writable] of [['ReadOnly', false], ['ReadWrite', true]] as const) {
+    for (const item of kf.getList(CAGE_GROUP, key) ?? []) {
+      if (item === '') continue;
+      const parts = item.split(':');
+      if (parts.length > 2) fail(key, `${JSON.stringify(item)}: write HOST_PATH or HOST_PATH:CAGE_PATH (paths with ':' are not supported)`);
+      const source = absolute(key, parts[0] ?? '');
+      const dest = parts.length === 2 ? absolute(key, parts[1] ?? '') : source;
+      if (source === '/' || dest === '/') fail(key, `${JSON.stringify(item)}: the root directory cannot be bound; name the folders to share`);
+      mounts.push({ source, dest, writable });
+    }
+  }
+
+  const environment: Record<string, string> = {};
+  for (const item of kf.getList(CAGE_GROUP, 'Environment') ?? []) {
+    if (item === '') continue;
+    const eq = item.indexOf('=');
+    const envName = eq < 0 ? item : item.slice(0, eq);
+    if (eq < 0 || !ENV_NAME.test(envName)) fail('Environment', `${JSON.stringify(item)}: write NAME=VALUE with NAME made of A-Z, a-z, 0-9 and '_'`);
+    if (RESERVED_ENV.has(envName)) fail('Environment', `${envName} is set by kagome to wire the cage up and cannot be overridden`);
+    environment[envName] = item.slice(eq + 1);
+  }
+
+  let idleStopSeconds = DEFAULT_IDLE_STOP;
+  const idle = kf.get(CAGE_GROUP, 'IdleStop');
+  if (idle !== undefined) {
+    if (!/^\d{1,7}$/.test(idle)) fail('IdleStop', `${JSON.stringify(idle)} is not a number of seconds; write 0 (never stop) or a whole number like 60`);
+    idleStopSeconds = Number(idle);
+  }
+
+  let border: string | undefined = defaultBorder(name);
+  const borderRaw = kf.get(CAGE_GROUP, 'Border');
+  if (borderRaw !== undefined) {
+    if (borderRaw === 'none') border = undefined;
+    else if (!COLOUR.test(borderRaw)) fail('Border', `${JSON.stringify(borderRaw)} is not a colour; write #rrggbb, an X11 colour name like 'red', or none`);
+    else border = borderRaw;
+  }
+
+  return {
+    name,
+    description: kf.get(CAGE_GROUP, 'Description') ?? '',
+    backend,
+    display,
+    network,
+    home,
+    mounts,
+    environment,
+    idleStopSeconds,
+    border,
+  };
+}
+
+export interface CageFileOptions {
+  backend?: BackendKind;
+  display?: DisplayKind;
+  network?: NetworkMode;
+  home?: string;
+  readOnly?: string[];
+  readWrite?: string[];
+  environment?: string[];
+  idleStop?: number;
+  border?: string;
+  description?: string;
+}
+
+/** A new cage file with only the keys the user chose, so defaults can improve later. */
+export function formatCageFile(opts: CageFileOptions): string {
+  const kf = Keyfile.create();
+  kf.addGroup(CAGE_GROUP);
+  const set = (k: string, v: string | undefined) => {
+    if (v !== undefined) kf.set(CAGE_GROUP, k, v);
+  };
+  set('Description', opts.description);
+  set('Backend', opts.backend ?? 'bubblewrap');
+  set('Display', opts.display ?? 'xpra');
+  set('Network', opts.network ?? 'none');
+  set('Home', opts.home);
+  if (opts.readOnly?.length) kf.setList(CAGE_GROUP, 'ReadOnly', opts.readOnly);
+  if (opts.readWrite?.length) kf.setList(CAGE_GROUP, 'ReadWrite', opts.readWrite);
+  if (opts.environment?.length) kf.setList(CAGE_GROUP, 'Environment', opts.environment);
+  set('IdleStop', opts.idleStop === undefined ? undefined : String(opts.idleStop));
+  set('Border', opts.border);
+  return kf.toString();
+}

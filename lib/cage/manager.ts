@@ -1,0 +1,490 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { EventEmitter } from 'node:events';
+import { KagomeError, FileError, asKagomeError } from '../errors.js';
+import { checkCageName } from './name.js';
+import type { CageConfig } from './config.js';
+import type { CageStore } from './store.js';
+import type { Backend, SandboxRecord } from '../backends/backend.js';
+import type { CageDisplay, DisplayContext, DisplayRecord } from '../display/display.js';
+import { cageRuntimePaths, type CageRuntimePaths, type Paths } from '../runtime/paths.js';
+import { readState, removeState, writeState, type CageState } from '../runtime/state.js';
+import { isAlive, procRef, type ProcRef } from '../runtime/proc.js';
+import { cageSpec, type HostFacts, type SandboxSpec } from '../sandbox.js';
+import type { Logger } from '../log.js';
+
+export type CageStateName = 'stopped' | 'starting' | 'running' | 'stopping' | 'invalid';
+
+export interface CageInfo {
+  name: string;
+  state: CageStateName;
+  description: string;
+  backend: string;
+  display: string;
+  network: string;
+  programs: number;
+  /** why the cage file cannot be used, for state 'invalid' */
+  error: string;
+}
+
+export interface ProgramInfo {
+  id: number;
+  cage: string;
+  argv: string[];
+  pid: number;
+  startedAt: Date;
+  exitCode?: number;
+}
+
+export interface LaunchOptions {
+  /** the caller's working directory; used when the cage can see it, else the cage's home */
+  cwd?: string;
+  /** startup notification id / XDG activation token, passed on to the program */
+  startupId?: string;
+}
+
+interface RunningCage {
+  config: CageConfig;
+  spec: SandboxSpec;
+  rt: CageRuntimePaths;
+  backend: Backend;
+  display: CageDisplay;
+  sandbox: SandboxRecord;
+  displayRecord: DisplayRecord;
+  programs: Map<number, ProgramInfo>;
+  /** programs started by an earlier instance of the service, known by pid and start time */
+  inherited: ProcRef[];
+  startedAt: string;
+  logFd: number;
+  idleTimer?: NodeJS.Timeout;
+}
+
+export interface ManagerDeps {
+  paths: Paths;
+  store: CageStore;
+  host: HostFacts;
+  /** environment for host-side display clients: DISPLAY, XAUTHORITY, ... */
+  hostEnv: Record<string, string>;
+  backends: Record<string, Backend>;
+  displays: Record<string, CageDisplay>;
+  log: Logger;
+}
+
+export interface ManagerEvents {
+  state: [name: string, state: CageStateName, message: string];
+  program: [program: ProgramInfo, event: 'started' | 'exited'];
+}
+
+const INHERITED_POLL_MS = 1000;
+
+/**
+ * The life of every cage: start once however many launches arrive together, run programs in
+ * it, stop it when asked or when idle, and find running cages again after a restart.
+ */
+export class CageManager extends EventEmitter<ManagerEvents> {
+  private readonly running = new Map<string, RunningCage>();
+  private readonly starting = new Map<string, Promise<RunningCage>>();
+  private readonly stopping = new Map<string, Promise<void>>();
+  private nextProgramId = 1;
+  private inheritedPoll: NodeJS.Timeout | undefined;
+  private readonly self: ProcRef = procRef(process.pid);
+
+  constructor(private readonly deps: ManagerDeps) {
+    super();
+  }
+
+  /** Start a cage, or return it if it runs. Concurrent calls share one start. */
+  async start(name: string): Promise<void> {
+    await this.ensureStarted(checkCageName(name));
+  }
+
+  private async ensureStarted(name: string): Promise<RunningCage> {
+    const pendingStop = this.stopping.get(name);
+    if (pendingStop) await pendingStop;
+    const cage = this.running.get(name);
+    if (cage) {
+      if (this.isHealthy(cage)) return cage;
+      await this.teardown(name, cage, `cage "${name}" stopped unexpectedly`);
+    }
+    let pending = this.starting.get(name);
+    if (!pending) {
+      pending = this.doStart(name).finally(() => this.starting.delete(name));
+      this.starting.set(name, pending);
+    }
+    return pending;
+  }
+
+  private isHealthy(cage: RunningCage): boolean {
+    return cage.backend.isAlive(cage.sandbox) && cage.display.isAlive(cage.displayRecord, cage.backend, cage.sandbox);
+  }
+
+  private parts(config: CageConfig): { backend: Backend; display: CageDisplay } {
+    const backend = this.deps.backends[config.backend];
+    const display = this.deps.displays[config.display];
+    if (!backend) throw new KagomeError('NotSupported', `backend "${config.backend}" is not available in this kagome`);
+    if (!display) throw new KagomeError('NotSupported', `display "${config.display}" is not available in this kagome`);
+    return { backend, display };
+  }
+
+  private async doStart(name: string): Promise<RunningCage> {
+    const config = await this.deps.store.read(name);
+    const { backend, display } = this.parts(config);
+    const spec = cageSpec(config, this.deps.host);
+    backend.checkHost(spec);
+    display.checkHost();
+    await this.checkMounts(config);
+    const rt = cageRuntimePaths(this.deps.paths, name);
+    await fsp.mkdir(rt.logDir, { recursive: true, mode: 0o700 });
+    await fsp.mkdir(config.home, { recursive: true, mode: 0o700 });
+    const logFd = fs.openSync(path.join(rt.logDir, 'cage.log'), 'a', 0o600);
+    this.emit('state', name, 'starting', '');
+    this.deps.log.info(`cage ${name}: starting (${config.backend}, ${config.display}, network ${config.network})`);
+    const t0 = performance.now();
+    const ctx = this.displayContext(config, spec, rt, logFd);
+    let sandbox: SandboxRecord | undefined;
+    let prepared: DisplayRecord | undefined;
+    try {
+      prepared = await display.prepare(ctx);
+      display.contribute(ctx, prepared);
+      sandbox = await backend.start(spec, { logFd, etcDir: rt.etcDir });
+      const displayRecord = await display.start(ctx, backend, sandbox, prepared);
+      const cage: RunningCage = {
+        config,
+        spec,
+        rt,
+        backend,
+        display,
+        sandbox,
+        displayRecord,
+        programs: new Map(),
+        inherited: [],
+        startedAt: new Date().toISOString(),
+        logFd,
+      };
+      this.running.set(name, cage);
+      await this.persist(name, cage);
+      this.deps.log.info(`cage ${name}: running after ${Math.round(performance.now() - t0)} ms`);
+      this.emit('state', name, 'running', '');
+      return cage;
+    } catch (e) {
+      const err = asKagomeError(e, 'BackendFailed');
+      this.deps.log.error(`cage ${name}: start failed: ${err.message}`);
+      if (prepared) await display.stop(prepared).catch(() => undefined);
+      if (sandbox) await backend.stop(sandbox).catch(() => undefined);
+      fs.closeSync(logFd);
+      await removeState(rt.state);
+      this.emit('state', name, 'stopped', err.message);
+      throw err;
+    }
+  }
+
+  private async checkMounts(config: CageConfig): Promise<void> {
+    for (const m of config.mounts) {
+      try {
+        await fsp.stat(m.source);
+      } catch {
+        throw new FileError(
+          'InvalidCageFile',
+          { file: this.deps.store.fileOf(config.name), key: m.writable ? 'ReadWrite' : 'ReadOnly' },
+          `${m.source} does not exist on the host; create it or remove it from the cage file`,
+        );
+      }
+    }
+  }
+
+  private displayContext(config: CageConfig, spec: SandboxSpec, rt: CageRuntimePaths, logFd: number): DisplayContext {
+    return { config, spec, rt, hostDisplay: this.deps.hostEnv.DISPLAY ?? '', hostEnv: this.deps.hostEnv, logFd };
+  }
+
+  private async persist(name: string, cage: RunningCage): Promise<void> {
+    const state: CageState & { config: CageConfig; programs: ProcRef[] } = {
+      version: 1,
+      name,
+      backend: cage.config.backend,
+      display: cage.config.display,
+      startedAt: cage.startedAt,
+      sandbox: cage.sandbox,
+      displayState: cage.displayRecord,
+      owner: this.self,
+      // The configuration the cage was started with: a cage file edited or removed while the
+      // cage runs must not stop a restarted service from finding and stopping it.
+      config: cage.config,
+      programs: [
+        ...cage.inherited,
+        ...[...cage.programs.values()].map((p) => ({ pid: p.pid, start: procStart(p.pid) })).filter((r) => r.start !== ''),
+      ],
+    };
+    await writeState(cage.rt.state, state);
+  }
+
+  /** Run a program in a cage, starting the cage if needed. Resolves once the program is exec'd. */
+  async launchCommand(name: string, argv: string[], opts: LaunchOptions = {}): Promise<ProgramInfo> {
+    checkCageName(name);
+    checkArgv(argv);
+    const cage = await this.ensureStarted(name);
+    const program = argv[0]!;
+    const searchPath = cage.spec.env.PATH ?? '/usr/bin:/bin';
+    const resolved = await cage.backend.resolveProgram(cage.sandbox, program, searchPath);
+    if (!resolved) {
+      throw new KagomeError(
+        'NoSuchProgram',
+        `"${program}" was not found in cage "${name}" (searched ${program.includes('/') ? 'that path' : searchPath} inside the cage); install it on the host (bubblewrap cages share the host's /usr) or check the name`,
+      );
+    }
+    const env = { ...cage.spec.env };
+    if (opts.startupId) {
+      env.DESKTOP_STARTUP_ID = opts.startupId;
+      env.XDG_ACTIVATION_TOKEN = opts.startupId;
+    }
+    const cwd = await this.cwdInCage(cage, opts.cwd);
+    const handle = await cage.backend.exec(cage.sandbox, { argv, env, cwd, logFd: cage.logFd });
+    const info: ProgramInfo = { id: this.nextProgramId++, cage: name, argv: [...argv], pid: handle.pid, startedAt: new Date() };
+    cage.programs.set(info.id, info);
+    this.clearIdle(cage);
+    this.emit('program', info, 'started');
+    this.deps.log.info(`cage ${name}: started ${JSON.stringify(argv)} as pid ${handle.pid}`);
+    void this.persist(name, cage).catch((e) => this.deps.log.warn(`cage ${name}: could not save state: ${asKagomeError(e).message}`));
+    void handle.exited.then((code) => {
+      info.exitCode = code;
+      cage.programs.delete(info.id);
+      this.emit('program', info, 'exited');
+      if (this.running.get(name) === cage) {
+        void this.persist(name, cage).catch(() => undefined);
+        this.armIdle(name, cage);
+      }
+    });
+    return info;
+  }
+
+  private async cwdInCage(cage: RunningCage, cwd: string | undefined): Promise<string> {
+    if (!cwd || !cwd.startsWith('/')) return cage.spec.cwd;
+    const seen = cage.backend.hostPathOf(cage.sandbox, cwd);
+    if (!seen) return cage.spec.cwd;
+    try {
+      return (await fsp.stat(seen)).isDirectory() ? cwd : cage.spec.cwd;
+    } catch {
+      return cage.spec.cwd;
+    }
+  }
+
+  private programCount(cage: RunningCage): number {
+    return cage.programs.size + cage.inherited.filter((r) => isAlive(r)).length;
+  }
+
+  private clearIdle(cage: RunningCage): void {
+    if (cage.idleTimer) clearTimeout(cage.idleTimer);
+    cage.idleTimer = undefined;
+  }
+
+  private armIdle(name: string, cage: RunningCage): void {
+    this.clearIdle(cage);
+    if (cage.config.idleStopSeconds <= 0 || this.programCount(cage) > 0) return;
+    cage.idleTimer = setTimeout(() => {
+      if (this.running.get(name) === cage && this.programCount(cage) === 0) {
+        this.deps.log.info(`cage ${name}: idle for ${cage.config.idleStopSeconds} s, stopping`);
+        void this.stop(name).catch((e) => this.deps.log.error(`cage ${name}: idle stop failed: ${asKagomeError(e).message}`));
+      }
+    }, cage.config.idleStopSeconds * 1000);
+    cage.idleTimer.unref();
+  }
+
+  async stop(name: string): Promise<void> {
+    checkCageName(name);
+    const starting = this.starting.get(name);
+    if (starting) await starting.catch(() => undefined);
+    const pending = this.stopping.get(name);
+    if (pending) return pending;
+    const cage = this.running.get(name);
+    if (!cage) {
+      if (!(await this.deps.store.exists(name))) throw new KagomeError('NoSuchCage', `no cage named "${name}"`);
+      return;
+    }
+    const p = this.teardown(name, cage, '').finally(() => this.stopping.delete(name));
+    this.stopping.set(name, p);
+    return p;
+  }
+
+  private async teardown(name: string, cage: RunningCage, message: string): Promise<void> {
+    this.emit('state', name, 'stopping', message);
+    this.clearIdle(cage);
+    await cage.display.stop(cage.displayRecord).catch((e) => this.deps.log.warn(`cage ${name}: display stop: ${asKagomeError(e).message}`));
+    await cage.backend.stop(cage.sandbox);
+    this.running.delete(name);
+    await removeState(cage.rt.state);
+    try {
+      fs.closeSync(cage.logFd);
+    } catch {
+      /* already closed */
+    }
+    this.deps.log.info(`cage ${name}: stopped${message ? ` (${message})` : ''}`);
+    this.emit('state', name, 'stopped', message);
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.running.keys()].map((n) => this.stop(n).catch(() => undefined)));
+  }
+
+  /** Every cage: configured ones (valid or not) and running ones whose file has gone. */
+  async list(): Promise<CageInfo[]> {
+    const { cages, problems } = await this.deps.store.readAll();
+    const out = new Map<string, CageInfo>();
+    for (const c of cages) {
+      out.set(c.name, this.info(c.name, c));
+    }
+    for (const p of problems) {
+      out.set(p.name, { ...this.info(p.name, undefined), state: this.running.has(p.name) ? 'running' : 'invalid', error: p.error.message });
+    }
+    for (const [name, cage] of this.running) {
+      if (!out.has(name)) out.set(name, this.info(name, cage.config));
+    }
+    return [...out.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async get(name: string): Promise<CageInfo> {
+    checkCageName(name);
+    const running = this.running.get(name);
+    if (running) return this.info(name, running.config);
+    return this.info(name, await this.deps.store.read(name));
+  }
+
+  private info(name: string, config: CageConfig | undefined): CageInfo {
+    const cage = this.running.get(name);
+    const state: CageStateName = this.stopping.has(name) ? 'stopping' : this.starting.has(name) ? 'starting' : cage ? 'running' : 'stopped';
+    const c = cage?.config ?? config;
+    return {
+      name,
+      state,
+      description: c?.description ?? '',
+      backend: c?.backend ?? '',
+      display: c?.display ?? '',
+      network: c?.network ?? '',
+      programs: cage ? this.programCount(cage) : 0,
+      error: '',
+    };
+  }
+
+  programs(name?: string): ProgramInfo[] {
+    const out: ProgramInfo[] = [];
+    for (const [n, cage] of this.running) if (!name || n === name) out.push(...cage.programs.values());
+    return out;
+  }
+
+  /**
+   * Find cages left running by an earlier instance of the service (a crash, `kill -9`, an
+   * upgrade) and take them over; remove the state of cages that died meanwhile.
+   */
+  async adoptAll(): Promise<string[]> {
+    const dir = path.join(this.deps.paths.runtimeDir, 'cages');
+    let names: string[];
+    try {
+      names = await fsp.readdir(dir);
+    } catch {
+      return [];
+    }
+    const adopted: string[] = [];
+    for (const name of names) {
+      try {
+        if (await this.adopt(name)) adopted.push(name);
+      } catch (e) {
+        this.deps.log.error(`cage ${name}: could not be re-adopted: ${asKagomeError(e).message}`);
+      }
+    }
+    return adopted;
+  }
+
+  private async adopt(name: string): Promise<boolean> {
+    checkCageName(name);
+    const rt = cageRuntimePaths(this.deps.paths, name);
+    const state = (await readState(rt.state)) as (CageState & { config?: CageConfig; programs?: ProcRef[] }) | undefined;
+    if (!state?.config) return false;
+    const { backend, display } = this.parts(state.config);
+    const spec = cageSpec(state.config, this.deps.host);
+    if (!backend.isAlive(state.sandbox)) {
+      this.deps.log.info(`cage ${name}: found stopped since the last run; cleaning up`);
+      await display.stop(state.displayState).catch(() => undefined);
+      await backend.stop(state.sandbox).catch(() => undefined);
+      await removeState(rt.state);
+      return false;
+    }
+    const logFd = fs.openSync(path.join(rt.logDir, 'cage.log'), 'a', 0o600);
+    const ctx = this.displayContext(state.config, spec, rt, logFd);
+    display.contribute(ctx, state.displayState);
+    const displayRecord = await display.readopt(ctx, state.displayState);
+    const cage: RunningCage = {
+      config: state.config,
+      spec,
+      rt,
+      backend,
+      display,
+      sandbox: state.sandbox,
+      displayRecord,
+      programs: new Map(),
+      inherited: (state.programs ?? []).filter((r) => isAlive(r)),
+      startedAt: state.startedAt,
+      logFd,
+    };
+    this.running.set(name, cage);
+    await this.persist(name, cage);
+    this.watchInherited();
+    this.deps.log.info(`cage ${name}: re-adopted with ${cage.inherited.length} running program(s)`);
+    this.emit('state', name, 'running', 'adopted');
+    return true;
+  }
+
+  // Programs started by an earlier service are not our children, so their exit cannot be
+  // observed; they are checked once a second, and only while there are any.
+  private watchInherited(): void {
+    if (this.inheritedPoll) return;
+    this.inheritedPoll = setInterval(() => {
+      let any = false;
+      for (const [name, cage] of this.running) {
+        const before = cage.inherited.length;
+        cage.inherited = cage.inherited.filter((r) => isAlive(r));
+        if (cage.inherited.length !== before) {
+          void this.persist(name, cage).catch(() => undefined);
+          this.armIdle(name, cage);
+        }
+        if (cage.inherited.length) any = true;
+      }
+      if (!any) {
+        clearInterval(this.inheritedPoll);
+        this.inheritedPoll = undefined;
+      }
+    }, INHERITED_POLL_MS);
+    this.inheritedPoll.unref();
+  }
+
+  /** Detach from running cages without stopping them (service shutdown: cages outlive it). */
+  release(): void {
+    for (const cage of this.running.values()) {
+      this.clearIdle(cage);
+      try {
+        fs.closeSync(cage.logFd);
+      } catch {
+        /* ignore */
+      }
+    }
+    if (this.inheritedPoll) clearInterval(this.inheritedPoll);
+    this.running.clear();
+  }
+}
+
+function procStart(pid: number): string {
+  try {
+    return procRef(pid).start;
+  } catch {
+    return '';
+  }
+}
+
+export function checkArgv(argv: unknown): asserts argv is string[] {
+  if (!Array.isArray(argv) || argv.length === 0) {
+    throw new KagomeError('InvalidArgument', 'the command is empty: give the program to run and its arguments');
+  }
+  for (const a of argv) {
+    if (typeof a !== 'string') throw new KagomeError('InvalidArgument', 'every command argument must be a string');
+    if (a.includes('\0')) throw new KagomeError('InvalidArgument', 'a command argument contains a NUL byte, which no program can receive');
+  }
+  if (argv[0] === '') throw new KagomeError('InvalidArgument', 'the program name is empty');
+}

@@ -1,0 +1,36 @@
+import type { Backend, SandboxRecord } from '../backends/backend.js';
+import type { CageConfig } from '../cage/config.js';
+import type { CageRuntimePaths } from '../runtime/paths.js';
+import type { SandboxSpec } from '../sandbox.js';
+
+// A cage's display: where its programs draw, and how their windows reach the host. xpra runs
+// its server inside the cage and a client on the host (seamless windows); Xephyr runs a nested
+// X server on the host whose socket alone is given to the cage.
+
+export type DisplayRecord = Record<string, unknown>;
+
+export interface DisplayContext {
+  config: CageConfig;
+  spec: SandboxSpec;
+  rt: CageRuntimePaths;
+  /** the host's DISPLAY, where windows must appear */
+  hostDisplay: string;
+  /** environment for host-side clients (DISPLAY, XAUTHORITY, HOME, ...) */
+  hostEnv: Record<string, string>;
+  logFd: number;
+}
+
+export interface CageDisplay {
+  readonly kind: string;
+  checkHost(): void;
+  /** before the sandbox exists: starts host-side parts, if any */
+  prepare(ctx: DisplayContext): Promise<DisplayRecord>;
+  /** adds the display's mounts and environment to the cage (also when re-adopting: no side effects) */
+  contribute(ctx: DisplayContext, record: DisplayRecord): void;
+  /** once the sandbox exists: starts what runs inside and returns when programs can connect */
+  start(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord, prepared: DisplayRecord): Promise<DisplayRecord>;
+  isAlive(record: DisplayRecord, backend: Backend, sandbox: SandboxRecord): boolean;
+  /** after a service restart: bring back host-side parts that died (the client), keep the rest */
+  readopt(ctx: DisplayContext, record: DisplayRecord): Promise<DisplayRecord>;
+  stop(record: DisplayRecord): Promise<void>;
+}

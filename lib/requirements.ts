@@ -1,0 +1,54 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { KagomeError } from './errors.js';
+
+// A missing program must be reported as the Debian package that provides it, since that is
+// what the person has to install. One table, so every message says the same thing.
+export const DEBIAN_PACKAGES: Record<string, string> = {
+  bwrap: 'bubblewrap',
+  xpra: 'xpra',
+  Xvfb: 'xvfb',
+  Xephyr: 'xserver-xephyr',
+  xauth: 'xauth',
+  slirp4netns: 'slirp4netns',
+  nsenter: 'util-linux',
+  setpriv: 'util-linux',
+  python3: 'python3',
+  busctl: 'systemd',
+  'dbus-daemon': 'dbus',
+  xdotool: 'xdotool',
+};
+
+export function findInPath(program: string, envPath = process.env.PATH ?? '/usr/bin:/bin'): string | undefined {
+  if (program.includes('/')) return isExecutable(program) ? program : undefined;
+  for (const dir of envPath.split(':')) {
+    if (!dir) continue;
+    const candidate = path.join(dir, program);
+    if (isExecutable(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+function isExecutable(p: string): boolean {
+  try {
+    const st = fs.statSync(p);
+    if (!st.isFile()) return false;
+    fs.accessSync(p, fs.constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function missingProgramError(program: string, purpose: string): KagomeError {
+  const pkg = DEBIAN_PACKAGES[program];
+  const how = pkg ? `install the Debian package '${pkg}' (sudo apt-get install ${pkg})` : `install it and make sure it is on PATH`;
+  return new KagomeError('MissingProgram', `${program} is needed ${purpose} but was not found: ${how}`);
+}
+
+/** Resolve a host program or throw MissingProgram naming its Debian package. */
+export function requireProgram(program: string, purpose: string): string {
+  const found = findInPath(program);
+  if (!found) throw missingProgramError(program, purpose);
+  return found;
+}

@@ -1,0 +1,92 @@
+import type { CageConfig, NetworkMode } from './cage/config.js';
+
+// A cage's sandbox as data: a typed list of filesystem operations plus namespaces and
+// environment, built from the cage file and extended by the display and the bridges. A backend
+// turns it into its own arguments (bwrap flags, podman options, LXD devices) in one place, so
+// what a cage can see is decided here and can be tested without starting anything.
+
+export type SetupOp =
+  | { op: 'ro-bind'; source: string; dest: string; optional?: boolean }
+  | { op: 'bind'; source: string; dest: string }
+  | { op: 'tmpfs'; dest: string; mode?: number }
+  | { op: 'dir'; dest: string; mode?: number }
+  | { op: 'symlink'; target: string; dest: string }
+  | { op: 'proc'; dest: string }
+  | { op: 'dev'; dest: string };
+
+export interface SandboxSpec {
+  name: string;
+  hostname: string;
+  network: NetworkMode;
+  /** filesystem operations, applied in order: later mounts cover earlier ones */
+  ops: SetupOp[];
+  /** the environment of every program in the cage (nothing is inherited from the service) */
+  env: Record<string, string>;
+  /** where programs start: the cage's home */
+  cwd: string;
+  /** runtime directory inside the cage (XDG_RUNTIME_DIR) */
+  runtimeDir: string;
+}
+
+export interface HostFacts {
+  uid: number;
+  gid: number;
+  user: string;
+  /** the user's home path; the cage's private home is mounted at the same path, as flatpak does */
+  home: string;
+  lang: string | undefined;
+}
+
+/** Fixed paths inside every cage; a cage's namespaces are its own, so they never collide. */
+export const IN_CAGE = {
+  kagomeRun: '/run/kagome',
+  xpraDir: '/run/kagome/xpra',
+  etc: '/run/kagome/etc',
+};
+
+/**
+ * The parts of a cage that do not depend on the backend: home, extra mounts, environment.
+ * Backends add their root filesystem before these ops.
+ */
+export function cageSpec(config: CageConfig, host: HostFacts): SandboxSpec {
+  const runtimeDir = `/run/user/${host.uid}`;
+  const ops: SetupOp[] = [
+    { op: 'dir', dest: runtimeDir, mode: 0o700 },
+    { op: 'bind', source: config.home, dest: host.home },
+  ];
+  for (const m of config.mounts) {
+    ops.push(m.writable ? { op: 'bind', source: m.source, dest: m.dest } : { op: 'ro-bind', source: m.source, dest: m.dest });
+  }
+  const env: Record<string, string> = {
+    PATH: '/usr/local/bin:/usr/bin:/bin',
+    HOME: host.home,
+    USER: host.user,
+    LOGNAME: host.user,
+    SHELL: '/bin/sh',
+    LANG: host.lang ?? 'C.UTF-8',
+    XDG_RUNTIME_DIR: runtimeDir,
+    KAGOME_CAGE: config.name,
+    // No session bus is reachable from a cage; without this, GTK programs wait seconds for
+    // the accessibility bus before showing a window.
+    NO_AT_BRIDGE: '1',
+    ...config.environment,
+  };
+  return {
+    name: config.name,
+    hostname: `kagome-${config.name}`.slice(0, 63),
+    network: config.network,
+    ops,
+    env,
+    cwd: host.home,
+    runtimeDir,
+  };
+}
+
+/** /etc/passwd and /etc/group for the cage: only the user and nobody, never the host's list. */
+export function identityFiles(host: HostFacts): { passwd: string; group: string } {
+  const passwd =
+    `${host.user}:x:${host.uid}:${host.gid}:${host.user}:${host.home}:/bin/sh\n` +
+    (host.uid === 65534 ? '' : 'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n');
+  const group = `${host.user}:x:${host.gid}:\n` + (host.gid === 65534 ? '' : 'nogroup:x:65534:\n');
+  return { passwd, group };
+}

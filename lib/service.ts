@@ -1,0 +1,101 @@
+import os from 'node:os';
+import dbus from 'dbus-next';
+import { pathsFromEnv, requireRuntimeDir, type Env } from './runtime/paths.js';
+import { CageStore } from './cage/store.js';
+import { CageManager } from './cage/manager.js';
+import { BubblewrapBackend } from './backends/bubblewrap.js';
+import { XpraDisplay } from './display/xpra.js';
+import { XephyrDisplay } from './display/xephyr.js';
+import { Launcher } from './launcher.js';
+import { BusNotifier, type NotifyCall } from './notify.js';
+import type { Logger } from './log.js';
+import type { HostFacts } from './sandbox.js';
+import { baseDirs, dataSearchPath } from '../xdg/basedirs.js';
+import { DesktopIndex } from '../xdg/desktop-index.js';
+import { exportService, type ExportedService } from '../dbus/service.js';
+
+// `kagome daemon`: one session-bus connection, the engine, and the D-Bus objects over it.
+
+export function hostFacts(env: Env): HostFacts {
+  const info = os.userInfo();
+  return { uid: info.uid, gid: info.gid, user: info.username, home: env.HOME ?? info.homedir, lang: env.LANG };
+}
+
+/** What host-side display clients (xpra attach, Xephyr) need from the service's environment. */
+export function hostClientEnv(env: Env): Record<string, string> {
+  const keep = ['DISPLAY', 'XAUTHORITY', 'HOME', 'USER', 'LOGNAME', 'PATH', 'LANG', 'LC_ALL', 'XDG_RUNTIME_DIR', 'WAYLAND_DISPLAY', 'XDG_SESSION_TYPE'];
+  const out: Record<string, string> = {};
+  for (const k of keep) {
+    const v = env[k];
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}
+
+export interface RunningService {
+  manager: CageManager;
+  bus: ReturnType<typeof dbus.sessionBus>;
+  stop(opts?: { stopCages?: boolean }): Promise<void>;
+}
+
+function notifyCall(bus: ReturnType<typeof dbus.sessionBus>): NotifyCall {
+  return async (a) => {
+    const reply = await bus.call(
+      new dbus.Message({
+        destination: 'org.freedesktop.Notifications',
+        path: '/org/freedesktop/Notifications',
+        interface: 'org.freedesktop.Notifications',
+        member: 'Notify',
+        signature: 'susssasa{sv}i',
+        body: [a.appName, a.replacesId, a.icon, a.summary, a.body, a.actions, { urgency: new dbus.Variant('y', a.urgency) }, a.timeoutMs],
+      }),
+    );
+    return (reply?.body[0] as number) ?? 0;
+  };
+}
+
+export async function startService(env: Env, log: Logger): Promise<RunningService> {
+  const paths = pathsFromEnv(env);
+  requireRuntimeDir(paths);
+  const host = hostFacts(env);
+  const store = new CageStore(paths.cagesDir, { hostHome: host.home, homesDir: paths.homesDir });
+  const manager = new CageManager({
+    paths,
+    store,
+    host,
+    hostEnv: hostClientEnv(env),
+    backends: { bubblewrap: new BubblewrapBackend(host) },
+    displays: { xpra: new XpraDisplay(), xephyr: new XephyrDisplay() },
+    log,
+  });
+  const bus = dbus.sessionBus(env.DBUS_SESSION_BUS_ADDRESS ? { busAddress: env.DBUS_SESSION_BUS_ADDRESS } : {});
+  // A lost bus connection leaves nothing to serve; the cages keep running and are re-adopted.
+  bus.on('error', (e: Error) => {
+    log.error(`session bus connection lost: ${e.message}`);
+    manager.release();
+    process.exit(1);
+  });
+  const index = new DesktopIndex({ dataDirs: dataSearchPath(baseDirs(env)) });
+  const launcher = new Launcher(manager, index, new BusNotifier(notifyCall(bus), log), log);
+  const adopted = await manager.adoptAll();
+  if (adopted.length) log.info(`re-adopted running cages: ${adopted.join(', ')}`);
+  let exported: ExportedService;
+  try {
+    exported = await exportService(bus, manager, launcher);
+  } catch (e) {
+    manager.release();
+    bus.disconnect();
+    throw e;
+  }
+  log.info(`serving io.kagome.Kagome (cages in ${paths.cagesDir})`);
+  return {
+    manager,
+    bus,
+    async stop(opts = {}) {
+      await exported.release();
+      if (opts.stopCages) await manager.stopAll();
+      else manager.release();
+      bus.disconnect();
+    },
+  };
+}

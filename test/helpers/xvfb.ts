@@ -1,0 +1,70 @@
+// A headless X server per test file, for tests that need real windows.
+
+import { spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import { readFirstLine, stopChild, tail, track, unrefDaemon } from './daemons.js';
+
+export interface XvfbOptions {
+  width?: number;
+  height?: number;
+}
+
+export interface Xvfb {
+  /** e.g. ":3", ready for DISPLAY. */
+  display: string;
+  pid: number;
+  /** Kills the server and waits for it to exit (it removes its own lock and socket). */
+  stop(): Promise<void>;
+}
+
+const READY_TIMEOUT_MS = 15_000;
+
+export async function startXvfb(opts: XvfbOptions = {}): Promise<Xvfb> {
+  const width = opts.width ?? 1280;
+  const height = opts.height ?? 800;
+  // -displayfd makes the server pick a free display itself and report it once it is
+  // accepting connections: no guessed numbers racing other servers, no polling.
+  const child = spawn(
+    'Xvfb',
+    ['-displayfd', '3', '-nolisten', 'tcp', '-screen', '0', `${width}x${height}x24`],
+    { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] },
+  );
+  const spawned = new Promise<void>((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', reject);
+  });
+  try {
+    await spawned;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new Error('Xvfb is not installed (Debian package: xvfb)', { cause: err });
+    }
+    throw err;
+  }
+  track(child);
+  const stderr = tail(child.stderr);
+
+  let number: string;
+  try {
+    number = await readFirstLine('Xvfb', child, child.stdio[3] as Readable, stderr, READY_TIMEOUT_MS);
+  } catch (err) {
+    await stopChild(child);
+    throw err;
+  }
+  if (!/^\d+$/.test(number)) {
+    await stopChild(child);
+    throw new Error(`Xvfb reported an unexpected display number ${JSON.stringify(number)}:\n${stderr()}`);
+  }
+  unrefDaemon(child);
+
+  let stopped = false;
+  return {
+    display: ':' + number,
+    pid: child.pid ?? -1,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await stopChild(child);
+    },
+  };
+}
