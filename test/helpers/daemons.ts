@@ -4,25 +4,28 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 
-const live = new Set<ChildProcess>();
+const live = new Map<ChildProcess, (() => void) | undefined>();
 let hooked = false;
 
 /**
  * Remembers a daemon so it is SIGKILLed if the test process exits without stopping it
- * (an uncaught exception, a forgotten `after`). Signals that kill node outright skip
- * 'exit' handlers; nothing in-process can cover those.
+ * (an uncaught exception, a forgotten `after`), then `atExit` runs (synchronously:
+ * nothing async survives 'exit'). Signals that kill node outright skip 'exit'
+ * handlers; nothing in-process can cover those.
  */
-export function track(child: ChildProcess): void {
-  live.add(child);
-  child.once('exit', () => live.delete(child));
+export function track(child: ChildProcess, atExit?: () => void): void {
+  live.set(child, atExit);
+  // Only a stopped daemon is forgotten: one that died by itself still needs atExit.
   if (hooked) return;
   hooked = true;
   process.on('exit', () => {
-    for (const c of live) {
+    for (const [c, atExit] of live) {
+      // kill() is a no-op for a child already reaped, so a reused pid is never hit
+      c.kill('SIGKILL');
       try {
-        c.kill('SIGKILL');
+        atExit?.();
       } catch {
-        // already gone
+        // best effort: the process is exiting anyway
       }
     }
   });

@@ -2,6 +2,7 @@
 // exercise D-Bus activation without touching (or depending on) the desktop's bus.
 
 import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,10 +55,10 @@ export async function startSessionBus(opts: SessionBusOptions = {}): Promise<Ses
     }
     throw err;
   }
-  track(child);
+  track(child, () => rmSync(dir, { recursive: true, force: true }));
 
   // Activated services inherit both pipes; one buffer keeps their lines in order.
-  const output = new PassThroughLog();
+  const output = new OutputTail();
   child.stdout?.on('data', (c: Buffer) => output.add(c));
   child.stderr?.on('data', (c: Buffer) => output.add(c));
 
@@ -92,7 +93,7 @@ export async function startSessionBus(opts: SessionBusOptions = {}): Promise<Ses
   };
 }
 
-class PassThroughLog {
+class OutputTail {
   #text = '';
   add(chunk: Buffer): void {
     this.#text = (this.#text + chunk.toString('utf8')).slice(-65536);

@@ -1,0 +1,212 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import dbus from 'dbus-next';
+import { execa } from 'execa';
+import { makeTempEnv, type TempEnv } from './tmpenv.js';
+import { startSessionBus, type SessionBus } from './dbus-session.js';
+import { startXvfb, type Xvfb } from './xvfb.js';
+import { stopChild, track } from './daemons.js';
+
+// A whole kagome world for an integration test: temporary XDG directories, a private session
+// bus, an Xvfb host display, and the real service started from bin/kagome. Everything it
+// starts is stopped by cleanup(), including cages left running by a failed test.
+
+export const REPO = path.resolve(fileURLToPath(new URL('../../..', import.meta.url)));
+export const KAGOME = path.join(REPO, 'bin', 'kagome');
+export const KAGOME_OPEN = path.join(REPO, 'bin', 'kagome-open');
+
+export interface ServiceProcess {
+  child: ChildProcess;
+  log(): string;
+}
+
+type Bus = ReturnType<typeof dbus.sessionBus>;
+
+export class World {
+  service: ServiceProcess | undefined;
+  private client: Bus | undefined;
+  private serviceLog = '';
+
+  private constructor(
+    readonly tmp: TempEnv,
+    readonly bus: SessionBus,
+    readonly xvfb: Xvfb,
+    readonly env: Record<string, string>,
+  ) {}
+
+  static async create(opts: { servicesDirs?: string[] } = {}): Promise<World> {
+    const tmp = await makeTempEnv();
+    const xvfb = await startXvfb();
+    const baseEnv: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      LANG: 'C.UTF-8',
+      ...tmp.env,
+      DISPLAY: xvfb.display,
+    };
+    const bus = await startSessionBus({ env: baseEnv, ...(opts.servicesDirs ? { servicesDirs: opts.servicesDirs } : {}) });
+    return new World(tmp, bus, xvfb, { ...baseEnv, DBUS_SESSION_BUS_ADDRESS: bus.address });
+  }
+
+  get display(): string {
+    return this.xvfb.display;
+  }
+
+  get runtimeDir(): string {
+    return path.join(this.env.XDG_RUNTIME_DIR!, 'kagome');
+  }
+
+  cageFile(name: string): string {
+    return path.join(this.env.XDG_CONFIG_HOME!, 'kagome', 'cages', `${name}.cage`);
+  }
+
+  writeCage(name: string, body: string): void {
+    fs.mkdirSync(path.dirname(this.cageFile(name)), { recursive: true });
+    fs.writeFileSync(this.cageFile(name), body);
+  }
+
+  async startService(): Promise<ServiceProcess> {
+    const child = spawn(process.execPath, [KAGOME, 'daemon'], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    track(child);
+    const append = (d: Buffer) => (this.serviceLog += d.toString());
+    child.stdout!.on('data', append);
+    child.stderr!.on('data', append);
+    const service: ServiceProcess = { child, log: () => this.serviceLog };
+    this.service = service;
+    const deadline = Date.now() + 15000;
+    while (!(await this.nameHasOwner())) {
+      if (child.exitCode !== null) throw new Error(`kagome daemon exited (${child.exitCode}):\n${this.serviceLog}`);
+      if (Date.now() > deadline) throw new Error(`kagome daemon did not take io.kagome.Kagome in 15 s:\n${this.serviceLog}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return service;
+  }
+
+  /** kill -9: the service dies without any chance to clean up. */
+  async killService(): Promise<void> {
+    const s = this.service;
+    if (!s) return;
+    s.child.kill('SIGKILL');
+    if (s.child.exitCode === null && s.child.signalCode === null) await new Promise((r) => s.child.once('exit', r));
+    this.service = undefined;
+    // The bus notices the lost connection; wait until the name is free again.
+    const deadline = Date.now() + 5000;
+    while ((await this.nameHasOwner()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  async nameHasOwner(): Promise<boolean> {
+    const [owned] = await this.callRaw('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'NameHasOwner', 's', ['io.kagome.Kagome']);
+    return owned as boolean;
+  }
+
+  clientBus(): Bus {
+    if (!this.client) {
+      this.client = dbus.sessionBus({ busAddress: this.bus.address });
+      this.client.on('error', () => undefined);
+    }
+    return this.client;
+  }
+
+  async callRaw(destination: string, objectPath: string, iface: string, member: string, signature: string, body: unknown[]): Promise<unknown[]> {
+    const reply = await this.clientBus().call(new dbus.Message({ destination, path: objectPath, interface: iface, member, signature, body }));
+    return reply?.body ?? [];
+  }
+
+  /** Call the service; a D-Bus error rejects with {type, text}. */
+  call(iface: string, member: string, signature: string, body: unknown[]): Promise<unknown[]> {
+    return this.callRaw('io.kagome.Kagome', '/io/kagome/Kagome', iface, member, signature, body);
+  }
+
+  async callError(iface: string, member: string, signature: string, body: unknown[]): Promise<{ type: string; text: string }> {
+    try {
+      await this.call(iface, member, signature, body);
+    } catch (e) {
+      const err = e as { type?: string; text?: string };
+      return { type: err.type ?? 'none', text: err.text ?? String(e) };
+    }
+    throw new Error(`${iface}.${member} succeeded but an error was expected`);
+  }
+
+  launchCommand(cage: string, argv: string[]): Promise<unknown[]> {
+    return this.call('io.kagome.Launcher1', 'LaunchCommand', 'sasa{sv}', [cage, argv, {}]);
+  }
+
+  kagome(args: string[], extraEnv: Record<string, string> = {}) {
+    return execa(process.execPath, [KAGOME, ...args], { env: { ...this.env, ...extraEnv }, reject: false, timeout: 60000 });
+  }
+
+  /** Run a command inside a running cage, bypassing the service (as a test probe). */
+  async inCage(cage: string, argv: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+    const state = this.cageState(cage);
+    if (!state) throw new Error(`cage ${cage} is not running`);
+    const init = (state.sandbox as { init: { pid: number } }).init.pid;
+    const env = (state.config as unknown) ? undefined : undefined;
+    void env;
+    const r = await execa(
+      'nsenter',
+      ['--target', String(init), '--user', '--mount', '--pid', '--net', '--ipc', '--uts', '--root', '--wd=/', '--preserve-credentials', '--', 'setpriv', '--no-new-privs', '--bounding-set=-all', '--inh-caps=-all', '--', ...argv],
+      { reject: false, timeout: 30000, env: { PATH: '/usr/bin:/bin', HOME: this.env.HOME!, DISPLAY: ':100', XAUTHORITY: path.join(this.env.HOME!, '.Xauthority') }, extendEnv: false },
+    );
+    return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+  }
+
+  cageState(cage: string): Record<string, unknown> | undefined {
+    try {
+      return JSON.parse(fs.readFileSync(path.join(this.runtimeDir, 'cages', cage, 'state.json'), 'utf8')) as Record<string, unknown>;
+    } catch {
+      return undefined;
+    }
+  }
+
+  cageLog(cage: string): string {
+    try {
+      return fs.readFileSync(path.join(this.runtimeDir, 'cages', cage, 'log', 'cage.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Kill whatever cages the state files name: a failed test must not leave cages behind. */
+  private killCages(): void {
+    const dir = path.join(this.runtimeDir, 'cages');
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const state = this.cageState(name) as { sandbox?: Record<string, { pid: number } | undefined>; displayState?: Record<string, { pid: number } | undefined> } | undefined;
+      const pids = [state?.sandbox?.init, state?.sandbox?.slirp, state?.sandbox?.bwrap, state?.displayState?.client, state?.displayState?.server];
+      for (const p of pids) {
+        if (p?.pid) {
+          try {
+            process.kill(p.pid, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
+        }
+      }
+    }
+  }
+
+  async cleanup(): Promise<void> {
+    if (this.service) {
+      try {
+        const [cages] = (await this.call('io.kagome.Cages1', 'List', '', [])) as [Record<string, Record<string, { value: unknown }>>];
+        for (const [name, p] of Object.entries(cages)) {
+          if (p.State?.value === 'running') await this.call('io.kagome.Cages1', 'Stop', 's', [name]).catch(() => undefined);
+        }
+      } catch {
+        /* the service may be gone */
+      }
+      await stopChild(this.service.child);
+    }
+    this.killCages();
+    this.client?.disconnect();
+    await this.bus.stop();
+    await this.xvfb.stop();
+    await this.tmp.cleanup();
+  }
+}

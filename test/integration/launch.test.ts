@@ -1,0 +1,112 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import dbus from 'dbus-next';
+import { execa } from 'execa';
+import { World, KAGOME_OPEN } from '../helpers/kagome.js';
+import { waitForWindow, windowProperty } from '../helpers/x11.js';
+
+// One launch, end to end, by each way in: the CLI, a D-Bus Launch of a desktop entry, and
+// kagome-open (what Exec lines of shadow entries call). Each must put a real window on the
+// host display, with the program's own WM_CLASS.
+
+const { Interface } = dbus.interface;
+
+class FakeNotifications extends Interface {
+  calls: { summary: string; body: string }[] = [];
+  Notify(_app: string, _replaces: number, _icon: string, summary: string, body: string): number {
+    this.calls.push({ summary, body });
+    return this.calls.length;
+  }
+}
+FakeNotifications.configureMembers({ methods: { Notify: { inSignature: 'susssasa{sv}i', outSignature: 'u' } } });
+
+async function waitFor<T>(fn: () => T | undefined, ms = 20000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe('launch into a bubblewrap cage with an xpra window', () => {
+  let w: World;
+  const notifications = new FakeNotifications('org.freedesktop.Notifications');
+  let notifBus: ReturnType<typeof dbus.sessionBus>;
+
+  before(async () => {
+    w = await World.create();
+    notifBus = dbus.sessionBus({ busAddress: w.bus.address });
+    notifBus.export('/org/freedesktop/Notifications', notifications);
+    await notifBus.requestName('org.freedesktop.Notifications', 4);
+    w.writeCage('work', '[Cage]\nBackend=bubblewrap\nDisplay=xpra\nNetwork=none\nBorder=#ff0000\n');
+    fs.mkdirSync(path.join(w.env.XDG_DATA_HOME!, 'applications'), { recursive: true });
+    fs.writeFileSync(
+      path.join(w.env.XDG_DATA_HOME!, 'applications', 'kagome-test-clock.desktop'),
+      '[Desktop Entry]\nType=Application\nName=Test Clock\nExec=xclock -title "Clock %%"\nActions=logo;\n\n[Desktop Action logo]\nName=Logo\nExec=xlogo\n',
+    );
+    await w.startService();
+  });
+
+  after(async () => {
+    notifBus?.disconnect();
+    await w?.cleanup();
+  });
+
+  it('`kagome launch` starts xeyes and its window appears on the host with WM_CLASS xeyes/XEyes', async () => {
+    const r = await w.kagome(['launch', 'work', '--', 'xeyes']);
+    assert.equal(r.exitCode, 0, `${r.stderr}\n${w.service?.log()}\n${w.cageLog('work')}`);
+    const win = await waitForWindow(w.display, { wmClass: 'XEyes' });
+    assert.deepEqual(win.wmClass, ['xeyes', 'XEyes']);
+    // Seamless: the program's own title, not xpra's "... on host" decoration.
+    assert.equal(win.name, 'xeyes');
+  });
+
+  it('a D-Bus Launch of a desktop entry expands its Exec (%% → %) and shows the window; an action works too', async () => {
+    const [objectPath] = await w.call('io.kagome.Launcher1', 'Launch', 'ssasa{sv}', ['work', 'kagome-test-clock.desktop', [], {}]);
+    assert.match(objectPath as string, /^\/io\/kagome\/Kagome\/programs\/\d+$/);
+    const win = await waitForWindow(w.display, { wmClass: 'XClock' });
+    assert.equal(win.name, 'Clock %');
+    await w.call('io.kagome.Launcher1', 'Launch', 'ssasa{sv}', ['work', 'kagome-test-clock.desktop', [], { action: new dbus.Variant('s', 'logo') }]);
+    await waitForWindow(w.display, { wmClass: 'XLogo' });
+  });
+
+  it('kagome-open starts a program with arguments arriving byte for byte', async () => {
+    const title = `t "q" $(touch /tmp/pwned) %f\nline2 -x`;
+    const r = await execa(KAGOME_OPEN, ['--cage', 'work', '--', 'xlogo', '-title', title], { env: w.env, reject: false });
+    assert.equal(r.exitCode, 0, r.stderr);
+    const win = await waitForWindow(w.display, { name: title });
+    assert.equal(win.name, title);
+    assert.equal(fs.existsSync('/tmp/pwned'), false);
+  });
+
+  it('the window carries the cage border colour drawn by the host client (xpra --border)', async () => {
+    const win = await waitForWindow(w.display, { wmClass: 'XEyes' });
+    // xpra's client marks its windows; the border is drawn into the window, so check the
+    // client was started with the cage's colour rather than guessing pixels.
+    const state = w.cageState('work') as { displayState: { client: { pid: number } } };
+    const cmdline = fs.readFileSync(`/proc/${state.displayState.client.pid}/cmdline`, 'utf8').split('\0');
+    assert.ok(cmdline.includes('--border=#ff0000,3'), cmdline.join(' '));
+    assert.ok((await windowProperty(w.display, win.id, 'WM_CLASS')).includes('XEyes'));
+  });
+
+  it('a second program in the running cage shares its display and its /tmp', async () => {
+    await w.launchCommand('work', ['sh', '-c', 'echo "$DISPLAY" > /tmp/shared-marker']);
+    await w.launchCommand('work', ['sh', '-c', 'cat /tmp/shared-marker > "$HOME/seen"']);
+    const seen = path.join(w.env.XDG_DATA_HOME!, 'kagome', 'homes', 'work', 'seen');
+    const text = await waitFor(() => (fs.existsSync(seen) && fs.readFileSync(seen, 'utf8')) || undefined);
+    assert.equal(text.trim(), ':100');
+    // The marker lives in the cage's private /tmp, never the host's.
+    assert.equal(fs.existsSync('/tmp/shared-marker'), false);
+  });
+
+  it('a failed launch raises a desktop notification naming the program and the reason', async () => {
+    const err = await w.callError('io.kagome.Launcher1', 'LaunchCommand', 'sasa{sv}', ['work', ['no-such-program-here'], {}]);
+    assert.equal(err.type, 'io.kagome.Error.NoSuchProgram');
+    const n = await waitFor(() => notifications.calls.find((c) => c.summary.includes('no-such-program-here')));
+    assert.match(n.body, /not found in cage "work"/);
+  });
+});
