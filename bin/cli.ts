@@ -7,6 +7,8 @@ import { BACKENDS, DISPLAYS, NETWORKS, type BackendKind, type DisplayKind, type 
 import { checkCageName } from '../lib/cage/name.js';
 import { hostFacts, startService } from '../lib/service.js';
 import { stderrLogger } from '../lib/log.js';
+import { connectSessionBus } from '../lib/bus.js';
+import { closeInheritedFds } from '../lib/runtime/fds.js';
 import { BUS_NAME, OBJECT_PATH, LAUNCHER_IFACE, CAGES_IFACE } from '../dbus/service.js';
 
 // The kagome command. Cage files are read and written directly (no service needed); anything
@@ -27,7 +29,7 @@ function print(data: unknown, json: boolean, human: () => string): void {
 type Variant = InstanceType<typeof dbus.Variant>;
 
 async function withService<T>(fn: (call: (iface: string, member: string, signature: string, body: unknown[]) => Promise<unknown[]>) => Promise<T>): Promise<T> {
-  const bus = dbus.sessionBus(env.DBUS_SESSION_BUS_ADDRESS ? { busAddress: env.DBUS_SESSION_BUS_ADDRESS } : {});
+  const bus = connectSessionBus(env);
   bus.on('error', () => undefined);
   try {
     return await fn(async (iface, member, signature, body) => {
@@ -65,6 +67,8 @@ export function buildProgram(): Command {
     .description('run the service: own io.kagome.Kagome on the session bus (started by D-Bus activation or systemd)')
     .action(async () => {
       const log = stderrLogger();
+      const closed = closeInheritedFds();
+      if (closed.length) log.debug(`closed inherited descriptors ${closed.join(', ')}`);
       const service = await startService(env, log);
       const shutdown = (sig: string) => {
         log.info(`${sig}: leaving cages running; a new service will re-adopt them`);

@@ -12,6 +12,7 @@ import type { Logger } from './log.js';
 import type { HostFacts } from './sandbox.js';
 import { baseDirs, dataSearchPath } from '../xdg/basedirs.js';
 import { DesktopIndex } from '../xdg/desktop-index.js';
+import { connectSessionBus } from './bus.js';
 import { exportService, type ExportedService } from '../dbus/service.js';
 
 // `kagome daemon`: one session-bus connection, the engine, and the D-Bus objects over it.
@@ -68,7 +69,7 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
     displays: { xpra: new XpraDisplay(), xephyr: new XephyrDisplay() },
     log,
   });
-  const bus = dbus.sessionBus(env.DBUS_SESSION_BUS_ADDRESS ? { busAddress: env.DBUS_SESSION_BUS_ADDRESS } : {});
+  const bus = connectSessionBus(env);
   // A lost bus connection leaves nothing to serve; the cages keep running and are re-adopted.
   bus.on('error', (e: Error) => {
     log.error(`session bus connection lost: ${e.message}`);

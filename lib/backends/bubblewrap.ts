@@ -126,9 +126,10 @@ export function enterArgs(initPid: number, cwd: string, argv: string[]): string[
 // The cage's first program keeps the namespaces alive; everything else is entered. bwrap
 // reports the child pid before the child has built the sandbox's filesystem, so entering at
 // that moment can find a half-made root: the keeper, which bwrap runs only once setup is done,
-// writes one byte on fd 5 to say the cage is ready, then closes it.
+// writes one byte on fd 5 to say the cage is ready, then closes it and bwrap's info fd (3):
+// nothing in a cage may hold a descriptor of the service.
 const READY_FD = 5;
-const KEEPER = ['/bin/sh', '-c', `printf R >&${READY_FD} && exec sleep infinity ${READY_FD}>&-`];
+const KEEPER = ["/bin/sh", "-c", `printf R >&${READY_FD} && exec sleep infinity 3>&- ${READY_FD}>&-`];
 
 export class BubblewrapBackend implements Backend {
   readonly kind = 'bubblewrap';

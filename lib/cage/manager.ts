@@ -58,6 +58,8 @@ interface RunningCage {
   startedAt: string;
   logFd: number;
   idleTimer?: NodeJS.Timeout;
+  /** state writes in order: a burst of launches must never leave an older state on disk last */
+  persisting: Promise<void>;
 }
 
 export interface ManagerDeps {
@@ -161,6 +163,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
         inherited: [],
         startedAt: new Date().toISOString(),
         logFd,
+        persisting: Promise.resolve(),
       };
       this.running.set(name, cage);
       await this.persist(name, cage);
@@ -197,7 +200,13 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     return { config, spec, rt, hostDisplay: this.deps.hostEnv.DISPLAY ?? '', hostEnv: this.deps.hostEnv, logFd };
   }
 
-  private async persist(name: string, cage: RunningCage): Promise<void> {
+  private persist(name: string, cage: RunningCage): Promise<void> {
+    const next = cage.persisting.catch(() => undefined).then(() => this.writeCageState(name, cage));
+    cage.persisting = next;
+    return next;
+  }
+
+  private async writeCageState(name: string, cage: RunningCage): Promise<void> {
     const state: CageState & { config: CageConfig; programs: ProcRef[] } = {
       version: 1,
       name,
@@ -423,6 +432,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       inherited: (state.programs ?? []).filter((r) => isAlive(r)),
       startedAt: state.startedAt,
       logFd,
+      persisting: Promise.resolve(),
     };
     this.running.set(name, cage);
     await this.persist(name, cage);

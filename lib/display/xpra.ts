@@ -127,6 +127,9 @@ export class XpraDisplay implements CageDisplay {
 
   async prepare(ctx: DisplayContext): Promise<DisplayRecord> {
     fs.mkdirSync(ctx.rt.xpraDir, { recursive: true, mode: 0o700 });
+    // The home persists between runs; a cookie left from the last run would make the cage look
+    // ready before xpra has written the new one.
+    fs.rmSync(path.join(ctx.config.home, '.Xauthority'), { force: true });
     return {};
   }
 

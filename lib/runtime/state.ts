@@ -20,9 +20,12 @@ export interface CageState {
   owner: ProcRef;
 }
 
+let tmpCounter = 0;
+
+/** Callers must not write the same file concurrently (see CageManager.persist, which queues). */
 export async function writeState(file: string, state: CageState): Promise<void> {
   await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.tmp`;
+  const tmp = `${file}.${process.pid}.${++tmpCounter}.tmp`;
   await fs.writeFile(tmp, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
   await fs.rename(tmp, file);
 }

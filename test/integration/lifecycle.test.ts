@@ -1,0 +1,170 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import dbus from 'dbus-next';
+import { World } from '../helpers/kagome.js';
+import { waitForWindow, countWindows } from '../helpers/x11.js';
+
+// The life of a cage: many launches at once start it once; it survives the service being
+// killed; a restarted service finds it and launches into it; stop leaves nothing behind.
+
+function nsOf(pid: number): string | undefined {
+  try {
+    return fs.readlinkSync(`/proc/${pid}/ns/pid`);
+  } catch {
+    return undefined;
+  }
+}
+
+function processesInNamespace(ns: string, comm: string): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        return nsOf(pid) === ns && fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === comm;
+      } catch {
+        return false;
+      }
+    });
+}
+
+function alive(pid: number): boolean {
+  try {
+    return !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** bwrap's outer processes (one per sandbox; the second bwrap process is the cage's pid 1). */
+function bwrapProcessesFor(hostname: string): number {
+  const hostNs = nsOf(process.pid);
+  return fs
+    .readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        const args = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+        return args[0]?.endsWith('bwrap') && args.includes(hostname) && nsOf(Number(p)) === hostNs;
+      } catch {
+        return false;
+      }
+    }).length;
+}
+
+describe('cage lifecycle', () => {
+  let w: World;
+  const states: [string, string][] = [];
+  let listener: ReturnType<typeof dbus.sessionBus>;
+
+  before(async () => {
+    w = await World.create();
+    w.writeCage('busy', '[Cage]\n');
+    w.writeCage('survivor', '[Cage]\n');
+    w.writeCage('sleepy', '[Cage]\nIdleStop=1\n');
+    listener = dbus.sessionBus({ busAddress: w.bus.address });
+    await listener.call(
+      new dbus.Message({
+        destination: 'org.freedesktop.DBus',
+        path: '/org/freedesktop/DBus',
+        interface: 'org.freedesktop.DBus',
+        member: 'AddMatch',
+        signature: 's',
+        body: ["type='signal',interface='io.kagome.Cages1',member='StateChanged'"],
+      }),
+    );
+    listener.on('message', (m: InstanceType<typeof dbus.Message>) => {
+      if (m.member === 'StateChanged') states.push([m.body[0] as string, m.body[1] as string]);
+    });
+    await w.startService();
+  });
+
+  after(async () => {
+    listener?.disconnect();
+    await w?.cleanup();
+  });
+
+  it('20 simultaneous launches into a stopped cage start it once and run 20 programs', async () => {
+    const launches = Array.from({ length: 20 }, (_, i) => w.launchCommand('busy', ['sleep', String(300 + i)]));
+    const paths = (await Promise.all(launches)).map((r) => r[0] as string);
+    assert.equal(new Set(paths).size, 20);
+    assert.equal(states.filter(([c, s]) => c === 'busy' && s === 'starting').length, 1, JSON.stringify(states));
+    assert.equal(bwrapProcessesFor('kagome-busy'), 1);
+    const state = w.cageState('busy') as { sandbox: { pidNamespace: string } };
+    // The reply comes once each program is on its way into the cage; give the last ones a moment to exec.
+    const deadline = Date.now() + 5000;
+    while (processesInNamespace(state.sandbox.pidNamespace, 'sleep').length < 21 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(processesInNamespace(state.sandbox.pidNamespace, 'sleep').length, 20 + 1 /* the cage's keeper */);
+    const [programs] = (await w.call('io.kagome.Cages1', 'ListPrograms', 's', ['busy'])) as [unknown[]];
+    assert.equal(programs.length, 20);
+  });
+
+  it('no process in the cage, nor the host window client, holds any socket of the service (its bus connection)', async () => {
+    const sockets = (pid: number) => {
+      const out = new Set<string>();
+      for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+        try {
+          const l = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+          if (l.startsWith('socket:')) out.add(l);
+        } catch {
+          /* closed meanwhile */
+        }
+      }
+      return out;
+    };
+    const service = sockets(w.service!.child.pid!);
+    assert.ok(service.size > 0, 'the service has no sockets at all?');
+    const state = w.cageState('busy') as { sandbox: { pidNamespace: string; bwrap: { pid: number } }; displayState: { client: { pid: number } } };
+    const inCage = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number).filter((p) => nsOf(p) === state.sandbox.pidNamespace);
+    assert.ok(inCage.length >= 21);
+    for (const pid of [...inCage, state.sandbox.bwrap.pid, state.displayState.client.pid]) {
+      let theirs: Set<string>;
+      try {
+        theirs = sockets(pid);
+      } catch {
+        continue;
+      }
+      const shared = [...theirs].filter((s) => service.has(s));
+      assert.deepEqual(shared, [], `process ${pid} (${fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')}) holds the service's sockets`);
+    }
+  });
+
+  it('stop ends every process of the cage and its window client, and forgets its state', async () => {
+    const state = w.cageState('busy') as { sandbox: { pidNamespace: string; init: { pid: number } }; displayState: { client: { pid: number } } };
+    await w.call('io.kagome.Cages1', 'Stop', 's', ['busy']);
+    assert.equal(processesInNamespace(state.sandbox.pidNamespace, 'sleep').length, 0);
+    assert.equal(alive(state.sandbox.init.pid), false, 'the cage is still running');
+    assert.equal(alive(state.displayState.client.pid), false, 'the xpra client is still running');
+    assert.equal(w.cageState('busy'), undefined);
+    const [props] = (await w.call('io.kagome.Cages1', 'Get', 's', ['busy'])) as [Record<string, { value: unknown }>];
+    assert.equal(props.State!.value, 'stopped');
+  });
+
+  it('kill -9 of the service leaves the window; the restarted service lists the cage and launches into it', async () => {
+    await w.launchCommand('survivor', ['xeyes']);
+    await waitForWindow(w.display, { wmClass: 'XEyes' });
+    const before = w.cageState('survivor') as { sandbox: { init: { pid: number } } };
+    await w.killService();
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(await countWindows(w.display, 'XEyes'), 1, 'the window went away with the service');
+    await w.startService();
+    const [cages] = (await w.call('io.kagome.Cages1', 'List', '', [])) as [Record<string, Record<string, { value: unknown }>>];
+    assert.equal(cages.survivor!.State!.value, 'running');
+    assert.equal(cages.survivor!.Programs!.value, 1, 'the program started before the restart is still counted');
+    await w.launchCommand('survivor', ['xlogo']);
+    await waitForWindow(w.display, { wmClass: 'XLogo' });
+    const after = w.cageState('survivor') as { sandbox: { init: { pid: number } } };
+    assert.equal(after.sandbox.init.pid, before.sandbox.init.pid, 'the second program went into the same cage');
+    assert.equal(await countWindows(w.display, 'XEyes'), 1);
+  });
+
+  it('a cage with IdleStop stops by itself after its last program exits', async () => {
+    await w.launchCommand('sleepy', ['true']);
+    const deadline = Date.now() + 15000;
+    while (!states.some(([c, s]) => c === 'sleepy' && s === 'stopped') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(states.some(([c, s]) => c === 'sleepy' && s === 'stopped'), JSON.stringify(states));
+    assert.equal(w.cageState('sleepy'), undefined);
+  });
+});
