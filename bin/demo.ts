@@ -1,0 +1,117 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { requireProgram } from '../lib/requirements.js';
+
+// `npm run demo`: a demo cage launching real X programs through the real service, the way a
+// menu click would (kagome-open → D-Bus → cage → xpra window), ending with a screenshot.
+// It brings its own session bus and a private kagome configuration so it never touches the
+// user's cages; without a DISPLAY it brings an Xvfb screen too.
+
+const repo = path.resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const children: ChildProcess[] = [];
+
+function log(msg: string): void {
+  process.stdout.write(`demo: ${msg}\n`);
+}
+
+function readLine(child: ChildProcess, fd: number, what: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const s = child.stdio[fd] as NodeJS.ReadableStream;
+    s.on('data', (d: Buffer) => {
+      text += d.toString();
+      if (text.includes('\n')) resolve(text.split('\n')[0]!.trim());
+    });
+    child.once('exit', (code) => reject(new Error(`${what} exited (${code}) before it was ready`)));
+  });
+}
+
+async function waitForWindow(display: string, wmClass: string, timeoutMs = 30000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const r = await execa('xdotool', ['search', '--onlyvisible', '--class', wmClass], { env: { DISPLAY: display }, reject: false });
+    if (r.exitCode === 0 && String(r.stdout).trim()) return;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  throw new Error(`no ${wmClass} window appeared on ${display} within ${timeoutMs / 1000} s`);
+}
+
+async function main(): Promise<void> {
+  for (const [prog, why] of [
+    ['bwrap', 'for the cage'],
+    ['xpra', 'for the cage display'],
+    ['Xvfb', 'for the display inside the cage'],
+    ['dbus-daemon', 'for the demo session bus'],
+    ['xdotool', 'to see the window appear'],
+    ['import', 'for the screenshot (imagemagick)'],
+  ] as const) requireProgram(prog, why);
+
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-demo-'));
+  const dirs = Object.fromEntries(['config', 'data', 'runtime'].map((d) => [d, path.join(root, d)]));
+  for (const d of Object.values(dirs)) fs.mkdirSync(d!, { mode: 0o700 });
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    XDG_CONFIG_HOME: dirs.config!,
+    XDG_DATA_HOME: dirs.data!,
+    XDG_RUNTIME_DIR: dirs.runtime!,
+  };
+
+  let display = process.env.DISPLAY ?? '';
+  if (!display) {
+    const xvfb = spawn('Xvfb', ['-displayfd', '3', '-nolisten', 'tcp', '-screen', '0', '1280x800x24'], { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+    children.push(xvfb);
+    display = `:${await readLine(xvfb, 3, 'Xvfb')}`;
+    log(`no DISPLAY: started Xvfb on ${display}`);
+  }
+  env.DISPLAY = display;
+
+  const bus = spawn('dbus-daemon', ['--session', '--nofork', '--print-address=3'], { env, stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+  children.push(bus);
+  env.DBUS_SESSION_BUS_ADDRESS = await readLine(bus, 3, 'dbus-daemon');
+  log(`private session bus: ${env.DBUS_SESSION_BUS_ADDRESS}`);
+
+  const kagome = path.join(repo, 'bin', 'kagome');
+  const created = await execa(process.execPath, [kagome, 'cage', 'create', 'demo', '--description', 'kagome demo', '--border', '#e5a50a'], { env });
+  log(String(created.stdout).trim());
+
+  const daemon = spawn(process.execPath, [kagome, 'daemon'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+  children.push(daemon);
+
+  const t0 = performance.now();
+  // The launcher a shadow entry's Exec line calls; D-Bus activation is not needed here
+  // because the daemon is already starting, and kagome-open's call waits for the name.
+  await new Promise((r) => setTimeout(r, 300));
+  await execa(path.join(repo, 'bin', 'kagome-open'), ['--cage', 'demo', '--', 'xeyes'], { env, stdio: 'inherit' });
+  await waitForWindow(display, 'XEyes');
+  log(`xeyes is on ${display}, in cage "demo", ${Math.round(performance.now() - t0)} ms after the launch (cold: the cage and its display started)`);
+  const t1 = performance.now();
+  await execa(path.join(repo, 'bin', 'kagome-open'), ['--cage', 'demo', '--', 'xclock', '-geometry', '200x200+400+100'], { env, stdio: 'inherit' });
+  await waitForWindow(display, 'XClock');
+  log(`xclock joined it ${Math.round(performance.now() - t1)} ms after its launch (warm)`);
+  const list = await execa(process.execPath, [kagome, 'list'], { env });
+  log(`kagome list:\n${String(list.stdout)}`);
+
+  await new Promise((r) => setTimeout(r, 500));
+  const shot = path.resolve(process.env.KAGOME_DEMO_SCREENSHOT ?? 'kagome-demo.png');
+  await execa('import', ['-window', 'root', shot], { env });
+  await execa(process.execPath, [kagome, 'stop', 'demo'], { env });
+  log(`Screenshot: ${shot}`);
+}
+
+async function cleanup(): Promise<void> {
+  for (const c of children.reverse()) {
+    if (c.exitCode === null) c.kill('SIGTERM');
+  }
+}
+
+main()
+  .then(cleanup)
+  .catch(async (e: unknown) => {
+    process.stderr.write(`demo failed: ${(e as Error).message}\n`);
+    await cleanup();
+    process.exitCode = 1;
+  });

@@ -1,0 +1,167 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import dbus from 'dbus-next';
+import { World, REPO } from '../helpers/kagome.js';
+import { waitForWindow } from '../helpers/x11.js';
+
+// Bad input gets a named error a person can act on, and the service keeps answering.
+
+const L = 'io.kagome.Launcher1';
+const C = 'io.kagome.Cages1';
+
+describe('bad input gets named errors and the service keeps answering', () => {
+  let w: World;
+
+  before(async () => {
+    w = await World.create();
+    w.writeCage('good', '[Cage]\n');
+    w.writeCage('broken', '[Cage]\nBackend=bubblewrap\nDisplay=wayland\n');
+    w.writeCage('missingmount', '[Cage]\nReadOnly=/does/not/exist\n');
+    await w.startService();
+  });
+
+  after(async () => {
+    await w?.cleanup();
+  });
+
+  it('an unknown cage is NoSuchCage, naming the file to create', async () => {
+    const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['nosuch', ['xeyes'], {}]);
+    assert.equal(e.type, 'io.kagome.Error.NoSuchCage');
+    assert.match(e.text, /kagome cage create nosuch/);
+  });
+
+  for (const bad of ['../x', '', 'x'.repeat(65), 'a/b', 'a b']) {
+    it(`the cage name ${JSON.stringify(bad.length > 10 ? bad.slice(0, 10) + '…' : bad)} is InvalidArgument`, async () => {
+      for (const [iface, member, sig, body] of [
+        [L, 'LaunchCommand', 'sasa{sv}', [bad, ['xeyes'], {}]],
+        [L, 'Launch', 'ssasa{sv}', [bad, 'x.desktop', [], {}]],
+        [C, 'Start', 's', [bad]],
+        [C, 'Stop', 's', [bad]],
+      ] as const) {
+        const e = await w.callError(iface, member, sig, [...body]);
+        assert.equal(e.type, 'io.kagome.Error.InvalidArgument', `${member}: ${e.text}`);
+        assert.match(e.text, /1 to 64 characters/);
+      }
+    });
+  }
+
+  it('wrong D-Bus argument types are InvalidArgument naming the expected signature', async () => {
+    const e = await w.callError(L, 'LaunchCommand', 'ss', ['good', 'xeyes']);
+    assert.equal(e.type, 'io.kagome.Error.InvalidArgument');
+    assert.match(e.text, /sasa\{sv\}/);
+    const e2 = await w.callError(C, 'Start', 'u', [3]);
+    assert.equal(e2.type, 'io.kagome.Error.InvalidArgument');
+  });
+
+  it('a bad option (unknown key, wrong type, relative cwd) is InvalidArgument', async () => {
+    const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['good', ['xeyes'], { colour: new dbus.Variant('s', 'red') }]);
+    assert.equal(e.type, 'io.kagome.Error.InvalidArgument');
+    const e2 = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['good', ['xeyes'], { cwd: new dbus.Variant('u', 1) }]);
+    assert.match(e2.text, /must be of type s/);
+    const e3 = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['good', ['xeyes'], { cwd: new dbus.Variant('s', 'rel') }]);
+    assert.match(e3.text, /absolute/);
+    const e4 = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['good', [], {}]);
+    assert.equal(e4.type, 'io.kagome.Error.InvalidArgument');
+  });
+
+  it('a malformed cage file is InvalidCageFile with file, line, key and what is allowed; it does not hide the others', async () => {
+    const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['broken', ['xeyes'], {}]);
+    assert.equal(e.type, 'io.kagome.Error.InvalidCageFile');
+    assert.ok(e.text.includes(`${w.cageFile('broken')}:3: Display:`), e.text);
+    assert.match(e.text, /xpra, xephyr/);
+    const [cages] = (await w.call(C, 'List', '', [])) as [Record<string, Record<string, { value: unknown }>>];
+    assert.equal(cages.broken!.State!.value, 'invalid');
+    assert.match(cages.broken!.Error!.value as string, /Display/);
+    assert.equal(cages.good!.State!.value, 'stopped');
+    const cli = await w.kagome(['cage', 'validate']);
+    assert.equal(cli.exitCode, 1);
+    assert.match(cli.stdout, /good: ok/);
+  });
+
+  it('a mount of a path that does not exist names the key and the path', async () => {
+    const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['missingmount', ['xeyes'], {}]);
+    assert.equal(e.type, 'io.kagome.Error.InvalidCageFile');
+    assert.match(e.text, /ReadOnly: \/does\/not\/exist does not exist/);
+  });
+
+  it('a program that does not exist in the cage is NoSuchProgram', async () => {
+    const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['good', ['definitely-not-installed'], {}]);
+    assert.equal(e.type, 'io.kagome.Error.NoSuchProgram');
+    const e2 = await w.callError(L, 'Launch', 'ssasa{sv}', ['good', 'not-installed.desktop', [], {}]);
+    assert.equal(e2.type, 'io.kagome.Error.NoSuchApp');
+    const e3 = await w.callError(L, 'Launch', 'ssasa{sv}', ['good', 'not a desktop id', [], {}]);
+    assert.equal(e3.type, 'io.kagome.Error.InvalidArgument');
+  });
+
+  it('after all of that the service still answers and still launches', async () => {
+    const [cages] = (await w.call(C, 'List', '', [])) as [Record<string, unknown>];
+    assert.ok('good' in cages);
+    await w.launchCommand('good', ['xeyes']);
+    await waitForWindow(w.display, { wmClass: 'XEyes' });
+  });
+});
+
+describe('a missing program names its Debian package', () => {
+  let w: World;
+  before(async () => {
+    w = await World.create();
+    w.writeCage('good', '[Cage]\n');
+    // A PATH with everything but bwrap.
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-nobwrap-'));
+    for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
+      let entries: string[] = [];
+      try {
+        entries = fs.readdirSync(dir);
+      } catch {
+        continue;
+      }
+      for (const name of entries) {
+        if (name === 'bwrap' || fs.existsSync(path.join(bin, name))) continue;
+        try {
+          fs.symlinkSync(path.join(dir, name), path.join(bin, name));
+        } catch {
+          /* ignore */
+        }
+      }
+    }
+    w.env.PATH = bin;
+    await w.startService();
+  });
+  after(async () => {
+    await w?.cleanup();
+  });
+
+  it('without bwrap, a launch is MissingProgram naming the bubblewrap package', async () => {
+    const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['good', ['xeyes'], {}]);
+    assert.equal(e.type, 'io.kagome.Error.MissingProgram');
+    assert.match(e.text, /apt-get install bubblewrap/);
+  });
+});
+
+describe('D-Bus activation', () => {
+  let w: World;
+  let servicesDir: string;
+  before(async () => {
+    servicesDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-services-'));
+    // The real activation file from packaging/, with its Exec pointing at this checkout.
+    const template = fs.readFileSync(path.join(REPO, 'packaging', 'dbus', 'io.kagome.Kagome.service.in'), 'utf8');
+    fs.writeFileSync(path.join(servicesDir, 'io.kagome.Kagome.service'), template.replace(/@bindir@/g, path.join(REPO, 'bin')).replace(/^SystemdService=.*$/m, ''));
+    w = await World.create({ servicesDirs: [servicesDir] });
+    w.writeCage('good', '[Cage]\n');
+  });
+  after(async () => {
+    // The activated service is the bus's child; stopping the bus ends its connection and it exits.
+    await w?.cleanup();
+    fs.rmSync(servicesDir, { recursive: true, force: true });
+  });
+
+  it('a call to the stopped service starts it', async () => {
+    assert.equal(await w.nameHasOwner(), false);
+    const [cages] = (await w.call(C, 'List', '', [])) as [Record<string, unknown>];
+    assert.ok('good' in cages);
+    assert.equal(await w.nameHasOwner(), true);
+  });
+});
