@@ -110,6 +110,7 @@ export function enterArgs(initPid: number, cwd: string, argv: string[]): string[
     '--net',
     '--ipc',
     '--uts',
+    '--cgroup',
     '--root',
     `--wd=${cwd}`,
     '--preserve-credentials',

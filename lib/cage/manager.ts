@@ -107,7 +107,8 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     const cage = this.running.get(name);
     if (cage) {
       if (this.isHealthy(cage)) return cage;
-      await this.teardown(name, cage, `cage "${name}" stopped unexpectedly`);
+      // Many launches may find the same dead cage: it is cleaned up once, as a stop is.
+      await this.teardownOnce(name, cage, `cage "${name}" stopped unexpectedly`);
     }
     let pending = this.starting.get(name);
     if (!pending) {
@@ -309,7 +310,13 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       if (!(await this.deps.store.exists(name))) throw new KagomeError('NoSuchCage', `no cage named "${name}"`);
       return;
     }
-    const p = this.teardown(name, cage, '').finally(() => this.stopping.delete(name));
+    return this.teardownOnce(name, cage, '');
+  }
+
+  private teardownOnce(name: string, cage: RunningCage, message: string): Promise<void> {
+    const pending = this.stopping.get(name);
+    if (pending) return pending;
+    const p = this.teardown(name, cage, message).finally(() => this.stopping.delete(name));
     this.stopping.set(name, p);
     return p;
   }
@@ -320,6 +327,8 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     await cage.display.stop(cage.displayRecord).catch((e) => this.deps.log.warn(`cage ${name}: display stop: ${asKagomeError(e).message}`));
     await cage.backend.stop(cage.sandbox);
     this.running.delete(name);
+    // A state write queued by a launch must not bring the file back after it is removed.
+    await cage.persisting.catch(() => undefined);
     await removeState(cage.rt.state);
     try {
       fs.closeSync(cage.logFd);

@@ -1,0 +1,306 @@
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseCageFile } from '../../lib/cage/config.js';
+import { bwrapArgs, enterArgs, hostRootOps } from '../../lib/backends/bubblewrap.js';
+import { cageSpec, identityFiles, type HostFacts, type SandboxSpec } from '../../lib/sandbox.js';
+
+const HOST: HostFacts = { uid: 1000, gid: 1001, user: 'alice', home: '/home/alice', lang: 'de_DE.UTF-8' };
+const ETC = '/run/user/1000/kagome/cages/web/etc';
+const KEEPER = ['/bin/sh', '-c', 'exec sleep infinity'];
+
+function spec(cageFile: string, host: HostFacts = HOST, homesDir = `${host.home}/.local/share/kagome/homes`): SandboxSpec {
+  const config = parseCageFile(cageFile, '/cfg/web.cage', 'web', { hostHome: host.home, homesDir });
+  return cageSpec(config, host);
+}
+
+interface Mount {
+  flag: string;
+  source: string;
+  dest: string;
+  index: number;
+}
+
+/** The bind mounts of a bwrap command line, with their position. */
+function binds(args: string[]): Mount[] {
+  const out: Mount[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') break;
+    if (a === '--bind' || a === '--ro-bind' || a === '--ro-bind-try' || a === '--bind-try' || a === '--dev-bind') {
+      out.push({ flag: a, source: args[i + 1]!, dest: args[i + 2]!, index: i });
+      i += 2;
+    }
+  }
+  return out;
+}
+
+/** Index of a flag followed by the given operands. */
+function indexOf(args: string[], ...seq: string[]): number {
+  for (let i = 0; i + seq.length <= args.length; i++) {
+    if (seq.every((s, j) => args[i + j] === s)) return i;
+  }
+  return -1;
+}
+
+function setenvs(args: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--') break;
+    if (args[i] === '--setenv') {
+      env[args[i + 1]!] = args[i + 2]!;
+      i += 2;
+    }
+  }
+  return env;
+}
+
+describe('bwrapArgs namespaces and process', () => {
+  for (const network of ['none', 'full'] as const) {
+    it(`unshares every namespace, including the network, for Network=${network}`, () => {
+      const args = bwrapArgs(spec(`[Cage]\nNetwork=${network}\n`), ETC, KEEPER, { infoFd: 3 });
+      for (const flag of ['--unshare-user', '--unshare-ipc', '--unshare-pid', '--unshare-uts', '--unshare-net']) {
+        assert.ok(args.includes(flag), `${flag} in ${args.join(' ')}`);
+      }
+      assert.ok(!args.includes('--share-net'));
+      assert.ok(!args.includes('--unshare-all'), 'explicit flags only');
+      assert.ok(args.includes('--new-session'));
+      assert.ok(args.includes('--clearenv'));
+      assert.ok(args.indexOf('--clearenv') < args.indexOf('--setenv'), '--clearenv before any --setenv');
+    });
+  }
+
+  it('sets the hostname and the info fd, and the block fd only when given', () => {
+    const s = spec('[Cage]\n');
+    const without = bwrapArgs(s, ETC, KEEPER, { infoFd: 3 });
+    assert.notEqual(indexOf(without, '--hostname', 'kagome-web'), -1);
+    assert.notEqual(indexOf(without, '--info-fd', '3'), -1);
+    assert.ok(!without.includes('--block-fd'));
+    const withBlock = bwrapArgs(s, ETC, KEEPER, { infoFd: 7, blockFd: 4 });
+    assert.notEqual(indexOf(withBlock, '--info-fd', '7'), -1);
+    assert.notEqual(indexOf(withBlock, '--block-fd', '4'), -1);
+  });
+
+  it('ends with the working directory and the keeper after --', () => {
+    const args = bwrapArgs(spec('[Cage]\n'), ETC, KEEPER, { infoFd: 3 });
+    assert.deepEqual(args.slice(-(KEEPER.length + 3)), ['--chdir', '/home/alice', '--', ...KEEPER]);
+  });
+});
+
+describe('bwrapArgs filesystem', () => {
+  it('binds /usr and /etc read-only and replaces the user list', () => {
+    const args = bwrapArgs(spec('[Cage]\n'), ETC, KEEPER, { infoFd: 3 });
+    const b = binds(args);
+    const usr = b.find((m) => m.dest === '/usr');
+    assert.deepEqual(usr && [usr.flag, usr.source], ['--ro-bind', '/usr']);
+    const etc = b.find((m) => m.dest === '/etc')!;
+    assert.equal(etc.flag, '--ro-bind');
+    for (const f of ['passwd', 'group', 'hostname']) {
+      const m = b.find((x) => x.dest === `/etc/${f}`);
+      assert.ok(m, `/etc/${f} is replaced`);
+      assert.equal(m.flag, '--ro-bind');
+      assert.equal(m.source, `${ETC}/${f}`);
+      assert.ok(m.index > etc.index, `/etc/${f} is mounted over /etc, not under it`);
+    }
+    assert.ok(!b.some((m) => m.flag !== '--ro-bind' && m.flag !== '--ro-bind-try' && (m.dest === '/usr' || m.dest.startsWith('/etc'))));
+  });
+
+  it('never binds the host home, the host X sockets or the host session bus', () => {
+    const saved = { ...process.env };
+    process.env.DBUS_SESSION_BUS_ADDRESS = 'unix:path=/run/user/1000/bus';
+    process.env.XDG_RUNTIME_DIR = '/run/user/1000';
+    process.env.DISPLAY = ':0';
+    try {
+      for (const network of ['none', 'full'] as const) {
+        const args = bwrapArgs(
+          spec(`[Cage]\nNetwork=${network}\nReadWrite=~/Projects\nReadOnly=/srv/photos\n`),
+          ETC,
+          KEEPER,
+          { infoFd: 3 },
+        );
+        for (const m of binds(args)) {
+          assert.notEqual(m.source, '/home/alice', 'the host home is never a bind source');
+          assert.notEqual(m.source, '/home/alice/', 'the host home is never a bind source');
+          assert.notEqual(m.source, '/', 'the host root is never bound');
+        }
+        for (const a of args) {
+          assert.ok(!a.includes('/tmp/.X11-unix'), `no X socket: ${a}`);
+          assert.ok(!a.includes('/run/user/1000/bus'), `no session bus: ${a}`);
+        }
+      }
+    } finally {
+      for (const k of ['DBUS_SESSION_BUS_ADDRESS', 'XDG_RUNTIME_DIR', 'DISPLAY']) {
+        if (saved[k] === undefined) delete process.env[k];
+        else process.env[k] = saved[k];
+      }
+    }
+  });
+
+  it('binds the cage home read-write at the host home path', () => {
+    const args = bwrapArgs(spec('[Cage]\n'), ETC, KEEPER, { infoFd: 3 });
+    const home = binds(args).filter((m) => m.dest === '/home/alice');
+    assert.equal(home.length, 1);
+    assert.deepEqual([home[0]!.flag, home[0]!.source], ['--bind', '/home/alice/.local/share/kagome/homes/web']);
+  });
+
+  it('mounts the home and the shared folders after the tmpfs /tmp (a home under /tmp stays visible)', () => {
+    const host: HostFacts = { ...HOST, home: '/tmp/test-home' };
+    const s = spec('[Cage]\nReadWrite=/tmp/shared\nReadOnly=/tmp/ro\n', host, '/tmp/kagome-homes');
+    const args = bwrapArgs(s, ETC, KEEPER, { infoFd: 3 });
+    const tmp = indexOf(args, '--tmpfs', '/tmp');
+    assert.notEqual(tmp, -1);
+    const run = indexOf(args, '--tmpfs', '/run');
+    assert.notEqual(run, -1);
+    const home = indexOf(args, '--bind', '/tmp/kagome-homes/web', '/tmp/test-home');
+    assert.ok(home > tmp, `home bind (${home}) after --tmpfs /tmp (${tmp})`);
+    assert.ok(indexOf(args, '--bind', '/tmp/shared', '/tmp/shared') > tmp);
+    assert.ok(indexOf(args, '--ro-bind', '/tmp/ro', '/tmp/ro') > tmp);
+    // the runtime dir is created inside the tmpfs /run, so after it
+    const runtime = indexOf(args, '--perms', '0700', '--dir', '/run/user/1000');
+    assert.ok(runtime > run, `runtime dir (${runtime}) after --tmpfs /run (${run})`);
+  });
+
+  it('uses --ro-bind for ReadOnly and --bind for ReadWrite, in file order', () => {
+    const args = bwrapArgs(spec('[Cage]\nReadOnly=/srv/photos;/opt/tools:/tools\nReadWrite=~/Projects/site:~/site\n'), ETC, KEEPER, {
+      infoFd: 3,
+    });
+    const ro1 = indexOf(args, '--ro-bind', '/srv/photos', '/srv/photos');
+    const ro2 = indexOf(args, '--ro-bind', '/opt/tools', '/tools');
+    const rw = indexOf(args, '--bind', '/home/alice/Projects/site', '/home/alice/site');
+    const home = indexOf(args, '--bind', '/home/alice/.local/share/kagome/homes/web', '/home/alice');
+    assert.ok(ro1 > 0 && ro2 > ro1 && rw > ro2, `${ro1} ${ro2} ${rw}`);
+    assert.ok(home < rw, 'a folder shared into the home is mounted over the cage home, not hidden by it');
+    assert.equal(indexOf(args, '--bind', '/srv/photos', '/srv/photos'), -1);
+    assert.equal(indexOf(args, '--ro-bind', '/home/alice/Projects/site', '/home/alice/site'), -1);
+  });
+
+  it('overrides resolv.conf only for Network=full, after /etc', () => {
+    const none = bwrapArgs(spec('[Cage]\n'), ETC, KEEPER, { infoFd: 3 });
+    assert.ok(!none.includes('/etc/resolv.conf'));
+    const full = bwrapArgs(spec('[Cage]\nNetwork=full\n'), ETC, KEEPER, { infoFd: 3, blockFd: 4 });
+    const resolv = indexOf(full, '--ro-bind', `${ETC}/resolv.conf`, '/etc/resolv.conf');
+    assert.ok(resolv > indexOf(full, '--ro-bind', '/etc', '/etc'));
+  });
+
+  it('hostRootOps adds resolv.conf only with full network', () => {
+    const none = hostRootOps(ETC, 'none');
+    const full = hostRootOps(ETC, 'full');
+    assert.equal(full.length, none.length + 1);
+    assert.deepEqual(full.at(-1), { op: 'ro-bind', source: `${ETC}/resolv.conf`, dest: '/etc/resolv.conf' });
+    assert.ok(!none.some((o) => 'dest' in o && o.dest === '/etc/resolv.conf'));
+    assert.ok(none.some((o) => o.op === 'tmpfs' && o.dest === '/tmp'));
+    assert.ok(none.some((o) => o.op === 'proc' && o.dest === '/proc'));
+    assert.ok(none.some((o) => o.op === 'dev' && o.dest === '/dev'));
+    assert.ok(!none.some((o) => (o.op === 'bind' || o.op === 'ro-bind') && (o.source === '/home' || o.source === '/tmp' || o.source === '/run')));
+  });
+
+  it('marks optional host files with --ro-bind-try', () => {
+    const args = bwrapArgs(spec('[Cage]\n'), ETC, KEEPER, { infoFd: 3 });
+    assert.notEqual(indexOf(args, '--ro-bind-try', '/var/cache/fontconfig', '/var/cache/fontconfig'), -1);
+    assert.equal(indexOf(args, '--ro-bind', '/var/cache/fontconfig', '/var/cache/fontconfig'), -1);
+  });
+});
+
+describe('bwrapArgs environment', () => {
+  let saved: string | undefined;
+  beforeEach(() => {
+    saved = process.env.DBUS_SESSION_BUS_ADDRESS;
+    process.env.DBUS_SESSION_BUS_ADDRESS = 'unix:path=/run/user/1000/bus';
+  });
+  afterEach(() => {
+    if (saved === undefined) delete process.env.DBUS_SESSION_BUS_ADDRESS;
+    else process.env.DBUS_SESSION_BUS_ADDRESS = saved;
+  });
+
+  it('sets exactly the spec environment and nothing from the service', () => {
+    const s = spec('[Cage]\nEnvironment=EDITOR=vi;LANG=C.UTF-8\n');
+    const env = setenvs(bwrapArgs(s, ETC, KEEPER, { infoFd: 3 }));
+    assert.deepEqual(env, s.env);
+    assert.equal(env.DBUS_SESSION_BUS_ADDRESS, undefined);
+    assert.equal(env.HOME, '/home/alice');
+    assert.equal(env.USER, 'alice');
+    assert.equal(env.XDG_RUNTIME_DIR, '/run/user/1000');
+    assert.equal(env.KAGOME_CAGE, 'web');
+    assert.equal(env.EDITOR, 'vi');
+    assert.equal(env.LANG, 'C.UTF-8', 'the cage file overrides the host language');
+    assert.equal(env.NO_AT_BRIDGE, '1');
+  });
+
+  it('takes LANG from the host when the cage does not set it', () => {
+    assert.equal(spec('[Cage]\n').env.LANG, 'de_DE.UTF-8');
+    assert.equal(spec('[Cage]\n', { ...HOST, lang: undefined }).env.LANG, 'C.UTF-8');
+  });
+});
+
+describe('cageSpec', () => {
+  it('describes the cage from its config', () => {
+    const s = spec('[Cage]\nNetwork=full\n');
+    assert.equal(s.name, 'web');
+    assert.equal(s.hostname, 'kagome-web');
+    assert.equal(s.network, 'full');
+    assert.equal(s.cwd, '/home/alice');
+    assert.equal(s.runtimeDir, '/run/user/1000');
+    assert.deepEqual(s.ops.slice(0, 2), [
+      { op: 'dir', dest: '/run/user/1000', mode: 0o700 },
+      { op: 'bind', source: '/home/alice/.local/share/kagome/homes/web', dest: '/home/alice' },
+    ]);
+  });
+
+  it('keeps the hostname within 63 characters', () => {
+    const name = 'n'.repeat(64);
+    const config = parseCageFile('[Cage]\n', '/cfg/x.cage', name, { hostHome: HOST.home, homesDir: '/h' });
+    assert.equal(cageSpec(config, HOST).hostname.length, 63);
+  });
+});
+
+describe('enterArgs', () => {
+  it('joins every namespace of the cage and drops privileges before the program', () => {
+    const argv = ['firefox', '--new-window', 'https://example.org'];
+    const args = enterArgs(4242, '/home/alice/site', argv);
+    assert.notEqual(indexOf(args, '--target', '4242'), -1);
+    for (const ns of ['--user', '--mount', '--pid', '--net', '--ipc', '--uts']) assert.ok(args.includes(ns), ns);
+    assert.ok(args.includes('--root'));
+    assert.ok(args.includes('--wd=/home/alice/site'));
+    assert.ok(args.includes('--preserve-credentials'));
+    const setpriv = args.indexOf('setpriv');
+    assert.ok(setpriv > 0);
+    assert.equal(args[setpriv - 1], '--', 'setpriv is the command nsenter runs');
+    const programAt = args.length - argv.length;
+    assert.deepEqual(args.slice(programAt), argv);
+    assert.equal(args[programAt - 1], '--', 'the program follows -- so setpriv never reads it as options');
+    const privFlags = args.slice(setpriv + 1, programAt - 1);
+    assert.ok(privFlags.includes('--no-new-privs'));
+    assert.ok(privFlags.includes('--bounding-set=-all'));
+    assert.ok(privFlags.includes('--inh-caps=-all'));
+    // every nsenter option comes before setpriv
+    for (const opt of ['--target', '--user', '--preserve-credentials']) assert.ok(args.indexOf(opt) < setpriv);
+  });
+
+  it('keeps an argv with leading dashes after --', () => {
+    const argv = ['--help', '-x', '--', '--root'];
+    const args = enterArgs(7, '/', argv);
+    assert.deepEqual(args.slice(-argv.length), argv);
+    assert.equal(args[args.length - argv.length - 1], '--');
+    assert.equal(args.filter((a) => a === '--root').length, 2, 'only nsenter --root and the program argument');
+  });
+});
+
+describe('identityFiles', () => {
+  it('lists only the user and nobody', () => {
+    const { passwd, group } = identityFiles(HOST);
+    assert.deepEqual(passwd.split('\n'), [
+      'alice:x:1000:1001:alice:/home/alice:/bin/sh',
+      'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin',
+      '',
+    ]);
+    assert.deepEqual(group.split('\n'), ['alice:x:1001:', 'nogroup:x:65534:', '']);
+    assert.ok(!/^root:/m.test(passwd));
+    assert.ok(!/^root:/m.test(group));
+  });
+
+  it('does not list nobody twice when the user is nobody', () => {
+    const { passwd, group } = identityFiles({ ...HOST, user: 'nobody', uid: 65534, gid: 65534 });
+    assert.equal(passwd.trim().split('\n').length, 1);
+    assert.equal(group.trim().split('\n').length, 1);
+    assert.match(passwd, /^nobody:x:65534:65534:/);
+  });
+});

@@ -1,0 +1,297 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { FileError, KagomeError } from '../../lib/errors.js';
+import { defaultBorder, formatCageFile, parseCageFile, type CageConfig } from '../../lib/cage/config.js';
+import { checkCageName } from '../../lib/cage/name.js';
+
+const FILE = '/cfg/kagome/cages/web.cage';
+const CTX = { hostHome: '/home/alice', homesDir: '/home/alice/.local/share/kagome/homes' };
+
+const parse = (text: string, name = 'web'): CageConfig => parseCageFile(text, FILE, name, CTX);
+
+function parseError(text: string): FileError {
+  try {
+    parse(text);
+  } catch (e) {
+    assert.ok(e instanceof FileError, `expected a FileError, got ${String(e)}`);
+    assert.equal(e.errorName, 'InvalidCageFile');
+    assert.equal(e.file, FILE);
+    assert.ok(e.message.includes(FILE), `message names the file: ${e.message}`);
+    return e;
+  }
+  assert.fail(`expected ${JSON.stringify(text)} to be refused`);
+}
+
+/** The error must point at the line (1-based) and key, and say what is allowed. */
+function assertRefused(text: string, line: number, key: string, ...mentions: string[]): FileError {
+  const e = parseError(text);
+  assert.equal(e.line, line);
+  assert.equal(e.key, key);
+  assert.ok(e.message.startsWith(`${FILE}:${line}: ${key}:`), `place and key in ${JSON.stringify(e.message)}`);
+  for (const m of mentions) assert.ok(e.message.includes(m), `${JSON.stringify(e.message)} mentions ${JSON.stringify(m)}`);
+  return e;
+}
+
+describe('parseCageFile defaults', () => {
+  it('gives every default for a bare [Cage] group', () => {
+    const c = parse('[Cage]\n');
+    assert.deepEqual(c, {
+      name: 'web',
+      description: '',
+      backend: 'bubblewrap',
+      display: 'xpra',
+      network: 'none',
+      home: '/home/alice/.local/share/kagome/homes/web',
+      mounts: [],
+      environment: {},
+      idleStopSeconds: 0,
+      border: defaultBorder('web'),
+    });
+  });
+
+  it('derives the home from the cage name', () => {
+    assert.equal(parse('[Cage]\n', 'mail').home, '/home/alice/.local/share/kagome/homes/mail');
+    assert.equal(parse('[Cage]\nHome=\n').home, '/home/alice/.local/share/kagome/homes/web');
+  });
+
+  it('reads bytes as well as text', () => {
+    const c = parseCageFile(new TextEncoder().encode('[Cage]\nNetwork=full\n'), FILE, 'web', CTX);
+    assert.equal(c.network, 'full');
+  });
+
+  it('has a #rrggbb default border that differs between cages and is stable', () => {
+    const a = defaultBorder('web');
+    const b = defaultBorder('mail');
+    assert.match(a, /^#[0-9a-f]{6}$/);
+    assert.match(b, /^#[0-9a-f]{6}$/);
+    assert.notEqual(a, b);
+    assert.equal(defaultBorder('web'), a);
+    assert.equal(parse('[Cage]\n', 'mail').border, b);
+  });
+});
+
+describe('parseCageFile keys', () => {
+  it('parses every key', () => {
+    const c = parse(
+      [
+        '# a cage for the web',
+        '[Cage]',
+        'Backend=bubblewrap',
+        'Display=xephyr',
+        'Network=full',
+        'Home=~/cages/web-home/',
+        'ReadOnly=/srv/photos;/opt/tools:/tools;',
+        'ReadWrite=~/Projects/site:~/site;/data',
+        'Environment=LANG=C.UTF-8;EDITOR=vi;EQ=a=b;EMPTY=;',
+        'IdleStop=60',
+        'Border=#abc',
+        'Description=Browsing & mail',
+        'X-Foo=1',
+        '',
+      ].join('\n'),
+    );
+    assert.equal(c.backend, 'bubblewrap');
+    assert.equal(c.display, 'xephyr');
+    assert.equal(c.network, 'full');
+    assert.equal(c.home, '/home/alice/cages/web-home');
+    assert.deepEqual(c.mounts, [
+      { source: '/srv/photos', dest: '/srv/photos', writable: false },
+      { source: '/opt/tools', dest: '/tools', writable: false },
+      { source: '/home/alice/Projects/site', dest: '/home/alice/site', writable: true },
+      { source: '/data', dest: '/data', writable: true },
+    ]);
+    assert.deepEqual(c.environment, { LANG: 'C.UTF-8', EDITOR: 'vi', EQ: 'a=b', EMPTY: '' });
+    assert.equal(c.idleStopSeconds, 60);
+    assert.equal(c.border, '#abc');
+    assert.equal(c.description, 'Browsing & mail');
+  });
+
+  it('accepts the documented Border forms', () => {
+    assert.equal(parse('[Cage]\nBorder=none\n').border, undefined);
+    assert.equal(parse('[Cage]\nBorder=red\n').border, 'red');
+    assert.equal(parse('[Cage]\nBorder=#3465A4\n').border, '#3465A4');
+    assert.equal(parse('[Cage]\nBorder=dark slate blue\n').border, 'dark slate blue');
+  });
+
+  it('accepts IdleStop=0 and large whole numbers', () => {
+    assert.equal(parse('[Cage]\nIdleStop=0\n').idleStopSeconds, 0);
+    assert.equal(parse('[Cage]\nIdleStop=3600\n').idleStopSeconds, 3600);
+  });
+
+  it('allows X- extension keys', () => {
+    assert.equal(parse('[Cage]\nX-Foo=1\nX-Other-Tool=yes\n').name, 'web');
+  });
+
+  it('accepts a home outside the host home', () => {
+    assert.equal(parse('[Cage]\nHome=/srv/cage-homes/web\n').home, '/srv/cage-homes/web');
+  });
+});
+
+describe('parseCageFile errors', () => {
+  it('refuses an unknown display, listing the allowed ones', () => {
+    assertRefused('[Cage]\nDisplay=wayland\n', 2, 'Display', '"wayland"', 'xpra, xephyr');
+  });
+
+  it('refuses Network=host, listing none and full', () => {
+    assertRefused('[Cage]\nDescription=x\nNetwork=host\n', 3, 'Network', '"host"', 'none, full');
+  });
+
+  it('refuses an unknown backend', () => {
+    assertRefused('[Cage]\nBackend=podman\n', 2, 'Backend', '"podman"', 'bubblewrap');
+  });
+
+  it('refuses relative paths', () => {
+    assertRefused('[Cage]\nReadOnly=photos\n', 2, 'ReadOnly', '"photos"', 'absolute');
+    assertRefused('[Cage]\nReadWrite=/srv/a:site\n', 2, 'ReadWrite', '"site"', 'absolute');
+    assertRefused('[Cage]\nHome=homes/web\n', 2, 'Home', 'absolute');
+  });
+
+  it("refuses '..' in paths", () => {
+    assertRefused('[Cage]\nReadOnly=/srv/../etc\n', 2, 'ReadOnly', "'..'");
+    assertRefused('[Cage]\n\nReadWrite=/data:/home/alice/../../etc\n', 3, 'ReadWrite', "'..'");
+    assertRefused('[Cage]\nHome=~/../bob\n', 2, 'Home', "'..'");
+  });
+
+  it('refuses the host home itself as the cage home', () => {
+    assertRefused('[Cage]\nHome=~\n', 2, 'Home', 'your own home directory');
+    assertRefused('[Cage]\nHome=/home/alice/\n', 2, 'Home', 'your own home directory');
+    assertRefused('[Cage]\nHome=~/\n', 2, 'Home', 'your own home directory');
+  });
+
+  it('refuses binding the root directory and paths with more than one colon', () => {
+    assertRefused('[Cage]\nReadOnly=/\n', 2, 'ReadOnly', 'root directory');
+    assertRefused('[Cage]\nReadWrite=/srv:/\n', 2, 'ReadWrite', 'root directory');
+    assertRefused('[Cage]\nReadOnly=/a:/b:/c\n', 2, 'ReadOnly', 'HOST_PATH:CAGE_PATH');
+  });
+
+  it('refuses reserved and malformed environment entries', () => {
+    assertRefused('[Cage]\nEnvironment=DISPLAY=:0\n', 2, 'Environment', 'DISPLAY', 'cannot be overridden');
+    for (const name of ['XAUTHORITY', 'HOME', 'XDG_RUNTIME_DIR', 'DBUS_SESSION_BUS_ADDRESS', 'WAYLAND_DISPLAY']) {
+      assertRefused(`[Cage]\nEnvironment=A=1;${name}=x\n`, 2, 'Environment', name);
+    }
+    assertRefused('[Cage]\nEnvironment=NOVALUE\n', 2, 'Environment', 'NAME=VALUE');
+    assertRefused('[Cage]\nEnvironment=1X=a\n', 2, 'Environment', 'NAME=VALUE');
+    assertRefused('[Cage]\nEnvironment=A-B=a\n', 2, 'Environment', 'NAME=VALUE');
+  });
+
+  it('refuses IdleStop that is not a whole number of seconds', () => {
+    assertRefused('[Cage]\nIdleStop=soon\n', 2, 'IdleStop', '"soon"', 'whole number');
+    assertRefused('[Cage]\nIdleStop=-1\n', 2, 'IdleStop', '"-1"');
+    assertRefused('[Cage]\nIdleStop=1.5\n', 2, 'IdleStop', '"1.5"');
+  });
+
+  it('refuses a Border that is not a colour', () => {
+    assertRefused('[Cage]\nBorder=#12\n', 2, 'Border', '"#12"', '#rrggbb', 'none');
+    assertRefused('[Cage]\nBorder=#12345g\n', 2, 'Border', '"#12345g"');
+  });
+
+  it('refuses an unknown key, listing the allowed keys', () => {
+    const e = assertRefused('[Cage]\nDisplay=xpra\nFoo=1\n', 3, 'Foo', 'Backend', 'Display', 'Network', 'Description', 'X-*');
+    assert.ok(e.message.includes('unknown key'));
+  });
+
+  it('refuses a localized key', () => {
+    assertRefused('[Cage]\nBackend[de]=x\n', 2, 'Backend[de]', 'not localized');
+  });
+
+  it('refuses an unknown group, naming it', () => {
+    const e = parseError('[Cage]\nNetwork=none\n[Other]\na=1\n');
+    assert.ok(e.message.includes('[Other]'), e.message);
+    assert.ok(e.message.includes('[Cage]'), e.message);
+  });
+
+  it('refuses a file without a [Cage] group', () => {
+    for (const text of ['', '# only a comment\n', '[Other]\na=1\n']) {
+      const e = parseError(text);
+      assert.ok(e.message.includes('no [Cage] group'), e.message);
+    }
+  });
+
+  it('refuses a key before any group, with its line', () => {
+    const e = parseError('# c\nBackend=bubblewrap\n[Cage]\n');
+    assert.equal(e.line, 2);
+    assert.ok(e.message.startsWith(`${FILE}:2:`), e.message);
+    assert.ok(e.message.includes('before any group'), e.message);
+  });
+
+  it('refuses an invalid cage name with InvalidArgument', () => {
+    assert.throws(() => parse('[Cage]\n', '../x'), (e: unknown) => e instanceof KagomeError && e.errorName === 'InvalidArgument');
+  });
+});
+
+describe('formatCageFile', () => {
+  it('writes a file that parses back to the chosen values', () => {
+    const text = formatCageFile({
+      description: 'Photos; and more',
+      backend: 'bubblewrap',
+      display: 'xephyr',
+      network: 'full',
+      home: '/srv/homes/web',
+      readOnly: ['/srv/photos', '/opt/tools:/tools'],
+      readWrite: ['~/Projects/site:~/site'],
+      environment: ['LANG=C.UTF-8', 'GREETING=hello; world', 'PATHS=a\\b'],
+      idleStop: 90,
+      border: '#3465a4',
+    });
+    const c = parse(text);
+    assert.deepEqual(c, {
+      name: 'web',
+      description: 'Photos; and more',
+      backend: 'bubblewrap',
+      display: 'xephyr',
+      network: 'full',
+      home: '/srv/homes/web',
+      mounts: [
+        { source: '/srv/photos', dest: '/srv/photos', writable: false },
+        { source: '/opt/tools', dest: '/tools', writable: false },
+        { source: '/home/alice/Projects/site', dest: '/home/alice/site', writable: true },
+      ],
+      environment: { LANG: 'C.UTF-8', GREETING: 'hello; world', PATHS: 'a\\b' },
+      idleStopSeconds: 90,
+      border: '#3465a4',
+    });
+  });
+
+  it('writes only the essentials when nothing is chosen', () => {
+    const text = formatCageFile({});
+    assert.match(text, /^\[Cage\]\n/);
+    assert.ok(!/^(Home|IdleStop|Border|ReadOnly|ReadWrite|Environment|Description)=/m.test(text), text);
+    const c = parse(text);
+    assert.equal(c.backend, 'bubblewrap');
+    assert.equal(c.display, 'xpra');
+    assert.equal(c.network, 'none');
+    assert.equal(c.home, `${CTX.homesDir}/web`);
+    assert.equal(c.border, defaultBorder('web'));
+  });
+
+  it('keeps Border=none', () => {
+    assert.equal(parse(formatCageFile({ border: 'none' })).border, undefined);
+  });
+});
+
+describe('checkCageName', () => {
+  it('accepts valid names and returns them', () => {
+    for (const n of ['a', 'A-b_9', 'x'.repeat(64)]) assert.equal(checkCageName(n), n);
+  });
+
+  it('refuses invalid names with InvalidArgument', () => {
+    const bad: unknown[] = ['', '../x', '..', 'a/b', 'x'.repeat(65), 'a b', 'é', 'a.b', 'a\n', undefined, null, 42, ['a'], { name: 'a' }];
+    for (const n of bad) {
+      assert.throws(
+        () => checkCageName(n),
+        (e: unknown) => e instanceof KagomeError && e.errorName === 'InvalidArgument' && /1 to 64 characters/.test(e.message),
+        `should refuse ${String(n)}`,
+      );
+    }
+  });
+
+  it('shortens very long names in the message', () => {
+    try {
+      checkCageName('y'.repeat(500));
+      assert.fail('accepted a 500-character name');
+    } catch (e) {
+      assert.ok(e instanceof KagomeError);
+      assert.ok(e.message.length < 300, e.message);
+    }
+  });
+});

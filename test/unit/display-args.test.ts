@@ -1,0 +1,94 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { DEFAULT_SCREEN, XPRA_DISPLAY, xpraClientArgv, xpraServerArgv } from '../../lib/display/xpra.js';
+import { newCookie, xauthorityEntry } from '../../lib/display/xauth.js';
+
+const SOCKET = '/run/user/1000/kagome/cages/web/xpra/xpra.sock';
+
+/** Every `--name=value` option for one name. */
+const option = (argv: string[], name: string): string[] => argv.filter((a) => a.startsWith(`--${name}=`));
+
+describe('xpra command lines', () => {
+  const server = xpraServerArgv();
+  const client = xpraClientArgv(SOCKET, '#3465a4');
+  const clientNoBorder = xpraClientArgv(SOCKET, undefined);
+
+  for (const [label, argv] of [
+    ['server', server],
+    ['client', client],
+    ['client without border', clientNoBorder],
+  ] as const) {
+    it(`turns every data channel off on the ${label}`, () => {
+      for (const name of ['clipboard', 'file-transfer', 'open-url', 'open-files']) {
+        assert.deepEqual(option(argv, name), [`--${name}=no`], `${name} on the ${label}`);
+      }
+      for (const name of ['printing', 'notifications', 'webcam', 'pulseaudio', 'mdns']) {
+        assert.deepEqual(option(argv, name), [`--${name}=no`], `${name} on the ${label}`);
+      }
+    });
+  }
+
+  it('starts the server on the fixed display with socket activation', () => {
+    assert.equal(server[0], 'python3');
+    assert.equal(server[1], '-c');
+    assert.equal(server[3], '/run/kagome/xpra/xpra.sock');
+    assert.deepEqual(server.slice(4, 7), ['xpra', 'start', XPRA_DISPLAY]);
+    assert.deepEqual(option(server, 'bind'), ['--bind=none']);
+    assert.deepEqual(option(server, 'daemon'), ['--daemon=no']);
+    assert.deepEqual(option(server, 'start-new-commands'), ['--start-new-commands=no']);
+  });
+
+  it("sizes the server's Xvfb from the given screen", () => {
+    const [xvfb] = option(xpraServerArgv('1920x1080'), 'xvfb');
+    assert.ok(xvfb, 'an --xvfb option');
+    assert.match(xvfb, /-screen 0 1920x1080x24\+32 /);
+    assert.match(xvfb, /-nolisten tcp/);
+    assert.match(option(server, 'xvfb')[0]!, new RegExp(`-screen 0 ${DEFAULT_SCREEN}x24`));
+  });
+
+  it('attaches the client to the socket and keeps the title', () => {
+    assert.deepEqual(client.slice(0, 2), ['attach', `socket:${SOCKET}`]);
+    assert.deepEqual(option(client, 'title'), ['--title=@title@']);
+    assert.deepEqual(option(clientNoBorder, 'title'), ['--title=@title@']);
+  });
+
+  it('draws the border in the cage colour, or none when undefined', () => {
+    assert.deepEqual(option(client, 'border'), ['--border=#3465a4,3']);
+    assert.deepEqual(option(xpraClientArgv(SOCKET, 'red'), 'border'), ['--border=red,3']);
+    assert.deepEqual(option(clientNoBorder, 'border'), ['--border=no']);
+  });
+});
+
+describe('Xauthority entry', () => {
+  it('has the FamilyWild layout with an empty address and display number', () => {
+    const cookie = Buffer.from([...Array(16).keys()].map((i) => i * 16 + 1));
+    const entry = xauthorityEntry(cookie);
+    const name = Buffer.from('MIT-MAGIC-COOKIE-1');
+    assert.equal(entry.length, 2 + 2 + 2 + 2 + name.length + 2 + 16);
+    let at = 0;
+    const u16 = () => {
+      const v = entry.readUInt16BE(at);
+      at += 2;
+      return v;
+    };
+    assert.equal(u16(), 0xffff, 'family');
+    assert.equal(u16(), 0, 'address length');
+    assert.equal(u16(), 0, 'number length');
+    assert.equal(u16(), 18, 'name length');
+    assert.equal(entry.subarray(at, at + 18).toString('latin1'), 'MIT-MAGIC-COOKIE-1');
+    at += 18;
+    assert.equal(u16(), 16, 'data length');
+    assert.deepEqual(entry.subarray(at), cookie);
+  });
+
+  it('makes 16 random bytes that differ each time', () => {
+    const a = newCookie();
+    const b = newCookie();
+    assert.ok(Buffer.isBuffer(a));
+    assert.equal(a.length, 16);
+    assert.equal(b.length, 16);
+    assert.notDeepEqual(a, b);
+    assert.notDeepEqual(a, Buffer.alloc(16));
+    assert.deepEqual(xauthorityEntry(a).subarray(-16), a);
+  });
+});
