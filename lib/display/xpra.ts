@@ -148,6 +148,7 @@ export class XpraDisplay implements CageDisplay {
     requireProgram('xpra', 'to show cage windows on the host');
     requireProgram('Xvfb', 'by xpra, as the X server inside the cage');
     requireProgram('python3', 'by xpra');
+    requireProgram('xauth', "by xpra, to write the cage display's cookie");
   }
 
   async prepare(ctx: DisplayContext): Promise<DisplayRecord> {
