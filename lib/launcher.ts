@@ -1,11 +1,10 @@
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { KagomeError, asKagomeError } from './errors.js';
 import { checkCageName } from './cage/name.js';
-import { checkArgv, type CageManager, type LaunchOptions, type ProgramInfo } from './cage/manager.js';
+import { type CageManager, type LaunchOptions, type ProgramInfo } from './cage/manager.js';
 import type { Notifier } from './notify.js';
 import type { Logger } from './log.js';
-import { parseExec, expandExec } from '../xdg/exec.js';
+import { parseExec, expandExec, pathToFileUri } from '../xdg/exec.js';
 import type { Keyfile } from '../xdg/keyfile.js';
 
 // A launch: an app (desktop entry, optionally one of its actions) or a plain command, run in a
@@ -77,11 +76,7 @@ export class Launcher {
   }
 
   async launchCommand(cage: string, argv: string[], options: LaunchOptions): Promise<ProgramInfo> {
-    return this.reporting(cage, argv[0] ?? '', async () => {
-      checkCageName(cage);
-      checkArgv(argv);
-      return this.manager.launchCommand(cage, argv, options);
-    });
+    return this.reporting(cage, argv[0] ?? '', () => this.manager.launchCommand(cage, argv, options));
   }
 
   /** A failed launch is also told to the person at the screen, who may not see the D-Bus error. */
@@ -103,5 +98,5 @@ export class Launcher {
 export function toUri(arg: string, cwd: string | undefined): string {
   if (URI_SCHEME.test(arg) && !arg.startsWith('/')) return arg;
   const abs = path.isAbsolute(arg) ? arg : path.resolve(cwd ?? '/', arg);
-  return pathToFileURL(abs).href;
+  return pathToFileUri(abs);
 }

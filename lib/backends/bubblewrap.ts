@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { KagomeError } from '../errors.js';
@@ -135,6 +136,8 @@ const KEEPER = ["/bin/sh", "-c", `printf R >&${READY_FD} && exec sleep infinity 
 export class BubblewrapBackend implements Backend {
   readonly kind = 'bubblewrap';
 
+  private nsenter: string | undefined;
+
   constructor(private readonly host: HostFacts) {}
 
   checkHost(spec: SandboxSpec): void {
@@ -232,8 +235,9 @@ export class BubblewrapBackend implements Backend {
   async exec(record: SandboxRecord, req: ExecRequest): Promise<ExecHandle> {
     const r = record as BubblewrapRecord;
     if (!isAlive(r.init)) throw new KagomeError('BackendFailed', 'the cage is no longer running');
-    const nsenter = requireProgram('nsenter', 'to start programs in a running cage');
-    const child = spawn(nsenter, enterArgs(r.init.pid, req.cwd, req.argv), {
+    // Resolved once: this is the launch path, and PATH does not change under the service.
+    this.nsenter ??= requireProgram('nsenter', 'to start programs in a running cage');
+    const child = spawn(this.nsenter, enterArgs(r.init.pid, req.cwd, req.argv), {
       detached: true,
       env: req.env,
       stdio: ['ignore', req.logFd, req.logFd],
@@ -243,7 +247,7 @@ export class BubblewrapBackend implements Backend {
       child.once('error', (e) => reject(new KagomeError('BackendFailed', `could not enter the cage: ${e.message}`)));
     });
     const exited = new Promise<number>((resolve) =>
-      child.once('exit', (code, sig) => resolve(code ?? 128 + (sig ? signalNumber(sig) : 0))),
+      child.once('exit', (code, sig) => resolve(code ?? 128 + (sig ? os.constants.signals[sig] : 0))),
     );
     child.unref();
     return { pid: child.pid!, exited };
@@ -279,11 +283,6 @@ export class BubblewrapBackend implements Backend {
     await waitUntil(() => !isAlive(r.init) && !isAlive(r.bwrap), 3000, 10);
     signal(r.bwrap, 'SIGKILL');
   }
-}
-
-function signalNumber(sig: NodeJS.Signals): number {
-  const table: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15, SIGSEGV: 11, SIGABRT: 6 };
-  return table[sig] ?? 0;
 }
 
 /** bwrap writes {"child-pid": N} on the info fd once the namespaces exist. */

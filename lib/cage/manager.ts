@@ -10,7 +10,7 @@ import type { Backend, SandboxRecord } from '../backends/backend.js';
 import type { CageDisplay, DisplayContext, DisplayRecord } from '../display/display.js';
 import { cageRuntimePaths, type CageRuntimePaths, type Paths } from '../runtime/paths.js';
 import { readState, removeState, writeState, type CageState } from '../runtime/state.js';
-import { isAlive, procRef, type ProcRef } from '../runtime/proc.js';
+import { isAlive, processStartTime, procRef, type ProcRef } from '../runtime/proc.js';
 import { cageSpec, type HostFacts, type SandboxSpec } from '../sandbox.js';
 import type { Logger } from '../log.js';
 
@@ -33,6 +33,8 @@ export interface ProgramInfo {
   cage: string;
   argv: string[];
   pid: number;
+  /** start time of pid (see runtime/proc.ts), so a restarted service can tell it from a reused pid */
+  pidStart: string;
   startedAt: Date;
   exitCode?: number;
 }
@@ -222,7 +224,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       config: cage.config,
       programs: [
         ...cage.inherited,
-        ...[...cage.programs.values()].map((p) => ({ pid: p.pid, start: procStart(p.pid) })).filter((r) => r.start !== ''),
+        ...[...cage.programs.values()].filter((p) => p.pidStart !== '').map((p) => ({ pid: p.pid, start: p.pidStart })),
       ],
     };
     await writeState(cage.rt.state, state);
@@ -249,7 +251,14 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     }
     const cwd = await this.cwdInCage(cage, opts.cwd);
     const handle = await cage.backend.exec(cage.sandbox, { argv, env, cwd, logFd: cage.logFd });
-    const info: ProgramInfo = { id: this.nextProgramId++, cage: name, argv: [...argv], pid: handle.pid, startedAt: new Date() };
+    const info: ProgramInfo = {
+      id: this.nextProgramId++,
+      cage: name,
+      argv: [...argv],
+      pid: handle.pid,
+      pidStart: processStartTime(handle.pid) ?? '',
+      startedAt: new Date(),
+    };
     cage.programs.set(info.id, info);
     this.clearIdle(cage);
     this.emit('program', info, 'started');
@@ -486,14 +495,6 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     }
     if (this.inheritedPoll) clearInterval(this.inheritedPoll);
     this.running.clear();
-  }
-}
-
-function procStart(pid: number): string {
-  try {
-    return procRef(pid).start;
-  } catch {
-    return '';
   }
 }
 
