@@ -1,7 +1,7 @@
 // Shared plumbing for helpers that run a background daemon (dbus-daemon, Xvfb) for
 // the length of a test file.
 
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import type { Readable } from 'node:stream';
 
 const live = new Map<ChildProcess, (() => void) | undefined>();
@@ -108,4 +108,21 @@ export function tail(stream: Readable | null, max = 8192): () => string {
 export function unrefDaemon(child: ChildProcess): void {
   child.unref();
   for (const s of child.stdio) (s as { unref?: () => void } | null)?.unref?.();
+}
+
+/** Spawns a daemon and waits until it runs; a missing binary is named with its Debian package. */
+export async function spawnDaemon(command: string, args: string[], options: SpawnOptions, debianPackage: string): Promise<ChildProcess> {
+  const child = spawn(command, args, options);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', reject);
+    });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new Error(`${command} is not installed (Debian package: ${debianPackage})`, { cause: err });
+    }
+    throw err;
+  }
+  return child;
 }

@@ -1,13 +1,13 @@
 // A private D-Bus session bus per test file: tests can own io.kagome.* names and
 // exercise D-Bus activation without touching (or depending on) the desktop's bus.
 
-import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { readFirstLine, stopChild, track, unrefDaemon } from './daemons.js';
+import { readFirstLine, spawnDaemon, stopChild, track, unrefDaemon } from './daemons.js';
 
 export interface SessionBusOptions {
   /** Each becomes a <servicedir>, so *.service files there are activatable. */
@@ -38,21 +38,16 @@ export async function startSessionBus(opts: SessionBusOptions = {}): Promise<Ses
   const configFile = join(dir, 'bus.conf');
   await writeFile(configFile, busConfig(dir, opts.servicesDirs ?? []));
 
-  const child = spawn('dbus-daemon', ['--config-file=' + configFile, '--nofork', '--print-address=3'], {
-    stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
-    env: { ...process.env, ...opts.env },
-  });
-  const spawned = new Promise<void>((resolve, reject) => {
-    child.once('spawn', resolve);
-    child.once('error', reject);
-  });
+  let child: ChildProcess;
   try {
-    await spawned;
+    child = await spawnDaemon(
+      'dbus-daemon',
+      ['--config-file=' + configFile, '--nofork', '--print-address=3'],
+      { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } },
+      'dbus-daemon',
+    );
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new Error('dbus-daemon is not installed (Debian package: dbus-daemon)', { cause: err });
-    }
     throw err;
   }
   track(child, () => rmSync(dir, { recursive: true, force: true }));

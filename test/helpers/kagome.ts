@@ -136,19 +136,22 @@ export class World {
     return execa(process.execPath, [KAGOME, ...args], { env: { ...this.env, ...extraEnv }, reject: false, timeout: 60000 });
   }
 
-  /** Run a command inside a running cage, bypassing the service (as a test probe). */
-  async inCage(cage: string, argv: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-    const state = this.cageState(cage);
-    if (!state) throw new Error(`cage ${cage} is not running`);
-    const init = (state.sandbox as { init: { pid: number } }).init.pid;
-    const env = (state.config as unknown) ? undefined : undefined;
-    void env;
-    const r = await execa(
-      'nsenter',
-      ['--target', String(init), '--user', '--mount', '--pid', '--net', '--ipc', '--uts', '--root', '--wd=/', '--preserve-credentials', '--', 'setpriv', '--no-new-privs', '--bounding-set=-all', '--inh-caps=-all', '--', ...argv],
-      { reject: false, timeout: 30000, env: { PATH: '/usr/bin:/bin', HOME: this.env.HOME!, DISPLAY: ':100', XAUTHORITY: path.join(this.env.HOME!, '.Xauthority') }, extendEnv: false },
-    );
-    return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+  /** Path of a file in a cage's private home, as the host sees it. */
+  homeFile(cage: string, name: string): string {
+    return path.join(this.env.XDG_DATA_HOME!, 'kagome', 'homes', cage, name);
+  }
+
+  /**
+   * The text of a file once it exists: probes in cages write to a temp name and rename, so
+   * a file that exists is complete.
+   */
+  async readFileWhenWritten(file: string, timeoutMs = 10000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (!fs.existsSync(file)) {
+      if (Date.now() > deadline) throw new Error(`${file} was not written within ${timeoutMs / 1000} s`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    return fs.readFileSync(file, 'utf8');
   }
 
   cageState(cage: string): Record<string, unknown> | undefined {

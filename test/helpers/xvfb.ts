@@ -1,8 +1,7 @@
 // A headless X server per test file, for tests that need real windows.
 
-import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { readFirstLine, stopChild, tail, track, unrefDaemon } from './daemons.js';
+import { readFirstLine, spawnDaemon, stopChild, tail, track, unrefDaemon } from './daemons.js';
 
 export interface XvfbOptions {
   width?: number;
@@ -24,23 +23,12 @@ export async function startXvfb(opts: XvfbOptions = {}): Promise<Xvfb> {
   const height = opts.height ?? 800;
   // -displayfd makes the server pick a free display itself and report it once it is
   // accepting connections: no guessed numbers racing other servers, no polling.
-  const child = spawn(
+  const child = await spawnDaemon(
     'Xvfb',
     ['-displayfd', '3', '-nolisten', 'tcp', '-screen', '0', `${width}x${height}x24`],
     { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] },
+    'xvfb',
   );
-  const spawned = new Promise<void>((resolve, reject) => {
-    child.once('spawn', resolve);
-    child.once('error', reject);
-  });
-  try {
-    await spawned;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new Error('Xvfb is not installed (Debian package: xvfb)', { cause: err });
-    }
-    throw err;
-  }
   track(child);
   const stderr = tail(child.stderr);
 

@@ -51,22 +51,18 @@ describe('a cage cannot reach the host or other cages', () => {
     w.writeCage('other', '[Cage]\n');
     const hostSecret = path.join(w.env.HOME!, 'host-secret.txt');
     fs.writeFileSync(hostSecret, 'secret');
-    const otherHome = path.join(w.env.XDG_DATA_HOME!, 'kagome', 'homes', 'other');
-    const otherFile = path.join(otherHome, 'other-secret.txt');
+    const otherFile = w.homeFile('other', 'other-secret.txt');
     const busPath = w.bus.address.replace(/^unix:path=/, '').replace(/,.*$/, '');
     assert.ok(busPath.startsWith('/'), `expected a path bus address, got ${w.bus.address}`);
     const displayNumber = w.display.replace(/^:/, '');
     script = probeScript(displayNumber, busPath, hostSecret, otherFile, path.join(w.runtimeDir, 'cages', 'other'));
     await w.startService();
     await w.launchCommand('other', ['sh', '-c', 'echo x > "$HOME/other-secret.txt"; cp /bin/sleep "$HOME/other-cage-sleeper"; exec "$HOME/other-cage-sleeper" 600']);
-    for (let i = 0; i < 200 && !fs.existsSync(otherFile); i++) await new Promise((r) => setTimeout(r, 25));
-    assert.ok(fs.existsSync(otherFile), 'the other cage did not write its file');
+    await w.readFileWhenWritten(otherFile);
 
     for (const cage of ['offline', 'online']) {
-      const out = path.join(w.env.XDG_DATA_HOME!, 'kagome', 'homes', cage, 'probe.out');
       await w.launchCommand(cage, ['sh', '-c', `{\n${script}\n} > "$HOME/probe.tmp" 2>&1; mv "$HOME/probe.tmp" "$HOME/probe.out"`]);
-      for (let i = 0; i < 400 && !fs.existsSync(out); i++) await new Promise((r) => setTimeout(r, 25));
-      results[cage] = parse(fs.readFileSync(out, 'utf8'));
+      results[cage] = parse(await w.readFileWhenWritten(w.homeFile(cage, 'probe.out')));
     }
   });
 
@@ -110,12 +106,10 @@ describe('a cage cannot reach the host or other cages', () => {
   }
 
   it('Network=full has a network of its own (slirp4netns), Network=none only loopback', async () => {
-    const outFile = (cage: string) => path.join(w.env.XDG_DATA_HOME!, 'kagome', 'homes', cage, 'net.out');
     for (const cage of ['offline', 'online']) {
       await w.launchCommand(cage, ['sh', '-c', 'cat /proc/net/dev > "$HOME/net.tmp"; mv "$HOME/net.tmp" "$HOME/net.out"']);
     }
-    for (const cage of ['offline', 'online']) for (let i = 0; i < 200 && !fs.existsSync(outFile(cage)); i++) await new Promise((r) => setTimeout(r, 25));
-    assert.doesNotMatch(fs.readFileSync(outFile('offline'), 'utf8'), /tap0/);
-    assert.match(fs.readFileSync(outFile('online'), 'utf8'), /tap0/);
+    assert.doesNotMatch(await w.readFileWhenWritten(w.homeFile('offline', 'net.out')), /tap0/);
+    assert.match(await w.readFileWhenWritten(w.homeFile('online', 'net.out')), /tap0/);
   });
 });

@@ -49,11 +49,9 @@ describe('a cage with Display=xephyr', () => {
   });
 
   it('from inside, only the nested display is there: the host display is closed', async () => {
-    const out = path.join(w.env.XDG_DATA_HOME!, 'kagome', 'homes', 'nested', 'x.out');
     const n = w.display.replace(/^:/, '');
     await w.launchCommand('nested', ['sh', '-c', `{ xwininfo -root >/dev/null 2>&1 && echo nested-open || echo nested-closed; xwininfo -root -display :${n} >/dev/null 2>&1 && echo host-open || echo host-closed; python3 -c 'import socket; s = socket.socket(socket.AF_UNIX); print("abstract-open" if s.connect_ex("\\0/tmp/.X11-unix/X${n}") == 0 else "abstract-closed")'; } > "$HOME/x.tmp"; mv "$HOME/x.tmp" "$HOME/x.out"`]);
-    for (let i = 0; i < 400 && !fs.existsSync(out); i++) await new Promise((r) => setTimeout(r, 25));
-    const [nestedSeen, hostByPath, hostAbstract] = fs.readFileSync(out, 'utf8').trim().split('\n');
+    const [nestedSeen, hostByPath, hostAbstract] = (await w.readFileWhenWritten(w.homeFile('nested', 'x.out'))).trim().split('\n');
     assert.equal(nestedSeen, 'nested-open');
     // Inside, the nested server is display :0; when the host is :0 too, that name means the nested one.
     if (n !== '0') assert.equal(hostByPath, 'host-closed');
