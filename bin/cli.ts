@@ -9,6 +9,8 @@ import { hostFacts, startService } from '../lib/service.js';
 import { stderrLogger } from '../lib/log.js';
 import { connectSessionBus } from '../lib/bus.js';
 import { closeInheritedFds } from '../lib/runtime/fds.js';
+import { appShadows } from '../lib/apps.js';
+import type { AppShadows } from '../xdg/app-shadows.js';
 import { BUS_NAME, OBJECT_PATH, LAUNCHER_IFACE, CAGES_IFACE } from '../dbus/service.js';
 
 // The kagome command. Cage files are read and written directly (no service needed); anything
@@ -20,6 +22,10 @@ const env = process.env;
 function store(): CageStore {
   const paths = pathsFromEnv(env);
   return new CageStore(paths.cagesDir, { hostHome: hostFacts(env).home, homesDir: paths.homesDir });
+}
+
+function shadows(s: CageStore): AppShadows {
+  return appShadows(env, s, (m) => process.stderr.write(`kagome: warning: ${m}\n`));
 }
 
 function print(data: unknown, json: boolean, human: () => string): void {
@@ -197,6 +203,7 @@ export function buildProgram(): Command {
           ...Object.entries(c.environment).map(([k, v]) => `env: ${k}=${v}`),
           `idle stop: ${c.idleStopSeconds ? `${c.idleStopSeconds} s` : 'never'}`,
           `border: ${c.border ?? 'none'}`,
+          `app name: ${c.appName}`,
         ].join('\n') + '\n',
       );
     });
@@ -234,8 +241,62 @@ export function buildProgram(): Command {
     .action(async (name: string, o: { json?: boolean }) => {
       const s = store();
       const config = await s.read(name).catch(() => undefined);
+      if (!(await s.exists(name))) await s.remove(name); // the NoSuchCage error, before touching apps
+      // Its programs leave the menus first, so no shadow is left pointing at a missing cage.
+      const apps = await shadows(s).removeCage(name);
       const file = await s.remove(name);
-      print({ name, file, home: config?.home ?? null }, Boolean(o.json), () => `removed ${file}${config ? `\nits home is kept: ${config.home}` : ''}\n`);
+      print({ name, file, home: config?.home ?? null, apps: apps.map((a) => a.entryId) }, Boolean(o.json), () =>
+        `removed ${file}${apps.length ? `\nits programs are back to normal in the menus: ${apps.map((a) => a.entryId).join(', ')}` : ''}${config ? `\nits home is kept: ${config.home}` : ''}\n`,
+      );
+    });
+
+  const app = program.command('app').description('put installed programs in cages: their menu, dock and file-type launches then go through the cage');
+
+  app
+    .command('add')
+    .description('put a program in a cage (writes its shadow entry to ~/.local/share/applications)')
+    .argument('<cage>')
+    .argument('<desktop-id>', 'the program\'s desktop file ID, e.g. firefox-esr.desktop')
+    .option('--print', 'print the shadow entry instead of installing it')
+    .option('--force', 'replace a shadow entry that was edited by hand')
+    .option('--json', 'print JSON')
+    .action(async (cage: string, id: string, o: { print?: boolean; force?: boolean; json?: boolean }) => {
+      checkCageName(cage);
+      const s = store();
+      await s.read(cage);
+      if (o.print) {
+        process.stdout.write(await shadows(s).preview(cage, id));
+        return;
+      }
+      const r = await shadows(s).add(cage, id, { force: Boolean(o.force) });
+      print(r, Boolean(o.json), () => `${id} now starts in cage ${cage}: ${r.path}\n`);
+    });
+
+  app
+    .command('remove')
+    .description('take a program out of a cage; with no cage left its menu entry is as it was')
+    .argument('<cage>')
+    .argument('<desktop-id>')
+    .option('--json', 'print JSON')
+    .action(async (cage: string, id: string, o: { json?: boolean }) => {
+      checkCageName(cage);
+      const r = await shadows(store()).remove(cage, id);
+      print(r, Boolean(o.json), () =>
+        `${id} is no longer in cage ${cage}` +
+        (r.promoted ? `; it now starts in cage ${r.promoted.cage}` : r.restored ? `; your own entry is back: ${r.restored}` : '') +
+        '\n',
+      );
+    });
+
+  app
+    .command('list')
+    .description('list programs in cages')
+    .argument('[cage]', 'only this cage')
+    .option('--json', 'print JSON')
+    .action(async (cage: string | undefined, o: { json?: boolean }) => {
+      const rows = (await shadows(store()).list()).filter((r) => !cage || r.cage === cage);
+      const note = { active: '', edited: '\t(edited by hand: not updated)', dormant: '\t(not installed: waiting for it to return)' };
+      print(rows, Boolean(o.json), () => rows.map((r) => `${r.cage}\t${r.entryId}\t${r.path}${note[r.state]}\n`).join(''));
     });
 
   return program;

@@ -11,11 +11,11 @@ import type { Keyfile } from '../xdg/keyfile.js';
 // cage. The entry is always the original one, never kagome's own rewritten copy that hides it,
 // and its Exec line is parsed and expanded per the Desktop Entry Specification, never by a shell.
 
-export const SHADOW_KEY = 'X-Kagome-Cage';
 const MAIN_GROUP = 'Desktop Entry';
 
+/** Finds the original entry for an ID: never a shadow. */
 export interface EntryLookup {
-  lookup(id: string, opts?: { skip?: (kf: Keyfile) => boolean }): Promise<{ id: string; path: string; keyfile: Keyfile } | undefined>;
+  lookup(id: string): Promise<{ id: string; path: string; keyfile: Keyfile } | undefined>;
 }
 
 export interface AppLaunch {
@@ -44,7 +44,7 @@ export class Launcher {
       if (!DESKTOP_ID.test(req.desktopId)) {
         throw new KagomeError('InvalidArgument', `"${req.desktopId}" is not a desktop file ID: it looks like org.example.App.desktop`);
       }
-      const found = await this.entries.lookup(req.desktopId, { skip: (kf) => kf.has(MAIN_GROUP, SHADOW_KEY) });
+      const found = await this.entries.lookup(req.desktopId);
       if (!found) {
         throw new KagomeError('NoSuchApp', `no application "${req.desktopId}" is installed (looked in the applications folders of XDG_DATA_HOME and XDG_DATA_DIRS)`);
       }

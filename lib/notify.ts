@@ -10,6 +10,8 @@ export interface Notification {
   urgency?: 'low' | 'normal' | 'critical';
   /** id of an earlier notification to replace (progress updates) */
   replaces?: number;
+  /** a freedesktop icon name; failures are the default */
+  icon?: 'dialog-error' | 'dialog-warning' | 'dialog-information';
 }
 
 export interface Notifier {
@@ -41,7 +43,7 @@ export class BusNotifier implements Notifier {
       return await this.call({
         appName: 'kagome',
         replacesId: n.replaces ?? 0,
-        icon: 'dialog-error',
+        icon: n.icon ?? 'dialog-error',
         summary: n.summary,
         // Notification bodies may be rendered as markup; a message quoting a file name must not be.
         body: escapeMarkup(n.body),

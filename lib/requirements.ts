@@ -17,6 +17,7 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   busctl: 'systemd',
   'dbus-daemon': 'dbus',
   xdotool: 'xdotool',
+  'update-desktop-database': 'desktop-file-utils',
 };
 
 export function findInPath(program: string, envPath = process.env.PATH ?? '/usr/bin:/bin'): string | undefined {

@@ -1,4 +1,5 @@
 import os from 'node:os';
+import { promises as fsp } from 'node:fs';
 import dbus from 'dbus-next';
 import { pathsFromEnv, requireRuntimeDir, type Env } from './runtime/paths.js';
 import { CageStore } from './cage/store.js';
@@ -10,8 +11,7 @@ import { Launcher } from './launcher.js';
 import { BusNotifier, type NotifyCall } from './notify.js';
 import type { Logger } from './log.js';
 import type { HostFacts } from './sandbox.js';
-import { baseDirs, dataSearchPath } from '../xdg/basedirs.js';
-import { DesktopIndex } from '../xdg/desktop-index.js';
+import { appShadows, AppSync } from './apps.js';
 import { connectSessionBus } from './bus.js';
 import { exportService, type ExportedService } from '../dbus/service.js';
 
@@ -76,8 +76,10 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
     manager.release();
     process.exit(1);
   });
-  const index = new DesktopIndex({ dataDirs: dataSearchPath(baseDirs(env)) });
-  const launcher = new Launcher(manager, index, new BusNotifier(notifyCall(bus), log), log);
+  const notifier = new BusNotifier(notifyCall(bus), log);
+  const shadows = appShadows(env, store, (m) => log.warn(m));
+  // Launches read the original entry, never the shadow that sent them.
+  const launcher = new Launcher(manager, { lookup: (id) => shadows.resolveOriginal(id) }, notifier, log);
   const adopted = await manager.adoptAll();
   if (adopted.length) log.info(`re-adopted running cages: ${adopted.join(', ')}`);
   let exported: ExportedService;
@@ -89,10 +91,15 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
     throw e;
   }
   log.info(`serving io.kagome.Kagome (cages in ${paths.cagesDir})`);
+  // The watched folders must exist: chokidar does not notice a missing one appear.
+  await Promise.all([shadows.userApps, store.dir].map((d) => fsp.mkdir(d, { recursive: true, mode: 0o700 })));
+  const sync = new AppSync({ shadows, store, manager, notifier, log });
+  await sync.start().catch((e: Error) => log.error(`keeping menu entries in sync is off: ${e.message}`));
   return {
     manager,
     bus,
     async stop(opts = {}) {
+      await sync.stop();
       await exported.release();
       if (opts.stopCages) await manager.stopAll();
       else manager.release();

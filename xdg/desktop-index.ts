@@ -23,9 +23,24 @@ export interface DesktopIndexFs {
   realpath(path: string): Promise<string>;
 }
 
+/** Real desktop entries are a few kB, with dozens of translations some tens of kB. */
+export const MAX_ENTRY_BYTES = 256 * 1024;
+
+/** Reads a file, refusing one larger than MAX_ENTRY_BYTES without reading it. */
+async function readEntryFile(path: string): Promise<Uint8Array> {
+  const fh = await fsp.open(path, 'r');
+  try {
+    const { size } = await fh.stat();
+    if (size > MAX_ENTRY_BYTES) throw new Error(`the file is ${size} bytes; desktop entries larger than ${MAX_ENTRY_BYTES / 1024} KiB are not read`);
+    return await fh.readFile();
+  } finally {
+    await fh.close();
+  }
+}
+
 export const nodeFs: DesktopIndexFs = {
   readdir: (p) => fsp.readdir(p),
-  readFile: (p) => fsp.readFile(p),
+  readFile: readEntryFile,
   stat: (p) => fsp.stat(p),
   realpath: (p) => fsp.realpath(p),
 };
@@ -168,15 +183,25 @@ export class DesktopIndex {
 
   /** The launchable entry for an ID, or undefined if there is none (or it is hidden). */
   async lookup(id: string, opts: LookupOptions = {}): Promise<DesktopEntryRef | undefined> {
+    return (await this.find(id, opts)).entry;
+  }
+
+  /** Like lookup(), and also why each file with that ID was passed over: for error messages. */
+  async find(id: string, opts: LookupOptions = {}): Promise<{ entry?: DesktopEntryRef; problems: IndexProblem[] }> {
     checkId(id);
+    const problems: IndexProblem[] = [];
     for (const dataDir of this.dataDirs) {
       for await (const path of this.candidates(posix.join(dataDir, 'applications'), id)) {
         const v = await this.evaluate(path, opts.skip);
-        if (v.kind === 'entry') return { id, path, keyfile: v.keyfile };
-        if (v.kind === 'hidden' || (v.kind === 'problem' && v.claims)) return undefined;
+        if (v.kind === 'entry') return { entry: { id, path, keyfile: v.keyfile }, problems };
+        if (v.kind === 'hidden') return { problems: [...problems, { path, id, reason: 'deleted by Hidden=true' }] };
+        if (v.kind === 'problem') {
+          problems.push({ path, id, reason: v.reason });
+          if (v.claims) return { problems };
+        }
       }
     }
-    return undefined;
+    return { problems };
   }
 
   /** Every launchable entry in the data directories. Never fails because of one bad file. */

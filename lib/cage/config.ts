@@ -1,6 +1,7 @@
 import { FileError } from '../errors.js';
 import { Keyfile } from '../../xdg/keyfile.js';
 import { checkCageName } from './name.js';
+import { checkNameFormat, DEFAULT_NAME_FORMAT } from '../../xdg/shadow.js';
 
 // The cage file: `$XDG_CONFIG_HOME/kagome/cages/NAME.cage`, keyfile syntax (the same parser as
 // desktop entries), one `[Cage]` group. Every key is checked here, with the file, line and key
@@ -17,6 +18,7 @@ import { checkCageName } from './name.js';
 //   IdleStop=60                 # seconds after the last program exits; 0 = keep running
 //   Border=#3465a4              # window border colour on the host; none = no border
 //   Description=Browsing
+//   AppName={name} [{cage}]     # how this cage's apps are named in menus and docks
 
 export const CAGE_GROUP = 'Cage';
 export const BACKENDS = ['bubblewrap'] as const;
@@ -47,6 +49,8 @@ export interface CageConfig {
   idleStopSeconds: number;
   /** a colour xpra understands (#rrggbb or an X11 name), or undefined for no border */
   border: string | undefined;
+  /** the menu name of the cage's apps: {name} is the program's own name, {cage} the cage's */
+  appName: string;
 }
 
 export interface ConfigContext {
@@ -65,6 +69,7 @@ const KNOWN_KEYS = new Set([
   'IdleStop',
   'Border',
   'Description',
+  'AppName',
 ]);
 
 const DEFAULT_IDLE_STOP = 0;
@@ -176,6 +181,10 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     else border = borderRaw;
   }
 
+  const appName = kf.get(CAGE_GROUP, 'AppName') || DEFAULT_NAME_FORMAT;
+  const appNameProblem = checkNameFormat(appName);
+  if (appNameProblem) fail('AppName', `${JSON.stringify(appName)}: ${appNameProblem}`);
+
   return {
     name,
     description: kf.get(CAGE_GROUP, 'Description') ?? '',
@@ -187,6 +196,7 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     environment,
     idleStopSeconds,
     border,
+    appName,
   };
 }
 

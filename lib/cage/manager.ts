@@ -308,6 +308,36 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     cage.idleTimer.unref();
   }
 
+  /**
+   * The cage file changed on disk. A stopped cage needs nothing: every start reads the file.
+   * A running cage keeps what was fixed when it started (backend, display, network, home,
+   * mounts, environment, border), and those changes wait for its next start, which the log
+   * says; IdleStop, Description and AppName take effect at once.
+   */
+  async configChanged(name: string): Promise<void> {
+    const cage = this.running.get(name);
+    if (!cage || this.stopping.has(name)) return;
+    let config: CageConfig;
+    try {
+      config = await this.deps.store.read(name);
+    } catch (e) {
+      this.deps.log.warn(`cage ${name}: its file changed and cannot be used (${asKagomeError(e).message}); the running cage keeps its settings`);
+      return;
+    }
+    const fixed = (['backend', 'display', 'network', 'home', 'mounts', 'environment', 'border'] as const).filter(
+      (k) => JSON.stringify(config[k]) !== JSON.stringify(cage.config[k]),
+    );
+    const live = { idleStopSeconds: config.idleStopSeconds, description: config.description, appName: config.appName };
+    if (fixed.length === 0 && Object.entries(live).every(([k, v]) => cage.config[k as keyof typeof live] === v)) return;
+    cage.config = { ...cage.config, ...live };
+    if (fixed.length) {
+      this.deps.log.info(`cage ${name}: ${fixed.join(', ')} changed; that takes effect when the cage next starts ('kagome stop ${name}' stops it)`);
+    }
+    this.deps.log.info(`cage ${name}: settings reloaded (IdleStop=${config.idleStopSeconds})`);
+    this.armIdle(name, cage);
+    await this.persist(name, cage).catch((e) => this.deps.log.warn(`cage ${name}: could not save state: ${asKagomeError(e).message}`));
+  }
+
   async stop(name: string): Promise<void> {
     checkCageName(name);
     const starting = this.starting.get(name);

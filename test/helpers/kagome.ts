@@ -36,7 +36,11 @@ export class World {
     readonly env: Record<string, string>,
   ) {}
 
-  static async create(opts: { servicesDirs?: string[] } = {}): Promise<World> {
+  /**
+   * With `systemData`, XDG_DATA_DIRS starts with a temporary folder (systemApps is its
+   * applications/), standing for /usr/share: "installed" programs go there.
+   */
+  static async create(opts: { servicesDirs?: string[]; systemData?: boolean } = {}): Promise<World> {
     const tmp = await makeTempEnv();
     const xvfb = await startXvfb();
     const baseEnv: Record<string, string> = {
@@ -45,6 +49,11 @@ export class World {
       ...tmp.env,
       DISPLAY: xvfb.display,
     };
+    if (opts.systemData) {
+      const system = path.join(tmp.root, 'system');
+      fs.mkdirSync(path.join(system, 'applications'), { recursive: true });
+      baseEnv.XDG_DATA_DIRS = `${system}:/usr/share`;
+    }
     const bus = await startSessionBus({ env: baseEnv, ...(opts.servicesDirs ? { servicesDirs: opts.servicesDirs } : {}) });
     return new World(tmp, bus, xvfb, { ...baseEnv, DBUS_SESSION_BUS_ADDRESS: bus.address });
   }
@@ -55,6 +64,16 @@ export class World {
 
   get runtimeDir(): string {
     return path.join(this.env.XDG_RUNTIME_DIR!, 'kagome');
+  }
+
+  /** The "installed" applications folder of a world made with `systemData`. */
+  get systemApps(): string {
+    return path.join(this.tmp.root, 'system', 'applications');
+  }
+
+  /** $XDG_DATA_HOME/applications, where shadow entries go. */
+  get userApps(): string {
+    return path.join(this.env.XDG_DATA_HOME!, 'applications');
   }
 
   cageFile(name: string): string {

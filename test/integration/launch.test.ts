@@ -6,42 +6,19 @@ import dbus from 'dbus-next';
 import { execa } from 'execa';
 import { World, KAGOME_OPEN } from '../helpers/kagome.js';
 import { waitForWindow, windowProperty } from '../helpers/x11.js';
+import { startNotifications, waitFor } from '../helpers/notifications.js';
 
 // One launch, end to end, by each way in: the CLI, a D-Bus Launch of a desktop entry, and
 // kagome-open (what Exec lines of shadow entries call). Each must put a real window on the
 // host display, with the program's own WM_CLASS.
 
-const { Interface } = dbus.interface;
-
-class FakeNotifications extends Interface {
-  calls: { summary: string; body: string }[] = [];
-  Notify(_app: string, _replaces: number, _icon: string, summary: string, body: string): number {
-    this.calls.push({ summary, body });
-    return this.calls.length;
-  }
-}
-FakeNotifications.configureMembers({ methods: { Notify: { inSignature: 'susssasa{sv}i', outSignature: 'u' } } });
-
-async function waitFor<T>(fn: () => T | undefined, ms = 20000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 describe('launch into a bubblewrap cage with an xpra window', () => {
   let w: World;
-  const notifications = new FakeNotifications('org.freedesktop.Notifications');
-  let notifBus: ReturnType<typeof dbus.sessionBus>;
+  let notifications: Awaited<ReturnType<typeof startNotifications>>;
 
   before(async () => {
     w = await World.create();
-    notifBus = dbus.sessionBus({ busAddress: w.bus.address });
-    notifBus.export('/org/freedesktop/Notifications', notifications);
-    await notifBus.requestName('org.freedesktop.Notifications', 4);
+    notifications = await startNotifications(w.bus.address);
     w.writeCage('work', '[Cage]\nBackend=bubblewrap\nDisplay=xpra\nNetwork=none\nBorder=#ff0000\n');
     fs.mkdirSync(path.join(w.env.XDG_DATA_HOME!, 'applications'), { recursive: true });
     fs.writeFileSync(
@@ -52,7 +29,7 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
   });
 
   after(async () => {
-    notifBus?.disconnect();
+    notifications?.stop();
     await w?.cleanup();
   });
 
@@ -106,7 +83,7 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
   it('a failed launch raises a desktop notification naming the program and the reason', async () => {
     const err = await w.callError('io.kagome.Launcher1', 'LaunchCommand', 'sasa{sv}', ['work', ['no-such-program-here'], {}]);
     assert.equal(err.type, 'io.kagome.Error.NoSuchProgram');
-    const n = await waitFor(() => notifications.calls.find((c) => c.summary.includes('no-such-program-here')));
+    const n = await waitFor(() => notifications.server.calls.find((c) => c.summary.includes('no-such-program-here')));
     assert.match(n.body, /not found in cage "work"/);
   });
 });

@@ -46,6 +46,7 @@ describe('parseCageFile defaults', () => {
       environment: {},
       idleStopSeconds: 0,
       border: defaultBorder('web'),
+      appName: '{name} [{cage}]',
     });
   });
 
@@ -118,6 +119,12 @@ describe('parseCageFile keys', () => {
     assert.equal(parse('[Cage]\nIdleStop=3600\n').idleStopSeconds, 3600);
   });
 
+  it('reads AppName, the menu name format of the cage\'s apps', () => {
+    assert.equal(parse('[Cage]\nAppName={name} (sandboxed in {cage})\n').appName, '{name} (sandboxed in {cage})');
+    assert.equal(parse('[Cage]\nAppName={name}\n').appName, '{name}');
+    assert.equal(parse('[Cage]\nAppName=\n').appName, '{name} [{cage}]');
+  });
+
   it('allows X- extension keys', () => {
     assert.equal(parse('[Cage]\nX-Foo=1\nX-Other-Tool=yes\n').name, 'web');
   });
@@ -134,6 +141,11 @@ describe('parseCageFile errors', () => {
 
   it('refuses Network=host, listing none and full', () => {
     assertRefused('[Cage]\nDescription=x\nNetwork=host\n', 3, 'Network', '"host"', 'none, full');
+  });
+
+  it('refuses an AppName without {name} or with an unknown placeholder', () => {
+    assertRefused('[Cage]\nAppName=[{cage}]\n', 2, 'AppName', '{name}');
+    assertRefused('[Cage]\nAppName={name} {Cage}\n', 2, 'AppName', '{Cage}');
   });
 
   it('refuses an unknown backend', () => {
@@ -249,6 +261,7 @@ describe('formatCageFile', () => {
       environment: { LANG: 'C.UTF-8', GREETING: 'hello; world', PATHS: 'a\\b' },
       idleStopSeconds: 90,
       border: '#3465a4',
+      appName: '{name} [{cage}]',
     });
   });
 

@@ -1,0 +1,34 @@
+import dbus from 'dbus-next';
+
+// A notification server on the test's private bus, recording what kagome tells the user.
+
+const { Interface } = dbus.interface;
+
+export class FakeNotifications extends Interface {
+  calls: { summary: string; body: string; icon: string }[] = [];
+  Notify(_app: string, _replaces: number, icon: string, summary: string, body: string): number {
+    this.calls.push({ summary, body, icon });
+    return this.calls.length;
+  }
+}
+FakeNotifications.configureMembers({ methods: { Notify: { inSignature: 'susssasa{sv}i', outSignature: 'u' } } });
+
+/** Owns org.freedesktop.Notifications on the bus at `address` until stopped. */
+export async function startNotifications(address: string): Promise<{ server: FakeNotifications; stop(): void }> {
+  const bus = dbus.sessionBus({ busAddress: address });
+  const server = new FakeNotifications('org.freedesktop.Notifications');
+  bus.export('/org/freedesktop/Notifications', server);
+  await bus.requestName('org.freedesktop.Notifications', 4);
+  return { server, stop: () => bus.disconnect() };
+}
+
+/** Polls until fn gives a value; throws after ms. */
+export async function waitFor<T>(fn: () => T | undefined | Promise<T | undefined>, ms = 20000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
