@@ -16,6 +16,7 @@ import { promisify } from 'node:util';
 import { World, KAGOME, REPO } from '../test/helpers/kagome.js';
 import { stopChild, track } from '../test/helpers/daemons.js';
 import { parseXpropStrings, windowProperty } from '../test/helpers/x11.js';
+import { type Figure, median, stats, verdict, positiveInt, figureTable } from './figures.js';
 
 const execFileP = promisify(execFile);
 
@@ -48,17 +49,6 @@ const BWRAP_FLOOR = [
 
 // ---------------------------------------------------------------- figures
 
-interface Figure {
-  key: string;
-  name: string;
-  unit: 'ms' | 'MiB' | 'x';
-  samples: number[];
-  /** upper bound the median should meet; absent for figures given only for reference */
-  target?: number;
-  command: string;
-  error?: string;
-}
-
 const figures: Figure[] = [];
 const coldTimelines: Record<string, number>[] = [];
 const baseTimelines: Record<string, number>[] = [];
@@ -69,39 +59,12 @@ function figure(key: string, name: string, unit: Figure['unit'], command: string
   return f;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
-function stats(f: Figure): { median: number; min: number; max: number } | undefined {
-  if (!f.samples.length) return undefined;
-  return { median: median(f.samples), min: Math.min(...f.samples), max: Math.max(...f.samples) };
-}
 
-function verdict(f: Figure): string {
-  const s = stats(f);
-  if (f.target === undefined) return '—';
-  if (!s) return 'no data';
-  return s.median <= f.target ? 'meets' : 'misses';
-}
 
-function fmt(v: number | undefined, unit: Figure['unit']): string {
-  if (v === undefined) return '—';
-  if (unit === 'x') return v.toFixed(2) + ' x';
-  if (unit === 'MiB') return v.toFixed(1) + ' MiB';
-  return (v < 100 ? v.toFixed(1) : v.toFixed(0)) + ' ms';
-}
 
 // ---------------------------------------------------------------- small process helpers
 
-function positiveInt(text: string | undefined, dflt: number): number {
-  if (text === undefined || text === '') return dflt;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_RUNS must be a whole number ≥ 1, not ${JSON.stringify(text)}`);
-  return n;
-}
 
 async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = WAIT_MS, pollMs = POLL_MS): Promise<void> {
   const deadline = performance.now() + timeoutMs;
@@ -791,28 +754,12 @@ interface RunInfo {
 }
 
 function report(info: RunInfo): void {
-  const rows = figures.map((f) => {
-    const s = stats(f);
-    return [
-      f.name,
-      fmt(s?.median, f.unit),
-      fmt(s?.min, f.unit),
-      fmt(s?.max, f.unit),
-      f.target === undefined ? '—' : `≤ ${fmt(f.target, f.unit)}`,
-      f.error ? `error` : verdict(f),
-    ];
-  });
-  const head = ['figure', 'median', 'min', 'max', 'target', 'verdict'];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   const out: string[] = [];
   out.push(`kagome launch benchmark — ${RUNS} runs per figure (medians), ${new Date().toISOString()}`);
   out.push(`command: ${info.commandLine}`);
   out.push(`host: ${os.cpus().length} CPUs, ${os.type()} ${os.release()}, node ${process.version}, ${info.xpraVersion}; load average ${info.loadBefore.map((l) => l.toFixed(2)).join(' ')} before, ${info.loadAfter.map((l) => l.toFixed(2)).join(' ')} after; took ${info.elapsedS.toFixed(0)} s`);
   out.push('');
-  out.push(line(head));
-  out.push(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const r of rows) out.push(line(r));
+  out.push(...figureTable(figures));
   out.push('');
   out.push('how each figure was taken:');
   for (const f of figures) {

@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import fs, { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CAGE_SUFFIX, type CageStore } from './cage/store.js';
@@ -65,7 +65,9 @@ export class AppSync {
       onBatch: (paths) => this.onBatch(paths),
       onError: (e) => log.warn(`watching applications and cage folders: ${e.message}`),
     });
-    await this.watcher.start([...this.appsDirs, store.dir]);
+    const dirs = [...this.appsDirs, store.dir].filter((d) => fs.existsSync(d));
+    await this.watcher.start(dirs);
+    log.info(`keeping menu entries in sync: watching ${dirs.join(', ')}`);
   }
 
   async stop(): Promise<void> {
@@ -74,26 +76,31 @@ export class AppSync {
 
   private async onBatch(paths: ReadonlySet<string>): Promise<void> {
     const { shadows, store, manager } = this.deps;
-    let ids: Set<string> | undefined = new Set();
+    const ids = new Set<string>();
+    const userFiles: string[] = [];
+    let everything = false;
     for (const p of paths) {
       if (path.dirname(p) === store.dir) {
         if (p.endsWith(CAGE_SUFFIX)) await manager.configChanged(path.basename(p, CAGE_SUFFIX));
-        ids = undefined; // a cage's AppName may have changed: check all its shadows
-        continue;
-      }
-      // Shadows live in the user's folder under names that are not the original's ID, and a
-      // whole folder may have come or gone: check everything then.
-      if (p.startsWith(shadows.userApps + '/') || !p.endsWith('.desktop')) {
-        ids = undefined;
-        continue;
-      }
-      for (const dir of this.appsDirs) {
-        const id = desktopFileId(dir, p);
-        if (id) ids?.add(id);
+        everything = true; // a cage's AppName may have changed
+      } else if (!p.endsWith('.desktop')) {
+        everything = true; // a whole folder came or went
+      } else if (path.dirname(p) === shadows.userApps) {
+        userFiles.push(p);
+      } else {
+        for (const dir of this.appsDirs) {
+          const id = desktopFileId(dir, p);
+          if (id) ids.add(id);
+        }
       }
     }
-    if (ids?.size === 0) return;
-    await this.report(await shadows.sync(ids));
+    const more = userFiles.length ? shadows.idsForPaths(userFiles) : new Set<string>();
+    if (everything || !more) {
+      await this.report(await shadows.sync());
+      return;
+    }
+    for (const id of more) ids.add(id);
+    if (ids.size) await this.report(await shadows.sync(ids));
   }
 
   private async report(r: SyncReport): Promise<void> {

@@ -14,13 +14,13 @@
 //                                                    never silently escapes its cage
 // All writes are a rename of a complete file, so menus never read half a shadow.
 
-import { promises as fsp } from 'node:fs';
+import fs, { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { KagomeError, asKagomeError } from '../lib/errors.js';
 import { findInPath, missingProgramError } from '../lib/requirements.js';
 import { Keyfile } from './keyfile.js';
-import { DesktopIndex, type DesktopEntryRef, type IndexProblem, type ProgramExists } from './desktop-index.js';
+import { DesktopIndex, mapLimit, type DesktopEntryRef, type IndexProblem, type ProgramExists } from './desktop-index.js';
 import { makeShadow, readShadow, isShadow, SHADOW_KEYS, type ShadowInfo } from './shadow.js';
 
 export type AppState = 'active' | 'edited' | 'dormant';
@@ -72,6 +72,14 @@ export interface AppShadowsOptions {
 }
 
 const SUFFIX = '.desktop';
+const IO_CONCURRENCY = 16;
+
+interface CachedEntry {
+  /** inode, size and mtime when read */
+  key: string;
+  text: string;
+  info: ShadowInfo | undefined;
+}
 const SECONDARY_PREFIX = 'kagome-';
 const MIME_CACHE = 'mimeinfo.cache';
 
@@ -119,6 +127,7 @@ export class AppShadows {
   private readonly index: DesktopIndex;
   /** Active shadows seen by the last sync, to notice one replaced behind kagome's back. */
   private lastSeen = new Map<string, AppRecord>();
+  private readonly cache = new Map<string, CachedEntry>();
 
   constructor(private readonly opts: AppShadowsOptions) {
     this.userApps = path.join(opts.dataHome, 'applications');
@@ -162,14 +171,13 @@ export class AppShadows {
     for (const [dir, dormant] of [[this.userApps, false], [this.dormantDir, true]] as const) {
       let names: string[];
       try {
-        names = await fsp.readdir(dir);
+        names = (await fsp.readdir(dir)).filter((n) => n.endsWith(SUFFIX));
       } catch {
         continue;
       }
-      for (const name of names) {
-        if (!name.endsWith(SUFFIX)) continue;
-        const file = path.join(dir, name);
-        const info = await this.readShadowFile(file);
+      const read = await mapLimit(names, IO_CONCURRENCY, async (name) => ({ name, file: path.join(dir, name), entry: await this.readEntry(path.join(dir, name)) }));
+      for (const { name, file, entry } of read) {
+        const info = entry?.info;
         if (!info) continue;
         out.push({
           cage: info.cage,
@@ -183,6 +191,23 @@ export class AppShadows {
       }
     }
     return out.sort((a, b) => (a.entryId === b.entryId ? cmp(a.cage, b.cage) : cmp(a.entryId, b.entryId)));
+  }
+
+  /**
+   * The original IDs whose shadows changed paths may concern, for a targeted sync; undefined
+   * when only a full check will do (a path kagome cannot place).
+   */
+  idsForPaths(paths: Iterable<string>): Set<string> | undefined {
+    const ids = new Set<string>();
+    for (const p of paths) {
+      if (!p.endsWith(SUFFIX) || (path.dirname(p) !== this.userApps && path.dirname(p) !== this.dormantDir)) return undefined;
+      // A primary shadow (or the user's own entry) is named by its ID; a secondary is known
+      // by what it said when last read.
+      ids.add(path.basename(p));
+      const known = this.lastSeen.get(p)?.entryId ?? this.cache.get(p)?.info?.entryId;
+      if (known) ids.add(known);
+    }
+    return ids;
   }
 
   /** The shadow text `add` would install, without installing anything. */
@@ -283,7 +308,7 @@ export class AppShadows {
     const records = await this.list();
     const active = new Map(records.filter((r) => r.state !== 'dormant').map((r) => [r.path, r]));
     for (const [file, before] of this.lastSeen) {
-      if (active.has(file)) continue;
+      if (active.has(file) || (ids && !ids.has(before.entryId))) continue;
       const now = await readText(file);
       // A non-shadow at a shadow's path bypasses the cage, unless it is the user's own entry
       // that `kagome app remove` put back (its backup is then gone).
@@ -291,12 +316,20 @@ export class AppShadows {
         report.replaced.push(file);
       }
     }
+    const todo = records.filter((r) => !ids || ids.has(r.entryId));
+    // Checking everything: one pass over the folders beats a lookup per shadow.
+    const originals = !ids && todo.length > 0 ? (await this.index.scan({ skip: isShadow })).entries : undefined;
+    const nameFormats = new Map<string, Promise<string>>();
+    const formatOf = (cage: string): Promise<string> => {
+      let f = nameFormats.get(cage);
+      if (!f) nameFormats.set(cage, (f = this.opts.nameFormat(cage)));
+      return f;
+    };
     let changed = false;
-    const nameFormats = new Map<string, string>();
-    for (const record of records) {
-      if (ids && !ids.has(record.entryId)) continue;
+    await mapLimit(todo, IO_CONCURRENCY, async (record) => {
       try {
-        const { entry: original, problems } = await this.index.find(record.entryId, { skip: isShadow });
+        const found = originals?.get(record.entryId);
+        const { entry: original, problems } = found ? { entry: found, problems: [] } : await this.index.find(record.entryId, { skip: isShadow });
         if (!original) {
           if (record.state !== 'dormant') {
             await fsp.mkdir(this.dormantDir, { recursive: true });
@@ -306,27 +339,32 @@ export class AppShadows {
             report.dormant.push({ ...record, path: to, state: 'dormant', reason });
             changed = true;
           }
-          continue;
+          return;
         }
-        let format = nameFormats.get(record.cage);
-        if (format === undefined) nameFormats.set(record.cage, (format = await this.opts.nameFormat(record.cage)));
-        const text = makeShadow({ cage: record.cage, entryId: record.entryId, source: { path: original.path, bytes: bytesOf(original) }, launcher: this.opts.launcher, nameFormat: format });
+        const text = makeShadow({
+          cage: record.cage,
+          entryId: record.entryId,
+          source: { path: original.path, bytes: bytesOf(original) },
+          launcher: this.opts.launcher,
+          nameFormat: await formatOf(record.cage),
+        });
         if (record.state === 'dormant') {
           const to = path.join(this.userApps, record.shadowId);
           const occupant = await readText(to);
           if (occupant !== undefined && !isShadowText(occupant)) {
             report.problems.push({ record, reason: `${to} is now another entry; run 'kagome app add ${record.cage} ${record.entryId}' to put the program back in its cage` });
-            continue;
+            return;
           }
           await fsp.mkdir(this.userApps, { recursive: true });
           await writeAtomically(to, text);
           await fsp.rm(record.path, { force: true });
           report.revived.push({ ...record, path: to, state: 'active', sourcePath: original.path });
           changed = true;
-        } else if ((await readText(record.path)) !== text) {
+        } else if (this.cache.get(record.path)?.text !== text) {
+          // (list() above has just read every shadow into the cache)
           if (record.state === 'edited') {
             report.edited.push(record);
-            continue;
+            return;
           }
           await writeAtomically(record.path, text);
           report.updated.push({ ...record, sourcePath: original.path });
@@ -335,10 +373,12 @@ export class AppShadows {
       } catch (e) {
         report.problems.push({ record, reason: asKagomeError(e).message });
       }
-    }
+    });
     if (changed) await this.refreshDatabase();
-    const after = await this.list();
-    this.lastSeen = new Map(after.filter((r) => r.state !== 'dormant').map((r) => [r.path, r]));
+    // What is in the menus now: what was, less what went dormant, plus what came back.
+    for (const r of report.dormant) active.delete(path.join(this.userApps, r.shadowId));
+    for (const r of report.revived) active.set(r.path, r);
+    this.lastSeen = active;
     return report;
   }
 
@@ -358,14 +398,35 @@ export class AppShadows {
     });
   }
 
-  private async readShadowFile(file: string): Promise<ShadowInfo | undefined> {
-    const text = await readText(file);
-    if (text === undefined || !isShadowText(text)) return undefined;
+  /**
+   * A file's text and, for a shadow, what it says about itself. Re-read only when the file
+   * changed (inode, size or mtime): a sync looks at every shadow several times.
+   */
+  private async readEntry(file: string): Promise<CachedEntry | undefined> {
+    // Synchronous, like the index's reads (see nodeFs in desktop-index.ts): small cached files.
+    let key: string;
+    let text: string;
     try {
-      return readShadow(Keyfile.parse(text, { file }));
+      const st = fs.statSync(file);
+      key = `${st.ino}:${st.size}:${st.mtimeMs}`;
+      const hit = this.cache.get(file);
+      if (hit?.key === key) return hit;
+      text = fs.readFileSync(file, 'utf8');
     } catch {
+      this.cache.delete(file);
       return undefined;
     }
+    let info: ShadowInfo | undefined;
+    if (isShadowText(text)) {
+      try {
+        info = readShadow(Keyfile.parse(text, { file }));
+      } catch {
+        info = undefined;
+      }
+    }
+    const entry = { key, text, info };
+    this.cache.set(file, entry);
+    return entry;
   }
 
   /**
