@@ -7,12 +7,15 @@ import { execa } from 'execa';
 import { requireProgram } from '../lib/requirements.js';
 
 // `npm run demo`: a demo cage launching real X programs through the real service, the way a
-// menu click would (kagome-open → D-Bus → cage → xpra window), ending with a screenshot.
+// menu click would (kagome-open → D-Bus → cage → xpra window): xeyes directly, then xclock from
+// its desktop entry, put in the cage with `kagome app add` and started by GLib (`gio launch`)
+// from the shadow entry, as a menu does. Ends with a screenshot.
 // It brings its own session bus and a private kagome configuration so it never touches the
 // user's cages; without a DISPLAY it brings an Xvfb screen too.
 
 const repo = path.resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const children: ChildProcess[] = [];
+let demoRoot = '';
 
 function log(msg: string): void {
   process.stdout.write(`demo: ${msg}\n`);
@@ -48,16 +51,25 @@ async function main(): Promise<void> {
     ['dbus-daemon', 'for the demo session bus'],
     ['xdotool', 'to see the window appear'],
     ['import', 'for the screenshot (imagemagick)'],
+    ['gio', 'to start the menu entry as a desktop does'],
   ] as const) requireProgram(prog, why);
 
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-demo-'));
-  const dirs = Object.fromEntries(['config', 'data', 'runtime'].map((d) => [d, path.join(root, d)]));
+  demoRoot = root;
+  const dirs = Object.fromEntries(['config', 'data', 'runtime', 'system'].map((d) => [d, path.join(root, d)]));
   for (const d of Object.values(dirs)) fs.mkdirSync(d!, { mode: 0o700 });
+  // An "installed" program: x11-apps ships no desktop entries, so the demo brings one.
+  fs.mkdirSync(path.join(dirs.system!, 'applications'));
+  fs.writeFileSync(
+    path.join(dirs.system!, 'applications', 'org.kagome.DemoClock.desktop'),
+    '[Desktop Entry]\nType=Application\nName=Clock\nName[de]=Uhr\nExec=xclock -geometry 200x200+400+100\nIcon=clock\nCategories=Utility;\n',
+  );
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
     XDG_CONFIG_HOME: dirs.config!,
     XDG_DATA_HOME: dirs.data!,
     XDG_RUNTIME_DIR: dirs.runtime!,
+    XDG_DATA_DIRS: `${dirs.system}:/usr/share`,
   };
 
   let display = process.env.DISPLAY ?? '';
@@ -88,10 +100,14 @@ async function main(): Promise<void> {
   await execa(path.join(repo, 'bin', 'kagome-open'), ['--cage', 'demo', '--', 'xeyes'], { env, stdio: 'inherit' });
   await waitForWindow(display, 'XEyes');
   log(`xeyes is on ${display}, in cage "demo", ${Math.round(performance.now() - t0)} ms after the launch (cold: the cage and its display started)`);
+  const added = await execa(process.execPath, [kagome, 'app', 'add', 'demo', 'org.kagome.DemoClock.desktop'], { env });
+  log(String(added.stdout).trim());
+  const shadow = path.join(dirs.data!, 'applications', 'org.kagome.DemoClock.desktop');
+  log(`its menu entry now runs: ${fs.readFileSync(shadow, 'utf8').match(/^Exec=(.*)$/m)?.[1]}`);
   const t1 = performance.now();
-  await execa(path.join(repo, 'bin', 'kagome-open'), ['--cage', 'demo', '--', 'xclock', '-geometry', '200x200+400+100'], { env, stdio: 'inherit' });
+  await execa('gio', ['launch', shadow], { env, stdio: 'inherit' });
   await waitForWindow(display, 'XClock');
-  log(`xclock joined it ${Math.round(performance.now() - t1)} ms after its launch (warm)`);
+  log(`xclock, started from its menu entry by gio launch, joined it ${Math.round(performance.now() - t1)} ms later (warm)`);
   const list = await execa(process.execPath, [kagome, 'list'], { env });
   log(`kagome list:\n${String(list.stdout)}`);
 
@@ -102,10 +118,15 @@ async function main(): Promise<void> {
   log(`Screenshot: ${shot}`);
 }
 
+// In reverse order, each gone before the next: the service must not see its bus vanish.
 async function cleanup(): Promise<void> {
   for (const c of children.reverse()) {
-    if (c.exitCode === null) c.kill('SIGTERM');
+    if (c.exitCode !== null || c.signalCode !== null) continue;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
   }
+  if (demoRoot) fs.rmSync(demoRoot, { recursive: true, force: true });
 }
 
 main()

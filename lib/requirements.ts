@@ -17,6 +17,8 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   busctl: 'systemd',
   'dbus-daemon': 'dbus',
   xdotool: 'xdotool',
+  gio: 'libglib2.0-bin',
+  import: 'imagemagick',
   'update-desktop-database': 'desktop-file-utils',
 };
 

@@ -83,6 +83,14 @@ export async function hostScreenSize(env: Record<string, string>): Promise<strin
   });
 }
 
+/**
+ * The server reads no configuration files: the distribution's (Debian's /etc/xpra runs
+ * `start = /etc/X11/Xsession true`, which ran the host's session scripts in every cage and
+ * showed an Xsession error window) nor any a program in the cage could write. Every option it
+ * needs is on its command line. /dev/null is not a folder, so xpra finds no files there.
+ */
+export const XPRA_SERVER_ENV = { XPRA_SYSTEM_CONF_DIRS: '/dev/null', XPRA_USER_CONF_DIRS: '/dev/null' } as const;
+
 export function xpraServerArgv(screen = DEFAULT_SCREEN): string[] {
   return [
     'python3',
@@ -172,7 +180,7 @@ export class XpraDisplay implements CageDisplay {
     fs.rmSync(socket, { force: true });
     const server = await backend.exec(sandbox, {
       argv: xpraServerArgv(typeof prepared.screen === 'string' ? prepared.screen : DEFAULT_SCREEN),
-      env: { ...ctx.spec.env },
+      env: { ...ctx.spec.env, ...XPRA_SERVER_ENV },
       cwd: ctx.spec.cwd,
       logFd: ctx.logFd,
     });

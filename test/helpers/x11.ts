@@ -63,6 +63,16 @@ export async function waitForWindow(display: string, match: WindowMatch, opts: W
   }
 }
 
+/** Ids of every visible window with a name or a class: what a person would see. */
+export async function visibleWindows(display: string): Promise<string[]> {
+  const ids = new Set<string>();
+  for (const flag of ['--name', '--class']) {
+    const r = await run(display, 'xdotool', ['search', '--onlyvisible', flag, '.']);
+    for (const line of r.stdout.split('\n')) if (line.trim()) ids.add(line.trim());
+  }
+  return [...ids];
+}
+
 export async function countWindows(display: string, wmClass: string): Promise<number> {
   return (await findWindows(display, { wmClass })).length;
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import dbus from 'dbus-next';
 import { execa } from 'execa';
 import { World, KAGOME_OPEN } from '../helpers/kagome.js';
-import { waitForWindow, windowProperty } from '../helpers/x11.js';
+import { waitForWindow, windowProperty, visibleWindows } from '../helpers/x11.js';
 import { startNotifications, waitFor } from '../helpers/notifications.js';
 
 // One launch, end to end, by each way in: the CLI, a D-Bus Launch of a desktop entry, and
@@ -31,6 +31,30 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
   after(async () => {
     notifications?.stop();
     await w?.cleanup();
+  });
+
+  it('a cage that has just started shows nothing and runs nothing of its own (no session scripts from /etc/xpra)', async () => {
+    w.writeCage('quiet', '[Cage]\n');
+    await w.call('io.kagome.Cages1', 'Start', 's', ['quiet']);
+    // Nothing to wait for when all is well: give a stray start command time to show itself.
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.deepEqual(await visibleWindows(w.display), []);
+    const init = (w.cageState('quiet') as { sandbox: { init: { pid: number } } }).sandbox.init.pid;
+    const ns = fs.readlinkSync(`/proc/${init}/ns/pid`);
+    const inCage = fs
+      .readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .filter((d) => {
+        try {
+          return fs.readlinkSync(`/proc/${d}/ns/pid`) === ns;
+        } catch {
+          return false;
+        }
+      })
+      .map((d) => fs.readFileSync(`/proc/${d}/comm`, 'utf8').trim());
+    const expected = new Set(['bwrap', 'sleep', 'xpra', 'Xvfb', 'python3']);
+    assert.deepEqual(inCage.filter((c) => !expected.has(c)), [], `processes in the cage: ${inCage.join(', ')}`);
+    await w.call('io.kagome.Cages1', 'Stop', 's', ['quiet']);
   });
 
   it('`kagome launch` starts xeyes and its window appears on the host with WM_CLASS xeyes/XEyes', async () => {
