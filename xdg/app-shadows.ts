@@ -21,7 +21,7 @@ import { KagomeError, asKagomeError } from '../lib/errors.js';
 import { findInPath, missingProgramError } from '../lib/requirements.js';
 import { Keyfile } from './keyfile.js';
 import { DesktopIndex, mapLimit, type DesktopEntryRef, type IndexProblem, type ProgramExists } from './desktop-index.js';
-import { makeShadow, readShadow, isShadow, SHADOW_KEYS, type ShadowInfo } from './shadow.js';
+import { makeShadow, readShadow, isShadow, sha256, SHADOW_KEYS, type ShadowInfo } from './shadow.js';
 
 export type AppState = 'active' | 'edited' | 'dormant';
 
@@ -47,7 +47,8 @@ export interface SyncReport {
   dormant: (AppRecord & { reason: string })[];
   /** Original back: in the menus again. */
   revived: AppRecord[];
-  /** Out of date, but edited by hand, so left alone. */
+  /** Edited by hand and left alone although the original changed (a change of the cage's
+   *  AppName alone does not count: it is not worth a warning). */
   edited: AppRecord[];
   /** Shadow files that some other program replaced with an entry that bypasses the cage. */
   replaced: string[];
@@ -363,7 +364,9 @@ export class AppShadows {
         } else if (this.cache.get(record.path)?.text !== text) {
           // (list() above has just read every shadow into the cache)
           if (record.state === 'edited') {
-            report.edited.push(record);
+            // Worth telling only when there is something it misses: its original changed.
+            const said = this.cache.get(record.path)?.info;
+            if (said?.sourcePath !== original.path || said.sourceHash !== sha256(bytesOf(original))) report.edited.push(record);
             return;
           }
           await writeAtomically(record.path, text);

@@ -11,7 +11,8 @@
 //     whether to pass files or URIs, one or many. %i %c %k are expanded by the service from
 //     the original, so they are not passed.
 //   DBusActivatable is removed: with it, desktops activate the app on the host's session bus
-//     and never run Exec, which would start the program outside the cage.
+//     and never run Exec, which would start the program outside the cage. For the same reason
+//     an action without Exec (only startable over D-Bus) is left out.
 //   TryExec names kagome-open: the original's program may only exist inside a container,
 //     and if kagome is uninstalled the shadow hides itself instead of failing on every click.
 //   StartupNotify becomes false: the startup ID would have to be completed on the host's
@@ -118,9 +119,10 @@ export function makeShadow(spec: ShadowSpec): string {
   if (kf.get(DESKTOP_ENTRY, 'Type') !== 'Application') fail('only entries with Type=Application can be put in a cage', 'Type');
   if (kf.getBoolean(DESKTOP_ENTRY, 'Hidden')) fail('the entry is deleted (Hidden=true), so there is nothing to put in a cage', 'Hidden');
   if (kf.getBoolean(DESKTOP_ENTRY, 'Terminal')) {
-    throw new KagomeError(
+    throw new FileError(
       'NotSupported',
-      `${file}: ${spec.entryId} runs in a terminal (Terminal=true); kagome cannot give a caged program a terminal yet. Run a terminal in the cage instead: kagome launch ${spec.cage} -- x-terminal-emulator`,
+      { file, line: kf.lineOf(DESKTOP_ENTRY, 'Terminal'), key: 'Terminal' },
+      `${spec.entryId} runs in a terminal (Terminal=true); kagome cannot give a caged program a terminal yet. Run a terminal in the cage instead: kagome launch ${spec.cage} -- x-terminal-emulator`,
     );
   }
   const mainExec = parsedExec(kf, DESKTOP_ENTRY, file);
@@ -137,10 +139,22 @@ export function makeShadow(spec: ShadowSpec): string {
 
   // Check every Exec before changing anything: a shadow is written whole or not at all.
   const execs = new Map<string, ExecArg[]>([[DESKTOP_ENTRY, mainExec!]]);
+  const execless: string[] = [];
   for (const group of kf.groups()) {
     if (!group.startsWith(ACTION_PREFIX)) continue;
     const args = parsedExec(kf, group, file);
     if (args) execs.set(group, args);
+    else execless.push(group);
+  }
+  // An action without Exec can only be started over D-Bus (ActivateAction), which would
+  // bypass the cage: the shadow does not offer it.
+  for (const group of execless) kf.removeGroup(group);
+  const removed = new Set(execless.map((g) => g.slice(ACTION_PREFIX.length)));
+  const actions = kf.getList(DESKTOP_ENTRY, 'Actions');
+  if (actions && removed.size) {
+    const kept = actions.filter((a) => !removed.has(a));
+    if (kept.filter((a) => a !== '').length) kf.setList(DESKTOP_ENTRY, 'Actions', kept);
+    else kf.delete(DESKTOP_ENTRY, 'Actions');
   }
 
   for (const key of Object.values(SHADOW_KEYS)) kf.delete(DESKTOP_ENTRY, key);
