@@ -251,6 +251,8 @@ describe('readShadow and isShadow', () => {
 });
 
 describe('makeShadow keeps everything else', () => {
+  // A group that is not an action: kept exactly, Exec and all.
+  const VENDOR_TAIL = ['', '# comment before the vendor group', '[X-Vendor Stuff]', 'Name=Vendor Name', 'Exec=not-an-action %f', ''];
   const original = [
     '# Top comment',
     '[Desktop Entry]',
@@ -276,12 +278,7 @@ describe('makeShadow keeps everything else', () => {
     'Name[de]=Neu',
     'X-Action-Extra=1',
     'Exec=thing --new',
-    '',
-    '# comment before the vendor group',
-    '[X-Vendor Stuff]',
-    'Name=Vendor Name',
-    'Exec=not-an-action %f',
-    '',
+    ...VENDOR_TAIL,
   ].join('\n');
 
   it('changes only the lines it must, line by line', () => {
@@ -317,12 +314,7 @@ describe('makeShadow keeps everything else', () => {
       'Name[de]=Neu',
       'X-Action-Extra=1',
       `Exec=${LAUNCHER} --cage work --entry app.desktop --action new --`,
-      '',
-      '# comment before the vendor group',
-      '[X-Vendor Stuff]',
-      'Name=Vendor Name',
-      'Exec=not-an-action %f',
-      '',
+      ...VENDOR_TAIL,
     ];
     const digestAt = expected.indexOf('DIGEST');
     assert.match(shadow[digestAt] ?? '', /^X-Kagome-Digest=[0-9a-f]{64}$/);
