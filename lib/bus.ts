@@ -1,22 +1,24 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import type { EventEmitter } from 'node:events';
 import dbus from 'dbus-next';
 import { KagomeError } from './errors.js';
 import type { Env } from './runtime/paths.js';
+import { setCloexec } from './runtime/cloexec.js';
 
-// The session-bus connection. dbus-next connects `unix:path=` addresses through the native
-// usocket module when it is installed, and usocket creates its socket without close-on-exec:
-// every process the service spawned (bwrap, and through it every program in every cage) would
-// inherit the service's own bus connection, a way out of the cage onto the host bus. It also
-// kept the bus name owned after the service was killed. So the address is rewritten to
-// dbus-next's `unix:socket=` form, which goes through Node's net module (close-on-exec).
-// Passing fds (Files1, issue 5) needs usocket and must first make its fd close-on-exec.
+// The session-bus connection. Files1 receives file descriptors and the document portal is
+// sent them, so the connection goes through dbus-next's native transport (usocket) with fd
+// negotiation. usocket creates its socket and receives descriptors without close-on-exec;
+// left so, every process the service spawned (bwrap, and through it every program in every
+// cage) would inherit the service's bus connection, a way out of the cage onto the host bus,
+// and any file a caller passed. Both are made close-on-exec here, the received ones in the
+// same native callback that delivers them, before any other JavaScript (and so any spawn) runs.
 
-export function safeBusAddress(address: string): string {
-  return address
-    .split(';')
-    .map((a) => a.replace(/^unix:(.*)$/, (_m, params: string) => `unix:${params.split(',').map((p) => p.replace(/^path=/, 'socket=')).join(',')}`))
-    .join(';');
+export type Bus = ReturnType<typeof dbus.sessionBus>;
+
+interface USocketLike extends EventEmitter {
+  fd?: number;
+  supportsUnixFd?: boolean;
 }
 
 export function sessionBusAddress(env: Env): string {
@@ -26,10 +28,37 @@ export function sessionBusAddress(env: Env): string {
   throw new KagomeError('Failed', 'no session bus: DBUS_SESSION_BUS_ADDRESS is not set and $XDG_RUNTIME_DIR/bus does not exist; run kagome inside a desktop session');
 }
 
-export function connectSessionBus(env: Env): ReturnType<typeof dbus.sessionBus> {
-  const address = sessionBusAddress(env);
-  if (/(^|;)unix:abstract=/.test(address) && !/unix:path=/.test(address)) {
-    throw new KagomeError('Failed', `the session bus address ${address} is an abstract socket, which kagome cannot reach without leaking it into cages; use a unix:path= bus (dbus-broker and dbus-daemon under systemd provide one)`);
+/** The first unix:path= address: the only kind that can carry file descriptors without leaking. */
+export function unixPathAddress(address: string): string {
+  const found = address.split(';').find((a) => /^unix:(.*,)?path=/.test(a));
+  if (!found) {
+    throw new KagomeError(
+      'Failed',
+      `the session bus address ${address} has no unix:path= socket; kagome needs one (abstract sockets would leak into cages through their network namespace, TCP cannot pass files). dbus-broker and dbus-daemon under systemd provide one`,
+    );
   }
-  return dbus.sessionBus({ busAddress: safeBusAddress(address) });
+  return found;
+}
+
+/** Connect to the session bus with fd passing; resolves once the socket is connected and close-on-exec. */
+export async function connectSessionBus(env: Env): Promise<Bus> {
+  // dbus-next's typings lack negotiateUnixFd, which its connection code reads.
+  const options = { busAddress: unixPathAddress(sessionBusAddress(env)), negotiateUnixFd: true };
+  const bus = dbus.sessionBus(options as { busAddress: string });
+  const stream = (bus as unknown as { _connection: { stream: USocketLike } })._connection.stream;
+  if (stream.supportsUnixFd === undefined) {
+    bus.disconnect();
+    throw new KagomeError('MissingProgram', 'dbus-next is not using its native socket module (usocket), so files cannot be passed over D-Bus; reinstall kagome\'s node modules with a C++ compiler present (Debian packages g++ make python3)');
+  }
+  stream.on('fds', (fds: number[]) => fds.forEach(setCloexec));
+  await new Promise<void>((resolve, reject) => {
+    const onError = (e: Error) => reject(new KagomeError('Failed', `cannot connect to the session bus: ${e.message}`));
+    stream.once('error', onError);
+    stream.once('connected', () => {
+      stream.off('error', onError);
+      setCloexec(stream.fd!);
+      resolve();
+    });
+  });
+  return bus;
 }

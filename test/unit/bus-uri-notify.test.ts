@@ -1,33 +1,29 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import sinon from 'sinon';
-import { safeBusAddress } from '../../lib/bus.js';
+import { unixPathAddress } from '../../lib/bus.js';
 import { toUri } from '../../lib/launcher.js';
 import { BusNotifier, escapeMarkup, type NotifyCall } from '../../lib/notify.js';
 import type { Logger } from '../../lib/log.js';
 
-describe('safeBusAddress', () => {
-  it('rewrites unix:path= to unix:socket=', () => {
-    assert.equal(safeBusAddress('unix:path=/run/user/1000/bus'), 'unix:socket=/run/user/1000/bus');
+describe('unixPathAddress', () => {
+  it('keeps a unix:path= address with its parameters', () => {
+    assert.equal(unixPathAddress('unix:path=/run/user/1000/bus'), 'unix:path=/run/user/1000/bus');
+    assert.equal(unixPathAddress('unix:guid=0123abcd,path=/tmp/bus'), 'unix:guid=0123abcd,path=/tmp/bus');
   });
 
-  it('keeps the guid and other parameters', () => {
-    assert.equal(safeBusAddress('unix:path=/run/user/1000/bus,guid=0123abcd'), 'unix:socket=/run/user/1000/bus,guid=0123abcd');
-    assert.equal(safeBusAddress('unix:guid=0123abcd,path=/tmp/bus'), 'unix:guid=0123abcd,socket=/tmp/bus');
+  it('picks the unix:path= one of several addresses', () => {
+    assert.equal(unixPathAddress('tcp:host=localhost,port=1234;unix:path=/b/bus,guid=1'), 'unix:path=/b/bus,guid=1');
+    assert.equal(unixPathAddress('unix:abstract=/tmp/dbus-x;unix:path=/a/bus'), 'unix:path=/a/bus');
   });
 
-  it('rewrites each of several addresses', () => {
-    assert.equal(safeBusAddress('unix:path=/a/bus;unix:path=/b/bus,guid=1'), 'unix:socket=/a/bus;unix:socket=/b/bus,guid=1');
-    assert.equal(safeBusAddress('tcp:host=localhost,port=1234;unix:path=/b/bus'), 'tcp:host=localhost,port=1234;unix:socket=/b/bus');
+  it('refuses abstract-only and tcp addresses, naming the address', () => {
+    assert.throws(() => unixPathAddress('unix:abstract=/tmp/dbus-x,guid=9'), /unix:abstract=\/tmp\/dbus-x,guid=9 has no unix:path=/);
+    assert.throws(() => unixPathAddress('tcp:host=localhost,port=1234'), /no unix:path= socket/);
   });
 
-  it('leaves tcp and abstract addresses alone', () => {
-    assert.equal(safeBusAddress('tcp:host=localhost,port=1234'), 'tcp:host=localhost,port=1234');
-    assert.equal(safeBusAddress('unix:abstract=/tmp/dbus-x,guid=9'), 'unix:abstract=/tmp/dbus-x,guid=9');
-  });
-
-  it('only rewrites the key, not a path that contains "path="', () => {
-    assert.equal(safeBusAddress('unix:path=/tmp/path=x/bus'), 'unix:socket=/tmp/path=x/bus');
+  it('does not take a path that merely contains "path=" for the key', () => {
+    assert.throws(() => unixPathAddress('unix:abstract=/tmp/path=x/bus'), /no unix:path=/);
   });
 });
 
