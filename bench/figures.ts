@@ -56,3 +56,12 @@ export function figureTable(figures: readonly Figure[]): string[] {
   const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
 }
+
+/** A maker of figures that collects them in `list`, in the order they are made. */
+export function newFigure(list: Figure[]) {
+  return (key: string, name: string, unit: Figure['unit'], command: string, target?: number): Figure => {
+    const f: Figure = { key, name, unit, samples: [], command, ...(target !== undefined ? { target } : {}) };
+    list.push(f);
+    return f;
+  };
+}

@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { World, KAGOME, REPO } from '../test/helpers/kagome.js';
 import { stopChild, track } from '../test/helpers/daemons.js';
 import { parseXpropStrings, windowProperty } from '../test/helpers/x11.js';
-import { type Figure, median, stats, verdict, positiveInt, figureTable } from './figures.js';
+import { type Figure, median, stats, verdict, positiveInt, figureTable, newFigure } from './figures.js';
 
 const execFileP = promisify(execFile);
 
@@ -53,11 +53,7 @@ const figures: Figure[] = [];
 const coldTimelines: Record<string, number>[] = [];
 const baseTimelines: Record<string, number>[] = [];
 
-function figure(key: string, name: string, unit: Figure['unit'], command: string, target?: number): Figure {
-  const f: Figure = { key, name, unit, samples: [], command, ...(target !== undefined ? { target } : {}) };
-  figures.push(f);
-  return f;
-}
+const figure = newFigure(figures);
 
 
 

@@ -20,7 +20,7 @@ import { DesktopIndex } from '../xdg/desktop-index.js';
 import { AppShadows } from '../xdg/app-shadows.js';
 import { isShadow } from '../xdg/shadow.js';
 import { KAGOME_OPEN } from '../lib/apps.js';
-import { type Figure, median, positiveInt, figureTable, stats } from './figures.js';
+import { type Figure, median, positiveInt, figureTable, stats, newFigure } from './figures.js';
 
 const RUNS = positiveInt(process.env.BENCH_RUNS, 7);
 const ENTRIES = positiveInt(process.env.BENCH_ENTRIES, 1000);
@@ -28,11 +28,7 @@ const IDLE_SECONDS = positiveInt(process.env.BENCH_IDLE_SECONDS, 10);
 const LOCALES = ['de', 'fr', 'es', 'it', 'pt_BR', 'ru', 'ja', 'zh_CN', 'sr@latin', 'pl', 'nl', 'sv', 'fi', 'cs', 'tr', 'uk', 'ko', 'ar', 'he', 'el'];
 
 const figures: Figure[] = [];
-function figure(key: string, name: string, unit: Figure['unit'], command: string, target?: number): Figure {
-  const f: Figure = { key, name, unit, samples: [], command, ...(target !== undefined ? { target } : {}) };
-  figures.push(f);
-  return f;
-}
+const figure = newFigure(figures);
 
 function entryText(i: number, version = 1): string {
   const names = LOCALES.map((l) => `Name[${l}]=Programm ${i} (${l})\nComment[${l}]=Kommentar ${i} ${l}`).join('\n');

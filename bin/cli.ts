@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { Command, Option, CommanderError } from 'commander';
 import dbus from 'dbus-next';
 import { asKagomeError, DBUS_ERROR_PREFIX, KagomeError } from '../lib/errors.js';
@@ -11,7 +13,10 @@ import { connectSessionBus } from '../lib/bus.js';
 import { closeInheritedFds } from '../lib/runtime/fds.js';
 import { appShadows } from '../lib/apps.js';
 import type { AppShadows } from '../xdg/app-shadows.js';
-import { BUS_NAME, OBJECT_PATH, LAUNCHER_IFACE, CAGES_IFACE } from '../dbus/service.js';
+import { KAGOME_OPEN } from '../lib/apps.js';
+import { baseDirs } from '../xdg/basedirs.js';
+import { FILE_MANAGERS, installFileManagerActions, removeFileManagerActions, type SyncReport } from '../xdg/file-manager-actions.js';
+import { BUS_NAME, OBJECT_PATH, LAUNCHER_IFACE, CAGES_IFACE, FILES_IFACE } from '../dbus/service.js';
 
 // The kagome command. Cage files are read and written directly (no service needed); anything
 // about running cages goes through the service on the session bus, which D-Bus activation
@@ -35,7 +40,7 @@ function print(data: unknown, json: boolean, human: () => string): void {
 type Variant = InstanceType<typeof dbus.Variant>;
 
 async function withService<T>(fn: (call: (iface: string, member: string, signature: string, body: unknown[]) => Promise<unknown[]>) => Promise<T>): Promise<T> {
-  const bus = connectSessionBus(env);
+  const bus = await connectSessionBus(env);
   bus.on('error', () => undefined);
   try {
     return await fn(async (iface, member, signature, body) => {
@@ -52,6 +57,33 @@ async function withService<T>(fn: (call: (iface: string, member: string, signatu
   } finally {
     bus.disconnect();
   }
+}
+
+type GrantTuple = [string, Buffer, Buffer, boolean, boolean];
+
+/** An O_PATH descriptor (Linux value; Node lacks the constant): it proves the choice, not access. */
+function openForGrant(file: string, follow: boolean): number {
+  const O_PATH = 0o10000000;
+  try {
+    return fs.openSync(path.resolve(file), O_PATH | (follow ? 0 : fs.constants.O_NOFOLLOW));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new KagomeError('NoSuchFile', `${file} does not exist`);
+    throw new KagomeError('NotPermitted', `cannot open ${file}: ${(e as Error).message}`);
+  }
+}
+
+function printGrants(grants: GrantTuple[], json: boolean): void {
+  const rows = grants.map(([id, inCage, host, writable, persistent]) => ({
+    id,
+    pathInCage: inCage.toString('utf8'),
+    hostPath: host.toString('utf8'),
+    writable,
+    persistent,
+  }));
+  print(rows, json, () =>
+    rows.map((r) => `${r.id}\t${r.writable ? 'rw' : 'ro'}${r.persistent ? ',persistent' : ''}\t${JSON.stringify(r.hostPath)} -> ${JSON.stringify(r.pathInCage)}\n`).join(''),
+  );
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -135,6 +167,71 @@ export function buildProgram(): Command {
           })
           .join(''),
       );
+    });
+
+  program
+    .command('open')
+    .description("give files to a cage and open them there: with --app, or each with the cage's default program for its type")
+    .argument('<cage>', 'cage name')
+    .argument('<files...>', 'files (or file:// URIs); symbolic links are followed')
+    .option('--app <desktop-id>', 'open them with this application, e.g. org.gnome.gedit.desktop')
+    .option('--read-only', 'grant read-only even where you may write the files')
+    .option('--persistent', 'keep the grants after the cage stops (until kagome revoke)')
+    .action(async (cage: string, files: string[], o: { app?: string; readOnly?: boolean; persistent?: boolean }) => {
+      checkCageName(cage);
+      const options: Record<string, Variant> = {};
+      if (o.app) options.app = new dbus.Variant('s', o.app);
+      if (o.readOnly) options.writable = new dbus.Variant('b', false);
+      if (o.persistent) options.persistent = new dbus.Variant('b', true);
+      const startupId = env.DESKTOP_STARTUP_ID ?? env.XDG_ACTIVATION_TOKEN;
+      if (startupId) options['startup-id'] = new dbus.Variant('s', startupId);
+      const uris = files.map((f) => (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(f) ? f : path.resolve(f)));
+      await withService((call) => call(FILES_IFACE, 'OpenURIs', 'sasa{sv}', [cage, uris, options]));
+    });
+
+  program
+    .command('grant')
+    .description('make files visible in a cage (passed to the service as open files, not paths)')
+    .argument('<cage>', 'cage name')
+    .argument('<files...>', 'the files to grant')
+    .option('--writable', 'let the cage write them (default: read-only)')
+    .option('--persistent', 'keep the grants after the cage stops (until kagome revoke)')
+    .option('--follow-symlinks', 'grant what a symbolic link points to (default: refuse links)')
+    .option('--json', 'print JSON')
+    .action(async (cage: string, files: string[], o: { writable?: boolean; persistent?: boolean; followSymlinks?: boolean; json?: boolean }) => {
+      checkCageName(cage);
+      const fds = files.map((f) => openForGrant(f, Boolean(o.followSymlinks)));
+      const options: Record<string, Variant> = {
+        writable: new dbus.Variant('b', Boolean(o.writable)),
+        persistent: new dbus.Variant('b', Boolean(o.persistent)),
+      };
+      try {
+        const [grants] = (await withService((call) => call(FILES_IFACE, 'GrantFiles', 'saha{sv}', [cage, fds, options]))) as [GrantTuple[]];
+        printGrants(grants, Boolean(o.json));
+      } finally {
+        fds.forEach((fd) => fs.closeSync(fd));
+      }
+    });
+
+  program
+    .command('grants')
+    .description("list a cage's file grants")
+    .argument('<cage>', 'cage name')
+    .option('--json', 'print JSON')
+    .action(async (cage: string, o: { json?: boolean }) => {
+      checkCageName(cage);
+      const [grants] = (await withService((call) => call(FILES_IFACE, 'ListGrants', 's', [cage]))) as [GrantTuple[]];
+      printGrants(grants, Boolean(o.json));
+    });
+
+  program
+    .command('revoke')
+    .description('end file grants (the files disappear from the cage at once)')
+    .argument('<cage>', 'cage name')
+    .argument('<ids...>', "grant ids, as 'kagome grants' shows them")
+    .action(async (cage: string, ids: string[]) => {
+      checkCageName(cage);
+      await withService((call) => call(FILES_IFACE, 'Revoke', 'sas', [cage, ids]));
     });
 
   const cage = program.command('cage').description('create, inspect and remove cage files');
@@ -297,6 +394,45 @@ export function buildProgram(): Command {
       const rows = (await shadows(store()).list()).filter((r) => !cage || r.cage === cage);
       const note = { active: '', edited: '\t(edited by hand: not updated)', dormant: '\t(not installed: waiting for it to return)' };
       print(rows, Boolean(o.json), () => rows.map((r) => `${r.cage}\t${r.entryId}\t${r.path}${note[r.state]}\n`).join(''));
+    });
+
+  const integrate = program.command('integrate').description('hook kagome into the desktop');
+
+  integrate
+    .command('file-managers')
+    .description(`add "Open in cage NAME" to the context menus of ${Object.values(FILE_MANAGERS).join(', ')} (files only; whether or not they are installed)`)
+    .option('--remove', "take kagome's actions out again (nothing else is touched)")
+    .option('--cage <names...>', 'only these cages (default: all; on install, actions of cages that no longer exist go in any case)')
+    .option('--json', 'print JSON')
+    .action(async (o: { remove?: boolean; cage?: string[]; json?: boolean }) => {
+      const dirs = baseDirs(env);
+      const opts = { dataHome: dirs.dataHome, configHome: dirs.configHome, configDirs: dirs.configDirs, kagomeOpen: KAGOME_OPEN };
+      const only = o.cage?.map(checkCageName);
+      let report: SyncReport;
+      if (o.remove) {
+        report = await removeFileManagerActions(opts, only);
+      } else {
+        const s = store();
+        const { cages, problems } = await s.readAll();
+        // Actions of a cage whose file cannot be read now stay: it still exists, to be fixed.
+        const existing = new Set([...cages.map((c) => c.name), ...problems.map((p) => p.name)]);
+        const chosen = only ? await Promise.all(only.map((n) => s.read(n))) : cages;
+        if (!only) for (const p of problems) process.stderr.write(`kagome: warning: cage ${p.name} was skipped: ${p.error.message}\n`);
+        report = await installFileManagerActions(opts, chosen.map((c) => ({ name: c.name, description: c.description })), existing);
+      }
+      const problems = report.problems.map((p) => ({ fileManager: p.fileManager, path: p.path, errorName: p.error.errorName, error: p.error.message }));
+      print({ changes: report.changes, problems }, Boolean(o.json), () => {
+        if (report.changes.length === 0) return problems.length ? '' : o.remove ? 'there were no kagome actions to remove\n' : 'there are no cages: nothing to add\n';
+        return report.changes
+          .map((c) => {
+            const verb = { written: 'wrote', removed: 'removed', unchanged: 'up to date:' }[c.change];
+            const notes = [c.fileManager === 'thunar' && c.change !== 'removed' && c.cages.length ? `actions of ${c.cages.join(', ')}` : '', c.takenOut?.length ? `took out those of ${c.takenOut.join(', ')}` : ''].filter(Boolean);
+            return `${FILE_MANAGERS[c.fileManager]}: ${verb} ${c.path}${notes.length ? ` (${notes.join('; ')})` : ''}\n`;
+          })
+          .join('');
+      });
+      for (const p of problems) process.stderr.write(`kagome: ${FILE_MANAGERS[p.fileManager]}: ${p.errorName}: ${p.error}\n`);
+      if (problems.length) process.exitCode = 1;
     });
 
   return program;

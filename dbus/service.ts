@@ -1,7 +1,10 @@
 import dbus from 'dbus-next';
 import { KagomeError, asKagomeError, DBUS_ERROR_PREFIX } from '../lib/errors.js';
 import type { CageInfo, CageManager, LaunchOptions, ProgramInfo } from '../lib/cage/manager.js';
-import type { Launcher } from '../lib/launcher.js';
+import type { Launcher, OpenResult } from '../lib/launcher.js';
+import type { FilesOptions, FilesService } from '../lib/files.js';
+import type { Grant } from '../lib/grants/registry.js';
+import { closeFds } from '../lib/grants/host-file.js';
 
 // The D-Bus face of the service. The contract (and its documentation) is the XML beside this
 // file; these objects only check arguments and call into lib/. Nothing here decides anything.
@@ -10,6 +13,7 @@ export const BUS_NAME = 'io.kagome.Kagome';
 export const OBJECT_PATH = '/io/kagome/Kagome';
 export const LAUNCHER_IFACE = 'io.kagome.Launcher1';
 export const CAGES_IFACE = 'io.kagome.Cages1';
+export const FILES_IFACE = 'io.kagome.Files1';
 
 const { Interface } = dbus.interface;
 type Variant = InstanceType<typeof dbus.Variant>;
@@ -31,24 +35,59 @@ async function guarded<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-const OPTION_TYPES: Record<string, string> = { cwd: 's', action: 's', 'startup-id': 's' };
+const OPTION_TYPES: Record<string, string> = { cwd: 's', action: 's', 'startup-id': 's', 'read-only': 'b' };
+const APP_ONLY = new Set(['action', 'read-only']);
 
-function readOptions(options: Record<string, Variant>, allowAction: boolean): LaunchOptions & { action?: string } {
-  const out: LaunchOptions & { action?: string } = {};
+/** Checks option names and types; returns the values by name. */
+function checkOptions(options: Record<string, Variant>, types: Record<string, string>): Record<string, string | boolean> {
+  const out: Record<string, string | boolean> = {};
   for (const [key, v] of Object.entries(options)) {
-    const type = OPTION_TYPES[key];
-    if (!type || (key === 'action' && !allowAction)) {
-      throw new KagomeError('InvalidArgument', `unknown option "${key}"; known options: ${Object.keys(OPTION_TYPES).filter((k) => allowAction || k !== 'action').join(', ')}`);
-    }
+    const type = types[key];
+    if (!type) throw new KagomeError('InvalidArgument', `unknown option "${key}"; known options: ${Object.keys(types).join(', ')}`);
     if (v.signature !== type) throw new KagomeError('InvalidArgument', `option "${key}" must be of type ${type}, not ${v.signature}`);
-    const value = v.value as string;
-    if (key === 'cwd') {
-      if (!value.startsWith('/')) throw new KagomeError('InvalidArgument', `option "cwd" must be an absolute path, not ${JSON.stringify(value)}`);
-      out.cwd = value;
-    } else if (key === 'action') out.action = value;
-    else out.startupId = value;
+    out[key] = v.value as string | boolean;
   }
   return out;
+}
+
+function readOptions(options: Record<string, Variant>, forApp: boolean): LaunchOptions & { action?: string; readOnly?: boolean } {
+  const types = Object.fromEntries(Object.entries(OPTION_TYPES).filter(([k]) => forApp || !APP_ONLY.has(k)));
+  const o = checkOptions(options, types);
+  const out: LaunchOptions & { action?: string; readOnly?: boolean } = {};
+  if (o.cwd !== undefined) {
+    const cwd = o.cwd as string;
+    if (!cwd.startsWith('/')) throw new KagomeError('InvalidArgument', `option "cwd" must be an absolute path, not ${JSON.stringify(cwd)}`);
+    out.cwd = cwd;
+  }
+  if (o.action !== undefined) out.action = o.action as string;
+  if (o['startup-id'] !== undefined) out.startupId = o['startup-id'] as string;
+  if (o['read-only'] !== undefined) out.readOnly = o['read-only'] as boolean;
+  return out;
+}
+
+const FILES_OPTION_TYPES: Record<string, string> = { writable: 'b', persistent: 'b', open: 'b', app: 's', 'follow-symlinks': 'b', 'startup-id': 's' };
+
+function readFilesOptions(options: Record<string, Variant>, byPath: boolean): FilesOptions {
+  const types = Object.fromEntries(Object.entries(FILES_OPTION_TYPES).filter(([k]) => byPath || k !== 'follow-symlinks'));
+  const o = checkOptions(options, types);
+  const out: FilesOptions = {};
+  if (o.writable !== undefined) out.writable = o.writable as boolean;
+  if (o.persistent !== undefined) out.persistent = o.persistent as boolean;
+  if (o.open !== undefined) out.open = o.open as boolean;
+  if (o.app !== undefined) out.app = o.app as string;
+  if (o['follow-symlinks'] !== undefined) out.followSymlinks = o['follow-symlinks'] as boolean;
+  if (o['startup-id'] !== undefined) out.startupId = o['startup-id'] as string;
+  return out;
+}
+
+type GrantTuple = [string, Buffer, Buffer, boolean, boolean];
+
+function grantTuple(g: Grant): GrantTuple {
+  return [g.id, g.pathInCage, g.hostPath, g.writable, g.persistent];
+}
+
+function openReply(r: OpenResult): [GrantTuple[], string[]] {
+  return [r.grants.map(grantTuple), r.programs.map(programPath)];
 }
 
 function cageProperties(c: CageInfo): Record<string, Variant> {
@@ -70,8 +109,14 @@ export class LauncherInterface extends Interface {
 
   Launch(cage: string, desktopId: string, uris: string[], options: Record<string, Variant>): Promise<string> {
     return guarded(async () => {
-      const { action, ...opts } = readOptions(options, true);
-      const programs = await this.launcher.launchApp({ cage, desktopId, uris, options: opts, ...(action !== undefined ? { action } : {}) });
+      const { action, readOnly, ...opts } = readOptions(options, true);
+      const programs = await this.launcher.launchApp({
+        cage,
+        desktopId,
+        uris,
+        options: { ...opts, writable: readOnly ? false : 'auto' },
+        ...(action !== undefined ? { action } : {}),
+      });
       return programPath(programs[0]!);
     });
   }
@@ -84,6 +129,51 @@ LauncherInterface.configureMembers({
   methods: {
     Launch: { inSignature: 'ssasa{sv}', outSignature: 'o' },
     LaunchCommand: { inSignature: 'sasa{sv}', outSignature: 'o' },
+  },
+});
+
+export class FilesInterface extends Interface {
+  constructor(private readonly files: FilesService) {
+    super(FILES_IFACE);
+  }
+
+  GrantFiles(cage: string, fds: number[], options: Record<string, Variant>): Promise<[GrantTuple[], string[]]> {
+    return guarded(async () => {
+      let opts: FilesOptions;
+      try {
+        opts = readFilesOptions(options, false);
+      } catch (e) {
+        // Received descriptors are the service's to close, also when the call is refused.
+        closeFds(fds);
+        throw e;
+      }
+      return openReply(await this.files.grantFds(cage, fds, opts));
+    });
+  }
+
+  GrantPaths(cage: string, paths: Buffer[], options: Record<string, Variant>): Promise<[GrantTuple[], string[]]> {
+    return guarded(async () => openReply(await this.files.grantPaths(cage, paths, readFilesOptions(options, true))));
+  }
+
+  OpenURIs(cage: string, uris: string[], options: Record<string, Variant>): Promise<[GrantTuple[], string[]]> {
+    return guarded(async () => openReply(await this.files.openUris(cage, uris, readFilesOptions(options, false))));
+  }
+
+  ListGrants(cage: string): Promise<GrantTuple[]> {
+    return guarded(async () => (await this.files.list(cage)).map(grantTuple));
+  }
+
+  Revoke(cage: string, ids: string[]): Promise<void> {
+    return guarded(() => this.files.revoke(cage, ids));
+  }
+}
+FilesInterface.configureMembers({
+  methods: {
+    GrantFiles: { inSignature: 'saha{sv}', outSignature: 'a(sayaybb)ao' },
+    GrantPaths: { inSignature: 'saaya{sv}', outSignature: 'a(sayaybb)ao' },
+    OpenURIs: { inSignature: 'sasa{sv}', outSignature: 'a(sayaybb)ao' },
+    ListGrants: { inSignature: 's', outSignature: 'a(sayaybb)' },
+    Revoke: { inSignature: 'sas', outSignature: '' },
   },
 });
 
@@ -145,6 +235,13 @@ const SIGNATURES: Record<string, Record<string, string>> = {
     LaunchCommand: 'sasa{sv} (cage, argv, options)',
   },
   [CAGES_IFACE]: { List: '', Get: 's (cage)', Start: 's (cage)', Stop: 's (cage)', ListPrograms: 's (cage)' },
+  [FILES_IFACE]: {
+    GrantFiles: 'saha{sv} (cage, fds, options)',
+    GrantPaths: 'saaya{sv} (cage, paths, options)',
+    OpenURIs: 'sasa{sv} (cage, uris, options)',
+    ListGrants: 's (cage)',
+    Revoke: 'sas (cage, ids)',
+  },
 };
 
 type Bus = ReturnType<typeof dbus.sessionBus>;
@@ -176,13 +273,15 @@ export interface ExportedService {
 }
 
 /** Export the objects and take the well-known name; fails if another service holds it. */
-export async function exportService(bus: Bus, manager: CageManager, launcher: Launcher): Promise<ExportedService> {
+export async function exportService(bus: Bus, manager: CageManager, launcher: Launcher, files: FilesService): Promise<ExportedService> {
   const launcherIface = new LauncherInterface(launcher);
   const cagesIface = new CagesInterface(manager);
+  const filesIface = new FilesInterface(files);
   const guard = signatureGuard(bus);
   bus.addMethodHandler(guard);
   bus.export(OBJECT_PATH, launcherIface);
   bus.export(OBJECT_PATH, cagesIface);
+  bus.export(OBJECT_PATH, filesIface);
   manager.on('state', (name, state, message) => cagesIface.StateChanged(name, state, message));
   manager.on('program', (p, event) => {
     if (event === 'exited') cagesIface.ProgramExited(p.cage, programPath(p), p.exitCode ?? -1);
@@ -197,6 +296,7 @@ export async function exportService(bus: Bus, manager: CageManager, launcher: La
       await bus.releaseName(BUS_NAME).catch(() => undefined);
       bus.unexport(OBJECT_PATH, launcherIface);
       bus.unexport(OBJECT_PATH, cagesIface);
+      bus.unexport(OBJECT_PATH, filesIface);
     },
   };
 }

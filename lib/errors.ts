@@ -13,6 +13,7 @@ export type ErrorName =
   | 'DisplayFailed'
   | 'MissingProgram'
   | 'NoSuchProgram'
+  | 'NoSuchFile'
   | 'NotPermitted'
   | 'NotSupported'
   | 'Failed';

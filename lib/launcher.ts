@@ -4,7 +4,9 @@ import { checkCageName } from './cage/name.js';
 import { type CageManager, type LaunchOptions, type ProgramInfo } from './cage/manager.js';
 import type { Notifier } from './notify.js';
 import type { Logger } from './log.js';
-import { parseExec, expandExec, pathToFileUri } from '../xdg/exec.js';
+import { parseExec, expandExec, pathToFileUri, fileUriToPathBytes, pathBytesToFileUri } from '../xdg/exec.js';
+import { openHostPath, closeHostFiles, type HostFile, type WriteWish } from './grants/host-file.js';
+import type { FileGrants, Grant } from './grants/registry.js';
 import type { Keyfile } from '../xdg/keyfile.js';
 
 // A launch: an app (desktop entry, optionally one of its actions) or a plain command, run in a
@@ -30,53 +32,149 @@ export interface AppLaunch {
 const DESKTOP_ID = /^[A-Za-z0-9_.+@-]+\.desktop$/;
 const URI_SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/;
 
+/** The desktop ID of the program a cage would open each file with (a desktop's default app). */
+export interface DefaultApps {
+  appsFor(cage: string, files: readonly HostFile[]): Promise<string[]>;
+}
+
+export interface FileLaunchOptions extends LaunchOptions {
+  /** grant files read-write: true, false, or 'auto' (read-write where the user may write) */
+  writable?: WriteWish;
+  persistent?: boolean;
+}
+
+export interface OpenResult {
+  grants: Grant[];
+  programs: ProgramInfo[];
+}
+
 export class Launcher {
   constructor(
     private readonly manager: CageManager,
     private readonly entries: EntryLookup,
     private readonly notifier: Notifier | undefined,
     private readonly log: Logger,
+    private readonly files?: { grants: FileGrants; defaults: DefaultApps },
   ) {}
 
-  async launchApp(req: AppLaunch): Promise<ProgramInfo[]> {
+  /** Launch an app with files and URIs: local files are granted to the cage and passed as it sees them. */
+  async launchApp(req: AppLaunch & { options: FileLaunchOptions }): Promise<ProgramInfo[]> {
     return this.reporting(req.cage, req.desktopId, async () => {
       checkCageName(req.cage);
-      if (!DESKTOP_ID.test(req.desktopId)) {
-        throw new KagomeError('InvalidArgument', `"${req.desktopId}" is not a desktop file ID: it looks like org.example.App.desktop`);
+      const found = await this.findEntry(req.desktopId, req.action);
+      const args = req.uris.map((u) => toUri(u, req.options.cwd));
+      // Files are opened (and so checked) before the cage starts: a bad file costs nothing.
+      const local = args.map((u) => fileUriToPathBytes(u));
+      const hostFiles = this.openLocal(local, req.options.writable ?? 'auto', true);
+      let uris = args;
+      if (hostFiles.length) {
+        const grants = await this.grant(req.cage, hostFiles, req.options.persistent ?? false);
+        let k = 0;
+        uris = args.map((u, i) => (local[i] ? pathBytesToFileUri(grants[k++]!.pathInCage) : u));
       }
-      const found = await this.entries.lookup(req.desktopId);
-      if (!found) {
-        throw new KagomeError('NoSuchApp', `no application "${req.desktopId}" is installed (looked in the applications folders of XDG_DATA_HOME and XDG_DATA_DIRS)`);
-      }
-      const kf = found.keyfile;
-      let group = MAIN_GROUP;
-      if (req.action !== undefined) {
-        const actions = kf.getList(MAIN_GROUP, 'Actions') ?? [];
-        if (!actions.includes(req.action) || !kf.hasGroup(`Desktop Action ${req.action}`)) {
-          throw new KagomeError('NoSuchApp', `"${req.desktopId}" has no action "${req.action}"${actions.length ? `; it has: ${actions.join(', ')}` : ''}`);
+      return this.runEntry(req.cage, found, uris, req.options);
+    });
+  }
+
+  /**
+   * Grant files to a cage and open them: with the given app, or each with the cage's default
+   * program for its type. The files' descriptors are consumed.
+   */
+  async openFiles(cage: string, hostFiles: HostFile[], opts: FileLaunchOptions & { app?: string; open: boolean }): Promise<OpenResult> {
+    return this.reporting(cage, opts.app ?? 'files', async () => {
+      try {
+        checkCageName(cage);
+        const found = opts.app ? await this.findEntry(opts.app, undefined) : undefined;
+        // Which program opens what is decided first: a file nothing in the cage can open is
+        // an error before anything is granted.
+        let apps: string[] = [];
+        if (opts.open && !found) {
+          if (!this.files) throw new KagomeError('NotSupported', 'opening files needs the file grant store, which this service runs without');
+          await this.manager.start(cage);
+          apps = await this.files.defaults.appsFor(cage, hostFiles);
         }
-        group = `Desktop Action ${req.action}`;
+        const grants = await this.grant(cage, hostFiles, opts.persistent ?? false);
+        hostFiles = [];
+        const programs: ProgramInfo[] = [];
+        if (!opts.open) return { grants, programs };
+        const uris = grants.map((g) => pathBytesToFileUri(g.pathInCage));
+        if (found) {
+          programs.push(...(await this.runEntry(cage, found, uris, opts)));
+        } else {
+          // One launch per program, with all of its files, as a file manager does.
+          for (const app of new Set(apps)) {
+            const entry = await this.findEntry(app, undefined);
+            programs.push(...(await this.runEntry(cage, entry, uris.filter((_, i) => apps[i] === app), opts)));
+          }
+        }
+        return { grants, programs };
+      } finally {
+        closeHostFiles(hostFiles);
       }
-      const exec = kf.get(group, 'Exec');
-      if (!exec) throw new KagomeError('InvalidDesktopEntry', `${found.path}: [${group}] has no Exec key, so there is nothing to run`);
-      const cwd = kf.get(MAIN_GROUP, 'Path') || req.options.cwd;
-      const uris = req.uris.map((u) => toUri(u, req.options.cwd));
-      const argvs = expandExec(parseExec(exec), {
-        uris,
-        icon: kf.get(MAIN_GROUP, 'Icon'),
-        name: kf.get(MAIN_GROUP, 'Name'),
-        desktopFile: found.path,
-      });
-      const programs: ProgramInfo[] = [];
-      for (const argv of argvs) {
-        programs.push(await this.manager.launchCommand(req.cage, argv, { ...req.options, ...(cwd ? { cwd } : {}) }));
-      }
-      return programs;
     });
   }
 
   async launchCommand(cage: string, argv: string[], options: LaunchOptions): Promise<ProgramInfo> {
     return this.reporting(cage, argv[0] ?? '', () => this.manager.launchCommand(cage, argv, options));
+  }
+
+  private openLocal(paths: readonly (Buffer | undefined)[], writable: WriteWish, followSymlinks: boolean): HostFile[] {
+    const out: HostFile[] = [];
+    try {
+      for (const p of paths) if (p) out.push(openHostPath(p, { followSymlinks, writable }));
+      return out;
+    } catch (e) {
+      closeHostFiles(out);
+      throw e;
+    }
+  }
+
+  private async grant(cage: string, hostFiles: HostFile[], persistent: boolean): Promise<Grant[]> {
+    try {
+      if (!this.files) throw new KagomeError('NotSupported', 'this service runs without a file grant store, so files cannot be given to cages');
+      // A grant that ends when the cage stops needs the cage running; a persistent one does not.
+      if (!persistent) await this.manager.start(cage);
+      return await this.files.grants.add(cage, hostFiles, { persistent });
+    } finally {
+      closeHostFiles(hostFiles);
+    }
+  }
+
+  private async findEntry(desktopId: string, action: string | undefined): Promise<FoundEntry> {
+    if (!DESKTOP_ID.test(desktopId)) {
+      throw new KagomeError('InvalidArgument', `"${desktopId}" is not a desktop file ID: it looks like org.example.App.desktop`);
+    }
+    const found = await this.entries.lookup(desktopId);
+    if (!found) {
+      throw new KagomeError('NoSuchApp', `no application "${desktopId}" is installed (looked in the applications folders of XDG_DATA_HOME and XDG_DATA_DIRS)`);
+    }
+    const kf = found.keyfile;
+    let group = MAIN_GROUP;
+    if (action !== undefined) {
+      const actions = kf.getList(MAIN_GROUP, 'Actions') ?? [];
+      if (!actions.includes(action) || !kf.hasGroup(`Desktop Action ${action}`)) {
+        throw new KagomeError('NoSuchApp', `"${desktopId}" has no action "${action}"${actions.length ? `; it has: ${actions.join(', ')}` : ''}`);
+      }
+      group = `Desktop Action ${action}`;
+    }
+    return { ...found, group };
+  }
+
+  private async runEntry(cage: string, found: FoundEntry, uris: string[], options: LaunchOptions): Promise<ProgramInfo[]> {
+    const kf = found.keyfile;
+    const exec = kf.get(found.group, 'Exec');
+    if (!exec) throw new KagomeError('InvalidDesktopEntry', `${found.path}: [${found.group}] has no Exec key, so there is nothing to run`);
+    const cwd = kf.get(MAIN_GROUP, 'Path') || options.cwd;
+    const argvs = expandExec(parseExec(exec), {
+      uris,
+      icon: kf.get(MAIN_GROUP, 'Icon'),
+      name: kf.get(MAIN_GROUP, 'Name'),
+      desktopFile: found.path,
+    });
+    const launch: LaunchOptions = { ...(options.startupId ? { startupId: options.startupId } : {}), ...(cwd ? { cwd } : {}) };
+    const programs: ProgramInfo[] = [];
+    for (const argv of argvs) programs.push(await this.manager.launchCommand(cage, argv, launch));
+    return programs;
   }
 
   /** A failed launch is also told to the person at the screen, who may not see the D-Bus error. */
@@ -93,6 +191,8 @@ export class Launcher {
     }
   }
 }
+
+type FoundEntry = { id: string; path: string; keyfile: Keyfile; group: string };
 
 /** Paths become file:// URIs (relative ones against the caller's directory); URIs pass as they are. */
 export function toUri(arg: string, cwd: string | undefined): string {

@@ -48,8 +48,13 @@ export const IN_CAGE = {
  * The parts of a cage that do not depend on the backend: home, extra mounts, environment.
  * Backends add their root filesystem before these ops.
  */
+/** XDG_RUNTIME_DIR inside every cage, where systemd puts it on the host. */
+export function cageRuntimeDir(host: Pick<HostFacts, 'uid'>): string {
+  return `/run/user/${host.uid}`;
+}
+
 export function cageSpec(config: CageConfig, host: HostFacts): SandboxSpec {
-  const runtimeDir = `/run/user/${host.uid}`;
+  const runtimeDir = cageRuntimeDir(host);
   const ops: SetupOp[] = [
     { op: 'dir', dest: runtimeDir, mode: 0o700 },
     { op: 'bind', source: config.home, dest: host.home },

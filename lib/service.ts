@@ -10,10 +10,19 @@ import { XephyrDisplay } from './display/xephyr.js';
 import { Launcher } from './launcher.js';
 import { BusNotifier, type NotifyCall } from './notify.js';
 import type { Logger } from './log.js';
-import type { HostFacts } from './sandbox.js';
 import { appShadows, AppSync } from './apps.js';
 import { connectSessionBus } from './bus.js';
 import { exportService, type ExportedService } from '../dbus/service.js';
+import { FileGrants } from './grants/registry.js';
+import type { GrantStore } from './grants/grant.js';
+import { DocumentPortalStore } from './grants/document-portal.js';
+import { CopyStore } from './grants/copy.js';
+import { FilesService } from './files.js';
+import { CageDefaultApps } from './default-apps.js';
+import { cageRuntimeDir, type HostFacts } from './sandbox.js';
+import type { Paths } from './runtime/paths.js';
+import type { Bus } from './bus.js';
+import path from 'node:path';
 
 // `kagome daemon`: one session-bus connection, the engine, and the D-Bus objects over it.
 
@@ -55,11 +64,38 @@ function notifyCall(bus: ReturnType<typeof dbus.sessionBus>): NotifyCall {
   };
 }
 
+/**
+ * The document portal where it can serve, else copies; KAGOME_FILE_GRANTS=copy forces copies
+ * (for machines whose FUSE mounts a backend cannot reach). Which one is used is logged once.
+ */
+async function chooseGrantStore(bus: Bus, env: Env, paths: Paths, log: Logger): Promise<GrantStore> {
+  const copies = () => new CopyStore(path.join(paths.runtimeDir, 'files'), log);
+  if (env.KAGOME_FILE_GRANTS === 'copy') {
+    log.info('file grants: copied into cages and written back (KAGOME_FILE_GRANTS=copy)');
+    return copies();
+  }
+  try {
+    const portal = await DocumentPortalStore.connect(bus);
+    log.info(`file grants: through the document portal at ${portal.mountPoint}`);
+    return portal;
+  } catch (e) {
+    log.warn(`file grants: ${(e as Error).message}; granted files are copied into cages instead and written back when changed`);
+    return copies();
+  }
+}
+
 export async function startService(env: Env, log: Logger): Promise<RunningService> {
   const paths = pathsFromEnv(env);
   requireRuntimeDir(paths);
   const host = hostFacts(env);
   const store = new CageStore(paths.cagesDir, { hostHome: host.home, homesDir: paths.homesDir });
+  const bus = await connectSessionBus(env);
+  const grants = new FileGrants(
+    chooseGrantStore(bus, env, paths, log),
+    { transient: path.join(paths.runtimeDir, 'grants'), persistent: paths.persistentGrantsDir },
+    cageRuntimeDir(host),
+    log,
+  );
   const manager = new CageManager({
     paths,
     store,
@@ -68,8 +104,8 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
     backends: { bubblewrap: new BubblewrapBackend(host) },
     displays: { xpra: new XpraDisplay(), xephyr: new XephyrDisplay() },
     log,
+    grants,
   });
-  const bus = connectSessionBus(env);
   // A lost bus connection leaves nothing to serve; the cages keep running and are re-adopted.
   bus.on('error', (e: Error) => {
     log.error(`session bus connection lost: ${e.message}`);
@@ -79,20 +115,24 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
   const notifier = new BusNotifier(notifyCall(bus), log);
   const shadows = appShadows(env, store, (m) => log.warn(m));
   // Launches read the original entry, never the shadow that sent them.
-  const launcher = new Launcher(manager, { lookup: (id) => shadows.resolveOriginal(id) }, notifier, log);
+  const lookup = { lookup: (id: string) => shadows.resolveOriginal(id) };
+  const launcher = new Launcher(manager, lookup, notifier, log, { grants, defaults: new CageDefaultApps(manager, log) });
+  // The watched folders must exist: chokidar does not notice a missing one appear. Made before
+  // the name is taken, which callers take to mean the service is ready.
+  await Promise.all([shadows.userApps, store.dir].map((d) => fsp.mkdir(d, { recursive: true, mode: 0o700 })));
   const adopted = await manager.adoptAll();
   if (adopted.length) log.info(`re-adopted running cages: ${adopted.join(', ')}`);
+  // Grants of cages that stopped while no service was watching (a crash) end now.
+  await grants.recover(new Set(adopted)).catch((e: Error) => log.warn(`ending grants of stopped cages: ${e.message}`));
   let exported: ExportedService;
   try {
-    exported = await exportService(bus, manager, launcher);
+    exported = await exportService(bus, manager, launcher, new FilesService(launcher, grants, store));
   } catch (e) {
     manager.release();
     bus.disconnect();
     throw e;
   }
   log.info(`serving io.kagome.Kagome (cages in ${paths.cagesDir})`);
-  // The watched folders must exist: chokidar does not notice a missing one appear.
-  await Promise.all([shadows.userApps, store.dir].map((d) => fsp.mkdir(d, { recursive: true, mode: 0o700 })));
   const sync = new AppSync({ shadows, store, manager, notifier, log });
   await sync.start().catch((e: Error) => log.error(`keeping menu entries in sync is off: ${e.message}`));
   return {
@@ -103,6 +143,7 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
       await exported.release();
       if (opts.stopCages) await manager.stopAll();
       else manager.release();
+      await grants.close();
       bus.disconnect();
     },
   };

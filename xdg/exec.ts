@@ -26,6 +26,7 @@
 
 import { posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isUtf8 } from 'node:buffer';
 import { KagomeError } from '../lib/errors.js';
 
 /** Field codes that survive parsing; the deprecated ones are dropped. */
@@ -223,6 +224,53 @@ export function fileUriToPath(uri: string): string | undefined {
   }
 }
 
+/**
+ * An argument for a program. File names are bytes, not text: a name that is not valid UTF-8
+ * stays a Buffer all the way to the program, since a JavaScript string cannot carry it.
+ */
+export type ArgValue = string | Buffer;
+
+/** A string when the bytes are UTF-8 (the common case), else the bytes themselves. */
+export function argValue(bytes: Buffer): ArgValue {
+  return isUtf8(bytes) ? bytes.toString('utf8') : bytes;
+}
+
+function joinArg(a: ArgValue, b: ArgValue): ArgValue {
+  return typeof a === 'string' && typeof b === 'string' ? a + b : Buffer.concat([Buffer.from(a), Buffer.from(b)]);
+}
+
+/**
+ * The local path of a file:// URI as bytes: percent-escapes may encode any byte of a file
+ * name, which fileURLToPath would turn into U+FFFD. Undefined for other URIs, a host other
+ * than localhost, a query or fragment, or an encoded '/' or NUL.
+ */
+export function fileUriToPathBytes(uri: string): Buffer | undefined {
+  const m = /^file:\/\/(localhost)?(\/[^?#]*)$/i.exec(uri);
+  if (!m) return undefined;
+  const raw = m[2]!;
+  if (/%(2f|00)/i.test(raw) || /%(?![0-9a-f]{2})/i.test(raw)) return undefined;
+  const out: number[] = [];
+  const text = Buffer.from(raw, 'utf8');
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] === 0x25) {
+      out.push(parseInt(text.subarray(i + 1, i + 3).toString('latin1'), 16));
+      i += 2;
+    } else out.push(text[i]!);
+  }
+  return Buffer.from(out);
+}
+
+/** A file:// URI for an absolute path given as bytes (any name, UTF-8 or not), encoded as pathToFileUri encodes text. */
+export function pathBytesToFileUri(p: Buffer): string {
+  if (p[0] !== 0x2f) throw new KagomeError('InvalidArgument', `cannot make a file URI from the relative path ${JSON.stringify(p.toString())}`);
+  let out = 'file://';
+  for (const b of p) {
+    const c = String.fromCharCode(b);
+    out += /[A-Za-z0-9\-_.!~*'()\/]/.test(c) ? c : '%' + b.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
+}
+
 function absolute(path: string, cwd: string | undefined): string {
   if (path.startsWith('/')) return path;
   if (cwd === undefined || !cwd.startsWith('/')) {
@@ -246,24 +294,24 @@ function fileCodeOf(args: readonly ExecArg[]): FieldCode | undefined {
  * for %u/%U; for %f/%F, file:// URIs become paths and other URIs are dropped. Files
  * given to an Exec without a file field code are dropped, as the program takes none.
  */
-export function expandExec(args: readonly ExecArg[], ctx: ExecContext = {}): string[][] {
+export function expandExec(args: readonly ExecArg[], ctx: ExecContext = {}): ArgValue[][] {
   const code = fileCodeOf(args);
   const files = ctx.files ?? [];
   const uris = ctx.uris ?? [];
-  let items: string[] = [];
+  let items: ArgValue[] = [];
   if (code === 'f' || code === 'F') {
     items = [...files];
     for (const u of uris) {
-      const p = fileUriToPath(u);
-      if (p !== undefined) items.push(p);
+      const p = fileUriToPathBytes(u);
+      if (p !== undefined) items.push(argValue(p));
     }
   } else if (code === 'u' || code === 'U') {
     items = [...files.map((f) => pathToFileUri(absolute(f, ctx.cwd))), ...uris];
   }
-  const runs: string[][] = code === 'f' || code === 'u' ? (items.length > 0 ? items.map((x) => [x]) : [[]]) : [items];
+  const runs: ArgValue[][] = code === 'f' || code === 'u' ? (items.length > 0 ? items.map((x) => [x]) : [[]]) : [items];
 
   return runs.map((run) => {
-    const argv: string[] = [];
+    const argv: ArgValue[] = [];
     for (const arg of args) {
       if (typeof arg === 'string') {
         argv.push(arg);
@@ -292,11 +340,11 @@ export function expandExec(args: readonly ExecArg[], ctx: ExecContext = {}): str
         }
         continue;
       }
-      let word = '';
+      let word: ArgValue = '';
       let omit = false;
       for (const p of arg as readonly ExecPart[]) {
         if (!isFieldCode(p)) {
-          word += p;
+          word = joinArg(word, p);
           continue;
         }
         switch (p.fieldCode) {
@@ -304,13 +352,13 @@ export function expandExec(args: readonly ExecArg[], ctx: ExecContext = {}): str
           case 'u':
             // `--file=%f` without a file would leave a dangling `--file=`: drop the argument.
             if (run.length === 0) omit = true;
-            else word += run[0];
+            else word = joinArg(word, run[0]!);
             break;
           case 'c':
-            word += ctx.name ?? '';
+            word = joinArg(word, ctx.name ?? '');
             break;
           case 'k':
-            word += ctx.desktopFile ?? '';
+            word = joinArg(word, ctx.desktopFile ?? '');
             break;
           default:
             throw new KagomeError('InvalidArgument', `%${String(p.fieldCode)} must be an argument on its own`);

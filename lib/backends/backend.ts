@@ -1,4 +1,5 @@
 import type { SandboxSpec } from '../sandbox.js';
+import type { ArgValue } from '../../xdg/exec.js';
 
 // One interface per concept: every backend (bubblewrap now; podman, docker and LXD later)
 // starts a sandbox from a SandboxSpec, runs programs inside the running sandbox, tells
@@ -15,7 +16,8 @@ export interface StartIo {
 }
 
 export interface ExecRequest {
-  argv: string[];
+  /** the program and its arguments; file arguments may be bytes (see argv-bytes.ts) */
+  argv: ArgValue[];
   env: Record<string, string>;
   cwd: string;
   /** file descriptor for the program's stdout and stderr */

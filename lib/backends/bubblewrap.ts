@@ -9,6 +9,7 @@ import { isAlive, procRef, signal, waitUntil, pidsInNamespace, namespaceId, type
 import { identityFiles, type HostFacts, type SandboxSpec, type SetupOp } from '../sandbox.js';
 import type { Backend, ExecHandle, ExecRequest, SandboxRecord, StartIo } from './backend.js';
 import { startSlirp } from './slirp.js';
+import { execArgv } from './argv-bytes.js';
 
 // The default backend: bubblewrap over the host's own /usr. Each cage gets its own user,
 // mount, pid, ipc, uts and network namespaces. The network namespace is never the host's,
@@ -237,7 +238,7 @@ export class BubblewrapBackend implements Backend {
     if (!isAlive(r.init)) throw new KagomeError('BackendFailed', 'the cage is no longer running');
     // Resolved once: this is the launch path, and PATH does not change under the service.
     this.nsenter ??= requireProgram('nsenter', 'to start programs in a running cage');
-    const child = spawn(this.nsenter, enterArgs(r.init.pid, req.cwd, req.argv), {
+    const child = spawn(this.nsenter, enterArgs(r.init.pid, req.cwd, execArgv(req.argv)), {
       detached: true,
       env: req.env,
       stdio: ['ignore', req.logFd, req.logFd],

@@ -13,6 +13,7 @@ import { readState, removeState, writeState, type CageState } from '../runtime/s
 import { isAlive, processStartTime, procRef, type ProcRef } from '../runtime/proc.js';
 import { cageSpec, type HostFacts, type SandboxSpec } from '../sandbox.js';
 import type { Logger } from '../log.js';
+import type { ArgValue } from '../../xdg/exec.js';
 
 export type CageStateName = 'stopped' | 'starting' | 'running' | 'stopping' | 'invalid';
 
@@ -73,6 +74,13 @@ export interface ManagerDeps {
   backends: Record<string, Backend>;
   displays: Record<string, CageDisplay>;
   log: Logger;
+  /** granted files: their folder joins each cage at start, their grants end when it stops */
+  grants?: CageGrantHooks;
+}
+
+export interface CageGrantHooks {
+  cageStarting(name: string, spec: SandboxSpec): Promise<void>;
+  cageStopped(name: string): Promise<void>;
 }
 
 export interface ManagerEvents {
@@ -150,6 +158,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     let sandbox: SandboxRecord | undefined;
     let prepared: DisplayRecord | undefined;
     try {
+      await this.deps.grants?.cageStarting(name, spec);
       prepared = await display.prepare(ctx);
       display.contribute(ctx, prepared);
       sandbox = await backend.start(spec, { logFd, etcDir: rt.etcDir });
@@ -231,11 +240,13 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   }
 
   /** Run a program in a cage, starting the cage if needed. Resolves once the program is exec'd. */
-  async launchCommand(name: string, argv: string[], opts: LaunchOptions = {}): Promise<ProgramInfo> {
+  async launchCommand(name: string, argv: ArgValue[], opts: LaunchOptions = {}): Promise<ProgramInfo> {
     checkCageName(name);
     checkArgv(argv);
     const cage = await this.ensureStarted(name);
-    const program = argv[0]!;
+    // A program name is text (it comes from an Exec line or a D-Bus string); only file
+    // arguments may be bytes.
+    const program = String(argv[0]);
     const searchPath = cage.spec.env.PATH ?? '/usr/bin:/bin';
     const resolved = await cage.backend.resolveProgram(cage.sandbox, program, searchPath);
     if (!resolved) {
@@ -254,7 +265,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     const info: ProgramInfo = {
       id: this.nextProgramId++,
       cage: name,
-      argv: [...argv],
+      argv: argv.map(String),
       pid: handle.pid,
       pidStart: processStartTime(handle.pid) ?? '',
       startedAt: new Date(),
@@ -262,7 +273,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     cage.programs.set(info.id, info);
     this.clearIdle(cage);
     this.emit('program', info, 'started');
-    this.deps.log.info(`cage ${name}: started ${JSON.stringify(argv)} as pid ${handle.pid}`);
+    this.deps.log.info(`cage ${name}: started ${JSON.stringify(info.argv)} as pid ${handle.pid}`);
     void this.persist(name, cage).catch((e) => this.deps.log.warn(`cage ${name}: could not save state: ${asKagomeError(e).message}`));
     void handle.exited.then((code) => {
       info.exitCode = code;
@@ -369,6 +380,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     // A state write queued by a launch must not bring the file back after it is removed.
     await cage.persisting.catch(() => undefined);
     await removeState(cage.rt.state);
+    await this.deps.grants?.cageStopped(name).catch((e) => this.deps.log.warn(`cage ${name}: ending its grants: ${asKagomeError(e).message}`));
     try {
       fs.closeSync(cage.logFd);
     } catch {
@@ -419,6 +431,13 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       programs: cage ? this.programCount(cage) : 0,
       error: '',
     };
+  }
+
+  /** How a running cage's own files can be read from the host, and its programs' environment. */
+  view(name: string): { hostPathOf(pathInCage: string): string | undefined; env: Record<string, string> } | undefined {
+    const cage = this.running.get(name);
+    if (!cage) return undefined;
+    return { hostPathOf: (p) => cage.backend.hostPathOf(cage.sandbox, p), env: { ...cage.spec.env } };
   }
 
   programs(name?: string): ProgramInfo[] {
@@ -528,13 +547,13 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   }
 }
 
-export function checkArgv(argv: unknown): asserts argv is string[] {
+export function checkArgv(argv: unknown): asserts argv is ArgValue[] {
   if (!Array.isArray(argv) || argv.length === 0) {
     throw new KagomeError('InvalidArgument', 'the command is empty: give the program to run and its arguments');
   }
   for (const a of argv) {
-    if (typeof a !== 'string') throw new KagomeError('InvalidArgument', 'every command argument must be a string');
-    if (a.includes('\0')) throw new KagomeError('InvalidArgument', 'a command argument contains a NUL byte, which no program can receive');
+    if (typeof a !== 'string' && !Buffer.isBuffer(a)) throw new KagomeError('InvalidArgument', 'every command argument must be a string');
+    if (typeof a === 'string' ? a.includes('\0') : a.includes(0)) throw new KagomeError('InvalidArgument', 'a command argument contains a NUL byte, which no program can receive');
   }
-  if (argv[0] === '') throw new KagomeError('InvalidArgument', 'the program name is empty');
+  if (typeof argv[0] !== 'string' || argv[0] === '') throw new KagomeError('InvalidArgument', 'the program name is empty');
 }

@@ -12,6 +12,8 @@ export interface Paths {
   homesDir: string;
   /** $XDG_RUNTIME_DIR/kagome: state of running cages; tmpfs, gone at logout, like the cages. '' when unset. */
   runtimeDir: string;
+  /** $XDG_DATA_HOME/kagome/grants: persistent file grants, one record file per cage. */
+  persistentGrantsDir: string;
   hostHome: string;
 }
 
@@ -23,6 +25,7 @@ export function pathsFromEnv(env: Env): Paths {
     cagesDir: path.join(dirs.configHome, 'kagome', 'cages'),
     homesDir: path.join(dirs.dataHome, 'kagome', 'homes'),
     runtimeDir: runtime ? path.join(runtime, 'kagome') : '',
+    persistentGrantsDir: path.join(dirs.dataHome, 'kagome', 'grants'),
     hostHome: env.HOME,
   };
 }

@@ -8,6 +8,7 @@ import { makeTempEnv, type TempEnv } from './tmpenv.js';
 import { startSessionBus, type SessionBus } from './dbus-session.js';
 import { startXvfb, type Xvfb } from './xvfb.js';
 import { stopChild, track } from './daemons.js';
+import { startDocumentPortal, type DocumentPortal } from './document-portal.js';
 
 // A whole kagome world for an integration test: temporary XDG directories, a private session
 // bus, an Xvfb host display, and the real service started from bin/kagome. Everything it
@@ -26,6 +27,8 @@ type Bus = ReturnType<typeof dbus.sessionBus>;
 
 export class World {
   service: ServiceProcess | undefined;
+  /** the real xdg-document-portal, for worlds made with `documentPortal` */
+  portal: DocumentPortal | undefined;
   private client: Bus | undefined;
   private serviceLog = '';
 
@@ -40,7 +43,7 @@ export class World {
    * With `systemData`, XDG_DATA_DIRS starts with a temporary folder (systemApps is its
    * applications/), standing for /usr/share: "installed" programs go there.
    */
-  static async create(opts: { servicesDirs?: string[]; systemData?: boolean } = {}): Promise<World> {
+  static async create(opts: { servicesDirs?: string[]; systemData?: boolean; documentPortal?: boolean } = {}): Promise<World> {
     const tmp = await makeTempEnv();
     const xvfb = await startXvfb();
     const baseEnv: Record<string, string> = {
@@ -55,7 +58,10 @@ export class World {
       baseEnv.XDG_DATA_DIRS = `${system}:/usr/share`;
     }
     const bus = await startSessionBus({ env: baseEnv, ...(opts.servicesDirs ? { servicesDirs: opts.servicesDirs } : {}) });
-    return new World(tmp, bus, xvfb, { ...baseEnv, DBUS_SESSION_BUS_ADDRESS: bus.address });
+    const env = { ...baseEnv, DBUS_SESSION_BUS_ADDRESS: bus.address };
+    const world = new World(tmp, bus, xvfb, env);
+    if (opts.documentPortal) world.portal = await startDocumentPortal(env);
+    return world;
   }
 
   get display(): string {
@@ -85,8 +91,10 @@ export class World {
     fs.writeFileSync(this.cageFile(name), body);
   }
 
-  async startService(): Promise<ServiceProcess> {
-    const child = spawn(process.execPath, [KAGOME, 'daemon'], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  /** `wrap` runs the service through another command (e.g. setpriv to drop capabilities). */
+  async startService(opts: { wrap?: string[] } = {}): Promise<ServiceProcess> {
+    const argv = [...(opts.wrap ?? []), process.execPath, KAGOME, 'daemon'];
+    const child = spawn(argv[0]!, argv.slice(1), { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
     track(child);
     const append = (d: Buffer) => (this.serviceLog += d.toString());
     child.stdout!.on('data', append);
@@ -227,6 +235,7 @@ export class World {
     }
     this.killCages();
     this.client?.disconnect();
+    await this.portal?.stop();
     await this.bus.stop();
     await this.xvfb.stop();
     await this.tmp.cleanup();

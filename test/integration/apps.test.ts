@@ -61,12 +61,12 @@ describe('programs in cages: shadow entries launched by the desktop', () => {
   };
 
   before(async () => {
-    w = await World.create({ systemData: true });
+    w = await World.create({ systemData: true, documentPortal: true });
     notifications = await startNotifications(w.bus.address);
     docs = path.join(w.tmp.root, 'docs');
     fs.mkdirSync(docs);
     fs.writeFileSync(path.join(docs, 'note.txt'), 'a note for the viewer\n');
-    w.writeCage('work', `[Cage]\nReadOnly=${docs}\nIdleStop=0\n`);
+    w.writeCage('work', '[Cage]\nIdleStop=0\n');
     w.writeCage('other', '[Cage]\n');
     fs.writeFileSync(path.join(w.systemApps, EYES), EYES_ENTRY);
     fs.writeFileSync(path.join(w.systemApps, VIEWER), viewerEntry('Test Viewer'));
@@ -123,7 +123,15 @@ describe('programs in cages: shadow entries launched by the desktop', () => {
     const note = path.join(docs, 'note.txt');
     const r = await execa('xdg-open', [note], { env: w.env, reject: false, timeout: 20000 });
     assert.equal(r.exitCode, 0, `${r.stdout}${r.stderr}`);
-    await waitForProgram('work', ['xmessage', '-file', note]);
+    // The file is granted to the cage (no ReadOnly= mount needed) and passed as the cage sees it.
+    const p = await waitFor(
+      async () => (await programs('work')).find((x) => x[1][0] === 'xmessage' && /^\/run\/user\/\d+\/doc\/[^/]+\/note\.txt$/.test(x[1][2] ?? '')),
+      30000,
+      'xmessage -file <granted note.txt> in cage work',
+    );
+    assert.equal(p[1][1], '-file');
+    const [grants] = (await w.call('io.kagome.Files1', 'ListGrants', 's', ['work'])) as [[string, Buffer, Buffer, boolean, boolean][]];
+    assert.ok(grants.some((g) => g[2].toString() === note && g[1].toString() === p[1][2]), 'the program got the granted copy of the file');
     await waitForWindow(w.display, { wmClass: 'Xmessage' });
   });
 

@@ -6,6 +6,7 @@
 // integration test trusts them.
 
 import assert from 'node:assert/strict';
+import { pathBytesToFileUri } from '../../xdg/exec.js';
 import { access, chmod, copyFile, lstat, mkdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -118,7 +119,7 @@ describe('kagome-open', () => {
 
     shells.dash = await toolPath('dash');
     shells.bash = await toolPath('bash');
-    const helpers = ['sed', 'awk', 'iconv'];
+    const helpers = ['sed', 'awk', 'iconv', 'od'];
     paths.busctl = await pathWith(tmp.root, 'path-busctl', ['busctl', ...helpers]);
     paths.gdbus = await pathWith(tmp.root, 'path-gdbus', ['gdbus', ...helpers]);
     paths.none = await pathWith(tmp.root, 'path-none', helpers);
@@ -178,6 +179,9 @@ describe('kagome-open', () => {
 
   type Transport = 'busctl' | 'gdbus';
 
+  /** With --entry, kagome-open sends files as file:// URIs (relative to its cwd); URIs and '' pass as they are. */
+  const asUri = (a: string): string => (a === '' || /^[A-Za-z][A-Za-z0-9+.-]*:/.test(a) ? a : pathBytesToFileUri(Buffer.from(a.startsWith('/') ? a : `${workdir}/${a}`)));
+
   async function kagomeOpen(
     transport: Transport | 'none',
     args: string[],
@@ -219,7 +223,7 @@ describe('kagome-open', () => {
               method: 'Launch',
               cage: 'web',
               desktopId: 'org.example.Browser.desktop',
-              args: nasty,
+              args: nasty.map(asUri),
               options: {
                 cwd: { signature: 's', value: workdir },
                 action: { signature: 's', value: 'new-window' },
@@ -269,7 +273,7 @@ describe('kagome-open', () => {
         const r = await kagomeOpen(transport, ['--cage', 'web', '--entry', 'a.desktop', 'file:///x', '--help', '-x']);
         assert.equal(r.stderr, '');
         assert.equal(r.exitCode, 0);
-        assert.deepEqual(takeCalls()[0]?.args, ['file:///x', '--help', '-x']);
+        assert.deepEqual(takeCalls()[0]?.args, ['file:///x', asUri('--help'), asUri('-x')]);
       });
 
       it('keeps non-ASCII arguments intact in the C locale', async () => {
@@ -280,7 +284,7 @@ describe('kagome-open', () => {
         });
         assert.equal(r.stderr, '');
         assert.equal(r.exitCode, 0);
-        assert.deepEqual(takeCalls()[0]?.args, args);
+        assert.deepEqual(takeCalls()[0]?.args, args.map(asUri));
       });
 
       it('a D-Bus error is printed as "kagome-open: <name>: <message>" with exit status 1', async () => {
@@ -310,20 +314,23 @@ describe('kagome-open', () => {
         }
       });
 
-      it('refuses arguments that are not UTF-8 instead of mangling them', async () => {
+      it('sends a file name that is not UTF-8 as a percent-encoded URI, and refuses such a command argument', async () => {
         takeCalls();
-        const r = await execa(
-          shells.dash,
-          ['-c', 'exec "$1" "$0" --cage web --entry a.desktop -- ok "$(printf "bad\\377byte")"', KAGOME_OPEN, shells.dash],
-          {
+        const run = (args: string) =>
+          execa(shells.dash, ['-c', `exec "$1" "$0" --cage web ${args} -- ok "$(printf "bad\\377byte")"`, KAGOME_OPEN, shells.dash], {
             cwd: workdir,
             extendEnv: false,
             env: { PATH: paths[transport], DBUS_SESSION_BUS_ADDRESS: bus.address },
             reject: false,
-          },
-        );
-        assert.equal(r.exitCode, 1);
-        assert.match(r.stderr, /^kagome-open: .*not valid UTF-8/);
+          });
+        const entry = await run('--entry a.desktop');
+        assert.equal(entry.exitCode, 0, entry.stderr);
+        const bytes = Buffer.concat([Buffer.from(workdir + '/bad'), Buffer.from([0xff]), Buffer.from('byte')]);
+        assert.deepEqual(takeCalls()[0]?.args, [asUri('ok'), pathBytesToFileUri(bytes)]);
+        assert.match(pathBytesToFileUri(bytes), /bad%FFbyte$/);
+        const command = await run('');
+        assert.equal(command.exitCode, 1);
+        assert.match(command.stderr, /^kagome-open: .*not valid UTF-8/);
         assert.deepEqual(takeCalls(), []);
       });
     });
@@ -366,7 +373,7 @@ describe('kagome-open', () => {
     assert.equal(withEntry.stderr, '');
     assert.equal(withEntry.exitCode, 0);
     assert.deepEqual(JSON.parse(await readFile(record, 'utf8')), {
-      argv: ['launch', 'web', '--entry', 'a.desktop', '--action', 'new', '--cwd', workdir, '--', ...nasty],
+      argv: ['launch', 'web', '--entry', 'a.desktop', '--action', 'new', '--cwd', workdir, '--', ...nasty.map(asUri)],
       startup: 'sid',
     });
 

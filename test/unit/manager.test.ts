@@ -114,6 +114,7 @@ describe('CageManager', () => {
       cagesDir: path.join(root, 'config', 'cages'),
       homesDir: path.join(root, 'data', 'homes'),
       runtimeDir: path.join(root, 'run', 'kagome'),
+      persistentGrantsDir: path.join(root, 'data', 'kagome', 'grants'),
       hostHome: path.join(root, 'home'),
     };
     fs.mkdirSync(paths.cagesDir, { recursive: true });
@@ -140,7 +141,11 @@ describe('CageManager', () => {
     // launchCommand saves the state in the background; let those writes land before removing.
     // Remove until it stays removed.
     for (let i = 0; i < 40; i++) {
-      fs.rmSync(root, { recursive: true, force: true });
+      try {
+        fs.rmSync(root, { recursive: true, force: true });
+      } catch {
+        // a background write landed mid-removal (ENOTEMPTY): the next round gets it
+      }
       await new Promise((r) => setTimeout(r, 50));
       if (!fs.existsSync(root)) break;
     }

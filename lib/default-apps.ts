@@ -1,0 +1,46 @@
+import { KagomeError } from './errors.js';
+import type { CageManager } from './cage/manager.js';
+import type { Logger } from './log.js';
+import { shown, type HostFile } from './grants/host-file.js';
+import { contentTypeOf } from '../xdg/content-type.js';
+import { defaultAppFor } from '../xdg/mime-apps.js';
+
+// "Open in cage" without a program: each file opens with the cage's own default program for
+// its type, chosen by the MIME-apps rules over the folders the cage sees (its private home's
+// mimeapps.list, its /etc/xdg and /usr/share), read through the running cage's root on the
+// host. The type is the host file's, by shared-mime-info (glob, then content), as GLib does.
+
+export class CageDefaultApps {
+  constructor(
+    private readonly manager: CageManager,
+    private readonly log: Logger,
+  ) {}
+
+  async appsFor(cage: string, files: readonly HostFile[]): Promise<string[]> {
+    const view = this.manager.view(cage);
+    if (!view) throw new KagomeError('BackendFailed', `cage "${cage}" is not running, so its programs cannot be looked up`);
+    const env = view.env;
+    const home = env.HOME ?? '/';
+    const split = (v: string | undefined, dflt: string) => (v || dflt).split(':').filter((d) => d.startsWith('/'));
+    const cageView = {
+      configDirs: [env.XDG_CONFIG_HOME || `${home}/.config`, ...split(env.XDG_CONFIG_DIRS, '/etc/xdg')],
+      dataDirs: [env.XDG_DATA_HOME || `${home}/.local/share`, ...split(env.XDG_DATA_DIRS, '/usr/local/share:/usr/share')],
+      desktops: (env.XDG_CURRENT_DESKTOP ?? '').split(':').filter(Boolean),
+      hostPath: (p: string) => view.hostPathOf(p) ?? p,
+    };
+    const types = await Promise.all(files.map((f) => contentTypeOf(f.path)));
+    const apps: string[] = [];
+    for (const [i, type] of types.entries()) {
+      const app = await defaultAppFor(type, cageView);
+      if (!app) {
+        throw new KagomeError(
+          'NoSuchApp',
+          `cage "${cage}" has no program for ${type} files such as ${shown(files[i]!.path)}; name one (kagome open ${cage} --app DESKTOP_ID), or set a default in the cage's mimeapps.list`,
+        );
+      }
+      this.log.info(`cage ${cage}: ${type} opens with ${app}`);
+      apps.push(app);
+    }
+    return apps;
+  }
+}

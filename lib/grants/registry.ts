@@ -1,0 +1,203 @@
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { KagomeError, asKagomeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { SandboxSpec } from '../sandbox.js';
+import { DOC_DIR_NAME, type GrantStore } from './grant.js';
+import { closeHostFiles, type HostFile } from './host-file.js';
+import { CAGE_NAME_PATTERN } from '../cage/name.js';
+
+// Which files each cage has been granted, kept on disk so that nothing outlives its reason:
+// a grant ends when its cage stops, unless it was made persistent; a service killed with
+// grants active finds their records at its next start and revokes those of cages that are no
+// longer running. Transient records live in XDG_RUNTIME_DIR (gone at logout, as the cages
+// are), persistent ones in XDG_DATA_HOME.
+
+export interface Grant {
+  id: string;
+  cage: string;
+  /** the host file, as bytes */
+  hostPath: Buffer;
+  /** the file's name in the cage */
+  name: Buffer;
+  /** where the cage sees the file */
+  pathInCage: Buffer;
+  writable: boolean;
+  persistent: boolean;
+  grantedAt: string;
+  store: GrantStore['kind'];
+}
+
+interface StoredGrant {
+  id: string;
+  hostPath: string;
+  name: string;
+  writable: boolean;
+  persistent: boolean;
+  grantedAt: string;
+  store: GrantStore['kind'];
+}
+
+export interface GrantDirs {
+  transient: string;
+  persistent: string;
+}
+
+/** Where a cage sees its granted files: <its runtime dir>/doc, flatpak's place for them. */
+export function docDirInCage(spec: Pick<SandboxSpec, 'runtimeDir'>): string {
+  return path.posix.join(spec.runtimeDir, DOC_DIR_NAME);
+}
+
+export class FileGrants {
+  private readonly writes = new Map<string, Promise<void>>();
+
+  constructor(
+    /** chosen at service start without holding it up: the portal may need activating */
+    private readonly storeReady: Promise<GrantStore>,
+    private readonly dirs: GrantDirs,
+    /** the cage's runtime dir as the cage sees it (grants are listed without the cage running) */
+    private readonly runtimeDirInCage: string,
+    private readonly log: Logger,
+  ) {}
+
+  private fileOf(cage: string, persistent: boolean): string {
+    return path.join(persistent ? this.dirs.persistent : this.dirs.transient, `${cage}.json`);
+  }
+
+  private async read(cage: string, persistent: boolean): Promise<StoredGrant[]> {
+    try {
+      const data = JSON.parse(await fsp.readFile(this.fileOf(cage, persistent), 'utf8')) as { grants?: StoredGrant[] };
+      return Array.isArray(data.grants) ? data.grants : [];
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn(`grant records ${this.fileOf(cage, persistent)} cannot be read (${(e as Error).message}); treating them as empty`);
+      return [];
+    }
+  }
+
+  /** Read-modify-write of one record file, one at a time per file. */
+  private update(cage: string, persistent: boolean, fn: (grants: StoredGrant[]) => StoredGrant[]): Promise<void> {
+    const file = this.fileOf(cage, persistent);
+    const next = (this.writes.get(file) ?? Promise.resolve()).catch(() => undefined).then(async () => {
+      const grants = fn(await this.read(cage, persistent));
+      if (grants.length === 0) {
+        await fsp.rm(file, { force: true });
+        return;
+      }
+      await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+      const tmp = `${file}.${process.pid}.tmp`;
+      await fsp.writeFile(tmp, JSON.stringify({ version: 1, cage, grants }, null, 2) + '\n', { mode: 0o600 });
+      await fsp.rename(tmp, file);
+    });
+    this.writes.set(file, next);
+    return next;
+  }
+
+  private toGrant(cage: string, s: StoredGrant): Grant {
+    const name = Buffer.from(s.name, 'base64');
+    return {
+      id: s.id,
+      cage,
+      hostPath: Buffer.from(s.hostPath, 'base64'),
+      name,
+      pathInCage: Buffer.concat([Buffer.from(`${docDirInCage({ runtimeDir: this.runtimeDirInCage })}/${s.id}/`), name]),
+      writable: s.writable,
+      persistent: s.persistent,
+      grantedAt: s.grantedAt,
+      store: s.store,
+    };
+  }
+
+  /** Grant files to a cage. The files' descriptors are closed whatever happens. */
+  async add(cage: string, files: readonly HostFile[], opts: { persistent: boolean }): Promise<Grant[]> {
+    try {
+      const store = await this.storeReady;
+      const provided = await store.add(cage, files, opts);
+      const now = new Date().toISOString();
+      const stored = provided.map((p, i): StoredGrant => ({
+        id: p.id,
+        hostPath: files[i]!.path.toString('base64'),
+        name: p.name.toString('base64'),
+        writable: files[i]!.writable,
+        persistent: opts.persistent,
+        grantedAt: now,
+        store: store.kind,
+      }));
+      const ids = new Set(stored.map((s) => s.id));
+      // The same file granted again replaces its earlier grant (the portal reuses the document).
+      await this.update(cage, opts.persistent, (old) => [...old.filter((g) => !ids.has(g.id)), ...stored]);
+      await this.update(cage, !opts.persistent, (old) => old.filter((g) => !ids.has(g.id)));
+      this.log.info(`cage ${cage}: granted ${stored.length} file(s) ${opts.persistent ? 'persistently' : 'until it stops'}`);
+      return stored.map((s) => this.toGrant(cage, s));
+    } finally {
+      closeHostFiles(files);
+    }
+  }
+
+  async list(cage: string): Promise<Grant[]> {
+    const all = [...(await this.read(cage, true)), ...(await this.read(cage, false))];
+    return all.map((s) => this.toGrant(cage, s));
+  }
+
+  async revoke(cage: string, ids: readonly string[]): Promise<void> {
+    const grants = await this.list(cage);
+    const unknown = ids.filter((id) => !grants.some((g) => g.id === id));
+    if (unknown.length) {
+      throw new KagomeError('InvalidArgument', `cage "${cage}" has no grant ${unknown.map((u) => JSON.stringify(u)).join(', ')}; 'kagome grants ${cage}' lists its grants`);
+    }
+    for (const g of grants.filter((x) => ids.includes(x.id))) await this.drop(cage, g);
+  }
+
+  private async drop(cage: string, g: Grant): Promise<void> {
+    const store = await this.storeReady;
+    if (g.store === store.kind) await store.revoke(cage, g);
+    await this.update(cage, g.persistent, (old) => old.filter((s) => s.id !== g.id));
+  }
+
+  /** Called before a cage starts: its file folder joins the sandbox, persistent grants are brought back. */
+  async cageStarting(cage: string, spec: SandboxSpec): Promise<void> {
+    const store = await this.storeReady;
+    const folder = await store.folderFor(cage);
+    spec.ops.push({ op: 'bind', source: folder, dest: docDirInCage(spec) });
+    if (store.restore) {
+      for (const g of await this.list(cage)) {
+        if (g.persistent) await store.restore(cage, g).catch((e) => this.log.warn(`cage ${cage}: ${asKagomeError(e).message}`));
+      }
+    }
+  }
+
+  /** Called when a cage has stopped: its transient grants end. */
+  async cageStopped(cage: string): Promise<void> {
+    const transient = (await this.read(cage, false)).map((s) => this.toGrant(cage, s));
+    for (const g of transient) {
+      await this.drop(cage, g).catch((e) => this.log.warn(`cage ${cage}: revoking ${g.id}: ${asKagomeError(e).message}`));
+    }
+    if (transient.length) this.log.info(`cage ${cage}: ${transient.length} grant(s) ended with the cage`);
+  }
+
+  /**
+   * At service start, after running cages were re-adopted: grants of cages that stopped while
+   * no service watched are revoked; those of running cages are taken up again.
+   */
+  async recover(running: ReadonlySet<string>): Promise<void> {
+    let names: string[];
+    try {
+      names = (await fsp.readdir(this.dirs.transient)).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5));
+    } catch {
+      names = [];
+    }
+    for (const cage of names) {
+      if (!CAGE_NAME_PATTERN.test(cage)) continue;
+      if (running.has(cage)) {
+        const store = await this.storeReady;
+        if (store.restore) for (const g of await this.list(cage)) await store.restore(cage, g).catch(() => undefined);
+      } else {
+        await this.cageStopped(cage);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.writes.values());
+    await (await this.storeReady).close();
+  }
+}
