@@ -64,6 +64,10 @@ async function main(): Promise<void> {
     path.join(dirs.system!, 'applications', 'org.kagome.DemoClock.desktop'),
     '[Desktop Entry]\nType=Application\nName=Clock\nName[de]=Uhr\nExec=xclock -geometry 200x200+400+100\nIcon=clock\nCategories=Utility;\n',
   );
+  fs.writeFileSync(
+    path.join(dirs.system!, 'applications', 'org.kagome.DemoNote.desktop'),
+    '[Desktop Entry]\nType=Application\nName=Note viewer\nExec=xmessage -geometry +100+400 -file %f\nMimeType=text/plain;\n',
+  );
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
     XDG_CONFIG_HOME: dirs.config!,
@@ -108,6 +112,14 @@ async function main(): Promise<void> {
   await execa('gio', ['launch', shadow], { env, stdio: 'inherit' });
   await waitForWindow(display, 'XClock');
   log(`xclock, started from its menu entry by gio launch, joined it ${Math.round(performance.now() - t1)} ms later (warm)`);
+  // A host file given to the cage: only it is visible there, through the document portal.
+  const note = path.join(root, 'a note for the cage.txt');
+  fs.writeFileSync(note, 'This file was granted to cage "demo" through the document portal.\nNothing else of the host is visible in it.\n');
+  const t2 = performance.now();
+  await execa(process.execPath, [kagome, 'open', 'demo', '--read-only', '--app', 'org.kagome.DemoNote.desktop', note], { env, stdio: 'inherit' });
+  await waitForWindow(display, 'Xmessage');
+  const grants = await execa(process.execPath, [kagome, 'grants', 'demo'], { env });
+  log(`"${path.basename(note)}" opened in the cage with xmessage ${Math.round(performance.now() - t2)} ms after kagome open; grants:\n${String(grants.stdout)}`);
   const list = await execa(process.execPath, [kagome, 'list'], { env });
   log(`kagome list:\n${String(list.stdout)}`);
 
@@ -125,6 +137,12 @@ async function cleanup(): Promise<void> {
     const exited = new Promise((r) => c.once('exit', r));
     c.kill('SIGTERM');
     await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+  }
+  // The document portal (started by D-Bus activation) mounts on the demo's runtime folder;
+  // it ends with the bus, but its mount must be gone before the folder is removed.
+  const doc = demoRoot ? path.join(demoRoot, 'runtime', 'doc') : '';
+  if (doc && fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === doc)) {
+    await execa('fusermount3', ['-u', '-z', doc], { reject: false });
   }
   if (demoRoot) fs.rmSync(demoRoot, { recursive: true, force: true });
 }
