@@ -125,12 +125,6 @@ export class LauncherInterface extends Interface {
     return guarded(async () => programPath(await this.launcher.launchCommand(cage, argv, readOptions(options, false))));
   }
 }
-LauncherInterface.configureMembers({
-  methods: {
-    Launch: { inSignature: 'ssasa{sv}', outSignature: 'o' },
-    LaunchCommand: { inSignature: 'sasa{sv}', outSignature: 'o' },
-  },
-});
 
 export class FilesInterface extends Interface {
   constructor(private readonly files: FilesService) {
@@ -167,15 +161,6 @@ export class FilesInterface extends Interface {
     return guarded(() => this.files.revoke(cage, ids));
   }
 }
-FilesInterface.configureMembers({
-  methods: {
-    GrantFiles: { inSignature: 'saha{sv}', outSignature: 'a(sayaybb)ao' },
-    GrantPaths: { inSignature: 'saaya{sv}', outSignature: 'a(sayaybb)ao' },
-    OpenURIs: { inSignature: 'sasa{sv}', outSignature: 'a(sayaybb)ao' },
-    ListGrants: { inSignature: 's', outSignature: 'a(sayaybb)' },
-    Revoke: { inSignature: 'sas', outSignature: '' },
-  },
-});
 
 export class CagesInterface extends Interface {
   constructor(private readonly manager: CageManager) {
@@ -213,36 +198,43 @@ export class CagesInterface extends Interface {
     return [cage, program, status];
   }
 }
-CagesInterface.configureMembers({
-  methods: {
-    List: { inSignature: '', outSignature: 'a{sa{sv}}' },
-    Get: { inSignature: 's', outSignature: 'a{sv}' },
-    Start: { inSignature: 's', outSignature: '' },
-    Stop: { inSignature: 's', outSignature: '' },
-    ListPrograms: { inSignature: 's', outSignature: 'a(oasu)' },
+
+// Every method once: its D-Bus signatures and argument names, from which both dbus-next's
+// member table and the wrong-signature guard below are made (the XML in dbus/ documents them).
+type MethodTable = Record<string, [inSignature: string, outSignature: string, args: string]>;
+
+const METHODS: Record<string, MethodTable> = {
+  [LAUNCHER_IFACE]: {
+    Launch: ['ssasa{sv}', 'o', 'cage, desktop_id, uris, options'],
+    LaunchCommand: ['sasa{sv}', 'o', 'cage, argv, options'],
   },
-  signals: {
-    StateChanged: { signature: 'sss' },
-    ProgramExited: { signature: 'soi' },
+  [CAGES_IFACE]: {
+    List: ['', 'a{sa{sv}}', ''],
+    Get: ['s', 'a{sv}', 'cage'],
+    Start: ['s', '', 'cage'],
+    Stop: ['s', '', 'cage'],
+    ListPrograms: ['s', 'a(oasu)', 'cage'],
   },
-});
+  [FILES_IFACE]: {
+    GrantFiles: ['saha{sv}', 'a(sayaybb)ao', 'cage, fds, options'],
+    GrantPaths: ['saaya{sv}', 'a(sayaybb)ao', 'cage, paths, options'],
+    OpenURIs: ['sasa{sv}', 'a(sayaybb)ao', 'cage, uris, options'],
+    ListGrants: ['s', 'a(sayaybb)', 'cage'],
+    Revoke: ['sas', '', 'cage, ids'],
+  },
+};
+
+function configure(iface: { configureMembers(m: object): void }, name: string, signals?: Record<string, { signature: string }>): void {
+  const methods = Object.fromEntries(Object.entries(METHODS[name]!).map(([m, [inSignature, outSignature]]) => [m, { inSignature, outSignature }]));
+  iface.configureMembers({ methods, ...(signals ? { signals } : {}) });
+}
+
+configure(LauncherInterface, LAUNCHER_IFACE);
+configure(FilesInterface, FILES_IFACE);
+configure(CagesInterface, CAGES_IFACE, { StateChanged: { signature: 'sss' }, ProgramExited: { signature: 'soi' } });
 
 // dbus-next only dispatches a call whose signature matches exactly; anything else would get a
 // generic UnknownMethod. A caller who sent the wrong types deserves to be told which ones.
-const SIGNATURES: Record<string, Record<string, string>> = {
-  [LAUNCHER_IFACE]: {
-    Launch: 'ssasa{sv} (cage, desktop_id, uris, options)',
-    LaunchCommand: 'sasa{sv} (cage, argv, options)',
-  },
-  [CAGES_IFACE]: { List: '', Get: 's (cage)', Start: 's (cage)', Stop: 's (cage)', ListPrograms: 's (cage)' },
-  [FILES_IFACE]: {
-    GrantFiles: 'saha{sv} (cage, fds, options)',
-    GrantPaths: 'saaya{sv} (cage, paths, options)',
-    OpenURIs: 'sasa{sv} (cage, uris, options)',
-    ListGrants: 's (cage)',
-    Revoke: 'sas (cage, ids)',
-  },
-};
 
 type Bus = ReturnType<typeof dbus.sessionBus>;
 type Msg = InstanceType<typeof dbus.Message>;
@@ -252,9 +244,10 @@ const newError = dbus.Message.newError as unknown as (call: Msg, name: string, t
 function signatureGuard(bus: Bus) {
   return (msg: Msg): boolean => {
     if (msg.path !== OBJECT_PATH || !msg.interface || !msg.member) return false;
-    const expected = SIGNATURES[msg.interface]?.[msg.member];
-    if (expected === undefined) return false;
-    const want = expected.split(' ')[0] ?? '';
+    const method = METHODS[msg.interface]?.[msg.member];
+    if (method === undefined) return false;
+    const [want, , args] = method;
+    const expected = `${want} (${args})`;
     const got = msg.signature ?? '';
     if (got === want) return false;
     bus.send(
