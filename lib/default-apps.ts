@@ -3,7 +3,8 @@ import type { CageManager } from './cage/manager.js';
 import type { Logger } from './log.js';
 import { shown, type HostFile } from './grants/host-file.js';
 import { contentTypeOf } from '../xdg/content-type.js';
-import { defaultAppFor } from '../xdg/mime-apps.js';
+import { defaultAppFor, findEntryInView, type MimeView } from '../xdg/mime-apps.js';
+import type { Keyfile } from '../xdg/keyfile.js';
 
 // "Open in cage" without a program: each file opens with the cage's own default program for
 // its type, chosen by the MIME-apps rules over the folders the cage sees (its private home's
@@ -16,7 +17,30 @@ export class CageDefaultApps {
     private readonly log: Logger,
   ) {}
 
-  async appsFor(cage: string, files: readonly HostFile[]): Promise<string[]> {
+  /**
+   * The entry of each file's default program, read from the cage's own folders: the cage's
+   * default may be a program only the cage has.
+   */
+  async appsFor(cage: string, files: readonly HostFile[]): Promise<CageEntry[]> {
+    const cageView = this.viewOf(cage);
+    const types = await Promise.all(files.map((f) => contentTypeOf(f.path)));
+    const apps: CageEntry[] = [];
+    for (const [i, type] of types.entries()) {
+      const id = await defaultAppFor(type, cageView);
+      const found = id ? await findEntryInView(id, cageView) : undefined;
+      if (!id || !found) {
+        throw new KagomeError(
+          'NoSuchApp',
+          `cage "${cage}" has no program for ${type} files such as ${shown(files[i]!.path)}; name one (kagome open ${cage} --app DESKTOP_ID), or set a default in the cage's mimeapps.list`,
+        );
+      }
+      this.log.info(`cage ${cage}: ${type} opens with ${id}`);
+      apps.push({ id, ...found });
+    }
+    return apps;
+  }
+
+  private viewOf(cage: string): MimeView {
     const view = this.manager.view(cage);
     if (!view) throw new KagomeError('BackendFailed', `cage "${cage}" is not running, so its programs cannot be looked up`);
     const env = view.env;
@@ -28,19 +52,13 @@ export class CageDefaultApps {
       desktops: (env.XDG_CURRENT_DESKTOP ?? '').split(':').filter(Boolean),
       hostPath: (p: string) => view.hostPathOf(p) ?? p,
     };
-    const types = await Promise.all(files.map((f) => contentTypeOf(f.path)));
-    const apps: string[] = [];
-    for (const [i, type] of types.entries()) {
-      const app = await defaultAppFor(type, cageView);
-      if (!app) {
-        throw new KagomeError(
-          'NoSuchApp',
-          `cage "${cage}" has no program for ${type} files such as ${shown(files[i]!.path)}; name one (kagome open ${cage} --app DESKTOP_ID), or set a default in the cage's mimeapps.list`,
-        );
-      }
-      this.log.info(`cage ${cage}: ${type} opens with ${app}`);
-      apps.push(app);
-    }
-    return apps;
+    return cageView;
   }
+}
+
+export interface CageEntry {
+  id: string;
+  /** the entry's path as the cage sees it (for %k) */
+  path: string;
+  keyfile: Keyfile;
 }

@@ -32,9 +32,9 @@ export interface AppLaunch {
 const DESKTOP_ID = /^[A-Za-z0-9_.+@-]+\.desktop$/;
 const URI_SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/;
 
-/** The desktop ID of the program a cage would open each file with (a desktop's default app). */
+/** The entry of the program a cage would open each file with (a desktop's default app), from the cage's own folders. */
 export interface DefaultApps {
-  appsFor(cage: string, files: readonly HostFile[]): Promise<string[]>;
+  appsFor(cage: string, files: readonly HostFile[]): Promise<{ id: string; path: string; keyfile: Keyfile }[]>;
 }
 
 export interface FileLaunchOptions extends LaunchOptions {
@@ -87,11 +87,11 @@ export class Launcher {
         const found = opts.app ? await this.findEntry(opts.app, undefined) : undefined;
         // Which program opens what is decided first: a file nothing in the cage can open is
         // an error before anything is granted.
-        let apps: string[] = [];
+        let apps: FoundEntry[] = [];
         if (opts.open && !found) {
           if (!this.files) throw new KagomeError('NotSupported', 'opening files needs the file grant store, which this service runs without');
           await this.manager.start(cage);
-          apps = await this.files.defaults.appsFor(cage, hostFiles);
+          apps = (await this.files.defaults.appsFor(cage, hostFiles)).map((e) => ({ ...e, group: MAIN_GROUP }));
         }
         const grants = await this.grant(cage, hostFiles, opts.persistent ?? false);
         hostFiles = [];
@@ -102,9 +102,9 @@ export class Launcher {
           programs.push(...(await this.runEntry(cage, found, uris, opts)));
         } else {
           // One launch per program, with all of its files, as a file manager does.
-          for (const app of new Set(apps)) {
-            const entry = await this.findEntry(app, undefined);
-            programs.push(...(await this.runEntry(cage, entry, uris.filter((_, i) => apps[i] === app), opts)));
+          for (const id of new Set(apps.map((a) => a.id))) {
+            const entry = apps.find((a) => a.id === id)!;
+            programs.push(...(await this.runEntry(cage, entry, uris.filter((_, i) => apps[i]!.id === id), opts)));
           }
         }
         return { grants, programs };

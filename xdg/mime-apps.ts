@@ -58,23 +58,28 @@ async function readLists(view: MimeView): Promise<List[]> {
     }));
 }
 
-/** Whether a desktop file ID names an entry that can be launched (present, not Hidden, with Exec). */
-async function installed(id: string, view: MimeView, cache: Map<string, boolean>): Promise<boolean> {
-  const known = cache.get(id);
-  if (known !== undefined) return known;
+/** The entry a desktop file ID names in the view, as the view's path and its parsed contents. */
+export async function findEntryInView(id: string, view: MimeView): Promise<{ path: string; keyfile: Keyfile } | undefined> {
   // An ID's '-' may stand for a subfolder (kde-foo.desktop is kde/foo.desktop): try each split.
   const parts = id.split('-');
   const candidates: string[] = [];
   for (let i = 0; i < parts.length; i++) candidates.push([parts.slice(0, i).join('/'), parts.slice(i).join('-')].filter(Boolean).join('/'));
-  let ok = false;
-  search: for (const dir of view.dataDirs) {
+  for (const dir of view.dataDirs) {
     for (const rel of candidates) {
-      const kf = await readKeyfile(view.hostPath(path.join(dir, 'applications', rel)));
-      if (!kf) continue;
-      ok = kf.get('Desktop Entry', 'Hidden') !== 'true' && Boolean(kf.get('Desktop Entry', 'Exec'));
-      break search;
+      const p = path.join(dir, 'applications', rel);
+      const keyfile = await readKeyfile(view.hostPath(p));
+      if (keyfile) return { path: p, keyfile };
     }
   }
+  return undefined;
+}
+
+/** Whether a desktop file ID names an entry that can be launched (present, not Hidden, with Exec). */
+async function installed(id: string, view: MimeView, cache: Map<string, boolean>): Promise<boolean> {
+  const known = cache.get(id);
+  if (known !== undefined) return known;
+  const found = await findEntryInView(id, view);
+  const ok = found !== undefined && found.keyfile.get('Desktop Entry', 'Hidden') !== 'true' && Boolean(found.keyfile.get('Desktop Entry', 'Exec'));
   cache.set(id, ok);
   return ok;
 }
