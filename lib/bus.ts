@@ -51,6 +51,10 @@ export async function connectSessionBus(env: Env): Promise<Bus> {
     throw new KagomeError('MissingProgram', 'dbus-next is not using its native socket module (usocket), so files cannot be passed over D-Bus; reinstall kagome\'s node modules with a C++ compiler present (Debian packages g++ make python3)');
   }
   stream.on('fds', (fds: number[]) => fds.forEach(setCloexec));
+  // dbus-next reports a lost connection only for errors; usocket signals the bus going away
+  // (its daemon stopped, the session ended) by the end of its stream, which dbus-next ignores.
+  // Without this, a service whose bus is gone would live on, serving nobody.
+  stream.once('end', () => bus.emit('error', new Error('the session bus closed the connection')));
   await new Promise<void>((resolve, reject) => {
     const onError = (e: Error) => reject(new KagomeError('Failed', `cannot connect to the session bus: ${e.message}`));
     stream.once('error', onError);

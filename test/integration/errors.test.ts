@@ -158,10 +158,17 @@ describe('D-Bus activation', () => {
     fs.rmSync(servicesDir, { recursive: true, force: true });
   });
 
-  it('a call to the stopped service starts it', async () => {
+  it('a call to the stopped service starts it, and the service ends with its bus', async () => {
     assert.equal(await w.nameHasOwner(), false);
     const [cages] = (await w.call(C, 'List', '', [])) as [Record<string, unknown>];
     assert.ok('good' in cages);
     assert.equal(await w.nameHasOwner(), true);
+    const [pid] = (await w.callRaw('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'GetConnectionUnixProcessID', 's', ['io.kagome.Kagome'])) as [number];
+    assert.ok(fs.existsSync(`/proc/${pid}`));
+    // A session that ends takes its bus with it: a service left behind would serve nobody.
+    await w.bus.stop();
+    const deadline = Date.now() + 5000;
+    while (fs.existsSync(`/proc/${pid}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(fs.existsSync(`/proc/${pid}`), false, `the activated service (pid ${pid}) exited when its bus went away`);
   });
 });
