@@ -6,7 +6,7 @@ import { KagomeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { BatchWatcher } from '../../xdg/watcher.js';
 import { shown, type HostFile } from './host-file.js';
-import type { GrantStore, ProvidedGrant } from './grant.js';
+import type { GrantStore, ProvidedGrant, RestoredGrant } from './grant.js';
 
 // The fallback where the document portal cannot serve (no FUSE here, or a backend whose
 // daemon cannot reach a FUSE mount): each granted file is copied into the cage's file folder,
@@ -85,19 +85,26 @@ export class CopyStore implements GrantStore {
     return out;
   }
 
-  async restore(cage: string, g: { id: string; hostPath: Buffer; name: Buffer; writable: boolean }): Promise<void> {
+  async restore(cage: string, g: RestoredGrant): Promise<void> {
     let st: fs.Stats;
     try {
-      st = fs.statSync(g.hostPath);
+      // lstat: the recorded path is the file's own; a link there now is something else.
+      st = fs.lstatSync(g.hostPath);
     } catch {
       this.log.warn(`granted file ${shown(g.hostPath)} is gone from the host; cage ${cage} keeps its last copy`);
       return;
     }
-    const h: Held = { cage, id: g.id, hostPath: g.hostPath, name: g.name, writable: g.writable, dev: st.dev, ino: st.ino };
+    // The identity recorded at grant time, not whatever is at the path now: a file put in its
+    // place since is never written to (writeBack compares with these).
+    const dev = g.dev ?? st.dev;
+    const ino = g.ino ?? st.ino;
+    const same = st.isFile() && st.dev === dev && st.ino === ino;
+    if (!same) this.log.warn(`granted file ${shown(g.hostPath)} was replaced on the host since it was granted to cage ${cage}; changes in the cage will not be written to it`);
+    const h: Held = { cage, id: g.id, hostPath: g.hostPath, name: g.name, writable: g.writable, dev, ino };
     await this.folderFor(cage);
-    if (!fs.existsSync(this.copyPath(h))) {
+    if (!fs.existsSync(this.copyPath(h)) && same) {
       await fsp.mkdir(path.join(this.root, cage, g.id), { recursive: true, mode: 0o700 });
-      await fsp.copyFile(g.hostPath, this.copyPath(h));
+      await fsp.copyFile(g.hostPath, this.copyPath(h), fs.constants.COPYFILE_EXCL);
       await fsp.chmod(this.copyPath(h), g.writable ? 0o600 : 0o400);
     }
     this.held.set(key(cage, g.id), h);

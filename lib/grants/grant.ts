@@ -15,6 +15,16 @@ export interface ProvidedGrant {
   name: Buffer;
 }
 
+/** A grant from an earlier session; dev and ino are the host file's when it was granted. */
+export interface RestoredGrant {
+  id: string;
+  hostPath: Buffer;
+  name: Buffer;
+  writable: boolean;
+  dev?: number;
+  ino?: number;
+}
+
 export interface GrantStore {
   readonly kind: 'document-portal' | 'copy';
   /** the host folder to bind-mount at <runtime dir>/doc in the cage; ready when this resolves */
@@ -23,6 +33,6 @@ export interface GrantStore {
   /** the grant's file is no longer seen in the cage; the host file is left exactly as it was */
   revoke(cage: string, grant: { id: string; hostPath: Buffer; writable: boolean }): Promise<void>;
   /** a persistent grant from an earlier session is made visible again, if the store lost it */
-  restore?(cage: string, grant: { id: string; hostPath: Buffer; name: Buffer; writable: boolean }): Promise<void>;
+  restore?(cage: string, grant: RestoredGrant): Promise<void>;
   close(): Promise<void>;
 }

@@ -93,7 +93,8 @@ export function adoptPassedFd(fd: number, writable: WriteWish): HostFile {
       throw e;
     }
   } finally {
-    fs.closeSync(fd);
+    // Closing an fd that was never open must not hide the error that says so.
+    closeFds([fd]);
   }
 }
 

@@ -36,6 +36,9 @@ interface StoredGrant {
   persistent: boolean;
   grantedAt: string;
   store: GrantStore['kind'];
+  /** the host file's identity when granted: a file put in its place later is not it */
+  dev?: number;
+  ino?: number;
 }
 
 export interface GrantDirs {
@@ -102,6 +105,7 @@ export class FileGrants {
       pathInCage: Buffer.concat([Buffer.from(`${docDirInCage({ runtimeDir: this.runtimeDirInCage })}/${s.id}/`), name]),
       writable: s.writable,
       persistent: s.persistent,
+      ...(s.dev !== undefined && s.ino !== undefined ? { dev: s.dev, ino: s.ino } : {}),
       grantedAt: s.grantedAt,
       store: s.store,
     };
@@ -118,6 +122,8 @@ export class FileGrants {
         hostPath: files[i]!.path.toString('base64'),
         name: p.name.toString('base64'),
         writable: files[i]!.writable,
+        dev: files[i]!.dev,
+        ino: files[i]!.ino,
         persistent: opts.persistent,
         grantedAt: now,
         store: store.kind,
@@ -179,20 +185,23 @@ export class FileGrants {
    * no service watched are revoked; those of running cages are taken up again.
    */
   async recover(running: ReadonlySet<string>): Promise<void> {
-    let names: string[];
-    try {
-      names = (await fsp.readdir(this.dirs.transient)).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5));
-    } catch {
-      names = [];
-    }
-    for (const cage of names) {
-      if (!CAGE_NAME_PATTERN.test(cage)) continue;
-      if (running.has(cage)) {
-        const store = await this.storeReady;
-        if (store.restore) for (const g of await this.list(cage)) await store.restore(cage, g).catch(() => undefined);
-      } else {
-        await this.cageStopped(cage);
+    const namesIn = async (dir: string): Promise<string[]> => {
+      try {
+        return (await fsp.readdir(dir)).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)).filter((n) => CAGE_NAME_PATTERN.test(n));
+      } catch {
+        return [];
       }
+    };
+    const transient = await namesIn(this.dirs.transient);
+    for (const cage of transient) if (!running.has(cage)) await this.cageStopped(cage);
+    // A running cage's grants are taken up again, its persistent ones too, whether or not it
+    // also has transient ones.
+    const store = await this.storeReady;
+    if (!store.restore) return;
+    const persistent = await namesIn(this.dirs.persistent);
+    for (const cage of new Set([...transient, ...persistent])) {
+      if (!running.has(cage)) continue;
+      for (const g of await this.list(cage)) await store.restore(cage, g).catch(() => undefined);
     }
   }
 
