@@ -26,6 +26,9 @@ export interface Grant {
   persistent: boolean;
   grantedAt: string;
   store: GrantStore['kind'];
+  /** the host file's identity when granted (absent in records from before it was kept) */
+  dev?: number;
+  ino?: number;
 }
 
 interface StoredGrant {

@@ -87,13 +87,14 @@ describe('FileGrants', () => {
       assert.equal(g!.writable, true);
       assert.equal(g!.persistent, false);
       assert.equal(g!.store, 'document-portal');
+      assert.deepEqual([g!.dev, g!.ino], [a.dev, a.ino], "the host file's identity, so a file put in its place is never taken for it");
       assert.ok(Math.abs(Date.parse(g!.grantedAt) - Date.now()) < 60_000, g!.grantedAt);
 
       const r = record(false, 'web');
       assert.equal(r.version, 1);
       assert.equal(r.cage, 'web');
       assert.deepEqual(r.grants, [
-        { id: 'doc1', hostPath: a.path.toString('base64'), name: hostName.toString('base64'), writable: true, persistent: false, grantedAt: g!.grantedAt, store: 'document-portal' },
+        { id: 'doc1', hostPath: a.path.toString('base64'), name: hostName.toString('base64'), writable: true, persistent: false, grantedAt: g!.grantedAt, store: 'document-portal', dev: a.dev, ino: a.ino },
       ]);
       assert.equal(fs.existsSync(recordFile(true, 'web')), false, 'nothing in the persistent dir');
       assert.equal(fs.statSync(recordFile(false, 'web')).mode & 0o777, 0o600);
