@@ -51,6 +51,7 @@ export class CageDefaultApps {
       dataDirs: [env.XDG_DATA_HOME || `${home}/.local/share`, ...split(env.XDG_DATA_DIRS, '/usr/local/share:/usr/share')],
       desktops: (env.XDG_CURRENT_DESKTOP ?? '').split(':').filter(Boolean),
       hostPath: (p: string) => view.hostPathOf(p) ?? p,
+      warn: (m: string) => this.log.warn(`cage ${cage}: ${m}`),
     };
     return cageView;
   }
