@@ -31,18 +31,8 @@ export interface Grant {
   ino?: number;
 }
 
-interface StoredGrant {
-  id: string;
-  hostPath: string;
-  name: string;
-  writable: boolean;
-  persistent: boolean;
-  grantedAt: string;
-  store: GrantStore['kind'];
-  /** the host file's identity when granted: a file put in its place later is not it */
-  dev?: number;
-  ino?: number;
-}
+/** A Grant as kept on disk: its bytes in base64, nothing derived from where the cage is. */
+type StoredGrant = Omit<Grant, 'cage' | 'hostPath' | 'name' | 'pathInCage'> & { hostPath: string; name: string };
 
 export interface GrantDirs {
   transient: string;
