@@ -10,6 +10,7 @@ import { checkCageName } from '../lib/cage/name.js';
 import { hostFacts, startService } from '../lib/service.js';
 import { stderrLogger } from '../lib/log.js';
 import { connectSessionBus } from '../lib/bus.js';
+import { O_PATH } from '../lib/grants/host-file.js';
 import { closeInheritedFds } from '../lib/runtime/fds.js';
 import { appShadows } from '../lib/apps.js';
 import type { AppShadows } from '../xdg/app-shadows.js';
@@ -61,9 +62,8 @@ async function withService<T>(fn: (call: (iface: string, member: string, signatu
 
 type GrantTuple = [string, Buffer, Buffer, boolean, boolean];
 
-/** An O_PATH descriptor (Linux value; Node lacks the constant): it proves the choice, not access. */
+/** An O_PATH descriptor: it proves the choice, not access (the service checks that). */
 function openForGrant(file: string, follow: boolean): number {
-  const O_PATH = 0o10000000;
   try {
     return fs.openSync(path.resolve(file), O_PATH | (follow ? 0 : fs.constants.O_NOFOLLOW));
   } catch (e) {

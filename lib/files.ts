@@ -2,7 +2,7 @@ import { KagomeError } from './errors.js';
 import { checkCageName } from './cage/name.js';
 import type { CageStore } from './cage/store.js';
 import type { Launcher, OpenResult } from './launcher.js';
-import { adoptPassedFd, closeFds, closeHostFiles, openHostPath, type HostFile } from './grants/host-file.js';
+import { adoptPassedFd, closeFds, closeHostFiles, openHostPaths, type HostFile } from './grants/host-file.js';
 import type { FileGrants, Grant } from './grants/registry.js';
 import { fileUriToPathBytes } from '../xdg/exec.js';
 
@@ -65,14 +65,7 @@ export class FilesService {
 
   private openAll(paths: readonly Buffer[], writable: boolean | 'auto', followSymlinks: boolean): HostFile[] {
     if (paths.length === 0) throw new KagomeError('InvalidArgument', 'no files given');
-    const files: HostFile[] = [];
-    try {
-      for (const p of paths) files.push(openHostPath(p, { followSymlinks, writable }));
-      return files;
-    } catch (e) {
-      closeHostFiles(files);
-      throw e;
-    }
+    return openHostPaths(paths, { followSymlinks, writable });
   }
 
   private finish(cage: string, files: HostFile[], opts: FilesOptions): Promise<OpenResult> {

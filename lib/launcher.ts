@@ -5,7 +5,7 @@ import { type CageManager, type LaunchOptions, type ProgramInfo } from './cage/m
 import type { Notifier } from './notify.js';
 import type { Logger } from './log.js';
 import { parseExec, expandExec, pathToFileUri, fileUriToPathBytes, pathBytesToFileUri } from '../xdg/exec.js';
-import { openHostPath, closeHostFiles, type HostFile, type WriteWish } from './grants/host-file.js';
+import { openHostPaths, closeHostFiles, type HostFile, type WriteWish } from './grants/host-file.js';
 import type { FileGrants, Grant } from './grants/registry.js';
 import type { Keyfile } from '../xdg/keyfile.js';
 
@@ -65,7 +65,7 @@ export class Launcher {
       const args = req.uris.map((u) => toUri(u, req.options.cwd));
       // Files are opened (and so checked) before the cage starts: a bad file costs nothing.
       const local = args.map((u) => fileUriToPathBytes(u));
-      const hostFiles = this.openLocal(local, req.options.writable ?? 'auto', true);
+      const hostFiles = openHostPaths(local.filter((p): p is Buffer => p !== undefined), { followSymlinks: true, writable: req.options.writable ?? 'auto' });
       let uris = args;
       if (hostFiles.length) {
         const grants = await this.grant(req.cage, hostFiles, req.options.persistent ?? false);
@@ -116,17 +116,6 @@ export class Launcher {
 
   async launchCommand(cage: string, argv: string[], options: LaunchOptions): Promise<ProgramInfo> {
     return this.reporting(cage, argv[0] ?? '', () => this.manager.launchCommand(cage, argv, options));
-  }
-
-  private openLocal(paths: readonly (Buffer | undefined)[], writable: WriteWish, followSymlinks: boolean): HostFile[] {
-    const out: HostFile[] = [];
-    try {
-      for (const p of paths) if (p) out.push(openHostPath(p, { followSymlinks, writable }));
-      return out;
-    } catch (e) {
-      closeHostFiles(out);
-      throw e;
-    }
   }
 
   private async grant(cage: string, hostFiles: HostFile[], persistent: boolean): Promise<Grant[]> {

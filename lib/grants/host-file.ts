@@ -8,7 +8,7 @@ import { KagomeError } from '../errors.js';
 // fallback through /proc/self/fd.
 
 // Linux values (asm-generic); Node exposes O_NOFOLLOW but not O_PATH.
-const O_PATH = 0o10000000;
+export const O_PATH = 0o10000000;
 const O_NOFOLLOW = fs.constants.O_NOFOLLOW;
 const ACCMODE = 0o3;
 
@@ -57,6 +57,18 @@ export function openHostPath(p: Buffer, opts: { followSymlinks: boolean; writabl
     return { ...file, fd: fs.openSync(procPath(fd), O_PATH) };
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/** Open several paths; on the first failure the ones already open are closed and the error is thrown. */
+export function openHostPaths(paths: readonly Buffer[], opts: { followSymlinks: boolean; writable: WriteWish }): HostFile[] {
+  const out: HostFile[] = [];
+  try {
+    for (const p of paths) out.push(openHostPath(p, opts));
+    return out;
+  } catch (e) {
+    closeHostFiles(out);
+    throw e;
   }
 }
 

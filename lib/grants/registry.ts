@@ -74,7 +74,11 @@ export class FileGrants {
   private update(cage: string, persistent: boolean, fn: (grants: StoredGrant[]) => StoredGrant[]): Promise<void> {
     const file = this.fileOf(cage, persistent);
     const next = (this.writes.get(file) ?? Promise.resolve()).catch(() => undefined).then(async () => {
-      const grants = fn(await this.read(cage, persistent));
+      const before = await this.read(cage, persistent);
+      const grants = fn(before);
+      // Every grant touches both record files (a grant moves between them); most calls change
+      // only one, and a launch with files should not write the other for nothing.
+      if (JSON.stringify(grants) === JSON.stringify(before)) return;
       if (grants.length === 0) {
         await fsp.rm(file, { force: true });
         return;
