@@ -5,7 +5,7 @@ import dbus from 'dbus-next';
 import { asKagomeError, DBUS_ERROR_PREFIX, KagomeError } from '../lib/errors.js';
 import { pathsFromEnv } from '../lib/runtime/paths.js';
 import { CageStore } from '../lib/cage/store.js';
-import { BACKENDS, DISPLAYS, NETWORKS, type BackendKind, type DisplayKind, type NetworkMode } from '../lib/cage/config.js';
+import { BACKENDS, CLIPBOARD_POLICIES, DISPLAYS, NETWORKS, SOUND_POLICIES, type BackendKind, type ClipboardDirection, type DisplayKind, type NetworkMode, type SoundPolicy } from '../lib/cage/config.js';
 import { checkCageName } from '../lib/cage/name.js';
 import { hostFacts, startService } from '../lib/service.js';
 import { stderrLogger } from '../lib/log.js';
@@ -163,7 +163,8 @@ export function buildProgram(): Command {
         rows
           .map((r) => {
             const x = r as Record<string, unknown>;
-            return `${r.name}\t${x.State}\t${x.Backend}/${x.Display}\tnetwork=${x.Network}\tprograms=${x.Programs}${x.Error ? `\t${x.Error}` : ''}\n`;
+            const bridges = `sound=${x.Sound}${x.SoundBridge === 'off' ? '' : `(${x.SoundBridge})`}\tclipboard=${x.Clipboard}${x.ClipboardBridge === 'off' ? '' : `(${x.ClipboardBridge})`}`;
+            return `${r.name}\t${x.State}\t${x.Backend}/${x.Display}\tnetwork=${x.Network}\tprograms=${x.Programs}\t${bridges}${x.Error ? `\t${x.Error}` : ''}\n`;
           })
           .join(''),
       );
@@ -249,9 +250,11 @@ export function buildProgram(): Command {
     .option('--env <NAME=VALUE>', 'environment variable (repeatable)', collect, [])
     .option('--idle-stop <seconds>', 'stop the cage this long after its last program exits (0: never)')
     .option('--border <colour>', 'window border colour, #rrggbb or none')
+    .addOption(new Option('--sound <policy>', 'sound: none, output (play only) or duplex (play and record); default output').choices([...SOUND_POLICIES]))
+    .addOption(new Option('--clipboard <policy>', 'clipboard: none, to-cage, to-host, both or ask (explicit copies); default ask').choices([...CLIPBOARD_POLICIES]))
     .option('--description <text>')
     .option('--json', 'print JSON')
-    .action(async (name: string, o: { backend: BackendKind; display: DisplayKind; network: NetworkMode; home?: string; ro: string[]; rw: string[]; env: string[]; idleStop?: string; border?: string; description?: string; json?: boolean }) => {
+    .action(async (name: string, o: { backend: BackendKind; display: DisplayKind; network: NetworkMode; home?: string; ro: string[]; rw: string[]; env: string[]; idleStop?: string; border?: string; sound?: SoundPolicy; clipboard?: ClipboardDirection; description?: string; json?: boolean }) => {
       if (o.idleStop !== undefined && !/^\d+$/.test(o.idleStop)) throw new KagomeError('InvalidArgument', `--idle-stop takes a whole number of seconds, not ${JSON.stringify(o.idleStop)}`);
       const file = await store().create(name, {
         backend: o.backend,
@@ -263,6 +266,8 @@ export function buildProgram(): Command {
         environment: o.env,
         ...(o.idleStop !== undefined ? { idleStop: Number(o.idleStop) } : {}),
         ...(o.border !== undefined ? { border: o.border } : {}),
+        ...(o.sound !== undefined ? { sound: o.sound } : {}),
+        ...(o.clipboard !== undefined ? { clipboard: o.clipboard } : {}),
         ...(o.description !== undefined ? { description: o.description } : {}),
       });
       print({ name, file }, Boolean(o.json), () => `created cage ${name}: ${file}\n`);
@@ -301,6 +306,8 @@ export function buildProgram(): Command {
           `idle stop: ${c.idleStopSeconds ? `${c.idleStopSeconds} s` : 'never'}`,
           `border: ${c.border ?? 'none'}`,
           `app name: ${c.appName}`,
+          `sound: ${c.sound}`,
+          `clipboard: ${c.clipboard.direction}, primary ${c.clipboard.primary ? 'on' : 'off'}, at most ${c.clipboard.maxBytes} bytes, ${c.clipboard.images ? 'text and images' : 'text only'}`,
         ].join('\n') + '\n',
       );
     });

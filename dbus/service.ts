@@ -99,6 +99,11 @@ function cageProperties(c: CageInfo): Record<string, Variant> {
     Network: new dbus.Variant('s', c.network),
     Programs: new dbus.Variant('u', c.programs),
     Error: new dbus.Variant('s', c.error),
+    Sound: new dbus.Variant('s', c.sound.policy),
+    SoundBridge: new dbus.Variant('s', c.sound.state),
+    Clipboard: new dbus.Variant('s', c.clipboard.policy),
+    ClipboardBridge: new dbus.Variant('s', c.clipboard.state),
+    BridgeProblems: new dbus.Variant('as', (['sound', 'clipboard'] as const).filter((k) => c[k].problem).map((k) => `${k}: ${c[k].problem}`)),
   };
 }
 

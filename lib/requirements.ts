@@ -20,6 +20,8 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   gio: 'libglib2.0-bin',
   import: 'imagemagick',
   'update-desktop-database': 'desktop-file-utils',
+  pactl: 'pulseaudio-utils',
+  xclip: 'xclip',
 };
 
 export function findInPath(program: string, envPath = process.env.PATH ?? '/usr/bin:/bin'): string | undefined {

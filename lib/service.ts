@@ -8,6 +8,7 @@ import { BubblewrapBackend } from './backends/bubblewrap.js';
 import { XpraDisplay } from './display/xpra.js';
 import { XephyrDisplay } from './display/xephyr.js';
 import { Launcher } from './launcher.js';
+import { SoundBridge } from './bridges/sound.js';
 import { BusNotifier, type NotifyCall } from './notify.js';
 import type { Logger } from './log.js';
 import { appShadows, AppSync } from './apps.js';
@@ -105,6 +106,7 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
     displays: { xpra: new XpraDisplay(), xephyr: new XephyrDisplay() },
     log,
     grants,
+    bridges: [new SoundBridge(env)],
   });
   // A lost bus connection leaves nothing to serve; the cages keep running and are re-adopted.
   bus.on('error', (e: Error) => {

@@ -19,15 +19,37 @@ import { checkNameFormat, DEFAULT_NAME_FORMAT } from '../../xdg/shadow.js';
 //   Border=#3465a4              # window border colour on the host; none = no border
 //   Description=Browsing
 //   AppName={name} [{cage}]     # how this cage's apps are named in menus and docks
+//   Sound=output                # none | output (play only) | duplex (play and record)
+//   Clipboard=ask               # none | to-cage | to-host | both | ask (explicit copies only)
+//   ClipboardPrimary=false      # also bridge the PRIMARY selection (mouse selection)
+//   ClipboardMaxSize=256K       # larger contents are not transferred (bytes, K or M)
+//   ClipboardImages=false       # true: images too, not only text
 
 export const CAGE_GROUP = 'Cage';
 export const BACKENDS = ['bubblewrap'] as const;
 export const DISPLAYS = ['xpra', 'xephyr'] as const;
 export const NETWORKS = ['none', 'full'] as const;
+export const SOUND_POLICIES = ['none', 'output', 'duplex'] as const;
+export const CLIPBOARD_POLICIES = ['none', 'to-cage', 'to-host', 'both', 'ask'] as const;
 
 export type BackendKind = (typeof BACKENDS)[number];
 export type DisplayKind = (typeof DISPLAYS)[number];
 export type NetworkMode = (typeof NETWORKS)[number];
+export type SoundPolicy = (typeof SOUND_POLICIES)[number];
+export type ClipboardDirection = (typeof CLIPBOARD_POLICIES)[number];
+
+export interface ClipboardPolicy {
+  direction: ClipboardDirection;
+  /** the PRIMARY selection (select to copy, middle-click to paste) crosses too */
+  primary: boolean;
+  /** contents larger than this many bytes never cross */
+  maxBytes: number;
+  /** images cross too; otherwise text only */
+  images: boolean;
+}
+
+/** Qubes' limit for one inter-VM copy; enough for any text a person copies by hand. */
+export const DEFAULT_CLIPBOARD_MAX_BYTES = 256 * 1024;
 
 export interface BindMount {
   source: string;
@@ -51,6 +73,8 @@ export interface CageConfig {
   border: string | undefined;
   /** the menu name of the cage's apps: {name} is the program's own name, {cage} the cage's */
   appName: string;
+  sound: SoundPolicy;
+  clipboard: ClipboardPolicy;
 }
 
 export interface ConfigContext {
@@ -70,13 +94,27 @@ const KNOWN_KEYS = new Set([
   'Border',
   'Description',
   'AppName',
+  'Sound',
+  'Clipboard',
+  'ClipboardPrimary',
+  'ClipboardMaxSize',
+  'ClipboardImages',
 ]);
 
 const DEFAULT_IDLE_STOP = 0;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const COLOUR = /^(#[0-9A-Fa-f]{6}|#[0-9A-Fa-f]{3}|[A-Za-z][A-Za-z0-9 ]{0,30})$/;
 // A cage must not be able to re-point the variables kagome itself sets to wire the cage up.
-const RESERVED_ENV = new Set(['DISPLAY', 'XAUTHORITY', 'HOME', 'XDG_RUNTIME_DIR', 'DBUS_SESSION_BUS_ADDRESS', 'WAYLAND_DISPLAY']);
+const RESERVED_ENV = new Set([
+  'DISPLAY',
+  'XAUTHORITY',
+  'HOME',
+  'XDG_RUNTIME_DIR',
+  'DBUS_SESSION_BUS_ADDRESS',
+  'WAYLAND_DISPLAY',
+  'PULSE_SERVER',
+  'PULSE_CLIENTCONFIG',
+]);
 
 /** Distinct, stable default colours so two cages are told apart without any configuration. */
 export function defaultBorder(name: string): string {
@@ -185,6 +223,26 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
   const appNameProblem = checkNameFormat(appName);
   if (appNameProblem) fail('AppName', `${JSON.stringify(appName)}: ${appNameProblem}`);
 
+  const bool = (key: string, fallback: boolean): boolean => {
+    const v = kf.get(CAGE_GROUP, key);
+    if (v === undefined) return fallback;
+    if (v !== 'true' && v !== 'false') fail(key, `${JSON.stringify(v)} is not a boolean; write true or false`);
+    return v === 'true';
+  };
+  const sizeRaw = kf.get(CAGE_GROUP, 'ClipboardMaxSize');
+  let maxBytes = DEFAULT_CLIPBOARD_MAX_BYTES;
+  if (sizeRaw !== undefined) {
+    const parsed = parseSize(sizeRaw);
+    if (parsed === undefined) fail('ClipboardMaxSize', `${JSON.stringify(sizeRaw)} is not a size; write a number of bytes, or one with K or M (like 256K), between 1 and 64M`);
+    maxBytes = parsed!;
+  }
+  const clipboard: ClipboardPolicy = {
+    direction: oneOf('Clipboard', CLIPBOARD_POLICIES, 'ask'),
+    primary: bool('ClipboardPrimary', false),
+    maxBytes,
+    images: bool('ClipboardImages', false),
+  };
+
   return {
     name,
     description: kf.get(CAGE_GROUP, 'Description') ?? '',
@@ -197,7 +255,19 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     idleStopSeconds,
     border,
     appName,
+    sound: oneOf('Sound', SOUND_POLICIES, 'output'),
+    clipboard,
   };
+}
+
+const MAX_CLIPBOARD_BYTES = 64 * 1024 * 1024;
+
+/** "4096", "256K", "1M" (binary multiples) → bytes; undefined when not a size in range. */
+export function parseSize(text: string): number | undefined {
+  const m = /^(\d{1,9})([KM]?)$/i.exec(text.trim());
+  if (!m) return undefined;
+  const n = Number(m[1]) * (m[2]?.toUpperCase() === 'M' ? 1024 * 1024 : m[2] ? 1024 : 1);
+  return n >= 1 && n <= MAX_CLIPBOARD_BYTES ? n : undefined;
 }
 
 export interface CageFileOptions {
@@ -211,6 +281,8 @@ export interface CageFileOptions {
   idleStop?: number;
   border?: string;
   description?: string;
+  sound?: SoundPolicy;
+  clipboard?: ClipboardDirection;
 }
 
 /** A new cage file with only the keys the user chose, so defaults can improve later. */
@@ -230,5 +302,7 @@ export function formatCageFile(opts: CageFileOptions): string {
   if (opts.environment?.length) kf.setList(CAGE_GROUP, 'Environment', opts.environment);
   set('IdleStop', opts.idleStop === undefined ? undefined : String(opts.idleStop));
   set('Border', opts.border);
+  set('Sound', opts.sound);
+  set('Clipboard', opts.clipboard);
   return kf.toString();
 }

@@ -14,6 +14,7 @@ import { isAlive, processStartTime, procRef, type ProcRef } from '../runtime/pro
 import { cageSpec, type HostFacts, type SandboxSpec } from '../sandbox.js';
 import type { Logger } from '../log.js';
 import type { ArgValue } from '../../xdg/exec.js';
+import type { BridgeContext, BridgeRecord, BridgeStatus, CageBridge, CageHandle } from '../bridges/bridge.js';
 
 export type CageStateName = 'stopped' | 'starting' | 'running' | 'stopping' | 'invalid';
 
@@ -27,6 +28,8 @@ export interface CageInfo {
   programs: number;
   /** why the cage file cannot be used, for state 'invalid' */
   error: string;
+  sound: BridgeStatus;
+  clipboard: BridgeStatus;
 }
 
 export interface ProgramInfo {
@@ -55,6 +58,8 @@ interface RunningCage {
   display: CageDisplay;
   sandbox: SandboxRecord;
   displayRecord: DisplayRecord;
+  /** each bridge's record, by bridge kind */
+  bridges: Record<string, BridgeRecord>;
   programs: Map<number, ProgramInfo>;
   /** programs started by an earlier instance of the service, known by pid and start time */
   inherited: ProcRef[];
@@ -76,6 +81,8 @@ export interface ManagerDeps {
   log: Logger;
   /** granted files: their folder joins each cage at start, their grants end when it stops */
   grants?: CageGrantHooks;
+  /** sound and clipboard: started with each cage, as its policy says */
+  bridges?: CageBridge[];
 }
 
 export interface CageGrantHooks {
@@ -157,12 +164,19 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     const ctx = this.displayContext(config, spec, rt, logFd);
     let sandbox: SandboxRecord | undefined;
     let prepared: DisplayRecord | undefined;
+    let bridges: Record<string, BridgeRecord> = {};
     try {
       await this.deps.grants?.cageStarting(name, spec);
-      prepared = await display.prepare(ctx);
+      const bctx = this.bridgeContext(ctx);
+      // Bridges prepare (a sound module is loaded) while the display prepares.
+      const [displayPrepared, bridgesPrepared] = await Promise.all([display.prepare(ctx), this.prepareBridges(bctx)]);
+      prepared = displayPrepared;
+      bridges = bridgesPrepared;
       display.contribute(ctx, prepared);
+      for (const b of this.bridgeList()) b.contribute(bctx, bridges[b.kind] ?? {});
       sandbox = await backend.start(spec, { logFd, etcDir: rt.etcDir });
       const displayRecord = await display.start(ctx, backend, sandbox, prepared);
+      bridges = await this.startBridges(bctx, { backend, sandbox, displayKind: display.kind, displayRecord }, bridges, 'start');
       const cage: RunningCage = {
         config,
         spec,
@@ -171,6 +185,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
         display,
         sandbox,
         displayRecord,
+        bridges,
         programs: new Map(),
         inherited: [],
         startedAt: new Date().toISOString(),
@@ -187,6 +202,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       this.deps.log.error(`cage ${name}: start failed: ${err.message}`);
       if (prepared) await display.stop(prepared).catch(() => undefined);
       if (sandbox) await backend.stop(sandbox).catch(() => undefined);
+      await this.stopBridges(name, bridges);
       fs.closeSync(logFd);
       await removeState(rt.state);
       this.emit('state', name, 'stopped', err.message);
@@ -212,6 +228,64 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     return { config, spec, rt, hostDisplay: this.deps.hostEnv.DISPLAY ?? '', hostEnv: this.deps.hostEnv, logFd };
   }
 
+  private bridgeContext(ctx: DisplayContext): BridgeContext {
+    return { ...ctx, log: this.deps.log };
+  }
+
+  private bridgeList(): CageBridge[] {
+    return this.deps.bridges ?? [];
+  }
+
+  private async prepareBridges(bctx: BridgeContext): Promise<Record<string, BridgeRecord>> {
+    const records = await Promise.all(this.bridgeList().map((b) => b.prepare(bctx)));
+    return Object.fromEntries(this.bridgeList().map((b, i) => [b.kind, records[i]!]));
+  }
+
+  /** Bridges never fail a cage: one that cannot come up is recorded as down, with the reason. */
+  private async startBridges(bctx: BridgeContext, handle: CageHandle, records: Record<string, BridgeRecord>, how: 'start' | 'readopt'): Promise<Record<string, BridgeRecord>> {
+    const out: Record<string, BridgeRecord> = {};
+    await Promise.all(
+      this.bridgeList().map(async (b) => {
+        const record = records[b.kind] ?? {};
+        try {
+          out[b.kind] = await (how === 'start' ? b.start(bctx, handle, record) : b.readopt(bctx, handle, record));
+        } catch (e) {
+          const problem = asKagomeError(e).message;
+          this.deps.log.warn(`cage ${bctx.config.name}: ${b.kind} bridge: ${problem}`);
+          out[b.kind] = { ...record, down: problem };
+        }
+      }),
+    );
+    return out;
+  }
+
+  private async stopBridges(name: string, records: Record<string, BridgeRecord>): Promise<void> {
+    await Promise.all(
+      this.bridgeList().map((b) =>
+        records[b.kind] ? b.stop(records[b.kind]!).catch((e) => this.deps.log.warn(`cage ${name}: stopping the ${b.kind} bridge: ${asKagomeError(e).message}`)) : undefined,
+      ),
+    );
+  }
+
+  private bridgeStatus(kind: 'sound' | 'clipboard', config: CageConfig | undefined, cage: RunningCage | undefined): BridgeStatus {
+    const policy = kind === 'sound' ? (config?.sound ?? '') : (config?.clipboard.direction ?? '');
+    const bridge = this.bridgeList().find((b) => b.kind === kind);
+    const record = cage?.bridges[kind];
+    if (!bridge || !record) return { policy, state: 'off', problem: '' };
+    return bridge.status(record);
+  }
+
+  /** A running cage, for the bridges' explicit requests (clipboard copies). */
+  handle(name: string): { config: CageConfig; handle: CageHandle; bridges: Record<string, BridgeRecord> } | undefined {
+    const cage = this.running.get(name);
+    if (!cage || !this.isHealthy(cage)) return undefined;
+    return {
+      config: cage.config,
+      handle: { backend: cage.backend, sandbox: cage.sandbox, displayKind: cage.display.kind, displayRecord: cage.displayRecord },
+      bridges: cage.bridges,
+    };
+  }
+
   private persist(name: string, cage: RunningCage): Promise<void> {
     const next = cage.persisting.catch(() => undefined).then(() => this.writeCageState(name, cage));
     cage.persisting = next;
@@ -219,7 +293,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   }
 
   private async writeCageState(name: string, cage: RunningCage): Promise<void> {
-    const state: CageState & { config: CageConfig; programs: ProcRef[] } = {
+    const state: CageState & { config: CageConfig; programs: ProcRef[]; bridges: Record<string, BridgeRecord> } = {
       version: 1,
       name,
       backend: cage.config.backend,
@@ -227,6 +301,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       startedAt: cage.startedAt,
       sandbox: cage.sandbox,
       displayState: cage.displayRecord,
+      bridges: cage.bridges,
       owner: this.self,
       // The configuration the cage was started with: a cage file edited or removed while the
       // cage runs must not stop a restarted service from finding and stopping it.
@@ -376,6 +451,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     this.clearIdle(cage);
     await cage.display.stop(cage.displayRecord).catch((e) => this.deps.log.warn(`cage ${name}: display stop: ${asKagomeError(e).message}`));
     await cage.backend.stop(cage.sandbox);
+    await this.stopBridges(name, cage.bridges);
     this.running.delete(name);
     // A state write queued by a launch must not bring the file back after it is removed.
     await cage.persisting.catch(() => undefined);
@@ -430,6 +506,8 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       network: c?.network ?? '',
       programs: cage ? this.programCount(cage) : 0,
       error: '',
+      sound: this.bridgeStatus('sound', c, cage),
+      clipboard: this.bridgeStatus('clipboard', c, cage),
     };
   }
 
@@ -472,7 +550,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   private async adopt(name: string): Promise<boolean> {
     checkCageName(name);
     const rt = cageRuntimePaths(this.deps.paths, name);
-    const state = (await readState(rt.state)) as (CageState & { config?: CageConfig; programs?: ProcRef[] }) | undefined;
+    const state = (await readState(rt.state)) as (CageState & { config?: CageConfig; programs?: ProcRef[]; bridges?: Record<string, BridgeRecord> }) | undefined;
     if (!state?.config) return false;
     const { backend, display } = this.parts(state.config);
     const spec = cageSpec(state.config, this.deps.host);
@@ -480,6 +558,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       this.deps.log.info(`cage ${name}: found stopped since the last run; cleaning up`);
       await display.stop(state.displayState).catch(() => undefined);
       await backend.stop(state.sandbox).catch(() => undefined);
+      await this.stopBridges(name, state.bridges ?? {});
       await removeState(rt.state);
       return false;
     }
@@ -487,6 +566,9 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     const ctx = this.displayContext(state.config, spec, rt, logFd);
     display.contribute(ctx, state.displayState);
     const displayRecord = await display.readopt(ctx, state.displayState);
+    const bctx = this.bridgeContext(ctx);
+    for (const b of this.bridgeList()) b.contribute(bctx, state.bridges?.[b.kind] ?? {});
+    const bridges = await this.startBridges(bctx, { backend, sandbox: state.sandbox, displayKind: display.kind, displayRecord }, state.bridges ?? {}, 'readopt');
     const cage: RunningCage = {
       config: state.config,
       spec,
@@ -495,6 +577,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       display,
       sandbox: state.sandbox,
       displayRecord,
+      bridges,
       programs: new Map(),
       inherited: (state.programs ?? []).filter((r) => isAlive(r)),
       startedAt: state.startedAt,

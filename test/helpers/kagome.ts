@@ -9,6 +9,7 @@ import { startSessionBus, type SessionBus } from './dbus-session.js';
 import { startXvfb, type Xvfb } from './xvfb.js';
 import { stopChild, track } from './daemons.js';
 import { startDocumentPortal, type DocumentPortal } from './document-portal.js';
+import { startPulseAudio, type PulseServer } from './pulseaudio.js';
 
 // A whole kagome world for an integration test: temporary XDG directories, a private session
 // bus, an Xvfb host display, and the real service started from bin/kagome. Everything it
@@ -29,6 +30,8 @@ export class World {
   service: ServiceProcess | undefined;
   /** the real xdg-document-portal, for worlds made with `documentPortal` */
   portal: DocumentPortal | undefined;
+  /** the host's sound server, for worlds made with `pulseaudio` */
+  pulse: PulseServer | undefined;
   private client: Bus | undefined;
   private serviceLog = '';
 
@@ -43,7 +46,7 @@ export class World {
    * With `systemData`, XDG_DATA_DIRS starts with a temporary folder (systemApps is its
    * applications/), standing for /usr/share: "installed" programs go there.
    */
-  static async create(opts: { servicesDirs?: string[]; systemData?: boolean; documentPortal?: boolean } = {}): Promise<World> {
+  static async create(opts: { servicesDirs?: string[]; systemData?: boolean; documentPortal?: boolean; pulseaudio?: boolean } = {}): Promise<World> {
     const tmp = await makeTempEnv();
     const xvfb = await startXvfb();
     const baseEnv: Record<string, string> = {
@@ -61,6 +64,7 @@ export class World {
     const env = { ...baseEnv, DBUS_SESSION_BUS_ADDRESS: bus.address };
     const world = new World(tmp, bus, xvfb, env);
     if (opts.documentPortal) world.portal = await startDocumentPortal(env);
+    if (opts.pulseaudio) world.pulse = await startPulseAudio(env);
     return world;
   }
 
@@ -92,9 +96,9 @@ export class World {
   }
 
   /** `wrap` runs the service through another command (e.g. setpriv to drop capabilities). */
-  async startService(opts: { wrap?: string[] } = {}): Promise<ServiceProcess> {
+  async startService(opts: { wrap?: string[]; env?: Record<string, string> } = {}): Promise<ServiceProcess> {
     const argv = [...(opts.wrap ?? []), process.execPath, KAGOME, 'daemon'];
-    const child = spawn(argv[0]!, argv.slice(1), { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(argv[0]!, argv.slice(1), { env: { ...this.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     track(child);
     const append = (d: Buffer) => (this.serviceLog += d.toString());
     child.stdout!.on('data', append);
@@ -236,6 +240,7 @@ export class World {
     this.killCages();
     this.client?.disconnect();
     await this.portal?.stop();
+    await this.pulse?.stop();
     await this.bus.stop();
     await this.xvfb.stop();
     await this.tmp.cleanup();

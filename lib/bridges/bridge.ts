@@ -1,0 +1,56 @@
+import type { Backend, SandboxRecord } from '../backends/backend.js';
+import type { DisplayContext, DisplayRecord } from '../display/display.js';
+import type { Logger } from '../log.js';
+
+// A bridge carries one kind of data across the cage wall (sound, clipboard) as far as the
+// cage's policy allows. Bridges are best effort: a cage whose bridge cannot come up (no sound
+// server on the host, say) still starts; the bridge reports itself "down" with the reason, in
+// the log and in the cage's properties, so a missing sound never costs the user their program.
+
+export type BridgeRecord = Record<string, unknown>;
+
+export type BridgeState = 'up' | 'down' | 'off';
+
+export interface BridgeStatus {
+  /** the cage's policy for this bridge, as written in the cage file */
+  policy: string;
+  /** off: the policy allows nothing or the cage is stopped; down: allowed but not working */
+  state: BridgeState;
+  /** why it is down */
+  problem: string;
+}
+
+export interface BridgeContext extends DisplayContext {
+  log: Logger;
+}
+
+/** The running cage a bridge attaches to. */
+export interface CageHandle {
+  backend: Backend;
+  sandbox: SandboxRecord;
+  displayKind: string;
+  displayRecord: DisplayRecord;
+}
+
+export interface CageBridge {
+  readonly kind: 'sound' | 'clipboard';
+  /** before the sandbox exists: host-side parts; never throws (a failure is a record saying down) */
+  prepare(ctx: BridgeContext): Promise<BridgeRecord>;
+  /** the bridge's mounts and environment (also on re-adoption, so without side effects) */
+  contribute(ctx: BridgeContext, record: BridgeRecord): void;
+  /** once the cage and its display run */
+  start(ctx: BridgeContext, cage: CageHandle, record: BridgeRecord): Promise<BridgeRecord>;
+  /** after a service restart, with the cage still running: bring back what lived in the old service */
+  readopt(ctx: BridgeContext, cage: CageHandle, record: BridgeRecord): Promise<BridgeRecord>;
+  /** the cage stopped (or was found stopped after a restart): remove every host-side trace */
+  stop(record: BridgeRecord): Promise<void>;
+  status(record: BridgeRecord): BridgeStatus;
+}
+
+export function downRecord(problem: string): BridgeRecord {
+  return { down: problem };
+}
+
+export function problemOf(record: BridgeRecord): string {
+  return typeof record.down === 'string' ? record.down : '';
+}
