@@ -17,7 +17,7 @@ import type { AppShadows } from '../xdg/app-shadows.js';
 import { KAGOME_OPEN } from '../lib/apps.js';
 import { baseDirs } from '../xdg/basedirs.js';
 import { FILE_MANAGERS, installFileManagerActions, removeFileManagerActions, type SyncReport } from '../xdg/file-manager-actions.js';
-import { BUS_NAME, OBJECT_PATH, LAUNCHER_IFACE, CAGES_IFACE, FILES_IFACE } from '../dbus/service.js';
+import { BUS_NAME, OBJECT_PATH, LAUNCHER_IFACE, CAGES_IFACE, FILES_IFACE, CLIPBOARD_IFACE } from '../dbus/service.js';
 
 // The kagome command. Cage files are read and written directly (no service needed); anything
 // about running cages goes through the service on the session bus, which D-Bus activation
@@ -149,6 +149,23 @@ export function buildProgram(): Command {
       .action(async (cage: string) => {
         checkCageName(cage);
         await withService((call) => call(CAGES_IFACE, member, 's', [cage]));
+      });
+  }
+
+  const clipboard = program.command('clipboard').description("copy the clipboard once across a cage's wall (what Clipboard=ask is for); a notification says what crossed");
+  for (const [name, member, what] of [
+    ['to-host', 'CopyToHost', "copy the cage's clipboard to the host's"],
+    ['to-cage', 'CopyToCage', "copy the host's clipboard into the cage's"],
+  ] as const) {
+    clipboard
+      .command(name)
+      .description(what)
+      .argument('<cage>')
+      .option('--json', 'print JSON')
+      .action(async (cage: string, o: { json?: boolean }) => {
+        checkCageName(cage);
+        const [kind, bytes] = (await withService((call) => call(CLIPBOARD_IFACE, member, 's', [cage]))) as [string, number];
+        print({ cage, kind, bytes }, Boolean(o.json), () => `copied ${bytes} bytes of ${kind} ${name === 'to-host' ? `from cage ${cage} to the host` : `from the host into cage ${cage}`}\n`);
       });
   }
 

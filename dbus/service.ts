@@ -5,6 +5,8 @@ import type { Launcher, OpenResult } from '../lib/launcher.js';
 import type { FilesOptions, FilesService } from '../lib/files.js';
 import type { Grant } from '../lib/grants/registry.js';
 import { closeFds } from '../lib/grants/host-file.js';
+import type { ClipboardCopies } from '../lib/bridges/clipboard.js';
+import { checkCageName } from '../lib/cage/name.js';
 
 // The D-Bus face of the service. The contract (and its documentation) is the XML beside this
 // file; these objects only check arguments and call into lib/. Nothing here decides anything.
@@ -14,6 +16,7 @@ export const OBJECT_PATH = '/io/kagome/Kagome';
 export const LAUNCHER_IFACE = 'io.kagome.Launcher1';
 export const CAGES_IFACE = 'io.kagome.Cages1';
 export const FILES_IFACE = 'io.kagome.Files1';
+export const CLIPBOARD_IFACE = 'io.kagome.Clipboard1';
 
 const { Interface } = dbus.interface;
 type Variant = InstanceType<typeof dbus.Variant>;
@@ -167,6 +170,26 @@ export class FilesInterface extends Interface {
   }
 }
 
+export class ClipboardInterface extends Interface {
+  constructor(private readonly copies: ClipboardCopies) {
+    super(CLIPBOARD_IFACE);
+  }
+
+  CopyToCage(cage: string): Promise<[string, number]> {
+    return guarded(async () => {
+      const r = await this.copies.copy(checkCageName(cage), 'to-cage');
+      return [r.kind, r.bytes] as [string, number];
+    });
+  }
+
+  CopyToHost(cage: string): Promise<[string, number]> {
+    return guarded(async () => {
+      const r = await this.copies.copy(checkCageName(cage), 'to-host');
+      return [r.kind, r.bytes] as [string, number];
+    });
+  }
+}
+
 export class CagesInterface extends Interface {
   constructor(private readonly manager: CageManager) {
     super(CAGES_IFACE);
@@ -227,6 +250,10 @@ const METHODS: Record<string, MethodTable> = {
     ListGrants: ['s', 'a(sayaybb)', 'cage'],
     Revoke: ['sas', '', 'cage, ids'],
   },
+  [CLIPBOARD_IFACE]: {
+    CopyToCage: ['s', 'su', 'cage'],
+    CopyToHost: ['s', 'su', 'cage'],
+  },
 };
 
 function configure(iface: { configureMembers(m: object): void }, name: string, signals?: Record<string, { signature: string }>): void {
@@ -236,6 +263,7 @@ function configure(iface: { configureMembers(m: object): void }, name: string, s
 
 configure(LauncherInterface, LAUNCHER_IFACE);
 configure(FilesInterface, FILES_IFACE);
+configure(ClipboardInterface, CLIPBOARD_IFACE);
 configure(CagesInterface, CAGES_IFACE, { StateChanged: { signature: 'sss' }, ProgramExited: { signature: 'soi' } });
 
 // dbus-next only dispatches a call whose signature matches exactly; anything else would get a
@@ -271,15 +299,17 @@ export interface ExportedService {
 }
 
 /** Export the objects and take the well-known name; fails if another service holds it. */
-export async function exportService(bus: Bus, manager: CageManager, launcher: Launcher, files: FilesService): Promise<ExportedService> {
+export async function exportService(bus: Bus, manager: CageManager, launcher: Launcher, files: FilesService, clipboard: ClipboardCopies): Promise<ExportedService> {
   const launcherIface = new LauncherInterface(launcher);
   const cagesIface = new CagesInterface(manager);
   const filesIface = new FilesInterface(files);
+  const clipboardIface = new ClipboardInterface(clipboard);
   const guard = signatureGuard(bus);
   bus.addMethodHandler(guard);
   bus.export(OBJECT_PATH, launcherIface);
   bus.export(OBJECT_PATH, cagesIface);
   bus.export(OBJECT_PATH, filesIface);
+  bus.export(OBJECT_PATH, clipboardIface);
   manager.on('state', (name, state, message) => cagesIface.StateChanged(name, state, message));
   manager.on('program', (p, event) => {
     if (event === 'exited') cagesIface.ProgramExited(p.cage, programPath(p), p.exitCode ?? -1);
@@ -295,6 +325,7 @@ export async function exportService(bus: Bus, manager: CageManager, launcher: La
       bus.unexport(OBJECT_PATH, launcherIface);
       bus.unexport(OBJECT_PATH, cagesIface);
       bus.unexport(OBJECT_PATH, filesIface);
+      bus.unexport(OBJECT_PATH, clipboardIface);
     },
   };
 }

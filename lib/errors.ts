@@ -16,6 +16,10 @@ export type ErrorName =
   | 'NoSuchFile'
   | 'NotPermitted'
   | 'NotSupported'
+  /** a clipboard copy was asked for but the clipboard holds nothing */
+  | 'NothingCopied'
+  /** the request needs a running cage */
+  | 'NotRunning'
   | 'Failed';
 
 export const DBUS_ERROR_PREFIX = 'io.kagome.Error.';

@@ -9,6 +9,7 @@ import { XpraDisplay } from './display/xpra.js';
 import { XephyrDisplay } from './display/xephyr.js';
 import { Launcher } from './launcher.js';
 import { SoundBridge } from './bridges/sound.js';
+import { ClipboardBridge, ClipboardCopies } from './bridges/clipboard.js';
 import { BusNotifier, type NotifyCall } from './notify.js';
 import type { Logger } from './log.js';
 import { appShadows, AppSync } from './apps.js';
@@ -97,6 +98,7 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
     cageRuntimeDir(host),
     log,
   );
+  const clipboard = new ClipboardBridge(hostClientEnv(env), log);
   const manager = new CageManager({
     paths,
     store,
@@ -106,7 +108,7 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
     displays: { xpra: new XpraDisplay(), xephyr: new XephyrDisplay() },
     log,
     grants,
-    bridges: [new SoundBridge(env)],
+    bridges: [new SoundBridge(env), clipboard],
   });
   // A lost bus connection leaves nothing to serve; the cages keep running and are re-adopted.
   bus.on('error', (e: Error) => {
@@ -128,7 +130,7 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
   await grants.recover(new Set(adopted)).catch((e: Error) => log.warn(`ending grants of stopped cages: ${e.message}`));
   let exported: ExportedService;
   try {
-    exported = await exportService(bus, manager, launcher, new FilesService(launcher, grants, store));
+    exported = await exportService(bus, manager, launcher, new FilesService(launcher, grants, store), new ClipboardCopies({ handle: (n) => manager.handle(n), exists: (n) => store.exists(n) }, clipboard, notifier, log));
   } catch (e) {
     manager.release();
     bus.disconnect();

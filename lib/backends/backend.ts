@@ -20,8 +20,10 @@ export interface ExecRequest {
   argv: ArgValue[];
   env: Record<string, string>;
   cwd: string;
-  /** file descriptor for the program's stdout and stderr */
+  /** file descriptor for the program's stderr, and its stdout unless `pipes` */
   logFd: number;
+  /** give the program a stdin and stdout piped to the service (bridges' helpers in the cage) */
+  pipes?: boolean;
 }
 
 export interface ExecHandle {
@@ -29,6 +31,9 @@ export interface ExecHandle {
   pid: number;
   /** resolves with the exit code (or 128+signal) once the program has ended */
   exited: Promise<number>;
+  /** with `pipes`: the program's stdin and stdout */
+  stdin?: NodeJS.WritableStream & { destroy(): void };
+  stdout?: NodeJS.ReadableStream & { destroy(): void };
 }
 
 export interface Backend {

@@ -241,7 +241,7 @@ export class BubblewrapBackend implements Backend {
     const child = spawn(this.nsenter, enterArgs(r.init.pid, req.cwd, execArgv(req.argv)), {
       detached: true,
       env: req.env,
-      stdio: ['ignore', req.logFd, req.logFd],
+      stdio: req.pipes ? ['pipe', 'pipe', req.logFd] : ['ignore', req.logFd, req.logFd],
     });
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
@@ -251,6 +251,7 @@ export class BubblewrapBackend implements Backend {
       child.once('exit', (code, sig) => resolve(code ?? 128 + (sig ? os.constants.signals[sig] : 0))),
     );
     child.unref();
+    if (req.pipes) return { pid: child.pid!, exited, stdin: child.stdin!, stdout: child.stdout! };
     return { pid: child.pid!, exited };
   }
 

@@ -30,6 +30,10 @@ export interface CageHandle {
   sandbox: SandboxRecord;
   displayKind: string;
   displayRecord: DisplayRecord;
+  /** what programs in the cage run with: their environment (DISPLAY...), folder and log */
+  env: Record<string, string>;
+  cwd: string;
+  logFd: number;
 }
 
 export interface CageBridge {

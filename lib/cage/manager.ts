@@ -176,7 +176,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       for (const b of this.bridgeList()) b.contribute(bctx, bridges[b.kind] ?? {});
       sandbox = await backend.start(spec, { logFd, etcDir: rt.etcDir });
       const displayRecord = await display.start(ctx, backend, sandbox, prepared);
-      bridges = await this.startBridges(bctx, { backend, sandbox, displayKind: display.kind, displayRecord }, bridges, 'start');
+      bridges = await this.startBridges(bctx, { backend, sandbox, displayKind: display.kind, displayRecord, env: spec.env, cwd: spec.cwd, logFd }, bridges, 'start');
       const cage: RunningCage = {
         config,
         spec,
@@ -281,7 +281,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     if (!cage || !this.isHealthy(cage)) return undefined;
     return {
       config: cage.config,
-      handle: { backend: cage.backend, sandbox: cage.sandbox, displayKind: cage.display.kind, displayRecord: cage.displayRecord },
+      handle: { backend: cage.backend, sandbox: cage.sandbox, displayKind: cage.display.kind, displayRecord: cage.displayRecord, env: cage.spec.env, cwd: cage.spec.cwd, logFd: cage.logFd },
       bridges: cage.bridges,
     };
   }
@@ -449,9 +449,10 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   private async teardown(name: string, cage: RunningCage, message: string): Promise<void> {
     this.emit('state', name, 'stopping', message);
     this.clearIdle(cage);
+    // Bridges first: their helpers (watchers on the cage's display) are then stopped, not found dead.
+    await this.stopBridges(name, cage.bridges);
     await cage.display.stop(cage.displayRecord).catch((e) => this.deps.log.warn(`cage ${name}: display stop: ${asKagomeError(e).message}`));
     await cage.backend.stop(cage.sandbox);
-    await this.stopBridges(name, cage.bridges);
     this.running.delete(name);
     // A state write queued by a launch must not bring the file back after it is removed.
     await cage.persisting.catch(() => undefined);
@@ -568,7 +569,8 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     const displayRecord = await display.readopt(ctx, state.displayState);
     const bctx = this.bridgeContext(ctx);
     for (const b of this.bridgeList()) b.contribute(bctx, state.bridges?.[b.kind] ?? {});
-    const bridges = await this.startBridges(bctx, { backend, sandbox: state.sandbox, displayKind: display.kind, displayRecord }, state.bridges ?? {}, 'readopt');
+    const handle = { backend, sandbox: state.sandbox, displayKind: display.kind, displayRecord, env: spec.env, cwd: spec.cwd, logFd };
+    const bridges = await this.startBridges(bctx, handle, state.bridges ?? {}, 'readopt');
     const cage: RunningCage = {
       config: state.config,
       spec,

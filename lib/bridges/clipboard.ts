@@ -1,0 +1,213 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import { cookieOf, xauthorityEntry, xauthorityLocalEntry } from '../display/xauth.js';
+import { KagomeError } from '../errors.js';
+import type { ClipboardPolicy } from '../cage/config.js';
+import type { Notifier } from '../notify.js';
+import type { Logger } from '../log.js';
+import { downRecord, problemOf, type BridgeContext, type BridgeRecord, type BridgeStatus, type CageBridge, type CageHandle } from './bridge.js';
+import { cageDisplay, hostDisplay, ownSelection, readSelection, watchSelections, type Selection, type SelectionDisplay, type Watcher } from './selection.js';
+
+// The clipboard between the host display and a cage's, as far as Clipboard= says:
+//   to-cage / to-host / both: every copy on the allowed side is carried over as it happens;
+//   ask: nothing crosses by itself; `kagome clipboard to-host|to-cage CAGE` (or the D-Bus
+//        methods) copies once, and a notification says what crossed, as Qubes does;
+//   none: nothing, ever.
+// PRIMARY (select to copy, middle-click to paste) crosses only with ClipboardPrimary=true,
+// text only unless ClipboardImages=true, and nothing larger than ClipboardMaxSize.
+//
+// One bridge for both displays, run by the service on the host side, instead of xpra's own
+// clipboard for xpra cages: xpra 3.1 truncates contents over its size limits rather than
+// refusing them (half a password pasted), its content filter exists only in the server, which
+// runs inside the cage, and it cannot tell text from images. Here every check is made by the
+// service on the bytes it carries, before anything reaches the other side.
+
+export type CopyDirection = 'to-cage' | 'to-host';
+
+export interface ClipboardRecord extends BridgeRecord {
+  direction: ClipboardPolicy['direction'];
+}
+
+interface Sync {
+  watchers: Watcher[];
+  /** the last contents carried, per selection, so a copy is not carried back (and back...) */
+  last: Map<Selection, string>;
+  /** transfers on one selection run one after another */
+  queue: Map<Selection, Promise<void>>;
+  problem: string;
+}
+
+/**
+ * Xephyr's cookie file holds a FamilyWild entry, which python-xlib ignores; the host-side tools
+ * get a copy with the same cookie for this one display, kept beside it (never in the cage).
+ */
+function bridgeAuthority(authFile: string, display: number): string {
+  const file = `${authFile}.host`;
+  if (!fs.existsSync(file)) {
+    const cookie = cookieOf(fs.readFileSync(authFile));
+    fs.writeFileSync(file, Buffer.concat([xauthorityEntry(cookie), xauthorityLocalEntry(cookie, os.hostname(), display)]), { mode: 0o600 });
+  }
+  return file;
+}
+
+function fingerprint(target: string, data: Buffer): string {
+  return `${target}:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+export function allows(direction: ClipboardPolicy['direction'], copy: CopyDirection): boolean {
+  return direction === 'ask' || direction === 'both' || direction === copy;
+}
+
+export class ClipboardBridge implements CageBridge {
+  readonly kind = 'clipboard';
+  private readonly syncs = new Map<string, Sync>();
+
+  /** `hostEnv`: DISPLAY and XAUTHORITY of the host's display, PATH for xclip */
+  constructor(
+    private readonly hostEnv: Record<string, string>,
+    private readonly log: Logger,
+  ) {}
+
+  hostSide(logFd: number): SelectionDisplay {
+    return hostDisplay('the host', this.hostEnv, logFd);
+  }
+
+  cageSide(name: string, cage: CageHandle): SelectionDisplay {
+    const label = `cage "${name}"`;
+    if (cage.displayKind === 'xephyr') {
+      // Xephyr runs on the host: its display is reached from here, with its own cookie.
+      const r = cage.displayRecord as { number: number; authFile: string };
+      return hostDisplay(label, { ...this.hostEnv, DISPLAY: `:${r.number}`, XAUTHORITY: bridgeAuthority(r.authFile, r.number) }, cage.logFd);
+    }
+    return cageDisplay(label, cage);
+  }
+
+  async prepare(ctx: BridgeContext): Promise<BridgeRecord> {
+    return { direction: ctx.config.clipboard.direction, cage: ctx.config.name };
+  }
+
+  contribute(): void {
+    /* nothing is mounted: the bridge works on the two displays from outside */
+  }
+
+  async start(ctx: BridgeContext, cage: CageHandle, record: BridgeRecord): Promise<BridgeRecord> {
+    const direction = (record as ClipboardRecord).direction;
+    if (direction === 'none' || direction === 'ask') return record;
+    try {
+      await this.startSync(ctx, cage);
+      return record;
+    } catch (e) {
+      const problem = (e as Error).message;
+      ctx.log.warn(`cage ${ctx.config.name}: clipboard: ${problem}`);
+      return { ...record, ...downRecord(problem) };
+    }
+  }
+
+  readopt(ctx: BridgeContext, cage: CageHandle, record: BridgeRecord): Promise<BridgeRecord> {
+    return this.start(ctx, cage, { direction: (record as ClipboardRecord).direction ?? ctx.config.clipboard.direction, cage: ctx.config.name });
+  }
+
+  private async startSync(ctx: BridgeContext, cage: CageHandle): Promise<void> {
+    const name = ctx.config.name;
+    const policy = ctx.config.clipboard;
+    const selections: Selection[] = policy.primary ? ['CLIPBOARD', 'PRIMARY'] : ['CLIPBOARD'];
+    const host = this.hostSide(ctx.logFd);
+    const inCage = this.cageSide(name, cage);
+    const sync: Sync = { watchers: [], last: new Map(), queue: new Map(), problem: '' };
+    this.stopSync(name);
+    this.syncs.set(name, sync);
+    const carry = (from: SelectionDisplay, to: SelectionDisplay, sel: Selection) => {
+      const next = (sync.queue.get(sel) ?? Promise.resolve()).then(() => this.carry(name, sync, policy, from, to, sel));
+      sync.queue.set(
+        sel,
+        next.catch((e: Error) => ctx.log.warn(`cage ${name}: clipboard: carrying ${sel} from ${from.label} to ${to.label} failed: ${e.message}`)),
+      );
+    };
+    const ended = (label: string) => (code: number) => {
+      sync.problem = `the watcher of ${label} ended (exit ${code}); see the cage log`;
+      ctx.log.warn(`cage ${name}: clipboard: ${sync.problem}`);
+    };
+    if (allows(policy.direction, 'to-cage')) {
+      sync.watchers.push(await watchSelections(host, selections, (sel) => carry(host, inCage, sel), ended(host.label)));
+      // What the user copied before the cage started is there to paste too.
+      for (const sel of selections) carry(host, inCage, sel);
+    }
+    if (allows(policy.direction, 'to-host')) {
+      sync.watchers.push(await watchSelections(inCage, selections, (sel) => carry(inCage, host, sel), ended(inCage.label)));
+    }
+  }
+
+  private async carry(name: string, sync: Sync, policy: ClipboardPolicy, from: SelectionDisplay, to: SelectionDisplay, sel: Selection): Promise<void> {
+    if (this.syncs.get(name) !== sync) return;
+    const r = await readSelection(from, sel, policy);
+    if (!r.ok) {
+      if (r.why !== 'empty') this.log.info(`cage ${name}: clipboard: not carried to ${to.label}: ${r.detail}`);
+      return;
+    }
+    const key = fingerprint(r.contents.target, r.contents.data);
+    if (sync.last.get(sel) === key) return;
+    sync.last.set(sel, key);
+    await ownSelection(to, sel, r.contents);
+  }
+
+  private stopSync(name: string): void {
+    const sync = this.syncs.get(name);
+    if (!sync) return;
+    this.syncs.delete(name);
+    for (const w of sync.watchers) w.stop();
+  }
+
+  async stop(record: BridgeRecord): Promise<void> {
+    const name = typeof record.cage === 'string' ? record.cage : undefined;
+    if (name) this.stopSync(name);
+  }
+
+  status(record: BridgeRecord): BridgeStatus {
+    const r = record as ClipboardRecord;
+    const policy = r.direction ?? 'none';
+    if (policy === 'none') return { policy, state: 'off', problem: '' };
+    const problem = problemOf(record) || (typeof r.cage === 'string' ? (this.syncs.get(r.cage)?.problem ?? '') : '');
+    return problem ? { policy, state: 'down', problem } : { policy, state: 'up', problem: '' };
+  }
+}
+
+/** Explicit one-time copies (Clipboard=ask, or any policy that allows the direction). */
+export class ClipboardCopies {
+  constructor(
+    private readonly cages: { handle(name: string): { config: { name: string; clipboard: ClipboardPolicy }; handle: CageHandle } | undefined; exists(name: string): Promise<boolean> },
+    private readonly bridge: ClipboardBridge,
+    private readonly notifier: Notifier,
+    private readonly log: Logger,
+  ) {}
+
+  async copy(name: string, direction: CopyDirection): Promise<{ kind: string; bytes: number }> {
+    const running = this.cages.handle(name);
+    if (!running) {
+      if (!(await this.cages.exists(name))) throw new KagomeError('NoSuchCage', `no cage named "${name}"`);
+      throw new KagomeError('NotRunning', `cage "${name}" is not running: start a program in it first`);
+    }
+    const policy = running.config.clipboard;
+    if (!allows(policy.direction, direction)) {
+      throw new KagomeError(
+        'NotPermitted',
+        `cage "${name}" has Clipboard=${policy.direction}, which does not allow copies ${direction === 'to-host' ? 'from the cage to the host' : 'from the host into the cage'}; change Clipboard= in its cage file`,
+      );
+    }
+    const host = this.bridge.hostSide(running.handle.logFd);
+    const inCage = this.bridge.cageSide(name, running.handle);
+    const [from, to] = direction === 'to-cage' ? [host, inCage] : [inCage, host];
+    const r = await readSelection(from, 'CLIPBOARD', policy);
+    if (!r.ok) throw new KagomeError(r.why === 'empty' ? 'NothingCopied' : 'NotPermitted', `nothing was copied: ${r.detail}`);
+    await ownSelection(to, 'CLIPBOARD', r.contents);
+    const what = `${r.contents.data.length} bytes of ${r.contents.kind === 'image' ? 'image' : 'text'}`;
+    this.log.info(`cage ${name}: clipboard: copied ${what} ${direction === 'to-cage' ? 'from the host into the cage' : 'from the cage to the host'}`);
+    await this.notifier.notify({
+      summary: direction === 'to-cage' ? `Clipboard copied into ${name}` : `Clipboard copied from ${name}`,
+      body: `${what} ${direction === 'to-cage' ? `from the host's clipboard, now on cage ${name}'s` : `from cage ${name}'s clipboard, now on the host's`}`,
+      icon: 'dialog-information',
+      urgency: 'low',
+    });
+    return { kind: r.contents.kind, bytes: r.contents.data.length };
+  }
+}
