@@ -290,27 +290,6 @@ describe('formatCageFile', () => {
     });
   });
 
-  it('reads the sound and clipboard policies', () => {
-    const c = parse('[Cage]\nSound=duplex\nClipboard=to-host\nClipboardPrimary=true\nClipboardMaxSize=1M\nClipboardImages=true\n');
-    assert.equal(c.sound, 'duplex');
-    assert.deepEqual(c.clipboard, { direction: 'to-host', primary: true, maxBytes: 1024 * 1024, images: true });
-    assert.equal(parse('[Cage]\nClipboardMaxSize=4096\n').clipboard.maxBytes, 4096);
-    assert.equal(parse('[Cage]\nClipboardMaxSize=64k\n').clipboard.maxBytes, 65536);
-    for (const d of ['none', 'to-cage', 'to-host', 'both', 'ask']) assert.equal(parse(`[Cage]\nClipboard=${d}\n`).clipboard.direction, d);
-  });
-
-  it('refuses sound and clipboard values it does not know, saying what is allowed', () => {
-    assertRefused('[Cage]\nSound=loud\n', 2, 'Sound', 'none, output, duplex');
-    assertRefused('[Cage]\nClipboard=yes\n', 2, 'Clipboard', 'none, to-cage, to-host, both, ask');
-    assertRefused('[Cage]\nClipboardPrimary=yes\n', 2, 'ClipboardPrimary', 'true or false');
-    assertRefused('[Cage]\nClipboardImages=1\n', 2, 'ClipboardImages', 'true or false');
-    for (const bad of ['0', '1G', '100M', '-5', 'big', '1.5M']) assertRefused(`[Cage]\nClipboardMaxSize=${bad}\n`, 2, 'ClipboardMaxSize', '256K');
-  });
-
-  it('keeps the sound server for kagome to set', () => {
-    assertRefused('[Cage]\nEnvironment=PULSE_SERVER=tcp:evil\n', 2, 'Environment', 'PULSE_SERVER');
-  });
-
   it('writes only the essentials when nothing is chosen', () => {
     const text = formatCageFile({});
     assert.match(text, /^\[Cage\]\n/);
