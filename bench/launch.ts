@@ -17,6 +17,7 @@ import { World, KAGOME, REPO } from '../test/helpers/kagome.js';
 import { stopChild, track } from '../test/helpers/daemons.js';
 import { parseXpropStrings, windowProperty } from '../test/helpers/x11.js';
 import { type Figure, median, stats, verdict, positiveInt, figureTable, newFigure } from './figures.js';
+import { cleanupGuard } from './cleanup.js';
 
 const execFileP = promisify(execFile);
 
@@ -556,16 +557,7 @@ async function main(): Promise<void> {
     await watcher?.stop().catch(() => undefined);
     await world.cleanup().catch((e) => log(`world cleanup: ${String(e)}`));
   };
-  let cleaning: Promise<void> | undefined;
-  const cleanupOnce = (): Promise<void> => (cleaning ??= cleanupAll());
-  const abort = (why: string): void => {
-    log(`${why}: cleaning up`);
-    void cleanupOnce().finally(() => process.exit(2));
-  };
-  process.once('SIGINT', () => abort('interrupted'));
-  process.once('SIGTERM', () => abort('terminated'));
-  const watchdog = setTimeout(() => abort(`still running after ${WATCHDOG_MS / 1000} s`), WATCHDOG_MS);
-  watchdog.unref();
+  const { cleanupOnce, disarm } = cleanupGuard(cleanupAll, WATCHDOG_MS, log);
 
   try {
     world.writeCage(CAGE, CAGE_FILE);
@@ -706,7 +698,7 @@ async function main(): Promise<void> {
       fs.writeFileSync(path.join(keep, 'service.log'), world.service?.log() ?? '');
       fs.writeFileSync(path.join(keep, 'cage.log'), world.cageLog(CAGE));
     }
-    clearTimeout(watchdog);
+    disarm();
     await cleanupOnce();
   }
 

@@ -28,6 +28,7 @@ import { execa } from 'execa';
 import { World, REPO } from '../test/helpers/kagome.js';
 import { stopChild, track } from '../test/helpers/daemons.js';
 import { type Figure, figureTable, median, positiveInt, stats, newFigure } from './figures.js';
+import { cleanupGuard } from './cleanup.js';
 
 const RUNS = positiveInt(process.env.BENCH_RUNS, 7);
 const CPU_RUNS = 3;
@@ -216,16 +217,7 @@ async function main(): Promise<void> {
     await listener?.stop().catch(() => undefined);
     await w.cleanup().catch((e) => log(`world cleanup: ${String(e)}`));
   };
-  let cleaning: Promise<void> | undefined;
-  const cleanupOnce = (): Promise<void> => (cleaning ??= cleanupAll());
-  const abort = (why: string): void => {
-    log(`${why}: cleaning up`);
-    void cleanupOnce().finally(() => process.exit(2));
-  };
-  process.once('SIGINT', () => abort('interrupted'));
-  process.once('SIGTERM', () => abort('terminated'));
-  const watchdog = setTimeout(() => abort(`still running after ${WATCHDOG_MS / 1000} s`), WATCHDOG_MS);
-  watchdog.unref();
+  const { cleanupOnce, disarm } = cleanupGuard(cleanupAll, WATCHDOG_MS, log);
 
   let failure: unknown;
   let chunkMs: number | undefined;
@@ -342,7 +334,7 @@ async function main(): Promise<void> {
     log(`failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
     if (w.service) log(`service log (last 3000 chars):\n${w.service.log().slice(-3000)}`);
   } finally {
-    clearTimeout(watchdog);
+    disarm();
     await cleanupOnce();
   }
 
