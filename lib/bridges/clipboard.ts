@@ -140,7 +140,15 @@ export class ClipboardBridge implements CageBridge {
 
   private async carry(name: string, sync: Sync, policy: ClipboardPolicy, from: SelectionDisplay, to: SelectionDisplay, sel: Selection): Promise<void> {
     if (this.syncs.get(name) !== sync) return;
-    const r = await readSelection(from, sel, policy);
+    let r = await readSelection(from, sel, policy);
+    // A selection just taken can read as empty: two bridges asking its new owner at the same
+    // moment, or an owner still starting up (seen as a lost copy about one test run in four).
+    // The owner change that woke us says there is something, so ask again, briefly.
+    for (const ms of [25, 100, 250]) {
+      if (r.ok || r.why !== 'empty' || this.syncs.get(name) !== sync) break;
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      r = await readSelection(from, sel, policy);
+    }
     if (!r.ok) {
       if (r.why !== 'empty') this.log.info(`cage ${name}: clipboard: not carried to ${to.label}: ${r.detail}`);
       return;
