@@ -176,15 +176,16 @@ export class ClipboardInterface extends Interface {
   }
 
   CopyToCage(cage: string): Promise<[string, number]> {
-    return guarded(async () => {
-      const r = await this.copies.copy(checkCageName(cage), 'to-cage');
-      return [r.kind, r.bytes] as [string, number];
-    });
+    return this.copy(cage, 'to-cage');
   }
 
   CopyToHost(cage: string): Promise<[string, number]> {
+    return this.copy(cage, 'to-host');
+  }
+
+  private copy(cage: string, direction: 'to-cage' | 'to-host'): Promise<[string, number]> {
     return guarded(async () => {
-      const r = await this.copies.copy(checkCageName(cage), 'to-host');
+      const r = await this.copies.copy(checkCageName(cage), direction);
       return [r.kind, r.bytes] as [string, number];
     });
   }

@@ -199,7 +199,9 @@ export async function watchSelections(d: SelectionDisplay, selections: Selection
     ready();
     if (!stopped) ended(code);
   });
-  await Promise.race([isReady, new Promise((r) => setTimeout(r, 10000))]);
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([isReady, new Promise((r) => (timer = setTimeout(r, 10000)))]);
+  clearTimeout(timer);
   return {
     stop() {
       stopped = true;

@@ -202,8 +202,8 @@ export class SoundBridge implements CageBridge {
     if (r.listen) {
       const proxy = this.proxies.get(r.listen);
       this.proxies.delete(r.listen);
-      await proxy?.close();
-      fs.rmSync(r.listen, { force: true });
+      if (proxy) await proxy.close();
+      else fs.rmSync(r.listen, { force: true }); // left by a service that died
     }
     if (r.module && (await this.moduleLoaded(r.module).catch(() => false))) {
       // Unloading the module closes every connection the cage still had.

@@ -176,7 +176,6 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       for (const b of this.bridgeList()) b.contribute(bctx, bridges[b.kind] ?? {});
       sandbox = await backend.start(spec, { logFd, etcDir: rt.etcDir });
       const displayRecord = await display.start(ctx, backend, sandbox, prepared);
-      bridges = await this.startBridges(bctx, { backend, sandbox, displayKind: display.kind, displayRecord, env: spec.env, cwd: spec.cwd, logFd }, bridges, 'start');
       const cage: RunningCage = {
         config,
         spec,
@@ -192,6 +191,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
         logFd,
         persisting: Promise.resolve(),
       };
+      cage.bridges = await this.startBridges(bctx, handleOf(cage), bridges, 'start');
       this.running.set(name, cage);
       await this.persist(name, cage);
       this.deps.log.info(`cage ${name}: running after ${Math.round(performance.now() - t0)} ms`);
@@ -281,7 +281,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     if (!cage || !this.isHealthy(cage)) return undefined;
     return {
       config: cage.config,
-      handle: { backend: cage.backend, sandbox: cage.sandbox, displayKind: cage.display.kind, displayRecord: cage.displayRecord, env: cage.spec.env, cwd: cage.spec.cwd, logFd: cage.logFd },
+      handle: handleOf(cage),
       bridges: cage.bridges,
     };
   }
@@ -569,8 +569,6 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     const displayRecord = await display.readopt(ctx, state.displayState);
     const bctx = this.bridgeContext(ctx);
     for (const b of this.bridgeList()) b.contribute(bctx, state.bridges?.[b.kind] ?? {});
-    const handle = { backend, sandbox: state.sandbox, displayKind: display.kind, displayRecord, env: spec.env, cwd: spec.cwd, logFd };
-    const bridges = await this.startBridges(bctx, handle, state.bridges ?? {}, 'readopt');
     const cage: RunningCage = {
       config: state.config,
       spec,
@@ -579,13 +577,14 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       display,
       sandbox: state.sandbox,
       displayRecord,
-      bridges,
+      bridges: {},
       programs: new Map(),
       inherited: (state.programs ?? []).filter((r) => isAlive(r)),
       startedAt: state.startedAt,
       logFd,
       persisting: Promise.resolve(),
     };
+    cage.bridges = await this.startBridges(bctx, handleOf(cage), state.bridges ?? {}, 'readopt');
     this.running.set(name, cage);
     await this.persist(name, cage);
     this.watchInherited();
@@ -630,6 +629,19 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     if (this.inheritedPoll) clearInterval(this.inheritedPoll);
     this.running.clear();
   }
+}
+
+/** What a bridge needs of a running cage. */
+function handleOf(cage: RunningCage): CageHandle {
+  return {
+    backend: cage.backend,
+    sandbox: cage.sandbox,
+    displayKind: cage.display.kind,
+    displayRecord: cage.displayRecord,
+    env: cage.spec.env,
+    cwd: cage.spec.cwd,
+    logFd: cage.logFd,
+  };
 }
 
 export function checkArgv(argv: unknown): asserts argv is ArgValue[] {
