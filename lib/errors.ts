@@ -13,6 +13,7 @@ export type ErrorName =
   | 'DisplayFailed'
   | 'MissingProgram'
   | 'NoSuchProgram'
+  | 'NoSuchImage'
   | 'NoSuchFile'
   | 'NotPermitted'
   | 'NotSupported'

@@ -22,6 +22,9 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   'update-desktop-database': 'desktop-file-utils',
   pactl: 'pulseaudio-utils',
   xclip: 'xclip',
+  podman: 'podman',
+  docker: 'docker.io',
+  lxc: 'lxd-client',
 };
 
 export function findInPath(program: string, envPath = process.env.PATH ?? '/usr/bin:/bin'): string | undefined {

@@ -18,6 +18,10 @@ export interface SandboxSpec {
   name: string;
   hostname: string;
   network: NetworkMode;
+  /** container backends: the image to run */
+  image?: string;
+  /** lxd: the remote the container runs on */
+  remote?: string;
   /** filesystem operations, applied in order: later mounts cover earlier ones */
   ops: SetupOp[];
   /** the environment of every program in the cage (nothing is inherited from the service) */
@@ -80,6 +84,8 @@ export function cageSpec(config: CageConfig, host: HostFacts): SandboxSpec {
     name: config.name,
     hostname: `kagome-${config.name}`.slice(0, 63),
     network: config.network,
+    ...(config.image ? { image: config.image } : {}),
+    ...(config.remote ? { remote: config.remote } : {}),
     ops,
     env,
     cwd: host.home,

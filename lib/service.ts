@@ -5,6 +5,7 @@ import { pathsFromEnv, requireRuntimeDir, type Env } from './runtime/paths.js';
 import { CageStore } from './cage/store.js';
 import { CageManager } from './cage/manager.js';
 import { BubblewrapBackend } from './backends/bubblewrap.js';
+import { OciBackend } from './backends/oci.js';
 import { XpraDisplay } from './display/xpra.js';
 import { XephyrDisplay } from './display/xephyr.js';
 import { Launcher } from './launcher.js';
@@ -70,8 +71,12 @@ function notifyCall(bus: ReturnType<typeof dbus.sessionBus>): NotifyCall {
  * The document portal where it can serve, else copies; KAGOME_FILE_GRANTS=copy forces copies
  * (for machines whose FUSE mounts a backend cannot reach). Which one is used is logged once.
  */
+function copyStore(paths: Paths, log: Logger): CopyStore {
+  return new CopyStore(path.join(paths.runtimeDir, 'files'), log);
+}
+
 async function chooseGrantStore(bus: Bus, env: Env, paths: Paths, log: Logger): Promise<GrantStore> {
-  const copies = () => new CopyStore(path.join(paths.runtimeDir, 'files'), log);
+  const copies = () => copyStore(paths, log);
   if (env.KAGOME_FILE_GRANTS === 'copy') {
     log.info('file grants: copied into cages and written back (KAGOME_FILE_GRANTS=copy)');
     return copies();
@@ -94,6 +99,7 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
   const bus = await connectSessionBus(env);
   const grants = new FileGrants(
     chooseGrantStore(bus, env, paths, log),
+    () => copyStore(paths, log),
     { transient: path.join(paths.runtimeDir, 'grants'), persistent: paths.persistentGrantsDir },
     cageRuntimeDir(host),
     log,
@@ -104,7 +110,13 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
     store,
     host,
     hostEnv: hostClientEnv(env),
-    backends: { bubblewrap: new BubblewrapBackend(host) },
+    // Container engines' clients get the service's environment: DOCKER_HOST, CONTAINERS_CONF,
+    // LXD_DIR and XDG_RUNTIME_DIR decide which engine and storage they talk to.
+    backends: {
+      bubblewrap: new BubblewrapBackend(host),
+      podman: new OciBackend('podman', host, env),
+      docker: new OciBackend('docker', host, env),
+    },
     displays: { xpra: new XpraDisplay(), xephyr: new XephyrDisplay() },
     log,
     grants,

@@ -38,6 +38,12 @@ export interface ExecHandle {
 
 export interface Backend {
   readonly kind: string;
+  /**
+   * whether a folder on a FUSE mount of the user's (the document portal) can be mounted into
+   * its cages; container engines cannot (the portal refuses their daemon's statfs), so their
+   * cages' grants are copies
+   */
+  readonly reachesFuse: boolean;
   /** throws MissingProgram (with the Debian package) when something on the host is missing */
   checkHost(spec: SandboxSpec): void;
   start(spec: SandboxSpec, io: StartIo): Promise<SandboxRecord>;

@@ -136,6 +136,7 @@ const KEEPER = ["/bin/sh", "-c", `printf R >&${READY_FD} && exec sleep infinity 
 
 export class BubblewrapBackend implements Backend {
   readonly kind = 'bubblewrap';
+  readonly reachesFuse = true;
 
   private nsenter: string | undefined;
 

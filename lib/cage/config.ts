@@ -8,7 +8,9 @@ import { checkNameFormat, DEFAULT_NAME_FORMAT } from '../../xdg/shadow.js';
 // in the message and the allowed values spelled out, because this file is edited by hand.
 //
 //   [Cage]
-//   Backend=bubblewrap          # the only backend so far; podman, docker, lxd come with issue 7
+//   Backend=bubblewrap          # bubblewrap (host's /usr) | podman | docker | lxd (an image's root)
+//   Image=kagome/debian12       # container backends: the image (see `kagome image build`)
+//   Remote=                     # lxd: an LXD remote from `lxc remote list` (default: the local one)
 //   Display=xpra                # xpra (seamless windows) | xephyr (one nested window)
 //   Network=none                # none | full (own namespace through slirp4netns, never the host's)
 //   Home=~/.local/share/kagome/homes/NAME   # persistent private home (default shown)
@@ -26,7 +28,9 @@ import { checkNameFormat, DEFAULT_NAME_FORMAT } from '../../xdg/shadow.js';
 //   ClipboardImages=false       # true: images too, not only text
 
 export const CAGE_GROUP = 'Cage';
-export const BACKENDS = ['bubblewrap'] as const;
+export const BACKENDS = ['bubblewrap', 'podman', 'docker', 'lxd'] as const;
+/** The image container cages run when the cage file names none: what `kagome image build` makes. */
+export const DEFAULT_IMAGE = 'kagome/debian12';
 export const DISPLAYS = ['xpra', 'xephyr'] as const;
 export const NETWORKS = ['none', 'full'] as const;
 export const SOUND_POLICIES = ['none', 'output', 'duplex'] as const;
@@ -61,6 +65,10 @@ export interface CageConfig {
   name: string;
   description: string;
   backend: BackendKind;
+  /** container backends: the image the cage runs (undefined for bubblewrap) */
+  image: string | undefined;
+  /** lxd: the LXD remote, undefined for the local daemon */
+  remote: string | undefined;
   display: DisplayKind;
   network: NetworkMode;
   /** absolute host path of the persistent private home */
@@ -84,6 +92,8 @@ export interface ConfigContext {
 
 const KNOWN_KEYS = new Set([
   'Backend',
+  'Image',
+  'Remote',
   'Display',
   'Network',
   'Home',
@@ -103,6 +113,9 @@ const KNOWN_KEYS = new Set([
 
 const DEFAULT_IDLE_STOP = 0;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+// OCI references and LXD aliases: no spaces, no leading '-' (never read as an engine option).
+const IMAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9._\/:@+-]{0,254}$/;
+const REMOTE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const COLOUR = /^(#[0-9A-Fa-f]{6}|#[0-9A-Fa-f]{3}|[A-Za-z][A-Za-z0-9 ]{0,30})$/;
 // A cage must not be able to re-point the variables kagome itself sets to wire the cage up.
 const RESERVED_ENV = new Set([
@@ -175,6 +188,21 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
 
   const backend = oneOf('Backend', BACKENDS, 'bubblewrap');
   const display = oneOf('Display', DISPLAYS, 'xpra');
+  const imageRaw = kf.get(CAGE_GROUP, 'Image');
+  let image: string | undefined;
+  if (backend === 'bubblewrap') {
+    if (imageRaw !== undefined) fail('Image', 'bubblewrap cages run the host\'s own /usr and take no image; set Backend=podman, docker or lxd to run an image');
+  } else {
+    image = imageRaw === undefined || imageRaw === '' ? DEFAULT_IMAGE : imageRaw;
+    if (!IMAGE_NAME.test(image)) fail('Image', `${JSON.stringify(image)} is not an image name; write one like kagome/debian12 or registry.example.org/team/image:tag`);
+  }
+  const remoteRaw = kf.get(CAGE_GROUP, 'Remote');
+  let remote: string | undefined;
+  if (remoteRaw !== undefined && remoteRaw !== '') {
+    if (backend !== 'lxd') fail('Remote', 'only LXD cages can run on another machine; remove Remote= or set Backend=lxd');
+    if (!REMOTE_NAME.test(remoteRaw)) fail('Remote', `${JSON.stringify(remoteRaw)} is not an LXD remote name; use a name from 'lxc remote list'`);
+    remote = remoteRaw;
+  }
   const network = oneOf('Network', NETWORKS, 'none');
 
   const homeRaw = kf.get(CAGE_GROUP, 'Home');
@@ -247,6 +275,8 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     name,
     description: kf.get(CAGE_GROUP, 'Description') ?? '',
     backend,
+    image,
+    remote,
     display,
     network,
     home,
@@ -272,6 +302,8 @@ export function parseSize(text: string): number | undefined {
 
 export interface CageFileOptions {
   backend?: BackendKind;
+  image?: string;
+  remote?: string;
   display?: DisplayKind;
   network?: NetworkMode;
   home?: string;
@@ -294,6 +326,8 @@ export function formatCageFile(opts: CageFileOptions): string {
   };
   set('Description', opts.description);
   set('Backend', opts.backend ?? 'bubblewrap');
+  set('Image', opts.image);
+  set('Remote', opts.remote);
   set('Display', opts.display ?? 'xpra');
   set('Network', opts.network ?? 'none');
   set('Home', opts.home);

@@ -86,7 +86,8 @@ export interface ManagerDeps {
 }
 
 export interface CageGrantHooks {
-  cageStarting(name: string, spec: SandboxSpec): Promise<void>;
+  cageStarting(name: string, spec: SandboxSpec, backend: Backend): Promise<void>;
+  cageAdopted(name: string, backend: Backend): Promise<void>;
   cageStopped(name: string): Promise<void>;
 }
 
@@ -166,7 +167,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     let prepared: DisplayRecord | undefined;
     let bridges: Record<string, BridgeRecord> = {};
     try {
-      await this.deps.grants?.cageStarting(name, spec);
+      await this.deps.grants?.cageStarting(name, spec, backend);
       const bctx = this.bridgeContext(ctx);
       // Bridges prepare (a sound module is loaded) while the display prepares.
       const [displayPrepared, bridgesPrepared] = await Promise.all([display.prepare(ctx), this.prepareBridges(bctx)]);
@@ -564,6 +565,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       return false;
     }
     const logFd = fs.openSync(path.join(rt.logDir, 'cage.log'), 'a', 0o600);
+    await this.deps.grants?.cageAdopted(name, backend);
     const ctx = this.displayContext(state.config, spec, rt, logFd);
     display.contribute(ctx, state.displayState);
     const displayRecord = await display.readopt(ctx, state.displayState);

@@ -46,10 +46,16 @@ export function docDirInCage(spec: Pick<SandboxSpec, 'runtimeDir'>): string {
 
 export class FileGrants {
   private readonly writes = new Map<string, Promise<void>>();
+  /** cages whose backend cannot reach the document portal's FUSE mount: they get copies */
+  private readonly copyCages = new Set<string>();
+  private copies: GrantStore | undefined;
+  private readonly toldCopies = new Set<string>();
 
   constructor(
     /** chosen at service start without holding it up: the portal may need activating */
     private readonly storeReady: Promise<GrantStore>,
+    /** the copy store, made when a cage first needs it (a backend that cannot reach FUSE) */
+    private readonly copyFallback: () => GrantStore,
     private readonly dirs: GrantDirs,
     /** the cage's runtime dir as the cage sees it (grants are listed without the cage running) */
     private readonly runtimeDirInCage: string,
@@ -108,10 +114,48 @@ export class FileGrants {
     };
   }
 
+  private copyStore(preferred: GrantStore): GrantStore {
+    if (preferred.kind === 'copy') return preferred;
+    this.copies ??= this.copyFallback();
+    return this.copies;
+  }
+
+  /** The store serving a cage: the preferred one, or copies for a cage whose backend cannot reach FUSE. */
+  private async storeFor(cage: string): Promise<GrantStore> {
+    const preferred = await this.storeReady;
+    return this.copyCages.has(cage) ? this.copyStore(preferred) : preferred;
+  }
+
+  /** The store that made a grant, by the kind its record names; none when this service has no such store. */
+  private async storeOfKind(kind: GrantStore['kind']): Promise<GrantStore | undefined> {
+    const preferred = await this.storeReady;
+    if (kind === preferred.kind) return preferred;
+    return kind === 'copy' ? this.copyStore(preferred) : undefined;
+  }
+
+  /**
+   * A cage runs (or is re-adopted) on a backend that cannot reach the document portal's FUSE
+   * mount (a container engine's daemon, which the portal refuses): its grants are copies.
+   * Said once per backend, by name, in the log.
+   */
+  private async useCopiesFor(cage: string, backend: string): Promise<void> {
+    const preferred = await this.storeReady;
+    this.copyCages.add(cage);
+    if (preferred.kind !== 'copy' && !this.toldCopies.has(backend)) {
+      this.toldCopies.add(backend);
+      this.log.info(`file grants: ${backend} cannot mount the document portal's FUSE folder into its containers; files granted to ${backend} cages are copied in and written back when changed`);
+    }
+  }
+
+  /** A running cage found again after a restart: its grants are served by the store it started with. */
+  async cageAdopted(cage: string, backend: { kind: string; reachesFuse: boolean }): Promise<void> {
+    if (!backend.reachesFuse) await this.useCopiesFor(cage, backend.kind);
+  }
+
   /** Grant files to a cage. The files' descriptors are closed whatever happens. */
   async add(cage: string, files: readonly HostFile[], opts: { persistent: boolean }): Promise<Grant[]> {
     try {
-      const store = await this.storeReady;
+      const store = await this.storeFor(cage);
       const provided = await store.add(cage, files, opts);
       const now = new Date().toISOString();
       const stored = provided.map((p, i): StoredGrant => ({
@@ -151,20 +195,36 @@ export class FileGrants {
   }
 
   private async drop(cage: string, g: Grant): Promise<void> {
-    const store = await this.storeReady;
-    if (g.store === store.kind) await store.revoke(cage, g);
+    await (await this.storeOfKind(g.store))?.revoke(cage, g);
     await this.update(cage, g.persistent, (old) => old.filter((s) => s.id !== g.id));
   }
 
   /** Called before a cage starts: its file folder joins the sandbox, persistent grants are brought back. */
-  async cageStarting(cage: string, spec: SandboxSpec): Promise<void> {
-    const store = await this.storeReady;
+  async cageStarting(cage: string, spec: SandboxSpec, backend: { kind: string; reachesFuse: boolean } = { kind: 'bubblewrap', reachesFuse: true }): Promise<void> {
+    if (backend.reachesFuse) this.copyCages.delete(cage);
+    else await this.useCopiesFor(cage, backend.kind);
+    const store = await this.storeFor(cage);
     const folder = await store.folderFor(cage);
     spec.ops.push({ op: 'bind', source: folder, dest: docDirInCage(spec) });
-    if (store.restore) {
-      for (const g of await this.list(cage)) {
-        if (g.persistent) await store.restore(cage, g).catch((e) => this.log.warn(`cage ${cage}: ${asKagomeError(e).message}`));
+    for (const g of await this.list(cage)) {
+      if (!g.persistent) continue;
+      if (g.store !== store.kind) {
+        // Granted while the cage ran on a backend served by the other store: it moves over.
+        await (await this.storeOfKind(g.store))?.revoke(cage, g).catch(() => undefined);
+        await this.moveGrant(cage, g, store);
+      } else if (store.restore) {
+        await store.restore(cage, g).catch((e) => this.log.warn(`cage ${cage}: ${asKagomeError(e).message}`));
       }
+    }
+  }
+
+  private async moveGrant(cage: string, g: Grant, store: GrantStore): Promise<void> {
+    if (!store.restore) return;
+    try {
+      await store.restore(cage, { id: g.id, hostPath: g.hostPath, name: g.name, writable: g.writable, ...(g.dev !== undefined && g.ino !== undefined ? { dev: g.dev, ino: g.ino } : {}) });
+      await this.update(cage, true, (old) => old.map((s) => (s.id === g.id ? { ...s, store: store.kind } : s)));
+    } catch (e) {
+      this.log.warn(`cage ${cage}: grant ${g.id} could not be carried over: ${asKagomeError(e).message}`);
     }
   }
 
@@ -193,17 +253,18 @@ export class FileGrants {
     for (const cage of transient) if (!running.has(cage)) await this.cageStopped(cage);
     // A running cage's grants are taken up again, its persistent ones too, whether or not it
     // also has transient ones.
-    const store = await this.storeReady;
-    if (!store.restore) return;
     const persistent = await namesIn(this.dirs.persistent);
     for (const cage of new Set([...transient, ...persistent])) {
       if (!running.has(cage)) continue;
-      for (const g of await this.list(cage)) await store.restore(cage, g).catch(() => undefined);
+      for (const g of await this.list(cage)) {
+        await (await this.storeOfKind(g.store))?.restore?.(cage, g).catch(() => undefined);
+      }
     }
   }
 
   async close(): Promise<void> {
     await Promise.all(this.writes.values());
     await (await this.storeReady).close();
+    await this.copies?.close();
   }
 }

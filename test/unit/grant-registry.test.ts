@@ -24,6 +24,7 @@ describe('FileGrants', () => {
   let root: string;
   let dirs: GrantDirs;
   let store: Stubbed<GrantStore> & { kind: GrantStore['kind'] };
+  let copies: Stubbed<GrantStore> & { kind: GrantStore['kind'] };
   let log: Stubbed<Logger>;
   let grants: FileGrants;
   let next: number;
@@ -55,8 +56,18 @@ describe('FileGrants', () => {
       restore: sinon.stub<[string, { id: string; hostPath: Buffer; name: Buffer; writable: boolean }], Promise<void>>().resolves(),
       close: sinon.stub<[], Promise<void>>().resolves(),
     };
+    copies = {
+      kind: 'copy',
+      folderFor: sinon.stub<[string], Promise<string>>().callsFake(async (cage) => `/copies/${cage}`),
+      add: sinon
+        .stub<[string, readonly HostFile[], { persistent: boolean }], Promise<ProvidedGrant[]>>()
+        .callsFake(async (_cage, files) => files.map((f) => ({ id: `copy${++next}`, name: Buffer.from(path.posix.basename(f.path.toString('latin1')), 'latin1') }))),
+      revoke: sinon.stub<[string, { id: string; hostPath: Buffer; writable: boolean }], Promise<void>>().resolves(),
+      restore: sinon.stub<[string, { id: string; hostPath: Buffer; name: Buffer; writable: boolean }], Promise<void>>().resolves(),
+      close: sinon.stub<[], Promise<void>>().resolves(),
+    };
     log = { debug: sinon.stub(), info: sinon.stub(), warn: sinon.stub(), error: sinon.stub() };
-    grants = new FileGrants(Promise.resolve(store as GrantStore), dirs, RUNTIME, log);
+    grants = new FileGrants(Promise.resolve(store as GrantStore), () => copies, dirs, RUNTIME, log);
     fdsBefore = openCount();
   });
 
@@ -127,7 +138,7 @@ describe('FileGrants', () => {
     it('closes the descriptors when no store could be had', async () => {
       const failing = Promise.reject(new Error('no store'));
       failing.catch(() => undefined);
-      const g = new FileGrants(failing, dirs, RUNTIME, log);
+      const g = new FileGrants(failing, () => copies, dirs, RUNTIME, log);
       const f = file('a');
       await assert.rejects(g.add('web', [f], { persistent: false }), /no store/);
       assertClosed(f.fd);
@@ -220,7 +231,7 @@ describe('FileGrants', () => {
     it('drops the record of a grant made by another store without asking this one', async () => {
       const [g] = await grants.add('web', [file('a')], { persistent: true });
       const copyStore = { ...store, kind: 'copy' as const };
-      const other = new FileGrants(Promise.resolve(copyStore as GrantStore), dirs, RUNTIME, log);
+      const other = new FileGrants(Promise.resolve(copyStore as GrantStore), () => copies, dirs, RUNTIME, log);
       await other.revoke('web', [g!.id]);
       assert.equal(store.revoke.callCount, 0);
       assert.deepEqual(await grants.list('web'), []);
@@ -264,11 +275,53 @@ describe('FileGrants', () => {
     it('works with a store that has no restore', async () => {
       await grants.add('web', [file('p')], { persistent: true });
       const { restore: _unused, ...noRestore } = store;
-      const g = new FileGrants(Promise.resolve(noRestore as GrantStore), dirs, RUNTIME, log);
+      const g = new FileGrants(Promise.resolve(noRestore as GrantStore), () => copies, dirs, RUNTIME, log);
       const s = spec();
       await g.cageStarting('web', s);
       assert.equal(s.ops.length, 2);
       assert.equal(store.restore.callCount, 0);
+    });
+  });
+
+  describe('a backend that cannot reach the portal\'s FUSE mount', () => {
+    const spec = (): SandboxSpec => ({ runtimeDir: '/run/user/4242', ops: [] }) as unknown as SandboxSpec;
+    const podman = { kind: 'podman', reachesFuse: false };
+
+    it('gets the copy folder, its grants are copies, and the log says why once per backend', async () => {
+      const s = spec();
+      await grants.cageStarting('box', s, podman);
+      await grants.cageStarting('box2', spec(), podman);
+      assert.deepEqual(s.ops, [{ op: 'bind', source: '/copies/box', dest: '/run/user/4242/doc' }]);
+      const [g] = await grants.add('box', [file('a')], { persistent: false });
+      assert.equal(g!.store, 'copy');
+      assert.equal(copies.add.callCount, 1);
+      assert.equal(store.add.callCount, 0, 'the portal is not asked');
+      const said = log.info.getCalls().map((c) => String(c.args[0])).filter((m) => /podman cannot mount the document portal/.test(m));
+      assert.equal(said.length, 1, 'said once');
+      await grants.cageStopped('box');
+      assert.equal(copies.revoke.callCount, 1, 'revoked by the store that made it');
+      assert.equal(store.revoke.callCount, 0);
+    });
+
+    it('carries a persistent portal grant over to copies when the cage moves to such a backend', async () => {
+      const [g] = await grants.add('box', [file('p')], { persistent: true });
+      assert.equal(g!.store, 'document-portal');
+      await grants.cageStarting('box', spec(), podman);
+      assert.equal(store.revoke.callCount, 1, 'the portal grant ends');
+      assert.deepEqual(copies.restore.getCalls().map((c) => c.args[1].id), [g!.id]);
+      assert.equal((await grants.list('box'))[0]!.store, 'copy');
+    });
+
+    it('a re-adopted cage of such a backend keeps getting copies', async () => {
+      await grants.cageAdopted('box', podman);
+      const [g] = await grants.add('box', [file('a')], { persistent: false });
+      assert.equal(g!.store, 'copy');
+    });
+
+    it('bubblewrap cages keep the portal', async () => {
+      await grants.cageStarting('web', spec(), { kind: 'bubblewrap', reachesFuse: true });
+      const [g] = await grants.add('web', [file('a')], { persistent: false });
+      assert.equal(g!.store, 'document-portal');
     });
   });
 
@@ -310,7 +363,7 @@ describe('FileGrants', () => {
       const [dp] = await grants.add('dead', [file('dp')], { persistent: true });
       const [a] = await grants.add('alive', [file('a')], { persistent: false });
       // A fresh service, as after a restart.
-      const fresh = new FileGrants(Promise.resolve(store as GrantStore), dirs, RUNTIME, log);
+      const fresh = new FileGrants(Promise.resolve(store as GrantStore), () => copies, dirs, RUNTIME, log);
       await fresh.recover(new Set(['alive']));
       assert.deepEqual(store.revoke.getCalls().map((c) => [c.args[0], c.args[1].id]), [['dead', d!.id]]);
       assert.deepEqual(store.restore.getCalls().map((c) => [c.args[0], c.args[1].id]), [['alive', a!.id]]);
