@@ -6,6 +6,7 @@ import { CageStore } from './cage/store.js';
 import { CageManager } from './cage/manager.js';
 import { BubblewrapBackend } from './backends/bubblewrap.js';
 import { OciBackend } from './backends/oci.js';
+import { LxdBackend } from './backends/lxd.js';
 import { XpraDisplay } from './display/xpra.js';
 import { XephyrDisplay } from './display/xephyr.js';
 import { Launcher } from './launcher.js';
@@ -116,6 +117,7 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
       bubblewrap: new BubblewrapBackend(host),
       podman: new OciBackend('podman', host, env),
       docker: new OciBackend('docker', host, env),
+      lxd: new LxdBackend(host, env, log),
     },
     displays: { xpra: new XpraDisplay(), xephyr: new XephyrDisplay() },
     log,

@@ -13,6 +13,11 @@ export interface StartIo {
   logFd: number;
   /** host directory for files the backend generates for this cage (passwd, resolv.conf) */
   etcDir: string;
+  /**
+   * folders kagome made for this cage (its runtime folder, its home, its granted copies): a
+   * backend whose container user is not the host user may hand these, and only these, over
+   */
+  ownFolders: string[];
 }
 
 export interface ExecRequest {

@@ -63,6 +63,20 @@ export class CopyStore implements GrantStore {
     await this.watcher.start([this.root]);
   }
 
+  /**
+   * A copy belongs to whoever owns its cage's folder. That is the user, except where a backend
+   * handed the folder to the container's own user (LXD without id shifting, as root): then the
+   * copy must be that user's too, or the program in the cage could not open it.
+   */
+  private async placeCopy(cage: string, id: string, file: Buffer, writable: boolean): Promise<void> {
+    await fsp.chmod(file, writable ? 0o600 : 0o400);
+    const owner = await fsp.stat(path.join(this.root, cage));
+    if (owner.uid !== process.getuid?.() || owner.gid !== process.getgid?.()) {
+      await fsp.chown(path.join(this.root, cage, id), owner.uid, owner.gid);
+      await fsp.chown(file, owner.uid, owner.gid);
+    }
+  }
+
   private copyPath(h: { cage: string; id: string; name: Buffer }): Buffer {
     return Buffer.concat([Buffer.from(path.join(this.root, h.cage, h.id) + '/'), h.name]);
   }
@@ -77,7 +91,7 @@ export class CopyStore implements GrantStore {
       await fsp.mkdir(path.join(this.root, cage, id), { mode: 0o700 });
       // Read through the held descriptor: the very file that was checked.
       await fsp.copyFile(`/proc/self/fd/${f.fd}`, this.copyPath(h));
-      await fsp.chmod(this.copyPath(h), f.writable ? 0o600 : 0o400);
+      await this.placeCopy(cage, id, this.copyPath(h), f.writable);
       this.held.set(key(cage, id), h);
       out.push({ id, name });
     }
@@ -105,7 +119,7 @@ export class CopyStore implements GrantStore {
     if (!fs.existsSync(this.copyPath(h)) && same) {
       await fsp.mkdir(path.join(this.root, cage, g.id), { recursive: true, mode: 0o700 });
       await fsp.copyFile(g.hostPath, this.copyPath(h), fs.constants.COPYFILE_EXCL);
-      await fsp.chmod(this.copyPath(h), g.writable ? 0o600 : 0o400);
+      await this.placeCopy(cage, g.id, this.copyPath(h), g.writable);
     }
     this.held.set(key(cage, g.id), h);
   }

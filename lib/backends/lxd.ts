@@ -1,0 +1,242 @@
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { KagomeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { requireProgram } from '../requirements.js';
+import { isAlive, procRef, signal } from '../runtime/proc.js';
+import type { HostFacts, SandboxSpec } from '../sandbox.js';
+import type { Backend, ExecHandle, ExecRequest, SandboxRecord, StartIo } from './backend.js';
+import { containerFacts, engineExec, engineRun, resolveByShell, resolveInRoot, termPrograms, writeIdentity, type ContainerRecord } from './container.js';
+
+// LXD through its `lxc` client: each cage start creates an ephemeral, unprivileged container
+// from the cage's image (LXD deletes it when it stops, so no container outlives its cage), with
+// every mount of the SandboxSpec as a disk device, no network device unless Network=full, and
+// `lxc exec` carrying programs in. The cage's image needs no init: pid 1 is `sleep infinity`
+// (raw.lxc lxc.init.cmd), since a cage runs programs, not services.
+//
+// Ids: an unprivileged container's users are a range of host ids, which LXD chooses and which
+// kagome reads back from the container (volatile.idmap.next) rather than assuming 100000.
+// Folders shared with the cage must be usable by its user:
+// - a normal user's cage maps the user's own id to itself (raw.idmap "both UID UID", which LXD
+//   allows when /etc/subuid and /etc/subgid give root that id), so the user's files are the
+//   cage user's, and nothing on the host changes owner;
+// - a root service never maps host root into a container (that container's user would own
+//   every root file it can reach). Its cage user is the container's root, and the folders kagome
+//   made for the cage (home, runtime folder, granted copies: StartIo.ownFolders, never a file
+//   of the user's) are handed to that user's host id. Other host folders (ReadOnly=) are seen
+//   through their "other" permission bits.
+// LXD can shift ids on disk devices instead (shift=true, idmapped mounts), but LXD 5.0 refuses
+// it on hosts where its own check fails even though the kernel has idmapped mounts; kagome does
+// not depend on it.
+
+export interface LxdRecord extends ContainerRecord {
+  remote: string;
+  /** the cage user inside the container, and the host ids it has */
+  user: { uid: number; gid: number; hostUid: number; hostGid: number };
+}
+
+interface IdMapEntry {
+  Isuid: boolean;
+  Isgid: boolean;
+  Hostid: number;
+  Nsid: number;
+  Maprange: number;
+}
+
+/** The host id of a container id, from LXD's map. */
+export function hostIdOf(map: readonly IdMapEntry[], id: number, kind: 'uid' | 'gid'): number | undefined {
+  for (const e of map) {
+    if ((kind === 'uid' ? e.Isuid : e.Isgid) && id >= e.Nsid && id < e.Nsid + e.Maprange) return e.Hostid + (id - e.Nsid);
+  }
+  return undefined;
+}
+
+/** LXD instance names: letters, digits and '-', not starting with a digit or '-', at most 63. */
+export function instanceName(cage: string): string {
+  return `kagome-${cage.replace(/[^A-Za-z0-9-]/g, '-')}`.slice(0, 63).replace(/-+$/, '');
+}
+
+type Devices = Record<string, Record<string, string>>;
+
+/** The instance as LXD's API takes it: config, disk devices for the spec's mounts, masked nics. */
+export function instanceBody(spec: SandboxSpec, host: Pick<HostFacts, 'uid' | 'gid'>, name: string, identity: { passwd: string; group: string }, profileNics: string[]): Record<string, unknown> {
+  if (!spec.image) throw new KagomeError('InvalidCageFile', `cage "${spec.name}" has no Image=`);
+  const devices: Devices = {
+    'kagome-passwd': { type: 'disk', source: identity.passwd, path: '/etc/passwd', readonly: 'true' },
+    'kagome-group': { type: 'disk', source: identity.group, path: '/etc/group', readonly: 'true' },
+  };
+  spec.ops.forEach((op, i) => {
+    if (op.op === 'bind' || op.op === 'ro-bind') devices[`kagome-${i}`] = { type: 'disk', source: op.source, path: op.dest, readonly: op.op === 'ro-bind' ? 'true' : 'false' };
+  });
+  // Network=none: the default profile's network devices are masked, leaving only loopback in
+  // the container's own network namespace.
+  if (spec.network === 'none') for (const nic of profileNics) devices[nic] = { type: 'none' };
+  const config: Record<string, string> = {
+    'raw.lxc': 'lxc.init.cmd = /bin/sleep infinity',
+    'security.privileged': 'false',
+    'security.nesting': 'false',
+    'user.kagome.cage': spec.name,
+  };
+  if (host.uid !== 0) config['raw.idmap'] = `uid ${host.uid} ${host.uid}\ngid ${host.gid} ${host.gid}`;
+  return { name, ephemeral: true, profiles: ['default'], source: { type: 'image', alias: spec.image }, config, devices };
+}
+
+export class LxdBackend implements Backend {
+  readonly kind = 'lxd';
+  readonly reachesFuse = false;
+  private program: string | undefined;
+
+  constructor(
+    private readonly host: HostFacts,
+    private readonly env: Record<string, string | undefined>,
+    private readonly log: Logger,
+  ) {}
+
+  private lxc(): string {
+    this.program ??= requireProgram('lxc', 'to run Backend=lxd cages');
+    return this.program;
+  }
+
+  private target(remote: string, name: string): string {
+    return remote ? `${remote}:${name}` : name;
+  }
+
+  private async query<T>(remote: string, method: string, url: string, body?: unknown): Promise<T> {
+    const args = ['query', '--wait', '-X', method, `${remote ? `${remote}:` : ''}${url}`];
+    if (body !== undefined) args.push('--data', JSON.stringify(body));
+    const out = await engineRun(this.lxc(), args, this.env);
+    return (out.trim() ? JSON.parse(out) : {}) as T;
+  }
+
+  checkHost(): void {
+    this.lxc();
+  }
+
+  async start(spec: SandboxSpec, io: StartIo): Promise<LxdRecord> {
+    if (spec.remote) {
+      throw new KagomeError('NotSupported', `cage "${spec.name}": Remote= is not supported yet; kagome runs LXD cages on the local LXD only (remove Remote=)`);
+    }
+    const remote = spec.remote ?? '';
+    const name = instanceName(spec.name);
+    const identity = await writeIdentity(this.host, spec, io.etcDir);
+    await engineRun(this.lxc(), ['delete', '--force', this.target(remote, name)], this.env).catch(() => undefined);
+    const profile = await this.query<{ devices?: Devices }>(remote, 'GET', '/1.0/profiles/default').catch(() => ({ devices: {} as Devices }));
+    const nics = Object.entries(profile.devices ?? {}).filter(([, d]) => d.type === 'nic').map(([n]) => n);
+    if (spec.network === 'full' && nics.length === 0) this.log.warn(`cage ${spec.name}: Network=full, but LXD's default profile has no network device; the cage has loopback only`);
+    try {
+      await this.query(remote, 'POST', '/1.0/instances', instanceBody(spec, this.host, name, identity, nics));
+    } catch (e) {
+      const msg = (e as Error).message;
+      if (/image.*not found|not found.*image|couldn't find the requested image|no such image/i.test(msg)) {
+        throw new KagomeError(
+          'NoSuchImage',
+          `LXD has no image "${spec.image}" for cage "${spec.name}"; build it with 'kagome image build --engine lxd${spec.image === 'kagome/debian12' ? '' : ` --name ${spec.image}`}', or set Image= to an alias 'lxc image list' shows`,
+        );
+      }
+      if (/raw\.idmap|idmap/i.test(msg) && this.host.uid !== 0) {
+        throw new KagomeError('BackendFailed', `LXD would not map your user id ${this.host.uid} into cage "${spec.name}" (${msg}); allow it with: echo "root:${this.host.uid}:1" | sudo tee -a /etc/subuid /etc/subgid, then restart LXD`);
+      }
+      throw new KagomeError('BackendFailed', `LXD could not create cage "${spec.name}": ${msg}`);
+    }
+    try {
+      const inst = await this.query<{ config: Record<string, string> }>(remote, 'GET', `/1.0/instances/${name}`);
+      const map = JSON.parse(inst.config['volatile.idmap.next'] ?? '[]') as IdMapEntry[];
+      const uid = this.host.uid === 0 ? 0 : this.host.uid;
+      const gid = this.host.uid === 0 ? 0 : this.host.gid;
+      const hostUid = hostIdOf(map, uid, 'uid');
+      const hostGid = hostIdOf(map, gid, 'gid');
+      if (hostUid === undefined || hostGid === undefined) throw new KagomeError('BackendFailed', `LXD gave cage "${spec.name}" no host id for its user ${uid}:${gid} (idmap ${JSON.stringify(map)})`);
+      if (hostUid !== this.host.uid) await handOver(spec, io.ownFolders, identity, hostUid, hostGid);
+      await engineRun(this.lxc(), ['start', this.target(remote, name)], this.env);
+      const state = await this.query<{ pid: number }>(remote, 'GET', `/1.0/instances/${name}/state`);
+      const init = procRef(state.pid);
+      const record: LxdRecord = { remote, container: name, init, ...containerFacts(init), user: { uid, gid, hostUid, hostGid } };
+      await this.makeDirs(record, spec, hostUid, hostGid);
+      return record;
+    } catch (e) {
+      await engineRun(this.lxc(), ['delete', '--force', this.target(remote, name)], this.env).catch(() => undefined);
+      if (e instanceof KagomeError) throw e;
+      throw new KagomeError('BackendFailed', `LXD could not start cage "${spec.name}": ${(e as Error).message}`);
+    }
+  }
+
+  /** The spec's own folders (its runtime dir): made in the container's root, for its user. */
+  private async makeDirs(r: LxdRecord, spec: SandboxSpec, uid: number, gid: number): Promise<void> {
+    for (const op of spec.ops) {
+      if (op.op !== 'dir' && op.op !== 'tmpfs') continue;
+      const p = `/proc/${r.init.pid}/root${op.dest}`;
+      await fsp.mkdir(p, { recursive: true, mode: op.mode ?? 0o755 });
+      await fsp.chmod(p, op.mode ?? 0o755);
+      await fsp.chown(p, uid, gid);
+    }
+  }
+
+  private userArgs(r: LxdRecord): string[] {
+    return ['--user', String(r.user.uid), '--group', String(r.user.gid)];
+  }
+
+  async resolveProgram(record: SandboxRecord, program: string, searchPath: string): Promise<string | undefined> {
+    const r = record as LxdRecord;
+    if (r.rootVisible) return resolveInRoot(r.init, program, searchPath);
+    return resolveByShell(this.lxc(), ['exec', this.target(r.remote, r.container), ...this.userArgs(r), '--'], this.env, program, searchPath);
+  }
+
+  exec(record: SandboxRecord, req: ExecRequest): Promise<ExecHandle> {
+    const r = record as LxdRecord;
+    if (!isAlive(r.init)) throw new KagomeError('BackendFailed', 'the cage is no longer running');
+    const args = ['exec', this.target(r.remote, r.container), '--mode', 'non-interactive', ...this.userArgs(r), '--cwd', req.cwd];
+    if (!req.pipes) args.push('--disable-stdin');
+    for (const [k, v] of Object.entries(req.env)) args.push('--env', `${k}=${v}`);
+    args.push('--');
+    return engineExec(this.lxc(), args, this.env, req);
+  }
+
+  hostPathOf(record: SandboxRecord, pathInCage: string): string | undefined {
+    const r = record as LxdRecord;
+    return r.rootVisible ? `/proc/${r.init.pid}/root${pathInCage}` : undefined;
+  }
+
+  isAlive(record: SandboxRecord): boolean {
+    return isAlive((record as LxdRecord).init);
+  }
+
+  async stop(record: SandboxRecord): Promise<void> {
+    const r = record as LxdRecord;
+    await termPrograms(r);
+    try {
+      await engineRun(this.lxc(), ['delete', '--force', this.target(r.remote, r.container)], this.env);
+    } catch (e) {
+      if (/not found/i.test((e as Error).message)) return;
+      signal(r.init, 'SIGKILL');
+      throw e;
+    }
+  }
+}
+
+/**
+ * The folders kagome made for this cage, and only those, are given to the container's user
+ * (see the top of this file); the identity files are read-only and stay the service's.
+ */
+async function handOver(spec: SandboxSpec, ownFolders: readonly string[], identity: { passwd: string; group: string }, uid: number, gid: number): Promise<void> {
+  const own = (p: string) => ownFolders.some((f) => p === f || p.startsWith(f + '/'));
+  for (const op of spec.ops) {
+    if ((op.op === 'bind' || op.op === 'ro-bind') && own(op.source)) await chownTree(op.source, uid, gid);
+  }
+  await fsp.chmod(path.dirname(identity.passwd), 0o755);
+  await Promise.all([fsp.chmod(identity.passwd, 0o644), fsp.chmod(identity.group, 0o644)]);
+}
+
+async function chownTree(p: string, uid: number, gid: number): Promise<void> {
+  let st;
+  try {
+    st = await fsp.lstat(p);
+  } catch {
+    return;
+  }
+  // Already handed over (the cage's home from an earlier run): its contents are the cage's own.
+  if (st.uid === uid && st.gid === gid) return;
+  await fsp.lchown(p, uid, gid);
+  if (st.isDirectory()) {
+    for (const e of await fsp.readdir(p)) await chownTree(path.join(p, e), uid, gid);
+  }
+}
