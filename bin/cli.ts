@@ -5,7 +5,7 @@ import dbus from 'dbus-next';
 import { asKagomeError, DBUS_ERROR_PREFIX, KagomeError } from '../lib/errors.js';
 import { pathsFromEnv } from '../lib/runtime/paths.js';
 import { CageStore } from '../lib/cage/store.js';
-import { BACKENDS, CLIPBOARD_POLICIES, DISPLAYS, NETWORKS, SOUND_POLICIES, type BackendKind, type ClipboardDirection, type DisplayKind, type NetworkMode, type SoundPolicy } from '../lib/cage/config.js';
+import { BACKENDS, CLIPBOARD_POLICIES, DEFAULT_IMAGE, DISPLAYS, NETWORKS, SOUND_POLICIES, type BackendKind, type ClipboardDirection, type DisplayKind, type NetworkMode, type SoundPolicy } from '../lib/cage/config.js';
 import { checkCageName } from '../lib/cage/name.js';
 import { hostFacts, startService } from '../lib/service.js';
 import { stderrLogger } from '../lib/log.js';
@@ -259,6 +259,8 @@ export function buildProgram(): Command {
     .description('write a new cage file')
     .argument('<name>')
     .addOption(new Option('--backend <backend>').choices([...BACKENDS]).default('bubblewrap'))
+    .option('--image <image>', `container backends: the image to run (default ${DEFAULT_IMAGE}, made by 'kagome image build')`)
+    .option('--remote <remote>', "lxd: an LXD remote from 'lxc remote list'")
     .addOption(new Option('--display <display>').choices([...DISPLAYS]).default('xpra'))
     .addOption(new Option('--network <network>').choices([...NETWORKS]).default('none'))
     .option('--home <dir>', 'persistent private home (default: ~/.local/share/kagome/homes/NAME)')
@@ -271,10 +273,12 @@ export function buildProgram(): Command {
     .addOption(new Option('--clipboard <policy>', 'clipboard: none, to-cage, to-host, both or ask (explicit copies); default ask').choices([...CLIPBOARD_POLICIES]))
     .option('--description <text>')
     .option('--json', 'print JSON')
-    .action(async (name: string, o: { backend: BackendKind; display: DisplayKind; network: NetworkMode; home?: string; ro: string[]; rw: string[]; env: string[]; idleStop?: string; border?: string; sound?: SoundPolicy; clipboard?: ClipboardDirection; description?: string; json?: boolean }) => {
+    .action(async (name: string, o: { backend: BackendKind; image?: string; remote?: string; display: DisplayKind; network: NetworkMode; home?: string; ro: string[]; rw: string[]; env: string[]; idleStop?: string; border?: string; sound?: SoundPolicy; clipboard?: ClipboardDirection; description?: string; json?: boolean }) => {
       if (o.idleStop !== undefined && !/^\d+$/.test(o.idleStop)) throw new KagomeError('InvalidArgument', `--idle-stop takes a whole number of seconds, not ${JSON.stringify(o.idleStop)}`);
       const file = await store().create(name, {
         backend: o.backend,
+        ...(o.image !== undefined ? { image: o.image } : {}),
+        ...(o.remote !== undefined ? { remote: o.remote } : {}),
         display: o.display,
         network: o.network,
         ...(o.home !== undefined ? { home: o.home } : {}),
@@ -315,6 +319,8 @@ export function buildProgram(): Command {
           `name: ${c.name}`,
           `description: ${c.description}`,
           `backend: ${c.backend}`,
+          ...(c.image ? [`image: ${c.image}`] : []),
+          ...(c.remote ? [`remote: ${c.remote}`] : []),
           `display: ${c.display}`,
           `network: ${c.network}`,
           `home: ${c.home}`,
