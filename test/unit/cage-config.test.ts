@@ -39,6 +39,8 @@ describe('parseCageFile defaults', () => {
       name: 'web',
       description: '',
       backend: 'bubblewrap',
+      image: undefined,
+      remote: undefined,
       display: 'xpra',
       network: 'none',
       home: '/home/alice/.local/share/kagome/homes/web',
@@ -172,7 +174,7 @@ describe('parseCageFile errors', () => {
   });
 
   it('refuses an unknown backend', () => {
-    assertRefused('[Cage]\nBackend=podman\n', 2, 'Backend', '"podman"', 'bubblewrap');
+    assertRefused('[Cage]\nBackend=qemu\n', 2, 'Backend', '"qemu"', 'bubblewrap');
   });
 
   it('refuses relative paths', () => {
@@ -273,6 +275,8 @@ describe('formatCageFile', () => {
       name: 'web',
       description: 'Photos; and more',
       backend: 'bubblewrap',
+      image: undefined,
+      remote: undefined,
       display: 'xephyr',
       network: 'full',
       home: '/srv/homes/web',
@@ -331,5 +335,40 @@ describe('checkCageName', () => {
       assert.ok(e instanceof KagomeError);
       assert.ok(e.message.length < 300, e.message);
     }
+  });
+});
+
+describe('parseCageFile: container backends', () => {
+  it('gives container backends the image `kagome image build` makes, and bubblewrap none', () => {
+    assert.equal(parse('[Cage]\n').image, undefined);
+    for (const b of ['podman', 'docker', 'lxd']) {
+      const c = parse(`[Cage]\nBackend=${b}\n`);
+      assert.equal(c.backend, b);
+      assert.equal(c.image, 'kagome/debian12');
+      assert.equal(c.remote, undefined);
+    }
+    assert.equal(parse('[Cage]\nBackend=podman\nImage=registry.example.org/team/app:1.2\n').image, 'registry.example.org/team/app:1.2');
+  });
+
+  it('refuses Image= for bubblewrap, saying which backends take one', () => {
+    assertRefused('[Cage]\nImage=kagome/debian12\n', 2, 'Image', 'Backend=podman, docker or lxd');
+  });
+
+  it('refuses image names an engine could read as an option or that hold spaces', () => {
+    for (const bad of ['-rm', 'a b', 'x;y', '../x y']) assertRefused(`[Cage]\nBackend=docker\nImage=${bad}\n`, 3, 'Image', 'kagome/debian12');
+  });
+
+  it('takes Remote= for LXD only, as a remote name', () => {
+    assert.equal(parse('[Cage]\nBackend=lxd\nRemote=lab\n').remote, 'lab');
+    assertRefused('[Cage]\nBackend=podman\nRemote=lab\n', 3, 'Remote', 'Backend=lxd');
+    assertRefused('[Cage]\nBackend=lxd\nRemote=-x\n', 3, 'Remote', 'lxc remote list');
+  });
+
+  it('writes Image= and Remote= in new cage files only when chosen', () => {
+    const text = formatCageFile({ backend: 'lxd', image: 'kagome/other', remote: 'lab' });
+    const c = parse(text);
+    assert.equal(c.image, 'kagome/other');
+    assert.equal(c.remote, 'lab');
+    assert.doesNotMatch(formatCageFile({ backend: 'podman' }), /Image=|Remote=/);
   });
 });
