@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Command, Option, CommanderError } from 'commander';
 import dbus from 'dbus-next';
@@ -7,9 +8,12 @@ import { pathsFromEnv } from '../lib/runtime/paths.js';
 import { CageStore } from '../lib/cage/store.js';
 import { BACKENDS, CLIPBOARD_POLICIES, DEFAULT_IMAGE, DISPLAYS, NETWORKS, SOUND_POLICIES, type BackendKind, type ClipboardDirection, type DisplayKind, type NetworkMode, type SoundPolicy } from '../lib/cage/config.js';
 import { checkCageName } from '../lib/cage/name.js';
-import { hostFacts, startService } from '../lib/service.js';
+import { hostFacts, notifyCall, startService } from '../lib/service.js';
 import { stderrLogger } from '../lib/log.js';
 import { connectSessionBus } from '../lib/bus.js';
+import { BusNotifier } from '../lib/notify.js';
+import { buildRootfs, defaultEngine, importImage, DEFAULT_MIRROR, DEFAULT_RECIPE, DEFAULT_SUITE, IMAGE_ENGINES, type ImageEngine } from '../lib/image/build.js';
+import { BuildReport } from '../lib/image/report.js';
 import { O_PATH } from '../lib/grants/host-file.js';
 import { closeInheritedFds } from '../lib/runtime/fds.js';
 import { appShadows } from '../lib/apps.js';
@@ -463,6 +467,43 @@ export function buildProgram(): Command {
       });
       for (const p of problems) process.stderr.write(`kagome: ${FILE_MANAGERS[p.fileManager]}: ${p.errorName}: ${p.error}\n`);
       if (problems.length) process.exitCode = 1;
+    });
+
+  const image = program.command('image').description('the base image of container cages (Backend=podman, docker, lxd)');
+  image
+    .command('build')
+    .description('build the base image from Debian packages with mmdebstrap and import it into the engine (a minute or more; shows progress)')
+    .addOption(new Option('--engine <engine>', 'where to import it (default: the first of podman, docker, lxd installed)').choices([...IMAGE_ENGINES]))
+    .option('--name <name>', 'the image name cage files give in Image=', DEFAULT_IMAGE)
+    .option('--remote <remote>', "lxd: import into this LXD remote ('lxc remote list')")
+    .option('--packages <file>', 'the recipe: one Debian package per line', DEFAULT_RECIPE)
+    .option('--suite <suite>', 'the Debian release', DEFAULT_SUITE)
+    .option('--mirror <url>', 'the Debian mirror', DEFAULT_MIRROR)
+    .option('--keep-tar <file>', 'keep the root filesystem tarball here')
+    .action(async (o: { engine?: ImageEngine; name: string; remote?: string; packages: string; suite: string; mirror: string; keepTar?: string }) => {
+      const engine = o.engine ?? defaultEngine();
+      if (!engine) throw new KagomeError('MissingProgram', "no container engine was found: install the Debian package 'podman' (or docker.io, or lxd), or give --engine");
+      if (o.remote && engine !== 'lxd') throw new KagomeError('InvalidArgument', '--remote is for --engine lxd');
+      const bus = await connectSessionBus(env).catch(() => undefined);
+      bus?.on('error', () => undefined);
+      const report = new BuildReport(`kagome image ${o.name} (${engine})`, process.stdout, bus ? new BusNotifier(notifyCall(bus), stderrLogger()) : undefined);
+      const abort = new AbortController();
+      process.once('SIGINT', () => abort.abort());
+      const tar = o.keepTar ?? path.join(os.tmpdir(), `kagome-rootfs-${process.pid}.tar`);
+      try {
+        await buildRootfs({ out: tar, packagesFile: o.packages, suite: o.suite, mirror: o.mirror, onProgress: (p) => report.update({ ...p, fraction: p.fraction * 0.85 }), signal: abort.signal });
+        report.step(`importing into ${engine}`, 0.86);
+        await importImage({ engine, tar, name: o.name, suite: o.suite, ...(o.remote ? { remote: o.remote } : {}) });
+        report.step('done', 1);
+        await report.finish({ ok: true, message: `${o.name} is ready for Backend=${engine} cages` });
+        process.stdout.write(`\nbuilt ${o.name} for ${engine}${o.keepTar ? `; root filesystem kept at ${o.keepTar}` : ''}\n`);
+      } catch (e) {
+        await report.finish({ ok: false, message: asKagomeError(e).message.split('\n')[0]! });
+        throw e;
+      } finally {
+        bus?.disconnect();
+        if (!o.keepTar) fs.rmSync(tar, { force: true, recursive: true });
+      }
     });
 
   return program;

@@ -12,6 +12,8 @@ export interface Notification {
   replaces?: number;
   /** a freedesktop icon name; failures are the default */
   icon?: 'dialog-error' | 'dialog-warning' | 'dialog-information';
+  /** 0-100: a progress bar, for long work such as an image build */
+  progress?: number;
 }
 
 export interface Notifier {
@@ -28,6 +30,7 @@ export type NotifyCall = (args: {
   actions: string[];
   urgency: number;
   timeoutMs: number;
+  progress?: number;
 }) => Promise<number>;
 
 const URGENCY = { low: 0, normal: 1, critical: 2 } as const;
@@ -50,6 +53,7 @@ export class BusNotifier implements Notifier {
         actions: [],
         urgency: URGENCY[n.urgency ?? 'normal'],
         timeoutMs: -1,
+        ...(n.progress !== undefined ? { progress: Math.max(0, Math.min(100, Math.round(n.progress))) } : {}),
       });
     } catch (e) {
       this.log.debug(`no notification shown (${(e as Error).message})`);

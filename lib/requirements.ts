@@ -25,6 +25,7 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   podman: 'podman',
   docker: 'docker.io',
   lxc: 'lxd-client',
+  mmdebstrap: 'mmdebstrap',
 };
 
 export function findInPath(program: string, envPath = process.env.PATH ?? '/usr/bin:/bin'): string | undefined {

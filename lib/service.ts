@@ -52,7 +52,7 @@ export interface RunningService {
   stop(opts?: { stopCages?: boolean }): Promise<void>;
 }
 
-function notifyCall(bus: ReturnType<typeof dbus.sessionBus>): NotifyCall {
+export function notifyCall(bus: ReturnType<typeof dbus.sessionBus>): NotifyCall {
   return async (a) => {
     const reply = await bus.call(
       new dbus.Message({
@@ -61,21 +61,31 @@ function notifyCall(bus: ReturnType<typeof dbus.sessionBus>): NotifyCall {
         interface: 'org.freedesktop.Notifications',
         member: 'Notify',
         signature: 'susssasa{sv}i',
-        body: [a.appName, a.replacesId, a.icon, a.summary, a.body, a.actions, { urgency: new dbus.Variant('y', a.urgency) }, a.timeoutMs],
+        body: [
+          a.appName,
+          a.replacesId,
+          a.icon,
+          a.summary,
+          a.body,
+          a.actions,
+          // "value" (0-100) is the progress hint notification servers draw as a bar.
+          { urgency: new dbus.Variant('y', a.urgency), ...(a.progress !== undefined ? { value: new dbus.Variant('i', a.progress) } : {}) },
+          a.timeoutMs,
+        ],
       }),
     );
     return (reply?.body[0] as number) ?? 0;
   };
 }
 
-/**
- * The document portal where it can serve, else copies; KAGOME_FILE_GRANTS=copy forces copies
- * (for machines whose FUSE mounts a backend cannot reach). Which one is used is logged once.
- */
 function copyStore(paths: Paths, log: Logger): CopyStore {
   return new CopyStore(path.join(paths.runtimeDir, 'files'), log);
 }
 
+/**
+ * The document portal where it can serve, else copies; KAGOME_FILE_GRANTS=copy forces copies
+ * (for machines whose FUSE mounts a backend cannot reach). Which one is used is logged once.
+ */
 async function chooseGrantStore(bus: Bus, env: Env, paths: Paths, log: Logger): Promise<GrantStore> {
   const copies = () => copyStore(paths, log);
   if (env.KAGOME_FILE_GRANTS === 'copy') {

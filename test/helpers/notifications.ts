@@ -5,10 +5,13 @@ import dbus from 'dbus-next';
 const { Interface } = dbus.interface;
 
 export class FakeNotifications extends Interface {
-  calls: { summary: string; body: string; icon: string }[] = [];
-  Notify(_app: string, _replaces: number, icon: string, summary: string, body: string): number {
-    this.calls.push({ summary, body, icon });
-    return this.calls.length;
+  calls: { summary: string; body: string; icon: string; replaces: number; progress?: number }[] = [];
+  private ids = 0;
+  Notify(_app: string, replaces: number, icon: string, summary: string, body: string, _actions: string[], hints: Record<string, { value: unknown }>): number {
+    const value = hints?.value?.value;
+    this.calls.push({ summary, body, icon, replaces, ...(typeof value === 'number' ? { progress: value } : {}) });
+    // As servers do: a replacing notification keeps its id.
+    return replaces || ++this.ids;
   }
 }
 FakeNotifications.configureMembers({ methods: { Notify: { inSignature: 'susssasa{sv}i', outSignature: 'u' } } });

@@ -1,0 +1,50 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { buildRootfs, imageExists, importImage, recipeDigest, type ImageEngine } from '../../lib/image/build.js';
+import { CACHE } from './engines.js';
+
+// The base image for integration tests and benchmarks: the root filesystem tarball of the
+// real recipe (packaging/image/debian12.packages) is built once per machine with the same
+// code as `kagome image build`, kept in the cache named after the recipe's digest (a changed
+// recipe builds anew), and imported into an engine's storage when that engine lacks it.
+
+export const TEST_IMAGE = 'kagome/debian12';
+
+async function cachedRootfs(): Promise<string> {
+  fs.mkdirSync(CACHE, { recursive: true });
+  const tar = path.join(CACHE, `rootfs-${recipeDigest()}.tar`);
+  if (fs.existsSync(tar)) return tar;
+  // One builder at a time: a second process waits for the first one's tarball.
+  const lock = `${tar}.lock`;
+  let fd: number | undefined;
+  const deadline = Date.now() + 15 * 60_000;
+  while (fd === undefined) {
+    try {
+      fd = fs.openSync(lock, 'wx');
+    } catch {
+      if (fs.existsSync(tar)) return tar;
+      if (Date.now() > deadline) throw new Error(`waited 15 min for another build of ${tar}; remove ${lock} if none runs`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  try {
+    if (fs.existsSync(tar)) return tar;
+    process.stderr.write(`building the test image's root filesystem with mmdebstrap into ${tar} (about a minute, once per machine)\n`);
+    const t0 = Date.now();
+    await buildRootfs({ out: tar });
+    process.stderr.write(`built in ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
+    return tar;
+  } finally {
+    fs.closeSync(fd);
+    fs.rmSync(lock, { force: true });
+  }
+}
+
+export async function ensureTestImage(engine: ImageEngine, env: Record<string, string>): Promise<string> {
+  const all = { ...process.env, ...env };
+  if (await imageExists(engine, TEST_IMAGE, all)) return TEST_IMAGE;
+  const tar = await cachedRootfs();
+  process.stderr.write(`importing ${TEST_IMAGE} into ${engine}\n`);
+  await importImage({ engine, tar, name: TEST_IMAGE, env: all });
+  return TEST_IMAGE;
+}

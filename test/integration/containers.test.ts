@@ -1,0 +1,165 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { World } from '../helpers/kagome.js';
+import { waitForWindow } from '../helpers/x11.js';
+import { startDockerApi, startPodman, type Engine } from '../helpers/engines.js';
+import { startLxd } from '../helpers/lxd.js';
+import { ensureTestImage } from '../helpers/images.js';
+
+// The container backends, each against its real engine: podman, docker (the docker client
+// against podman's Docker API), and LXD. Each must do what a bubblewrap cage does: put an X
+// program's window on the host, take a second program into the running cage, show a granted
+// file that the cage can edit, keep the host's display, bus and home out, survive a restart of
+// the service, and name a missing engine or image in an error that says what to do.
+
+type GrantTuple = [string, Buffer, Buffer, boolean, boolean];
+
+const BACKENDS: { backend: 'podman' | 'docker' | 'lxd'; engine: () => Promise<Engine> }[] = [
+  { backend: 'podman', engine: startPodman },
+  { backend: 'docker', engine: startDockerApi },
+  { backend: 'lxd', engine: startLxd },
+];
+
+for (const { backend, engine: startEngine } of BACKENDS) {
+  describe(`Backend=${backend}`, () => {
+    let w: World;
+    let engine: Engine;
+    const cage = `${backend}-work`;
+
+    const runInCage = async (script: string, args: string[], out: string): Promise<string> => {
+      fs.rmSync(w.homeFile(cage, out), { force: true });
+      await w.launchCommand(cage, ['/bin/sh', '-c', `{ ${script}; } > "$HOME/${out}.tmp" 2>&1; mv "$HOME/${out}.tmp" "$HOME/${out}"`, 'sh', ...args]);
+      return w.readFileWhenWritten(w.homeFile(cage, out), 30000);
+    };
+
+    before(async () => {
+      engine = await startEngine();
+      await ensureTestImage(backend, engine.env);
+      w = await World.create({ documentPortal: true });
+      w.writeCage(cage, `[Cage]\nBackend=${backend}\nIdleStop=0\nBorder=#00aa00\n`);
+      await w.startService({ env: engine.env });
+    });
+
+    after(async () => {
+      await w?.cleanup();
+      await engine?.stop();
+    });
+
+    it('launches xlogo from the image and its window appears on the host display', async () => {
+      await w.launchCommand(cage, ['xlogo']);
+      const win = await waitForWindow(w.display, { wmClass: 'xlogo' }, { timeoutMs: 60000 });
+      assert.ok(win.id);
+      const info = (await w.call('io.kagome.Cages1', 'List', '', [])) as [Record<string, Record<string, { value: unknown }>>];
+      assert.equal(info[0][cage]?.State?.value, 'running');
+      assert.equal(info[0][cage]?.Backend?.value, backend);
+    });
+
+    it('takes a second program into the running cage (one container, not two)', async () => {
+      const before = JSON.stringify((w.cageState(cage) as { sandbox: unknown }).sandbox);
+      await w.launchCommand(cage, ['xeyes']);
+      await waitForWindow(w.display, { wmClass: 'xeyes' }, { timeoutMs: 30000 });
+      assert.equal(JSON.stringify((w.cageState(cage) as { sandbox: unknown }).sandbox), before, 'the same container');
+      // The program is the image's, not the host's: /etc/os-release is Debian's in the image.
+      const out = await runInCage('cat /etc/hostname; test -e /usr/bin/xpra && echo image-xpra', [], 'which.out');
+      assert.match(out, /image-xpra/);
+    });
+
+    it('shows a granted file that the cage can edit, with the host file changed in place', async () => {
+      const file = path.join(w.tmp.root, `granted-${backend}.txt`);
+      fs.writeFileSync(file, 'original\n');
+      const inode = fs.statSync(file).ino;
+      const r = (await w.call('io.kagome.Files1', 'GrantPaths', 'saaya{sv}', [cage, [Buffer.from(file)], { writable: new (await import('dbus-next')).default.Variant('b', true) }])) as [GrantTuple[], string[]];
+      const inCage = r[0][0]![1].toString();
+      const out = await runInCage('cat "$1" && echo edited >> "$1" && echo done', [inCage], 'grant.out');
+      assert.match(out, /^original\ndone\n$/, out);
+      await assertEventually(() => fs.readFileSync(file, 'utf8') === 'original\nedited\n', 10000, () => `host file: ${fs.readFileSync(file, 'utf8')}`);
+      assert.equal(fs.statSync(file).ino, inode, 'the host file was edited in place');
+    });
+
+    it('keeps the host display, session bus and home out of the cage', async () => {
+      const secret = path.join(w.env.HOME!, 'host-secret.txt');
+      fs.writeFileSync(secret, 'secret');
+      const display = w.display.replace(/^:/, '');
+      const busPath = w.bus.address.replace(/^unix:path=/, '').replace(/,.*$/, '');
+      const py = [
+        'import socket',
+        'def tryc(a):',
+        '    s = socket.socket(socket.AF_UNIX)',
+        '    try:',
+        '        s.connect(a); return "open"',
+        '    except OSError:',
+        '        return "closed"',
+        `print("x-path", tryc("/tmp/.X11-unix/X${display}"))`,
+        `print("x-abstract", tryc("\\0/tmp/.X11-unix/X${display}"))`,
+        `print("bus", tryc("${busPath}"))`,
+      ].join('\n');
+      const script = [
+        `python3 -c '${py}'`,
+        `xwininfo -root -display :${display} >/dev/null 2>&1 && echo "x-client open" || echo "x-client closed"`,
+        `test -e '${secret}' && echo "home open" || echo "home closed"`,
+        'test -n "$DBUS_SESSION_BUS_ADDRESS" && echo "bus-env open" || echo "bus-env closed"',
+      ].join('\n');
+      // The same probe on the host sees everything, so "closed" below means something.
+      const { execa } = await import('execa');
+      const host = String((await execa('sh', ['-c', script], { env: { ...w.env, DBUS_SESSION_BUS_ADDRESS: w.bus.address }, reject: false })).stdout);
+      assert.match(host, /x-path open\nx-abstract open\nbus open\nx-client open\nhome open\nbus-env open/);
+      const out = await runInCage(script, [], 'probe.out');
+      assert.equal(out, 'x-path closed\nx-abstract closed\nbus closed\nx-client closed\nhome closed\nbus-env closed\n');
+    });
+
+    it('is re-adopted by a restarted service, which launches into the same container', async () => {
+      const sandbox = JSON.stringify((w.cageState(cage) as { sandbox: unknown }).sandbox);
+      await w.killService();
+      await w.startService({ env: engine.env });
+      const out = await runInCage('echo adopted', [], 'adopt.out');
+      assert.equal(out, 'adopted\n');
+      assert.equal(JSON.stringify((w.cageState(cage) as { sandbox: unknown }).sandbox), sandbox, 'the same container');
+      assert.match(w.service!.log(), new RegExp(`cage ${cage}: re-adopted`));
+    });
+
+    it('stops the cage and leaves no container behind', async () => {
+      const sandbox = (w.cageState(cage) as { sandbox: { init: { pid: number } } }).sandbox;
+      await w.call('io.kagome.Cages1', 'Stop', 's', [cage]);
+      assert.equal(fs.existsSync(`/proc/${sandbox.init.pid}`), false, 'the container\'s init is gone');
+      assert.equal(w.cageState(cage), undefined);
+      const { execa } = await import('execa');
+      const env = { ...process.env, ...engine.env };
+      const listed = backend === 'lxd' ? await execa('lxc', ['list', '--format', 'csv', '--columns', 'n'], { env }) : await execa(backend, ['ps', '--all', '--format', '{{.Names}}'], { env });
+      assert.doesNotMatch(String(listed.stdout), new RegExp(`kagome-${cage}`), `${backend} still lists the cage's container`);
+    });
+
+    it('names a missing image, and how to build it', async () => {
+      w.writeCage(`${backend}-noimage`, `[Cage]\nBackend=${backend}\nImage=kagome/no-such-image\n`);
+      const err = await w.callError('io.kagome.Cages1', 'Start', 's', [`${backend}-noimage`]);
+      assert.equal(err.type, 'io.kagome.Error.NoSuchImage');
+      assert.match(err.text, /kagome\/no-such-image/);
+      assert.match(err.text, /kagome image build/);
+    });
+
+    it('names a missing engine by its Debian package', async () => {
+      // The service is started with a PATH where the engine's client cannot be found.
+      await w.killService();
+      const bin = path.join(w.tmp.root, 'bin-without-engines');
+      fs.mkdirSync(bin, { recursive: true });
+      for (const p of ['bwrap', 'nsenter', 'setpriv', 'xpra', 'Xvfb', 'python3', 'xauth', 'pactl', 'xclip', 'busctl']) {
+        const real = ['/usr/bin', '/bin', '/usr/sbin'].map((d) => path.join(d, p)).find((f) => fs.existsSync(f));
+        if (real) fs.symlinkSync(real, path.join(bin, p));
+      }
+      await w.startService({ env: { ...engine.env, PATH: bin } });
+      const err = await w.callError('io.kagome.Cages1', 'Start', 's', [cage]);
+      assert.equal(err.type, 'io.kagome.Error.MissingProgram');
+      const pkg = { podman: 'podman', docker: 'docker.io', lxd: 'lxd-client' }[backend];
+      assert.match(err.text, new RegExp(`install the Debian package '${pkg}'`));
+    });
+  });
+}
+
+async function assertEventually(cond: () => boolean, timeoutMs: number, msg: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) assert.fail(msg());
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
