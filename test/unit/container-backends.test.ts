@@ -107,9 +107,9 @@ describe('LXD instance', () => {
     assert.ok(instanceName('x'.repeat(64)).length <= 63);
   });
 
-  it('is ephemeral and unprivileged, with the spec\'s mounts as disk devices and nics masked for Network=none', () => {
+  it('is kept between starts and unprivileged, with the spec\'s mounts as disk devices and nics masked for Network=none', () => {
     const body = instanceBody(spec(), USER, 'kagome-web', ids, ['eth0']) as { ephemeral: boolean; config: Record<string, string>; devices: Record<string, Record<string, string>> };
-    assert.equal(body.ephemeral, true);
+    assert.equal(body.ephemeral, false, 'kept: making a container copies the whole image');
     assert.equal(body.config['security.privileged'], 'false');
     assert.equal(body.config['raw.lxc'], 'lxc.init.cmd = /bin/sleep infinity');
     assert.deepEqual(body.devices.eth0, { type: 'none' });
