@@ -8,6 +8,8 @@ import type { ArgValue } from '../../xdg/exec.js';
 
 export type SandboxRecord = Record<string, unknown>;
 
+export type FileGrantMode = 'portal' | 'copies' | 'none';
+
 export interface StartIo {
   /** an open file descriptor for the sandbox's own output */
   logFd: number;
@@ -44,11 +46,11 @@ export interface ExecHandle {
 export interface Backend {
   readonly kind: string;
   /**
-   * whether a folder on a FUSE mount of the user's (the document portal) can be mounted into
-   * its cages; container engines cannot (the portal refuses their daemon's statfs), so their
-   * cages' grants are copies
+   * How files can be granted to this cage: 'portal', the document portal's FUSE folder mounted
+   * in; 'copies', where the engine cannot mount a FUSE folder of the user's (the portal refuses
+   * a container daemon's statfs); 'none', for a cage on another machine (a remote LXD)
    */
-  readonly reachesFuse: boolean;
+  fileGrants(spec: SandboxSpec): FileGrantMode;
   /** throws MissingProgram (with the Debian package) when something on the host is missing */
   checkHost(spec: SandboxSpec): void;
   start(spec: SandboxSpec, io: StartIo): Promise<SandboxRecord>;
@@ -58,5 +60,11 @@ export interface Backend {
   /** host path at which the cage's own filesystem can be read, when the backend has one */
   hostPathOf(record: SandboxRecord, pathInCage: string): string | undefined;
   isAlive(record: SandboxRecord): boolean;
+  /**
+   * For a cage on another machine (a remote LXD), whose folders the host cannot see: the
+   * command that runs a program in the cage as its user, and the environment it needs.
+   * Displays then reach the cage through it instead of through a shared folder.
+   */
+  remoteShell?(record: SandboxRecord): { argv: string[]; env: Record<string, string> } | undefined;
   stop(record: SandboxRecord): Promise<void>;
 }

@@ -136,11 +136,14 @@ const KEEPER = ["/bin/sh", "-c", `printf R >&${READY_FD} && exec sleep infinity 
 
 export class BubblewrapBackend implements Backend {
   readonly kind = 'bubblewrap';
-  readonly reachesFuse = true;
 
   private nsenter: string | undefined;
 
   constructor(private readonly host: HostFacts) {}
+
+  fileGrants(): 'portal' {
+    return 'portal';
+  }
 
   checkHost(spec: SandboxSpec): void {
     requireProgram('bwrap', 'to run bubblewrap cages');

@@ -4,7 +4,7 @@ import { KagomeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { requireProgram } from '../requirements.js';
 import { isAlive, procRef, signal } from '../runtime/proc.js';
-import type { HostFacts, SandboxSpec } from '../sandbox.js';
+import { IN_CAGE, type HostFacts, type SandboxSpec } from '../sandbox.js';
 import type { Backend, ExecHandle, ExecRequest, SandboxRecord, StartIo } from './backend.js';
 import { containerFacts, engineExec, engineRun, resolveByShell, resolveInRoot, termPrograms, writeIdentity, type ContainerRecord } from './container.js';
 
@@ -62,16 +62,49 @@ export function instanceName(cage: string): string {
 
 type Devices = Record<string, Record<string, string>>;
 
+/**
+ * What a cage on a remote LXD gets instead of this machine's folders, which its daemon cannot
+ * reach: the home is a storage volume on that machine (it persists as a home folder does), the
+ * xpra folder and runtime dir are made inside, and kagome's bridges' folders (granted files,
+ * sound) are left out, which is said once. A folder the cage file shares (ReadOnly=,
+ * ReadWrite=) or a Xephyr display cannot be had there: refused by name.
+ */
+export interface RemotePlan {
+  devices: Devices;
+  /** folders to make inside, for the cage's user */
+  dirs: { path: string; mode: number }[];
+  /** kagome's own folders left out, by where the cage would see them */
+  leftOut: string[];
+}
+
+export function remotePlan(spec: SandboxSpec, home: string, volume: { pool: string; name: string }): RemotePlan {
+  const plan: RemotePlan = { devices: { 'kagome-home': { type: 'disk', pool: volume.pool, source: volume.name, path: home } }, dirs: [], leftOut: [] };
+  for (const op of spec.ops) {
+    if (op.op === 'dir' || op.op === 'tmpfs') plan.dirs.push({ path: op.dest, mode: op.mode ?? 0o755 });
+    if (op.op !== 'bind' && op.op !== 'ro-bind') continue;
+    if (op.dest === home) continue;
+    if (op.dest === IN_CAGE.xpraDir) plan.dirs.push({ path: op.dest, mode: 0o700 });
+    else if (op.dest.startsWith(spec.runtimeDir + '/')) plan.leftOut.push(op.dest);
+    else if (op.dest.startsWith('/tmp/.X11-unix/')) throw new KagomeError('NotSupported', `cage "${spec.name}" runs on LXD remote ${spec.remote}: Display=xephyr needs the cage on this machine; use Display=xpra`);
+    else throw new KagomeError('NotSupported', `cage "${spec.name}" runs on LXD remote ${spec.remote}, which cannot see ${op.source} of this machine; remove it from ReadOnly=/ReadWrite= or run the cage here`);
+  }
+  return plan;
+}
+
 /** The instance as LXD's API takes it: config, disk devices for the spec's mounts, masked nics. */
-export function instanceBody(spec: SandboxSpec, host: Pick<HostFacts, 'uid' | 'gid'>, name: string, identity: { passwd: string; group: string }, profileNics: string[]): Record<string, unknown> {
+export function instanceBody(spec: SandboxSpec, host: Pick<HostFacts, 'uid' | 'gid'>, name: string, mounts: { identity: { passwd: string; group: string } } | { remote: RemotePlan }, profileNics: string[]): Record<string, unknown> {
   if (!spec.image) throw new KagomeError('InvalidCageFile', `cage "${spec.name}" has no Image=`);
-  const devices: Devices = {
-    'kagome-passwd': { type: 'disk', source: identity.passwd, path: '/etc/passwd', readonly: 'true' },
-    'kagome-group': { type: 'disk', source: identity.group, path: '/etc/group', readonly: 'true' },
-  };
-  spec.ops.forEach((op, i) => {
-    if (op.op === 'bind' || op.op === 'ro-bind') devices[`kagome-${i}`] = { type: 'disk', source: op.source, path: op.dest, readonly: op.op === 'ro-bind' ? 'true' : 'false' };
-  });
+  let devices: Devices;
+  if ('remote' in mounts) devices = { ...mounts.remote.devices };
+  else {
+    devices = {
+      'kagome-passwd': { type: 'disk', source: mounts.identity.passwd, path: '/etc/passwd', readonly: 'true' },
+      'kagome-group': { type: 'disk', source: mounts.identity.group, path: '/etc/group', readonly: 'true' },
+    };
+    spec.ops.forEach((op, i) => {
+      if (op.op === 'bind' || op.op === 'ro-bind') devices[`kagome-${i}`] = { type: 'disk', source: op.source, path: op.dest, readonly: op.op === 'ro-bind' ? 'true' : 'false' };
+    });
+  }
   // Network=none: the default profile's network devices are masked, leaving only loopback in
   // the container's own network namespace.
   if (spec.network === 'none') for (const nic of profileNics) devices[nic] = { type: 'none' };
@@ -81,14 +114,14 @@ export function instanceBody(spec: SandboxSpec, host: Pick<HostFacts, 'uid' | 'g
     'security.nesting': 'false',
     'user.kagome.cage': spec.name,
   };
-  if (host.uid !== 0) config['raw.idmap'] = `uid ${host.uid} ${host.uid}\ngid ${host.gid} ${host.gid}`;
+  if (host.uid !== 0 && !('remote' in mounts)) config['raw.idmap'] = `uid ${host.uid} ${host.uid}\ngid ${host.gid} ${host.gid}`;
   return { name, ephemeral: false, profiles: ['default'], source: { type: 'image', alias: spec.image }, config, devices };
 }
 
 export class LxdBackend implements Backend {
   readonly kind = 'lxd';
-  readonly reachesFuse = false;
   private program: string | undefined;
+  private readonly toldRemote = new Set<string>();
 
   constructor(
     private readonly host: HostFacts,
@@ -112,22 +145,39 @@ export class LxdBackend implements Backend {
     return (out.trim() ? JSON.parse(out) : {}) as T;
   }
 
+  /** A local LXD daemon cannot reach the user's FUSE folder; a remote one no folder of this machine. */
+  fileGrants(spec: SandboxSpec): 'copies' | 'none' {
+    return spec.remote ? 'none' : 'copies';
+  }
+
   checkHost(): void {
     this.lxc();
   }
 
   async start(spec: SandboxSpec, io: StartIo): Promise<LxdRecord> {
-    if (spec.remote) {
-      throw new KagomeError('NotSupported', `cage "${spec.name}": Remote= is not supported yet; kagome runs LXD cages on the local LXD only (remove Remote=)`);
-    }
     const remote = spec.remote ?? '';
     const name = instanceName(spec.name);
     const identity = await writeIdentity(this.host, spec, io.etcDir);
-    const profile = await this.query<{ devices?: Devices }>(remote, 'GET', '/1.0/profiles/default').catch(() => ({ devices: {} as Devices }));
+    const profile = await this.query<{ devices?: Devices }>(remote, 'GET', '/1.0/profiles/default').catch((e: Error) => {
+      if (remote) throw new KagomeError('BackendFailed', `LXD remote "${remote}" cannot be reached for cage "${spec.name}": ${e.message}; check 'lxc remote list' and that the machine is up`);
+      return { devices: {} as Devices };
+    });
     const nics = Object.entries(profile.devices ?? {}).filter(([, d]) => d.type === 'nic').map(([n]) => n);
     if (spec.network === 'full' && nics.length === 0) this.log.warn(`cage ${spec.name}: Network=full, but LXD's default profile has no network device; the cage has loopback only`);
-    const body = instanceBody(spec, this.host, name, identity, nics);
     const image = await this.imageFingerprint(remote, spec);
+    let plan: RemotePlan | undefined;
+    if (remote) {
+      const volume = { pool: profile.devices?.root?.pool ?? 'default', name: `${name}-home` };
+      plan = remotePlan(spec, spec.cwd, volume);
+      await engineRun(this.lxc(), ['storage', 'volume', 'create', `${remote}:${volume.pool}`, volume.name], this.env).catch((e: Error) => {
+        if (!/already exists/i.test(e.message)) throw e;
+      });
+      if (plan.leftOut.length && !this.toldRemote.has(spec.name)) {
+        this.toldRemote.add(spec.name);
+        this.log.info(`cage ${spec.name} runs on LXD remote ${remote}: this machine's ${plan.leftOut.join(', ')} cannot reach it, so granted files and sound are not carried there`);
+      }
+    }
+    const body = instanceBody(spec, this.host, name, plan ? { remote: plan } : { identity }, nics);
     const existing = await this.query<{ status: string; config: Record<string, string>; devices: Devices; profiles: string[] }>(remote, 'GET', `/1.0/instances/${name}`).catch(() => undefined);
     const reusable = existing !== undefined && existing.config['volatile.base_image'] === image && existing.config['user.kagome.cage'] === spec.name;
     if (existing && !reusable) {
@@ -151,6 +201,7 @@ export class LxdBackend implements Backend {
         throw new KagomeError('BackendFailed', `LXD could not create cage "${spec.name}": ${msg}`);
       }
     }
+    if (plan) return this.startRemote(spec, name, plan, identity);
     try {
       const inst = await this.query<{ config: Record<string, string> }>(remote, 'GET', `/1.0/instances/${name}`);
       const map = JSON.parse(inst.config['volatile.idmap.next'] ?? '[]') as IdMapEntry[];
@@ -171,6 +222,41 @@ export class LxdBackend implements Backend {
       if (e instanceof KagomeError) throw e;
       throw new KagomeError('BackendFailed', `LXD could not start cage "${spec.name}": ${(e as Error).message}`);
     }
+  }
+
+  /**
+   * A cage on another machine: started there, its user list pushed in, its folders made inside.
+   * Its pid 1 is not a process of this machine, so a local `lxc exec ... sleep` stands for it:
+   * it lives exactly as long as the container, which is what isAlive needs, without a round
+   * trip to the remote at every launch.
+   */
+  private async startRemote(spec: SandboxSpec, name: string, plan: RemotePlan, identity: { passwd: string; group: string }): Promise<LxdRecord> {
+    const remote = spec.remote!;
+    const target = this.target(remote, name);
+    const uid = this.host.uid;
+    const gid = this.host.gid;
+    try {
+      await engineRun(this.lxc(), ['start', target], this.env);
+      await engineRun(this.lxc(), ['file', 'push', '--uid', '0', '--gid', '0', '--mode', '0644', identity.passwd, `${target}/etc/passwd`], this.env);
+      await engineRun(this.lxc(), ['file', 'push', '--uid', '0', '--gid', '0', '--mode', '0644', identity.group, `${target}/etc/group`], this.env);
+      const dirs = [...plan.dirs, { path: spec.cwd, mode: 0o700 }];
+      const script = dirs.map((d) => `mkdir -p -m ${d.mode.toString(8)} '${d.path}' && chmod ${d.mode.toString(8)} '${d.path}' && chown ${uid}:${gid} '${d.path}'`).join(' && ');
+      await engineRun(this.lxc(), ['exec', target, '--mode', 'non-interactive', '--disable-stdin', '--', '/bin/sh', '-c', script], this.env);
+      const keeper = await engineExec(this.lxc(), ['exec', target, '--mode', 'non-interactive', '--disable-stdin', '--'], this.env, { argv: ['/bin/sleep', 'infinity'], env: {}, cwd: '/', logFd: 2 });
+      return { remote, container: name, init: procRef(keeper.pid), pidNamespace: '', rootVisible: false, user: { uid, gid, hostUid: -1, hostGid: -1 } };
+    } catch (e) {
+      await engineRun(this.lxc(), ['stop', '--force', target], this.env).catch(() => undefined);
+      if (e instanceof KagomeError) throw e;
+      throw new KagomeError('BackendFailed', `LXD remote ${remote} could not start cage "${spec.name}": ${(e as Error).message}`);
+    }
+  }
+
+  /** How a display reaches a cage whose folders are not on this machine: a command run inside it. */
+  remoteShell(record: SandboxRecord): { argv: string[]; env: Record<string, string> } | undefined {
+    const r = record as LxdRecord;
+    if (!r.remote) return undefined;
+    const env = Object.fromEntries(['LXD_CONF', 'LXD_DIR', 'HOME', 'PATH'].filter((k) => this.env[k] !== undefined).map((k) => [k, this.env[k]!]));
+    return { argv: [this.lxc(), 'exec', this.target(r.remote, r.container), '--mode', 'non-interactive', ...this.userArgs(r), '--'], env };
   }
 
   /** The image's fingerprint, or NoSuchImage saying how to make it. */
@@ -228,7 +314,10 @@ export class LxdBackend implements Backend {
 
   async stop(record: SandboxRecord): Promise<void> {
     const r = record as LxdRecord;
-    await termPrograms(r);
+    if (r.remote) {
+      // Programs there get a moment to save their work: TERM to every process of the cage's user.
+      await engineRun(this.lxc(), ['exec', this.target(r.remote, r.container), '--mode', 'non-interactive', '--disable-stdin', ...this.userArgs(r), '--', '/bin/sh', '-c', 'kill -TERM -1; sleep 1'], this.env).catch(() => undefined);
+    } else await termPrograms(r);
     try {
       // Kept, stopped, for the next start (see the top of this file).
       await engineRun(this.lxc(), ['stop', '--force', this.target(r.remote, r.container)], this.env);
@@ -236,6 +325,8 @@ export class LxdBackend implements Backend {
       if (/not found|already stopped|not running/i.test((e as Error).message)) return;
       signal(r.init, 'SIGKILL');
       throw e;
+    } finally {
+      if (r.remote) signal(r.init, 'SIGTERM');
     }
   }
 }

@@ -138,7 +138,6 @@ export function runFailure(engine: OciEngine, spec: SandboxSpec, e: KagomeError)
 }
 
 export class OciBackend implements Backend {
-  readonly reachesFuse = false;
   private program: string | undefined;
 
   constructor(
@@ -155,6 +154,10 @@ export class OciBackend implements Backend {
 
   containerName(cage: string): string {
     return `kagome-${cage}`;
+  }
+
+  fileGrants(): 'copies' {
+    return 'copies';
   }
 
   checkHost(): void {

@@ -87,7 +87,7 @@ export interface ManagerDeps {
 
 export interface CageGrantHooks {
   cageStarting(name: string, spec: SandboxSpec, backend: Backend): Promise<void>;
-  cageAdopted(name: string, backend: Backend): Promise<void>;
+  cageAdopted(name: string, backend: Backend, spec: SandboxSpec): Promise<void>;
   cageStopped(name: string): Promise<void>;
 }
 
@@ -565,7 +565,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       return false;
     }
     const logFd = fs.openSync(path.join(rt.logDir, 'cage.log'), 'a', 0o600);
-    await this.deps.grants?.cageAdopted(name, backend);
+    await this.deps.grants?.cageAdopted(name, backend, spec);
     const ctx = this.displayContext(state.config, spec, rt, logFd);
     display.contribute(ctx, state.displayState);
     const displayRecord = await display.readopt(ctx, state.displayState);

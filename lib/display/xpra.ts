@@ -121,10 +121,14 @@ export function xpraServerArgv(screen = DEFAULT_SCREEN): string[] {
   ];
 }
 
-export function xpraClientArgv(socketPath: string, border: string | undefined): string[] {
+/**
+ * The host client. `socketPath` is the server's socket in the cage's xpra folder, or, for a
+ * cage on another machine, the script xpra runs in place of ssh (see remoteProxyScript).
+ */
+export function xpraClientArgv(socketPath: string, border: string | undefined, remote = false): string[] {
   return [
     'attach',
-    `socket:${socketPath}`,
+    ...(remote ? [`ssh://kagome/${XPRA_DISPLAY.slice(1)}`, `--ssh=${socketPath}`] : [`socket:${socketPath}`]),
     // Keep the program's own title; the border colour tells cages apart.
     '--title=@title@',
     ...(border ? [`--border=${border},3`] : ['--border=no']),
@@ -133,6 +137,29 @@ export function xpraClientArgv(socketPath: string, border: string | undefined): 
     '--microphone=disabled',
     ...COMMON_OPTIONS,
   ];
+}
+
+/**
+ * For a cage on another machine (a remote LXD): xpra's client reaches the server the way it
+ * reaches one over ssh, with `--ssh` naming this script instead of ssh. Whatever xpra asks to
+ * run there, the script runs `xpra _proxy` inside the cage through the backend's own command
+ * (`lxc exec`), so no ssh server or key is needed: the LXD remote's trust is the only one.
+ * `_proxy` finds a server by its socket name (HOSTNAME-DISPLAY), which the socket-activated
+ * server does not have, hence the link.
+ */
+export function remoteProxyScript(shell: { argv: string[]; env: Record<string, string> }, serverEnv: Record<string, string>): string {
+  const q = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
+  const inner = `ln -sf ${SOCKET_NAME} "${IN_CAGE.xpraDir}/$(hostname)-${XPRA_DISPLAY.slice(1)}" && exec xpra _proxy ${XPRA_DISPLAY} --socket-dirs=${IN_CAGE.xpraDir}`;
+  const envArgs = Object.entries({ ...serverEnv, ...XPRA_SERVER_ENV }).flatMap(([k, v]) => ['--env', `${k}=${v}`]);
+  const [program, ...rest] = shell.argv;
+  const inCage = [...rest.slice(0, -1), ...envArgs, rest.at(-1)!, '/bin/sh', '-c', inner];
+  return [
+    '#!/bin/sh',
+    '# xpra runs this in place of ssh; kagome wrote it (lib/display/xpra.ts remoteProxyScript).',
+    ...Object.entries(shell.env).map(([k, v]) => `export ${k}=${q(v)}`),
+    `exec ${[program!, ...inCage].map(q).join(' ')}`,
+    '',
+  ].join('\n');
 }
 
 function nonEmpty(file: string): boolean {
@@ -146,7 +173,9 @@ function nonEmpty(file: string): boolean {
 export interface XpraRecord extends DisplayRecord {
   server: ProcRef;
   client?: ProcRef;
+  /** the server's socket on the host, or the proxy script for a remote cage */
   socket: string;
+  remote?: boolean;
 }
 
 export class XpraDisplay implements CageDisplay {
@@ -187,6 +216,8 @@ export class XpraDisplay implements CageDisplay {
     let serverEnded: number | undefined;
     void server.exited.then((code) => (serverEnded = code));
     const failed = () => serverEnded !== undefined || !backend.isAlive(sandbox);
+    const remote = backend.remoteShell?.(sandbox);
+    if (remote) return this.startRemote(ctx, backend, sandbox, server.pid, remote, failed);
     const sockReady = await waitUntil(() => fs.existsSync(socket) || failed(), 15000, 5);
     if (!sockReady || failed()) throw this.failure(ctx, 'the xpra server did not start');
 
@@ -200,10 +231,36 @@ export class XpraDisplay implements CageDisplay {
     return { server: procRef(server.pid), client, socket };
   }
 
-  private startClient(ctx: DisplayContext, socket: string): ProcRef {
+  /**
+   * A cage on another machine: nothing of it is on this one to watch, so readiness is asked
+   * inside (a shell test through the backend, every 100 ms), and the client goes through the
+   * proxy script.
+   */
+  private async startRemote(
+    ctx: DisplayContext,
+    backend: Backend,
+    sandbox: SandboxRecord,
+    serverPid: number,
+    shell: { argv: string[]; env: Record<string, string> },
+    failed: () => boolean,
+  ): Promise<XpraRecord> {
+    const test = `test -S ${path.posix.join(IN_CAGE.xpraDir, SOCKET_NAME)} && test -S ${X_SOCKET_IN_CAGE} && test -s "$XAUTHORITY"`;
+    const readyInside = async () => {
+      const h = await backend.exec(sandbox, { argv: ['/bin/sh', '-c', test], env: ctx.spec.env, cwd: ctx.spec.cwd, logFd: ctx.logFd });
+      return (await h.exited) === 0;
+    };
+    const up = await waitUntil(async () => failed() || (await readyInside()), 30000, 100);
+    if (!up || failed()) throw this.failure(ctx, 'the xpra server in the remote cage did not come up');
+    const script = path.join(ctx.rt.xpraDir, 'remote-proxy');
+    fs.writeFileSync(script, remoteProxyScript(shell, ctx.spec.env), { mode: 0o700 });
+    const record: XpraRecord = { server: procRef(serverPid), socket: script, remote: true };
+    return { ...record, client: this.startClient(ctx, script, true) };
+  }
+
+  private startClient(ctx: DisplayContext, socket: string, remote = false): ProcRef {
     const xpra = requireProgram('xpra', 'to show cage windows on the host');
     // Detached with its own log: the windows stay when the service is restarted or killed.
-    const child = spawn(xpra, xpraClientArgv(socket, ctx.config.border), {
+    const child = spawn(xpra, xpraClientArgv(socket, ctx.config.border, remote), {
       detached: true,
       env: ctx.hostEnv,
       stdio: ['ignore', ctx.logFd, ctx.logFd],
@@ -225,7 +282,7 @@ export class XpraDisplay implements CageDisplay {
   async readopt(ctx: DisplayContext, record: DisplayRecord): Promise<XpraRecord> {
     const r = record as XpraRecord;
     if (isAlive(r.client)) return r;
-    return { ...r, client: this.startClient(ctx, r.socket) };
+    return { ...r, client: this.startClient(ctx, r.socket, r.remote === true) };
   }
 
   async stop(record: DisplayRecord): Promise<void> {

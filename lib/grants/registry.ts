@@ -3,6 +3,7 @@ import path from 'node:path';
 import { KagomeError, asKagomeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { SandboxSpec } from '../sandbox.js';
+import type { Backend, FileGrantMode } from '../backends/backend.js';
 import { DOC_DIR_NAME, type GrantStore } from './grant.js';
 import { closeHostFiles, type HostFile } from './host-file.js';
 import { CAGE_NAME_PATTERN } from '../cage/name.js';
@@ -34,6 +35,9 @@ export interface Grant {
 /** A Grant as kept on disk: its bytes in base64, nothing derived from where the cage is. */
 type StoredGrant = Omit<Grant, 'cage' | 'hostPath' | 'name' | 'pathInCage'> & { hostPath: string; name: string };
 
+/** What the registry asks of a cage's backend. */
+export type GrantBackend = Pick<Backend, 'kind' | 'fileGrants'>;
+
 export interface GrantDirs {
   transient: string;
   persistent: string;
@@ -48,6 +52,8 @@ export class FileGrants {
   private readonly writes = new Map<string, Promise<void>>();
   /** cages whose backend cannot reach the document portal's FUSE mount: they get copies */
   private readonly copyCages = new Set<string>();
+  /** cages on another machine, which no file of this one can reach: why, by cage */
+  private readonly unreachable = new Map<string, string>();
   private copies: GrantStore | undefined;
   private readonly toldCopies = new Set<string>();
 
@@ -148,13 +154,25 @@ export class FileGrants {
   }
 
   /** A running cage found again after a restart: its grants are served by the store it started with. */
-  async cageAdopted(cage: string, backend: { kind: string; reachesFuse: boolean }): Promise<void> {
-    if (!backend.reachesFuse) await this.useCopiesFor(cage, backend.kind);
+  async cageAdopted(cage: string, backend: GrantBackend, spec: SandboxSpec): Promise<void> {
+    await this.serveWith(cage, backend, spec);
+  }
+
+  /** Which store serves the cage, from what its backend can mount. */
+  private async serveWith(cage: string, backend: GrantBackend, spec: SandboxSpec): Promise<FileGrantMode> {
+    const mode = backend.fileGrants(spec);
+    this.unreachable.delete(cage);
+    if (mode === 'portal') this.copyCages.delete(cage);
+    else if (mode === 'copies') await this.useCopiesFor(cage, backend.kind);
+    else this.unreachable.set(cage, `cage "${cage}" runs on another machine (${backend.kind} remote ${spec.remote ?? ''}), which no file of this one can reach; copy files into it with 'lxc file push'`);
+    return mode;
   }
 
   /** Grant files to a cage. The files' descriptors are closed whatever happens. */
   async add(cage: string, files: readonly HostFile[], opts: { persistent: boolean }): Promise<Grant[]> {
     try {
+      const unreachable = this.unreachable.get(cage);
+      if (unreachable) throw new KagomeError('NotSupported', unreachable);
       const store = await this.storeFor(cage);
       const provided = await store.add(cage, files, opts);
       const now = new Date().toISOString();
@@ -200,9 +218,11 @@ export class FileGrants {
   }
 
   /** Called before a cage starts: its file folder joins the sandbox, persistent grants are brought back. */
-  async cageStarting(cage: string, spec: SandboxSpec, backend: { kind: string; reachesFuse: boolean } = { kind: 'bubblewrap', reachesFuse: true }): Promise<void> {
-    if (backend.reachesFuse) this.copyCages.delete(cage);
-    else await this.useCopiesFor(cage, backend.kind);
+  async cageStarting(cage: string, spec: SandboxSpec, backend: GrantBackend = { kind: 'bubblewrap', fileGrants: () => 'portal' }): Promise<void> {
+    if ((await this.serveWith(cage, backend, spec)) === 'none') {
+      this.log.info(`${this.unreachable.get(cage)}: its file folder stays empty`);
+      return;
+    }
     const store = await this.storeFor(cage);
     const folder = await store.folderFor(cage);
     spec.ops.push({ op: 'bind', source: folder, dest: docDirInCage(spec) });

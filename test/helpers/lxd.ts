@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import net from 'node:net';
 import { execFileSync, spawn } from 'node:child_process';
 import { execa } from 'execa';
 import { stopChild, track } from './daemons.js';
@@ -12,7 +13,7 @@ import type { Engine } from './engines.js';
 // need none). Stopped with `lxd shutdown`, which stops its containers, then its folder goes,
 // after anything LXD left mounted there is unmounted.
 
-const PRESEED = `config: {}
+const preseed = (config: string) => `config: ${config}
 storage_pools:
 - name: default
   driver: dir
@@ -35,7 +36,7 @@ function mountsUnder(dir: string): string[] {
     .sort((a, b) => b.length - a.length);
 }
 
-export async function startLxd(): Promise<Engine> {
+export async function startLxd(opts: { https?: { address: string; password: string } } = {}): Promise<Engine & { dir: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-lxd-'));
   const env = { LXD_DIR: dir };
   const all = { ...process.env, ...env };
@@ -58,18 +59,64 @@ export async function startLxd(): Promise<Engine> {
     await stopChild(child);
     throw new Error(`lxd did not become ready: ${ready.stderr}\n${stderr}\n${fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : ''}`);
   }
-  const init = await execa('lxd', ['init', '--preseed'], { env: all, input: PRESEED, reject: false });
+  const config = opts.https ? `\n  core.https_address: ${opts.https.address}\n  core.trust_password: ${opts.https.password}` : '{}';
+  const init = await execa('lxd', ['init', '--preseed'], { env: all, input: preseed(config), reject: false });
   if (init.exitCode !== 0) {
     await stopChild(child);
     throw new Error(`lxd init --preseed failed: ${init.stderr}`);
   }
   return {
     env,
+    dir,
     stop: async () => {
       await execa('lxd', ['shutdown', '--timeout', '30'], { env: all, reject: false });
       await stopChild(child, 10000);
       for (const m of mountsUnder(dir)) await execa('umount', ['-l', m], { reject: false });
       fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * "Another machine": a second LXD daemon serving its API over HTTPS on loopback, added as the
+ * remote `far` to a private lxc client configuration (LXD_CONF) by trust password, as a user
+ * adds a real remote. The service gets only LXD_CONF: it reaches that LXD as it would reach one
+ * across the network, never through its local socket. `prepare` runs against the remote
+ * daemon's own socket (to import the image) before the service starts.
+ */
+export async function startLxdRemote(prepare: (localEnv: Record<string, string>) => Promise<unknown>): Promise<Engine> {
+  const port = await freePort();
+  const password = `kagome-test-${process.pid}`;
+  const daemon = await startLxd({ https: { address: `127.0.0.1:${port}`, password } });
+  const conf = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-lxc-conf-'));
+  try {
+    await prepare(daemon.env);
+    const add = await execa('lxc', ['remote', 'add', 'far', `https://127.0.0.1:${port}`, '--accept-certificate', '--password', password], {
+      env: { ...process.env, LXD_CONF: conf, LXD_DIR: path.join(conf, 'no-local-lxd') },
+      reject: false,
+    });
+    if (add.exitCode !== 0) throw new Error(`lxc remote add failed: ${add.stderr}`);
+  } catch (e) {
+    await daemon.stop();
+    fs.rmSync(conf, { recursive: true, force: true });
+    throw e;
+  }
+  return {
+    env: { LXD_CONF: conf, LXD_DIR: path.join(conf, 'no-local-lxd') },
+    stop: async () => {
+      await daemon.stop();
+      fs.rmSync(conf, { recursive: true, force: true });
     },
   };
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { World } from '../helpers/kagome.js';
 import { waitForWindow } from '../helpers/x11.js';
 import { startDockerApi, startPodman, type Engine } from '../helpers/engines.js';
-import { startLxd } from '../helpers/lxd.js';
+import { startLxd, startLxdRemote } from '../helpers/lxd.js';
 import { ensureTestImage } from '../helpers/images.js';
 
 // The container backends, each against its real engine: podman, docker (the docker client
@@ -79,34 +79,7 @@ for (const { backend, engine: startEngine } of BACKENDS) {
     });
 
     it('keeps the host display, session bus and home out of the cage', async () => {
-      const secret = path.join(w.env.HOME!, 'host-secret.txt');
-      fs.writeFileSync(secret, 'secret');
-      const display = w.display.replace(/^:/, '');
-      const busPath = w.bus.address.replace(/^unix:path=/, '').replace(/,.*$/, '');
-      const py = [
-        'import socket',
-        'def tryc(a):',
-        '    s = socket.socket(socket.AF_UNIX)',
-        '    try:',
-        '        s.connect(a); return "open"',
-        '    except OSError:',
-        '        return "closed"',
-        `print("x-path", tryc("/tmp/.X11-unix/X${display}"))`,
-        `print("x-abstract", tryc("\\0/tmp/.X11-unix/X${display}"))`,
-        `print("bus", tryc("${busPath}"))`,
-      ].join('\n');
-      const script = [
-        `python3 -c '${py}'`,
-        `xwininfo -root -display :${display} >/dev/null 2>&1 && echo "x-client open" || echo "x-client closed"`,
-        `test -e '${secret}' && echo "home open" || echo "home closed"`,
-        'test -n "$DBUS_SESSION_BUS_ADDRESS" && echo "bus-env open" || echo "bus-env closed"',
-      ].join('\n');
-      // The same probe on the host sees everything, so "closed" below means something.
-      const { execa } = await import('execa');
-      const host = String((await execa('sh', ['-c', script], { env: { ...w.env, DBUS_SESSION_BUS_ADDRESS: w.bus.address }, reject: false })).stdout);
-      assert.match(host, /x-path open\nx-abstract open\nbus open\nx-client open\nhome open\nbus-env open/);
-      const out = await runInCage(script, [], 'probe.out');
-      assert.equal(out, 'x-path closed\nx-abstract closed\nbus closed\nx-client closed\nhome closed\nbus-env closed\n');
+      await assertIsolated(w, (script) => runInCage(script, [], 'probe.out'));
     });
 
     it('is re-adopted by a restarted service, which launches into the same container', async () => {
@@ -168,6 +141,39 @@ for (const { backend, engine: startEngine } of BACKENDS) {
   });
 }
 
+/**
+ * The host's X server (its socket file and its abstract socket), session bus and home, probed
+ * from inside the cage; the same probe run on the host sees them all, so "closed" means something.
+ */
+async function assertIsolated(w: World, runInCage: (script: string) => Promise<string>): Promise<void> {
+  const secret = path.join(w.env.HOME!, 'host-secret.txt');
+  fs.writeFileSync(secret, 'secret');
+  const display = w.display.replace(/^:/, '');
+  const busPath = w.bus.address.replace(/^unix:path=/, '').replace(/,.*$/, '');
+  const py = [
+    'import socket',
+    'def tryc(a):',
+    '    s = socket.socket(socket.AF_UNIX)',
+    '    try:',
+    '        s.connect(a); return "open"',
+    '    except OSError:',
+    '        return "closed"',
+    `print("x-path", tryc("/tmp/.X11-unix/X${display}"))`,
+    `print("x-abstract", tryc("\\0/tmp/.X11-unix/X${display}"))`,
+    `print("bus", tryc("${busPath}"))`,
+  ].join('\n');
+  const script = [
+    `python3 -c '${py}'`,
+    `xwininfo -root -display :${display} >/dev/null 2>&1 && echo "x-client open" || echo "x-client closed"`,
+    `test -e '${secret}' && echo "home open" || echo "home closed"`,
+    'test -n "$DBUS_SESSION_BUS_ADDRESS" && echo "bus-env open" || echo "bus-env closed"',
+  ].join('\n');
+  const { execa } = await import('execa');
+  const host = String((await execa('sh', ['-c', script], { env: { ...w.env, DBUS_SESSION_BUS_ADDRESS: w.bus.address }, reject: false })).stdout);
+  assert.match(host, /x-path open\nx-abstract open\nbus open\nx-client open\nhome open\nbus-env open/);
+  assert.equal(await runInCage(script), 'x-path closed\nx-abstract closed\nbus closed\nx-client closed\nhome closed\nbus-env closed\n');
+}
+
 async function assertEventually(cond: () => boolean, timeoutMs: number, msg: () => string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
@@ -175,3 +181,85 @@ async function assertEventually(cond: () => boolean, timeoutMs: number, msg: () 
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+// A cage on another machine: a second LXD serving HTTPS on loopback, reached by the service
+// only as the lxc remote `far`. Nothing of the cage is on this machine: its home is a volume
+// there, its windows come through `lxc exec ... xpra _proxy`, and what it prints is read back
+// with `lxc file pull`, since its home is not a folder here.
+describe('Backend=lxd with Remote=', () => {
+  let w: World;
+  let engine: Engine;
+  const cage = 'far-work';
+  let run: typeof import('execa').execa;
+
+  const runInCage = async (script: string, out: string): Promise<string> => {
+    await w.launchCommand(cage, ['/bin/sh', '-c', `{ ${script}; } > "$HOME/${out}.tmp" 2>&1; mv "$HOME/${out}.tmp" "$HOME/${out}"`]);
+    const env = { ...process.env, ...engine.env };
+    const deadline = Date.now() + 30000;
+    for (;;) {
+      const r = await run('lxc', ['file', 'pull', `far:kagome-${cage}${w.env.HOME}/${out}`, '-'], { env, reject: false });
+      if (r.exitCode === 0) return String(r.stdout) + (String(r.stdout).endsWith('\n') ? '' : '\n');
+      if (Date.now() > deadline) assert.fail(`${out} never appeared in the remote cage: ${r.stderr}`);
+      await new Promise((r2) => setTimeout(r2, 200));
+    }
+  };
+
+  before(async () => {
+    run = (await import('execa')).execa;
+    engine = await startLxdRemote((local) => ensureTestImage('lxd', local));
+    w = await World.create({ documentPortal: true });
+    w.writeCage(cage, '[Cage]\nBackend=lxd\nRemote=far\nIdleStop=0\n');
+    await w.startService({ env: engine.env });
+  });
+
+  after(async () => {
+    await w?.cleanup();
+    await engine?.stop();
+  });
+
+  it('shows the window of a program on the other machine on this display, through lxc exec and xpra _proxy', async () => {
+    await w.launchCommand(cage, ['xlogo']);
+    await waitForWindow(w.display, { wmClass: 'xlogo' }, { timeoutMs: 60000 });
+    const state = w.cageState(cage) as { displayState: { socket: string; remote: boolean } };
+    assert.equal(state.displayState.remote, true);
+    assert.match(fs.readFileSync(state.displayState.socket, 'utf8'), /'exec' 'far:kagome-far-work'.*xpra _proxy :100/);
+  });
+
+  it('takes a second program into the same remote container', async () => {
+    await w.launchCommand(cage, ['xeyes']);
+    await waitForWindow(w.display, { wmClass: 'xeyes' }, { timeoutMs: 30000 });
+    const out = await runInCage('hostname', 'host.out');
+    assert.equal(out, `kagome-${cage}\n`);
+  });
+
+  it('keeps this machine\'s display, session bus and home out of the cage', async () => {
+    await assertIsolated(w, (script) => runInCage(script, 'probe.out'));
+  });
+
+  it('refuses to grant a file of this machine, saying why, and says once what does not reach the cage', async () => {
+    const file = path.join(w.tmp.root, 'local.txt');
+    fs.writeFileSync(file, 'x');
+    const err = await w.callError('io.kagome.Files1', 'GrantPaths', 'saaya{sv}', [cage, [Buffer.from(file)], {}]);
+    assert.equal(err.type, 'io.kagome.Error.NotSupported');
+    assert.match(err.text, /remote far/);
+    assert.match(err.text, /lxc file push/);
+    const said = w.service!.log().split('\n').filter((l) => /runs on LXD remote far: .*granted files and sound are not carried there/.test(l));
+    assert.equal(said.length, 1, w.service!.log());
+  });
+
+  it('is re-adopted by a restarted service, which launches into the same container', async () => {
+    const keeper = (w.cageState(cage) as { sandbox: { init: { pid: number } } }).sandbox.init.pid;
+    await w.killService();
+    await w.startService({ env: engine.env });
+    assert.equal(await runInCage('echo adopted', 'adopt.out'), 'adopted\n');
+    assert.equal((w.cageState(cage) as { sandbox: { init: { pid: number } } }).sandbox.init.pid, keeper);
+  });
+
+  it('stops: the remote container is stopped, and nothing of it is left running here', async () => {
+    const state = w.cageState(cage) as { sandbox: { init: { pid: number } }; displayState: { client: { pid: number } } };
+    await w.call('io.kagome.Cages1', 'Stop', 's', [cage]);
+    const listed = await run('lxc', ['list', 'far:', '--format', 'csv', '--columns', 'ns'], { env: { ...process.env, ...engine.env } });
+    assert.match(String(listed.stdout), new RegExp(`^kagome-${cage},STOPPED$`, 'm'));
+    await assertEventually(() => !fs.existsSync(`/proc/${state.sandbox.init.pid}`) && !fs.existsSync(`/proc/${state.displayState.client.pid}`), 10000, () => 'the keeper or the xpra client is still running');
+  });
+});

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { KagomeError } from '../../lib/errors.js';
 import { execPrefix, mountArgs, runArgs, runFailure, type OciRecord } from '../../lib/backends/oci.js';
-import { hostIdOf, instanceBody, instanceName } from '../../lib/backends/lxd.js';
+import { hostIdOf, instanceBody, instanceName, remotePlan } from '../../lib/backends/lxd.js';
 import type { SandboxSpec } from '../../lib/sandbox.js';
 
 // The command lines and API bodies the container backends hand their engines, built without
@@ -108,7 +108,7 @@ describe('LXD instance', () => {
   });
 
   it('is kept between starts and unprivileged, with the spec\'s mounts as disk devices and nics masked for Network=none', () => {
-    const body = instanceBody(spec(), USER, 'kagome-web', ids, ['eth0']) as { ephemeral: boolean; config: Record<string, string>; devices: Record<string, Record<string, string>> };
+    const body = instanceBody(spec(), USER, 'kagome-web', { identity: ids }, ['eth0']) as { ephemeral: boolean; config: Record<string, string>; devices: Record<string, Record<string, string>> };
     assert.equal(body.ephemeral, false, 'kept: making a container copies the whole image');
     assert.equal(body.config['security.privileged'], 'false');
     assert.equal(body.config['raw.lxc'], 'lxc.init.cmd = /bin/sleep infinity');
@@ -120,11 +120,39 @@ describe('LXD instance', () => {
       ['/home/alice/.local/share/kagome/homes/web', '/home/alice', 'false'],
       ['/srv/photos', '/srv/photos', 'true'],
     ]);
-    assert.equal((instanceBody(spec({ network: 'full' }), USER, 'k', ids, ['eth0']) as { devices: Record<string, unknown> }).devices.eth0, undefined);
+    assert.equal((instanceBody(spec({ network: 'full' }), USER, 'k', { identity: ids }, ['eth0']) as { devices: Record<string, unknown> }).devices.eth0, undefined);
   });
 
   it('maps a normal user\'s own id to itself, and never maps host root', () => {
-    assert.equal((instanceBody(spec(), USER, 'k', ids, []) as { config: Record<string, string> }).config['raw.idmap'], 'uid 1000 1000\ngid 1000 1000');
-    assert.equal((instanceBody(spec(), { uid: 0, gid: 0 }, 'k', ids, []) as { config: Record<string, string> }).config['raw.idmap'], undefined);
+    assert.equal((instanceBody(spec(), USER, 'k', { identity: ids }, []) as { config: Record<string, string> }).config['raw.idmap'], 'uid 1000 1000\ngid 1000 1000');
+    assert.equal((instanceBody(spec(), { uid: 0, gid: 0 }, 'k', { identity: ids }, []) as { config: Record<string, string> }).config['raw.idmap'], undefined);
+  });
+
+  describe('on a remote LXD', () => {
+    const remote = (ops: SandboxSpec['ops']) => spec({ remote: 'far', ops: [...spec().ops, ...ops] });
+    const vol = { pool: 'default', name: 'kagome-web-home' };
+
+    it('keeps the home in a volume there, makes the xpra and runtime folders inside, and leaves out kagome\'s bridges\' folders', () => {
+      const s2 = spec({ remote: 'far', ops: [
+        { op: 'dir', dest: '/run/user/1000', mode: 0o700 },
+        { op: 'bind', source: '/home/alice/.local/share/kagome/homes/web', dest: '/home/alice' },
+        { op: 'bind', source: '/run/user/1000/kagome/cages/web/xpra', dest: '/run/kagome/xpra' },
+        { op: 'bind', source: '/run/user/1000/kagome/files/web', dest: '/run/user/1000/doc' },
+        { op: 'ro-bind', source: '/run/user/1000/kagome/cages/web/pulse', dest: '/run/user/1000/pulse' },
+      ] });
+      const plan = remotePlan(s2, '/home/alice', vol);
+      assert.deepEqual(plan.devices, { 'kagome-home': { type: 'disk', pool: 'default', source: 'kagome-web-home', path: '/home/alice' } });
+      assert.deepEqual(plan.dirs, [{ path: '/run/user/1000', mode: 0o700 }, { path: '/run/kagome/xpra', mode: 0o700 }]);
+      assert.deepEqual(plan.leftOut, ['/run/user/1000/doc', '/run/user/1000/pulse']);
+      const body = instanceBody(s2, USER, 'k', { remote: plan }, []) as { config: Record<string, string>; devices: Record<string, unknown> };
+      assert.equal(body.config['raw.idmap'], undefined, 'ids of this machine mean nothing there');
+      assert.equal(Object.values(body.devices).some((d) => (d as Record<string, string>).source?.startsWith('/')), false, 'no path of this machine');
+    });
+
+    it('refuses a folder of this machine (ReadOnly=) and a Xephyr display, by name', () => {
+      assert.throws(() => remotePlan(remote([]), '/home/alice', vol), (e: unknown) => e instanceof KagomeError && e.errorName === 'NotSupported' && /\/srv\/photos/.test(e.message) && /remote far/.test(e.message));
+      const xephyr = spec({ remote: 'far', ops: [{ op: 'bind', source: '/tmp/.X11-unix/X5', dest: '/tmp/.X11-unix/X0' }] });
+      assert.throws(() => remotePlan(xephyr, '/home/alice', vol), /Display=xephyr/);
+    });
   });
 });

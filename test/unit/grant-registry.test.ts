@@ -9,6 +9,7 @@ import { openHostPath, type HostFile } from '../../lib/grants/host-file.js';
 import type { GrantStore, ProvidedGrant } from '../../lib/grants/grant.js';
 import type { SandboxSpec } from '../../lib/sandbox.js';
 import type { Logger } from '../../lib/log.js';
+import { KagomeError } from '../../lib/errors.js';
 
 // The records of which files each cage was granted (lib/grants/registry.ts): kept on disk as
 // JSON, transient ones apart from persistent ones, ended with their cage, recovered after a
@@ -285,7 +286,7 @@ describe('FileGrants', () => {
 
   describe('a backend that cannot reach the portal\'s FUSE mount', () => {
     const spec = (): SandboxSpec => ({ runtimeDir: '/run/user/4242', ops: [] }) as unknown as SandboxSpec;
-    const podman = { kind: 'podman', reachesFuse: false };
+    const podman = { kind: 'podman', fileGrants: () => 'copies' as const };
 
     it('gets the copy folder, its grants are copies, and the log says why once per backend', async () => {
       const s = spec();
@@ -313,13 +314,21 @@ describe('FileGrants', () => {
     });
 
     it('a re-adopted cage of such a backend keeps getting copies', async () => {
-      await grants.cageAdopted('box', podman);
+      await grants.cageAdopted('box', podman, spec());
       const [g] = await grants.add('box', [file('a')], { persistent: false });
       assert.equal(g!.store, 'copy');
     });
 
+    it('refuses grants to a cage on another machine, saying why, and mounts no folder', async () => {
+      const s = { ...spec(), remote: 'far' } as SandboxSpec;
+      await grants.cageStarting('box', s, { kind: 'lxd', fileGrants: () => 'none' as const });
+      assert.deepEqual(s.ops, []);
+      await assert.rejects(grants.add('box', [file('a')], { persistent: false }), (e: unknown) => e instanceof KagomeError && e.errorName === 'NotSupported' && /lxd remote far/.test(e.message) && /lxc file push/.test(e.message));
+      assert.equal(copies.add.callCount + store.add.callCount, 0);
+    });
+
     it('bubblewrap cages keep the portal', async () => {
-      await grants.cageStarting('web', spec(), { kind: 'bubblewrap', reachesFuse: true });
+      await grants.cageStarting('web', spec(), { kind: 'bubblewrap', fileGrants: () => 'portal' as const });
       const [g] = await grants.add('web', [file('a')], { persistent: false });
       assert.equal(g!.store, 'document-portal');
     });

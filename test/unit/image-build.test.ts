@@ -53,10 +53,15 @@ describe('the image recipe', () => {
   });
 
   it('refuses what is not a package name, naming it', () => {
-    const f = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-recipe-')), 'r');
-    fs.writeFileSync(f, 'hello # fine\n--force-yes\n');
-    assert.throws(() => readPackages(f), (e: unknown) => e instanceof KagomeError && /"--force-yes" is not a Debian package name/.test(e.message));
-    assert.throws(() => readPackages(f + '.missing'), (e: unknown) => e instanceof KagomeError && e.errorName === 'NoSuchFile');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-recipe-'));
+    const f = path.join(dir, 'r');
+    try {
+      fs.writeFileSync(f, 'hello # fine\n--force-yes\n');
+      assert.throws(() => readPackages(f), (e: unknown) => e instanceof KagomeError && /"--force-yes" is not a Debian package name/.test(e.message));
+      assert.throws(() => readPackages(f + '.missing'), (e: unknown) => e instanceof KagomeError && e.errorName === 'NoSuchFile');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('has a digest that changes with the recipe and the suite', () => {

@@ -45,7 +45,7 @@ function fakeBackend(exits: Exit[]): FakeBackend {
   let pids = 0;
   return {
     kind: 'fake',
-    reachesFuse: true,
+    fileGrants: () => 'portal',
     checkHost: sinon.stub(),
     // A little real delay, so that concurrent launches really overlap the start.
     start: sinon.stub<[SandboxSpec, { logFd: number; etcDir: string }], Promise<SandboxRecord>>().callsFake(
