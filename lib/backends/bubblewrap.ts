@@ -1,6 +1,4 @@
 import fs from 'node:fs/promises';
-import { constants as fsConstants } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { KagomeError } from '../errors.js';
@@ -10,6 +8,8 @@ import { identityFiles, type HostFacts, type SandboxSpec, type SetupOp } from '.
 import type { Backend, ExecHandle, ExecRequest, SandboxRecord, StartIo } from './backend.js';
 import { startSlirp } from './slirp.js';
 import { execArgv } from './argv-bytes.js';
+import { spawnDetached } from './spawn-detached.js';
+import { resolveInRoot } from './proc-root.js';
 
 // The default backend: bubblewrap over the host's own /usr. Each cage gets its own user,
 // mount, pid, ipc, uts and network namespaces. The network namespace is never the host's,
@@ -221,20 +221,7 @@ export class BubblewrapBackend implements Backend {
   async resolveProgram(record: SandboxRecord, program: string, searchPath: string): Promise<string | undefined> {
     const r = record as BubblewrapRecord;
     // /proc/PID/root is the cage's root as seen from the host: no process needs to be started.
-    const root = `/proc/${r.init.pid}/root`;
-    const candidates = program.includes('/') ? [program] : searchPath.split(':').filter((d) => d.startsWith('/')).map((d) => path.posix.join(d, program));
-    for (const c of candidates) {
-      if (!c.startsWith('/')) continue;
-      try {
-        const st = await fs.stat(root + c);
-        if (!st.isFile()) continue;
-        await fs.access(root + c, fsConstants.X_OK);
-        return c;
-      } catch {
-        continue;
-      }
-    }
-    return undefined;
+    return resolveInRoot(r.init, program, searchPath);
   }
 
   async exec(record: SandboxRecord, req: ExecRequest): Promise<ExecHandle> {
@@ -242,21 +229,7 @@ export class BubblewrapBackend implements Backend {
     if (!isAlive(r.init)) throw new KagomeError('BackendFailed', 'the cage is no longer running');
     // Resolved once: this is the launch path, and PATH does not change under the service.
     this.nsenter ??= requireProgram('nsenter', 'to start programs in a running cage');
-    const child = spawn(this.nsenter, enterArgs(r.init.pid, req.cwd, execArgv(req.argv)), {
-      detached: true,
-      env: req.env,
-      stdio: req.pipes ? ['pipe', 'pipe', req.logFd] : ['ignore', req.logFd, req.logFd],
-    });
-    await new Promise<void>((resolve, reject) => {
-      child.once('spawn', resolve);
-      child.once('error', (e) => reject(new KagomeError('BackendFailed', `could not enter the cage: ${e.message}`)));
-    });
-    const exited = new Promise<number>((resolve) =>
-      child.once('exit', (code, sig) => resolve(code ?? 128 + (sig ? os.constants.signals[sig] : 0))),
-    );
-    child.unref();
-    if (req.pipes) return { pid: child.pid!, exited, stdin: child.stdin!, stdout: child.stdout! };
-    return { pid: child.pid!, exited };
+    return spawnDetached(this.nsenter, enterArgs(r.init.pid, req.cwd, execArgv(req.argv)), req.env, req, 'the cage');
   }
 
   hostPathOf(record: SandboxRecord, pathInCage: string): string | undefined {

@@ -1,14 +1,13 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
 import { execa } from 'execa';
 import { KagomeError } from '../errors.js';
 import { isAlive, namespaceId, pidsInNamespace, waitUntil, type ProcRef } from '../runtime/proc.js';
 import { identityFiles, type HostFacts, type SandboxSpec } from '../sandbox.js';
 import type { ExecHandle, ExecRequest, SandboxRecord } from './backend.js';
 import { execArgv } from './argv-bytes.js';
+import { spawnDetached } from './spawn-detached.js';
 
 // What the container backends (podman, docker, LXD) share. Each runs a long-lived container
 // whose pid 1 keeps it up; programs are carried in by the engine's own `exec`, whose client
@@ -68,41 +67,21 @@ export async function engineRun(program: string, args: string[], env: Record<str
 }
 
 /** Start a program through the engine's exec; detached so that it outlives the service. */
-export async function engineExec(program: string, args: string[], env: Record<string, string | undefined>, req: ExecRequest): Promise<ExecHandle> {
-  const child = spawn(program, [...args, ...execArgv(req.argv)], {
-    detached: true,
-    env: env as NodeJS.ProcessEnv,
-    stdio: req.pipes ? ['pipe', 'pipe', req.logFd] : ['ignore', req.logFd, req.logFd],
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.once('spawn', resolve);
-    child.once('error', (e) => reject(new KagomeError('BackendFailed', `could not enter the container: ${e.message}`)));
-  });
-  const exited = new Promise<number>((resolve) =>
-    child.once('exit', (code, sig) => resolve(code ?? 128 + (sig ? os.constants.signals[sig] : 0))),
-  );
-  child.unref();
-  if (req.pipes) return { pid: child.pid!, exited, stdin: child.stdin!, stdout: child.stdout! };
-  return { pid: child.pid!, exited };
+export function engineExec(program: string, args: string[], env: Record<string, string | undefined>, req: ExecRequest): Promise<ExecHandle> {
+  return spawnDetached(program, [...args, ...execArgv(req.argv)], env, req, 'the container');
 }
 
-/** PATH lookup in the container's root through /proc, with no process started. */
-export async function resolveInRoot(init: ProcRef, program: string, searchPath: string): Promise<string | undefined> {
-  const root = `/proc/${init.pid}/root`;
-  const candidates = program.includes('/') ? [program] : searchPath.split(':').filter((d) => d.startsWith('/')).map((d) => path.posix.join(d, program));
-  for (const c of candidates) {
-    if (!c.startsWith('/')) continue;
-    try {
-      // /proc/PID/root follows the container's own symlinks (/bin -> usr/bin) inside its root.
-      const st = await fsp.stat(root + c);
-      if (!st.isFile()) continue;
-      await fsp.access(root + c, fs.constants.X_OK);
-      return c;
-    } catch {
-      continue;
-    }
+/** What every container backend answers the same way, from its record alone. */
+export abstract class ContainerBackend {
+  /** where the service reads a path of the container, when its root is readable from here */
+  hostPathOf(record: SandboxRecord, pathInCage: string): string | undefined {
+    const r = record as ContainerRecord;
+    return r.rootVisible ? `/proc/${r.init.pid}/root${pathInCage}` : undefined;
   }
-  return undefined;
+
+  isAlive(record: SandboxRecord): boolean {
+    return isAlive((record as ContainerRecord).init);
+  }
 }
 
 /** The same lookup by running `sh` in the container, for engines whose root the service cannot read. */

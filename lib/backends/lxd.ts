@@ -3,10 +3,11 @@ import path from 'node:path';
 import { KagomeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { requireProgram } from '../requirements.js';
+import { resolveInRoot } from './proc-root.js';
 import { isAlive, procRef, signal } from '../runtime/proc.js';
 import { IN_CAGE, type HostFacts, type SandboxSpec } from '../sandbox.js';
 import type { Backend, ExecHandle, ExecRequest, SandboxRecord, StartIo } from './backend.js';
-import { containerFacts, engineExec, engineRun, resolveByShell, resolveInRoot, termPrograms, writeIdentity, type ContainerRecord } from './container.js';
+import { containerFacts, engineExec, engineRun, ContainerBackend, resolveByShell, termPrograms, writeIdentity, type ContainerRecord } from './container.js';
 
 // LXD through its `lxc` client: each cage has one unprivileged container, made from the cage's
 // image at its first start and kept, stopped, between starts (as the older LXD tool kept its
@@ -118,7 +119,7 @@ export function instanceBody(spec: SandboxSpec, host: Pick<HostFacts, 'uid' | 'g
   return { name, ephemeral: false, profiles: ['default'], source: { type: 'image', alias: spec.image }, config, devices };
 }
 
-export class LxdBackend implements Backend {
+export class LxdBackend extends ContainerBackend implements Backend {
   readonly kind = 'lxd';
   private program: string | undefined;
   private readonly toldRemote = new Set<string>();
@@ -127,7 +128,9 @@ export class LxdBackend implements Backend {
     private readonly host: HostFacts,
     private readonly env: Record<string, string | undefined>,
     private readonly log: Logger,
-  ) {}
+  ) {
+    super();
+  }
 
   private lxc(): string {
     this.program ??= requireProgram('lxc', 'to run Backend=lxd cages');
@@ -301,15 +304,6 @@ export class LxdBackend implements Backend {
     for (const [k, v] of Object.entries(req.env)) args.push('--env', `${k}=${v}`);
     args.push('--');
     return engineExec(this.lxc(), args, this.env, req);
-  }
-
-  hostPathOf(record: SandboxRecord, pathInCage: string): string | undefined {
-    const r = record as LxdRecord;
-    return r.rootVisible ? `/proc/${r.init.pid}/root${pathInCage}` : undefined;
-  }
-
-  isAlive(record: SandboxRecord): boolean {
-    return isAlive((record as LxdRecord).init);
   }
 
   async stop(record: SandboxRecord): Promise<void> {

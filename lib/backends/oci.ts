@@ -1,5 +1,6 @@
 import { KagomeError } from '../errors.js';
 import { requireProgram } from '../requirements.js';
+import { resolveInRoot } from './proc-root.js';
 import { isAlive, procRef, signal } from '../runtime/proc.js';
 import { IN_CAGE, type HostFacts, type SandboxSpec, type SetupOp } from '../sandbox.js';
 import type { Backend, ExecHandle, ExecRequest, SandboxRecord, StartIo } from './backend.js';
@@ -8,8 +9,8 @@ import {
   containerFacts,
   engineExec,
   engineRun,
+  ContainerBackend,
   resolveByShell,
-  resolveInRoot,
   termPrograms,
   writeIdentity,
   type ContainerRecord,
@@ -137,7 +138,7 @@ export function runFailure(engine: OciEngine, spec: SandboxSpec, e: KagomeError)
   return new KagomeError('BackendFailed', `${engine} could not start cage "${spec.name}": ${e.message}`);
 }
 
-export class OciBackend implements Backend {
+export class OciBackend extends ContainerBackend implements Backend {
   private program: string | undefined;
 
   constructor(
@@ -145,7 +146,9 @@ export class OciBackend implements Backend {
     private readonly host: HostFacts,
     /** the environment engine clients run with (DOCKER_HOST, CONTAINERS_CONF, XDG_RUNTIME_DIR, ...) */
     private readonly env: Record<string, string | undefined>,
-  ) {}
+  ) {
+    super();
+  }
 
   private engine(): string {
     this.program ??= requireProgram(this.kind, PURPOSE[this.kind]);
@@ -198,15 +201,6 @@ export class OciBackend implements Backend {
     const r = record as OciRecord;
     if (!isAlive(r.init)) throw new KagomeError('BackendFailed', 'the cage is no longer running');
     return engineExec(this.engine(), execPrefix(r, req, this.host), this.env, req);
-  }
-
-  hostPathOf(record: SandboxRecord, pathInCage: string): string | undefined {
-    const r = record as OciRecord;
-    return r.rootVisible ? `/proc/${r.init.pid}/root${pathInCage}` : undefined;
-  }
-
-  isAlive(record: SandboxRecord): boolean {
-    return isAlive((record as OciRecord).init);
   }
 
   async stop(record: SandboxRecord): Promise<void> {

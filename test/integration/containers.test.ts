@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { World } from '../helpers/kagome.js';
 import { waitForWindow } from '../helpers/x11.js';
+import { hostDisplayAndBusProbe } from '../helpers/probes.js';
 import { startDockerApi, startPodman, type Engine } from '../helpers/engines.js';
 import { startLxd, startLxdRemote } from '../helpers/lxd.js';
 import { ensureTestImage } from '../helpers/images.js';
@@ -150,21 +151,8 @@ async function assertIsolated(w: World, runInCage: (script: string) => Promise<s
   fs.writeFileSync(secret, 'secret');
   const display = w.display.replace(/^:/, '');
   const busPath = w.bus.address.replace(/^unix:path=/, '').replace(/,.*$/, '');
-  const py = [
-    'import socket',
-    'def tryc(a):',
-    '    s = socket.socket(socket.AF_UNIX)',
-    '    try:',
-    '        s.connect(a); return "open"',
-    '    except OSError:',
-    '        return "closed"',
-    `print("x-path", tryc("/tmp/.X11-unix/X${display}"))`,
-    `print("x-abstract", tryc("\\0/tmp/.X11-unix/X${display}"))`,
-    `print("bus", tryc("${busPath}"))`,
-  ].join('\n');
   const script = [
-    `python3 -c '${py}'`,
-    `xwininfo -root -display :${display} >/dev/null 2>&1 && echo "x-client open" || echo "x-client closed"`,
+    ...hostDisplayAndBusProbe(display, busPath),
     `test -e '${secret}' && echo "home open" || echo "home closed"`,
     'test -n "$DBUS_SESSION_BUS_ADDRESS" && echo "bus-env open" || echo "bus-env closed"',
   ].join('\n');

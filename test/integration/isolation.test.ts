@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { World } from '../helpers/kagome.js';
+import { hostDisplayAndBusProbe } from '../helpers/probes.js';
 
 // What a cage must never see, checked from inside real cages by programs launched through the
 // service: the host X server (by path and by abstract socket, with network off and on), the
@@ -11,23 +12,8 @@ import { World } from '../helpers/kagome.js';
 // so a probe that cannot see anything anywhere cannot pass by accident.
 
 function probeScript(hostDisplayNumber: string, busPath: string, hostSecret: string, otherCageFile: string, otherRuntime: string): string {
-  // python3 is in every cage (xpra needs it): it connects to sockets without any X or D-Bus
-  // library deciding on our behalf.
-  const py = [
-    'import socket, sys',
-    'def tryc(addr):',
-    '    s = socket.socket(socket.AF_UNIX)',
-    '    try:',
-    '        s.connect(addr); return "open"',
-    '    except OSError:',
-    '        return "closed"',
-    `print("x-path", tryc("/tmp/.X11-unix/X${hostDisplayNumber}"))`,
-    `print("x-abstract", tryc("\\0/tmp/.X11-unix/X${hostDisplayNumber}"))`,
-    `print("bus", tryc(${JSON.stringify(busPath)}))`,
-  ].join('\n');
   return [
-    `python3 -c '${py}'`,
-    `xwininfo -root -display :${hostDisplayNumber} >/dev/null 2>&1 && echo "x-client open" || echo "x-client closed"`,
+    ...hostDisplayAndBusProbe(hostDisplayNumber, busPath),
     `test -e '${hostSecret}' && echo "home open" || echo "home closed"`,
     `test -e '${otherCageFile}' && echo "other-home open" || echo "other-home closed"`,
     `test -e '${otherRuntime}' && echo "other-runtime open" || echo "other-runtime closed"`,
