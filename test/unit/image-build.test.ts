@@ -11,7 +11,7 @@ import { KagomeError } from '../../lib/errors.js';
 // (recorded from `mmdebstrap --verbose --variant=apt --include=hello bookworm`), the recipe,
 // the command line and LXD's metadata.
 
-const FIXTURE = new URL('../../../test/fixtures/mmdebstrap/verbose-hello.log', import.meta.url);
+const FIXTURE = new URL('../../../test/fixtures/mmdebstrap/verbose-hello.txt', import.meta.url);
 
 describe('MmdebstrapProgress', () => {
   const updates = fs
