@@ -26,7 +26,13 @@ export interface ExecRequest {
   /** the program and its arguments; file arguments may be bytes (see argv-bytes.ts) */
   argv: ArgValue[];
   env: Record<string, string>;
+  /**
+   * the working directory as the cage sees it; chosen inside the cage, never opened on the
+   * host (a host directory handle would let the program walk the host's tree)
+   */
   cwd: string;
+  /** used when `cwd` is not a directory in the cage (the cage's home); then / */
+  fallbackCwd?: string;
   /** file descriptor for the program's stderr, and its stdout unless `pipes` */
   logFd: number;
   /** give the program a stdin and stdout piped to the service (bridges' helpers in the cage) */

@@ -10,6 +10,7 @@ import { startSlirp } from './slirp.js';
 import { execArgv } from './argv-bytes.js';
 import { spawnDetached } from './spawn-detached.js';
 import { resolveInRoot } from './proc-root.js';
+import { enterHelper } from './enter-helper.js';
 
 // The default backend: bubblewrap over the host's own /usr. Each cage gets its own user,
 // mount, pid, ipc, uts and network namespaces. The network namespace is never the host's,
@@ -101,29 +102,13 @@ export function bwrapArgs(spec: SandboxSpec, etcDir: string, keeper: string[], o
   return args;
 }
 
-/** The command that carries a program into the running cage: join its namespaces, drop every capability. */
-export function enterArgs(initPid: number, cwd: string, argv: string[]): string[] {
-  return [
-    '--target',
-    String(initPid),
-    '--user',
-    '--mount',
-    '--pid',
-    '--net',
-    '--ipc',
-    '--uts',
-    '--cgroup',
-    '--root',
-    `--wd=${cwd}`,
-    '--preserve-credentials',
-    '--',
-    'setpriv',
-    '--no-new-privs',
-    '--bounding-set=-all',
-    '--inh-caps=-all',
-    '--',
-    ...argv,
-  ];
+/**
+ * The arguments of kagome-enter (lib/backends/kagome-enter.c), which carries a program into
+ * the running cage: the outer user namespace, the others and the root, the inner user
+ * namespace, then the working directory chosen inside, every capability dropped.
+ */
+export function enterArgs(init: ProcRef, cwd: string, fallbackCwd: string, argv: string[]): string[] {
+  return [String(init.pid), init.start, cwd, fallbackCwd, '--', ...argv];
 }
 
 // The cage's first program keeps the namespaces alive; everything else is entered. bwrap
@@ -137,8 +122,6 @@ const KEEPER = ["/bin/sh", "-c", `printf R >&${READY_FD} && exec sleep infinity 
 export class BubblewrapBackend implements Backend {
   readonly kind = 'bubblewrap';
 
-  private nsenter: string | undefined;
-
   constructor(private readonly host: HostFacts) {}
 
   fileGrants(): 'portal' {
@@ -147,8 +130,7 @@ export class BubblewrapBackend implements Backend {
 
   checkHost(spec: SandboxSpec): void {
     requireProgram('bwrap', 'to run bubblewrap cages');
-    requireProgram('nsenter', 'to start programs in a running cage');
-    requireProgram('setpriv', 'to drop privileges of programs started in a cage');
+    enterHelper();
     if (spec.network === 'full') requireProgram('slirp4netns', 'for cages with Network=full');
   }
 
@@ -192,7 +174,7 @@ export class BubblewrapBackend implements Backend {
     };
     try {
       if (withNet) {
-        record.slirp = await startSlirp(initPid, io.logFd);
+        record.slirp = await startSlirp(record.init, io.logFd);
         const block = child.stdio[4] as NodeJS.WritableStream;
         block.end('1');
       }
@@ -227,9 +209,7 @@ export class BubblewrapBackend implements Backend {
   async exec(record: SandboxRecord, req: ExecRequest): Promise<ExecHandle> {
     const r = record as BubblewrapRecord;
     if (!isAlive(r.init)) throw new KagomeError('BackendFailed', 'the cage is no longer running');
-    // Resolved once: this is the launch path, and PATH does not change under the service.
-    this.nsenter ??= requireProgram('nsenter', 'to start programs in a running cage');
-    return spawnDetached(this.nsenter, enterArgs(r.init.pid, req.cwd, execArgv(req.argv)), req.env, req, 'the cage');
+    return spawnDetached(enterHelper(), enterArgs(r.init, req.cwd, req.fallbackCwd ?? '/', execArgv(req.argv)), req.env, req, 'the cage');
   }
 
   hostPathOf(record: SandboxRecord, pathInCage: string): string | undefined {

@@ -66,9 +66,17 @@ export async function engineRun(program: string, args: string[], env: Record<str
   return String(r.stdout);
 }
 
+/**
+ * The engine starts the program in `/`, and the program's own directory is chosen by sh inside
+ * the container: an engine's --workdir fails the launch when the folder is missing there,
+ * where a bubblewrap cage falls back to the home.
+ */
+export const CHDIR_INSIDE = 'cd -- "$1" 2>/dev/null || cd -- "$2" 2>/dev/null || cd /; shift 2; exec "$@"';
+
 /** Start a program through the engine's exec; detached so that it outlives the service. */
 export function engineExec(program: string, args: string[], env: Record<string, string | undefined>, req: ExecRequest): Promise<ExecHandle> {
-  return spawnDetached(program, [...args, ...execArgv(req.argv)], env, req, 'the container');
+  const inside = ['/bin/sh', '-c', CHDIR_INSIDE, 'kagome-cd', req.cwd, req.fallbackCwd ?? '/', ...execArgv(req.argv)];
+  return spawnDetached(program, [...args, ...inside], env, req, 'the container');
 }
 
 /** What every container backend answers the same way, from its record alone. */

@@ -299,7 +299,7 @@ export class LxdBackend extends ContainerBackend implements Backend {
   exec(record: SandboxRecord, req: ExecRequest): Promise<ExecHandle> {
     const r = record as LxdRecord;
     if (!isAlive(r.init)) throw new KagomeError('BackendFailed', 'the cage is no longer running');
-    const args = ['exec', this.target(r.remote, r.container), '--mode', 'non-interactive', ...this.userArgs(r), '--cwd', req.cwd];
+    const args = ['exec', this.target(r.remote, r.container), '--mode', 'non-interactive', ...this.userArgs(r), '--cwd', '/'];
     if (!req.pipes) args.push('--disable-stdin');
     for (const [k, v] of Object.entries(req.env)) args.push('--env', `${k}=${v}`);
     args.push('--');

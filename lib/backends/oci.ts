@@ -118,7 +118,7 @@ export function runArgs(engine: OciEngine, spec: SandboxSpec, host: Pick<HostFac
 
 /** `exec` options: the program runs as the cage's user, in its folder, with only its environment. */
 export function execPrefix(r: OciRecord, req: ExecRequest, host: Pick<HostFacts, 'uid' | 'gid'>): string[] {
-  const args = ['exec', ...(req.pipes ? ['--interactive'] : []), '--user', `${host.uid}:${host.gid}`, '--workdir', req.cwd];
+  const args = ['exec', ...(req.pipes ? ['--interactive'] : []), '--user', `${host.uid}:${host.gid}`, '--workdir', '/'];
   for (const [k, v] of Object.entries(req.env)) args.push('--env', `${k}=${v}`);
   args.push(r.container);
   return args;

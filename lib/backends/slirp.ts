@@ -2,17 +2,23 @@ import { spawn } from 'node:child_process';
 import { KagomeError } from '../errors.js';
 import { requireProgram } from '../requirements.js';
 import { procRef, type ProcRef } from '../runtime/proc.js';
+import { enterHelper } from './enter-helper.js';
 
 /**
  * Give a cage's own network namespace a network through slirp4netns (user-mode TCP/IP, the
  * same as rootless podman). --disable-host-loopback keeps the host's 127.0.0.1 (where an X
  * server or a session bus may listen on TCP) out of reach through the gateway address.
+ *
+ * It runs in the cage's outer user namespace (kagome-enter --outer-userns), the one that owns
+ * the cage's network namespace: given only the pid, slirp4netns would join /proc/PID/ns/user,
+ * which for an ordinary user is bwrap's inner namespace as soon as bwrap has made it, and
+ * then fail to attach (seen 2 starts in 8 before this).
  */
-export async function startSlirp(targetPid: number, logFd: number): Promise<ProcRef> {
+export async function startSlirp(init: ProcRef, logFd: number): Promise<ProcRef> {
   const slirp = requireProgram('slirp4netns', 'for cages with Network=full');
   const child = spawn(
-    slirp,
-    ['--configure', '--mtu=65520', '--disable-host-loopback', '--ready-fd=3', String(targetPid), 'tap0'],
+    enterHelper(),
+    ['--outer-userns', String(init.pid), init.start, '--', slirp, '--configure', '--mtu=65520', '--disable-host-loopback', '--ready-fd=3', '--netns-type=path', `/proc/${init.pid}/ns/net`, 'tap0'],
     { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'] },
   );
   await new Promise<void>((resolve, reject) => {

@@ -336,8 +336,9 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       env.DESKTOP_STARTUP_ID = opts.startupId;
       env.XDG_ACTIVATION_TOKEN = opts.startupId;
     }
-    const cwd = await this.cwdInCage(cage, opts.cwd);
-    const handle = await cage.backend.exec(cage.sandbox, { argv, env, cwd, logFd: cage.logFd });
+    // The backend chooses the directory inside the cage: a relative or missing one is the home.
+    const cwd = opts.cwd?.startsWith('/') ? opts.cwd : cage.spec.cwd;
+    const handle = await cage.backend.exec(cage.sandbox, { argv, env, cwd, fallbackCwd: cage.spec.cwd, logFd: cage.logFd });
     const info: ProgramInfo = {
       id: this.nextProgramId++,
       cage: name,
@@ -361,17 +362,6 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       }
     });
     return info;
-  }
-
-  private async cwdInCage(cage: RunningCage, cwd: string | undefined): Promise<string> {
-    if (!cwd || !cwd.startsWith('/')) return cage.spec.cwd;
-    const seen = cage.backend.hostPathOf(cage.sandbox, cwd);
-    if (!seen) return cage.spec.cwd;
-    try {
-      return (await fsp.stat(seen)).isDirectory() ? cwd : cage.spec.cwd;
-    } catch {
-      return cage.spec.cwd;
-    }
   }
 
   private programCount(cage: RunningCage): number {

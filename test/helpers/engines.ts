@@ -15,7 +15,8 @@ import { stopChild, track } from './daemons.js';
 // folder, the Docker API podman serves: no Docker engine runs here, and the docker code path
 // (its client, its options, its error texts) is still exercised for real.
 
-export const CACHE = process.env.KAGOME_TEST_CACHE ?? '/var/tmp/kagome-test-cache';
+// One per account: rootless podman's store belongs to the user who made it.
+export const CACHE = process.env.KAGOME_TEST_CACHE ?? `/var/tmp/kagome-test-cache-${os.userInfo().username}`;
 
 export interface Engine {
   /** environment for the service and the engine's client */

@@ -36,7 +36,29 @@ function mountsUnder(dir: string): string[] {
     .sort((a, b) => b.length - a.length);
 }
 
+/**
+ * The LXD daemons test/as-user started as root for a run as an ordinary user (LXD has no
+ * rootless mode): shared by the test files, so each one removes the containers it made and
+ * keeps the daemon and its images.
+ */
+function sharedLxd(dir: string): Engine & { dir: string } {
+  const env = { LXD_DIR: dir };
+  return {
+    env,
+    dir,
+    stop: async () => {
+      const all = { ...process.env, ...env };
+      const list = await execa('lxc', ['list', '--format', 'csv', '--columns', 'n'], { env: all, reject: false });
+      for (const name of String(list.stdout).split('\n').filter((n) => n.startsWith('kagome-'))) {
+        await execa('lxc', ['delete', '--force', name], { env: all, reject: false });
+      }
+    },
+  };
+}
+
 export async function startLxd(opts: { https?: { address: string; password: string } } = {}): Promise<Engine & { dir: string }> {
+  const shared = opts.https ? process.env.KAGOME_TEST_LXD_FAR : process.env.KAGOME_TEST_LXD_DIR;
+  if (shared) return sharedLxd(shared);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-lxd-'));
   const env = { LXD_DIR: dir };
   const all = { ...process.env, ...env };
@@ -96,13 +118,13 @@ function freePort(): Promise<number> {
  * daemon's own socket (to import the image) before the service starts.
  */
 export async function startLxdRemote(prepare: (localEnv: Record<string, string>) => Promise<unknown>): Promise<Engine> {
-  const port = await freePort();
-  const password = `kagome-test-${process.pid}`;
-  const daemon = await startLxd({ https: { address: `127.0.0.1:${port}`, password } });
+  const address = process.env.KAGOME_TEST_LXD_FAR_ADDRESS ?? `127.0.0.1:${await freePort()}`;
+  const password = process.env.KAGOME_TEST_LXD_FAR_PASSWORD ?? `kagome-test-${process.pid}`;
+  const daemon = await startLxd({ https: { address, password } });
   const conf = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-lxc-conf-'));
   try {
     await prepare(daemon.env);
-    const add = await execa('lxc', ['remote', 'add', 'far', `https://127.0.0.1:${port}`, '--accept-certificate', '--password', password], {
+    const add = await execa('lxc', ['remote', 'add', 'far', `https://${address}`, '--accept-certificate', '--password', password], {
       env: { ...process.env, LXD_CONF: conf, LXD_DIR: path.join(conf, 'no-local-lxd') },
       reject: false,
     });

@@ -1,0 +1,199 @@
+/*
+ * kagome-enter: start a program inside a running bubblewrap cage.
+ *
+ *   kagome-enter PID START CWD FALLBACK_CWD -- PROGRAM [ARG...]
+ *
+ * PID is the cage's init as the host sees it and START its start time (field 22 of
+ * /proc/PID/stat), so a reused pid is never entered. The environment is the program's.
+ *
+ * Why not nsenter: for an ordinary user, bubblewrap (not setuid) with --dev makes two user
+ * namespaces. The outer one (U1) owns the cage's ipc, uts, net, cgroup, pid and mount
+ * namespaces; the inner one (U2) holds its processes, and is the only one a /proc file names.
+ * nsenter joins U2 first and then lacks CAP_SYS_ADMIN over the namespaces U1 owns. So this
+ * joins U1 (found with NS_GET_USERNS on the cage's ipc namespace), then every other namespace
+ * and the cage's root, then U2, as the cage's own processes are.
+ *
+ * Why the working directory is chosen here, after entering: a directory opened on the host
+ * (nsenter --wd) stays the host's, and a program could walk the host's tree from it with
+ * relative paths. CWD is looked up inside the cage's root; if it is not a directory there,
+ * FALLBACK_CWD (the cage's home), then /.
+ *
+ * Every capability is dropped and no_new_privs set before the program runs, in this process
+ * and in the child, which is what runs the program: joining a pid namespace applies to
+ * children only. This process waits and exits with the program's status (128+N for signal
+ * N), forwarding TERM, INT, HUP, QUIT, USR1 and USR2, so the service sees one process per
+ * program as it did with nsenter.
+ *
+ *   kagome-enter --outer-userns PID START -- PROGRAM [ARG...]
+ *
+ * only joins U1 and runs PROGRAM there, in the host's other namespaces: slirp4netns, which
+ * must attach to the cage's network namespace, needs the user namespace that owns it, and no
+ * /proc path names U1 (slirp4netns given the pid opens /proc/PID/ns/user, which is U2 as soon
+ * as bwrap has made it, and then fails with EPERM).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/nsfs.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void die(const char *what) {
+  fprintf(stderr, "kagome-enter: %s: %s\n", what, strerror(errno));
+  exit(125);
+}
+
+static void fail(const char *what) {
+  fprintf(stderr, "kagome-enter: %s\n", what);
+  exit(125);
+}
+
+/* Field 22 of stat, counted after the last ')' since the command name may hold spaces. */
+static int start_time_matches(int procdir, const char *want) {
+  char buf[4096];
+  int fd = openat(procdir, "stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  char *p = strrchr(buf, ')');
+  if (!p) return 0;
+  p += 2; /* ") " then field 3 */
+  for (int field = 3; field < 22 && p; field++) {
+    p = strchr(p, ' ');
+    if (p) p++;
+  }
+  if (!p) return 0;
+  size_t len = strcspn(p, " ");
+  return strlen(want) == len && strncmp(p, want, len) == 0;
+}
+
+static int open_ns(int procdir, const char *name) {
+  char path[64];
+  snprintf(path, sizeof path, "ns/%s", name);
+  int fd = openat(procdir, path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) die(path);
+  return fd;
+}
+
+static void drop_capabilities(void) {
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die("no_new_privs");
+  for (int cap = 0; cap <= 63; cap++) {
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) die("dropping the bounding set");
+  }
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) die("clearing ambient capabilities");
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  memset(data, 0, sizeof data);
+  if (syscall(SYS_capset, &hdr, data) != 0) die("dropping capabilities");
+}
+
+static int is_dir(const char *path) {
+  struct stat st;
+  return path[0] == '/' && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static volatile pid_t child_pid;
+
+static void forward(int sig) {
+  if (child_pid > 0) kill(child_pid, sig);
+}
+
+static int open_pinned(const char *pid, const char *start) {
+  if (strspn(pid, "0123456789") != strlen(pid) || !*pid) fail("PID must be a number");
+  /* A descriptor of /proc/PID pins that process: if the pid is reused, lookups under it fail. */
+  char procpath[64];
+  snprintf(procpath, sizeof procpath, "/proc/%s", pid);
+  int procdir = open(procpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (procdir < 0) die("the cage's init process");
+  if (!start_time_matches(procdir, start)) fail("the cage's init process is gone (its pid now names another process)");
+  return procdir;
+}
+
+static int outer_userns(int ipc) {
+  int fd = ioctl(ipc, NS_GET_USERNS);
+  if (fd < 0) die("finding the user namespace that owns the cage");
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  return fd;
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 6 && strcmp(argv[1], "--outer-userns") == 0) {
+    if (strcmp(argv[4], "--") != 0) fail("usage: kagome-enter --outer-userns PID START -- PROGRAM [ARG...]");
+    int procdir = open_pinned(argv[2], argv[3]);
+    int ipc = open_ns(procdir, "ipc");
+    int outer = outer_userns(ipc);
+    if (setns(outer, CLONE_NEWUSER) != 0 && errno != EINVAL) die("joining the cage's outer user namespace");
+    execvp(argv[5], &argv[5]);
+    die(argv[5]);
+  }
+  if (argc < 7 || strcmp(argv[5], "--") != 0) fail("usage: kagome-enter PID START CWD FALLBACK_CWD -- PROGRAM [ARG...]");
+  const char *pid = argv[1], *start = argv[2], *cwd = argv[3], *fallback = argv[4];
+  char **program = &argv[6];
+  int procdir = open_pinned(pid, start);
+
+  int inner_user = open_ns(procdir, "user");
+  int ipc = open_ns(procdir, "ipc");
+  int outer_user = outer_userns(ipc);
+  int uts = open_ns(procdir, "uts"), net = open_ns(procdir, "net"), pidns = open_ns(procdir, "pid");
+  int mnt = open_ns(procdir, "mnt");
+  int cgroup = openat(procdir, "ns/cgroup", O_RDONLY | O_CLOEXEC); /* optional, like --unshare-cgroup-try */
+  int root = openat(procdir, "root", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) die("the cage's root");
+
+  /* As root (or with setuid bwrap) there is one user namespace: U1 is U2, or the host's own. */
+  struct stat a, b;
+  int separate = fstat(outer_user, &a) == 0 && fstat(inner_user, &b) == 0 && (a.st_ino != b.st_ino || a.st_dev != b.st_dev);
+  if (setns(outer_user, CLONE_NEWUSER) != 0 && errno != EINVAL) die("joining the cage's outer user namespace");
+  if (setns(ipc, CLONE_NEWIPC) != 0) die("joining the cage's ipc namespace");
+  if (setns(uts, CLONE_NEWUTS) != 0) die("joining the cage's uts namespace");
+  if (setns(net, CLONE_NEWNET) != 0) die("joining the cage's network namespace");
+  if (cgroup >= 0 && setns(cgroup, CLONE_NEWCGROUP) != 0) die("joining the cage's cgroup namespace");
+  if (setns(pidns, CLONE_NEWPID) != 0) die("joining the cage's pid namespace");
+  if (setns(mnt, CLONE_NEWNS) != 0) die("joining the cage's mount namespace");
+  if (fchdir(root) != 0 || chroot(".") != 0) die("entering the cage's root");
+  if (separate && setns(inner_user, CLONE_NEWUSER) != 0) die("joining the cage's user namespace");
+  close(procdir);
+
+  /* Only now, inside: nothing of the host is reachable from here. */
+  if (chdir(is_dir(cwd) ? cwd : is_dir(fallback) ? fallback : "/") != 0) die("changing to the working directory");
+  drop_capabilities();
+
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = forward;
+  int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+  sigset_t block, old;
+  sigemptyset(&block);
+  for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++) sigaddset(&block, forwarded[i]);
+  /* Signals wait until child_pid is known, so none is lost between fork and the handler. */
+  sigprocmask(SIG_BLOCK, &block, &old);
+  pid_t child = fork();
+  if (child < 0) die("fork");
+  if (child == 0) {
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    execvp(program[0], program);
+    fprintf(stderr, "kagome-enter: cannot run %s: %s\n", program[0], strerror(errno));
+    _exit(errno == ENOENT ? 127 : 126);
+  }
+  child_pid = child;
+  for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++) sigaction(forwarded[i], &sa, NULL);
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  int status;
+  while (waitpid(child, &status, 0) < 0) {
+    if (errno != EINTR) die("waiting for the program");
+  }
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
