@@ -27,6 +27,7 @@ import { cageRuntimeDir, type HostFacts } from './sandbox.js';
 import type { Paths } from './runtime/paths.js';
 import type { Bus } from './bus.js';
 import path from 'node:path';
+import { KagomeError } from './errors.js';
 
 // `kagome daemon`: one session-bus connection, the engine, and the D-Bus objects over it.
 
@@ -102,7 +103,21 @@ async function chooseGrantStore(bus: Bus, env: Env, paths: Paths, log: Logger): 
   }
 }
 
+/**
+ * A cage started by root is root on the host wherever its uid map says 0 0 1: a program in it
+ * wrote /proc/sys/kernel/core_pattern (code execution as root) in the first release. kagome is
+ * a desktop service of the person logged in, so it refuses root rather than invent an id.
+ */
+export function refuseRoot(uid: number): void {
+  if (uid !== 0) return;
+  throw new KagomeError(
+    'NotPermitted',
+    "the kagome service does not run as root: a cage started by root would hold root's powers over this machine (it could write /proc/sys). Run it as your own user, from your desktop session (D-Bus activation or 'systemctl --user start kagome'), not with sudo",
+  );
+}
+
 export async function startService(env: Env, log: Logger): Promise<RunningService> {
+  refuseRoot(process.getuid?.() ?? 0);
   const paths = pathsFromEnv(env);
   requireRuntimeDir(paths);
   const host = hostFacts(env);

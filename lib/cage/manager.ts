@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import { logSince, withCause } from './start-failure.js';
 import path from 'node:path';
 import { EventEmitter } from 'node:events';
 import { KagomeError, FileError, asKagomeError } from '../errors.js';
@@ -158,7 +159,9 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     const rt = cageRuntimePaths(this.deps.paths, name);
     await fsp.mkdir(rt.logDir, { recursive: true, mode: 0o700 });
     await fsp.mkdir(config.home, { recursive: true, mode: 0o700 });
-    const logFd = fs.openSync(path.join(rt.logDir, 'cage.log'), 'a', 0o600);
+    const logFile = path.join(rt.logDir, 'cage.log');
+    const logFd = fs.openSync(logFile, 'a', 0o600);
+    const logStart = fs.fstatSync(logFd).size;
     this.emit('state', name, 'starting', '');
     this.deps.log.info(`cage ${name}: starting (${config.backend}, ${config.display}, network ${config.network})`);
     const t0 = performance.now();
@@ -199,7 +202,9 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       this.emit('state', name, 'running', '');
       return cage;
     } catch (e) {
-      const err = asKagomeError(e, 'BackendFailed');
+      let err = asKagomeError(e, 'BackendFailed');
+      // "the xpra server did not start" alone leaves the person guessing; the log knows why.
+      if (err.errorName === 'BackendFailed' || err.errorName === 'DisplayFailed') err = withCause(err, logSince(logFile, logStart));
       this.deps.log.error(`cage ${name}: start failed: ${err.message}`);
       if (prepared) await display.stop(prepared).catch(() => undefined);
       if (sandbox) await backend.stop(sandbox).catch(() => undefined);

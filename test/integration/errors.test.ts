@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import dbus from 'dbus-next';
-import { World, REPO } from '../helpers/kagome.js';
+import { execa } from 'execa';
+import { World, REPO, KAGOME } from '../helpers/kagome.js';
 import { waitForWindow } from '../helpers/x11.js';
 
 // Bad input gets a named error a person can act on, and the service keeps answering.
@@ -20,6 +21,8 @@ describe('bad input gets named errors and the service keeps answering', () => {
     w.writeCage('good', '[Cage]\n');
     w.writeCage('broken', '[Cage]\nBackend=bubblewrap\nDisplay=wayland\n');
     w.writeCage('missingmount', '[Cage]\nReadOnly=/does/not/exist\n');
+    // bwrap cannot make a file inside the cage's /proc: the start fails in bwrap itself.
+    w.writeCage('unbuildable', '[Cage]\nReadOnly=/etc/hostname:/proc/kagome-cannot-be-here\n');
     await w.startService();
   });
 
@@ -87,6 +90,17 @@ describe('bad input gets named errors and the service keeps answering', () => {
     assert.match(e.text, /ReadOnly: \/does\/not\/exist does not exist/);
   });
 
+  it('a cage that fails to start says why: the decisive line of its log is in the error', async () => {
+    const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['unbuildable', ['xeyes'], {}]);
+    assert.equal(e.type, 'io.kagome.Error.BackendFailed');
+    // The line bwrap printed, not only "failed to set up".
+    assert.match(e.text, /The cage log says: bwrap: .*kagome-cannot-be-here/);
+    const log = fs.readFileSync(path.join(w.runtimeDir, 'cages', 'unbuildable', 'log', 'cage.log'), 'utf8');
+    const line = /^bwrap: .*kagome-cannot-be-here.*$/m.exec(log)?.[0];
+    assert.ok(line, 'the line is in the cage log');
+    assert.ok(e.text.includes(line), 'the error quotes the log line whole');
+  });
+
   it('a program that does not exist in the cage is NoSuchProgram', async () => {
     const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['good', ['definitely-not-installed'], {}]);
     assert.equal(e.type, 'io.kagome.Error.NoSuchProgram');
@@ -138,6 +152,34 @@ describe('a missing program names its Debian package', () => {
     const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['good', ['xeyes'], {}]);
     assert.equal(e.type, 'io.kagome.Error.MissingProgram');
     assert.match(e.text, /apt-get install bubblewrap/);
+  });
+});
+
+describe('the service as root', () => {
+  let w: World;
+  before(async () => {
+    w = await World.create();
+    w.writeCage('good', '[Cage]\n');
+  });
+  after(async () => {
+    await w?.cleanup();
+  });
+
+  it('refuses to start, saying why and what to do, and owns no name', async () => {
+    // uid 0 in a user namespace is what the service sees when started as root; the suite runs
+    // as an ordinary user, so this is the root it can be.
+    const asRoot = await execa('unshare', ['--user', '--map-root-user', process.execPath, KAGOME, 'daemon'], { env: w.env, extendEnv: false, reject: false, timeout: 20000 });
+    assert.notEqual(asRoot.exitCode, 0);
+    assert.match(asRoot.stderr, /does not run as root/);
+    assert.match(asRoot.stderr, /\/proc\/sys/);
+    assert.match(asRoot.stderr, /as your own user/);
+    assert.equal(await w.nameHasOwner(), false);
+  });
+
+  it('control: the same command as the ordinary user starts and owns the name', async () => {
+    assert.notEqual(process.getuid?.(), 0, 'the suite runs the product as an ordinary user (test/as-user)');
+    await w.startService();
+    assert.equal(await w.nameHasOwner(), true);
   });
 });
 

@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { CHDIR_INSIDE } from '../../lib/backends/container.js';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { KagomeError } from '../../lib/errors.js';
@@ -72,10 +74,18 @@ describe('OCI run arguments', () => {
     assert.throws(() => mountArgs('podman', [{ op: 'bind', source: '/srv/a,b', dest: '/x' }]), (e: unknown) => e instanceof KagomeError && e.errorName === 'NotSupported' && /"\/srv\/a,b"/.test(e.message));
   });
 
-  it('execs as the user, in the folder asked, with only the given environment', () => {
+  it('execs as the user in /, with only the given environment (the folder is chosen inside)', () => {
     const r = { container: 'kagome-web' } as OciRecord;
-    assert.deepEqual(execPrefix(r, { argv: ['x'], env: { A: '1' }, cwd: '/home/alice', logFd: 2 }, USER), ['exec', '--user', '1000:1000', '--workdir', '/home/alice', '--env', 'A=1', 'kagome-web']);
+    assert.deepEqual(execPrefix(r, { argv: ['x'], env: { A: '1' }, cwd: '/home/alice', logFd: 2 }, USER), ['exec', '--user', '1000:1000', '--workdir', '/', '--env', 'A=1', 'kagome-web']);
     assert.equal(execPrefix(r, { argv: ['x'], env: {}, cwd: '/', logFd: 2, pipes: true }, USER)[1], '--interactive');
+  });
+
+  it('chooses the folder inside the container: the one asked, else the fallback, else /', () => {
+    const pwd = (cwd: string, fallback: string) => execFileSync('/bin/sh', ['-c', CHDIR_INSIDE, 'kagome-cd', cwd, fallback, '/bin/sh', '-c', 'pwd'], { encoding: 'utf8' }).trim();
+    assert.equal(pwd('/usr', '/tmp'), '/usr');
+    assert.equal(pwd('/does/not/exist', '/tmp'), '/tmp');
+    assert.equal(pwd('/does/not/exist', '/nor/this'), '/');
+    assert.equal(pwd('-n', '/tmp'), '/tmp', 'a folder named like an option is a folder');
   });
 
   it('turns the engines\' missing-image texts into NoSuchImage with the command that builds it', () => {
