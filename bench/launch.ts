@@ -13,6 +13,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { pidsInNamespace } from '../lib/runtime/proc.js';
 import { World, KAGOME, REPO } from '../test/helpers/kagome.js';
 import { stopChild, track } from '../test/helpers/daemons.js';
 import { parseXpropStrings, windowProperty } from '../test/helpers/x11.js';
@@ -110,6 +111,16 @@ function childrenOf(pid: number): number[] {
     return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
   } catch {
     return [];
+  }
+}
+
+/** Proportional set size: a process's own pages plus its share of those it shares. */
+function pssMiB(pid: number): number {
+  try {
+    const m = /^Pss:\s+(\d+)\s+kB/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0; // ended meanwhile
   }
 }
 
@@ -277,8 +288,8 @@ async function programs(world: World, cage: string): Promise<ProgramEntry[]> {
 
 /**
  * Ends a launched program and waits until the service has seen it exit. The listed pid is
- * the host-side nsenter, which forks the program into the cage's pid namespace and does not
- * pass signals on, so its child is the one to stop. Closing the window from the host instead
+ * the host-side kagome-enter, which forks the program into the cage's pid namespace; its
+ * child is the program itself, stopped directly. Closing the window from the host instead
  * (xdotool windowkill) would kill the xpra client that owns every window of the cage.
  */
 async function endProgram(world: World, cage: string, objectPath: string): Promise<void> {
@@ -512,16 +523,20 @@ async function main(): Promise<void> {
   const fBwrap = figure('bwrap_floor', 'floor: bwrap /bin/true → exit', 'ms', `bwrap ${BWRAP_FLOOR.join(' ')}`);
   const fXdo = figure('xdotool_cost', 'xdotool search --onlyvisible (one poll)', 'ms', 'xdotool search --onlyvisible --classname ^kg-none$');
   const fSvc = figure('service_start', 'service start → bus name owned', 'ms', `node bin/kagome daemon; poll org.freedesktop.DBus.NameHasOwner("io.kagome.Kagome") every 2 ms`);
-  const fWarmExec = figure('warm_exec', 'warm launch: call → exec\'d in cage', 'ms', `io.kagome.Launcher1.LaunchCommand("${CAGE}", ["xlogo","-name","kgwN"], {}) until the reply`, 25);
-  const fWarmWin = figure('warm_window', 'warm launch: call → window mapped', 'ms', 'same call, until MapNotify on the host root (xev) for WM_CLASS instance kgwN', 150);
+  const fWarmExec = figure('warm_exec', 'warm launch: call → exec\'d in cage', 'ms', `io.kagome.Launcher1.LaunchCommand("${CAGE}", ["xlogo","-name","kgwN"], {}) until the reply`, 10);
+  const fWarmWin = figure('warm_window', 'warm launch: call → window mapped', 'ms', 'same call, until MapNotify on the host root (xev) for WM_CLASS instance kgwN', 50);
   const fWarmPoll = figure('warm_window_xdotool', 'warm launch: call → window (xdotool 5 ms poll)', 'ms', 'same call, until `xdotool search --onlyvisible --classname ^kgpN$` finds it (polled every 5 ms)', 150);
   const fColdReply = figure('cold_reply', 'cold launch: call → reply (cage started)', 'ms', `io.kagome.Cages1.Stop("${CAGE}"), then LaunchCommand("${CAGE}", ["xlogo","-name","kgcN"], {}) until the reply`);
   const fColdStart = figure('cold_cage_start', 'cold launch: cage start (service log)', 'ms', `"cage ${CAGE}: running after N ms" in the service log`);
   const fCold = figure('cold_window', 'cold launch: call → window mapped', 'ms', 'same call, until MapNotify on the host root for kgcN', 1200);
   const fBaseSock = figure('baseline_socket', 'baseline: xpra start → socket exists', 'ms', 'xpra start … until a socket appears in the socket dir');
   const fBase = figure('baseline_window', 'baseline: xpra start + attach → window', 'ms', `xpra ${baselineCommand('$TMP/sock', 'kgbN').join(' ')}; once the socket exists: xpra attach socket:$TMP/sock/<host>-<display> (DISPLAY=host); until MapNotify for kgbN`);
-  const fRatio = figure('cold_over_baseline', 'kagome cold / baseline (paired runs)', 'x', 'cold_window / baseline_window for each pair of adjacent runs', 0.6);
+  const fRatio = figure('cold_over_baseline', 'kagome cold / baseline (paired runs)', 'x', 'cold_window / baseline_window for each pair of adjacent runs', 0.35);
   const fRssIdle = figure('service_rss_no_cages', 'service VmRSS, idle, no cages', 'MiB', 'VmRSS in /proc/<daemon>/status 2 s after start, sampled every 200 ms');
+  const fPss = figure('idle_cage_pss', 'one idle cage with xlogo: PSS of all its processes', 'MiB', `Cages1.Start("${CAGE}"), xlogo, settle 2 s: Pss of every process in the cage's pid namespace, the host xpra client and the kagome-enter carrying xlogo`);
+  const fPssServer = figure('idle_cage_pss_xpra_server', '  of which the xpra server in the cage', 'MiB', 'Pss of the processes named xpra in the cage');
+  const fPssXvfb = figure('idle_cage_pss_xvfb', '  of which its Xvfb', 'MiB', 'Pss of Xvfb in the cage');
+  const fPssClient = figure('idle_cage_pss_client', '  of which the host xpra client', 'MiB', 'Pss of the host-side xpra attach');
   const fRss = figure('service_rss_two_cages', 'service VmRSS, idle, two cages running', 'MiB', `Cages1.Start("${CAGE}"), Start("${CAGE2}"), settle 2 s, VmRSS sampled every 200 ms`);
 
   // Floors need no world: they say what any launch on this machine costs at the least.
@@ -680,6 +695,35 @@ async function main(): Promise<void> {
         fWarmPoll.samples.push(performance.now() - t0);
         await endProgram(world, CAGE, objectPath);
       }
+    });
+
+    await phase('memory of one idle cage', [fPss, fPssServer, fPssXvfb, fPssClient], async () => {
+      await startCage(world, CAGE);
+      const objectPath = await launch(world, CAGE, 'kgm0');
+      await w.waitMapped('kgm0', 0);
+      await sleep(2000);
+      const state = world.cageState(CAGE) as { sandbox: { pidNamespace: string }; displayState: { client: { pid: number } } };
+      const carrier = (await programs(world, CAGE)).find((p) => p.path === objectPath)?.pid;
+      for (let i = 0; i < RUNS; i++) {
+        let total = 0;
+        let server = 0;
+        let xvfb = 0;
+        for (const pid of pidsInNamespace(state.sandbox.pidNamespace)) {
+          const pss = pssMiB(pid);
+          total += pss;
+          const comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+          if (comm === 'xpra') server += pss;
+          if (comm === 'Xvfb') xvfb += pss;
+        }
+        const client = pssMiB(state.displayState.client.pid);
+        total += client + (carrier ? pssMiB(carrier) : 0);
+        fPss.samples.push(total);
+        fPssServer.samples.push(server);
+        fPssXvfb.samples.push(xvfb);
+        fPssClient.samples.push(client);
+        await sleep(200);
+      }
+      await endProgram(world, CAGE, objectPath);
     });
 
     await phase('service memory, two cages', [fRss], async () => {

@@ -131,6 +131,39 @@ describe('cage lifecycle', () => {
     }
   });
 
+  it('the service, every process of the cage, the helpers carrying programs and the host window client run as the ordinary user with no capabilities', async () => {
+    const uid = process.getuid!();
+    // The suite must never drift back to running the product as root (test/as-user).
+    assert.notEqual(uid, 0, 'the integration suite runs as root: run npm test, which runs it as an ordinary account');
+    const status = (pid: number) => fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const field = (text: string, name: string) => new RegExp(`^${name}:\\s+(.*)$`, 'm').exec(text)?.[1]?.trim().split(/\s+/) ?? [];
+    const state = w.cageState('busy') as { sandbox: { pidNamespace: string; bwrap: { pid: number } }; displayState: { client: { pid: number } } };
+    const all = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number);
+    const inCage = all.filter((p) => nsOf(p) === state.sandbox.pidNamespace);
+    const carriers = all.filter((p) => {
+      try {
+        return fs.readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'kagome-enter';
+      } catch {
+        return false;
+      }
+    });
+    assert.ok(inCage.length >= 21 && carriers.length >= 20, `${inCage.length} cage processes, ${carriers.length} kagome-enter`);
+    const checked: string[] = [];
+    for (const pid of [w.service!.child.pid!, state.sandbox.bwrap.pid, state.displayState.client.pid, ...carriers, ...inCage]) {
+      let text: string;
+      try {
+        text = status(pid);
+      } catch {
+        continue; // ended meanwhile
+      }
+      const name = field(text, 'Name').join(' ');
+      assert.deepEqual(field(text, 'Uid'), [String(uid), String(uid), String(uid), String(uid)], `${name} (${pid}) runs as uid ${uid}`);
+      for (const set of ['CapEff', 'CapPrm', 'CapAmb']) assert.equal(field(text, set)[0], '0000000000000000', `${name} (${pid}) has ${set}`);
+      checked.push(name);
+    }
+    assert.ok(checked.includes('xpra') && checked.includes('bwrap') && checked.includes('sleep'), checked.join(' '));
+  });
+
   it('stop ends every process of the cage and its window client, and forgets its state', async () => {
     const state = w.cageState('busy') as { sandbox: { pidNamespace: string; init: { pid: number } }; displayState: { client: { pid: number } } };
     await w.call('io.kagome.Cages1', 'Stop', 's', ['busy']);
@@ -166,5 +199,33 @@ describe('cage lifecycle', () => {
     while (!states.some(([c, s]) => c === 'sleepy' && s === 'stopped') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     assert.ok(states.some(([c, s]) => c === 'sleepy' && s === 'stopped'), JSON.stringify(states));
     assert.equal(w.cageState('sleepy'), undefined);
+  });
+});
+
+describe('Network=full as an ordinary user', () => {
+  let w: World;
+  before(async () => {
+    w = await World.create();
+    w.writeCage('net', '[Cage]\nNetwork=full\n');
+    await w.startService();
+  });
+  after(async () => {
+    await w?.cleanup();
+  });
+
+  // slirp4netns used to join /proc/PID/ns/user, which races bwrap's inner user namespace:
+  // 2 starts in 8 failed. It now runs in the namespace that owns the cage's network.
+  it('starts 20 times in a row, each time with its user-mode network up', async () => {
+    for (let i = 0; i < 20; i++) {
+      await w.call('io.kagome.Cages1', 'Start', 's', ['net']);
+      const state = w.cageState('net') as { sandbox: { slirp?: { pid: number }; init: { pid: number } } };
+      assert.ok(state.sandbox.slirp && alive(state.sandbox.slirp.pid), `start ${i + 1}: slirp4netns is running`);
+      const dev = fs.readFileSync(`/proc/${state.sandbox.init.pid}/net/dev`, 'utf8');
+      assert.match(dev, /tap0:/, `start ${i + 1}: the cage has its tap device`);
+      await w.call('io.kagome.Cages1', 'Stop', 's', ['net']);
+      const deadline = Date.now() + 3000;
+      while (alive(state.sandbox.slirp.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(alive(state.sandbox.slirp.pid), false, `stop ${i + 1}: slirp4netns ended`);
+    }
   });
 });
