@@ -30,6 +30,8 @@ export interface SandboxSpec {
   cwd: string;
   /** runtime directory inside the cage (XDG_RUNTIME_DIR) */
   runtimeDir: string;
+  /** programs may make user namespaces (their own sandboxes); unset: they may. See lib/backends/seccomp.ts */
+  nestedSandbox?: boolean;
 }
 
 export interface HostFacts {
@@ -90,6 +92,7 @@ export function cageSpec(config: CageConfig, host: HostFacts): SandboxSpec {
     env,
     cwd: host.home,
     runtimeDir,
+    nestedSandbox: config.nestedSandbox,
   };
 }
 

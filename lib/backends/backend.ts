@@ -15,6 +15,8 @@ export interface StartIo {
   logFd: number;
   /** host directory for files the backend generates for this cage (passwd, resolv.conf) */
   etcDir: string;
+  /** the service's own folder for what it compiles once for all cages (the seccomp filter) */
+  cacheDir: string;
   /**
    * folders kagome made for this cage (its runtime folder, its home, its granted copies): a
    * backend whose container user is not the host user may hand these, and only these, over

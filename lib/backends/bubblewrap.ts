@@ -1,4 +1,6 @@
 import fs from 'node:fs/promises';
+import fs2 from 'node:fs';
+import { seccompProgram, seccompRules } from './seccomp.js';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { KagomeError } from '../errors.js';
@@ -25,6 +27,8 @@ export interface BubblewrapRecord extends SandboxRecord {
   init: ProcRef;
   slirp?: ProcRef;
   pidNamespace: string;
+  /** the compiled seccomp filter, which kagome-enter applies to every program carried in */
+  seccomp?: string;
 }
 
 /** The host's root filesystem as the cage sees it: /usr read-only, nothing of the host's state. */
@@ -43,6 +47,10 @@ export function hostRootOps(etcDir: string, network: SandboxSpec['network']): Se
     { op: 'ro-bind', source: path.join(etcDir, 'group'), dest: '/etc/group' },
     { op: 'ro-bind', source: path.join(etcDir, 'hostname'), dest: '/etc/hostname' },
     { op: 'proc', dest: '/proc' },
+    // The kernel keyring is per user, not per namespace: its listing would show the host
+    // user's keys (the seccomp filter refuses the calls that change them).
+    { op: 'ro-bind', source: path.join(etcDir, 'empty'), dest: '/proc/keys' },
+    { op: 'ro-bind', source: path.join(etcDir, 'empty'), dest: '/proc/key-users' },
     { op: 'dev', dest: '/dev' },
     { op: 'tmpfs', dest: '/tmp' },
     { op: 'tmpfs', dest: '/run' },
@@ -78,7 +86,7 @@ function opArgs(op: SetupOp): string[] {
 }
 
 /** The whole bwrap command line for a cage. Pure: tested without spawning anything. */
-export function bwrapArgs(spec: SandboxSpec, etcDir: string, keeper: string[], opts: { infoFd: number; blockFd?: number }): string[] {
+export function bwrapArgs(spec: SandboxSpec, etcDir: string, keeper: string[], opts: { infoFd: number; blockFd?: number; seccompFd?: number }): string[] {
   const args = [
     '--unshare-user',
     '--unshare-ipc',
@@ -96,6 +104,7 @@ export function bwrapArgs(spec: SandboxSpec, etcDir: string, keeper: string[], o
     String(opts.infoFd),
   ];
   if (opts.blockFd !== undefined) args.push('--block-fd', String(opts.blockFd));
+  if (opts.seccompFd !== undefined) args.push('--seccomp', String(opts.seccompFd));
   for (const op of [...hostRootOps(etcDir, spec.network), ...spec.ops]) args.push(...opArgs(op));
   for (const [k, v] of Object.entries(spec.env)) args.push('--setenv', k, v);
   args.push('--chdir', spec.cwd, '--', ...keeper);
@@ -107,8 +116,8 @@ export function bwrapArgs(spec: SandboxSpec, etcDir: string, keeper: string[], o
  * the running cage: the outer user namespace, the others and the root, the inner user
  * namespace, then the working directory chosen inside, every capability dropped.
  */
-export function enterArgs(init: ProcRef, cwd: string, fallbackCwd: string, argv: string[]): string[] {
-  return [String(init.pid), init.start, cwd, fallbackCwd, '--', ...argv];
+export function enterArgs(init: ProcRef, cwd: string, fallbackCwd: string, argv: string[], seccomp?: string): string[] {
+  return [...(seccomp ? ['--seccomp', seccomp] : []), String(init.pid), init.start, cwd, fallbackCwd, '--', ...argv];
 }
 
 // The cage's first program keeps the namespaces alive; everything else is entered. bwrap
@@ -117,6 +126,8 @@ export function enterArgs(init: ProcRef, cwd: string, fallbackCwd: string, argv:
 // writes one byte on fd 5 to say the cage is ready, then closes it and bwrap's info fd (3):
 // nothing in a cage may hold a descriptor of the service.
 const READY_FD = 5;
+// The compiled seccomp filter, read by bwrap at start (--seccomp).
+const SECCOMP_FD = 6;
 const KEEPER = ["/bin/sh", "-c", `printf R >&${READY_FD} && exec sleep infinity 3>&- ${READY_FD}>&-`];
 
 export class BubblewrapBackend implements Backend {
@@ -143,15 +154,23 @@ export class BubblewrapBackend implements Backend {
       fs.writeFile(path.join(io.etcDir, 'group'), ids.group),
       fs.writeFile(path.join(io.etcDir, 'hostname'), spec.hostname + '\n'),
       fs.writeFile(path.join(io.etcDir, 'resolv.conf'), 'nameserver 10.0.2.3\n'),
+      fs.writeFile(path.join(io.etcDir, 'empty'), ''),
     ]);
     const withNet = spec.network === 'full';
-    const args = bwrapArgs(spec, io.etcDir, KEEPER, { infoFd: 3, ...(withNet ? { blockFd: 4 } : {}) });
+    const seccomp = seccompProgram(io.cacheDir, seccompRules({ nestedSandbox: spec.nestedSandbox ?? true }));
+    const seccompFd = fs2.openSync(seccomp, fs2.constants.O_RDONLY | fs2.constants.O_NOFOLLOW);
+    const args = bwrapArgs(spec, io.etcDir, KEEPER, { infoFd: 3, ...(withNet ? { blockFd: 4 } : {}), seccompFd: SECCOMP_FD });
     // Detached (own session, own process group) with its output in a file: the cage must
     // outlive the service, which may be restarted or killed while programs run.
-    const child = spawn(bwrap, args, {
-      detached: true,
-      stdio: ['ignore', io.logFd, io.logFd, 'pipe', withNet ? 'pipe' : 'ignore', 'pipe'],
-    });
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(bwrap, args, {
+        detached: true,
+        stdio: ['ignore', io.logFd, io.logFd, 'pipe', withNet ? 'pipe' : 'ignore', 'pipe', seccompFd],
+      });
+    } finally {
+      fs2.closeSync(seccompFd);
+    }
     const exited = new Promise<number>((resolve) => child.once('exit', (code, sig) => resolve(code ?? 128)));
     const spawnError = new Promise<never>((_, reject) =>
       child.once('error', (e) => reject(new KagomeError('BackendFailed', `could not start bwrap for cage "${spec.name}": ${e.message}`))),
@@ -171,6 +190,7 @@ export class BubblewrapBackend implements Backend {
       bwrap: procRef(child.pid!),
       init: procRef(initPid),
       pidNamespace: namespaceId(initPid, 'pid') ?? '',
+      seccomp,
     };
     try {
       if (withNet) {
@@ -209,7 +229,7 @@ export class BubblewrapBackend implements Backend {
   async exec(record: SandboxRecord, req: ExecRequest): Promise<ExecHandle> {
     const r = record as BubblewrapRecord;
     if (!isAlive(r.init)) throw new KagomeError('BackendFailed', 'the cage is no longer running');
-    return spawnDetached(enterHelper(), enterArgs(r.init, req.cwd, req.fallbackCwd ?? '/', execArgv(req.argv)), req.env, req, 'the cage');
+    return spawnDetached(enterHelper(), enterArgs(r.init, req.cwd, req.fallbackCwd ?? '/', execArgv(req.argv), r.seccomp), req.env, req, 'the cage');
   }
 
   hostPathOf(record: SandboxRecord, pathInCage: string): string | undefined {

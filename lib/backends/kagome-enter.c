@@ -1,7 +1,7 @@
 /*
  * kagome-enter: start a program inside a running bubblewrap cage.
  *
- *   kagome-enter PID START CWD FALLBACK_CWD -- PROGRAM [ARG...]
+ *   kagome-enter [--seccomp FILE] PID START CWD FALLBACK_CWD -- PROGRAM [ARG...]
  *
  * PID is the cage's init as the host sees it and START its start time (field 22 of
  * /proc/PID/stat), so a reused pid is never entered. The environment is the program's.
@@ -24,6 +24,10 @@
  * N), forwarding TERM, INT, HUP, QUIT, USR1 and USR2, so the service sees one process per
  * program as it did with nsenter.
  *
+ * With --seccomp, FILE (a BPF program, the cage's filter, read before entering) is loaded
+ * after no_new_privs: a filter passes only to children, and a program carried in is not a
+ * child of the cage's first process, which bwrap filtered.
+ *
  *   kagome-enter --outer-userns PID START -- PROGRAM [ARG...]
  *
  * only joins U1 and runs PROGRAM there, in the host's other namespaces: slirp4netns, which
@@ -35,7 +39,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
 #include <linux/nsfs.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -99,6 +105,26 @@ static void drop_capabilities(void) {
   if (syscall(SYS_capset, &hdr, data) != 0) die("dropping capabilities");
 }
 
+/* The whole filter, read while the host's files are still reachable. */
+static struct sock_fprog read_filter(const char *file) {
+  static struct sock_filter insns[BPF_MAXINSNS];
+  int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) die(file);
+  size_t got = 0;
+  for (;;) {
+    ssize_t n = read(fd, (char *)insns + got, sizeof insns - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) die(file);
+    if (n == 0) break;
+    got += (size_t)n;
+    if (got == sizeof insns) fail("the seccomp filter is larger than a BPF program may be");
+  }
+  close(fd);
+  if (got == 0 || got % sizeof *insns != 0) fail("the seccomp filter is not a BPF program");
+  struct sock_fprog prog = {(unsigned short)(got / sizeof *insns), insns};
+  return prog;
+}
+
 static int is_dir(const char *path) {
   struct stat st;
   return path[0] == '/' && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
@@ -138,7 +164,13 @@ int main(int argc, char **argv) {
     execvp(argv[5], &argv[5]);
     die(argv[5]);
   }
-  if (argc < 7 || strcmp(argv[5], "--") != 0) fail("usage: kagome-enter PID START CWD FALLBACK_CWD -- PROGRAM [ARG...]");
+  struct sock_fprog filter = {0, NULL};
+  if (argc >= 3 && strcmp(argv[1], "--seccomp") == 0) {
+    filter = read_filter(argv[2]);
+    argv += 2;
+    argc -= 2;
+  }
+  if (argc < 7 || strcmp(argv[5], "--") != 0) fail("usage: kagome-enter [--seccomp FILE] PID START CWD FALLBACK_CWD -- PROGRAM [ARG...]");
   const char *pid = argv[1], *start = argv[2], *cwd = argv[3], *fallback = argv[4];
   char **program = &argv[6];
   int procdir = open_pinned(pid, start);
@@ -169,6 +201,7 @@ int main(int argc, char **argv) {
   /* Only now, inside: nothing of the host is reachable from here. */
   if (chdir(is_dir(cwd) ? cwd : is_dir(fallback) ? fallback : "/") != 0) die("changing to the working directory");
   drop_capabilities();
+  if (filter.len && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter, 0, 0) != 0) die("loading the cage's seccomp filter");
 
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);

@@ -83,6 +83,11 @@ export interface CageConfig {
   appName: string;
   sound: SoundPolicy;
   clipboard: ClipboardPolicy;
+  /**
+   * may programs make user namespaces of their own (bubblewrap cages)? Firefox and Chromium
+   * build their own sandboxes from them; everything else the seccomp filter blocks anyway
+   */
+  nestedSandbox: boolean;
 }
 
 export interface ConfigContext {
@@ -109,6 +114,7 @@ const KNOWN_KEYS = new Set([
   'ClipboardPrimary',
   'ClipboardMaxSize',
   'ClipboardImages',
+  'NestedSandbox',
 ]);
 
 const DEFAULT_IDLE_STOP = 0;
@@ -287,6 +293,7 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     appName,
     sound: oneOf('Sound', SOUND_POLICIES, 'output'),
     clipboard,
+    nestedSandbox: bool('NestedSandbox', true),
   };
 }
 

@@ -178,7 +178,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       bridges = bridgesPrepared;
       display.contribute(ctx, prepared);
       for (const b of this.bridgeList()) b.contribute(bctx, bridges[b.kind] ?? {});
-      sandbox = await backend.start(spec, { logFd, etcDir: rt.etcDir, ownFolders: [this.deps.paths.runtimeDir, config.home] });
+      sandbox = await backend.start(spec, { logFd, etcDir: rt.etcDir, cacheDir: path.join(this.deps.paths.runtimeDir, 'cache'), ownFolders: [this.deps.paths.runtimeDir, config.home] });
       const displayRecord = await display.start(ctx, backend, sandbox, prepared);
       const cage: RunningCage = {
         config,

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseCageFile } from '../../lib/cage/config.js';
 import { bwrapArgs, enterArgs, hostRootOps } from '../../lib/backends/bubblewrap.js';
+import { seccompRules, type SeccompRule } from '../../lib/backends/seccomp.js';
 import { cageSpec, identityFiles, type HostFacts, type SandboxSpec } from '../../lib/sandbox.js';
 
 const HOST: HostFacts = { uid: 1000, gid: 1001, user: 'alice', home: '/home/alice', lang: 'de_DE.UTF-8' };
@@ -286,5 +287,65 @@ describe('identityFiles', () => {
     assert.equal(passwd.trim().split('\n').length, 1);
     assert.equal(group.trim().split('\n').length, 1);
     assert.match(passwd, /^nobody:x:65534:65534:/);
+  });
+});
+
+describe('the seccomp filter in the command lines', () => {
+  it('bwrap reads the filter from the descriptor it is given', () => {
+    const args = bwrapArgs(cageSpec(parseCageFile('[Cage]\n', '/cfg/x.cage', 'x', { hostHome: HOST.home, homesDir: '/h' }), HOST), '/etc-dir', ['k'], { infoFd: 3, seccompFd: 6 });
+    assert.notEqual(indexOf(args, '--seccomp', '6'), -1);
+    assert.ok(args.indexOf('--seccomp') < args.indexOf('--'), 'an option of bwrap, not of the program');
+  });
+
+  it('kagome-enter gets the same filter file before everything else', () => {
+    const args = enterArgs({ pid: 9, start: '5' }, '/w', '/h', ['prog'], '/run/user/1/kagome/cache/seccomp-x.bpf');
+    assert.deepEqual(args.slice(0, 2), ['--seccomp', '/run/user/1/kagome/cache/seccomp-x.bpf']);
+    assert.deepEqual(args.slice(2), ['9', '5', '/w', '/h', '--', 'prog']);
+  });
+
+  it("hides the kernel keyring's listings behind an empty file, after /proc is mounted", () => {
+    const ops = hostRootOps('/etc-dir', 'none');
+    const proc = ops.findIndex((o) => o.op === 'proc');
+    for (const f of ['/proc/keys', '/proc/key-users']) {
+      const i = ops.findIndex((o) => o.op === 'ro-bind' && o.dest === f);
+      assert.ok(i > proc, `${f} is covered after /proc`);
+      assert.deepEqual(ops[i], { op: 'ro-bind', source: '/etc-dir/empty', dest: f });
+    }
+  });
+});
+
+describe('seccompRules', () => {
+  const find = (rules: SeccompRule[], syscall: string) => rules.filter((r) => r.syscall === syscall);
+
+  it("blocks what flatpak blocks: the keyring, dmesg, perf, NUMA, the mount family", () => {
+    const rules = seccompRules({ nestedSandbox: true });
+    for (const s of ['add_key', 'keyctl', 'request_key', 'syslog', 'uselib', 'acct', 'modify_ldt', 'quotactl', 'perf_event_open', 'move_pages', 'mbind', 'mount', 'umount2', 'pivot_root']) {
+      assert.deepEqual(find(rules, s).map((r) => r.errno), ['EPERM'], s);
+    }
+    for (const s of ['clone3', 'open_tree', 'move_mount', 'fsopen', 'fsconfig', 'fsmount', 'fspick', 'mount_setattr']) assert.deepEqual(find(rules, s).map((r) => r.errno), ['ENOSYS'], s);
+    assert.equal(find(rules, 'chroot').length, 0, "browsers' sandboxes chroot their content processes");
+  });
+
+  it('refuses TIOCSTI and TIOCLINUX by the low 32 bits of the request', () => {
+    const ioctl = find(seccompRules({ nestedSandbox: true }), 'ioctl');
+    assert.deepEqual(
+      ioctl.map((r) => r.args),
+      [[{ index: 1, op: 'MASKED_EQ', mask: 0xffffffff, value: 0x5412 }], [{ index: 1, op: 'MASKED_EQ', mask: 0xffffffff, value: 0x541c }]],
+    );
+  });
+
+  it('allows only unix, inet, inet6 and netlink sockets', () => {
+    const socket = find(seccompRules({ nestedSandbox: true }), 'socket');
+    const refused = socket.filter((r) => r.args![0]!.op === 'EQ').map((r) => r.args![0]!.value);
+    for (const allowed of [0, 1, 2, 10, 16]) assert.ok(!refused.includes(allowed), `family ${allowed}`);
+    for (const other of [3, 4, 5, 9, 11, 15]) assert.ok(refused.includes(other), `family ${other}`);
+    assert.deepEqual(socket.at(-1)!.args, [{ index: 0, op: 'GE', value: 17 }]);
+    assert.ok(socket.every((r) => r.errno === 'EAFNOSUPPORT'));
+  });
+
+  it('leaves user namespaces to the cage unless NestedSandbox=false', () => {
+    assert.equal(find(seccompRules({ nestedSandbox: true }), 'unshare').length, 0);
+    const off = seccompRules({ nestedSandbox: false });
+    for (const s of ['unshare', 'clone']) assert.deepEqual(find(off, s)[0]!.args, [{ index: 0, op: 'MASKED_EQ', mask: 0x10000000, value: 0x10000000 }]);
   });
 });

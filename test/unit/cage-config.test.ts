@@ -51,7 +51,14 @@ describe('parseCageFile defaults', () => {
       appName: '{name} [{cage}]',
       sound: 'output',
       clipboard: { direction: 'ask', primary: false, maxBytes: 256 * 1024, images: false },
+      nestedSandbox: true,
     });
+  });
+
+  it('reads NestedSandbox, which only turns nested user namespaces off', () => {
+    assert.equal(parse('[Cage]\nNestedSandbox=false\n').nestedSandbox, false);
+    assert.equal(parse('[Cage]\nNestedSandbox=true\n').nestedSandbox, true);
+    assertRefused('[Cage]\nNestedSandbox=no\n', 2, 'NestedSandbox', 'true or false');
   });
 
   it('reads the sound and clipboard policies', () => {
@@ -291,6 +298,7 @@ describe('formatCageFile', () => {
       appName: '{name} [{cage}]',
       sound: 'output',
       clipboard: { direction: 'ask', primary: false, maxBytes: 256 * 1024, images: false },
+      nestedSandbox: true,
     });
   });
 
