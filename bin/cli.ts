@@ -109,6 +109,10 @@ export function buildProgram(): Command {
     .description('run the service: own io.kagome.Kagome on the session bus (started by D-Bus activation or systemd)')
     .action(async () => {
       const log = stderrLogger();
+      // The service holds every running cage's bridges and answers every launch: a bug hit by
+      // one caller or one cage is logged, never allowed to end it for all of them.
+      process.on('uncaughtException', (e) => log.error(`unexpected error (the service goes on): ${e.stack ?? e.message}`));
+      process.on('unhandledRejection', (e) => log.error(`unexpected rejection (the service goes on): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
       const closed = closeInheritedFds();
       if (closed.length) log.debug(`closed inherited descriptors ${closed.join(', ')}`);
       const service = await startService(env, log);

@@ -25,9 +25,13 @@ export function programPath(p: ProgramInfo): string {
   return `${OBJECT_PATH}/programs/${p.id}`;
 }
 
+const MAX_ERROR_TEXT = 1000;
+
 function toDBusError(e: unknown): InstanceType<typeof dbus.DBusError> {
   const err = asKagomeError(e);
-  return new dbus.DBusError(err.dbusName, err.message);
+  // Messages quote what the caller sent; a 100 KB argument is not echoed back whole.
+  const text = err.message.length > MAX_ERROR_TEXT ? `${err.message.slice(0, MAX_ERROR_TEXT)}…` : err.message;
+  return new dbus.DBusError(err.dbusName, text);
 }
 
 async function guarded<T>(fn: () => Promise<T>): Promise<T> {

@@ -21,6 +21,45 @@ interface USocketLike extends EventEmitter {
   supportsUnixFd?: boolean;
 }
 
+const lostBuses = new WeakSet<object>();
+
+/** Whether the bus's connection itself is gone (its stream ended or failed), not one message. */
+export function connectionLost(bus: Bus): boolean {
+  return lostBuses.has(bus);
+}
+
+/**
+ * dbus-next parses messages inside its stream's 'readable' handler, and some malformed ones
+ * make it throw there: an `h` argument naming a descriptor the message did not carry ("No FDs
+ * available"), which any caller can send. Uncaught, that ended the service and every caller's
+ * session with it. Each throw has already consumed its message, so the handler is simply run
+ * again to read the rest; the dropped message's caller gets no reply (dbus-next gives us no
+ * way to answer a message it could not read).
+ */
+function guardParser(connection: EventEmitter, stream: USocketLike, onDropped: (e: unknown) => void): void {
+  // The parser's listener is added right after the connection says 'connect' (the handshake's
+  // own, removed by then, must stay as it is): only that one is wrapped.
+  connection.once('connect', () => {
+    const on = stream.on;
+    stream.on = ((event: string | symbol, listener: (...args: unknown[]) => void) => {
+      stream.on = on;
+      if (event !== 'readable') return on.call(stream, event, listener);
+      return on.call(stream, event, guard(listener));
+    }) as typeof stream.on;
+  });
+  const guard = (listener: (...args: unknown[]) => void) =>
+    function guarded(this: unknown, ...args: unknown[]) {
+      for (let dropped = 0; dropped < 10000; dropped++) {
+        try {
+          listener.apply(this, args);
+          return;
+        } catch (e) {
+          onDropped(e);
+        }
+      }
+    };
+}
+
 export function sessionBusAddress(env: Env): string {
   if (env.DBUS_SESSION_BUS_ADDRESS) return env.DBUS_SESSION_BUS_ADDRESS;
   const candidate = env.XDG_RUNTIME_DIR ? path.join(env.XDG_RUNTIME_DIR, 'bus') : undefined;
@@ -41,20 +80,27 @@ export function unixPathAddress(address: string): string {
 }
 
 /** Connect to the session bus with fd passing; resolves once the socket is connected and close-on-exec. */
-export async function connectSessionBus(env: Env): Promise<Bus> {
+export async function connectSessionBus(env: Env, onDropped: (e: unknown) => void = () => undefined): Promise<Bus> {
   // dbus-next's typings lack negotiateUnixFd, which its connection code reads.
   const options = { busAddress: unixPathAddress(sessionBusAddress(env)), negotiateUnixFd: true };
   const bus = dbus.sessionBus(options as { busAddress: string });
-  const stream = (bus as unknown as { _connection: { stream: USocketLike } })._connection.stream;
+  const connection = (bus as unknown as { _connection: EventEmitter & { stream: USocketLike } })._connection;
+  const stream = connection.stream;
   if (stream.supportsUnixFd === undefined) {
     bus.disconnect();
     throw new KagomeError('MissingProgram', 'dbus-next is not using its native socket module (usocket), so files cannot be passed over D-Bus; reinstall kagome\'s node modules with a C++ compiler present (Debian packages g++ make python3)');
   }
   stream.on('fds', (fds: number[]) => fds.forEach(setCloexec));
+  guardParser(connection, stream, onDropped);
   // dbus-next reports a lost connection only for errors; usocket signals the bus going away
   // (its daemon stopped, the session ended) by the end of its stream, which dbus-next ignores.
   // Without this, a service whose bus is gone would live on, serving nobody.
-  stream.once('end', () => bus.emit('error', new Error('the session bus closed the connection')));
+  stream.once('end', () => {
+    lostBuses.add(bus);
+    bus.emit('error', new Error('the session bus closed the connection'));
+  });
+  // Before dbus-next's own listener, which reports the failure on the bus.
+  stream.prependOnceListener('error', () => lostBuses.add(bus));
   await new Promise<void>((resolve, reject) => {
     const onError = (e: Error) => reject(new KagomeError('Failed', `cannot connect to the session bus: ${e.message}`));
     stream.once('error', onError);

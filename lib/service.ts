@@ -15,7 +15,7 @@ import { ClipboardBridge, ClipboardCopies } from './bridges/clipboard.js';
 import { BusNotifier, type NotifyCall } from './notify.js';
 import type { Logger } from './log.js';
 import { appShadows, AppSync } from './apps.js';
-import { connectSessionBus } from './bus.js';
+import { connectSessionBus, connectionLost } from './bus.js';
 import { exportService, type ExportedService } from '../dbus/service.js';
 import { FileGrants } from './grants/registry.js';
 import type { GrantStore } from './grants/grant.js';
@@ -122,7 +122,7 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
   requireRuntimeDir(paths);
   const host = hostFacts(env);
   const store = new CageStore(paths.cagesDir, { hostHome: host.home, homesDir: paths.homesDir });
-  const bus = await connectSessionBus(env);
+  const bus = await connectSessionBus(env, (e) => log.warn(`dropped a D-Bus message that could not be read: ${e instanceof Error ? e.message : String(e)}`));
   const grants = new FileGrants(
     chooseGrantStore(bus, env, paths, log),
     () => copyStore(paths, log),
@@ -150,7 +150,13 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
     bridges: [new SoundBridge(env), clipboard],
   });
   // A lost bus connection leaves nothing to serve; the cages keep running and are re-adopted.
+  // dbus-next also reports here a message it could not turn into JavaScript: that is one
+  // caller's bad message, and the service goes on.
   bus.on('error', (e: Error) => {
+    if (!connectionLost(bus)) {
+      log.warn(`dropped a message that could not be read: ${e.message}`);
+      return;
+    }
     log.error(`session bus connection lost: ${e.message}`);
     manager.release();
     process.exit(1);

@@ -14,6 +14,8 @@ import { enterHelper } from './enter-helper.js';
  * which for an ordinary user is bwrap's inner namespace as soon as bwrap has made it, and
  * then fail to attach (seen 2 starts in 8 before this).
  */
+const READY_TIMEOUT_MS = 15000;
+
 export async function startSlirp(init: ProcRef, logFd: number): Promise<ProcRef> {
   const slirp = requireProgram('slirp4netns', 'for cages with Network=full');
   const child = spawn(
@@ -21,12 +23,24 @@ export async function startSlirp(init: ProcRef, logFd: number): Promise<ProcRef>
     ['--outer-userns', String(init.pid), init.start, '--', slirp, '--configure', '--mtu=65520', '--disable-host-loopback', '--ready-fd=3', '--netns-type=path', `/proc/${init.pid}/ns/net`, 'tap0'],
     { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'] },
   );
-  await new Promise<void>((resolve, reject) => {
-    const ready = child.stdio[3] as NodeJS.ReadableStream;
-    ready.once('data', () => resolve());
-    child.once('error', (e) => reject(new KagomeError('BackendFailed', `could not start slirp4netns: ${e.message}`)));
-    child.once('exit', (code) => reject(new KagomeError('BackendFailed', `slirp4netns exited (${code}) before the cage's network was up; see the cage log`)));
-  });
+  for (const stream of child.stdio) stream?.on('error', () => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const ready = child.stdio[3] as NodeJS.ReadableStream;
+      ready.once('data', () => resolve());
+      child.once('error', (e) => reject(new KagomeError('BackendFailed', `could not start slirp4netns: ${e.message}`)));
+      child.once('exit', (code) => reject(new KagomeError('BackendFailed', `slirp4netns exited (${code}) before the cage's network was up; see the cage log`)));
+      // A slirp4netns that never says ready held its cage in "starting" for ten minutes, and
+      // every Stop and launch of it waited behind.
+      timer = setTimeout(() => reject(new KagomeError('BackendFailed', `slirp4netns did not bring the cage's network up within ${READY_TIMEOUT_MS / 1000} s; see the cage log`)), READY_TIMEOUT_MS);
+    });
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
   (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
   child.removeAllListeners('exit');
   child.unref();

@@ -14,6 +14,9 @@ export async function spawnDetached(program: string, argv: string[], env: Record
     env: env as NodeJS.ProcessEnv,
     stdio: req.pipes ? ['pipe', 'pipe', req.logFd] : ['ignore', req.logFd, req.logFd],
   });
+  // Pipes of a program that ends at the wrong moment report ECONNRESET or EPIPE as 'error'
+  // events, which must never reach the top of the service.
+  for (const stream of [child.stdin, child.stdout, child.stderr]) stream?.on('error', () => undefined);
   await new Promise<void>((resolve, reject) => {
     child.once('spawn', resolve);
     child.once('error', (e) => reject(new KagomeError('BackendFailed', `could not enter ${into}: ${e.message}`)));

@@ -108,6 +108,13 @@ function busConfig(socketDir: string, servicesDirs: string[]): string {
   <type>session</type>
   <listen>unix:dir=${xml(dbusAddressValue(socketDir))}</listen>
   <auth>EXTERNAL</auth>
+  <!-- A desktop session bus's limits (Debian's session.conf), not dbus-daemon's compiled-in
+       ones, which refuse a 129th pending call on one connection. -->
+  <limit name="max_replies_per_connection">50000</limit>
+  <limit name="max_match_rules_per_connection">50000</limit>
+  <limit name="max_incoming_bytes">1000000000</limit>
+  <limit name="max_outgoing_bytes">1000000000</limit>
+  <limit name="max_message_size">1000000000</limit>
 ${serviceLines}
   <policy context="default">
     <allow send_destination="*" eavesdrop="true"/>
