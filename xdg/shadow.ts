@@ -115,6 +115,14 @@ export function makeShadow(spec: ShadowSpec): string {
   const fail = (reason: string, key?: string, group = DESKTOP_ENTRY): never => {
     throw new FileError('InvalidDesktopEntry', { file, line: key ? kf.lineOf(group, key) : kf.groupLine(group), key }, reason);
   };
+  // The specification allows no control characters in values; copied into a shadow, a NUL or
+  // an escape sequence in Name would reach menus, docks and terminals that list entries.
+  const text = Buffer.from(spec.source.bytes).toString('utf8');
+  const control = /[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]/.exec(text);
+  if (control) {
+    const line = text.slice(0, control.index).split('\n').length;
+    throw new FileError('InvalidDesktopEntry', { file, line }, `a control character (U+${control[0].charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()}) is in the entry, which desktop entries may not contain`);
+  }
   if (!kf.hasGroup(DESKTOP_ENTRY)) fail(`no [${DESKTOP_ENTRY}] group; this is not a desktop entry`);
   if (kf.get(DESKTOP_ENTRY, 'Type') !== 'Application') fail('only entries with Type=Application can be put in a cage', 'Type');
   if (kf.getBoolean(DESKTOP_ENTRY, 'Hidden')) fail('the entry is deleted (Hidden=true), so there is nothing to put in a cage', 'Hidden');

@@ -347,6 +347,17 @@ describe('makeShadow refusals', () => {
     assert.match(e.message, /no \[Desktop Entry\] group/);
   });
 
+  it('refuses NUL, escape and other control characters anywhere in the entry, naming the line', () => {
+    for (const [bad, code] of [['\u0000', 'U+0000'], ['\u001b[2J', 'U+001B'], ['\u0007', 'U+0007'], ['\u007f', 'U+007F']] as const) {
+      const e = refusal(() => shadowOf(`[Desktop Entry]\nType=Application\nName=Evil${bad}Name\nExec=prog\n`));
+      assert.equal(e.errorName, 'InvalidDesktopEntry');
+      atLine(e, 3);
+      assert.ok(e.message.includes(code), e.message);
+    }
+    // Tabs and CRLF line ends are not control characters a desktop entry forbids.
+    assert.match(shadowOf('[Desktop Entry]\r\nType=Application\r\nName=Ok\r\nExec=prog\r\n# a\tcomment\r\n'), /Exec=/);
+  });
+
   it('refuses Type=Link', () => {
     const e = refusal(() => shadowOf('[Desktop Entry]\nName=Site\nType=Link\nURL=https://example.org/\n'));
     assert.equal(e.errorName, 'InvalidDesktopEntry');
