@@ -20,6 +20,8 @@ export interface BatchWatcherOptions {
   maxDelayMs?: number;
   /** Folder levels below each watched folder (desktop entries may sit in subfolders). */
   depth?: number;
+  /** enter linked folders (default true: applications folders are often links) */
+  followSymlinks?: boolean;
 }
 
 export class BatchWatcher {
@@ -38,7 +40,7 @@ export class BatchWatcher {
   async start(dirs: readonly string[]): Promise<void> {
     const w = watch([...dirs], {
       ignoreInitial: true,
-      followSymlinks: true,
+      followSymlinks: this.opts.followSymlinks ?? true,
       depth: this.opts.depth ?? 8,
       // Files only when wanted (each watched file costs an inotify watch, and most folders
       // here hold other things too); each real folder once.
