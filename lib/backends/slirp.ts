@@ -17,6 +17,27 @@ import { enterHelper } from './enter-helper.js';
 const READY_TIMEOUT_MS = 15000;
 
 export async function startSlirp(init: ProcRef, logFd: number): Promise<ProcRef> {
+  // While bwrap makes the inner user namespace, the kernel marks it non-dumpable for a moment,
+  // and opening its /proc/PID/ns files fails with EACCES: slirp4netns then exits at once,
+  // having changed nothing. Such an early exit is tried again, a few times.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startSlirpOnce(init, logFd);
+    } catch (e) {
+      if (!(e instanceof EarlyExit)) throw e;
+      if (attempt >= 8) throw e.error;
+      await new Promise((r) => setTimeout(r, 25 * attempt));
+    }
+  }
+}
+
+class EarlyExit extends Error {
+  constructor(readonly error: KagomeError) {
+    super(error.message);
+  }
+}
+
+async function startSlirpOnce(init: ProcRef, logFd: number): Promise<ProcRef> {
   const slirp = requireProgram('slirp4netns', 'for cages with Network=full');
   const child = spawn(
     enterHelper(),
@@ -30,7 +51,7 @@ export async function startSlirp(init: ProcRef, logFd: number): Promise<ProcRef>
       const ready = child.stdio[3] as NodeJS.ReadableStream;
       ready.once('data', () => resolve());
       child.once('error', (e) => reject(new KagomeError('BackendFailed', `could not start slirp4netns: ${e.message}`)));
-      child.once('exit', (code) => reject(new KagomeError('BackendFailed', `slirp4netns exited (${code}) before the cage's network was up; see the cage log`)));
+      child.once('exit', (code) => reject(new EarlyExit(new KagomeError('BackendFailed', `slirp4netns exited (${code}) before the cage's network was up; see the cage log`))));
       // A slirp4netns that never says ready held its cage in "starting" for ten minutes, and
       // every Stop and launch of it waited behind.
       timer = setTimeout(() => reject(new KagomeError('BackendFailed', `slirp4netns did not bring the cage's network up within ${READY_TIMEOUT_MS / 1000} s; see the cage log`)), READY_TIMEOUT_MS);

@@ -3,10 +3,11 @@ import path from 'node:path';
 import { execFile, spawn } from 'node:child_process';
 import { KagomeError } from '../errors.js';
 import { findInPath, requireProgram } from '../requirements.js';
-import { isAlive, procRef, signal, waitUntil, type ProcRef } from '../runtime/proc.js';
+import { childrenOf, isAlive, procRef, signal, waitUntil, type ProcRef } from '../runtime/proc.js';
 import { IN_CAGE } from '../sandbox.js';
 import type { Backend, SandboxRecord } from '../backends/backend.js';
 import type { CageDisplay, DisplayContext, DisplayRecord } from './display.js';
+import { clientSandboxArgs } from './client-sandbox.js';
 
 // xpra: the server (with its own Xvfb) runs inside the cage; its unix socket lies in a host
 // directory bind-mounted into the cage, and a host-side `xpra attach` shows each cage window as
@@ -221,7 +222,7 @@ export class XpraDisplay implements CageDisplay {
     const sockReady = await waitUntil(() => fs.existsSync(socket) || failed(), 15000, 5);
     if (!sockReady || failed()) throw this.failure(ctx, 'the xpra server did not start');
 
-    const client = this.startClient(ctx, socket);
+    const client = await this.startClient(ctx, socket);
     // Programs can connect once the X socket exists and xpra has written the cookie for it.
     const xSocket = backend.hostPathOf(sandbox, X_SOCKET_IN_CAGE);
     const xauth = backend.hostPathOf(sandbox, ctx.spec.env.XAUTHORITY ?? '');
@@ -254,20 +255,52 @@ export class XpraDisplay implements CageDisplay {
     const script = path.join(ctx.rt.xpraDir, 'remote-proxy');
     fs.writeFileSync(script, remoteProxyScript(shell, ctx.spec.env), { mode: 0o700 });
     const record: XpraRecord = { server: procRef(serverPid), socket: script, remote: true };
-    return { ...record, client: this.startClient(ctx, script, true) };
+    return { ...record, client: await this.startClient(ctx, script, true) };
   }
 
-  private startClient(ctx: DisplayContext, socket: string, remote = false): ProcRef {
+  /**
+   * The host client, detached with its own log so the windows stay when the service is
+   * restarted or killed, in a sandbox of its own (client-sandbox.ts). A remote cage's client
+   * runs `lxc exec` through its proxy script and needs the LXD client's configuration, so it
+   * is not confined, and neither is one whose display is not a local socket; the log says so.
+   */
+  private async startClient(ctx: DisplayContext, socket: string, remote = false): Promise<ProcRef> {
     const xpra = requireProgram('xpra', 'to show cage windows on the host');
-    // Detached with its own log: the windows stay when the service is restarted or killed.
-    const child = spawn(xpra, xpraClientArgv(socket, ctx.config.border, remote), {
-      detached: true,
-      env: ctx.hostEnv,
-      stdio: ['ignore', ctx.logFd, ctx.logFd],
-    });
+    const argv = xpraClientArgv(socket, ctx.config.border, remote);
+    const sandboxed = remote
+      ? undefined
+      : clientSandboxArgs({ display: ctx.hostEnv.DISPLAY ?? '', xauthority: ctx.hostEnv.XAUTHORITY, xpraDir: ctx.rt.xpraDir, lang: ctx.hostEnv.LANG }, [xpra, ...argv], 3);
+    if (!sandboxed) {
+      fs.writeSync(ctx.logFd, `kagome: the xpra client of cage ${ctx.config.name} runs unconfined (${remote ? 'a remote cage' : `display ${JSON.stringify(ctx.hostEnv.DISPLAY ?? '')} is not a local socket`})\n`);
+      const child = spawn(xpra, argv, { detached: true, env: ctx.hostEnv, stdio: ['ignore', ctx.logFd, ctx.logFd] });
+      child.on('error', () => undefined);
+      child.unref();
+      return procRef(child.pid!);
+    }
+    const bwrap = requireProgram('bwrap', "to confine the cage's xpra client");
+    const child = spawn(bwrap, sandboxed, { detached: true, env: {}, stdio: ['ignore', ctx.logFd, ctx.logFd, 'pipe'] });
     child.on('error', () => undefined);
+    const info = child.stdio[3] as NodeJS.ReadableStream & { destroy(): void };
+    info.on('error', () => undefined);
+    // bwrap reports the pid 1 of the client's pid namespace (its init, which reaps and exits
+    // with the client); the client is that init's child. It is what stop signals and
+    // re-adoption checks: as a pid 1 itself, xpra could not die of the TERM it re-raises.
+    const init = await new Promise<number>((resolve, reject) => {
+      let text = '';
+      // Read to the end: bwrap writes the whole report, then closes it; a reader gone early
+      // would make that write fail and bwrap give up.
+      info.on('data', (d: Buffer) => (text += d.toString()));
+      info.on('end', () => {
+        const m = /"child-pid"\s*:\s*(\d+)/.exec(text);
+        if (m) resolve(Number(m[1]));
+        else reject(new KagomeError('DisplayFailed', `the sandbox of cage ${ctx.config.name}'s xpra client did not start; see ${path.join(ctx.rt.logDir, 'cage.log')}`));
+      });
+    });
     child.unref();
-    return procRef(child.pid!);
+    let pid: number | undefined;
+    await waitUntil(() => (pid = childrenOf(init)[0]) !== undefined || !isAlive(procRef(init)), 10000, 5);
+    if (pid === undefined) throw new KagomeError('DisplayFailed', `the sandbox of cage ${ctx.config.name}'s xpra client ended before it started xpra; see ${path.join(ctx.rt.logDir, 'cage.log')}`);
+    return procRef(pid);
   }
 
   private failure(ctx: DisplayContext, what: string): KagomeError {
@@ -282,7 +315,7 @@ export class XpraDisplay implements CageDisplay {
   async readopt(ctx: DisplayContext, record: DisplayRecord): Promise<XpraRecord> {
     const r = record as XpraRecord;
     if (isAlive(r.client)) return r;
-    return { ...r, client: this.startClient(ctx, r.socket, r.remote === true) };
+    return { ...r, client: await this.startClient(ctx, r.socket, r.remote === true) };
   }
 
   async stop(record: DisplayRecord): Promise<void> {

@@ -138,6 +138,9 @@ describe('cage lifecycle', () => {
     const status = (pid: number) => fs.readFileSync(`/proc/${pid}/status`, 'utf8');
     const field = (text: string, name: string) => new RegExp(`^${name}:\\s+(.*)$`, 'm').exec(text)?.[1]?.trim().split(/\s+/) ?? [];
     const state = w.cageState('busy') as { sandbox: { pidNamespace: string; bwrap: { pid: number } }; displayState: { client: { pid: number } } };
+    // The client's own sandbox holds bwrap's capabilities until it has exec'd xpra.
+    const deadline = Date.now() + 10000;
+    while (fs.readFileSync(`/proc/${state.displayState.client.pid}/comm`, 'utf8').trim() !== 'xpra' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     const all = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number);
     const inCage = all.filter((p) => nsOf(p) === state.sandbox.pidNamespace);
     const carriers = all.filter((p) => {
@@ -162,6 +165,32 @@ describe('cage lifecycle', () => {
       checked.push(name);
     }
     assert.ok(checked.includes('xpra') && checked.includes('bwrap') && checked.includes('sleep'), checked.join(' '));
+  });
+
+  it('the host xpra client is confined: no home, no session bus, no network, nothing of the host but the display and the cage socket', async () => {
+    const state = w.cageState('busy') as { displayState: { client: { pid: number } } };
+    const client = state.displayState.client.pid;
+    const service = w.service!.child.pid!;
+    // bwrap reports the client's pid before it has set the sandbox up and exec'd xpra.
+    const deadline = Date.now() + 10000;
+    while (fs.readFileSync(`/proc/${client}/comm`, 'utf8').trim() !== 'xpra' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const secret = `${w.env.HOME}/client-must-not-see.txt`;
+    fs.writeFileSync(secret, 'host file');
+    const sees = (pid: number, p: string) => fs.existsSync(`/proc/${pid}/root${p}`);
+    const environ = (pid: number) => fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    // Control: the service, an unconfined host process of the same user, sees all of it.
+    assert.ok(sees(service, secret));
+    assert.ok(environ(service).some((e) => e.startsWith('DBUS_SESSION_BUS_ADDRESS=')));
+    assert.equal(fs.readFileSync(`/proc/${client}/comm`, 'utf8').trim(), 'xpra', fs.readFileSync(`/proc/${client}/cmdline`, 'utf8').replace(/\0/g, ' ') + ' children: ' + fs.readFileSync(`/proc/${client}/task/${client}/children`, 'utf8'));
+    assert.equal(sees(client, secret), false, 'the client sees the host home');
+    const busSocket = w.bus.address.replace(/^unix:path=/, '').replace(/,.*$/, '');
+    const stateFile = `${w.runtimeDir}/cages/busy/state.json`;
+    assert.ok(sees(service, busSocket) && sees(service, stateFile));
+    assert.equal(sees(client, busSocket), false, 'the client sees the session bus socket');
+    assert.equal(sees(client, stateFile), false, "the client sees the service's runtime files");
+    assert.ok(!environ(client).some((e) => /^(DBUS_SESSION_BUS_ADDRESS|XDG_RUNTIME_DIR)=/.test(e)), environ(client).join(' '));
+    assert.notEqual(fs.readlinkSync(`/proc/${client}/ns/net`), fs.readlinkSync(`/proc/${service}/ns/net`), 'the client has a network of its own (none)');
+    assert.ok(sees(client, `/tmp/.X11-unix/X${w.display.replace(/^:/, '')}`), 'the client has the host display socket');
   });
 
   it('stop ends every process of the cage and its window client, and forgets its state', async () => {

@@ -1,0 +1,41 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { clientSandboxArgs, displaySocket } from '../../lib/display/client-sandbox.js';
+
+const pairs = (args: string[], flag: string): string[][] => args.flatMap((a, i) => (a === flag ? [[args[i + 1]!, args[i + 2]!]] : []));
+
+describe("the host xpra client's sandbox", () => {
+  const cookie = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-xauth-')), 'Xauthority');
+  fs.writeFileSync(cookie, 'cookie');
+  const args = clientSandboxArgs({ display: ':7', xauthority: cookie, xpraDir: '/run/user/1000/kagome/cages/web/xpra', lang: 'de_DE.UTF-8' }, ['/usr/bin/xpra', 'attach', 'socket:/x'], 3)!;
+
+  it('gives it the display socket, its cookie and the cage folder, and no home or runtime folder of the host', () => {
+    assert.deepEqual(pairs(args, '--ro-bind'), [
+      ['/usr', '/usr'],
+      ['/etc', '/etc'],
+      ['/tmp/.X11-unix/X7', '/tmp/.X11-unix/X7'],
+      [cookie, '/home/client/.Xauthority'],
+    ]);
+    assert.deepEqual(pairs(args, '--bind'), [['/run/user/1000/kagome/cages/web/xpra', '/run/user/1000/kagome/cages/web/xpra']]);
+    for (const a of args) assert.ok(!a.startsWith(os.homedir() + '/') || a === cookie, `nothing of the home: ${a}`);
+  });
+
+  it('gives it no network, no session bus and only the environment it needs', () => {
+    assert.ok(args.includes('--unshare-all') && args.includes('--unshare-user') && args.includes('--clearenv') && args.includes('--new-session'));
+    assert.ok(!args.includes('--share-net'));
+    const env = Object.fromEntries(args.flatMap((a, i) => (a === '--setenv' ? [[args[i + 1]!, args[i + 2]!]] : [])));
+    assert.deepEqual(env, { DISPLAY: ':7', HOME: '/home/client', PATH: '/usr/bin:/bin', LANG: 'de_DE.UTF-8', XAUTHORITY: '/home/client/.Xauthority' });
+    assert.deepEqual(args.slice(-4), ['--', '/usr/bin/xpra', 'attach', 'socket:/x']);
+  });
+
+  it('is not made for a display that is not a local socket (TCP), nor for a missing cookie', () => {
+    assert.equal(displaySocket('localhost:10.0'), undefined);
+    assert.equal(displaySocket(':0.1'), '/tmp/.X11-unix/X0');
+    assert.equal(clientSandboxArgs({ display: 'host:3', xauthority: undefined, xpraDir: '/x', lang: undefined }, ['xpra'], 3), undefined);
+    const noCookie = clientSandboxArgs({ display: ':1', xauthority: '/does/not/exist', xpraDir: '/x', lang: undefined }, ['xpra'], 3)!;
+    assert.ok(!noCookie.includes('XAUTHORITY'));
+  });
+});
