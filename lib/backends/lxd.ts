@@ -19,6 +19,13 @@ import { containerFacts, engineExec, engineRun, ContainerBackend, resolveByShell
 // `lxc exec` carrying programs in. The image needs no init: pid 1 is `sleep infinity`
 // (raw.lxc lxc.init.cmd), since a cage runs programs, not services.
 //
+// The service runs as an ordinary user in the lxd group, and the container's user namespace is
+// made by LXD's root daemon: the kernel lets only a process with CAP_SYS_PTRACE in that
+// namespace into /proc/PID/root or /proc/PID/ns of its processes, even one running as the user's
+// own id. So nothing of the container is read or written through /proc here: folders are made
+// by `lxc exec` as the container's root, programs are looked up and stopped by `lxc exec` as its
+// user (rootVisible and pidNamespace stay as found, false and empty, unless the service is root).
+//
 // Ids: an unprivileged container's users are a range of host ids, which LXD chooses and which
 // kagome reads back from the container (volatile.idmap.next) rather than assuming 100000.
 // Folders shared with the cage must be usable by its user:
@@ -119,6 +126,44 @@ export function instanceBody(spec: SandboxSpec, host: Pick<HostFacts, 'uid' | 'g
   return { name, ephemeral: false, profiles: ['default'], source: { type: 'image', alias: spec.image }, config, devices };
 }
 
+/** The folders a local cage needs made inside: the spec's own (its runtime dir). */
+export function localDirs(spec: SandboxSpec): { path: string; mode: number }[] {
+  return spec.ops.flatMap((op) => (op.op === 'dir' || op.op === 'tmpfs' ? [{ path: op.dest, mode: op.mode ?? 0o755 }] : []));
+}
+
+/**
+ * sh making each folder with its mode and the cage user's ids. Paths are arguments, never part
+ * of the script, so no path needs quoting; only mkdir, chmod and chown are used, which any image
+ * with /bin/sh has. chmod and chown follow mkdir because a folder may already be there (the
+ * container is kept, and LXD makes a device's mount points as root).
+ */
+export function makeDirsArgv(dirs: readonly { path: string; mode: number }[], uid: number, gid: number): string[] {
+  const script = 'o=$1; shift; while [ $# -gt 0 ]; do mkdir -p -- "$2" && chmod "$1" -- "$2" && chown "$o" -- "$2" || exit 1; shift 2; done';
+  return ['/bin/sh', '-c', script, 'kagome-dirs', `${uid}:${gid}`, ...dirs.flatMap((d) => [d.mode.toString(8).padStart(4, '0'), d.path])];
+}
+
+/**
+ * sh, run as the cage's user with its uid as $1: TERM to every process that user has in the
+ * container (kill -1 spares the shell itself and pid 1), then up to about 2 s until none is left
+ * running, as termPrograms gives a bubblewrap cage's programs. Zombies are not waited for: pid 1
+ * is `sleep`, which reaps no orphan, so they stay until the container stops.
+ */
+export const TERM_INSIDE = [
+  'kill -TERM -1 2>/dev/null',
+  'running() {',
+  '  for s in /proc/[0-9]*/status; do',
+  '    p=${s#/proc/}; p=${p%/status}',
+  '    { [ "$p" = 1 ] || [ "$p" = $$ ]; } && continue',
+  '    st=; o=',
+  '    { while read -r k v _; do case $k in State:) st=$v ;; Uid:) o=$v ;; esac; done <"$s"; } 2>/dev/null',
+  '    [ "$o" = "$1" ] && [ "$st" != Z ] && return 0',
+  '  done',
+  '  return 1',
+  '}',
+  'i=0',
+  'while [ $i -lt 20 ] && running "$1"; do sleep 0.1; i=$((i + 1)); done',
+].join('\n');
+
 export class LxdBackend extends ContainerBackend implements Backend {
   readonly kind = 'lxd';
   private program: string | undefined;
@@ -217,9 +262,10 @@ export class LxdBackend extends ContainerBackend implements Backend {
       await engineRun(this.lxc(), ['start', this.target(remote, name)], this.env);
       const state = await this.query<{ pid: number }>(remote, 'GET', `/1.0/instances/${name}/state`);
       const init = procRef(state.pid);
-      const record: LxdRecord = { remote, container: name, init, ...containerFacts(init), user: { uid, gid, hostUid, hostGid } };
-      await this.makeDirs(record, spec, hostUid, hostGid);
-      return record;
+      // The runtime folder is made after the start: LXD has made the mount points of the disk
+      // devices under it by then, as the container's root, and the mode and owner are set over them.
+      await this.makeDirs(this.target(remote, name), localDirs(spec), uid, gid);
+      return { remote, container: name, init, ...containerFacts(init), user: { uid, gid, hostUid, hostGid } };
     } catch (e) {
       await engineRun(this.lxc(), ['stop', '--force', this.target(remote, name)], this.env).catch(() => undefined);
       if (e instanceof KagomeError) throw e;
@@ -242,9 +288,7 @@ export class LxdBackend extends ContainerBackend implements Backend {
       await engineRun(this.lxc(), ['start', target], this.env);
       await engineRun(this.lxc(), ['file', 'push', '--uid', '0', '--gid', '0', '--mode', '0644', identity.passwd, `${target}/etc/passwd`], this.env);
       await engineRun(this.lxc(), ['file', 'push', '--uid', '0', '--gid', '0', '--mode', '0644', identity.group, `${target}/etc/group`], this.env);
-      const dirs = [...plan.dirs, { path: spec.cwd, mode: 0o700 }];
-      const script = dirs.map((d) => `mkdir -p -m ${d.mode.toString(8)} '${d.path}' && chmod ${d.mode.toString(8)} '${d.path}' && chown ${uid}:${gid} '${d.path}'`).join(' && ');
-      await engineRun(this.lxc(), ['exec', target, '--mode', 'non-interactive', '--disable-stdin', '--', '/bin/sh', '-c', script], this.env);
+      await this.makeDirs(target, [...plan.dirs, { path: spec.cwd, mode: 0o700 }], uid, gid);
       const keeper = await engineExec(this.lxc(), ['exec', target, '--mode', 'non-interactive', '--disable-stdin', '--'], this.env, { argv: ['/bin/sleep', 'infinity'], env: {}, cwd: '/', logFd: 2 });
       return { remote, container: name, init: procRef(keeper.pid), pidNamespace: '', rootVisible: false, user: { uid, gid, hostUid: -1, hostGid: -1 } };
     } catch (e) {
@@ -275,15 +319,13 @@ export class LxdBackend extends ContainerBackend implements Backend {
     }
   }
 
-  /** The spec's own folders (its runtime dir): made in the container's root, for its user. */
-  private async makeDirs(r: LxdRecord, spec: SandboxSpec, uid: number, gid: number): Promise<void> {
-    for (const op of spec.ops) {
-      if (op.op !== 'dir' && op.op !== 'tmpfs') continue;
-      const p = `/proc/${r.init.pid}/root${op.dest}`;
-      await fsp.mkdir(p, { recursive: true, mode: op.mode ?? 0o755 });
-      await fsp.chmod(p, op.mode ?? 0o755);
-      await fsp.chown(p, uid, gid);
-    }
+  /**
+   * Folders for the cage's user, made inside by the container's root (see the top of this file),
+   * all in one `lxc exec`, locally as on a remote.
+   */
+  private async makeDirs(target: string, dirs: readonly { path: string; mode: number }[], uid: number, gid: number): Promise<void> {
+    if (dirs.length === 0) return;
+    await engineRun(this.lxc(), ['exec', target, '--mode', 'non-interactive', '--disable-stdin', '--', ...makeDirsArgv(dirs, uid, gid)], this.env);
   }
 
   private userArgs(r: LxdRecord): string[] {
@@ -292,6 +334,7 @@ export class LxdBackend extends ContainerBackend implements Backend {
 
   async resolveProgram(record: SandboxRecord, program: string, searchPath: string): Promise<string | undefined> {
     const r = record as LxdRecord;
+    // Only a root service sees the container's root; a user's service asks a shell inside.
     if (r.rootVisible) return resolveInRoot(r.init, program, searchPath);
     return resolveByShell(this.lxc(), ['exec', this.target(r.remote, r.container), ...this.userArgs(r), '--'], this.env, program, searchPath);
   }
@@ -308,9 +351,11 @@ export class LxdBackend extends ContainerBackend implements Backend {
 
   async stop(record: SandboxRecord): Promise<void> {
     const r = record as LxdRecord;
-    if (r.remote) {
-      // Programs there get a moment to save their work: TERM to every process of the cage's user.
-      await engineRun(this.lxc(), ['exec', this.target(r.remote, r.container), '--mode', 'non-interactive', '--disable-stdin', ...this.userArgs(r), '--', '/bin/sh', '-c', 'kill -TERM -1; sleep 1'], this.env).catch(() => undefined);
+    if (r.remote || !r.pidNamespace) {
+      // Programs get a moment to save their work. Where the service cannot list the container's
+      // processes (on a remote, or a local container whose namespaces are LXD root's), a shell
+      // inside, as the cage's user, sends TERM to every process of that user there.
+      await engineRun(this.lxc(), ['exec', this.target(r.remote, r.container), '--mode', 'non-interactive', '--disable-stdin', ...this.userArgs(r), '--', '/bin/sh', '-c', TERM_INSIDE, 'kagome-term', String(r.user.uid)], this.env).catch(() => undefined);
     } else await termPrograms(r);
     try {
       // Kept, stopped, for the next start (see the top of this file).

@@ -226,8 +226,10 @@ export class XpraDisplay implements CageDisplay {
     // Programs can connect once the X socket exists and xpra has written the cookie for it.
     const xSocket = backend.hostPathOf(sandbox, X_SOCKET_IN_CAGE);
     const xauth = backend.hostPathOf(sandbox, ctx.spec.env.XAUTHORITY ?? '');
-    const ready = () => !xSocket || !xauth || (fs.existsSync(xSocket) && nonEmpty(xauth));
-    const xReady = await waitUntil(() => ready() || failed(), 20000, 5);
+    // A backend whose cage this machine cannot read (LXD run by a user: its containers'
+    // namespaces are LXD root's) is asked inside, as a remote cage is.
+    const here = xSocket && xauth ? () => fs.existsSync(xSocket) && nonEmpty(xauth) : undefined;
+    const xReady = here ? await waitUntil(() => here() || failed(), 20000, 5) : await waitUntil(async () => failed() || (await this.readyInside(ctx, backend, sandbox)), 20000, 50);
     if (!xReady || failed()) throw this.failure(ctx, 'the X server inside the cage did not come up');
     return { server: procRef(server.pid), client, socket };
   }
@@ -245,17 +247,19 @@ export class XpraDisplay implements CageDisplay {
     shell: { argv: string[]; env: Record<string, string> },
     failed: () => boolean,
   ): Promise<XpraRecord> {
-    const test = `test -S ${path.posix.join(IN_CAGE.xpraDir, SOCKET_NAME)} && test -S ${X_SOCKET_IN_CAGE} && test -s "$XAUTHORITY"`;
-    const readyInside = async () => {
-      const h = await backend.exec(sandbox, { argv: ['/bin/sh', '-c', test], env: ctx.spec.env, cwd: ctx.spec.cwd, logFd: ctx.logFd });
-      return (await h.exited) === 0;
-    };
-    const up = await waitUntil(async () => failed() || (await readyInside()), 30000, 100);
+    const up = await waitUntil(async () => failed() || (await this.readyInside(ctx, backend, sandbox)), 30000, 100);
     if (!up || failed()) throw this.failure(ctx, 'the xpra server in the remote cage did not come up');
     const script = path.join(ctx.rt.xpraDir, 'remote-proxy');
     fs.writeFileSync(script, remoteProxyScript(shell, ctx.spec.env), { mode: 0o700 });
     const record: XpraRecord = { server: procRef(serverPid), socket: script, remote: true };
     return { ...record, client: await this.startClient(ctx, script, true) };
+  }
+
+  /** xpra's socket, the X socket and the cookie, tested by a shell in the cage. */
+  private async readyInside(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord): Promise<boolean> {
+    const test = `test -S ${path.posix.join(IN_CAGE.xpraDir, SOCKET_NAME)} && test -S ${X_SOCKET_IN_CAGE} && test -s "$XAUTHORITY"`;
+    const h = await backend.exec(sandbox, { argv: ['/bin/sh', '-c', test], env: ctx.spec.env, cwd: ctx.spec.cwd, logFd: ctx.logFd });
+    return (await h.exited) === 0;
   }
 
   /**

@@ -7,11 +7,14 @@ import { execa } from 'execa';
 import { stopChild, track } from './daemons.js';
 import type { Engine } from './engines.js';
 
-// A private LXD daemon for a test file: its own LXD_DIR in a temp folder, started as
-// `lxd --group root`, initialised with a preseed: a `dir` storage pool and no network bridge
-// (LXD's automatic subnet finding fails on this kind of machine, and cages with Network=none
-// need none). Stopped with `lxd shutdown`, which stops its containers, then its folder goes,
-// after anything LXD left mounted there is unmounted.
+// The LXD daemons of a test run. Tests run as an ordinary user, and LXD has no rootless mode, so
+// test/as-user starts them as root and passes their folders in (KAGOME_TEST_LXD_DIR,
+// KAGOME_TEST_LXD_FAR); the user reaches them through their group, as through `lxd` on a desktop.
+// Started as root without those (by hand), a file gets a private daemon of its own: its own
+// LXD_DIR in a temp folder, started as `lxd --group root`, initialised with a preseed: a `dir`
+// storage pool and no network bridge (LXD's automatic subnet finding fails on this kind of
+// machine, and cages with Network=none need none). Stopped with `lxd shutdown`, which stops its
+// containers, then its folder goes, after anything LXD left mounted there is unmounted.
 
 const preseed = (config: string) => `config: ${config}
 storage_pools:
@@ -59,6 +62,8 @@ function sharedLxd(dir: string): Engine & { dir: string } {
 export async function startLxd(opts: { https?: { address: string; password: string } } = {}): Promise<Engine & { dir: string }> {
   const shared = opts.https ? process.env.KAGOME_TEST_LXD_FAR : process.env.KAGOME_TEST_LXD_DIR;
   if (shared) return sharedLxd(shared);
+  // A user's own LXD (the system one) is never used: stop() deletes every kagome-* container.
+  if (process.getuid?.() !== 0) throw new Error('the LXD tests need the LXD daemons test/as-user starts: start the tests as root through test/as-user (they then run as the user kagome-test), or point KAGOME_TEST_LXD_DIR (and KAGOME_TEST_LXD_FAR, _FAR_ADDRESS, _FAR_PASSWORD) at LXD daemons of your own');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-lxd-'));
   const env = { LXD_DIR: dir };
   const all = { ...process.env, ...env };
