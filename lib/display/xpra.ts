@@ -123,6 +123,39 @@ export function xpraServerArgv(screen = DEFAULT_SCREEN): string[] {
 }
 
 /**
+ * How the host client is started: xpra's own entry point, with one change. xpra 3.1's client
+ * does what the server's "control" packets ask, and the server is the cage's: any program in
+ * the cage could make the host client open unbordered "Session Info" and "Bug Report" windows
+ * on the host (`xpra control SOCKET client show_bug_report`) or turn on its debug logging.
+ * Those requests are refused and logged, and no longer offered in the client's hello; the
+ * compression and packet-encoding switches stay, they are part of the protocol.
+ */
+export const XPRA_CLIENT_LAUNCHER = [
+  'import ctypes, sys',
+  // Named as xpra's own script would be (ps, tests and the bench look for "xpra").
+  'ctypes.CDLL(None).prctl(15, b"xpra", 0, 0, 0)',
+  'from xpra.platform import init, set_default_name',
+  'set_default_name("Xpra")',
+  'init()',
+  'from xpra.client import ui_client_base',
+  'from xpra.log import Logger',
+  'REFUSED = ("show_session_info", "show_bug_report", "debug")',
+  'C = ui_client_base.UIXpraClient',
+  'original_control, original_caps = C._process_control, C.get_control_commands_caps',
+  'def process_control(self, packet):',
+  '    command = packet[1].decode("latin1") if isinstance(packet[1], bytes) else str(packet[1])',
+  '    if command in REFUSED:',
+  '        Logger("client").warn("kagome: refused the cage server\'s control request %r", command)',
+  '        return',
+  '    return original_control(self, packet)',
+  'def control_caps(self):',
+  '    return {k: [c for c in v if c not in REFUSED] for k, v in original_caps(self).items()}',
+  'C._process_control, C.get_control_commands_caps = process_control, control_caps',
+  'from xpra.scripts.main import main',
+  'sys.exit(main("/usr/bin/xpra", ["/usr/bin/xpra"] + sys.argv[1:]))',
+].join('\n');
+
+/**
  * The host client. `socketPath` is the server's socket in the cage's xpra folder, or, for a
  * cage on another machine, the script xpra runs in place of ssh (see remoteProxyScript).
  */
@@ -273,10 +306,10 @@ export class XpraDisplay implements CageDisplay {
     const argv = xpraClientArgv(socket, ctx.config.border, remote);
     const sandboxed = remote
       ? undefined
-      : clientSandboxArgs({ display: ctx.hostEnv.DISPLAY ?? '', xauthority: ctx.hostEnv.XAUTHORITY, xpraDir: ctx.rt.xpraDir, lang: ctx.hostEnv.LANG }, [xpra, ...argv], 3);
+      : clientSandboxArgs({ display: ctx.hostEnv.DISPLAY ?? '', xauthority: ctx.hostEnv.XAUTHORITY, xpraDir: ctx.rt.xpraDir, lang: ctx.hostEnv.LANG }, ['/usr/bin/python3', '-c', XPRA_CLIENT_LAUNCHER, ...argv], 3);
     if (!sandboxed) {
       fs.writeSync(ctx.logFd, `kagome: the xpra client of cage ${ctx.config.name} runs unconfined (${remote ? 'a remote cage' : `display ${JSON.stringify(ctx.hostEnv.DISPLAY ?? '')} is not a local socket`})\n`);
-      const child = spawn(xpra, argv, { detached: true, env: ctx.hostEnv, stdio: ['ignore', ctx.logFd, ctx.logFd] });
+      const child = spawn('/usr/bin/python3', ['-c', XPRA_CLIENT_LAUNCHER, ...argv], { detached: true, env: ctx.hostEnv, stdio: ['ignore', ctx.logFd, ctx.logFd] });
       child.on('error', () => undefined);
       child.unref();
       return procRef(child.pid!);

@@ -104,6 +104,23 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
     assert.equal(fs.existsSync('/tmp/shared-marker'), false);
   });
 
+  it("a program in the cage cannot make the host's xpra client open windows on the host", async () => {
+    const before = await visibleWindows(w.display);
+    // The in-cage xpra server relays control requests to its clients: here, the host's.
+    // Control: the channel works; a request the client keeps (a compression switch) is
+    // forwarded to it. xpra's own client offers show_bug_report and show_session_info too.
+    await w.launchCommand('work', ['xpra', 'control', 'socket:/run/kagome/xpra/xpra.sock', 'client', 'enable_zlib']);
+    await waitFor(() => (/client command '\('enable_zlib',\)' forwarded|switching to zlib on server request/.test(w.cageLog('work')) ? true : undefined));
+    for (const request of ['show_bug_report', 'show_session_info']) {
+      await w.launchCommand('work', ['xpra', 'control', 'socket:/run/kagome/xpra/xpra.sock', 'client', request]);
+      // kagome's client no longer offers these, so the server does not forward them.
+      await waitFor(() => (w.cageLog('work').includes(`client command '('${request}',)' not forwarded`) ? true : undefined));
+    }
+    const after = await visibleWindows(w.display);
+    const added = after.filter((id) => !before.includes(id));
+    assert.deepEqual(added, [], 'no new window appeared on the host');
+  });
+
   it('a failed launch raises a desktop notification naming the program and the reason', async () => {
     const err = await w.callError('io.kagome.Launcher1', 'LaunchCommand', 'sasa{sv}', ['work', ['no-such-program-here'], {}]);
     assert.equal(err.type, 'io.kagome.Error.NoSuchProgram');
