@@ -116,6 +116,21 @@ export async function termPrograms(r: ContainerRecord): Promise<void> {
   await waitUntil(() => others().length === 0, 2000, 25);
 }
 
+/**
+ * The id inside a container that a host id is, from /proc/PID/uid_map or gid_map read on the
+ * host (the kernel gives the outside ids relative to the reader's own namespace), or undefined
+ * when the container has no id for it. Each line: inside, outside, count.
+ */
+export function containerIdOf(map: string, hostId: number): number | undefined {
+  for (const line of map.split('\n')) {
+    const f = line.trim().split(/\s+/).map(Number);
+    if (f.length !== 3 || f.some((n) => !Number.isInteger(n))) continue;
+    const [inside, outside, count] = f as [number, number, number];
+    if (hostId >= outside && hostId < outside + count) return inside + (hostId - outside);
+  }
+  return undefined;
+}
+
 /** Paths the engines' mount syntax cannot carry are refused by name, never mangled. */
 export function checkMountPath(engine: string, p: string): string {
   if (/[,:\n]/.test(p)) {

@@ -1,11 +1,14 @@
 import { execFileSync } from 'node:child_process';
-import { CHDIR_INSIDE } from '../../lib/backends/container.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CHDIR_INSIDE, containerIdOf } from '../../lib/backends/container.js';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { KagomeError } from '../../lib/errors.js';
-import { execPrefix, mountArgs, runArgs, runFailure, type OciRecord } from '../../lib/backends/oci.js';
-import { hostIdOf, instanceBody, instanceName, remotePlan } from '../../lib/backends/lxd.js';
-import type { SandboxSpec } from '../../lib/sandbox.js';
+import { cageUser, dockerIsRootless, execPrefix, mountArgs, runArgs, runFailure, type OciRecord } from '../../lib/backends/oci.js';
+import { TERM_INSIDE, hostIdOf, instanceBody, instanceName, localDirs, makeDirsArgv, remotePlan } from '../../lib/backends/lxd.js';
+import { identityFiles, type SandboxSpec } from '../../lib/sandbox.js';
 
 // The command lines and API bodies the container backends hand their engines, built without
 // an engine: what a cage can see is decided here (the integration tests prove it from inside).
@@ -27,9 +30,12 @@ const spec = (over: Partial<SandboxSpec> = {}): SandboxSpec => ({
 });
 const ids = { passwd: '/run/k/etc/passwd', group: '/run/k/etc/group' };
 const USER = { uid: 1000, gid: 1000 };
+// A rootful Docker engine: ids are the host's.
+const ROOTFUL_DOCKER = cageUser('docker', USER, false);
+const ROOTLESS_PODMAN = cageUser('podman', USER, false);
 
 describe('OCI run arguments', () => {
-  const args = runArgs('docker', spec(), USER, 'kagome-web', ids);
+  const args = runArgs('docker', spec(), ROOTFUL_DOCKER, 'kagome-web', ids);
   const after = (flag: string): string[] => args.flatMap((a, i) => (a === flag ? [args[i + 1]!] : []));
 
   it('drops every capability, forbids new privileges, and keeps the root read-only', () => {
@@ -41,7 +47,7 @@ describe('OCI run arguments', () => {
 
   it('never shares the host network namespace: none, or the engine default (its own namespace)', () => {
     assert.deepEqual(after('--network'), ['none']);
-    const full = runArgs('podman', spec({ network: 'full' }), USER, 'kagome-web', ids);
+    const full = runArgs('podman', spec({ network: 'full' }), ROOTLESS_PODMAN, 'kagome-web', ids);
     assert.equal(full.includes('--network'), false);
     assert.equal(full.some((a) => /host/.test(a) && !a.includes('hostname')), false);
   });
@@ -57,13 +63,65 @@ describe('OCI run arguments', () => {
       'type=bind,source=/home/alice/.local/share/kagome/homes/web,destination=/home/alice',
       'type=bind,source=/srv/photos,destination=/srv/photos,readonly=true',
     ]);
-    assert.ok(after('--tmpfs').includes('/run/user/1000:rw,nosuid,nodev,mode=0700'));
+    // The runtime folder is the cage user's (Docker's tmpfs uid=/gid=), else 0700 shuts it out.
+    assert.ok(after('--tmpfs').includes('/run/user/1000:rw,nosuid,nodev,mode=0700,uid=1000,gid=1000'));
   });
 
   it('rootless podman keeps the user\'s id; root and docker do not remap', () => {
-    assert.deepEqual(runArgs('podman', spec(), USER, 'k', ids).filter((a) => a === 'keep-id'), ['keep-id']);
-    assert.equal(runArgs('podman', spec(), { uid: 0, gid: 0 }, 'k', ids).includes('keep-id'), false);
+    assert.deepEqual(runArgs('podman', spec(), ROOTLESS_PODMAN, 'k', ids).filter((a) => a === 'keep-id'), ['keep-id']);
+    assert.equal(runArgs('podman', spec(), cageUser('podman', { uid: 0, gid: 0 }, false), 'k', ids).includes('keep-id'), false);
     assert.equal(args.includes('keep-id'), false);
+  });
+
+  it('chooses as the cage\'s user the container id the engine maps to the host user', () => {
+    assert.deepEqual(cageUser('podman', USER, false), { uid: 1000, gid: 1000, keepId: true });
+    assert.deepEqual(cageUser('podman', { uid: 0, gid: 0 }, false), { uid: 0, gid: 0, keepId: false });
+    assert.deepEqual(cageUser('docker', USER, false), { uid: 1000, gid: 1000, keepId: false });
+    // A rootless Docker engine maps its root to the user, and has no keep-id.
+    assert.deepEqual(cageUser('docker', USER, true), { uid: 0, gid: 0, keepId: false });
+  });
+
+  it('knows a rootless Docker engine by what it says, or by storage that is the user\'s', () => {
+    assert.equal(dockerIsRootless(['name=seccomp,profile=builtin', 'name=rootless', 'name=cgroupns'], undefined, 1000), true);
+    // podman 4.3's Docker API does not say it, but its storage is the user's.
+    assert.equal(dockerIsRootless(['name=seccomp,profile=default'], 1000, 1000), true);
+    assert.equal(dockerIsRootless(['name=seccomp,profile=default'], 0, 1000), false, '/var/lib/docker is root\'s');
+    assert.equal(dockerIsRootless(['name=userns'], undefined, 1000), false, 'userns-remap is rootful');
+    assert.equal(dockerIsRootless(null, undefined, 1000), false);
+    assert.equal(dockerIsRootless([], 0, 0), false);
+  });
+
+  it('runs a rootless Docker engine\'s cage as container root, as unprivileged as every other', () => {
+    const a = runArgs('docker', spec(), cageUser('docker', USER, true), 'k', ids);
+    const of = (flag: string): string[] => a.flatMap((x, i) => (x === flag ? [a[i + 1]!] : []));
+    assert.deepEqual(of('--user'), ['0:0']);
+    assert.equal(a.includes('--userns'), false);
+    assert.deepEqual(of('--cap-drop'), ['all']);
+    assert.deepEqual(of('--security-opt'), ['no-new-privileges']);
+    assert.ok(a.includes('--read-only'));
+    // The engine's tmpfs is container root's already, which is the cage's user here.
+    assert.ok(of('--tmpfs').includes('/run/user/1000:rw,nosuid,nodev,mode=0700'));
+    // Its user list names the user with the ids it has inside.
+    assert.match(identityFiles({ uid: 0, gid: 0, user: 'alice', home: '/home/alice', lang: undefined }).passwd, /^alice:x:0:0:alice:\/home\/alice:\/bin\/sh\n/);
+  });
+
+  it('gives rootless podman\'s runtime folder to the user with podman\'s own U', () => {
+    const a = runArgs('podman', spec(), ROOTLESS_PODMAN, 'k', ids);
+    assert.ok(a.includes('/run/user/1000:rw,nosuid,nodev,mode=0700,U'), a.join(' '));
+    assert.ok(runArgs('podman', spec(), cageUser('podman', { uid: 0, gid: 0 }, false), 'k', ids).includes('/run/user/1000:rw,nosuid,nodev,mode=0700'));
+  });
+
+  it('reads which container id a host id is from the kernel\'s map', () => {
+    // rootless engine without keep-id, as the host reads /proc/PID/uid_map
+    assert.equal(containerIdOf('         0       1000          1\n         1     100000      65536\n', 1000), 0);
+    assert.equal(containerIdOf('         0       1000          1\n         1     100000      65536\n', 100004), 5);
+    // keep-id
+    assert.equal(containerIdOf('0 100000 1000\n1000 1000 1\n1001 101000 64535\n', 1000), 1000);
+    // the initial namespace (rootful, no remapping)
+    assert.equal(containerIdOf('         0          0 4294967295\n', 1000), 1000);
+    // userns-remap: the user is not in the container at all
+    assert.equal(containerIdOf('0 231072 65536\n', 1000), undefined);
+    assert.equal(containerIdOf('', 1000), undefined);
   });
 
   it('ends with the entrypoint override, the image and sleep', () => {
@@ -71,13 +129,16 @@ describe('OCI run arguments', () => {
   });
 
   it('refuses a path the mount syntax cannot carry, by name', () => {
-    assert.throws(() => mountArgs('podman', [{ op: 'bind', source: '/srv/a,b', dest: '/x' }]), (e: unknown) => e instanceof KagomeError && e.errorName === 'NotSupported' && /"\/srv\/a,b"/.test(e.message));
+    assert.throws(() => mountArgs('podman', [{ op: 'bind', source: '/srv/a,b', dest: '/x' }], USER), (e: unknown) => e instanceof KagomeError && e.errorName === 'NotSupported' && /"\/srv\/a,b"/.test(e.message));
   });
 
   it('execs as the user in /, with only the given environment (the folder is chosen inside)', () => {
     const r = { container: 'kagome-web' } as OciRecord;
     assert.deepEqual(execPrefix(r, { argv: ['x'], env: { A: '1' }, cwd: '/home/alice', logFd: 2 }, USER), ['exec', '--user', '1000:1000', '--workdir', '/', '--env', 'A=1', 'kagome-web']);
     assert.equal(execPrefix(r, { argv: ['x'], env: {}, cwd: '/', logFd: 2, pipes: true }, USER)[1], '--interactive');
+    // as the user the container was started with (container root on a rootless Docker engine)
+    const rootless = { container: 'kagome-web', user: { uid: 0, gid: 0 } } as OciRecord;
+    assert.deepEqual(execPrefix(rootless, { argv: ['x'], env: {}, cwd: '/', logFd: 2 }, USER).slice(0, 3), ['exec', '--user', '0:0']);
   });
 
   it('chooses the folder inside the container: the one asked, else the fallback, else /', () => {
@@ -136,6 +197,34 @@ describe('LXD instance', () => {
   it('maps a normal user\'s own id to itself, and never maps host root', () => {
     assert.equal((instanceBody(spec(), USER, 'k', { identity: ids }, []) as { config: Record<string, string> }).config['raw.idmap'], 'uid 1000 1000\ngid 1000 1000');
     assert.equal((instanceBody(spec(), { uid: 0, gid: 0 }, 'k', { identity: ids }, []) as { config: Record<string, string> }).config['raw.idmap'], undefined);
+  });
+
+  it('makes the spec\'s own folders inside, as the container\'s root, for the cage\'s user', () => {
+    assert.deepEqual(localDirs(spec()), [{ path: '/run/user/1000', mode: 0o700 }]);
+    // The script as `lxc exec` runs it, here against a temp folder and this process's own ids.
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-dirs-'));
+    try {
+      const odd = path.join(root, "-a b'c", 'd');
+      const kept = path.join(root, 'kept');
+      fs.mkdirSync(kept, { mode: 0o777 });
+      fs.chmodSync(kept, 0o777);
+      const argv = makeDirsArgv([{ path: odd, mode: 0o700 }, { path: kept, mode: 0o750 }], process.getuid!(), process.getgid!());
+      assert.equal(argv.slice(0, 2).join(' '), '/bin/sh -c', 'paths are arguments, never script text');
+      assert.equal(argv.slice(3).some((a) => a.includes(odd) && a !== odd), false);
+      execFileSync(argv[0]!, argv.slice(1));
+      assert.equal(fs.statSync(odd).mode & 0o7777, 0o700);
+      assert.equal(fs.statSync(kept).mode & 0o7777, 0o750, 'a folder already there gets the mode too');
+      assert.equal(fs.statSync(odd).uid, process.getuid!());
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('stops programs inside with a script sh accepts, signalling only as the cage\'s user', () => {
+    // Not run here: as this test's user it would signal every process of that user.
+    execFileSync('/bin/sh', ['-n', '-c', TERM_INSIDE]);
+    assert.match(TERM_INSIDE, /^kill -TERM -1 /);
+    assert.match(TERM_INSIDE, /"\$st" != Z/, 'zombies (pid 1 is sleep, which reaps none) are not waited for');
   });
 
   describe('on a remote LXD', () => {
