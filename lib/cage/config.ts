@@ -227,6 +227,8 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
       mounts.push({ source, dest, writable });
     }
   }
+  const problem = writableAncestorProblem(mounts, home);
+  if (problem) fail(problem.mount.writable ? 'ReadWrite' : 'ReadOnly', problem.reason);
 
   const environment: Record<string, string> = {};
   for (const item of kf.getList(CAGE_GROUP, 'Environment') ?? []) {
@@ -295,6 +297,25 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     clipboard,
     nestedSandbox: bool('NestedSandbox', true),
   };
+}
+
+/**
+ * A folder bound at each start must not lie where the cage can write: it could replace it (or
+ * a folder on its way) with a link to anything of yours before the next start, and the start
+ * would bind that instead (flatpak's CVE-2024-42472). So nothing is bound from inside the
+ * cage's home or another folder it may write. Checked on the cage file's paths when it is
+ * read, and on their real paths (links of yours resolved) at every start.
+ */
+export function writableAncestorProblem(mounts: readonly BindMount[], home: string): { mount: BindMount; reason: string } | undefined {
+  const within = (inner: string, outer: string) => inner === outer || inner.startsWith(outer.endsWith('/') ? outer : outer + '/');
+  for (const m of mounts) {
+    if (within(m.source, home) || (m.writable && within(home, m.source))) {
+      return { mount: m, reason: `${m.source} and the cage's home ${home} lie one inside the other; the cage can change its home, so bind a folder outside it` };
+    }
+    const outer = mounts.find((w) => w !== m && w.writable && within(m.source, w.source) && !(m.writable && w.source === m.source));
+    if (outer) return { mount: m, reason: `${m.source} lies inside ${outer.source}, which the cage may write: it could put a link there before the next start; bind only ${outer.source}, or a folder outside it` };
+  }
+  return undefined;
 }
 
 const MAX_CLIPBOARD_BYTES = 64 * 1024 * 1024;

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { logSince, withCause } from './start-failure.js';
+import { writableAncestorProblem } from './config.js';
 import path from 'node:path';
 import { EventEmitter } from 'node:events';
 import { KagomeError, FileError, asKagomeError } from '../errors.js';
@@ -227,6 +228,14 @@ export class CageManager extends EventEmitter<ManagerEvents> {
           `${m.source} does not exist on the host; create it or remove it from the cage file`,
         );
       }
+    }
+    // The same rule as when the file was read, on the real paths: a link of the person's
+    // (~/dl -> /data/dl) must not hide that one folder lies inside another the cage writes.
+    const real = async (p: string) => fsp.realpath(p).catch(() => p);
+    const mounts = await Promise.all(config.mounts.map(async (m) => ({ ...m, source: await real(m.source) })));
+    const problem = writableAncestorProblem(mounts, await real(config.home));
+    if (problem) {
+      throw new FileError('InvalidCageFile', { file: this.deps.store.fileOf(config.name), key: problem.mount.writable ? 'ReadWrite' : 'ReadOnly' }, problem.reason);
     }
   }
 

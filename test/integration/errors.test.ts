@@ -101,6 +101,20 @@ describe('bad input gets named errors and the service keeps answering', () => {
     assert.ok(e.text.includes(line), 'the error quotes the log line whole');
   });
 
+  it('a folder reached through a link into a folder the cage writes is refused at start, not bound', async () => {
+    const outer = path.join(w.tmp.root, 'projects');
+    fs.mkdirSync(path.join(outer, 'tools'), { recursive: true });
+    const link = path.join(w.tmp.root, 'tools-link');
+    fs.symlinkSync(path.join(outer, 'tools'), link);
+    w.writeCage('nested', `[Cage]\nReadWrite=${outer};\nReadOnly=${link};\n`);
+    // Control: as written, the file names two unrelated folders and reads without complaint.
+    const [info] = (await w.call('io.kagome.Cages1', 'Get', 's', ['nested'])) as [Record<string, { value: unknown }>];
+    assert.notEqual(info.State?.value, 'invalid');
+    const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['nested', ['true'], {}]);
+    assert.equal(e.type, 'io.kagome.Error.InvalidCageFile');
+    assert.match(e.text, /tools lies inside .*projects, which the cage may write/);
+  });
+
   it('a program that does not exist in the cage is NoSuchProgram', async () => {
     const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['good', ['definitely-not-installed'], {}]);
     assert.equal(e.type, 'io.kagome.Error.NoSuchProgram');

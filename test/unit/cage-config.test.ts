@@ -55,6 +55,17 @@ describe('parseCageFile defaults', () => {
     });
   });
 
+  it('refuses to bind a folder from where the cage can write (a link there would be bound at the next start)', () => {
+    assertRefused('[Cage]\nReadWrite=/srv/projects;\nReadOnly=/srv/projects/tools;\n', 3, 'ReadOnly', '/srv/projects/tools lies inside /srv/projects');
+    assertRefused('[Cage]\nReadWrite=/srv/a;/srv/a/b;\n', 2, 'ReadWrite', '/srv/a/b lies inside /srv/a');
+    assertRefused('[Cage]\nReadOnly=/home/alice/.local/share/kagome/homes/web/x;\n', 2, 'ReadOnly', "the cage's home");
+    assertRefused('[Cage]\nReadWrite=/home/alice/.local;\n', 2, 'ReadWrite', "the cage's home");
+    // Side by side, read-only around the home, or a read-only folder holding a writable one: fine.
+    assert.equal(parse('[Cage]\nReadWrite=/srv/a;/srv/ab;\nReadOnly=/srv/b;\n').mounts.length, 3);
+    assert.equal(parse('[Cage]\nReadOnly=/home/alice/.local;\n').mounts.length, 1);
+    assert.equal(parse('[Cage]\nReadOnly=/srv/a;\nReadWrite=/srv/a/out;\n').mounts.length, 2);
+  });
+
   it('reads NestedSandbox, which only turns nested user namespaces off', () => {
     assert.equal(parse('[Cage]\nNestedSandbox=false\n').nestedSandbox, false);
     assert.equal(parse('[Cage]\nNestedSandbox=true\n').nestedSandbox, true);
