@@ -338,6 +338,8 @@ export function buildProgram(): Command {
           `border: ${c.border ?? 'none'}`,
           `app name: ${c.appName}`,
           `sound: ${c.sound}`,
+          `tasks: ${c.tasksMax ? `at most ${c.tasksMax}` : 'no limit'}`,
+          `nested sandboxes: ${c.nestedSandbox ? 'allowed' : 'refused'}`,
           `clipboard: ${c.clipboard.direction}, primary ${c.clipboard.primary ? 'on' : 'off'}, at most ${c.clipboard.maxBytes} bytes, ${c.clipboard.images ? 'text and images' : 'text only'}`,
         ].join('\n') + '\n',
       );

@@ -32,6 +32,8 @@ export interface SandboxSpec {
   runtimeDir: string;
   /** programs may make user namespaces (their own sandboxes); unset: they may. See lib/backends/seccomp.ts */
   nestedSandbox?: boolean;
+  /** at most this many tasks (processes and threads) in the cage; unset or 0: no limit */
+  tasksMax?: number;
 }
 
 export interface HostFacts {
@@ -93,6 +95,7 @@ export function cageSpec(config: CageConfig, host: HostFacts): SandboxSpec {
     cwd: host.home,
     runtimeDir,
     nestedSandbox: config.nestedSandbox,
+    tasksMax: config.tasksMax,
   };
 }
 

@@ -29,6 +29,8 @@ export interface BubblewrapRecord extends SandboxRecord {
   pidNamespace: string;
   /** the compiled seccomp filter, which kagome-enter applies to every program carried in */
   seccomp?: string;
+  /** the cage's task limit, which kagome-enter sets on every program carried in */
+  tasksMax?: number;
 }
 
 /** The host's root filesystem as the cage sees it: /usr read-only, nothing of the host's state. */
@@ -116,8 +118,8 @@ export function bwrapArgs(spec: SandboxSpec, etcDir: string, keeper: string[], o
  * the running cage: the outer user namespace, the others and the root, the inner user
  * namespace, then the working directory chosen inside, every capability dropped.
  */
-export function enterArgs(init: ProcRef, cwd: string, fallbackCwd: string, argv: string[], seccomp?: string): string[] {
-  return [...(seccomp ? ['--seccomp', seccomp] : []), String(init.pid), init.start, cwd, fallbackCwd, '--', ...argv];
+export function enterArgs(init: ProcRef, cwd: string, fallbackCwd: string, argv: string[], seccomp?: string, tasksMax?: number): string[] {
+  return [...(seccomp ? ['--seccomp', seccomp] : []), ...(tasksMax ? ['--nproc', String(tasksMax)] : []), String(init.pid), init.start, cwd, fallbackCwd, '--', ...argv];
 }
 
 // The cage's first program keeps the namespaces alive; everything else is entered. bwrap
@@ -194,6 +196,7 @@ export class BubblewrapBackend implements Backend {
       init: procRef(initPid),
       pidNamespace: namespaceId(initPid, 'pid') ?? '',
       seccomp,
+      ...(spec.tasksMax ? { tasksMax: spec.tasksMax } : {}),
     };
     try {
       if (withNet) {
@@ -232,7 +235,7 @@ export class BubblewrapBackend implements Backend {
   async exec(record: SandboxRecord, req: ExecRequest): Promise<ExecHandle> {
     const r = record as BubblewrapRecord;
     if (!isAlive(r.init)) throw new KagomeError('BackendFailed', 'the cage is no longer running');
-    return spawnDetached(enterHelper(), enterArgs(r.init, req.cwd, req.fallbackCwd ?? '/', execArgv(req.argv), r.seccomp), req.env, req, 'the cage');
+    return spawnDetached(enterHelper(), enterArgs(r.init, req.cwd, req.fallbackCwd ?? '/', execArgv(req.argv), r.seccomp, r.tasksMax), req.env, req, 'the cage');
   }
 
   hostPathOf(record: SandboxRecord, pathInCage: string): string | undefined {

@@ -1,7 +1,7 @@
 /*
  * kagome-enter: start a program inside a running bubblewrap cage.
  *
- *   kagome-enter [--seccomp FILE] PID START CWD FALLBACK_CWD -- PROGRAM [ARG...]
+ *   kagome-enter [--seccomp FILE] [--nproc N] PID START CWD FALLBACK_CWD -- PROGRAM [ARG...]
  *
  * PID is the cage's init as the host sees it and START its start time (field 22 of
  * /proc/PID/stat), so a reused pid is never entered. The environment is the program's.
@@ -28,6 +28,12 @@
  * after no_new_privs: a filter passes only to children, and a program carried in is not a
  * child of the cage's first process, which bwrap filtered.
  *
+ * With --nproc, RLIMIT_NPROC (soft and hard) is N once inside: since Linux 5.14 the kernel
+ * counts it per user namespace, so it bounds the cage's own processes and threads together,
+ * whatever they fork, and none of the person's others; raising it again needs a capability
+ * in the host's namespace. (Set on bwrap before the namespaces exist, it would count every
+ * process of the person's at that moment.)
+ *
  *   kagome-enter --outer-userns PID START -- PROGRAM [ARG...]
  *
  * only joins U1 and runs PROGRAM there, in the host's other namespaces: slirp4netns, which
@@ -49,6 +55,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -170,7 +177,15 @@ int main(int argc, char **argv) {
     argv += 2;
     argc -= 2;
   }
-  if (argc < 7 || strcmp(argv[5], "--") != 0) fail("usage: kagome-enter [--seccomp FILE] PID START CWD FALLBACK_CWD -- PROGRAM [ARG...]");
+  rlim_t nproc = 0;
+  if (argc >= 3 && strcmp(argv[1], "--nproc") == 0) {
+    char *end;
+    nproc = strtoul(argv[2], &end, 10);
+    if (*end || nproc == 0) fail("--nproc takes a positive number");
+    argv += 2;
+    argc -= 2;
+  }
+  if (argc < 7 || strcmp(argv[5], "--") != 0) fail("usage: kagome-enter [--seccomp FILE] [--nproc N] PID START CWD FALLBACK_CWD -- PROGRAM [ARG...]");
   const char *pid = argv[1], *start = argv[2], *cwd = argv[3], *fallback = argv[4];
   char **program = &argv[6];
   int procdir = open_pinned(pid, start);
@@ -200,6 +215,10 @@ int main(int argc, char **argv) {
 
   /* Only now, inside: nothing of the host is reachable from here. */
   if (chdir(is_dir(cwd) ? cwd : is_dir(fallback) ? fallback : "/") != 0) die("changing to the working directory");
+  if (nproc) {
+    struct rlimit limit = {nproc, nproc};
+    if (setrlimit(RLIMIT_NPROC, &limit) != 0) die("limiting the cage's tasks");
+  }
   drop_capabilities();
   if (filter.len && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter, 0, 0) != 0) die("loading the cage's seccomp filter");
 

@@ -88,6 +88,8 @@ export interface CageConfig {
    * build their own sandboxes from them; everything else the seccomp filter blocks anyway
    */
   nestedSandbox: boolean;
+  /** bubblewrap cages: at most this many processes and threads at once; 0 for no limit */
+  tasksMax: number;
 }
 
 export interface ConfigContext {
@@ -115,9 +117,11 @@ const KNOWN_KEYS = new Set([
   'ClipboardMaxSize',
   'ClipboardImages',
   'NestedSandbox',
+  'TasksMax',
 ]);
 
 const DEFAULT_IDLE_STOP = 0;
+export const DEFAULT_TASKS_MAX = 4096;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 // OCI references and LXD aliases: no spaces, no leading '-' (never read as an engine option).
 const IMAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9._\/:@+-]{0,254}$/;
@@ -255,6 +259,16 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     else border = borderRaw;
   }
 
+  // A fork bomb in a cage must not take the desktop down. 4096 leaves a browser (hundreds of
+  // threads) plenty of room; "infinity" lifts the limit.
+  let tasksMax = DEFAULT_TASKS_MAX;
+  const tasksRaw = kf.get(CAGE_GROUP, 'TasksMax');
+  if (tasksRaw !== undefined) {
+    if (tasksRaw === 'infinity') tasksMax = 0;
+    else if (/^\d{1,7}$/.test(tasksRaw) && Number(tasksRaw) >= 16) tasksMax = Number(tasksRaw);
+    else fail('TasksMax', `${JSON.stringify(tasksRaw)} is not a number of tasks; write a whole number of at least 16 (default ${DEFAULT_TASKS_MAX}) or infinity`);
+  }
+
   const appName = kf.get(CAGE_GROUP, 'AppName') || DEFAULT_NAME_FORMAT;
   const appNameProblem = checkNameFormat(appName);
   if (appNameProblem) fail('AppName', `${JSON.stringify(appName)}: ${appNameProblem}`);
@@ -296,6 +310,7 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     sound: oneOf('Sound', SOUND_POLICIES, 'output'),
     clipboard,
     nestedSandbox: bool('NestedSandbox', true),
+    tasksMax,
   };
 }
 

@@ -258,3 +258,49 @@ describe('Network=full as an ordinary user', () => {
     }
   });
 });
+
+describe('a cage has a task limit', () => {
+  let w: World;
+  before(async () => {
+    w = await World.create();
+    w.writeCage('bounded', '[Cage]\nTasksMax=64\n');
+    w.writeCage('unbounded', '[Cage]\nTasksMax=infinity\n');
+    await w.startService();
+  });
+  after(async () => {
+    await w?.cleanup();
+  });
+
+  /** Starts 150 sleepers in the cage and says how many processes the cage then has. */
+  async function forks(cage: string): Promise<number> {
+    // One process that forks: at the limit a shell would give up, python counts the refusals.
+    const script = [
+      'import os, time',
+      'started = refused = 0',
+      'for i in range(150):',
+      '    try:',
+      '        if os.fork() == 0:',
+      '            time.sleep(120); os._exit(0)',
+      '        started += 1',
+      '    except OSError:',
+      '        refused += 1',
+      'open(os.environ["HOME"] + "/forks.done", "w").write("%d %d" % (started, refused))',
+    ].join('\n');
+    await w.launchCommand(cage, ['python3', '-c', script]);
+    await w.readFileWhenWritten(w.homeFile(cage, 'forks.done'), 30000);
+    const state = w.cageState(cage) as { sandbox: { pidNamespace: string } };
+    return fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p) && nsOf(Number(p)) === state.sandbox.pidNamespace).length;
+  }
+
+  it('control: without a limit, 150 forks in a cage all run', async () => {
+    assert.ok((await forks('unbounded')) >= 150);
+  });
+
+  it('with TasksMax=64, the cage holds at most 64 tasks whatever it forks, and the host goes on', async () => {
+    const inCage = await forks('bounded');
+    assert.ok(inCage <= 64, `${inCage} processes in the cage`);
+    assert.ok(inCage >= 10, `the cage could still start programs (${inCage})`);
+    // The person's other processes are not counted against it: the service still launches.
+    await w.launchCommand('unbounded', ['true']);
+  });
+});

@@ -297,6 +297,12 @@ describe('the seccomp filter in the command lines', () => {
     assert.ok(args.indexOf('--seccomp') < args.indexOf('--'), 'an option of bwrap, not of the program');
   });
 
+  it("kagome-enter sets the cage's task limit on every program it carries in", () => {
+    const args = enterArgs({ pid: 9, start: '5' }, '/w', '/h', ['prog'], '/f.bpf', 64);
+    assert.deepEqual(args.slice(0, 6), ['--seccomp', '/f.bpf', '--nproc', '64', '9', '5']);
+    assert.ok(!enterArgs({ pid: 9, start: '5' }, '/w', '/h', ['prog'], '/f.bpf').includes('--nproc'));
+  });
+
   it('kagome-enter gets the same filter file before everything else', () => {
     const args = enterArgs({ pid: 9, start: '5' }, '/w', '/h', ['prog'], '/run/user/1/kagome/cache/seccomp-x.bpf');
     assert.deepEqual(args.slice(0, 2), ['--seccomp', '/run/user/1/kagome/cache/seccomp-x.bpf']);

@@ -52,6 +52,7 @@ describe('parseCageFile defaults', () => {
       sound: 'output',
       clipboard: { direction: 'ask', primary: false, maxBytes: 256 * 1024, images: false },
       nestedSandbox: true,
+      tasksMax: 4096,
     });
   });
 
@@ -64,6 +65,13 @@ describe('parseCageFile defaults', () => {
     assert.equal(parse('[Cage]\nReadWrite=/srv/a;/srv/ab;\nReadOnly=/srv/b;\n').mounts.length, 3);
     assert.equal(parse('[Cage]\nReadOnly=/home/alice/.local;\n').mounts.length, 1);
     assert.equal(parse('[Cage]\nReadOnly=/srv/a;\nReadWrite=/srv/a/out;\n').mounts.length, 2);
+  });
+
+  it('reads TasksMax: a number of at least 16, or infinity for none', () => {
+    assert.equal(parse('[Cage]\nTasksMax=200\n').tasksMax, 200);
+    assert.equal(parse('[Cage]\nTasksMax=infinity\n').tasksMax, 0);
+    assertRefused('[Cage]\nTasksMax=8\n', 2, 'TasksMax', 'at least 16');
+    assertRefused('[Cage]\nTasksMax=lots\n', 2, 'TasksMax', 'infinity');
   });
 
   it('reads NestedSandbox, which only turns nested user namespaces off', () => {
@@ -310,6 +318,7 @@ describe('formatCageFile', () => {
       sound: 'output',
       clipboard: { direction: 'ask', primary: false, maxBytes: 256 * 1024, images: false },
       nestedSandbox: true,
+      tasksMax: 4096,
     });
   });
 
