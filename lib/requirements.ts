@@ -13,7 +13,6 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   slirp4netns: 'slirp4netns',
   nsenter: 'util-linux',
   setpriv: 'util-linux',
-  prlimit: 'util-linux',
   python3: 'python3',
   busctl: 'systemd',
   'dbus-daemon': 'dbus',
