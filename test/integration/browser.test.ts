@@ -1,0 +1,75 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { World } from '../helpers/kagome.js';
+import { pidsInNamespace } from '../../lib/runtime/proc.js';
+
+// A browser in a default cage, as the ordinary user, with the cage's seccomp filter and task
+// limit on, keeps its own sandbox: Chromium's renderers live in user namespaces of their own,
+// which the filter leaves allowed (NestedSandbox, default true). The page is checked on the
+// host display's pixels, not by a window's existence.
+
+const COLOUR = '#ffcc00';
+const PAGE = `data:text/html,<body style='background:${COLOUR.replace('#', '%23')}'><h1>kagome</h1></body>`;
+
+function status(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+async function pixelsOf(display: string, env: Record<string, string>, file: string, colour: string): Promise<number> {
+  await execa('import', ['-window', 'root', file], { env, extendEnv: false });
+  const r = await execa('convert', [file, '-fill', 'black', '+opaque', colour, '-fill', 'white', '-opaque', colour, '-format', '%[fx:mean*w*h]', 'info:'], { env, extendEnv: false });
+  void display;
+  return Number(r.stdout);
+}
+
+describe('Chromium in a default cage', () => {
+  let w: World;
+
+  before(async () => {
+    const found = await execa('sh', ['-c', 'command -v chromium'], { reject: false });
+    assert.equal(found.exitCode, 0, 'chromium is not installed: packaging/install-deps installs it for this test');
+    w = await World.create();
+    w.writeCage('web', '[Cage]\n');
+    await w.startService();
+  });
+
+  after(async () => {
+    await w?.cleanup();
+  });
+
+  it('draws a page, with its own sandbox on under the cage filter', async () => {
+    const shot = path.join(w.tmp.root, 'chromium.png');
+    // Control: before the launch, nothing of that colour is on the screen.
+    assert.equal(await pixelsOf(w.display, w.env, shot, COLOUR), 0);
+    await w.launchCommand('web', ['chromium', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--window-size=800,600', PAGE]);
+    const deadline = Date.now() + 60000;
+    let drawn = 0;
+    while (Date.now() < deadline && (drawn = await pixelsOf(w.display, w.env, shot, COLOUR)) < 100000) await new Promise((r) => setTimeout(r, 500));
+    assert.ok(drawn >= 100000, `the page was drawn on the host display (${drawn} pixels of ${COLOUR}): ${w.cageLog('web').split('\n').slice(-15).join('\n')}`);
+
+    const state = w.cageState('web') as { sandbox: { pidNamespace: string; init: { pid: number } } };
+    const depth = (pid: number) => (/^NSpid:\s+(.*)$/m.exec(status(pid))?.[1] ?? '').trim().split(/\s+/).length;
+    const cageDepth = depth(state.sandbox.init.pid);
+    const all = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number);
+    const browser = all.filter((p) => {
+      try {
+        return /chromium/.test(fs.readFileSync(`/proc/${p}/cmdline`, 'utf8')) && depth(p) >= cageDepth;
+      } catch {
+        return false;
+      }
+    });
+    assert.ok(browser.some((p) => pidsInNamespace(state.sandbox.pidNamespace).includes(p)), 'chromium runs in the cage');
+    for (const pid of browser) assert.match(status(pid), /^Seccomp:\s+2$/m, `chromium ${pid} runs under a seccomp filter`);
+    // Its zygote and renderers sandbox themselves in namespaces of their own, below the cage's.
+    const sandboxed = browser.filter((p) => depth(p) > cageDepth);
+    assert.ok(sandboxed.length > 0, "no chromium process is in a namespace of its own below the cage's: its sandbox is off");
+    for (const pid of browser) assert.doesNotMatch(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'), /--no-sandbox/);
+  });
+});
