@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
 import { pidsInNamespace } from '../../lib/runtime/proc.js';
 
-// A browser in a default cage, as the ordinary user, with the cage's seccomp filter and task
+// Browsers in a default cage, as the ordinary user, with the cage's seccomp filter and task
 // limit on, keeps its own sandbox: Chromium's renderers live in user namespaces of their own,
 // which the filter leaves allowed (NestedSandbox, default true). The page is checked on the
 // host display's pixels, not by a window's existence.
@@ -71,5 +71,38 @@ describe('Chromium in a default cage', () => {
     const sandboxed = browser.filter((p) => depth(p) > cageDepth);
     assert.ok(sandboxed.length > 0, "no chromium process is in a namespace of its own below the cage's: its sandbox is off");
     for (const pid of browser) assert.doesNotMatch(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'), /--no-sandbox/);
+  });
+});
+
+describe('Firefox ESR in a default cage', () => {
+  let w: World;
+
+  before(async () => {
+    const found = await execa('sh', ['-c', 'command -v firefox-esr'], { reject: false });
+    assert.equal(found.exitCode, 0, 'firefox-esr is not installed: packaging/install-deps installs it for this test');
+    w = await World.create();
+    w.writeCage('web', '[Cage]\n');
+    await w.startService();
+    await w.call('io.kagome.Cages1', 'Start', 's', ['web']);
+  });
+
+  after(async () => {
+    await w?.cleanup();
+  });
+
+  it('draws a local page, its content processes under the cage filter', async () => {
+    const shot = path.join(w.tmp.root, 'firefox.png');
+    assert.equal(await pixelsOf(w.display, w.env, shot, COLOUR), 0);
+    // Firefox refuses data: pages given on its command line; a file in the cage's home it opens.
+    fs.writeFileSync(w.homeFile('web', 'page.html'), `<body style='background:${COLOUR}'><h1>kagome</h1></body>`);
+    await w.launchCommand('web', ['firefox-esr', '--new-instance', `file://${w.env.HOME}/page.html`]);
+    const deadline = Date.now() + 60000;
+    let drawn = 0;
+    while (Date.now() < deadline && (drawn = await pixelsOf(w.display, w.env, shot, COLOUR)) < 100000) await new Promise((r) => setTimeout(r, 500));
+    assert.ok(drawn >= 100000, `the page was drawn on the host display (${drawn} pixels of ${COLOUR}): ${w.cageLog('web').split('\n').slice(-15).join('\n')}`);
+    const state = w.cageState('web') as { sandbox: { pidNamespace: string } };
+    const content = pidsInNamespace(state.sandbox.pidNamespace).filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('-contentproc'));
+    assert.ok(content.length > 0, 'Firefox started content processes (it did not crash back to one process)');
+    for (const pid of content) assert.match(status(pid), /^Seccomp:\s+2$/m);
   });
 });
