@@ -29,6 +29,15 @@ async function pixelsOf(display: string, env: Record<string, string>, file: stri
   return Number(r.stdout);
 }
 
+/** Waits until the page's colour covers a good part of the host display; the pixel count. */
+async function waitForPage(w: World, shot: string): Promise<number> {
+  const deadline = Date.now() + 60000;
+  let drawn = 0;
+  while (Date.now() < deadline && (drawn = await pixelsOf(w.display, w.env, shot, COLOUR)) < 100000) await new Promise((r) => setTimeout(r, 500));
+  assert.ok(drawn >= 100000, `the page was drawn on the host display (${drawn} pixels of ${COLOUR}): ${w.cageLog('web').split('\n').slice(-15).join('\n')}`);
+  return drawn;
+}
+
 describe('Chromium in a default cage', () => {
   let w: World;
 
@@ -49,10 +58,7 @@ describe('Chromium in a default cage', () => {
     // Control: before the launch, nothing of that colour is on the screen.
     assert.equal(await pixelsOf(w.display, w.env, shot, COLOUR), 0);
     await w.launchCommand('web', ['chromium', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--window-size=800,600', PAGE]);
-    const deadline = Date.now() + 60000;
-    let drawn = 0;
-    while (Date.now() < deadline && (drawn = await pixelsOf(w.display, w.env, shot, COLOUR)) < 100000) await new Promise((r) => setTimeout(r, 500));
-    assert.ok(drawn >= 100000, `the page was drawn on the host display (${drawn} pixels of ${COLOUR}): ${w.cageLog('web').split('\n').slice(-15).join('\n')}`);
+    await waitForPage(w, shot);
 
     const state = w.cageState('web') as { sandbox: { pidNamespace: string; init: { pid: number } } };
     const depth = (pid: number) => (/^NSpid:\s+(.*)$/m.exec(status(pid))?.[1] ?? '').trim().split(/\s+/).length;
@@ -96,10 +102,7 @@ describe('Firefox ESR in a default cage', () => {
     // Firefox refuses data: pages given on its command line; a file in the cage's home it opens.
     fs.writeFileSync(w.homeFile('web', 'page.html'), `<body style='background:${COLOUR}'><h1>kagome</h1></body>`);
     await w.launchCommand('web', ['firefox-esr', '--new-instance', `file://${w.env.HOME}/page.html`]);
-    const deadline = Date.now() + 60000;
-    let drawn = 0;
-    while (Date.now() < deadline && (drawn = await pixelsOf(w.display, w.env, shot, COLOUR)) < 100000) await new Promise((r) => setTimeout(r, 500));
-    assert.ok(drawn >= 100000, `the page was drawn on the host display (${drawn} pixels of ${COLOUR}): ${w.cageLog('web').split('\n').slice(-15).join('\n')}`);
+    await waitForPage(w, shot);
     const state = w.cageState('web') as { sandbox: { pidNamespace: string } };
     const content = pidsInNamespace(state.sandbox.pidNamespace).filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('-contentproc'));
     assert.ok(content.length > 0, 'Firefox started content processes (it did not crash back to one process)');
