@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { KagomeError } from '../errors.js';
+import { cageProfileFile, ENGINE_DEFAULT_PROFILE } from './oci-seccomp.js';
 import { requireProgram } from '../requirements.js';
 import { resolveInRoot } from './proc-root.js';
 import { isAlive, procRef, signal } from '../runtime/proc.js';
@@ -127,7 +128,7 @@ export function mountArgs(engine: OciEngine, ops: readonly SetupOp[], user: Pick
 }
 
 /** The whole `run` command line. Pure: tested without an engine. */
-export function runArgs(engine: OciEngine, spec: SandboxSpec, user: CageUser, container: string, identity: { passwd: string; group: string }): string[] {
+export function runArgs(engine: OciEngine, spec: SandboxSpec, user: CageUser, container: string, identity: { passwd: string; group: string }, seccompProfile?: string): string[] {
   if (!spec.image) throw new KagomeError('InvalidCageFile', `cage "${spec.name}" has no Image=`);
   const args = [
     'run',
@@ -151,6 +152,9 @@ export function runArgs(engine: OciEngine, spec: SandboxSpec, user: CageUser, co
     'all',
     '--security-opt',
     'no-new-privileges',
+    // The engine's default profile with kagome's refusals (oci-seccomp.ts): the keyring,
+    // TIOCSTI, perf and the new mount API, as in bubblewrap cages.
+    ...(seccompProfile ? ['--security-opt', `seccomp=${seccompProfile}`] : []),
     '--read-only',
     '--tmpfs',
     '/tmp:rw,nosuid,nodev,mode=1777',
@@ -269,9 +273,25 @@ export class OciBackend extends ContainerBackend implements Backend {
     // The user list names the cage's user with the id it has inside, so `id`, ~ and the
     // programs that look themselves up agree with the files they own.
     const identity = await writeIdentity({ ...this.host, uid: user.uid, gid: user.gid }, spec, io.etcDir);
+    const profile = cageProfileFile(io.cacheDir);
+    if (!profile) fs.writeSync(io.logFd, `kagome: no ${ENGINE_DEFAULT_PROFILE} (containers-common) to build the cage's seccomp profile on; ${this.kind}'s own default applies\n`);
     let id: string;
     try {
-      id = (await engineRun(engine, runArgs(this.kind, spec, user, container, identity), this.env)).trim().split('\n').pop() ?? '';
+      const run = (withProfile: string | undefined) => engineRun(engine, runArgs(this.kind, spec, user, container, identity, withProfile), this.env);
+      id = (
+        await run(profile).catch(async (e: KagomeError) => {
+          // podman 4.3's Docker API reads the profile the docker client sends as a file name
+          // ("opening seccomp profile failed: open {...}"); a Docker engine takes it. There the
+          // engine's own default is all that can apply, and the cage log says so.
+          if (!profile || !/opening seccomp profile failed: open \{/.test(e.message)) throw e;
+          fs.writeSync(io.logFd, `kagome: this ${this.kind} engine cannot take a seccomp profile from its client (podman's Docker API); its own default applies\n`);
+          await engineRun(engine, ['rm', '--force', container], this.env).catch(() => undefined);
+          return run(undefined);
+        })
+      )
+        .trim()
+        .split('\n')
+        .pop() ?? '';
     } catch (e) {
       throw runFailure(this.kind, spec, e as KagomeError);
     }

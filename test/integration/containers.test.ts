@@ -2,9 +2,10 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
 import { waitForWindow } from '../helpers/x11.js';
-import { hostDisplayAndBusProbe } from '../helpers/probes.js';
+import { hostDisplayAndBusProbe, SYSCALL_ATTEMPTS, parseAttempts } from '../helpers/probes.js';
 import { startDockerApi, startPodman, type Engine } from '../helpers/engines.js';
 import { startLxd, startLxdRemote } from '../helpers/lxd.js';
 import { ensureTestImage } from '../helpers/images.js';
@@ -56,6 +57,31 @@ for (const { backend, engine: startEngine } of BACKENDS) {
       assert.equal(info[0][cage]?.State?.value, 'running');
       assert.equal(info[0][cage]?.Backend?.value, backend);
     });
+
+    if (backend === 'docker') {
+      // The docker client sends the profile's content; podman 4.3's Docker API, which stands
+      // for a Docker engine here, takes it for a file name. A Docker engine takes it.
+      it("says in the cage log when the engine cannot take kagome's seccomp profile", async () => {
+        await w.launchCommand(cage, ['true']);
+        assert.match(w.cageLog(cage), /cannot take a seccomp profile from its client \(podman's Docker API\); its own default applies/);
+      });
+    }
+
+    if (backend === 'podman') {
+      // LXD applies its own seccomp policy to every container; podman's and docker's default
+      // allows keyctl, perf_event_open, TIOCSTI and the new mount API, so kagome adds its own.
+      it("refuses what the bubblewrap cages' filter refuses: the keyring, TIOCSTI, perf, the new mount API", async () => {
+        const out = parseAttempts(await runInCage(`python3 -c '${SYSCALL_ATTEMPTS.replace(/'/g, `'\\''`)}'`, [], 'seccomp.out'));
+        assert.equal(out.add_key, 'EPERM', JSON.stringify(out));
+        assert.equal(out.tiocsti, 'EPERM', JSON.stringify(out));
+        assert.equal(out.perf_event_open, 'EPERM', JSON.stringify(out));
+        assert.equal(out.fsopen, 'ENOSYS', JSON.stringify(out));
+        // Control: with the engine's own default profile, the same calls get through.
+        const plain = await execa(backend, ['run', '--rm', '--pull', 'never', '--cap-drop', 'all', '--entrypoint', 'python3', 'kagome/debian12', '-c', SYSCALL_ATTEMPTS], { env: { ...process.env, ...engine.env }, reject: false });
+        const control = parseAttempts(plain.stdout);
+        assert.equal(control.tiocsti, 'ok', `${plain.stderr} ${plain.stdout}`);
+      });
+    }
 
     it('takes a second program into the running cage (one container, not two)', async () => {
       const before = JSON.stringify((w.cageState(cage) as { sandbox: unknown }).sandbox);

@@ -2,70 +2,14 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
+import { SYSCALL_ATTEMPTS as ATTEMPTS, parseAttempts as parse } from '../helpers/probes.js';
 
 // The seccomp filter of bubblewrap cages, from inside real cages, as the program an attacker
 // controls would try it. Each attempt prints "NAME ok" or "NAME ERRNO"; every attempt is first
 // made on the host by the same script, where it must not be refused the way the filter
 // refuses it, so a test cannot pass because the machine forbids the call anyway.
 
-// python3 (the system's, the cage has the host's /usr) makes the raw calls.
-const ATTEMPTS = String.raw`
-import ctypes, errno, fcntl, os, socket, struct, sys, termios
-libc = ctypes.CDLL(None, use_errno=True)
-def report(name, fn):
-    try:
-        r = fn()
-        print(name, 'ok' if r is None or r >= 0 else errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno())))
-    except OSError as e:
-        print(name, errno.errorcode.get(e.errno, str(e.errno)))
-# add_key(2): the user's keyring is the host user's, whatever the namespace
-report('add_key', lambda: libc.syscall(248, b'user', b'kagome-seccomp-test', b'secret', 6, -4))
-# TIOCSTI on our own controlling terminal: pushes input into it (the kernel allows it only
-# there, so a child makes a new session and takes a fresh terminal as its own)
-def tiocsti():
-    m, s = os.openpty()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.setsid()
-        fcntl.ioctl(s, termios.TIOCSCTTY, 0)
-        try:
-            fcntl.ioctl(s, termios.TIOCSTI, b'x')
-            os.write(w, b'ok')
-        except OSError as e:
-            os.write(w, errno.errorcode.get(e.errno, str(e.errno)).encode())
-        os._exit(0)
-    os.waitpid(pid, 0)
-    print('tiocsti', os.read(r, 64).decode())
-tiocsti()
-# perf_event_open(2), a software clock of this process (allowed to users at paranoid <= 2)
-def perf():
-    attr = bytearray(128)
-    struct.pack_into('IIQ', attr, 0, 1, 128, 0)
-    struct.pack_into('Q', attr, 40, (1 << 5) | (1 << 6))  # exclude_kernel, exclude_hv: what a user may count
-    buf = ctypes.create_string_buffer(bytes(attr))
-    return libc.syscall(298, buf, 0, -1, -1, 0)
-report('perf_event_open', perf)
-# a socket family beyond unix, inet, inet6 and netlink: AF_PACKET (the host refuses it for
-# want of CAP_NET_RAW, with EPERM: the filter answers before the kernel looks)
-report('af_packet', lambda: socket.socket(17, socket.SOCK_RAW, 0).close())
-# the new mount API
-report('fsopen', lambda: libc.syscall(430, b'tmpfs', 0))
-# a user namespace of its own, as Firefox's and Chromium's sandboxes make
-report('userns', lambda: libc.unshare(0x10000000))
-# a personality that turns off address randomisation
-report('personality', lambda: libc.personality(0x0040000))
-`;
 
-function parse(out: string): Record<string, string> {
-  return Object.fromEntries(
-    out
-      .trim()
-      .split('\n')
-      .filter((l) => / /.test(l))
-      .map((l) => l.split(' ') as [string, string]),
-  );
-}
 
 describe('the seccomp filter of bubblewrap cages', () => {
   let w: World;
