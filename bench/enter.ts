@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { enterHelper } from '../lib/backends/enter-helper.js';
+import { readBwrapInfo } from '../lib/backends/bwrap-info.js';
 import { seccompProgram, seccompRules } from '../lib/backends/seccomp.js';
 import { procRef } from '../lib/runtime/proc.js';
 import { type Figure, figureTable, newFigure, positiveInt } from './figures.js';
@@ -41,11 +42,7 @@ async function main(): Promise<void> {
     { stdio: ['ignore', 'inherit', 'inherit', 'pipe'] },
   );
   try {
-    const info = await new Promise<string>((resolve) => {
-      let text = '';
-      (bwrap.stdio[3] as NodeJS.ReadableStream).on('data', (d: Buffer) => (text += d.toString())).on('end', () => resolve(text));
-    });
-    const init = procRef(Number(/"child-pid"\s*:\s*(\d+)/.exec(info)?.[1]));
+    const init = procRef(await readBwrapInfo(bwrap.stdio[3] as NodeJS.ReadableStream));
     const helper = enterHelper();
     const target = [String(init.pid), init.start, '/', '/', '--', '/bin/true'];
     timeBatch(helper, target); // warm the page cache

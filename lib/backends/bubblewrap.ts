@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import fs2 from 'node:fs';
+import fsSync from 'node:fs';
 import { seccompProgram, seccompRules } from './seccomp.js';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
@@ -13,6 +13,7 @@ import { execArgv } from './argv-bytes.js';
 import { spawnDetached } from './spawn-detached.js';
 import { resolveInRoot } from './proc-root.js';
 import { enterHelper } from './enter-helper.js';
+import { readBwrapInfo } from './bwrap-info.js';
 
 // The default backend: bubblewrap over the host's own /usr. Each cage gets its own user,
 // mount, pid, ipc, uts and network namespaces. The network namespace is never the host's,
@@ -160,7 +161,7 @@ export class BubblewrapBackend implements Backend {
     ]);
     const withNet = spec.network === 'full';
     const seccomp = seccompProgram(io.cacheDir, seccompRules({ nestedSandbox: spec.nestedSandbox ?? true }));
-    const seccompFd = fs2.openSync(seccomp, fs2.constants.O_RDONLY | fs2.constants.O_NOFOLLOW);
+    const seccompFd = fsSync.openSync(seccomp, fsSync.constants.O_RDONLY | fsSync.constants.O_NOFOLLOW);
     const args = bwrapArgs(spec, io.etcDir, KEEPER, { infoFd: 3, ...(withNet ? { blockFd: 4 } : {}), seccompFd: SECCOMP_FD });
     // Detached (own session, own process group) with its output in a file: the cage must
     // outlive the service, which may be restarted or killed while programs run.
@@ -171,7 +172,7 @@ export class BubblewrapBackend implements Backend {
         stdio: ['ignore', io.logFd, io.logFd, 'pipe', withNet ? 'pipe' : 'ignore', 'pipe', seccompFd],
       });
     } finally {
-      fs2.closeSync(seccompFd);
+      fsSync.closeSync(seccompFd);
     }
     // A pipe of a child that dies at the wrong moment reports ECONNRESET or EPIPE as an
     // 'error' event; unheard, that ended the service (seen with 200 concurrent starts and stops).
@@ -180,7 +181,7 @@ export class BubblewrapBackend implements Backend {
     const spawnError = new Promise<never>((_, reject) =>
       child.once('error', (e) => reject(new KagomeError('BackendFailed', `could not start bwrap for cage "${spec.name}": ${e.message}`))),
     );
-    const info = readInfo(child.stdio[3] as NodeJS.ReadableStream);
+    const info = readBwrapInfo(child.stdio[3] as NodeJS.ReadableStream);
     const initPid = await Promise.race([
       info,
       spawnError,
@@ -268,18 +269,4 @@ export class BubblewrapBackend implements Backend {
     await waitUntil(() => !isAlive(r.init) && !isAlive(r.bwrap), 3000, 10);
     signal(r.bwrap, 'SIGKILL');
   }
-}
-
-/** bwrap writes {"child-pid": N} on the info fd once the namespaces exist. */
-function readInfo(stream: NodeJS.ReadableStream): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    stream.on('data', (chunk: Buffer) => {
-      text += chunk.toString('utf8');
-      const m = /"child-pid"\s*:\s*(\d+)/.exec(text);
-      if (m) resolve(Number(m[1]));
-    });
-    stream.on('end', () => reject(new KagomeError('BackendFailed', `bwrap ended without reporting its sandbox (${text.trim() || 'no output'})`)));
-    stream.on('error', reject);
-  });
 }

@@ -8,6 +8,7 @@ import { IN_CAGE } from '../sandbox.js';
 import type { Backend, SandboxRecord } from '../backends/backend.js';
 import type { CageDisplay, DisplayContext, DisplayRecord } from './display.js';
 import { clientSandboxArgs } from './client-sandbox.js';
+import { readBwrapInfo } from '../backends/bwrap-info.js';
 
 // xpra: the server (with its own Xvfb) runs inside the cage; its unix socket lies in a host
 // directory bind-mounted into the cage, and a host-side `xpra attach` shows each cage window as
@@ -322,16 +323,8 @@ export class XpraDisplay implements CageDisplay {
     // bwrap reports the pid 1 of the client's pid namespace (its init, which reaps and exits
     // with the client); the client is that init's child. It is what stop signals and
     // re-adoption checks: as a pid 1 itself, xpra could not die of the TERM it re-raises.
-    const init = await new Promise<number>((resolve, reject) => {
-      let text = '';
-      // Read to the end: bwrap writes the whole report, then closes it; a reader gone early
-      // would make that write fail and bwrap give up.
-      info.on('data', (d: Buffer) => (text += d.toString()));
-      info.on('end', () => {
-        const m = /"child-pid"\s*:\s*(\d+)/.exec(text);
-        if (m) resolve(Number(m[1]));
-        else reject(new KagomeError('DisplayFailed', `the sandbox of cage ${ctx.config.name}'s xpra client did not start; see ${path.join(ctx.rt.logDir, 'cage.log')}`));
-      });
+    const init = await readBwrapInfo(info).catch(() => {
+      throw new KagomeError('DisplayFailed', `the sandbox of cage ${ctx.config.name}'s xpra client did not start; see ${path.join(ctx.rt.logDir, 'cage.log')}`);
     });
     child.unref();
     let pid: number | undefined;
