@@ -1,4 +1,7 @@
 import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { IN_CAGE } from '../sandbox.js';
 
 // The host-side xpra client parses everything the cage's xpra server sends, and that server is
 // the cage's to replace. Debian 12's xpra 3.1.3 lacks xpra's 2026 client-side fixes (its
@@ -9,6 +12,13 @@ import fs from 'node:fs';
 // nothing else: no home, no session bus, no XDG_RUNTIME_DIR, no network, its own pid, ipc and
 // uts namespaces. A compromised client can draw on the display it was given and read no file
 // of the person's and call no service.
+//
+// What the client knows of the host it may tell the cage's server (xpra's hello carries the
+// hostname, the user's real name, the machine id and the client's command line, and `xpra info`
+// in the cage shows them). So the client sees the cage's folder where the cage sees it, not at
+// its host path under XDG_RUNTIME_DIR, and its /etc says no more than the cage's: a passwd and
+// group with only the user and nobody (no real name, no other accounts), its own hostname and a
+// machine id of its own.
 
 /** ":N" or ":N.S" (a local display): the socket path; undefined for TCP or other forms. */
 export function displaySocket(display: string): string | undefined {
@@ -23,6 +33,24 @@ export interface ClientSandbox {
   /** the cage's xpra folder on the host, with the server's socket */
   xpraDir: string;
   lang: string | undefined;
+  /** a folder of the host the cage cannot see, with the files writeClientEtc wrote */
+  etcDir: string;
+}
+
+/** Where the client finds the cage's folder, the path the cage itself knows it by. */
+export const CLIENT_XPRA_DIR = IN_CAGE.xpraDir;
+
+/** The files that stand in for the host's in the client's /etc. */
+export function writeClientEtc(dir: string, user: { name: string; uid: number; gid: number }): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const files: Record<string, string> = {
+    passwd: `${user.name}:x:${user.uid}:${user.gid}:${user.name}:/home/client:/bin/sh\n` + (user.uid === 65534 ? '' : 'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n'),
+    group: `${user.name}:x:${user.gid}:\n` + (user.gid === 65534 ? '' : 'nogroup:x:65534:\n'),
+    hostname: 'kagome-client\n',
+    // Valid, as libdbus wants one, and new at every start, so it ties the client to nothing.
+    'machine-id': randomBytes(16).toString('hex') + '\n',
+  };
+  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text, { mode: 0o600 });
 }
 
 /** bwrap arguments around `argv` (xpra attach ...), or undefined when the display cannot be given alone. */
@@ -56,6 +84,8 @@ export function clientSandboxArgs(s: ClientSandbox, argv: string[], infoFd: numb
     '--ro-bind',
     '/etc',
     '/etc',
+    // A file the host's /etc lacks has nothing to hide, and a read-only /etc could not take it.
+    ...['passwd', 'group', 'hostname', 'machine-id'].filter((f) => fs.existsSync(`/etc/${f}`)).flatMap((f) => ['--ro-bind', path.join(s.etcDir, f), `/etc/${f}`]),
     '--ro-bind-try',
     '/var/cache/fontconfig',
     '/var/cache/fontconfig',
@@ -74,7 +104,7 @@ export function clientSandboxArgs(s: ClientSandbox, argv: string[], infoFd: numb
     socket,
     '--bind',
     s.xpraDir,
-    s.xpraDir,
+    CLIENT_XPRA_DIR,
   ];
   const env: Record<string, string> = { DISPLAY: s.display, HOME: '/home/client', PATH: '/usr/bin:/bin', LANG: s.lang ?? 'C.UTF-8' };
   if (s.xauthority && s.xauthority.startsWith('/') && fs.existsSync(s.xauthority)) {

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { execFile, spawn } from 'node:child_process';
 import { KagomeError } from '../errors.js';
@@ -7,7 +8,7 @@ import { childrenOf, isAlive, procRef, signal, waitUntil, type ProcRef } from '.
 import { IN_CAGE } from '../sandbox.js';
 import type { Backend, SandboxRecord } from '../backends/backend.js';
 import type { CageDisplay, DisplayContext, DisplayRecord } from './display.js';
-import { clientSandboxArgs } from './client-sandbox.js';
+import { CLIENT_XPRA_DIR, clientSandboxArgs, writeClientEtc } from './client-sandbox.js';
 import { readBwrapInfo } from '../backends/bwrap-info.js';
 
 // xpra: the server (with its own Xvfb) runs inside the cage; its unix socket lies in a host
@@ -124,21 +125,38 @@ export function xpraServerArgv(screen = DEFAULT_SCREEN): string[] {
 }
 
 /**
- * How the host client is started: xpra's own entry point, with one change. xpra 3.1's client
+ * How the host client is started: xpra's own entry point, with two changes. xpra 3.1's client
  * does what the server's "control" packets ask, and the server is the cage's: any program in
  * the cage could make the host client open unbordered "Session Info" and "Bug Report" windows
  * on the host (`xpra control SOCKET client show_bug_report`) or turn on its debug logging.
  * Those requests are refused and logged, and no longer offered in the client's hello; the
  * compression and packet-encoding switches stay, they are part of the protocol.
+ *
+ * And the client's hello, which the cage's server keeps and shows to anyone in the cage
+ * (`xpra info`), said who and where the host is: its hostname, the user's name and real name,
+ * the machine id and a user id made from it, the client's command line (with the host path of
+ * the cage's folder), the host's display name, window manager, workspace names, kernel,
+ * processor and distribution, xpra's build, the monitors' colour profiles, the icon theme's
+ * names and the sound server's. Those are left out (the workspaces keep their number, with
+ * plain names), whether the client is confined or not (a remote cage's is not). What stays is
+ * what drawing and typing need: screen and monitor sizes, DPI, keyboard layout and keymap,
+ * encodings.
  */
 export const XPRA_CLIENT_LAUNCHER = [
-  'import ctypes, sys',
+  'import ctypes, os, sys, uuid',
   // Named as xpra's own script would be (ps, tests and the bench look for "xpra").
   'ctypes.CDLL(None).prctl(15, b"xpra", 0, 0, 0)',
+  // xpra would derive it from the machine id, uid and home: the same on every attach.
+  'os.environ["XPRA_USER_UUID"] = uuid.uuid4().hex',
   'from xpra.platform import init, set_default_name',
   'set_default_name("Xpra")',
   'init()',
-  'from xpra.client import ui_client_base',
+  // Before the client's modules take their own references to these.
+  'from xpra.platform import gui',
+  'host_desktop_names = gui.get_desktop_names',
+  'gui.get_wm_name = lambda: None',
+  'gui.get_desktop_names = lambda: ["Desktop %d" % (i + 1) for i in range(len(host_desktop_names()))]',
+  'from xpra.client import client_base, ui_client_base',
   'from xpra.log import Logger',
   'REFUSED = ("show_session_info", "show_bug_report", "debug")',
   'C = ui_client_base.UIXpraClient',
@@ -152,6 +170,19 @@ export const XPRA_CLIENT_LAUNCHER = [
   'def control_caps(self):',
   '    return {k: [c for c in v if c not in REFUSED] for k, v in original_caps(self).items()}',
   'C._process_control, C.get_control_commands_caps = process_control, control_caps',
+  'WITHHELD = ("hostname", "username", "name", "argv", "machine_id", "display", "server_uuid", "wm_name",',
+  '            "session-type", "session-type.full", "icc", "display-icc")',
+  'WITHHELD_PREFIXES = ("platform.", "build.", "theme.", "sound.pulseaudio", "sound.device")',
+  'def withheld(key):',
+  '    key = key.decode("latin1") if isinstance(key, bytes) else str(key)',
+  '    return key in WITHHELD or key.startswith(WITHHELD_PREFIXES)',
+  // Every part of the hello (the base's, the mixins', GTK's) passes here, and only the hello.
+  'original_send = client_base.XpraClientBase.send',
+  'def send(self, *parts):',
+  '    if parts and parts[0] == "hello":',
+  '        parts = ("hello", {k: v for k, v in parts[1].items() if not withheld(k)}) + parts[2:]',
+  '    return original_send(self, *parts)',
+  'client_base.XpraClientBase.send = send',
   'from xpra.scripts.main import main',
   'sys.exit(main("/usr/bin/xpra", ["/usr/bin/xpra"] + sys.argv[1:]))',
 ].join('\n');
@@ -170,6 +201,8 @@ export function xpraClientArgv(socketPath: string, border: string | undefined, r
     '--tray=no',
     '--speaker=disabled',
     '--microphone=disabled',
+    // The client would send its own log lines to the server, which is the cage's.
+    '--remote-logging=no',
     ...COMMON_OPTIONS,
   ];
 }
@@ -305,9 +338,16 @@ export class XpraDisplay implements CageDisplay {
   private async startClient(ctx: DisplayContext, socket: string, remote = false): Promise<ProcRef> {
     const xpra = requireProgram('xpra', 'to show cage windows on the host');
     const argv = xpraClientArgv(socket, ctx.config.border, remote);
+    const etcDir = path.join(ctx.rt.dir, 'client-etc');
+    // Inside its sandbox the client reaches the socket where the cage has it.
+    const confinedArgv = ['/usr/bin/python3', '-c', XPRA_CLIENT_LAUNCHER, ...xpraClientArgv(path.posix.join(CLIENT_XPRA_DIR, path.basename(socket)), ctx.config.border)];
     const sandboxed = remote
       ? undefined
-      : clientSandboxArgs({ display: ctx.hostEnv.DISPLAY ?? '', xauthority: ctx.hostEnv.XAUTHORITY, xpraDir: ctx.rt.xpraDir, lang: ctx.hostEnv.LANG }, ['/usr/bin/python3', '-c', XPRA_CLIENT_LAUNCHER, ...argv], 3);
+      : clientSandboxArgs({ display: ctx.hostEnv.DISPLAY ?? '', xauthority: ctx.hostEnv.XAUTHORITY, xpraDir: ctx.rt.xpraDir, lang: ctx.hostEnv.LANG, etcDir }, confinedArgv, 3);
+    if (sandboxed) {
+      const user = os.userInfo();
+      writeClientEtc(etcDir, { name: user.username, uid: user.uid, gid: user.gid });
+    }
     if (!sandboxed) {
       fs.writeSync(ctx.logFd, `kagome: the xpra client of cage ${ctx.config.name} runs unconfined (${remote ? 'a remote cage' : `display ${JSON.stringify(ctx.hostEnv.DISPLAY ?? '')} is not a local socket`})\n`);
       const child = spawn('/usr/bin/python3', ['-c', XPRA_CLIENT_LAUNCHER, ...argv], { detached: true, env: ctx.hostEnv, stdio: ['ignore', ctx.logFd, ctx.logFd] });

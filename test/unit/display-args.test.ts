@@ -52,6 +52,10 @@ describe('xpra command lines', () => {
     assert.deepEqual(option(clientNoBorder, 'title'), ['--title=@title@']);
   });
 
+  it("keeps the client's log lines from the server, which is the cage's", () => {
+    for (const argv of [client, xpraClientArgv(SOCKET, undefined, true)]) assert.deepEqual(option(argv, 'remote-logging'), ['--remote-logging=no']);
+  });
+
   it('draws the border in the cage colour, or none when undefined', () => {
     assert.deepEqual(option(client, 'border'), ['--border=#3465a4,3']);
     assert.deepEqual(option(xpraClientArgv(SOCKET, 'red'), 'border'), ['--border=red,3']);
