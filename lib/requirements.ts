@@ -11,6 +11,7 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   Xephyr: 'xserver-xephyr',
   xauth: 'xauth',
   slirp4netns: 'slirp4netns',
+  nft: 'nftables',
   nsenter: 'util-linux',
   setpriv: 'util-linux',
   python3: 'python3',
@@ -55,9 +56,17 @@ export function missingProgramError(program: string, purpose: string): KagomeErr
   return new KagomeError('MissingProgram', `${program} is needed ${purpose} but was not found: ${how}`);
 }
 
-/** Resolve a host program or throw MissingProgram naming its Debian package. */
-export function requireProgram(program: string, purpose: string): string {
-  const found = findInPath(program);
+// Where Debian puts administration programs such as nft, which an ordinary user runs for
+// namespaces of their own: not on such a user's PATH (Debian's /etc/profile).
+const SBIN_DIRS = '/usr/local/sbin:/usr/sbin:/sbin';
+
+/**
+ * Resolve a host program or throw MissingProgram naming its Debian package. With `sbin`, the
+ * sbin folders are searched after PATH.
+ */
+export function requireProgram(program: string, purpose: string, opts: { sbin?: boolean } = {}): string {
+  const envPath = process.env.PATH ?? '/usr/bin:/bin';
+  const found = findInPath(program, opts.sbin ? `${envPath}:${SBIN_DIRS}` : envPath);
   if (!found) throw missingProgramError(program, purpose);
   return found;
 }

@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import fsSync from 'node:fs';
+import os from 'node:os';
 import { seccompProgram, seccompRules } from './seccomp.js';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
@@ -8,7 +9,8 @@ import { requireProgram } from '../requirements.js';
 import { isAlive, procRef, signal, waitUntil, pidsInNamespace, namespaceId, type ProcRef } from '../runtime/proc.js';
 import { identityFiles, type HostFacts, type SandboxSpec, type SetupOp } from '../sandbox.js';
 import type { Backend, ExecHandle, ExecRequest, SandboxRecord, StartIo } from './backend.js';
-import { startSlirp } from './slirp.js';
+import { installRuleset, startSlirp } from './slirp.js';
+import { hostAddresses, internetRuleset } from './net-policy.js';
 import { execArgv } from './argv-bytes.js';
 import { spawnDetached } from './spawn-detached.js';
 import { resolveInRoot } from './proc-root.js';
@@ -19,7 +21,8 @@ import { readBwrapInfo } from './bwrap-info.js';
 // mount, pid, ipc, uts and network namespaces. The network namespace is never the host's,
 // even for Network=full: abstract unix sockets such as @/tmp/.X11-unix/X0 live in the network
 // namespace and would reach the host X server without any file being mounted. Full network is
-// given by slirp4netns, a user-mode TCP/IP stack attached to the cage's own namespace.
+// given by slirp4netns, a user-mode TCP/IP stack attached to the cage's own namespace;
+// Network=internet is the same with nftables rules in that namespace (net-policy.ts).
 
 export interface BubblewrapRecord extends SandboxRecord {
   /** bwrap's own process on the host */
@@ -61,7 +64,7 @@ export function hostRootOps(etcDir: string, network: SandboxSpec['network']): Se
     { op: 'ro-bind', source: '/var/cache/fontconfig', dest: '/var/cache/fontconfig', optional: true },
     { op: 'ro-bind', source: '/var/lib/dbus/machine-id', dest: '/var/lib/dbus/machine-id', optional: true },
   ];
-  if (network === 'full') {
+  if (network !== 'none') {
     // slirp4netns serves DNS at 10.0.2.3; the host's resolver (often 127.0.0.53) is not reachable.
     ops.push({ op: 'ro-bind', source: path.join(etcDir, 'resolv.conf'), dest: '/etc/resolv.conf' });
   }
@@ -96,7 +99,7 @@ export function bwrapArgs(spec: SandboxSpec, etcDir: string, keeper: string[], o
     '--unshare-pid',
     '--unshare-uts',
     '--unshare-cgroup-try',
-    // Always a network namespace of its own; Network=full attaches slirp4netns to it.
+    // Always a network namespace of its own; Network=full and internet attach slirp4netns to it.
     '--unshare-net',
     // A new session: a cage cannot push input into the terminal that started it (TIOCSTI).
     '--new-session',
@@ -145,7 +148,8 @@ export class BubblewrapBackend implements Backend {
   checkHost(spec: SandboxSpec): void {
     requireProgram('bwrap', 'to run bubblewrap cages');
     enterHelper();
-    if (spec.network === 'full') requireProgram('slirp4netns', 'for cages with Network=full');
+    if (spec.network !== 'none') requireProgram('slirp4netns', 'for cages with Network=full or internet');
+    if (spec.network === 'internet') requireProgram('nft', 'for cages with Network=internet', { sbin: true });
   }
 
   async start(spec: SandboxSpec, io: StartIo): Promise<BubblewrapRecord> {
@@ -159,7 +163,7 @@ export class BubblewrapBackend implements Backend {
       fs.writeFile(path.join(io.etcDir, 'resolv.conf'), 'nameserver 10.0.2.3\n'),
       fs.writeFile(path.join(io.etcDir, 'empty'), ''),
     ]);
-    const withNet = spec.network === 'full';
+    const withNet = spec.network !== 'none';
     const seccomp = seccompProgram(io.cacheDir, seccompRules({ nestedSandbox: spec.nestedSandbox ?? true }));
     const seccompFd = fsSync.openSync(seccomp, fsSync.constants.O_RDONLY | fsSync.constants.O_NOFOLLOW);
     const args = bwrapArgs(spec, io.etcDir, KEEPER, { infoFd: 3, ...(withNet ? { blockFd: 4 } : {}), seccompFd: SECCOMP_FD });
@@ -202,6 +206,9 @@ export class BubblewrapBackend implements Backend {
     try {
       if (withNet) {
         record.slirp = await startSlirp(record.init, io.logFd);
+        // bwrap waits on the block fd, so the rules are in place before any program of the
+        // cage runs. The host's addresses are those it has now.
+        if (spec.network === 'internet') await installRuleset(record.init, internetRuleset(hostAddresses(os.networkInterfaces())), spec.name);
         const block = child.stdio[4] as NodeJS.WritableStream;
         block.end('1');
       }

@@ -34,12 +34,17 @@
  * in the host's namespace. (Set on bwrap before the namespaces exist, it would count every
  * process of the person's at that moment.)
  *
- *   kagome-enter --outer-userns PID START -- PROGRAM [ARG...]
+ *   kagome-enter --outer-userns [--net] PID START -- PROGRAM [ARG...]
  *
  * only joins U1 and runs PROGRAM there, in the host's other namespaces: slirp4netns, which
  * must attach to the cage's network namespace, needs the user namespace that owns it, and no
  * /proc path names U1 (slirp4netns given the pid opens /proc/PID/ns/user, which is U2 as soon
  * as bwrap has made it, and then fails with EPERM).
+ *
+ * With --net it also joins the cage's network namespace, still as U1, which owns it: that is
+ * where nft installs a cage's Network=internet rules. The cage's own programs live in U2 (or
+ * in namespaces they make below it) and have no capability in U1, so they cannot change what
+ * this installs. PROGRAM keeps U1's capabilities (U1 maps the person to uid 0).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -162,14 +167,18 @@ static int outer_userns(int ipc) {
 }
 
 int main(int argc, char **argv) {
-  if (argc >= 6 && strcmp(argv[1], "--outer-userns") == 0) {
-    if (strcmp(argv[4], "--") != 0) fail("usage: kagome-enter --outer-userns PID START -- PROGRAM [ARG...]");
-    int procdir = open_pinned(argv[2], argv[3]);
+  if (argc >= 2 && strcmp(argv[1], "--outer-userns") == 0) {
+    int with_net = argc >= 3 && strcmp(argv[2], "--net") == 0;
+    char **a = argv + 2 + with_net; /* PID START -- PROGRAM [ARG...] */
+    if (argc - 2 - with_net < 4 || strcmp(a[2], "--") != 0) fail("usage: kagome-enter --outer-userns [--net] PID START -- PROGRAM [ARG...]");
+    int procdir = open_pinned(a[0], a[1]);
     int ipc = open_ns(procdir, "ipc");
+    int net = with_net ? open_ns(procdir, "net") : -1;
     int outer = outer_userns(ipc);
     if (setns(outer, CLONE_NEWUSER) != 0 && errno != EINVAL) die("joining the cage's outer user namespace");
-    execvp(argv[5], &argv[5]);
-    die(argv[5]);
+    if (net >= 0 && setns(net, CLONE_NEWNET) != 0) die("joining the cage's network namespace");
+    execvp(a[3], &a[3]);
+    die(a[3]);
   }
   struct sock_fprog filter = {0, NULL};
   if (argc >= 3 && strcmp(argv[1], "--seccomp") == 0) {

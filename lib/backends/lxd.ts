@@ -7,6 +7,7 @@ import { resolveInRoot } from './proc-root.js';
 import { isAlive, procRef, signal } from '../runtime/proc.js';
 import { IN_CAGE, type HostFacts, type SandboxSpec } from '../sandbox.js';
 import type { Backend, ExecHandle, ExecRequest, SandboxRecord, StartIo } from './backend.js';
+import { refuseInternet } from './net-policy.js';
 import { containerFacts, engineExec, engineRun, ContainerBackend, resolveByShell, termPrograms, writeIdentity, type ContainerRecord } from './container.js';
 
 // LXD through its `lxc` client: each cage has one unprivileged container, made from the cage's
@@ -198,7 +199,8 @@ export class LxdBackend extends ContainerBackend implements Backend {
     return spec.remote ? 'none' : 'copies';
   }
 
-  checkHost(): void {
+  checkHost(spec: SandboxSpec): void {
+    refuseInternet(spec, 'lxd');
     this.lxc();
   }
 

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { KagomeError } from '../errors.js';
 import { cageProfileFile, ENGINE_DEFAULT_PROFILE } from './oci-seccomp.js';
+import { refuseInternet } from './net-policy.js';
 import { requireProgram } from '../requirements.js';
 import { resolveInRoot } from './proc-root.js';
 import { isAlive, procRef, signal } from '../runtime/proc.js';
@@ -233,7 +234,8 @@ export class OciBackend extends ContainerBackend implements Backend {
     return 'copies';
   }
 
-  checkHost(): void {
+  checkHost(spec: SandboxSpec): void {
+    refuseInternet(spec, this.kind);
     this.engine();
   }
 

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { execa } from 'execa';
 import { KagomeError } from '../errors.js';
 import { requireProgram } from '../requirements.js';
 import { procRef, type ProcRef } from '../runtime/proc.js';
@@ -38,7 +39,7 @@ class EarlyExit extends Error {
 }
 
 async function startSlirpOnce(init: ProcRef, logFd: number): Promise<ProcRef> {
-  const slirp = requireProgram('slirp4netns', 'for cages with Network=full');
+  const slirp = requireProgram('slirp4netns', 'for cages with Network=full or internet');
   const child = spawn(
     enterHelper(),
     ['--outer-userns', String(init.pid), init.start, '--', slirp, '--configure', '--mtu=65520', '--disable-host-loopback', '--ready-fd=3', '--netns-type=path', `/proc/${init.pid}/ns/net`, 'tap0'],
@@ -66,4 +67,38 @@ async function startSlirpOnce(init: ProcRef, logFd: number): Promise<ProcRef> {
   child.removeAllListeners('exit');
   child.unref();
   return procRef(child.pid!);
+}
+
+const NFT_TIMEOUT_MS = 15000;
+
+/**
+ * Install a ruleset (net-policy.ts) in the cage's network namespace with nft, run in the
+ * cage's outer user namespace, which owns that namespace and in which the cage's programs have
+ * no capability. Called before bwrap is let go on, so no program of the cage has run yet.
+ */
+export async function installRuleset(init: ProcRef, ruleset: string, cage: string): Promise<void> {
+  const nft = requireProgram('nft', 'for cages with Network=internet', { sbin: true });
+  for (let attempt = 1; ; attempt++) {
+    const r = await execa(enterHelper(), ['--outer-userns', '--net', String(init.pid), init.start, '--', nft, '-f', '-'], {
+      input: ruleset,
+      reject: false,
+      timeout: NFT_TIMEOUT_MS,
+      env: { LANG: 'C.UTF-8', PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      extendEnv: false,
+    });
+    if (r.exitCode === 0) return;
+    // kagome-enter's own refusal (125) with EACCES: the moment when bwrap makes the inner user
+    // namespace, as for slirp4netns above. Nothing was changed; try again.
+    if (r.exitCode === 125 && /Permission denied/.test(r.stderr) && attempt < 8) {
+      await new Promise((resolve) => setTimeout(resolve, 25 * attempt));
+      continue;
+    }
+    const stderr = r.stderr.trim() || '(nothing on stderr)';
+    const said = r.timedOut
+      ? `nft did not finish within ${NFT_TIMEOUT_MS / 1000} s`
+      : r.exitCode === 125
+        ? `could not enter the cage's network namespace: ${stderr}`
+        : `nft failed (${r.exitCode ?? r.signal}): ${stderr}`;
+    throw new KagomeError('BackendFailed', `could not install the Network=internet rules of cage "${cage}", so it was not started: ${said}`);
+  }
 }

@@ -12,7 +12,7 @@ import { checkNameFormat, DEFAULT_NAME_FORMAT } from '../../xdg/shadow.js';
 //   Image=kagome/debian12       # container backends: the image (see `kagome image build`)
 //   Remote=                     # lxd: an LXD remote from `lxc remote list` (default: the local one)
 //   Display=xpra                # xpra (seamless windows) | xephyr (one nested window)
-//   Network=none                # none | full (own namespace through slirp4netns, never the host's)
+//   Network=none                # none | full | internet (bubblewrap only), see below
 //   Home=~/.local/share/kagome/homes/NAME   # persistent private home (default shown)
 //   ReadOnly=/srv/photos;/opt/tools:/tools; # host paths, optionally HOST:IN_CAGE
 //   ReadWrite=~/Projects/site:~/site;
@@ -32,7 +32,16 @@ export const BACKENDS = ['bubblewrap', 'podman', 'docker', 'lxd'] as const;
 /** The image container cages run when the cage file names none: what `kagome image build` makes. */
 export const DEFAULT_IMAGE = 'kagome/debian12';
 export const DISPLAYS = ['xpra', 'xephyr'] as const;
-export const NETWORKS = ['none', 'full'] as const;
+/**
+ * none: loopback only. full: the cage's own network namespace through slirp4netns (never the
+ * host's namespace), reaching everything the host reaches, including the host's own addresses
+ * and its LAN; only the host's 127.0.0.1 stays out. internet: the same, but nftables rules in
+ * that namespace refuse the host's addresses, loopback, the private, link-local, CGNAT and
+ * multicast ranges and slirp4netns's gateway, leaving its DNS forwarder and the rest of the
+ * internet (net-policy.ts). bubblewrap cages only: a container engine's network namespace is
+ * the engine's to filter.
+ */
+export const NETWORKS = ['none', 'full', 'internet'] as const;
 export const SOUND_POLICIES = ['none', 'output', 'duplex'] as const;
 export const CLIPBOARD_POLICIES = ['none', 'to-cage', 'to-host', 'both', 'ask'] as const;
 
@@ -214,6 +223,9 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     remote = remoteRaw;
   }
   const network = oneOf('Network', NETWORKS, 'none');
+  if (network === 'internet' && backend !== 'bubblewrap') {
+    fail('Network', `"internet" is for bubblewrap cages only (its rules go in the cage's own network namespace, which a ${backend} cage's engine owns); set Backend=bubblewrap, or Network=full if the cage may also reach this machine's addresses and LAN`);
+  }
 
   const homeRaw = kf.get(CAGE_GROUP, 'Home');
   const home = homeRaw === undefined || homeRaw === '' ? `${ctx.homesDir}/${name}` : absolute('Home', homeRaw);

@@ -182,9 +182,10 @@ describe('bwrapArgs filesystem', () => {
     assert.ok(resolv > indexOf(full, '--ro-bind', '/etc', '/etc'));
   });
 
-  it('hostRootOps adds resolv.conf only with full network', () => {
+  it('hostRootOps adds resolv.conf only with a network (full or internet)', () => {
     const none = hostRootOps(ETC, 'none');
     const full = hostRootOps(ETC, 'full');
+    assert.deepEqual(hostRootOps(ETC, 'internet'), full);
     assert.equal(full.length, none.length + 1);
     assert.deepEqual(full.at(-1), { op: 'ro-bind', source: `${ETC}/resolv.conf`, dest: '/etc/resolv.conf' });
     assert.ok(!none.some((o) => 'dest' in o && o.dest === '/etc/resolv.conf'));

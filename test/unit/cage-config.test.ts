@@ -190,9 +190,17 @@ describe('parseCageFile errors', () => {
     assertRefused('[Cage]\nDisplay=wayland\n', 2, 'Display', '"wayland"', 'xpra, xephyr');
   });
 
-  it('refuses Network=host, listing none and full', () => {
-    assertRefused('[Cage]\nDescription=x\nNetwork=host\n', 3, 'Network', '"host"', 'none, full');
+  it('refuses Network=host, listing none, full and internet', () => {
+    assertRefused('[Cage]\nDescription=x\nNetwork=host\n', 3, 'Network', '"host"', 'none, full, internet');
   });
+
+  it('takes Network=internet for bubblewrap cages and refuses it for container cages, naming the way out', () => {
+    assert.equal(parse('[Cage]\nNetwork=internet\n').network, 'internet');
+    for (const backend of ['podman', 'docker', 'lxd']) {
+      assertRefused(`[Cage]\nBackend=${backend}\nNetwork=internet\n`, 3, 'Network', '"internet"', 'bubblewrap', backend, 'Network=full');
+    }
+  });
+
 
   it('refuses an AppName without {name} or with an unknown placeholder', () => {
     assertRefused('[Cage]\nAppName=[{cage}]\n', 2, 'AppName', '{name}');
