@@ -10,6 +10,7 @@ import { BACKENDS, CLIPBOARD_POLICIES, DEFAULT_IMAGE, DISPLAYS, NETWORKS, SOUND_
 import { checkCageName } from '../lib/cage/name.js';
 import { hostFacts, notifyCall, startService } from '../lib/service.js';
 import { stderrLogger } from '../lib/log.js';
+import { formatBytes, limitsSupport } from '../lib/runtime/cgroup.js';
 import { connectSessionBus } from '../lib/bus.js';
 import { BusNotifier } from '../lib/notify.js';
 import { buildRootfs, defaultEngine, importImage, DEFAULT_MIRROR, DEFAULT_RECIPE, DEFAULT_SUITE, IMAGE_ENGINES, type ImageEngine } from '../lib/image/build.js';
@@ -36,6 +37,14 @@ function store(): CageStore {
 
 function shadows(s: CageStore): AppShadows {
   return appShadows(env, s, (m) => process.stderr.write(`kagome: warning: ${m}\n`));
+}
+
+/** How the memory limit is held for a cage of this backend on this machine, for `cage show`. */
+function memoryEnforcement(backend: BackendKind): string {
+  if (backend === 'lxd') return ' (held by LXD)';
+  if (backend !== 'bubblewrap') return ' (held by the engine, where it can: rootless podman needs cgroup v2)';
+  const support = limitsSupport();
+  return support.how === 'none' ? ` (not held on this machine: ${support.why})` : ` (held through a ${support.how})`;
 }
 
 function print(data: unknown, json: boolean, human: () => string): void {
@@ -339,6 +348,7 @@ export function buildProgram(): Command {
           `app name: ${c.appName}`,
           `sound: ${c.sound}`,
           `tasks: ${c.tasksMax ? `at most ${c.tasksMax}` : 'no limit'}`,
+          `memory: ${c.memoryMax ? `at most ${formatBytes(c.memoryMax)}${memoryEnforcement(c.backend)}` : 'no limit'}`,
           `nested sandboxes: ${c.nestedSandbox ? 'allowed' : 'refused'}`,
           `clipboard: ${c.clipboard.direction}, primary ${c.clipboard.primary ? 'on' : 'off'}, at most ${c.clipboard.maxBytes} bytes, ${c.clipboard.images ? 'text and images' : 'text only'}`,
         ].join('\n') + '\n',

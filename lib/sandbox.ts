@@ -34,6 +34,8 @@ export interface SandboxSpec {
   nestedSandbox?: boolean;
   /** at most this many tasks (processes and threads) in the cage; unset or 0: no limit */
   tasksMax?: number;
+  /** at most this much memory in bytes, where the machine lets kagome hold it; unset or 0: no limit */
+  memoryMax?: number;
 }
 
 export interface HostFacts {
@@ -96,6 +98,7 @@ export function cageSpec(config: CageConfig, host: HostFacts): SandboxSpec {
     runtimeDir,
     nestedSandbox: config.nestedSandbox,
     tasksMax: config.tasksMax,
+    memoryMax: config.memoryMax,
   };
 }
 

@@ -139,7 +139,7 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
     // Container engines' clients get the service's environment: DOCKER_HOST, CONTAINERS_CONF,
     // LXD_DIR and XDG_RUNTIME_DIR decide which engine and storage they talk to.
     backends: {
-      bubblewrap: new BubblewrapBackend(host),
+      bubblewrap: new BubblewrapBackend(host, env, log),
       podman: new OciBackend('podman', host, env),
       docker: new OciBackend('docker', host, env),
       lxd: new LxdBackend(host, env, log),

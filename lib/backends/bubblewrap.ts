@@ -16,6 +16,9 @@ import { spawnDetached } from './spawn-detached.js';
 import { resolveInRoot } from './proc-root.js';
 import { enterHelper } from './enter-helper.js';
 import { readBwrapInfo } from './bwrap-info.js';
+import { formatBytes, limitsSupport, makeCgroupV1, removeCgroup, scopeOf, systemdScopeArgv, type CageCgroup } from '../runtime/cgroup.js';
+import type { Env } from '../runtime/paths.js';
+import { silentLogger, type Logger } from '../log.js';
 
 // The default backend: bubblewrap over the host's own /usr. Each cage gets its own user,
 // mount, pid, ipc, uts and network namespaces. The network namespace is never the host's,
@@ -35,6 +38,8 @@ export interface BubblewrapRecord extends SandboxRecord {
   seccomp?: string;
   /** the cage's task limit, which kagome-enter sets on every program carried in */
   tasksMax?: number;
+  /** the cgroup holding the cage to its limits, which every program carried in joins */
+  cgroup?: CageCgroup;
 }
 
 /** The host's root filesystem as the cage sees it: /usr read-only, nothing of the host's state. */
@@ -139,7 +144,35 @@ const KEEPER = ["/bin/sh", "-c", `printf R >&${READY_FD} && exec sleep infinity 
 export class BubblewrapBackend implements Backend {
   readonly kind = 'bubblewrap';
 
-  constructor(private readonly host: HostFacts) {}
+  constructor(
+    private readonly host: HostFacts,
+    private readonly env: Env = process.env,
+    private readonly log: Logger = silentLogger,
+  ) {}
+
+  /**
+   * How bwrap is started so that the kernel holds the cage to its limits: beneath a delegated
+   * cgroup (kagome-enter joins it, then runs bwrap, before bwrap forks the cage), or in a
+   * systemd scope. Where neither exists only the task limit holds (RLIMIT_NPROC), and the
+   * cage's log and the service's say why the memory limit does not.
+   */
+  private placeInCgroup(spec: SandboxSpec, argv: string[]): { argv: string[]; cgroup?: CageCgroup; scope?: boolean } {
+    const limits = { memoryMax: spec.memoryMax ?? 0, tasksMax: spec.tasksMax ?? 0 };
+    if (!limits.memoryMax && !limits.tasksMax) return { argv };
+    const support = limitsSupport(this.env);
+    if (support.how === 'cgroup v1') {
+      let cgroup: CageCgroup;
+      try {
+        cgroup = makeCgroupV1(support, spec.name, limits);
+      } catch (e) {
+        throw new KagomeError('BackendFailed', `could not make the cgroup that holds cage "${spec.name}" to its limits beneath ${support.memory}: ${(e as Error).message}`);
+      }
+      return { argv: [enterHelper(), ...cgroup.procs.flatMap((f) => ['--cgroup', f]), '--exec', '--', ...argv], cgroup };
+    }
+    if (support.how === 'systemd scope') return { argv: systemdScopeArgv(support.systemdRun, spec.name, limits, argv), scope: true };
+    if (limits.memoryMax) this.log.warn(`cage ${spec.name}: MemoryMax=${formatBytes(limits.memoryMax)} is not enforced: ${support.why}`);
+    return { argv };
+  }
 
   fileGrants(): 'portal' {
     return 'portal';
@@ -167,11 +200,12 @@ export class BubblewrapBackend implements Backend {
     const seccomp = seccompProgram(io.cacheDir, seccompRules({ nestedSandbox: spec.nestedSandbox ?? true }));
     const seccompFd = fsSync.openSync(seccomp, fsSync.constants.O_RDONLY | fsSync.constants.O_NOFOLLOW);
     const args = bwrapArgs(spec, io.etcDir, KEEPER, { infoFd: 3, ...(withNet ? { blockFd: 4 } : {}), seccompFd: SECCOMP_FD });
+    const limits = this.placeInCgroup(spec, [bwrap, ...args]);
     // Detached (own session, own process group) with its output in a file: the cage must
     // outlive the service, which may be restarted or killed while programs run.
     let child: ReturnType<typeof spawn>;
     try {
-      child = spawn(bwrap, args, {
+      child = spawn(limits.argv[0]!, limits.argv.slice(1), {
         detached: true,
         stdio: ['ignore', io.logFd, io.logFd, 'pipe', withNet ? 'pipe' : 'ignore', 'pipe', seccompFd],
       });
@@ -203,6 +237,9 @@ export class BubblewrapBackend implements Backend {
       seccomp,
       ...(spec.tasksMax ? { tasksMax: spec.tasksMax } : {}),
     };
+    const cgroup = limits.cgroup ?? (limits.scope ? scopeOf(child.pid!) : undefined);
+    if (cgroup) record.cgroup = cgroup;
+    else if (limits.scope) this.log.warn(`cage ${spec.name}: systemd-run did not put it in a scope; its limits are not enforced`);
     try {
       if (withNet) {
         record.slirp = await startSlirp(record.init, io.logFd);
@@ -243,7 +280,7 @@ export class BubblewrapBackend implements Backend {
   async exec(record: SandboxRecord, req: ExecRequest): Promise<ExecHandle> {
     const r = record as BubblewrapRecord;
     if (!isAlive(r.init)) throw new KagomeError('BackendFailed', 'the cage is no longer running');
-    return spawnDetached(enterHelper(), enterArgs(r.init, req.cwd, req.fallbackCwd ?? '/', execArgv(req.argv), r.seccomp, r.tasksMax), req.env, req, 'the cage');
+    return spawnDetached(enterHelper(), [...(r.cgroup?.procs ?? []).flatMap((f) => ['--cgroup', f]), ...enterArgs(r.init, req.cwd, req.fallbackCwd ?? '/', execArgv(req.argv), r.seccomp, r.tasksMax)], req.env, req, 'the cage');
   }
 
   hostPathOf(record: SandboxRecord, pathInCage: string): string | undefined {
@@ -275,5 +312,6 @@ export class BubblewrapBackend implements Backend {
     signal(r.slirp, 'SIGTERM');
     await waitUntil(() => !isAlive(r.init) && !isAlive(r.bwrap), 3000, 10);
     signal(r.bwrap, 'SIGKILL');
+    await removeCgroup(r.cgroup);
   }
 }

@@ -34,6 +34,10 @@
  * in the host's namespace. (Set on bwrap before the namespaces exist, it would count every
  * process of the person's at that moment.)
  *
+ * Any mode may begin with `--cgroup FILE` (repeated): the cage's cgroup.procs files, joined
+ * before anything else. `kagome-enter --cgroup FILE... --exec -- PROGRAM` only does that and
+ * runs PROGRAM: how bwrap itself is started in the cage's cgroup before it forks the cage.
+ *
  *   kagome-enter --outer-userns [--net] PID START -- PROGRAM [ARG...]
  *
  * only joins U1 and runs PROGRAM there, in the host's other namespaces: slirp4netns, which
@@ -166,7 +170,27 @@ static int outer_userns(int ipc) {
   return fd;
 }
 
+/*
+ * Writing 0 to a cgroup.procs file moves the writer; its children follow. Done first, on the
+ * host's paths, so everything this starts counts against the cage's limits, not the service's.
+ */
+static void join_cgroup(const char *procs) {
+  int fd = open(procs, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0 || write(fd, "0", 1) != 1) die("joining the cage's cgroup (its limits)");
+  close(fd);
+}
+
 int main(int argc, char **argv) {
+  while (argc >= 3 && strcmp(argv[1], "--cgroup") == 0) {
+    join_cgroup(argv[2]);
+    argv += 2;
+    argc -= 2;
+  }
+  if (argc >= 3 && strcmp(argv[1], "--exec") == 0) {
+    if (strcmp(argv[2], "--") != 0 || argc < 4) fail("usage: kagome-enter --cgroup FILE... --exec -- PROGRAM [ARG...]");
+    execvp(argv[3], &argv[3]);
+    die(argv[3]);
+  }
   if (argc >= 2 && strcmp(argv[1], "--outer-userns") == 0) {
     int with_net = argc >= 3 && strcmp(argv[2], "--net") == 0;
     char **a = argv + 2 + with_net; /* PID START -- PROGRAM [ARG...] */

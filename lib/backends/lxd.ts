@@ -122,6 +122,9 @@ export function instanceBody(spec: SandboxSpec, host: Pick<HostFacts, 'uid' | 'g
     'security.privileged': 'false',
     'security.nesting': 'false',
     'user.kagome.cage': spec.name,
+    // LXD's own cgroup limits: its daemon is root, so they hold on cgroup v1 and v2 alike.
+    ...(spec.memoryMax ? { 'limits.memory': String(spec.memoryMax) } : {}),
+    ...(spec.tasksMax ? { 'limits.processes': String(spec.tasksMax) } : {}),
   };
   if (host.uid !== 0 && !('remote' in mounts)) config['raw.idmap'] = `uid ${host.uid} ${host.uid}\ngid ${host.gid} ${host.gid}`;
   return { name, ephemeral: false, profiles: ['default'], source: { type: 'image', alias: spec.image }, config, devices };

@@ -168,6 +168,10 @@ export function runArgs(engine: OciEngine, spec: SandboxSpec, user: CageUser, co
     '--workdir',
     spec.cwd,
     ...(spec.network === 'none' ? ['--network', 'none'] : []),
+    // The engine holds these where it can: rootful, or rootless on cgroup v2 with systemd
+    // (rootless podman on cgroup v1 says "Resource limits are not supported" in the cage log).
+    ...(spec.memoryMax ? ['--memory', String(spec.memoryMax)] : []),
+    ...(spec.tasksMax ? ['--pids-limit', String(spec.tasksMax)] : []),
     '--mount',
     `type=bind,source=${checkMountPath(engine, identity.passwd)},destination=/etc/passwd,readonly=true`,
     '--mount',

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { FileError } from '../errors.js';
 import { Keyfile } from '../../xdg/keyfile.js';
 import { checkCageName } from './name.js';
@@ -26,6 +27,9 @@ import { checkNameFormat, DEFAULT_NAME_FORMAT } from '../../xdg/shadow.js';
 //   ClipboardPrimary=false      # also bridge the PRIMARY selection (mouse selection)
 //   ClipboardMaxSize=256K       # larger contents are not transferred (bytes, K or M)
 //   ClipboardImages=false       # true: images too, not only text
+//   NestedSandbox=true          # may programs build their own sandboxes (browsers do)
+//   TasksMax=4096               # processes and threads at once; infinity = no limit
+//   MemoryMax=50%               # memory (bytes with K, M, G or T, or % of the machine's); infinity
 
 export const CAGE_GROUP = 'Cage';
 export const BACKENDS = ['bubblewrap', 'podman', 'docker', 'lxd'] as const;
@@ -97,13 +101,17 @@ export interface CageConfig {
    * build their own sandboxes from them; everything else the seccomp filter blocks anyway
    */
   nestedSandbox: boolean;
-  /** bubblewrap cages: at most this many processes and threads at once; 0 for no limit */
+  /** at most this many processes and threads at once; 0 for no limit */
   tasksMax: number;
+  /** at most this much memory, in bytes; 0 for no limit */
+  memoryMax: number;
 }
 
 export interface ConfigContext {
   hostHome: string;
   homesDir: string;
+  /** the machine's memory in bytes, for MemoryMax=N% (default: this machine's) */
+  totalMemory?: number;
 }
 
 const KNOWN_KEYS = new Set([
@@ -127,10 +135,17 @@ const KNOWN_KEYS = new Set([
   'ClipboardImages',
   'NestedSandbox',
   'TasksMax',
+  'MemoryMax',
 ]);
 
 const DEFAULT_IDLE_STOP = 0;
 export const DEFAULT_TASKS_MAX = 4096;
+/**
+ * Half the machine's memory: a runaway program is stopped by the kernel in its own cage while
+ * the desktop and other cages still have the other half; a browser with many tabs fits.
+ */
+export const DEFAULT_MEMORY_MAX = '50%';
+const MIN_MEMORY_MAX = 64 * 1024 * 1024;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 // OCI references and LXD aliases: no spaces, no leading '-' (never read as an engine option).
 const IMAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9._\/:@+-]{0,254}$/;
@@ -281,6 +296,11 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     else fail('TasksMax', `${JSON.stringify(tasksRaw)} is not a number of tasks; write a whole number of at least 16 (default ${DEFAULT_TASKS_MAX}) or infinity`);
   }
 
+  const memoryRaw = kf.get(CAGE_GROUP, 'MemoryMax') ?? DEFAULT_MEMORY_MAX;
+  const memoryMax =
+    parseMemoryMax(memoryRaw, ctx.totalMemory ?? os.totalmem()) ??
+    fail('MemoryMax', `${JSON.stringify(memoryRaw)} is not an amount of memory; write bytes with an optional K, M, G or T (at least 64M), a percentage of this machine's memory such as 50% (the default), or infinity`);
+
   const appName = kf.get(CAGE_GROUP, 'AppName') || DEFAULT_NAME_FORMAT;
   const appNameProblem = checkNameFormat(appName);
   if (appNameProblem) fail('AppName', `${JSON.stringify(appName)}: ${appNameProblem}`);
@@ -323,6 +343,7 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     clipboard,
     nestedSandbox: bool('NestedSandbox', true),
     tasksMax,
+    memoryMax,
   };
 }
 
@@ -353,6 +374,22 @@ export function parseSize(text: string): number | undefined {
   if (!m) return undefined;
   const n = Number(m[1]) * (m[2]?.toUpperCase() === 'M' ? 1024 * 1024 : m[2] ? 1024 : 1);
   return n >= 1 && n <= MAX_CLIPBOARD_BYTES ? n : undefined;
+}
+
+/** MemoryMax= in bytes (0 for infinity), or undefined when it is not a valid amount. */
+export function parseMemoryMax(text: string, total: number): number | undefined {
+  const t = text.trim();
+  if (t === 'infinity') return 0;
+  const pct = /^(\d{1,3})%$/.exec(t);
+  if (pct) {
+    const p = Number(pct[1]);
+    if (p < 1 || p > 100) return undefined;
+    return Math.max(MIN_MEMORY_MAX, Math.floor((total * p) / 100 / 4096) * 4096);
+  }
+  const m = /^(\d{1,15})([KMGT]?)$/i.exec(t);
+  if (!m) return undefined;
+  const n = Number(m[1]) * 1024 ** ' KMGT'.indexOf((m[2] || ' ').toUpperCase());
+  return n >= MIN_MEMORY_MAX && Number.isSafeInteger(n) ? n : undefined;
 }
 
 export interface CageFileOptions {

@@ -2,7 +2,8 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import dbus from 'dbus-next';
-import { World } from '../helpers/kagome.js';
+import { execa } from 'execa';
+import { World, KAGOME } from '../helpers/kagome.js';
 import { waitForWindow, countWindows } from '../helpers/x11.js';
 
 // The life of a cage: many launches at once start it once; it survives the service being
@@ -302,5 +303,48 @@ describe('a cage has a task limit', () => {
     assert.ok(inCage >= 10, `the cage could still start programs (${inCage})`);
     // The person's other processes are not counted against it: the service still launches.
     await w.launchCommand('unbounded', ['true']);
+  });
+});
+
+// Where the machine delegates a cgroup (test/as-user makes one, as a systemd user manager
+// would), the kernel holds a cage to MemoryMax=: a runaway program is killed inside its cage
+// and the desktop, the service and the cage itself go on.
+describe('a cage has a memory limit', () => {
+  let w: World;
+  const delegated = Boolean(process.env.KAGOME_TEST_CGROUP);
+  before(async () => {
+    w = await World.create();
+    // Its xpra server and X server need about 200 MB; 480 MB leaves the program under 300.
+    w.writeCage('small', '[Cage]\nMemoryMax=480M\n');
+    w.writeCage('large', '[Cage]\nMemoryMax=infinity\n');
+    await w.startService();
+  });
+  after(async () => {
+    await w?.cleanup();
+  });
+
+  /** Runs a program that fills 1 GiB in the cage; its exit status (137: killed). */
+  async function fillGiB(cage: string): Promise<number> {
+    const fill = 'b = bytearray(1 << 30)\nfor i in range(0, len(b), 4096): b[i] = 1';
+    await w.launchCommand(cage, ['sh', '-c', `python3 -c "$1"; echo $? > "$HOME/fill.done"`, 'fill', fill]);
+    return Number((await w.readFileWhenWritten(w.homeFile(cage, 'fill.done'), 60000)).trim());
+  }
+
+  it('control: without a limit, 1 GiB is filled', { skip: !delegated && !process.env.CI && 'no delegated cgroup (run through test/as-user as root)' }, async () => {
+    assert.equal(await fillGiB('large'), 0);
+  });
+
+  it('with MemoryMax=480M, a program that fills 1 GiB is killed in its cage, which goes on', { skip: !delegated && !process.env.CI && 'no delegated cgroup (run through test/as-user as root)' }, async () => {
+    assert.ok(delegated, 'CI runs the tests through test/as-user, which delegates a cgroup: it did not');
+    assert.equal(await fillGiB('small'), 137);
+    // The programs carried in are in the cage's cgroup, not the service's.
+    const state = w.cageState('small') as { sandbox: { init: { pid: number }; cgroup?: { procs: string[] } } };
+    assert.ok(state.sandbox.cgroup, 'the state names the cage cgroup');
+    assert.match(fs.readFileSync(`/proc/${state.sandbox.init.pid}/cgroup`, 'utf8'), /:memory:.*\/kagome-small$/m);
+    fs.rmSync(w.homeFile('small', 'fill.done'));
+    await w.launchCommand('small', ['sh', '-c', 'cat /proc/self/cgroup > "$HOME/cg.txt"']);
+    assert.match(await w.readFileWhenWritten(w.homeFile('small', 'cg.txt')), /:memory:\/$/m, 'a launched program sees the cage cgroup as its root');
+    const r = await execa(process.execPath, [KAGOME, 'cage', 'show', 'small'], { env: w.env, extendEnv: false, reject: false });
+    assert.match(r.stdout, /^memory: at most 480 MiB \(held through a cgroup v1\)$/m, r.stdout + r.stderr);
   });
 });

@@ -5,7 +5,7 @@ import { defaultBorder, formatCageFile, parseCageFile, type CageConfig } from '.
 import { checkCageName } from '../../lib/cage/name.js';
 
 const FILE = '/cfg/kagome/cages/web.cage';
-const CTX = { hostHome: '/home/alice', homesDir: '/home/alice/.local/share/kagome/homes' };
+const CTX = { hostHome: '/home/alice', homesDir: '/home/alice/.local/share/kagome/homes', totalMemory: 8 * 1024 ** 3 };
 
 const parse = (text: string, name = 'web'): CageConfig => parseCageFile(text, FILE, name, CTX);
 
@@ -53,6 +53,7 @@ describe('parseCageFile defaults', () => {
       clipboard: { direction: 'ask', primary: false, maxBytes: 256 * 1024, images: false },
       nestedSandbox: true,
       tasksMax: 4096,
+      memoryMax: 4 * 1024 ** 3,
     });
   });
 
@@ -72,6 +73,21 @@ describe('parseCageFile defaults', () => {
     assert.equal(parse('[Cage]\nTasksMax=infinity\n').tasksMax, 0);
     assertRefused('[Cage]\nTasksMax=8\n', 2, 'TasksMax', 'at least 16');
     assertRefused('[Cage]\nTasksMax=lots\n', 2, 'TasksMax', 'infinity');
+  });
+
+  it('reads MemoryMax: bytes with K, M, G or T, a share of the machine, or infinity; half by default', () => {
+    const ctx = { ...CTX, totalMemory: 8 * 1024 ** 3 };
+    const mem = (text: string) => parseCageFile(text, FILE, 'web', ctx).memoryMax;
+    assert.equal(mem('[Cage]\n'), 4 * 1024 ** 3);
+    assert.equal(mem('[Cage]\nMemoryMax=25%\n'), 2 * 1024 ** 3);
+    assert.equal(mem('[Cage]\nMemoryMax=512M\n'), 512 * 1024 ** 2);
+    assert.equal(mem('[Cage]\nMemoryMax=2G\n'), 2 * 1024 ** 3);
+    assert.equal(mem('[Cage]\nMemoryMax=268435456\n'), 256 * 1024 ** 2);
+    assert.equal(mem('[Cage]\nMemoryMax=infinity\n'), 0);
+    assertRefused('[Cage]\nMemoryMax=1M\n', 2, 'MemoryMax', 'at least 64M');
+    assertRefused('[Cage]\nMemoryMax=150%\n', 2, 'MemoryMax', '50%');
+    assertRefused('[Cage]\nMemoryMax=lots\n', 2, 'MemoryMax', 'infinity');
+    assertRefused('[Cage]\nMemoryMax=-1\n', 2, 'MemoryMax', 'infinity');
   });
 
   it('reads NestedSandbox, which only turns nested user namespaces off', () => {
@@ -201,7 +217,6 @@ describe('parseCageFile errors', () => {
     }
   });
 
-
   it('refuses an AppName without {name} or with an unknown placeholder', () => {
     assertRefused('[Cage]\nAppName=[{cage}]\n', 2, 'AppName', '{name}');
     assertRefused('[Cage]\nAppName={name} {Cage}\n', 2, 'AppName', '{Cage}');
@@ -327,6 +342,7 @@ describe('formatCageFile', () => {
       clipboard: { direction: 'ask', primary: false, maxBytes: 256 * 1024, images: false },
       nestedSandbox: true,
       tasksMax: 4096,
+      memoryMax: 4 * 1024 ** 3,
     });
   });
 
