@@ -8,12 +8,15 @@ import { parseExec, expandExec, pathToFileUri, fileUriToPathBytes, pathBytesToFi
 import { openHostPaths, closeHostFiles, type HostFile, type WriteWish } from './grants/host-file.js';
 import type { FileGrants, Grant } from './grants/registry.js';
 import type { Keyfile } from '../xdg/keyfile.js';
+import { programLogTail } from './cage/program-log.js';
 
 // A launch: an app (desktop entry, optionally one of its actions) or a plain command, run in a
 // cage. The entry is always the original one, never kagome's own rewritten copy that hides it,
 // and its Exec line is parsed and expanded per the Desktop Entry Specification, never by a shell.
 
 const MAIN_GROUP = 'Desktop Entry';
+/** A program that fails this soon after its launch is reported (its window most likely never came). */
+const EARLY_EXIT_MS = 10_000;
 
 /** Finds the original entry for an ID: never a shadow. */
 export interface EntryLookup {
@@ -55,7 +58,27 @@ export class Launcher {
     private readonly notifier: Notifier | undefined,
     private readonly log: Logger,
     private readonly files?: { grants: FileGrants; defaults: DefaultApps },
-  ) {}
+  ) {
+    manager.on('program', (p: ProgramInfo, event: string) => {
+      if (event === 'exited') this.reportEarlyExit(p);
+    });
+  }
+
+  /**
+   * A program that fails within seconds of its launch has usually shown nothing: a desktop
+   * user clicked an icon and saw no window. The service log and a notification then name it,
+   * with its status and the last lines it printed, and where the rest is.
+   */
+  private reportEarlyExit(p: ProgramInfo): void {
+    const code = p.exitCode ?? 0;
+    if (code === 0 || Date.now() - p.startedAt.getTime() > EARLY_EXIT_MS || this.manager.isStopping(p.cage)) return;
+    const program = path.basename(p.argv[0] ?? 'the program');
+    const status = code > 128 ? `was killed by signal ${code - 128}` : `exited with status ${code}`;
+    const tail = p.log ? programLogTail(p.log) : '';
+    const where = p.log ? `Its output: ${p.log.file}` : '';
+    this.log.warn(`cage ${p.cage}: ${program} ${status} right after its launch${tail ? `; its last lines:\n${tail}` : ''}`);
+    void this.notifier?.notify({ summary: `${program} in cage ${p.cage} ${status}`, body: [tail, where].filter(Boolean).join('\n\n'), urgency: 'normal' });
+  }
 
   /** Launch an app with files and URIs: local files are granted to the cage and passed as it sees them. */
   async launchApp(req: AppLaunch & { options: FileLaunchOptions }): Promise<ProgramInfo[]> {

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { logSince, withCause } from './start-failure.js';
+import { openProgramLog, type ProgramLog } from './program-log.js';
 import { writableAncestorProblem } from './config.js';
 import path from 'node:path';
 import { EventEmitter } from 'node:events';
@@ -8,7 +9,7 @@ import { KagomeError, FileError, asKagomeError } from '../errors.js';
 import { checkCageName } from './name.js';
 import type { CageConfig } from './config.js';
 import type { CageStore } from './store.js';
-import type { Backend, SandboxRecord } from '../backends/backend.js';
+import type { Backend, ExecHandle, SandboxRecord } from '../backends/backend.js';
 import type { CageDisplay, DisplayContext, DisplayRecord } from '../display/display.js';
 import { cageRuntimePaths, type CageRuntimePaths, type Paths } from '../runtime/paths.js';
 import { readState, removeState, writeState, type CageState } from '../runtime/state.js';
@@ -43,6 +44,8 @@ export interface ProgramInfo {
   pidStart: string;
   startedAt: Date;
   exitCode?: number;
+  /** the program's own output (see program-log.ts) */
+  log?: ProgramLog;
 }
 
 export interface LaunchOptions {
@@ -352,7 +355,13 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     }
     // The backend chooses the directory inside the cage: a relative or missing one is the home.
     const cwd = opts.cwd?.startsWith('/') ? opts.cwd : cage.spec.cwd;
-    const handle = await cage.backend.exec(cage.sandbox, { argv, env, cwd, fallbackCwd: cage.spec.cwd, logFd: cage.logFd });
+    const output = openProgramLog(cage.rt.logDir, argv.map(String));
+    let handle: ExecHandle;
+    try {
+      handle = await cage.backend.exec(cage.sandbox, { argv, env, cwd, fallbackCwd: cage.spec.cwd, logFd: output.fd });
+    } finally {
+      fs.closeSync(output.fd);
+    }
     const info: ProgramInfo = {
       id: this.nextProgramId++,
       cage: name,
@@ -360,6 +369,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       pid: handle.pid,
       pidStart: processStartTime(handle.pid) ?? '',
       startedAt: new Date(),
+      log: output.log,
     };
     cage.programs.set(info.id, info);
     this.clearIdle(cage);
@@ -427,6 +437,11 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     this.deps.log.info(`cage ${name}: settings reloaded (IdleStop=${config.idleStopSeconds})`);
     this.armIdle(name, cage);
     await this.persist(name, cage).catch((e) => this.deps.log.warn(`cage ${name}: could not save state: ${asKagomeError(e).message}`));
+  }
+
+  /** Is the cage being stopped, or gone? Its programs then end because kagome ended them. */
+  isStopping(name: string): boolean {
+    return this.stopping.has(name) || !this.running.has(name);
   }
 
   async stop(name: string): Promise<void> {

@@ -193,9 +193,19 @@ export class World {
     }
   }
 
+  /** The cage's own log (bwrap, xpra, kagome-enter): the cage's side of a failure. */
   cageLog(cage: string): string {
+    return this.logFile(cage, 'cage.log');
+  }
+
+  /** What programs launched under this name printed, every launch (see lib/cage/program-log.ts). */
+  programLog(cage: string, program: string): string {
+    return this.logFile(cage, `${program}.log`);
+  }
+
+  private logFile(cage: string, name: string): string {
     try {
-      return fs.readFileSync(path.join(this.runtimeDir, 'cages', cage, 'log', 'cage.log'), 'utf8');
+      return fs.readFileSync(path.join(this.runtimeDir, 'cages', cage, 'log', name), 'utf8');
     } catch {
       return '';
     }

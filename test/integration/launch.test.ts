@@ -95,7 +95,9 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
   });
 
   it('a second program in the running cage shares its display and its /tmp', async () => {
-    await w.launchCommand('work', ['sh', '-c', 'echo "$DISPLAY" > /tmp/shared-marker']);
+    await w.launchCommand('work', ['sh', '-c', 'echo "$DISPLAY" > /tmp/shared-marker && touch "$HOME/marked"']);
+    // The second must not start before the first has written (seen failing once that way).
+    await w.readFileWhenWritten(w.homeFile('work', 'marked'));
     await w.launchCommand('work', ['sh', '-c', 'cat /tmp/shared-marker > "$HOME/seen"']);
     const seen = path.join(w.env.XDG_DATA_HOME!, 'kagome', 'homes', 'work', 'seen');
     const text = await waitFor(() => (fs.existsSync(seen) && fs.readFileSync(seen, 'utf8')) || undefined);
@@ -119,6 +121,31 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
     const after = await visibleWindows(w.display);
     const added = after.filter((id) => !before.includes(id));
     assert.deepEqual(added, [], 'no new window appeared on the host');
+  });
+
+  it("each program's output goes to a log of its own, not the cage's", async () => {
+    await w.launchCommand('work', ['sh', '-c', 'echo "out of sh"; echo "err of sh" >&2; touch "$HOME/said"']);
+    await w.readFileWhenWritten(w.homeFile('work', 'said'));
+    assert.match(w.programLog('work', 'sh'), /^--- \S+ starting: \["sh","-c",.*\]\nout of sh\nerr of sh\n/m);
+    assert.doesNotMatch(w.cageLog('work'), /out of sh|err of sh/);
+  });
+
+  it('a program that fails right after its launch is reported with its last lines; a stopped one is not', async () => {
+    const script = 'echo "first line"; printf "\\033[31mfake\\033[0m\\n" >&2; echo "could not open display: nothing here" >&2; exit 3';
+    await w.launchCommand('work', ['/bin/sh', '-c', script]);
+    const n = await waitFor(() => notifications.server.calls.find((c) => c.summary === 'sh in cage work exited with status 3'), 20000, 'the early-exit notification');
+    assert.match(n.body, /first line\n\?\[31mfake\?\[0m\ncould not open display: nothing here/, 'the last lines, control characters shown as ?');
+    assert.match(n.body, /Its output: \S+\/cages\/work\/log\/sh\.log$/);
+    assert.match(w.service!.log(), /cage work: sh exited with status 3 right after its launch; its last lines:/);
+    // Control: a program that succeeds, and one ended by a stop, are not reported.
+    const before = notifications.server.calls.length;
+    w.writeCage('brief', '[Cage]\n');
+    await w.launchCommand('brief', ['true']);
+    await w.launchCommand('brief', ['sleep', '600']);
+    await w.call('io.kagome.Cages1', 'Stop', 's', ['brief']);
+    await w.launchCommand('work', ['sh', '-c', 'exit 4']);
+    await waitFor(() => notifications.server.calls.find((c) => c.summary === 'sh in cage work exited with status 4'), 20000, 'the second report');
+    assert.deepEqual(notifications.server.calls.slice(before).map((c) => c.summary), ['sh in cage work exited with status 4']);
   });
 
   it('a failed launch raises a desktop notification naming the program and the reason', async () => {
