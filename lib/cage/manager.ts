@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { logSince, withCause } from './start-failure.js';
 import { openProgramLog, type ProgramLog } from './program-log.js';
+import { closePrograms } from './close-programs.js';
 import { writableAncestorProblem } from './config.js';
 import path from 'node:path';
 import { EventEmitter } from 'node:events';
@@ -469,6 +470,10 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   private async teardown(name: string, cage: RunningCage, message: string): Promise<void> {
     this.emit('state', name, 'stopping', message);
     this.clearIdle(cage);
+    // Programs first, while their display is still there (close-programs.ts).
+    const programs = [...[...cage.programs.values()].map((p) => ({ pid: p.pid, start: p.pidStart })), ...cage.inherited];
+    const how = await closePrograms({ backend: cage.backend, sandbox: cage.sandbox, env: cage.spec.env, logFd: cage.logFd, programs }).catch(() => 'left' as const);
+    if (how !== 'closed') this.deps.log.info(`cage ${name}: ${how === 'terminated' ? 'programs that did not close their windows were sent SIGTERM' : 'programs still running after SIGTERM are killed with the cage'}`);
     // Bridges first: their helpers (watchers on the cage's display) are then stopped, not found dead.
     await this.stopBridges(name, cage.bridges);
     await cage.display.stop(cage.displayRecord).catch((e) => this.deps.log.warn(`cage ${name}: display stop: ${asKagomeError(e).message}`));

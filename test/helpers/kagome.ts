@@ -176,13 +176,22 @@ export class World {
    * The text of a file once it exists: probes in cages write to a temp name and rename, so
    * a file that exists is complete.
    */
+  /**
+   * The file's content once it has some: a program's `open(..., "w")` makes it empty before it
+   * writes, and reading at that moment gave '' (seen). A file that stays empty is returned
+   * empty at the deadline.
+   */
   async readFileWhenWritten(file: string, timeoutMs = 10000): Promise<string> {
     const deadline = Date.now() + timeoutMs;
-    while (!fs.existsSync(file)) {
-      if (Date.now() > deadline) throw new Error(`${file} was not written within ${timeoutMs / 1000} s`);
+    for (;;) {
+      const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : undefined;
+      if (text) return text;
+      if (Date.now() > deadline) {
+        if (text !== undefined) return text;
+        throw new Error(`${file} was not written within ${timeoutMs / 1000} s`);
+      }
       await new Promise((r) => setTimeout(r, 25));
     }
-    return fs.readFileSync(file, 'utf8');
   }
 
   cageState(cage: string): Record<string, unknown> | undefined {

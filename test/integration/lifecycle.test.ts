@@ -348,3 +348,54 @@ describe('a cage has a memory limit', () => {
     assert.match(r.stdout, /^memory: at most 480 MiB \(held through a cgroup v1\)$/m, r.stdout + r.stderr);
   });
 });
+
+// A stop closes programs as a logout does: their windows are asked to close, then SIGTERM,
+// then what is left is killed with the cage. Three programs, one for each step.
+describe('stopping a cage closes its programs as a logout does', () => {
+  let w: World;
+  before(async () => {
+    w = await World.create();
+    w.writeCage('closing', '[Cage]\n');
+    await w.startService();
+  });
+  after(async () => {
+    await w?.cleanup();
+  });
+
+  const PROGRAM = [
+    'import os, signal, sys',
+    'from Xlib import X, display',
+    'mode = sys.argv[1]',
+    'def mark(what):',
+    '    open(os.path.join(os.environ["HOME"], mode + ".status"), "w").write(what)',
+    'if mode == "ignores-close": signal.signal(signal.SIGTERM, lambda *a: (mark("SIGTERM"), os._exit(0)))',
+    'if mode == "stubborn": signal.signal(signal.SIGTERM, signal.SIG_IGN)',
+    'd = display.Display()',
+    's = d.screen()',
+    'DELETE = d.intern_atom("WM_DELETE_WINDOW")',
+    'w = s.root.create_window(0, 0, 200, 100, 0, s.root_depth)',
+    'w.set_wm_name("closing-" + mode)',
+    'w.set_wm_protocols([DELETE])',
+    'w.map()',
+    'd.sync()',
+    'mark("mapped")',
+    'while True:',
+    '    e = d.next_event()',
+    '    if e.type == X.ClientMessage and e.data[1][0] == DELETE and mode == "closes":',
+    '        mark("WM_DELETE_WINDOW")',
+    '        sys.exit(0)',
+  ].join('\n');
+
+  it('asks windows to close, then sends SIGTERM, then kills what is left', async () => {
+    const modes = ['closes', 'ignores-close', 'stubborn'];
+    for (const mode of modes) await w.launchCommand('closing', ['python3', '-c', PROGRAM, mode]);
+    for (const mode of modes) assert.equal(await w.readFileWhenWritten(w.homeFile('closing', `${mode}.status`), 30000), 'mapped');
+    await w.call('io.kagome.Cages1', 'Stop', 's', ['closing']);
+    const status = (mode: string) => fs.readFileSync(w.homeFile('closing', `${mode}.status`), 'utf8');
+    assert.equal(status('closes'), 'WM_DELETE_WINDOW', 'the window was asked to close');
+    assert.equal(status('ignores-close'), 'SIGTERM', 'a program that keeps its window open gets SIGTERM');
+    assert.equal(status('stubborn'), 'mapped', 'one that ignores both is killed');
+    assert.match(w.service!.log(), /cage closing: programs still running after SIGTERM are killed with the cage/);
+    assert.equal(w.cageState('closing'), undefined, 'the cage stopped');
+  });
+});
