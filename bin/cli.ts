@@ -141,8 +141,13 @@ export function buildProgram(): Command {
     .option('--entry <desktop-id>', 'an application by desktop file ID, e.g. org.gnome.gedit.desktop')
     .option('--action <id>', 'one of the application\'s desktop actions (with --entry)')
     .option('--cwd <dir>', 'working directory (default: the current one)', process.cwd())
-    .action(async (cage: string, args: string[], o: { entry?: string; action?: string; cwd: string }) => {
+    .option('--terminal', 'run it in a terminal inside the cage (x-terminal-emulator or xterm); with no command, a shell')
+    .action(async (cage: string, args: string[], o: { entry?: string; action?: string; cwd: string; terminal?: boolean }) => {
       const options: Record<string, Variant> = { cwd: new dbus.Variant('s', o.cwd) };
+      if (o.terminal) {
+        if (o.entry) throw new KagomeError('InvalidArgument', '--terminal is for commands; an entry says itself whether it needs a terminal (Terminal=true)');
+        options.terminal = new dbus.Variant('b', true);
+      }
       if (o.action) options.action = new dbus.Variant('s', o.action);
       const startupId = env.DESKTOP_STARTUP_ID ?? env.XDG_ACTIVATION_TOKEN;
       if (startupId) options['startup-id'] = new dbus.Variant('s', startupId);

@@ -42,8 +42,10 @@ async function guarded<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-const OPTION_TYPES: Record<string, string> = { cwd: 's', action: 's', 'startup-id': 's', 'read-only': 'b' };
+const OPTION_TYPES: Record<string, string> = { cwd: 's', action: 's', 'startup-id': 's', 'read-only': 'b', terminal: 'b' };
 const APP_ONLY = new Set(['action', 'read-only']);
+// A desktop entry says itself whether it needs a terminal (Terminal=true).
+const COMMAND_ONLY = new Set(['terminal']);
 
 /** Checks option names and types; returns the values by name. */
 function checkOptions(options: Record<string, Variant>, types: Record<string, string>): Record<string, string | boolean> {
@@ -58,7 +60,7 @@ function checkOptions(options: Record<string, Variant>, types: Record<string, st
 }
 
 function readOptions(options: Record<string, Variant>, forApp: boolean): LaunchOptions & { action?: string; readOnly?: boolean } {
-  const types = Object.fromEntries(Object.entries(OPTION_TYPES).filter(([k]) => forApp || !APP_ONLY.has(k)));
+  const types = Object.fromEntries(Object.entries(OPTION_TYPES).filter(([k]) => (forApp ? !COMMAND_ONLY.has(k) : !APP_ONLY.has(k))));
   const o = checkOptions(options, types);
   const out: LaunchOptions & { action?: string; readOnly?: boolean } = {};
   if (o.cwd !== undefined) {
@@ -69,6 +71,7 @@ function readOptions(options: Record<string, Variant>, forApp: boolean): LaunchO
   if (o.action !== undefined) out.action = o.action as string;
   if (o['startup-id'] !== undefined) out.startupId = o['startup-id'] as string;
   if (o['read-only'] !== undefined) out.readOnly = o['read-only'] as boolean;
+  if (o.terminal !== undefined) out.terminal = o.terminal as boolean;
   return out;
 }
 

@@ -183,7 +183,11 @@ export class Launcher {
       name: kf.get(MAIN_GROUP, 'Name'),
       desktopFile: found.path,
     });
-    const launch: LaunchOptions = { ...(options.startupId ? { startupId: options.startupId } : {}), ...(cwd ? { cwd } : {}) };
+    const launch: LaunchOptions = {
+      ...(options.startupId ? { startupId: options.startupId } : {}),
+      ...(cwd ? { cwd } : {}),
+      ...(kf.getBoolean(MAIN_GROUP, 'Terminal') ? { terminal: true } : {}),
+    };
     const programs: ProgramInfo[] = [];
     for (const argv of argvs) programs.push(await this.manager.launchCommand(cage, argv, launch));
     return programs;

@@ -126,13 +126,10 @@ export function makeShadow(spec: ShadowSpec): string {
   if (!kf.hasGroup(DESKTOP_ENTRY)) fail(`no [${DESKTOP_ENTRY}] group; this is not a desktop entry`);
   if (kf.get(DESKTOP_ENTRY, 'Type') !== 'Application') fail('only entries with Type=Application can be put in a cage', 'Type');
   if (kf.getBoolean(DESKTOP_ENTRY, 'Hidden')) fail('the entry is deleted (Hidden=true), so there is nothing to put in a cage', 'Hidden');
-  if (kf.getBoolean(DESKTOP_ENTRY, 'Terminal')) {
-    throw new FileError(
-      'NotSupported',
-      { file, line: kf.lineOf(DESKTOP_ENTRY, 'Terminal'), key: 'Terminal' },
-      `${spec.entryId} runs in a terminal (Terminal=true); kagome cannot give a caged program a terminal yet. Run a terminal in the cage instead: kagome launch ${spec.cage} -- x-terminal-emulator`,
-    );
-  }
+  // A terminal program gets its terminal inside the cage (the launcher reads Terminal= from the
+  // original entry). The shadow itself must not say Terminal=true: the desktop would run the
+  // launcher in a host terminal, and the caged program would then have the host's tty.
+  if (kf.getBoolean(DESKTOP_ENTRY, 'Terminal')) kf.setBoolean(DESKTOP_ENTRY, 'Terminal', false);
   const mainExec = parsedExec(kf, DESKTOP_ENTRY, file);
   if (!mainExec) {
     fail(

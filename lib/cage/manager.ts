@@ -52,6 +52,12 @@ export interface ProgramInfo {
 export interface LaunchOptions {
   /** the caller's working directory; used when the cage can see it, else the cage's home */
   cwd?: string;
+  /**
+   * run the program in a terminal emulator inside the cage (x-terminal-emulator, else xterm),
+   * never attached to a host tty: TIOCSTI and job control stay in the cage. With no program,
+   * the terminal runs the cage user's shell
+   */
+  terminal?: boolean;
   /** startup notification id / XDG activation token, passed on to the program */
   startupId?: string;
 }
@@ -336,19 +342,11 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   /** Run a program in a cage, starting the cage if needed. Resolves once the program is exec'd. */
   async launchCommand(name: string, argv: ArgValue[], opts: LaunchOptions = {}): Promise<ProgramInfo> {
     checkCageName(name);
-    checkArgv(argv);
+    if (!(opts.terminal && Array.isArray(argv) && argv.length === 0)) checkArgv(argv);
     const cage = await this.ensureStarted(name);
-    // A program name is text (it comes from an Exec line or a D-Bus string); only file
-    // arguments may be bytes.
-    const program = String(argv[0]);
     const searchPath = cage.spec.env.PATH ?? '/usr/bin:/bin';
-    const resolved = await cage.backend.resolveProgram(cage.sandbox, program, searchPath);
-    if (!resolved) {
-      throw new KagomeError(
-        'NoSuchProgram',
-        `"${program}" was not found in cage "${name}" (searched ${program.includes('/') ? 'that path' : searchPath} inside the cage); install it on the host (bubblewrap cages share the host's /usr) or check the name`,
-      );
-    }
+    if (argv.length) await this.resolveInCage(name, cage, String(argv[0]), searchPath);
+    if (opts.terminal) argv = [await this.terminalIn(name, cage, searchPath), ...(argv.length ? ['-e', ...argv] : [])];
     const env = { ...cage.spec.env };
     if (opts.startupId) {
       env.DESKTOP_STARTUP_ID = opts.startupId;
@@ -387,6 +385,24 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       }
     });
     return info;
+  }
+
+  /** A program name is text (it comes from an Exec line or a D-Bus string); only file arguments may be bytes. */
+  private async resolveInCage(name: string, cage: RunningCage, program: string, searchPath: string): Promise<void> {
+    if (await cage.backend.resolveProgram(cage.sandbox, program, searchPath)) return;
+    throw new KagomeError(
+      'NoSuchProgram',
+      `"${program}" was not found in cage "${name}" (searched ${program.includes('/') ? 'that path' : searchPath} inside the cage); install it on the host (bubblewrap cages share the host's /usr) or check the name`,
+    );
+  }
+
+  /**
+   * The cage's terminal emulator: Debian's x-terminal-emulator alternative (every one it names
+   * takes `-e PROGRAM ARGS...`), else xterm.
+   */
+  private async terminalIn(name: string, cage: RunningCage, searchPath: string): Promise<string> {
+    for (const t of ['x-terminal-emulator', 'xterm']) if (await cage.backend.resolveProgram(cage.sandbox, t, searchPath)) return t;
+    throw new KagomeError('NoSuchProgram', `cage "${name}" has no terminal emulator for a terminal program; install xterm (Debian package xterm) or another x-terminal-emulator on the host (bubblewrap cages) or in the image`);
   }
 
   private programCount(cage: RunningCage): number {

@@ -177,19 +177,20 @@ export class World {
    * a file that exists is complete.
    */
   /**
-   * The file's content once it has some: a program's `open(..., "w")` makes it empty before it
-   * writes, and reading at that moment gave '' (seen). A file that stays empty is returned
-   * empty at the deadline.
+   * The file's content once it is written: a program's `open(..., "w")` makes it empty just
+   * before it writes, and reading at that moment gave '' (seen). So an empty file is read
+   * again for a moment; one that stays empty is returned empty.
    */
   async readFileWhenWritten(file: string, timeoutMs = 10000): Promise<string> {
     const deadline = Date.now() + timeoutMs;
+    while (!fs.existsSync(file)) {
+      if (Date.now() > deadline) throw new Error(`${file} was not written within ${timeoutMs / 1000} s`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    const settle = Date.now() + 1000;
     for (;;) {
-      const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : undefined;
-      if (text) return text;
-      if (Date.now() > deadline) {
-        if (text !== undefined) return text;
-        throw new Error(`${file} was not written within ${timeoutMs / 1000} s`);
-      }
+      const text = fs.readFileSync(file, 'utf8');
+      if (text || Date.now() > settle) return text;
       await new Promise((r) => setTimeout(r, 25));
     }
   }

@@ -95,7 +95,7 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
   });
 
   it('a second program in the running cage shares its display and its /tmp', async () => {
-    await w.launchCommand('work', ['sh', '-c', 'echo "$DISPLAY" > /tmp/shared-marker && touch "$HOME/marked"']);
+    await w.launchCommand('work', ['sh', '-c', 'echo "$DISPLAY" > /tmp/shared-marker && echo ok > "$HOME/marked"']);
     // The second must not start before the first has written (seen failing once that way).
     await w.readFileWhenWritten(w.homeFile('work', 'marked'));
     await w.launchCommand('work', ['sh', '-c', 'cat /tmp/shared-marker > "$HOME/seen"']);
@@ -124,7 +124,7 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
   });
 
   it("each program's output goes to a log of its own, not the cage's", async () => {
-    await w.launchCommand('work', ['sh', '-c', 'echo "out of sh"; echo "err of sh" >&2; touch "$HOME/said"']);
+    await w.launchCommand('work', ['sh', '-c', 'echo "out of sh"; echo "err of sh" >&2; echo ok > "$HOME/said"']);
     await w.readFileWhenWritten(w.homeFile('work', 'said'));
     assert.match(w.programLog('work', 'sh'), /^--- \S+ starting: \["sh","-c",.*\]\nout of sh\nerr of sh\n/m);
     assert.doesNotMatch(w.cageLog('work'), /out of sh|err of sh/);
@@ -146,6 +146,34 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
     await w.launchCommand('work', ['sh', '-c', 'exit 4']);
     await waitFor(() => notifications.server.calls.find((c) => c.summary === 'sh in cage work exited with status 4'), 20000, 'the second report');
     assert.deepEqual(notifications.server.calls.slice(before).map((c) => c.summary), ['sh in cage work exited with status 4']);
+  });
+
+  // Terminal programs get a terminal emulator inside the cage, never the host's tty.
+  it('`--terminal` and Terminal=true entries run the program in a terminal in the cage that takes typing', async () => {
+    const xdotool = (args: string[]) => execa('xdotool', args, { env: { DISPLAY: w.display } });
+    const reader = (tag: string) => ['sh', '-c', `printf "say something: "; read line; echo "$line" > "$HOME/${tag}.typed"; readlink /proc/$$/fd/0 > "$HOME/${tag}.tty"`];
+    await w.call('io.kagome.Launcher1', 'LaunchCommand', 'sasa{sv}', ['work', reader('option'), { terminal: new dbus.Variant('b', true) }]);
+    // The cage sees its home at the person's home path.
+    fs.writeFileSync(w.homeFile('work', 'reader.sh'), reader('entry')[2]!);
+    fs.writeFileSync(
+      path.join(w.env.XDG_DATA_HOME!, 'applications', 'kagome-test-reader.desktop'),
+      `[Desktop Entry]\nType=Application\nName=Reader\nTerminal=true\nExec=sh ${w.env.HOME}/reader.sh\n`,
+    );
+    await w.call('io.kagome.Launcher1', 'Launch', 'ssasa{sv}', ['work', 'kagome-test-reader.desktop', [], {}]);
+    for (const tag of ['option', 'entry']) {
+      const win = await waitFor(async () => {
+        const r = await xdotool(['search', '--onlyvisible', '--class', 'xterm']).catch(() => undefined);
+        const ids = r?.stdout.split('\n').filter(Boolean) ?? [];
+        return ids.length ? ids[ids.length - 1] : undefined;
+      }, 30000, `the terminal for ${tag}`);
+      await xdotool(['windowactivate', '--sync', win]).catch(() => xdotool(['windowfocus', win]));
+      await new Promise((r) => setTimeout(r, 300));
+      await xdotool(['type', `typed into ${tag}`]);
+      await xdotool(['key', 'Return']);
+      assert.equal((await w.readFileWhenWritten(w.homeFile('work', `${tag}.typed`), 20000)).trim(), `typed into ${tag}`);
+      // The program has a terminal: a pty of the cage's own /dev/pts (the service has no tty to give).
+      assert.match((await w.readFileWhenWritten(w.homeFile('work', `${tag}.tty`))).trim(), /^\/dev\/pts\/\d+$/);
+    }
   });
 
   it('a failed launch raises a desktop notification naming the program and the reason', async () => {
