@@ -38,6 +38,19 @@ async function waitForPage(w: World, shot: string): Promise<number> {
   return drawn;
 }
 
+/** Chromium's browser processes in the cage (not its zygotes, renderers or helpers: those have --type=). */
+function chromiumMains(w: World): number[] {
+  const state = w.cageState('web') as { sandbox: { pidNamespace: string } };
+  return pidsInNamespace(state.sandbox.pidNamespace).filter((p) => {
+    try {
+      const argv = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      return /chromium$/.test(argv[0] ?? '') && !argv.some((a) => a.startsWith('--type='));
+    } catch {
+      return false;
+    }
+  });
+}
+
 describe('Chromium in a default cage', () => {
   let w: World;
 
@@ -77,6 +90,23 @@ describe('Chromium in a default cage', () => {
     const sandboxed = browser.filter((p) => depth(p) > cageDepth);
     assert.ok(sandboxed.length > 0, "no chromium process is in a namespace of its own below the cage's: its sandbox is off");
     for (const pid of browser) assert.doesNotMatch(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'), /--no-sandbox/);
+  });
+
+  // As on the host: a second launch reaches the running browser (its singleton socket in the
+  // profile and the cage's /tmp), which opens the page; it does not fail nor start another.
+  it('a second launch opens its page in the running Chromium', async () => {
+    const second = '#00ccff';
+    const page = `data:text/html,<body style='background:${second.replace('#', '%23')}'><h1>again</h1></body>`;
+    const mains = () => chromiumMains(w);
+    const before = mains();
+    assert.equal(before.length, 1, `one browser process runs: ${before.join(' ')}`);
+    await w.launchCommand('web', ['chromium', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', page]);
+    const shot = path.join(w.tmp.root, 'chromium-2.png');
+    const deadline = Date.now() + 60000;
+    let drawn = 0;
+    while (Date.now() < deadline && (drawn = await pixelsOf(w.display, w.env, shot, second)) < 100000) await new Promise((r) => setTimeout(r, 500));
+    assert.ok(drawn >= 100000, `the second page was drawn (${drawn} pixels): ${w.programLog('web', 'chromium').split('\n').slice(-15).join('\n')}`);
+    assert.deepEqual(mains(), before, 'the same browser process, no second one');
   });
 });
 
