@@ -202,7 +202,7 @@ export function buildProgram(): Command {
         rows
           .map((r) => {
             const x = r as Record<string, unknown>;
-            const bridges = `sound=${x.Sound}${x.SoundBridge === 'off' ? '' : `(${x.SoundBridge})`}\tclipboard=${x.Clipboard}${x.ClipboardBridge === 'off' ? '' : `(${x.ClipboardBridge})`}`;
+            const bridges = `sound=${x.Sound}${x.SoundBridge === 'off' ? '' : `(${x.SoundBridge})`}\tclipboard=${x.Clipboard}${x.ClipboardBridge === 'off' ? '' : `(${x.ClipboardBridge})`}\tbus=${x.SessionBus}${x.SessionBusState === 'off' ? '' : `(${x.SessionBusState})`}`;
             return `${r.name}\t${x.State}\t${x.Backend}/${x.Display}\tnetwork=${x.Network}\tprograms=${x.Programs}\t${bridges}${x.Error ? `\t${x.Error}` : ''}\n`;
           })
           .join(''),
@@ -352,6 +352,7 @@ export function buildProgram(): Command {
           `border: ${c.border ?? 'none'}`,
           `app name: ${c.appName}`,
           `sound: ${c.sound}`,
+          `session bus: ${c.sessionBus === 'private' ? "private (a D-Bus session bus of the cage's own, at $XDG_RUNTIME_DIR/bus in the cage)" : 'none'}`,
           `tasks: ${c.tasksMax ? `at most ${c.tasksMax}` : 'no limit'}`,
           `memory: ${c.memoryMax ? `at most ${formatBytes(c.memoryMax)}${memoryEnforcement(c.backend)}` : 'no limit'}`,
           `nested sandboxes: ${c.nestedSandbox ? 'allowed' : 'refused'}`,

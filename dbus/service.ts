@@ -113,7 +113,12 @@ function cageProperties(c: CageInfo): Record<string, Variant> {
     SoundBridge: new dbus.Variant('s', c.sound.state),
     Clipboard: new dbus.Variant('s', c.clipboard.policy),
     ClipboardBridge: new dbus.Variant('s', c.clipboard.state),
-    BridgeProblems: new dbus.Variant('as', (['sound', 'clipboard'] as const).filter((k) => c[k].problem).map((k) => `${k}: ${c[k].problem}`)),
+    SessionBus: new dbus.Variant('s', c.sessionBus.policy),
+    SessionBusState: new dbus.Variant('s', c.sessionBus.state),
+    BridgeProblems: new dbus.Variant(
+      'as',
+      ([['sound', c.sound], ['clipboard', c.clipboard], ['session bus', c.sessionBus]] as const).filter(([, b]) => b.problem).map(([k, b]) => `${k}: ${b.problem}`),
+    ),
   };
 }
 

@@ -81,8 +81,10 @@ export function cageSpec(config: CageConfig, host: HostFacts): SandboxSpec {
     LANG: host.lang ?? 'C.UTF-8',
     XDG_RUNTIME_DIR: runtimeDir,
     KAGOME_CAGE: config.name,
-    // No session bus is reachable from a cage; without this, GTK programs wait seconds for
-    // the accessibility bus before showing a window.
+    // GTK 3's accessibility bridge waits seconds for an accessibility bus in a cage without a
+    // session bus, and in one with its own bus starts one (at-spi-bus-launcher and a second
+    // dbus-daemon) per cage that no assistive technology of the host can reach: xpra carries
+    // no accessibility.
     NO_AT_BRIDGE: '1',
     ...config.environment,
   };

@@ -11,6 +11,7 @@ import { XpraDisplay } from './display/xpra.js';
 import { XephyrDisplay } from './display/xephyr.js';
 import { Launcher } from './launcher.js';
 import { SoundBridge } from './bridges/sound.js';
+import { SessionBusBridge } from './bridges/session-bus.js';
 import { ClipboardBridge, ClipboardCopies } from './bridges/clipboard.js';
 import { BusNotifier, type NotifyCall } from './notify.js';
 import type { Logger } from './log.js';
@@ -147,7 +148,7 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
     displays: { xpra: new XpraDisplay(), xephyr: new XephyrDisplay() },
     log,
     grants,
-    bridges: [new SoundBridge(env), clipboard],
+    bridges: [new SoundBridge(env), clipboard, new SessionBusBridge()],
   });
   // A lost bus connection leaves nothing to serve; the cages keep running and are re-adopted.
   // dbus-next also reports here a message it could not turn into JavaScript: that is one

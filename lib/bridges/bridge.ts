@@ -6,8 +6,12 @@ import type { Logger } from '../log.js';
 // cage's policy allows. Bridges are best effort: a cage whose bridge cannot come up (no sound
 // server on the host, say) still starts; the bridge reports itself "down" with the reason, in
 // the log and in the cage's properties, so a missing sound never costs the user their program.
+// The cage's session bus (session-bus.ts) carries nothing across, but lives the same life (a
+// policy, started with the cage, re-adopted, stopped with it, best effort), so it is one too.
 
 export type BridgeRecord = Record<string, unknown>;
+
+export type BridgeKind = 'sound' | 'clipboard' | 'session-bus';
 
 export type BridgeState = 'up' | 'down' | 'off';
 
@@ -24,24 +28,33 @@ export interface BridgeContext extends DisplayContext {
   log: Logger;
 }
 
-/** The running cage a bridge attaches to. */
-export interface CageHandle {
+/** The running sandbox, before its display is up. */
+export interface SandboxHandle {
   backend: Backend;
   sandbox: SandboxRecord;
-  displayKind: string;
-  displayRecord: DisplayRecord;
   /** what programs in the cage run with: their environment (DISPLAY...), folder and log */
   env: Record<string, string>;
   cwd: string;
   logFd: number;
 }
 
+/** The running cage a bridge attaches to. */
+export interface CageHandle extends SandboxHandle {
+  displayKind: string;
+  displayRecord: DisplayRecord;
+}
+
 export interface CageBridge {
-  readonly kind: 'sound' | 'clipboard';
+  readonly kind: BridgeKind;
   /** before the sandbox exists: host-side parts; never throws (a failure is a record saying down) */
   prepare(ctx: BridgeContext): Promise<BridgeRecord>;
   /** the bridge's mounts and environment (also on re-adoption, so without side effects) */
   contribute(ctx: BridgeContext, record: BridgeRecord): void;
+  /**
+   * for a part that needs no display: once the sandbox runs, while its display starts (so it
+   * adds nothing to a cold start), before `start`
+   */
+  startWithSandbox?(ctx: BridgeContext, cage: SandboxHandle, record: BridgeRecord): Promise<BridgeRecord>;
   /** once the cage and its display run */
   start(ctx: BridgeContext, cage: CageHandle, record: BridgeRecord): Promise<BridgeRecord>;
   /** after a service restart, with the cage still running: bring back what lived in the old service */

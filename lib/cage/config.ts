@@ -30,6 +30,7 @@ import { checkNameFormat, DEFAULT_NAME_FORMAT } from '../../xdg/shadow.js';
 //   NestedSandbox=true          # may programs build their own sandboxes (browsers do)
 //   TasksMax=4096               # processes and threads at once; infinity = no limit
 //   MemoryMax=50%               # memory (bytes with K, M, G or T, or % of the machine's); infinity
+//   SessionBus=private          # private: a D-Bus session bus of the cage's own | none: no bus
 
 export const CAGE_GROUP = 'Cage';
 export const BACKENDS = ['bubblewrap', 'podman', 'docker', 'lxd'] as const;
@@ -48,12 +49,19 @@ export const DISPLAYS = ['xpra', 'xephyr'] as const;
 export const NETWORKS = ['none', 'full', 'internet'] as const;
 export const SOUND_POLICIES = ['none', 'output', 'duplex'] as const;
 export const CLIPBOARD_POLICIES = ['none', 'to-cage', 'to-host', 'both', 'ask'] as const;
+/**
+ * private: a dbus-daemon of the cage's own runs inside it (lib/bridges/session-bus.ts), so its
+ * programs find each other (single instance, dconf) and never the host's bus or another
+ * cage's. none: no session bus at all, as before.
+ */
+export const SESSION_BUS_POLICIES = ['private', 'none'] as const;
 
 export type BackendKind = (typeof BACKENDS)[number];
 export type DisplayKind = (typeof DISPLAYS)[number];
 export type NetworkMode = (typeof NETWORKS)[number];
 export type SoundPolicy = (typeof SOUND_POLICIES)[number];
 export type ClipboardDirection = (typeof CLIPBOARD_POLICIES)[number];
+export type SessionBusPolicy = (typeof SESSION_BUS_POLICIES)[number];
 
 export interface ClipboardPolicy {
   direction: ClipboardDirection;
@@ -105,6 +113,8 @@ export interface CageConfig {
   tasksMax: number;
   /** at most this much memory, in bytes; 0 for no limit */
   memoryMax: number;
+  /** the cage's own D-Bus session bus, or none */
+  sessionBus: SessionBusPolicy;
 }
 
 export interface ConfigContext {
@@ -136,6 +146,7 @@ const KNOWN_KEYS = new Set([
   'NestedSandbox',
   'TasksMax',
   'MemoryMax',
+  'SessionBus',
 ]);
 
 const DEFAULT_IDLE_STOP = 0;
@@ -344,6 +355,7 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     nestedSandbox: bool('NestedSandbox', true),
     tasksMax,
     memoryMax,
+    sessionBus: oneOf('SessionBus', SESSION_BUS_POLICIES, 'private'),
   };
 }
 

@@ -18,7 +18,7 @@ import { isAlive, processStartTime, procRef, type ProcRef } from '../runtime/pro
 import { cageSpec, type HostFacts, type SandboxSpec } from '../sandbox.js';
 import type { Logger } from '../log.js';
 import type { ArgValue } from '../../xdg/exec.js';
-import type { BridgeContext, BridgeRecord, BridgeStatus, CageBridge, CageHandle } from '../bridges/bridge.js';
+import type { BridgeContext, BridgeKind, BridgeRecord, BridgeStatus, CageBridge, CageHandle, SandboxHandle } from '../bridges/bridge.js';
 
 export type CageStateName = 'stopped' | 'starting' | 'running' | 'stopping' | 'invalid';
 
@@ -34,6 +34,7 @@ export interface CageInfo {
   error: string;
   sound: BridgeStatus;
   clipboard: BridgeStatus;
+  sessionBus: BridgeStatus;
 }
 
 export interface ProgramInfo {
@@ -93,7 +94,7 @@ export interface ManagerDeps {
   log: Logger;
   /** granted files: their folder joins each cage at start, their grants end when it stops */
   grants?: CageGrantHooks;
-  /** sound and clipboard: started with each cage, as its policy says */
+  /** sound, clipboard and the session bus: started with each cage, as its policy says */
   bridges?: CageBridge[];
 }
 
@@ -190,7 +191,14 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       display.contribute(ctx, prepared);
       for (const b of this.bridgeList()) b.contribute(bctx, bridges[b.kind] ?? {});
       sandbox = await backend.start(spec, { logFd, etcDir: rt.etcDir, cacheDir: path.join(this.deps.paths.runtimeDir, 'cache'), ownFolders: [this.deps.paths.runtimeDir, config.home] });
-      const displayRecord = await display.start(ctx, backend, sandbox, prepared);
+      const early = this.startBridgesWithSandbox(bctx, { backend, sandbox, env: spec.env, cwd: spec.cwd, logFd }, bridges);
+      let displayRecord: DisplayRecord;
+      try {
+        displayRecord = await display.start(ctx, backend, sandbox, prepared);
+      } finally {
+        // Also when the display failed: what did start is then stopped with the rest.
+        bridges = await early;
+      }
       const cage: RunningCage = {
         config,
         spec,
@@ -266,6 +274,25 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     return Object.fromEntries(this.bridgeList().map((b, i) => [b.kind, records[i]!]));
   }
 
+  /** Those that need no display start while it does; the others keep their prepared record. */
+  private async startBridgesWithSandbox(bctx: BridgeContext, handle: SandboxHandle, records: Record<string, BridgeRecord>): Promise<Record<string, BridgeRecord>> {
+    const out = { ...records };
+    await Promise.all(
+      this.bridgeList().map(async (b) => {
+        if (!b.startWithSandbox) return;
+        const record = records[b.kind] ?? {};
+        try {
+          out[b.kind] = await b.startWithSandbox(bctx, handle, record);
+        } catch (e) {
+          const problem = asKagomeError(e).message;
+          this.deps.log.warn(`cage ${bctx.config.name}: ${b.kind} bridge: ${problem}`);
+          out[b.kind] = { ...record, down: problem };
+        }
+      }),
+    );
+    return out;
+  }
+
   /** Bridges never fail a cage: one that cannot come up is recorded as down, with the reason. */
   private async startBridges(bctx: BridgeContext, handle: CageHandle, records: Record<string, BridgeRecord>, how: 'start' | 'readopt'): Promise<Record<string, BridgeRecord>> {
     const out: Record<string, BridgeRecord> = {};
@@ -292,8 +319,8 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     );
   }
 
-  private bridgeStatus(kind: 'sound' | 'clipboard', config: CageConfig | undefined, cage: RunningCage | undefined): BridgeStatus {
-    const policy = kind === 'sound' ? (config?.sound ?? '') : (config?.clipboard.direction ?? '');
+  private bridgeStatus(kind: BridgeKind, config: CageConfig | undefined, cage: RunningCage | undefined): BridgeStatus {
+    const policy = kind === 'sound' ? (config?.sound ?? '') : kind === 'clipboard' ? (config?.clipboard.direction ?? '') : (config?.sessionBus ?? '');
     const bridge = this.bridgeList().find((b) => b.kind === kind);
     const record = cage?.bridges[kind];
     if (!bridge || !record) return { policy, state: 'off', problem: '' };
@@ -442,7 +469,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       this.deps.log.warn(`cage ${name}: its file changed and cannot be used (${asKagomeError(e).message}); the running cage keeps its settings`);
       return;
     }
-    const fixed = (['backend', 'display', 'network', 'home', 'mounts', 'environment', 'border'] as const).filter(
+    const fixed = (['backend', 'display', 'network', 'home', 'mounts', 'environment', 'border', 'sessionBus'] as const).filter(
       (k) => JSON.stringify(config[k]) !== JSON.stringify(cage.config[k]),
     );
     const live = { idleStopSeconds: config.idleStopSeconds, description: config.description, appName: config.appName };
@@ -550,6 +577,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       error: '',
       sound: this.bridgeStatus('sound', c, cage),
       clipboard: this.bridgeStatus('clipboard', c, cage),
+      sessionBus: this.bridgeStatus('session-bus', c, cage),
     };
   }
 

@@ -171,21 +171,25 @@ for (const { backend, engine: startEngine } of BACKENDS) {
 /**
  * The host's X server (its socket file and its abstract socket), session bus and home, probed
  * from inside the cage; the same probe run on the host sees them all, so "closed" means something.
+ * The cage has a session bus, its own (lib/bridges/session-bus.ts): the host's names are not on it.
  */
 async function assertIsolated(w: World, runInCage: (script: string) => Promise<string>): Promise<void> {
   const secret = path.join(w.env.HOME!, 'host-secret.txt');
   fs.writeFileSync(secret, 'secret');
   const display = w.display.replace(/^:/, '');
   const busPath = w.bus.address.replace(/^unix:path=/, '').replace(/,.*$/, '');
+  const listNames = 'dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus.ListNames';
   const script = [
     ...hostDisplayAndBusProbe(display, busPath),
     `test -e '${secret}' && echo "home open" || echo "home closed"`,
-    'test -n "$DBUS_SESSION_BUS_ADDRESS" && echo "bus-env open" || echo "bus-env closed"',
+    `test "$DBUS_SESSION_BUS_ADDRESS" = '${w.bus.address}' && echo "bus-env open" || echo "bus-env closed"`,
+    `${listNames} >/dev/null 2>&1 && echo "a-bus open" || echo "a-bus closed"`,
+    `${listNames} 2>&1 | grep -q '"io.kagome.Kagome"' && echo "host-names open" || echo "host-names closed"`,
   ].join('\n');
   const { execa } = await import('execa');
   const host = String((await execa('sh', ['-c', script], { env: { ...w.env, DBUS_SESSION_BUS_ADDRESS: w.bus.address }, reject: false })).stdout);
-  assert.match(host, /x-path open\nx-abstract open\nbus open\nx-client open\nhome open\nbus-env open/);
-  assert.equal(await runInCage(script), 'x-path closed\nx-abstract closed\nbus closed\nx-client closed\nhome closed\nbus-env closed\n');
+  assert.match(host, /x-path open\nx-abstract open\nbus open\nx-client open\nhome open\nbus-env open\na-bus open\nhost-names open/);
+  assert.equal(await runInCage(script), 'x-path closed\nx-abstract closed\nbus closed\nx-client closed\nhome closed\nbus-env closed\na-bus open\nhost-names closed\n');
 }
 
 async function assertEventually(cond: () => boolean, timeoutMs: number, msg: () => string): Promise<void> {

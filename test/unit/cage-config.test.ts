@@ -54,6 +54,7 @@ describe('parseCageFile defaults', () => {
       nestedSandbox: true,
       tasksMax: 4096,
       memoryMax: 4 * 1024 ** 3,
+      sessionBus: 'private',
     });
   });
 
@@ -111,6 +112,13 @@ describe('parseCageFile defaults', () => {
     assertRefused('[Cage]\nClipboardPrimary=yes\n', 2, 'ClipboardPrimary', 'true or false');
     assertRefused('[Cage]\nClipboardImages=1\n', 2, 'ClipboardImages', 'true or false');
     for (const bad of ['0', '1G', '100M', '-5', 'big', '1.5M']) assertRefused(`[Cage]\nClipboardMaxSize=${bad}\n`, 2, 'ClipboardMaxSize', '256K');
+  });
+
+  it('reads SessionBus: a private bus by default, none for no bus, nothing else', () => {
+    assert.equal(parse('[Cage]\nSessionBus=none\n').sessionBus, 'none');
+    assert.equal(parse('[Cage]\nSessionBus=private\n').sessionBus, 'private');
+    for (const bad of ['host', 'yes', 'Private', '']) assertRefused(`[Cage]\nSessionBus=${bad}\n`, 2, 'SessionBus', 'private, none');
+    assertRefused('[Cage]\nEnvironment=DBUS_SESSION_BUS_ADDRESS=unix:path=/tmp/x\n', 2, 'Environment', 'DBUS_SESSION_BUS_ADDRESS');
   });
 
   it('keeps the sound server for kagome to set', () => {
@@ -343,6 +351,7 @@ describe('formatCageFile', () => {
       nestedSandbox: true,
       tasksMax: 4096,
       memoryMax: 4 * 1024 ** 3,
+      sessionBus: 'private',
     });
   });
 
