@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
+import { countWindows } from '../helpers/x11.js';
 import { pidsInNamespace } from '../../lib/runtime/proc.js';
 
 // Browsers in a default cage, as the ordinary user, with the cage's seccomp filter and task
@@ -137,5 +138,36 @@ describe('Firefox ESR in a default cage', () => {
     const content = pidsInNamespace(state.sandbox.pidNamespace).filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('-contentproc'));
     assert.ok(content.length > 0, 'Firefox started content processes (it did not crash back to one process)');
     for (const pid of content) assert.match(status(pid), /^Seccomp:\s+2$/m);
+  });
+
+  // Firefox finds its running instance over the cage's own session bus (its remote service),
+  // as on the host: a second launch hands its page over and exits. With no bus in the cage it
+  // found its profile locked and, after about 15 s, said "Firefox is already running".
+  it('a second launch opens a new window in the running Firefox', async () => {
+    const second = '#00ccff';
+    fs.writeFileSync(w.homeFile('web', 'again.html'), `<body style='background:${second}'><h1>again</h1></body>`);
+    const mains = () => {
+      const state = w.cageState('web') as { sandbox: { pidNamespace: string } };
+      return pidsInNamespace(state.sandbox.pidNamespace).filter((p) => {
+        try {
+          const argv = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+          return /firefox-esr$/.test(argv[0] ?? '') && !argv.includes('-contentproc');
+        } catch {
+          return false;
+        }
+      });
+    };
+    const before = mains();
+    assert.equal(before.length, 1, `one Firefox runs: ${before.join(' ')}`);
+    assert.equal(await countWindows(w.display, 'firefox-esr'), 1);
+    await w.launchCommand('web', ['sh', '-c', 'firefox-esr --new-window "file://$HOME/again.html"; echo $? > "$HOME/again.tmp"; mv "$HOME/again.tmp" "$HOME/again.status"']);
+    assert.equal((await w.readFileWhenWritten(w.homeFile('web', 'again.status'), 60000)).trim(), '0', w.programLog('web', 'sh'));
+    const shot = path.join(w.tmp.root, 'firefox-2.png');
+    const deadline = Date.now() + 60000;
+    let drawn = 0;
+    while (Date.now() < deadline && (drawn = await pixelsOf(w.display, w.env, shot, second)) < 100000) await new Promise((r) => setTimeout(r, 500));
+    assert.ok(drawn >= 100000, `the second page was drawn (${drawn} pixels): ${w.programLog('web', 'sh').split('\n').slice(-15).join('\n')}`);
+    assert.equal(await countWindows(w.display, 'firefox-esr'), 2, 'a second Firefox window, and no dialog');
+    assert.deepEqual(mains(), before, 'the same Firefox, no second one');
   });
 });
