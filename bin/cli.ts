@@ -11,6 +11,9 @@ import { checkCageName } from '../lib/cage/name.js';
 import { hostFacts, notifyCall, startService } from '../lib/service.js';
 import { stderrLogger } from '../lib/log.js';
 import { formatBytes, limitsSupport } from '../lib/runtime/cgroup.js';
+import { removeSetup, setup } from '../lib/setup.js';
+import { diagnose } from '../lib/doctor.js';
+import { enterHelper } from '../lib/backends/enter-helper.js';
 import { connectSessionBus } from '../lib/bus.js';
 import { BusNotifier } from '../lib/notify.js';
 import { buildRootfs, defaultEngine, importImage, DEFAULT_MIRROR, DEFAULT_RECIPE, DEFAULT_SUITE, IMAGE_ENGINES, type ImageEngine } from '../lib/image/build.js';
@@ -112,6 +115,27 @@ export function buildProgram(): Command {
     .description('Run desktop programs in cages (sandboxes) with native-looking windows')
     .showHelpAfterError()
     .exitOverride();
+
+  program
+    .command('setup')
+    .description("start the service with the session: write the D-Bus activation file and the systemd user unit into your own folders (for a kagome not installed from its Debian package)")
+    .option('--remove', 'take away exactly what setup wrote')
+    .option('--json', 'print JSON')
+    .action((o: { remove?: boolean; json?: boolean }) => {
+      const report = o.remove ? removeSetup(env) : setup(env);
+      print(report, Boolean(o.json), () => [...report.files.map((f) => `${f.action}: ${f.path} (${f.what})`), report.systemd].join('\n') + '\n');
+    });
+
+  program
+    .command('doctor')
+    .description('say what this machine lacks for kagome: Debian packages, user namespaces, the portal, sound, limits; exits 1 if something needed is missing')
+    .option('--json', 'print JSON')
+    .action((o: { json?: boolean }) => {
+      const findings = diagnose(env, enterHelper);
+      const mark = { ok: 'ok     ', missing: 'MISSING', warning: 'warning' } as const;
+      print(findings, Boolean(o.json), () => findings.map((f) => `${mark[f.severity]} ${f.what}${f.fix ? `\n        → ${f.fix}` : ''}`).join('\n') + '\n');
+      if (findings.some((f) => f.severity === 'missing')) process.exitCode = 1;
+    });
 
   program
     .command('daemon')
