@@ -44,8 +44,11 @@ function chromiumMains(w: World): number[] {
   const state = w.cageState('web') as { sandbox: { pidNamespace: string } };
   return pidsInNamespace(state.sandbox.pidNamespace).filter((p) => {
     try {
-      const argv = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
-      return /chromium$/.test(argv[0] ?? '') && !argv.some((a) => a.startsWith('--type='));
+      const argv = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      // Chromium may set its process title, which makes the command line one string, words
+      // separated by spaces (with a session bus in the cage, its browser process does).
+      const words = argv.length === 1 ? argv[0]!.split(' ') : argv;
+      return /chromium$/.test(words[0] ?? '') && !words.some((a) => a.startsWith('--type='));
     } catch {
       return false;
     }
