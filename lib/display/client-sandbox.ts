@@ -17,8 +17,11 @@ import { IN_CAGE } from '../sandbox.js';
 // hostname, the user's real name, the machine id and the client's command line, and `xpra info`
 // in the cage shows them). So the client sees the cage's folder where the cage sees it, not at
 // its host path under XDG_RUNTIME_DIR, and its /etc says no more than the cage's: a passwd and
-// group with only the user and nobody (no real name, no other accounts), its own hostname and a
-// machine id of its own.
+// group with only the user and nobody (no real name, no other accounts) and a machine id of its
+// own. The hostname stays the host's (a new uts namespace starts with it): GDK writes it in every
+// window's WM_CLIENT_MACHINE, and a window manager shows a window from another machine as remote
+// (openbox added " (kagome-client)" to every title); the hello that would carry it to the cage
+// leaves it out (lib/display/xpra.ts).
 
 /** ":N" or ":N.S" (a local display): the socket path; undefined for TCP or other forms. */
 export function displaySocket(display: string): string | undefined {
@@ -46,7 +49,6 @@ export function writeClientEtc(dir: string, user: { name: string; uid: number; g
   const files: Record<string, string> = {
     passwd: `${user.name}:x:${user.uid}:${user.gid}:${user.name}:/home/client:/bin/sh\n` + (user.uid === 65534 ? '' : 'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n'),
     group: `${user.name}:x:${user.gid}:\n` + (user.gid === 65534 ? '' : 'nogroup:x:65534:\n'),
-    hostname: 'kagome-client\n',
     // Valid, as libdbus wants one, and new at every start, so it ties the client to nothing.
     'machine-id': randomBytes(16).toString('hex') + '\n',
   };
@@ -61,8 +63,6 @@ export function clientSandboxArgs(s: ClientSandbox, argv: string[], infoFd: numb
     '--unshare-all',
     '--unshare-user',
     '--new-session',
-    '--hostname',
-    'kagome-client',
     '--clearenv',
     '--info-fd',
     String(infoFd),
@@ -85,7 +85,7 @@ export function clientSandboxArgs(s: ClientSandbox, argv: string[], infoFd: numb
     '/etc',
     '/etc',
     // A file the host's /etc lacks has nothing to hide, and a read-only /etc could not take it.
-    ...['passwd', 'group', 'hostname', 'machine-id'].filter((f) => fs.existsSync(`/etc/${f}`)).flatMap((f) => ['--ro-bind', path.join(s.etcDir, f), `/etc/${f}`]),
+    ...['passwd', 'group', 'machine-id'].filter((f) => fs.existsSync(`/etc/${f}`)).flatMap((f) => ['--ro-bind', path.join(s.etcDir, f), `/etc/${f}`]),
     '--ro-bind-try',
     '/var/cache/fontconfig',
     '/var/cache/fontconfig',

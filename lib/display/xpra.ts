@@ -125,7 +125,7 @@ export function xpraServerArgv(screen = DEFAULT_SCREEN): string[] {
 }
 
 /**
- * How the host client is started: xpra's own entry point, with two changes. xpra 3.1's client
+ * How the host client is started: xpra's own entry point, with these changes. xpra 3.1's client
  * does what the server's "control" packets ask, and the server is the cage's: any program in
  * the cage could make the host client open unbordered "Session Info" and "Bug Report" windows
  * on the host (`xpra control SOCKET client show_bug_report`) or turn on its debug logging.
@@ -141,13 +141,32 @@ export function xpraServerArgv(screen = DEFAULT_SCREEN): string[] {
  * plain names), whether the client is confined or not (a remote cage's is not). What stays is
  * what drawing and typing need: screen and monitor sizes, DPI, keyboard layout and keymap,
  * encodings.
+ *
+ * A window in the cage looks focused when its host window has the keyboard focus. GTK 3 in the
+ * cage draws a window as focused only while it carries _NET_WM_STATE_FOCUSED, which the cage's
+ * xpra server advertises and sets from the "focused" state the client reports. xpra 3.1's client
+ * reports what the host window manager writes in the host window's _NET_WM_STATE, so under a
+ * window manager that never writes _NET_WM_STATE_FOCUSED (openbox, fluxbox, icewm, i3...) it said
+ * "not focused" at the first change of that property, and every program in every cage had greyed
+ * menus and text for good. The client reports instead the window it gives the keyboard focus to
+ * in the cage (the window whose host window has the focus, on any window manager).
+ *
+ * _NET_WM_PID: GDK writes the client's pid, which in its sandbox is a pid of its own pid
+ * namespace (2, say, or one of xpra's "signal listener" children), and a window manager that
+ * offers to kill a window that stopped answering kills that pid on the host, some other process
+ * of the person's. The client's windows carry none (the client cannot know its pid on the host),
+ * so a window manager closes the client's X connection instead, and no signal listeners are
+ * started. Window icons are the program's own, without xpra's logo drawn over half of them.
  */
 export const XPRA_CLIENT_LAUNCHER = [
-  'import ctypes, os, sys, uuid',
+  'import ctypes, os, struct, sys, uuid',
   // Named as xpra's own script would be (ps, tests and the bench look for "xpra").
   'ctypes.CDLL(None).prctl(15, b"xpra", 0, 0, 0)',
   // xpra would derive it from the machine id, uid and home: the same on every attach.
   'os.environ["XPRA_USER_UUID"] = uuid.uuid4().hex',
+  // Read when xpra's modules are imported.
+  'os.environ["XPRA_ICON_OVERLAY"] = "0"',
+  'os.environ["XPRA_SIGNAL_WATCHER"] = "0"',
   'from xpra.platform import init, set_default_name',
   'set_default_name("Xpra")',
   'init()',
@@ -183,8 +202,57 @@ export const XPRA_CLIENT_LAUNCHER = [
   '        parts = ("hello", {k: v for k, v in parts[1].items() if not withheld(k)}) + parts[2:]',
   '    return original_send(self, *parts)',
   'client_base.XpraClientBase.send = send',
-  'from xpra.scripts.main import main',
-  'sys.exit(main("/usr/bin/xpra", ["/usr/bin/xpra"] + sys.argv[1:]))',
+  // The window classes are patched once xpra has made the client: importing them earlier would
+  // come before xpra's X11 bindings are set up for GDK's display.
+  'def patch_windows():',
+  '    from xpra.gtk_common.error import xswallow',
+  '    from xpra.client.gtk_base import gtk_client_base, gtk_client_window_base as base',
+  '    from xpra.client.mixins.window_manager import WindowClient',
+  '    W = base.GTKClientWindowBase',
+  '    def drop_pid(gdk_window):',
+  '        if not base.HAS_X11_BINDINGS or gdk_window is None:',
+  '            return',
+  '        X = base.X11Window',
+  '        with xswallow:',
+  '            xid = gdk_window.get_xid()',
+  '            leader = X.XGetWindowProperty(xid, "WM_CLIENT_LEADER", "WINDOW")',
+  '            for w in (xid, struct.unpack("@L", leader[:struct.calcsize("@L")])[0] if leader else None):',
+  '                if w:',
+  '                    X.XDeleteProperty(w, "_NET_WM_PID")',
+  '    original_realize, original_state = W.on_realize, W.update_window_state',
+  '    def on_realize(self, widget):',
+  '        original_realize(self, widget)',
+  '        drop_pid(self.get_window())',
+  '    def update_window_state(self, state_updates, focused=None):',
+  '        state_updates = {k: v for k, v in state_updates.items() if k != "focused"}',
+  '        if focused is not None:',
+  '            state_updates["focused"] = focused',
+  '        return original_state(self, state_updates)',
+  '    W.on_realize, W.update_window_state = on_realize, update_window_state',
+  '    C = gtk_client_base.GTKXpraClient',
+  '    original_leader = C.get_group_leader',
+  '    def get_group_leader(self, *args):',
+  '        leader = original_leader(self, *args)',
+  // xpra's own hidden leaders are GDK toplevels too; a client window as leader is done already.
+  '        if leader is not None and not isinstance(leader, W):',
+  '            drop_pid(leader)',
+  '        return leader',
+  '    C.get_group_leader = get_group_leader',
+  '    original_focus = WindowClient.send_focus',
+  '    def send_focus(self, wid):',
+  '        original_focus(self, wid)',
+  '        for window in list(self._id_to_window.values()):',
+  '            if isinstance(window, W) and not window.is_OR() and not window.is_tray():',
+  '                window.update_window_state({}, focused=window._id == wid)',
+  '    WindowClient.send_focus = send_focus',
+  'from xpra.scripts import main as xpra_main',
+  'original_make_client = xpra_main.make_client',
+  'def make_client(*args):',
+  '    client = original_make_client(*args)',
+  '    patch_windows()',
+  '    return client',
+  'xpra_main.make_client = make_client',
+  'sys.exit(xpra_main.main("/usr/bin/xpra", ["/usr/bin/xpra"] + sys.argv[1:]))',
 ].join('\n');
 
 /**
