@@ -9,6 +9,7 @@ import { OciBackend } from './backends/oci.js';
 import { LxdBackend } from './backends/lxd.js';
 import { XpraDisplay } from './display/xpra.js';
 import { XephyrDisplay } from './display/xephyr.js';
+import { SCALE_VARIABLES } from './display/host-screen.js';
 import { Launcher } from './launcher.js';
 import { SoundBridge } from './bridges/sound.js';
 import { SessionBusBridge } from './bridges/session-bus.js';
@@ -39,7 +40,8 @@ export function hostFacts(env: Env): HostFacts {
 
 /** What host-side display clients (xpra attach, Xephyr) need from the service's environment. */
 export function hostClientEnv(env: Env): Record<string, string> {
-  const keep = ['DISPLAY', 'XAUTHORITY', 'HOME', 'USER', 'LOGNAME', 'PATH', 'LANG', 'LC_ALL', 'XDG_RUNTIME_DIR', 'WAYLAND_DISPLAY', 'XDG_SESSION_TYPE'];
+  // The scale variables are for the cages' programs, which draw as the host's do (host-screen.ts).
+  const keep = ['DISPLAY', 'XAUTHORITY', 'HOME', 'USER', 'LOGNAME', 'PATH', 'LANG', 'LC_ALL', 'XDG_RUNTIME_DIR', 'WAYLAND_DISPLAY', 'XDG_SESSION_TYPE', ...SCALE_VARIABLES];
   const out: Record<string, string> = {};
   for (const k of keep) {
     const v = env[k];

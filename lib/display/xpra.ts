@@ -1,15 +1,16 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFile, spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { KagomeError } from '../errors.js';
-import { findInPath, requireProgram } from '../requirements.js';
+import { requireProgram } from '../requirements.js';
 import { childrenOf, isAlive, procRef, signal, waitUntil, type ProcRef } from '../runtime/proc.js';
 import { IN_CAGE } from '../sandbox.js';
 import type { Backend, SandboxRecord } from '../backends/backend.js';
 import type { CageDisplay, DisplayContext, DisplayRecord } from './display.js';
 import { CLIENT_XPRA_DIR, clientSandboxArgs, writeClientEtc } from './client-sandbox.js';
 import { readBwrapInfo } from '../backends/bwrap-info.js';
+import { DISPLAY_SETTINGS_SCRIPT, FALLBACK_DPI, contributeScale, readHostScreen } from './host-screen.js';
 
 // xpra: the server (with its own Xvfb) runs inside the cage; its unix socket lies in a host
 // directory bind-mounted into the cage, and a host-side `xpra attach` shows each cage window as
@@ -64,26 +65,16 @@ const COMMON_OPTIONS = [
 
 // xpra's default Xvfb screen (5760x2560) is not a mode the host client asks for, so at every
 // attach xpra 3.1 adds the mode and sleeps 500 ms. Starting the cage's Xvfb at the host's size
-// removes that sleep: attached after ~0.6 s instead of ~1.2 s (Debian 12, xpra 3.1.3). The cost:
-// the cage's screen keeps that size until the cage restarts, so a bigger monitor plugged in
-// later gives windows no more room than the old one did.
+// removes that sleep: attached after ~0.6 s instead of ~1.2 s (Debian 12, xpra 3.1.3). It also
+// starts at the host's DPI (host-screen.ts), so the attach changes neither. That size is also
+// the most Xvfb's RandR allows: a host screen made smaller later is followed (the client asks,
+// the server resizes), one made bigger than it was gives windows no more room until the cage
+// restarts. A larger maximum would cost its framebuffer, which Xvfb fills at start: 54 MiB more
+// per cage for 5760x2560.
 export const DEFAULT_SCREEN = '5760x2560';
 
-export function xvfbCommand(screen: string): string {
-  return `Xvfb +extension GLX +extension Composite -screen 0 ${screen}x24+32 -dpi 96 -nolisten tcp -noreset -auth $XAUTHORITY`;
-}
-
-/** The host display's size as WIDTHxHEIGHT, or undefined when it cannot be read. */
-export async function hostScreenSize(env: Record<string, string>): Promise<string | undefined> {
-  const xwininfo = findInPath('xwininfo', env.PATH);
-  if (!xwininfo) return undefined;
-  return new Promise((resolve) => {
-    execFile(xwininfo, ['-root'], { env, timeout: 5000 }, (err, stdout) => {
-      const w = /Width:\s+(\d+)/.exec(stdout ?? '');
-      const h = /Height:\s+(\d+)/.exec(stdout ?? '');
-      resolve(err || !w || !h ? undefined : `${w[1]}x${h[1]}`);
-    });
-  });
+export function xvfbCommand(screen: string, dpi = FALLBACK_DPI): string {
+  return `Xvfb +extension GLX +extension Composite -screen 0 ${screen}x24+32 -dpi ${dpi} -nolisten tcp -noreset -auth $XAUTHORITY`;
 }
 
 /**
@@ -94,7 +85,7 @@ export async function hostScreenSize(env: Record<string, string>): Promise<strin
  */
 export const XPRA_SERVER_ENV = { XPRA_SYSTEM_CONF_DIRS: '/dev/null', XPRA_USER_CONF_DIRS: '/dev/null' } as const;
 
-export function xpraServerArgv(screen = DEFAULT_SCREEN): string[] {
+export function xpraServerArgv(screen = DEFAULT_SCREEN, dpi = FALLBACK_DPI): string[] {
   return [
     'python3',
     '-c',
@@ -119,7 +110,13 @@ export function xpraServerArgv(screen = DEFAULT_SCREEN): string[] {
     '--start-via-proxy=no',
     '--av-sync=no',
     '--input-method=none',
-    `--xvfb=${xvfbCommand(screen)}`,
+    `--xvfb=${xvfbCommand(screen, dpi)}`,
+    // xpra's Xinerama faking reaches only the programs xpra starts itself (an LD_PRELOAD
+    // library, not even installed), but with it on, every attach wrote the host's monitors
+    // (names and sizes) to ~/.fakexinerama in the cage's home and set the screen's size again
+    // ("Xinerama workaround") under running programs, at the client's DPI. Empty, not "no":
+    // xpra 3.1.3 keeps the value as a string and tests its truth, and "no" is true.
+    '--fake-xinerama=',
     ...COMMON_OPTIONS,
   ];
 }
@@ -312,7 +309,33 @@ export interface XpraRecord extends DisplayRecord {
   /** the server's socket on the host, or the proxy script for a remote cage */
   socket: string;
   remote?: boolean;
+  /** the toolkits' scale variables of the host, for the cage's programs (host-screen.ts) */
+  scaleEnv?: Record<string, string>;
 }
+
+/** What prepare read of the host's screen, for start. */
+interface XpraPrepared extends DisplayRecord {
+  screen: string;
+  dpi: number;
+  xftDpi?: string;
+  scaleEnv: Record<string, string>;
+}
+
+/**
+ * The host client prints this once the server has answered its hello, and the server answers
+ * only after it has applied the client's keymap and screen size (xpra 3.1's
+ * server_base._process_hello_ui), and it is listening only once it is the display's window
+ * manager and compositor. Programs started before that saw the display change under them:
+ * Firefox with an existing profile saw the compositor appear, reset its WebRender
+ * ("DeviceReset ... WR_SIMULATE") and stayed black. The line comes from the client's own log,
+ * which kagome gives it (the cage log); a program in the cage that printed it there would only
+ * make its own launch early.
+ */
+const ATTACHED = /^[0-9-]+ [0-9:,.]+ Attached to /m;
+/** A cold server is ready in about a second; a loaded machine (a test suite on 2 cores) takes longer. */
+const ATTACH_TIMEOUT_MS = 30000;
+/** How often a client this service did not start (re-adopted) is checked for life. */
+const CLIENT_POLL_MS = 2000;
 
 export class XpraDisplay implements CageDisplay {
   readonly kind = 'xpra';
@@ -324,27 +347,33 @@ export class XpraDisplay implements CageDisplay {
     requireProgram('xauth', "by xpra, to write the cage display's cookie");
   }
 
-  async prepare(ctx: DisplayContext): Promise<DisplayRecord> {
+  /** Clients this service spawned, by the pid in their ProcRef: their exit is an event, not a poll. */
+  private readonly spawned = new Map<number, ChildProcess>();
+
+  async prepare(ctx: DisplayContext): Promise<XpraPrepared> {
     fs.mkdirSync(ctx.rt.xpraDir, { recursive: true, mode: 0o700 });
     // The home persists between runs; a cookie left from the last run would make the cage look
     // ready before xpra has written the new one.
     fs.rmSync(path.join(ctx.config.home, '.Xauthority'), { force: true });
-    return { screen: (await hostScreenSize(ctx.hostEnv)) ?? DEFAULT_SCREEN };
+    const host = await readHostScreen(ctx.hostEnv);
+    return { screen: host.size ?? DEFAULT_SCREEN, dpi: host.dpi ?? FALLBACK_DPI, ...(host.xftDpi ? { xftDpi: host.xftDpi } : {}), scaleEnv: host.scaleEnv };
   }
 
-  contribute(ctx: DisplayContext): void {
+  contribute(ctx: DisplayContext, record: DisplayRecord): void {
     ctx.spec.ops.push({ op: 'bind', source: ctx.rt.xpraDir, dest: IN_CAGE.xpraDir });
     ctx.spec.env.DISPLAY = XPRA_DISPLAY;
     // xpra 3.1 writes the display's cookie to ~/.Xauthority whatever XAUTHORITY says, so every
     // program of the cage is pointed there (the cage's private home, never the host's).
     ctx.spec.env.XAUTHORITY = path.posix.join(ctx.spec.env.HOME ?? ctx.spec.cwd, '.Xauthority');
+    contributeScale(ctx, record);
   }
 
-  async start(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord, prepared: DisplayRecord): Promise<XpraRecord> {
+  async start(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord, record: DisplayRecord): Promise<XpraRecord> {
+    const prepared = record as XpraPrepared;
     const socket = path.join(ctx.rt.xpraDir, SOCKET_NAME);
     fs.rmSync(socket, { force: true });
     const server = await backend.exec(sandbox, {
-      argv: xpraServerArgv(typeof prepared.screen === 'string' ? prepared.screen : DEFAULT_SCREEN),
+      argv: xpraServerArgv(prepared.screen, prepared.dpi),
       env: { ...ctx.spec.env, ...XPRA_SERVER_ENV },
       cwd: ctx.spec.cwd,
       logFd: ctx.logFd,
@@ -353,10 +382,11 @@ export class XpraDisplay implements CageDisplay {
     void server.exited.then((code) => (serverEnded = code));
     const failed = () => serverEnded !== undefined || !backend.isAlive(sandbox);
     const remote = backend.remoteShell?.(sandbox);
-    if (remote) return this.startRemote(ctx, backend, sandbox, server.pid, remote, failed);
+    if (remote) return this.startRemote(ctx, backend, sandbox, server.pid, remote, failed, prepared);
     const sockReady = await waitUntil(() => fs.existsSync(socket) || failed(), 15000, 5);
     if (!sockReady || failed()) throw this.failure(ctx, 'the xpra server did not start');
 
+    const logFrom = fs.fstatSync(ctx.logFd).size;
     const client = await this.startClient(ctx, socket);
     // Programs can connect once the X socket exists and xpra has written the cookie for it.
     const xSocket = backend.hostPathOf(sandbox, X_SOCKET_IN_CAGE);
@@ -366,7 +396,50 @@ export class XpraDisplay implements CageDisplay {
     const here = xSocket && xauth ? () => fs.existsSync(xSocket) && nonEmpty(xauth) : undefined;
     const xReady = here ? await waitUntil(() => here() || failed(), 20000, 5) : await waitUntil(async () => failed() || (await this.readyInside(ctx, backend, sandbox)), 20000, 50);
     if (!xReady || failed()) throw this.failure(ctx, 'the X server inside the cage did not come up');
-    return { server: procRef(server.pid), client, socket };
+    await Promise.all([this.setResources(ctx, backend, sandbox, prepared), this.waitAttached(ctx, logFrom, client, failed)]);
+    return { server: procRef(server.pid), client, socket, scaleEnv: prepared.scaleEnv };
+  }
+
+  /** Xft.dpi of the host in the cage's resources, before any program reads them. */
+  private async setResources(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord, prepared: XpraPrepared): Promise<void> {
+    if (!prepared.xftDpi) return;
+    const h = await backend.exec(sandbox, { argv: ['python3', '-c', DISPLAY_SETTINGS_SCRIPT, prepared.xftDpi, ''], env: ctx.spec.env, cwd: ctx.spec.cwd, logFd: ctx.logFd });
+    // Not fatal: programs then draw at 96 dpi, as before; the log says why (python3-xlib missing).
+    if ((await h.exited) !== 0) fs.writeSync(ctx.logFd, `kagome: could not set Xft.dpi ${prepared.xftDpi} on cage ${ctx.config.name}'s display\n`);
+  }
+
+  /** Until the client's "Attached to" line appears in the cage log after `from` (see ATTACHED). */
+  private async waitAttached(ctx: DisplayContext, from: number, client: ProcRef, failed: () => boolean): Promise<void> {
+    // The cage log is open for appending only; /proc gives a reader of the same file.
+    const fd = fs.openSync(`/proc/self/fd/${ctx.logFd}`, 'r');
+    let pos = from;
+    let partial = '';
+    let attached = false;
+    try {
+      const done = await waitUntil(
+        () => {
+          const size = fs.fstatSync(fd).size;
+          if (size > pos) {
+            const chunk = Buffer.alloc(size - pos);
+            const n = fs.readSync(fd, chunk, 0, chunk.length, pos);
+            pos += n;
+            const text = partial + chunk.subarray(0, n).toString('latin1');
+            const end = text.lastIndexOf('\n') + 1;
+            partial = text.slice(end);
+            if (ATTACHED.test(text.slice(0, end))) attached = true;
+          }
+          return attached || !isAlive(client) || failed();
+        },
+        ATTACH_TIMEOUT_MS,
+        10,
+      );
+      if (attached) return;
+      if (failed()) throw this.failure(ctx, 'the xpra server ended before its host client attached');
+      if (done) throw this.failure(ctx, 'the host xpra client ended before it attached');
+      throw this.failure(ctx, `the host xpra client did not attach within ${ATTACH_TIMEOUT_MS / 1000} s`);
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
   /**
@@ -381,13 +454,17 @@ export class XpraDisplay implements CageDisplay {
     serverPid: number,
     shell: { argv: string[]; env: Record<string, string> },
     failed: () => boolean,
+    prepared: XpraPrepared,
   ): Promise<XpraRecord> {
     const up = await waitUntil(async () => failed() || (await this.readyInside(ctx, backend, sandbox)), 30000, 100);
     if (!up || failed()) throw this.failure(ctx, 'the xpra server in the remote cage did not come up');
     const script = path.join(ctx.rt.xpraDir, 'remote-proxy');
     fs.writeFileSync(script, remoteProxyScript(shell, ctx.spec.env), { mode: 0o700 });
-    const record: XpraRecord = { server: procRef(serverPid), socket: script, remote: true };
-    return { ...record, client: await this.startClient(ctx, script, true) };
+    const record: XpraRecord = { server: procRef(serverPid), socket: script, remote: true, scaleEnv: prepared.scaleEnv };
+    const logFrom = fs.fstatSync(ctx.logFd).size;
+    const client = await this.startClient(ctx, script, true);
+    await Promise.all([this.setResources(ctx, backend, sandbox, prepared), this.waitAttached(ctx, logFrom, client, failed)]);
+    return { ...record, client };
   }
 
   /** xpra's socket, the X socket and the cookie, tested by a shell in the cage. */
@@ -421,7 +498,7 @@ export class XpraDisplay implements CageDisplay {
       const child = spawn('/usr/bin/python3', ['-c', XPRA_CLIENT_LAUNCHER, ...argv], { detached: true, env: ctx.hostEnv, stdio: ['ignore', ctx.logFd, ctx.logFd] });
       child.on('error', () => undefined);
       child.unref();
-      return procRef(child.pid!);
+      return this.spawnedAs(procRef(child.pid!), child);
     }
     const bwrap = requireProgram('bwrap', "to confine the cage's xpra client");
     const child = spawn(bwrap, sandboxed, { detached: true, env: {}, stdio: ['ignore', ctx.logFd, ctx.logFd, 'pipe'] });
@@ -438,7 +515,14 @@ export class XpraDisplay implements CageDisplay {
     let pid: number | undefined;
     await waitUntil(() => (pid = childrenOf(init)[0]) !== undefined || !isAlive(procRef(init)), 10000, 5);
     if (pid === undefined) throw new KagomeError('DisplayFailed', `the sandbox of cage ${ctx.config.name}'s xpra client ended before it started xpra; see ${path.join(ctx.rt.logDir, 'cage.log')}`);
-    return procRef(pid);
+    return this.spawnedAs(procRef(pid), child);
+  }
+
+  /** bwrap exits with the client it carries, so its exit is the client's. */
+  private spawnedAs(client: ProcRef, child: ChildProcess): ProcRef {
+    this.spawned.set(client.pid, child);
+    child.once('exit', () => this.spawned.delete(client.pid));
+    return client;
   }
 
   private failure(ctx: DisplayContext, what: string): KagomeError {
@@ -453,7 +537,34 @@ export class XpraDisplay implements CageDisplay {
   async readopt(ctx: DisplayContext, record: DisplayRecord): Promise<XpraRecord> {
     const r = record as XpraRecord;
     if (isAlive(r.client)) return r;
-    return { ...r, client: await this.startClient(ctx, r.socket, r.remote === true) };
+    const logFrom = fs.fstatSync(ctx.logFd).size;
+    const client = await this.startClient(ctx, r.socket, r.remote === true);
+    // The next launch's window must have a client to show it.
+    await this.waitAttached(ctx, logFrom, client, () => !isAlive(r.server));
+    return { ...r, client };
+  }
+
+  watch(record: DisplayRecord, lost: () => void): () => void {
+    const client = (record as XpraRecord).client;
+    let watching = true;
+    const end = () => {
+      if (!watching) return;
+      unwatch();
+      lost();
+    };
+    const child = client && this.spawned.get(client.pid);
+    let timer: NodeJS.Timeout | undefined;
+    if (child) child.once('exit', end);
+    else {
+      timer = setInterval(() => isAlive(client) || end(), CLIENT_POLL_MS);
+      timer.unref();
+    }
+    const unwatch = () => {
+      watching = false;
+      child?.off('exit', end);
+      clearInterval(timer);
+    };
+    return unwatch;
   }
 
   async stop(record: DisplayRecord): Promise<void> {
