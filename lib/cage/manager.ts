@@ -81,6 +81,12 @@ interface RunningCage {
   idleTimer?: NodeJS.Timeout;
   /** state writes in order: a burst of launches must never leave an older state on disk last */
   persisting: Promise<void>;
+  /** stops watching the display's parts that can end alone (see keepDisplay) */
+  unwatchDisplay?: () => void;
+  /** a display part being brought back, which launches wait for */
+  reviving?: Promise<void>;
+  /** when the watch last brought one back */
+  revivedAt?: number;
 }
 
 export interface ManagerDeps {
@@ -110,6 +116,8 @@ export interface ManagerEvents {
 }
 
 const INHERITED_POLL_MS = 1000;
+/** A display part that ends again sooner than this after being brought back is left to the next launch. */
+const REVIVE_INTERVAL_MS = 10000;
 
 /**
  * The life of every cage: start once however many launches arrive together, run programs in
@@ -137,7 +145,10 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     if (pendingStop) await pendingStop;
     const cage = this.running.get(name);
     if (cage) {
-      if (this.isHealthy(cage)) return cage;
+      if (this.isHealthy(cage)) {
+        await this.keepDisplay(name, cage);
+        return cage;
+      }
       // Many launches may find the same dead cage: it is cleaned up once, as a stop is.
       await this.teardownOnce(name, cage, `cage "${name}" stopped unexpectedly`);
     }
@@ -216,6 +227,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       };
       cage.bridges = await this.startBridges(bctx, handleOf(cage), bridges, 'start');
       this.running.set(name, cage);
+      this.watchDisplay(name, cage);
       await this.persist(name, cage);
       this.deps.log.info(`cage ${name}: running after ${Math.round(performance.now() - t0)} ms`);
       this.emit('state', name, 'running', '');
@@ -233,6 +245,43 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       this.emit('state', name, 'stopped', err.message);
       throw err;
     }
+  }
+
+  /**
+   * The display's parts that can end while the cage runs (xpra's host client, Xephyr's window
+   * manager) are brought back: at once when the display's watch sees one end, and at the next
+   * launch, which waits for it, so its window has somewhere to appear (a client killed by
+   * mistake left launches "succeeding" with no window). One at a time.
+   */
+  private keepDisplay(name: string, cage: RunningCage): Promise<void> {
+    cage.reviving ??= this.reviveDisplay(name, cage).finally(() => (cage.reviving = undefined));
+    return cage.reviving;
+  }
+
+  private async reviveDisplay(name: string, cage: RunningCage): Promise<void> {
+    const before = cage.displayRecord;
+    const ctx = this.displayContext(cage.config, cage.spec, cage.rt, cage.logFd);
+    const record = await cage.display.readopt(ctx, before, cage.backend, cage.sandbox);
+    if (record === before || this.running.get(name) !== cage) return;
+    cage.displayRecord = record;
+    this.deps.log.info(`cage ${name}: a part of its ${cage.display.kind} display had ended and was started again`);
+    this.watchDisplay(name, cage);
+    await this.persist(name, cage);
+  }
+
+  private watchDisplay(name: string, cage: RunningCage): void {
+    cage.unwatchDisplay?.();
+    cage.unwatchDisplay = cage.display.watch?.(cage.displayRecord, () => {
+      if (this.running.get(name) !== cage || this.stopping.has(name) || !this.isHealthy(cage)) return;
+      // One that keeps ending (a host display gone) is not restarted in a loop; the next
+      // launch tries again and reports why.
+      if (cage.revivedAt !== undefined && Date.now() - cage.revivedAt < REVIVE_INTERVAL_MS) {
+        this.deps.log.warn(`cage ${name}: a part of its ${cage.display.kind} display ended again; the next launch starts it`);
+        return;
+      }
+      cage.revivedAt = Date.now();
+      void this.keepDisplay(name, cage).catch((e) => this.deps.log.warn(`cage ${name}: could not bring its display back: ${asKagomeError(e).message}`));
+    });
   }
 
   private async checkMounts(config: CageConfig): Promise<void> {
@@ -513,6 +562,8 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   private async teardown(name: string, cage: RunningCage, message: string): Promise<void> {
     this.emit('state', name, 'stopping', message);
     this.clearIdle(cage);
+    // What ends now ends because the cage does.
+    cage.unwatchDisplay?.();
     // Programs first, while their display is still there (close-programs.ts).
     const programs = [...[...cage.programs.values()].map((p) => ({ pid: p.pid, start: p.pidStart })), ...cage.inherited];
     const how = await closePrograms({ backend: cage.backend, sandbox: cage.sandbox, env: cage.spec.env, logFd: cage.logFd, programs }).catch(() => 'left' as const);
@@ -636,7 +687,14 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     await this.deps.grants?.cageAdopted(name, backend, spec);
     const ctx = this.displayContext(state.config, spec, rt, logFd);
     display.contribute(ctx, state.displayState);
-    const displayRecord = await display.readopt(ctx, state.displayState);
+    let displayRecord = state.displayState;
+    try {
+      displayRecord = await display.readopt(ctx, state.displayState, backend, state.sandbox);
+    } catch (e) {
+      // The cage is still adopted, not left running with no one to stop it; its next launch
+      // tries again and says why it cannot.
+      this.deps.log.warn(`cage ${name}: ${asKagomeError(e).message}; its next launch tries again`);
+    }
     const bctx = this.bridgeContext(ctx);
     for (const b of this.bridgeList()) b.contribute(bctx, state.bridges?.[b.kind] ?? {});
     const cage: RunningCage = {
@@ -656,6 +714,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     };
     cage.bridges = await this.startBridges(bctx, handleOf(cage), state.bridges ?? {}, 'readopt');
     this.running.set(name, cage);
+    this.watchDisplay(name, cage);
     await this.persist(name, cage);
     this.watchInherited();
     this.deps.log.info(`cage ${name}: re-adopted with ${cage.inherited.length} running program(s)`);
@@ -690,6 +749,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   release(): void {
     for (const cage of this.running.values()) {
       this.clearIdle(cage);
+      cage.unwatchDisplay?.();
       try {
         fs.closeSync(cage.logFd);
       } catch {

@@ -30,7 +30,16 @@ export interface CageDisplay {
   /** once the sandbox exists: starts what runs inside and returns when programs can connect */
   start(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord, prepared: DisplayRecord): Promise<DisplayRecord>;
   isAlive(record: DisplayRecord, backend: Backend, sandbox: SandboxRecord): boolean;
-  /** after a service restart: bring back host-side parts that died (the client), keep the rest */
-  readopt(ctx: DisplayContext, record: DisplayRecord): Promise<DisplayRecord>;
+  /**
+   * After a service restart, and when watch reports a loss: brings back the parts that died
+   * (xpra's host client, Xephyr's window manager) and keeps the rest; returns the same record
+   * when nothing was missing.
+   */
+  readopt(ctx: DisplayContext, record: DisplayRecord, backend: Backend, sandbox: SandboxRecord): Promise<DisplayRecord>;
+  /**
+   * Calls `lost` once when a part readopt can bring back ends while the cage runs; returns what
+   * stops watching. A host client killed by mistake left the cage "running" with no windows.
+   */
+  watch?(record: DisplayRecord, lost: () => void): () => void;
   stop(record: DisplayRecord): Promise<void>;
 }

@@ -6,7 +6,7 @@ import dbus from 'dbus-next';
 import { execa } from 'execa';
 import { makeTempEnv, type TempEnv } from './tmpenv.js';
 import { startSessionBus, type SessionBus } from './dbus-session.js';
-import { startXvfb, type Xvfb } from './xvfb.js';
+import { startXvfb, type Xvfb, type XvfbOptions } from './xvfb.js';
 import { stopChild, track } from './daemons.js';
 import { startDocumentPortal, type DocumentPortal } from './document-portal.js';
 import { startPulseAudio, type PulseServer } from './pulseaudio.js';
@@ -46,9 +46,9 @@ export class World {
    * With `systemData`, XDG_DATA_DIRS starts with a temporary folder (systemApps is its
    * applications/), standing for /usr/share: "installed" programs go there.
    */
-  static async create(opts: { servicesDirs?: string[]; systemData?: boolean; documentPortal?: boolean; pulseaudio?: boolean } = {}): Promise<World> {
+  static async create(opts: { servicesDirs?: string[]; systemData?: boolean; documentPortal?: boolean; pulseaudio?: boolean; xvfb?: XvfbOptions } = {}): Promise<World> {
     const tmp = await makeTempEnv();
-    const xvfb = await startXvfb();
+    const xvfb = await startXvfb(opts.xvfb);
     const baseEnv: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       LANG: 'C.UTF-8',

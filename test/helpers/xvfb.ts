@@ -6,6 +6,13 @@ import { readFirstLine, spawnDaemon, stopChild, tail, track, unrefDaemon } from 
 export interface XvfbOptions {
   width?: number;
   height?: number;
+  /** the resolution the server reports (Xvfb's own default is 100) */
+  dpi?: number;
+  /**
+   * keep the server's state when its last client leaves, as a desktop's server does while its
+   * session runs: root properties set by a test (RESOURCE_MANAGER) and RandR modes stay
+   */
+  noreset?: boolean;
 }
 
 export interface Xvfb {
@@ -25,7 +32,7 @@ export async function startXvfb(opts: XvfbOptions = {}): Promise<Xvfb> {
   // accepting connections: no guessed numbers racing other servers, no polling.
   const child = await spawnDaemon(
     'Xvfb',
-    ['-displayfd', '3', '-nolisten', 'tcp', '-screen', '0', `${width}x${height}x24`],
+    ['-displayfd', '3', '-nolisten', 'tcp', '-screen', '0', `${width}x${height}x24`, ...(opts.dpi ? ['-dpi', String(opts.dpi)] : []), ...(opts.noreset ? ['-noreset'] : [])],
     { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] },
     'xvfb',
   );
