@@ -86,7 +86,8 @@ export async function closePrograms(cage: ClosingCage, grace = { close: CLOSE_GR
           /* gone */
         }
       }
-      askedSome = code !== 3;
+      // 0: asked and gone; 3: nothing to ask; else the script failed (no display, no python3-xlib).
+      askedSome = code === 0 || code === -1;
     } catch {
       /* no python3-xlib in an image: the programs still get SIGTERM below */
     }
