@@ -83,7 +83,32 @@ export class DocumentPortalStore implements GrantStore {
     return out;
   }
 
-  async revoke(cage: string, grant: { id: string }): Promise<void> {
+  documentFolder(cage: string, id: string): string {
+    return path.join(this.mountPoint, 'by-app', cageAppId(cage), id);
+  }
+
+  /**
+   * A file a program makes in a document's folder is the portal's temporary file for that app,
+   * kept in the host folder as .xdp-NAME-XXXXXX; the portal leaves it there when the document
+   * is revoked or deleted (seen: LibreOffice's lock file of a cage that was stopped stayed in
+   * the user's folder). Everything but the document goes first.
+   */
+  async clearBeside(cage: string, grant: { id: string; name: Buffer }): Promise<void> {
+    const dir = Buffer.from(this.documentFolder(cage, grant.id));
+    let names: Buffer[];
+    try {
+      names = await fsp.readdir(dir, { encoding: 'buffer' });
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      if (n.equals(grant.name)) continue;
+      await fsp.unlink(Buffer.concat([dir, Buffer.from('/'), n])).catch(() => undefined);
+    }
+  }
+
+  async revoke(cage: string, grant: { id: string; name?: Buffer }): Promise<void> {
+    if (grant.name) await this.clearBeside(cage, { id: grant.id, name: grant.name });
     try {
       await call(this.bus, 'RevokePermissions', 'ssas', [grant.id, cageAppId(cage), ALL_PERMISSIONS]);
       // A document no application may use any more is removed; one that a flatpak app (or

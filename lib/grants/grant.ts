@@ -34,5 +34,9 @@ export interface GrantStore {
   revoke(cage: string, grant: { id: string; hostPath: Buffer; writable: boolean }): Promise<void>;
   /** a persistent grant from an earlier session is made visible again, if the store lost it */
   restore?(cage: string, grant: RestoredGrant): Promise<void>;
+  /** where, on the host, the cage sees the folder of a granted file that is the host file itself (the portal's) */
+  documentFolder?(cage: string, id: string): string;
+  /** what the cage made beside a granted file (a lock file, a save's temporary file) is removed */
+  clearBeside?(cage: string, grant: { id: string; name: Buffer }): Promise<void>;
   close(): Promise<void>;
 }

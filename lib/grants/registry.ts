@@ -7,6 +7,8 @@ import type { Backend, FileGrantMode } from '../backends/backend.js';
 import { DOC_DIR_NAME, type GrantStore } from './grant.js';
 import { closeHostFiles, type HostFile } from './host-file.js';
 import { CAGE_NAME_PATTERN } from '../cage/name.js';
+import { LockMirror } from './lock-files.js';
+import { libreOfficeOps } from './libreoffice.js';
 
 // Which files each cage has been granted, kept on disk so that nothing outlives its reason:
 // a grant ends when its cage stops, unless it was made persistent; a service killed with
@@ -56,6 +58,10 @@ export class FileGrants {
   private readonly unreachable = new Map<string, string>();
   private copies: GrantStore | undefined;
   private readonly toldCopies = new Set<string>();
+  /** cages whose programs see granted files as the host files themselves (the portal): lock files are carried for them */
+  private readonly portalCages = new Set<string>();
+  private locks: LockMirror | undefined;
+  private toldLibreOffice = false;
 
   constructor(
     /** chosen at service start without holding it up: the portal may need activating */
@@ -155,7 +161,17 @@ export class FileGrants {
 
   /** A running cage found again after a restart: its grants are served by the store it started with. */
   async cageAdopted(cage: string, backend: GrantBackend, spec: SandboxSpec): Promise<void> {
-    await this.serveWith(cage, backend, spec);
+    if ((await this.serveWith(cage, backend, spec)) === 'portal') await this.carryLocks(cage, await this.list(cage));
+  }
+
+  /** The lock files beside the cage's read-write documents are carried (lock-files.ts), where its store shows the host files. */
+  private async carryLocks(cage: string, grants: readonly Grant[]): Promise<void> {
+    const store = await this.storeFor(cage);
+    if (!store.documentFolder) return;
+    this.portalCages.add(cage);
+    // In a folder of its own (so is LibreOffice's script): a NAME.json beside the records is cage NAME's.
+    this.locks ??= new LockMirror((c, id) => store.documentFolder!(c, id), path.join(this.dirs.transient, 'lock-files', 'copies.json'), this.log);
+    for (const g of grants) if (g.writable && g.store === store.kind) this.locks.add(cage, g.id, g.hostPath);
   }
 
   /** Which store serves the cage, from what its backend can mount. */
@@ -192,7 +208,9 @@ export class FileGrants {
       await this.update(cage, opts.persistent, (old) => [...old.filter((g) => !ids.has(g.id)), ...stored]);
       await this.update(cage, !opts.persistent, (old) => old.filter((g) => !ids.has(g.id)));
       this.log.info(`cage ${cage}: granted ${stored.length} file(s) ${opts.persistent ? 'persistently' : 'until it stops'}`);
-      return stored.map((s) => this.toGrant(cage, s));
+      const granted = stored.map((s) => this.toGrant(cage, s));
+      if (this.portalCages.has(cage)) await this.carryLocks(cage, granted);
+      return granted;
     } finally {
       closeHostFiles(files);
     }
@@ -213,6 +231,7 @@ export class FileGrants {
   }
 
   private async drop(cage: string, g: Grant): Promise<void> {
+    await this.locks?.remove(cage, g.id);
     await (await this.storeOfKind(g.store))?.revoke(cage, g);
     await this.update(cage, g.persistent, (old) => old.filter((s) => s.id !== g.id));
   }
@@ -226,6 +245,16 @@ export class FileGrants {
     const store = await this.storeFor(cage);
     const folder = await store.folderFor(cage);
     spec.ops.push({ op: 'bind', source: folder, dest: docDirInCage(spec) });
+    // A cage on the host's /usr runs the host's LibreOffice, whose start script turns on fcntl
+    // locks, which the portal refuses (libreoffice.ts).
+    if (store.documentFolder && backend.kind === 'bubblewrap') {
+      const lo = libreOfficeOps(path.join(this.dirs.transient, 'programs'));
+      spec.ops.push(...lo.ops);
+      if (lo.note && !this.toldLibreOffice) {
+        this.toldLibreOffice = true;
+        this.log.info(lo.note);
+      }
+    }
     for (const g of await this.list(cage)) {
       if (!g.persistent) continue;
       if (g.store !== store.kind) {
@@ -236,6 +265,7 @@ export class FileGrants {
         await store.restore(cage, g).catch((e) => this.log.warn(`cage ${cage}: ${asKagomeError(e).message}`));
       }
     }
+    await this.carryLocks(cage, await this.list(cage));
   }
 
   private async moveGrant(cage: string, g: Grant, store: GrantStore): Promise<void> {
@@ -250,6 +280,14 @@ export class FileGrants {
 
   /** Called when a cage has stopped: its transient grants end. */
   async cageStopped(cage: string): Promise<void> {
+    // Nothing of the cage runs: what its programs left beside its documents (a lock file of a
+    // program that was killed) is stale, persistent grants included.
+    if (this.portalCages.delete(cage)) {
+      for (const g of await this.list(cage)) {
+        await (await this.storeOfKind(g.store))?.clearBeside?.(cage, g).catch(() => undefined);
+      }
+      await this.locks?.cageStopped(cage);
+    }
     const transient = (await this.read(cage, false)).map((s) => this.toGrant(cage, s));
     for (const g of transient) {
       await this.drop(cage, g).catch((e) => this.log.warn(`cage ${cage}: revoking ${g.id}: ${asKagomeError(e).message}`));
@@ -283,6 +321,7 @@ export class FileGrants {
   }
 
   async close(): Promise<void> {
+    await this.locks?.close();
     await Promise.all(this.writes.values());
     await (await this.storeReady).close();
     await this.copies?.close();

@@ -24,8 +24,9 @@ const assertClosed = (fd: number): void => assert.throws(() => fs.fstatSync(fd),
 describe('FileGrants', () => {
   let root: string;
   let dirs: GrantDirs;
-  let store: Stubbed<GrantStore> & { kind: GrantStore['kind'] };
-  let copies: Stubbed<GrantStore> & { kind: GrantStore['kind'] };
+  // Without the portal's own folder access (lock-files.test.ts covers what it is for).
+  let store: Stubbed<Omit<GrantStore, 'documentFolder' | 'clearBeside'>> & { kind: GrantStore['kind'] };
+  let copies: Stubbed<Omit<GrantStore, 'documentFolder' | 'clearBeside'>> & { kind: GrantStore['kind'] };
   let log: Stubbed<Logger>;
   let grants: FileGrants;
   let next: number;
@@ -431,6 +432,48 @@ describe('FileGrants', () => {
       assert.deepEqual(await grants.list('web'), []);
       await grants.cageStopped('web');
       assert.equal(log.warn.callCount, 0);
+    });
+  });
+
+  describe('with a store whose cages see the host files themselves (the portal)', () => {
+    // Lock files beside read-write documents are carried (lock-files.ts), what a cage made
+    // beside its documents goes when it stops, and a cage on the host's /usr gets the
+    // LibreOffice start script without fcntl locks, where the host has LibreOffice.
+    const views = () => path.join(root, 'views');
+    let portal: FileGrants;
+    let clearBeside: sinon.SinonStub<[string, { id: string; name: Buffer }], Promise<void>>;
+    const spec = (): SandboxSpec => ({ runtimeDir: '/run/user/4242', ops: [] }) as unknown as SandboxSpec;
+
+    beforeEach(() => {
+      clearBeside = sinon.stub<[string, { id: string; name: Buffer }], Promise<void>>().resolves();
+      const shows = { ...store, documentFolder: (cage: string, id: string) => path.join(views(), cage, id), clearBeside };
+      portal = new FileGrants(Promise.resolve(shows as unknown as GrantStore), () => copies, dirs, RUNTIME, log);
+    });
+
+    afterEach(async () => {
+      await portal.close();
+    });
+
+    // libuv opens one inotify descriptor for its loop at the first watch and keeps it until the
+    // loop ends: opened here, before any test counts descriptors, it is not taken for a leak.
+    fs.watch(os.tmpdir()).close();
+
+    it("carries a cage's lock file to the host folder while it runs, and clears up when it stops", async () => {
+      const s = spec();
+      await portal.cageStarting('web', s);
+      const soffice = '/usr/lib/libreoffice/program/soffice';
+      assert.equal(s.ops.some((o) => o.op === 'ro-bind' && o.dest === soffice), fs.existsSync(soffice), "LibreOffice's start script is covered where the host has LibreOffice");
+      const [g] = await portal.add('web', [file('report.odt')], { persistent: false });
+      fs.mkdirSync(path.join(views(), 'web', g!.id), { recursive: true });
+      fs.writeFileSync(path.join(views(), 'web', g!.id, '.~lock.report.odt#'), ',me,kagome-web,now,x;');
+      fs.writeFileSync(path.join(root, 'host', '.xdp-.~lock.report.odt#-Ab12Cd'), ',me,kagome-web,now,x;');
+      const copy = path.join(root, 'host', '.~lock.report.odt#');
+      const deadline = Date.now() + 5000;
+      while (!fs.existsSync(copy) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(fs.readFileSync(copy, 'utf8'), ',me,kagome-web,now,x;');
+      await portal.cageStopped('web');
+      assert.deepEqual(clearBeside.getCalls().map((c) => [c.args[0], c.args[1].id]), [['web', g!.id]]);
+      assert.equal(fs.existsSync(copy), false, 'the copy went with the cage');
     });
   });
 
