@@ -139,6 +139,16 @@ export function xpraServerArgv(screen = DEFAULT_SCREEN, dpi = FALLBACK_DPI): str
  * what drawing and typing need: screen and monitor sizes, DPI, keyboard layout and keymap,
  * encodings.
  *
+ * And a window is placed by the host's window manager unless its program asked for a position
+ * (USPosition or PPosition, xpra's "set-initial-position"), as on the host. xpra 3.1's client
+ * moved every window to the spot where its program had created it, asked or not: ImageMagick's
+ * display creates its window at (800, 800) of a 1600x1000 screen and leaves its placing to the
+ * window manager, so a picture opened in a cage came up with most of it below the screen's
+ * edge. Right after mapping, display also asks for a new size at the position it created the
+ * window at, which it still believes it has (the cage's server has not heard of the host's
+ * placement yet); that one request is taken as a resize only, and the server is told where the
+ * window really is.
+ *
  * A window in the cage looks focused when its host window has the keyboard focus. GTK 3 in the
  * cage draws a window as focused only while it carries _NET_WM_STATE_FOCUSED, which the cage's
  * xpra server advertises and sets from the "focused" state the client reports. xpra 3.1's client
@@ -199,6 +209,33 @@ export const XPRA_CLIENT_LAUNCHER = [
   '        parts = ("hello", {k: v for k, v in parts[1].items() if not withheld(k)}) + parts[2:]',
   '    return original_send(self, *parts)',
   'client_base.XpraClientBase.send = send',
+  // The GTK window's setup calls this one first and moves the window only where _pos is not
+  // (0, 0) afterwards; the GTK module itself cannot be loaded before the client opens its display.
+  'from xpra.client.client_window_base import ClientWindowBase',
+  'original_setup_window = ClientWindowBase.setup_window',
+  'def setup_window(self, *args):',
+  '    if not self._set_initial_position and not self.is_OR() and self._pos != (0, 0):',
+  '        self._kagome_created_at, self._pos = self._pos, (0, 0)',
+  '    return original_setup_window(self, *args)',
+  'ClientWindowBase.setup_window = setup_window',
+  'original_window_init = ClientWindowBase.__init__',
+  'def window_init(self, *args, **kwargs):',
+  '    cls = type(self)',
+  '    if hasattr(cls, "move_resize") and not getattr(cls, "_kagome_moves", False):',
+  '        cls._kagome_moves = True',
+  '        original_move_resize = cls.move_resize',
+  '        def move_resize(self, x, y, w, h, resize_counter=0):',
+  '            created_at, self._kagome_created_at = getattr(self, "_kagome_created_at", None), None',
+  '            if created_at != (x, y) or self.is_OR():',
+  '                return original_move_resize(self, x, y, w, h, resize_counter)',
+  '            here = self.get_drawing_area_geometry()[:2]',
+  '            resized = self._size != (w, h)',
+  '            original_move_resize(self, here[0], here[1], w, h, resize_counter)',
+  '            if not resized:',
+  '                self.send_configure_event()',
+  '        cls.move_resize = move_resize',
+  '    original_window_init(self, *args, **kwargs)',
+  'ClientWindowBase.__init__ = window_init',
   // The window classes are patched once xpra has made the client: importing them earlier would
   // come before xpra's X11 bindings are set up for GDK's display.
   'def patch_windows():',
