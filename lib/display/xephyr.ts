@@ -69,7 +69,9 @@ export class XephyrDisplay implements CageDisplay {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const authFile = path.join(dir, 'Xauthority');
     const cookie = newCookie();
-    fs.writeFileSync(authFile, xauthorityEntry(cookie), { mode: 0o600 });
+    // The cage's programs read this file: python3-xlib (kagome's window closer, programs of the
+    // person's) ignores FamilyWild, so an entry for the cage's own hostname and display :0 too.
+    fs.writeFileSync(authFile, Buffer.concat([xauthorityEntry(cookie), xauthorityLocalEntry(cookie, ctx.spec.hostname, 0)]), { mode: 0o600 });
     const host = await readHostScreen(ctx.hostEnv);
     // Xephyr's own default is 75 dpi whatever the host's: a document was a quarter smaller.
     const dpi = host.dpi ?? FALLBACK_DPI;

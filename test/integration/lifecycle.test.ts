@@ -356,6 +356,7 @@ describe('stopping a cage closes its programs as a logout does', () => {
   before(async () => {
     w = await World.create();
     w.writeCage('closing', '[Cage]\n');
+    w.writeCage('closing-xephyr', '[Cage]\nDisplay=xephyr\n');
     await w.startService();
   });
   after(async () => {
@@ -386,16 +387,18 @@ describe('stopping a cage closes its programs as a logout does', () => {
     '        sys.exit(0)',
   ].join('\n');
 
-  it('asks windows to close, then sends SIGTERM, then kills what is left', async () => {
-    const modes = ['closes', 'ignores-close', 'stubborn'];
-    for (const mode of modes) await w.launchCommand('closing', ['python3', '-c', PROGRAM, mode]);
-    for (const mode of modes) assert.equal(await w.readFileWhenWritten(w.homeFile('closing', `${mode}.status`), 30000), 'mapped');
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['closing']);
-    const status = (mode: string) => fs.readFileSync(w.homeFile('closing', `${mode}.status`), 'utf8');
-    assert.equal(status('closes'), 'WM_DELETE_WINDOW', 'the window was asked to close');
-    assert.equal(status('ignores-close'), 'SIGTERM', 'a program that keeps its window open gets SIGTERM');
-    assert.equal(status('stubborn'), 'mapped', 'one that ignores both is killed');
-    assert.match(w.service!.log(), /cage closing: programs still running after SIGTERM are killed with the cage/);
-    assert.equal(w.cageState('closing'), undefined, 'the cage stopped');
-  });
+  for (const cage of ['closing', 'closing-xephyr']) {
+    it(`asks windows to close, then sends SIGTERM, then kills what is left (${cage === 'closing' ? 'xpra' : 'Xephyr'})`, async () => {
+      const modes = ['closes', 'ignores-close', 'stubborn'];
+      for (const mode of modes) await w.launchCommand(cage, ['python3', '-c', PROGRAM, mode]);
+      for (const mode of modes) assert.equal(await w.readFileWhenWritten(w.homeFile(cage, `${mode}.status`), 30000), 'mapped');
+      await w.call('io.kagome.Cages1', 'Stop', 's', [cage]);
+      const status = (mode: string) => fs.readFileSync(w.homeFile(cage, `${mode}.status`), 'utf8');
+      assert.equal(status('closes'), 'WM_DELETE_WINDOW', 'the window was asked to close');
+      assert.equal(status('ignores-close'), 'SIGTERM', 'a program that keeps its window open gets SIGTERM');
+      assert.equal(status('stubborn'), 'mapped', 'one that ignores both is killed');
+      assert.match(w.service!.log(), new RegExp(`cage ${cage}: programs still running after SIGTERM are killed with the cage`));
+      assert.equal(w.cageState(cage), undefined, 'the cage stopped');
+    });
+  }
 });
