@@ -164,7 +164,8 @@ export function buildProgram(): Command {
     .argument('[args...]', 'the command and its arguments, or with --entry the files and URIs to open')
     .option('--entry <desktop-id>', 'an application by desktop file ID, e.g. org.gnome.gedit.desktop')
     .option('--action <id>', 'one of the application\'s desktop actions (with --entry)')
-    .option('--cwd <dir>', 'working directory (default: the current one)', process.cwd())
+    // The default is described, not shown: the man page is made from this help.
+    .addOption(new Option('--cwd <dir>', 'working directory').default(process.cwd(), 'the current one'))
     .option('--terminal', 'run it in a terminal inside the cage (x-terminal-emulator or xterm); with no command, a shell')
     .action(async (cage: string, args: string[], o: { entry?: string; action?: string; cwd: string; terminal?: boolean }) => {
       const options: Record<string, Variant> = { cwd: new dbus.Variant('s', o.cwd) };
