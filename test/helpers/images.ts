@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { buildRootfs, imageExists, importImage, recipeDigest, type ImageEngine } from '../../lib/image/build.js';
+import { buildRootfs, DEFAULT_RECIPE, imageExists, importImage, recipeDigest, type ImageEngine } from '../../lib/image/build.js';
 import { CACHE } from './engines.js';
 
 // The base image for integration tests and benchmarks: the root filesystem tarball of the
@@ -10,9 +10,14 @@ import { CACHE } from './engines.js';
 
 export const TEST_IMAGE = 'kagome/debian12';
 
-async function cachedRootfs(): Promise<string> {
+/**
+ * The root filesystem tarball of a recipe (default: the image's), built once per machine and
+ * named after the recipe's digest. package.test.ts makes a clean root for the Debian package
+ * from a recipe of that package's dependencies the same way.
+ */
+export async function cachedRootfs(recipe = DEFAULT_RECIPE, prefix = 'rootfs'): Promise<string> {
   fs.mkdirSync(CACHE, { recursive: true });
-  const tar = path.join(CACHE, `rootfs-${recipeDigest()}.tar`);
+  const tar = path.join(CACHE, `${prefix}-${recipeDigest(recipe)}.tar`);
   if (fs.existsSync(tar)) return tar;
   // One builder at a time: a second process waits for the first one's tarball.
   const lock = `${tar}.lock`;
@@ -29,9 +34,9 @@ async function cachedRootfs(): Promise<string> {
   }
   try {
     if (fs.existsSync(tar)) return tar;
-    process.stderr.write(`building the test image's root filesystem with mmdebstrap into ${tar} (about a minute, once per machine)\n`);
+    process.stderr.write(`building a root filesystem with mmdebstrap into ${tar} (a minute or two, once per machine)\n`);
     const t0 = Date.now();
-    await buildRootfs({ out: tar });
+    await buildRootfs({ out: tar, packagesFile: recipe });
     process.stderr.write(`built in ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
     return tar;
   } finally {
