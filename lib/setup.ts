@@ -33,6 +33,13 @@ export interface SetupFile {
 
 export function setupFiles(env: Env, root = installationRoot()): SetupFile[] {
   const dirs = baseDirs(env);
+  // The Debian package ships the filled-in files in /usr (and not the templates).
+  if (!fs.existsSync(path.join(root, 'packaging', 'dbus', 'io.kagome.Kagome.service.in'))) {
+    throw new KagomeError(
+      'Failed',
+      `this kagome (${root}) was installed by its package, which already put the D-Bus activation file in /usr/share/dbus-1/services and the user unit in /usr/lib/systemd/user: there is nothing to set up`,
+    );
+  }
   const fill = (template: string) =>
     `${MARKER}\n` +
     fs
