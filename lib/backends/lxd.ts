@@ -8,6 +8,7 @@ import { isAlive, procRef, signal } from '../runtime/proc.js';
 import { IN_CAGE, type HostFacts, type SandboxSpec } from '../sandbox.js';
 import type { Backend, ExecHandle, ExecRequest, SandboxRecord, StartIo } from './backend.js';
 import { refuseInternet } from './net-policy.js';
+import { ENOSYS, EPERM, REFUSED_IOCTLS } from './oci-seccomp.js';
 import { containerFacts, engineExec, engineRun, ContainerBackend, resolveByShell, termPrograms, writeIdentity, type ContainerRecord } from './container.js';
 
 // LXD through its `lxc` client: each cage has one unprivileged container, made from the cage's
@@ -72,6 +73,39 @@ export function instanceName(cage: string): string {
 type Devices = Record<string, Record<string, string>>;
 
 /**
+ * What kagome refuses in a cage, as podman's and docker's cages refuse it (oci-seccomp.ts), in
+ * LXC's policy format. LXD's default policy refuses kexec, module loading and
+ * open_by_handle_at, but not keyctl, perf_event_open or TIOCSTI, and the kernel keyring is per
+ * user, not per container: the cage's user is the host user's own uid (raw.idmap). Seen on LXD
+ * 5.0.2 without these lines, a process in a cage listed the host user's keys in /proc/keys,
+ * read a key after linking the host's user keyring into its own session keyring, added a key
+ * to it and unlinked one from it.
+ *
+ * Given as security.syscalls.deny, whose value LXD appends as it is to the policy it makes (a
+ * denylist after LXD's own refusals), so LXD's defaults stay; raw.seccomp would replace that
+ * whole policy. Every line names its action: a line with none takes a denylist's default, kill
+ * (an earlier list of bare names killed xpra with SIGSYS). [all] makes them hold on the 32-bit
+ * syscall table too, and after any one architecture's section LXD may have written before them.
+ */
+export const LXC_DENY = [
+  '[all]',
+  ...EPERM.map((s) => `${s} errno 1`),
+  ...ENOSYS.map((s) => `${s} errno 38`),
+  // Compared on the request's low 32 bits, all the kernel reads: [arg, value, op, mask].
+  ...REFUSED_IOCTLS.map((r) => `ioctl errno 1 [1,${r},SCMP_CMP_MASKED_EQ,${0xffffffff}]`),
+].join('\n');
+
+/**
+ * /proc/keys would list the host user's keys to the cage's user, who is that user, and
+ * /proc/key-users its key counts: /dev/null over both, as OCI runtimes mask them; /dev/null is
+ * on every machine, a remote LXD's too.
+ */
+const KEY_MASKS: Devices = {
+  'kagome-proc-keys': { type: 'disk', source: '/dev/null', path: '/proc/keys', readonly: 'true' },
+  'kagome-proc-key-users': { type: 'disk', source: '/dev/null', path: '/proc/key-users', readonly: 'true' },
+};
+
+/**
  * What a cage on a remote LXD gets instead of this machine's folders, which its daemon cannot
  * reach: the home is a storage volume on that machine (it persists as a home folder does), the
  * xpra folder and runtime dir are made inside, and kagome's bridges' folders (granted files,
@@ -104,9 +138,10 @@ export function remotePlan(spec: SandboxSpec, home: string, volume: { pool: stri
 export function instanceBody(spec: SandboxSpec, host: Pick<HostFacts, 'uid' | 'gid'>, name: string, mounts: { identity: { passwd: string; group: string } } | { remote: RemotePlan }, profileNics: string[]): Record<string, unknown> {
   if (!spec.image) throw new KagomeError('InvalidCageFile', `cage "${spec.name}" has no Image=`);
   let devices: Devices;
-  if ('remote' in mounts) devices = { ...mounts.remote.devices };
+  if ('remote' in mounts) devices = { ...mounts.remote.devices, ...KEY_MASKS };
   else {
     devices = {
+      ...KEY_MASKS,
       'kagome-passwd': { type: 'disk', source: mounts.identity.passwd, path: '/etc/passwd', readonly: 'true' },
       'kagome-group': { type: 'disk', source: mounts.identity.group, path: '/etc/group', readonly: 'true' },
     };
@@ -121,6 +156,7 @@ export function instanceBody(spec: SandboxSpec, host: Pick<HostFacts, 'uid' | 'g
     'raw.lxc': 'lxc.init.cmd = /bin/sleep infinity',
     'security.privileged': 'false',
     'security.nesting': 'false',
+    'security.syscalls.deny': LXC_DENY,
     'user.kagome.cage': spec.name,
     // LXD's own cgroup limits: its daemon is root, so they hold on cgroup v1 and v2 alike.
     ...(spec.memoryMax ? { 'limits.memory': String(spec.memoryMax) } : {}),

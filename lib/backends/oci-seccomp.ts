@@ -12,10 +12,12 @@ import path from 'node:path';
 // of the request's low 32 bits (the kernel reads no more): one rule per bit in which both
 // refused requests agree, allowing the other value of that bit, and one rule for each of the
 // few values that agree with both on all of those bits but are neither.
+//
+// LXD cages get the same refusals, as lines of LXC's policy format (lib/backends/lxd.ts).
 
-const EPERM = ['add_key', 'keyctl', 'request_key', 'perf_event_open', 'syslog', 'uselib', 'acct', 'modify_ldt', 'quotactl', 'move_pages', 'mbind', 'get_mempolicy', 'set_mempolicy', 'migrate_pages'];
-const ENOSYS = ['open_tree', 'move_mount', 'fsopen', 'fsconfig', 'fsmount', 'fspick', 'mount_setattr', 'clone3'];
-const REFUSED_IOCTLS = [0x5412 /* TIOCSTI */, 0x541c /* TIOCLINUX */];
+export const EPERM = ['add_key', 'keyctl', 'request_key', 'perf_event_open', 'syslog', 'uselib', 'acct', 'modify_ldt', 'quotactl', 'move_pages', 'mbind', 'get_mempolicy', 'set_mempolicy', 'migrate_pages'];
+export const ENOSYS = ['open_tree', 'move_mount', 'fsopen', 'fsconfig', 'fsmount', 'fspick', 'mount_setattr', 'clone3'];
+export const REFUSED_IOCTLS = [0x5412 /* TIOCSTI */, 0x541c /* TIOCLINUX */];
 const LOW32 = 0xffffffff;
 
 interface Rule {

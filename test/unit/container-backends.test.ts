@@ -186,12 +186,26 @@ describe('LXD instance', () => {
     assert.deepEqual(body.devices.eth0, { type: 'none' });
     const disks = Object.values(body.devices).filter((d) => d.type === 'disk');
     assert.deepEqual(disks.map((d) => [d.source, d.path, d.readonly]), [
+      ['/dev/null', '/proc/keys', 'true'],
+      ['/dev/null', '/proc/key-users', 'true'],
       ['/run/k/etc/passwd', '/etc/passwd', 'true'],
       ['/run/k/etc/group', '/etc/group', 'true'],
       ['/home/alice/.local/share/kagome/homes/web', '/home/alice', 'false'],
       ['/srv/photos', '/srv/photos', 'true'],
     ]);
     assert.equal((instanceBody(spec({ network: 'full' }), USER, 'k', { identity: ids }, ['eth0']) as { devices: Record<string, unknown> }).devices.eth0, undefined);
+  });
+
+  it("keeps the host user's kernel keyring out: kagome's refusals after LXD's own, each with its errno", () => {
+    const body = instanceBody(spec(), USER, 'k', { identity: ids }, []) as { config: Record<string, string> };
+    const lines = body.config['security.syscalls.deny']!.split('\n');
+    assert.equal(lines[0], '[all]', 'every architecture, whatever section LXD wrote last');
+    for (const s of ['add_key', 'keyctl', 'request_key', 'perf_event_open']) assert.ok(lines.includes(`${s} errno 1`), s);
+    assert.ok(lines.includes('fsopen errno 38'));
+    assert.ok(lines.includes('ioctl errno 1 [1,21522,SCMP_CMP_MASKED_EQ,4294967295]'), 'TIOCSTI, on the low 32 bits');
+    // A line without an action takes the denylist's default action, kill.
+    assert.deepEqual(lines.slice(1).filter((l) => !/^[a-z0-9_]+ errno \d+( \[[^\]]+\])?$/.test(l)), []);
+    assert.equal(body.config['raw.seccomp'], undefined, "it would replace LXD's own policy");
   });
 
   it('maps a normal user\'s own id to itself, and never maps host root', () => {
@@ -245,7 +259,9 @@ describe('LXD instance', () => {
       assert.deepEqual(plan.leftOut, ['/run/user/1000/doc', '/run/user/1000/pulse']);
       const body = instanceBody(s2, USER, 'k', { remote: plan }, []) as { config: Record<string, string>; devices: Record<string, unknown> };
       assert.equal(body.config['raw.idmap'], undefined, 'ids of this machine mean nothing there');
-      assert.equal(Object.values(body.devices).some((d) => (d as Record<string, string>).source?.startsWith('/')), false, 'no path of this machine');
+      const sources = Object.values(body.devices).map((d) => (d as Record<string, string>).source ?? '');
+      assert.equal(sources.some((s) => s.startsWith('/') && s !== '/dev/null'), false, 'no path of this machine');
+      assert.equal((body.devices['kagome-proc-keys'] as Record<string, string>).path, '/proc/keys', "that machine's /dev/null over its /proc/keys");
     });
 
     it('refuses a folder of this machine (ReadOnly=) and a Xephyr display, by name', () => {
