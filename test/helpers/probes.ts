@@ -74,6 +74,38 @@ report('userns', lambda: libc.unshare(0x10000000))
 report('personality', lambda: libc.personality(0x0040000))
 `;
 
+/**
+ * What a process in a cage can do to one key of the host user's (argv: the key's serial, the
+ * serial of the user keyring holding it, and a name for a key it tries to add there): "NAME
+ * RESULT" lines as SYSCALL_ATTEMPTS prints.
+ * The read goes through possession: the host's user keyring is linked into the caller's own
+ * session keyring first, which the key's default permissions (read by its possessor only)
+ * otherwise stop.
+ */
+export const KEYRING_ATTEMPTS = String.raw`
+import ctypes, errno, os, re, sys
+libc = ctypes.CDLL(None, use_errno=True)
+serial, keyring, added = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].encode()
+def result(r):
+    return 'ok' if r >= 0 else errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno()))
+def keyctl(*a):
+    return libc.syscall(250, *[ctypes.c_long(x) for x in a])
+def listed(f, pattern):
+    try:
+        return 'listed' if re.search(pattern, open(f).read(), re.M) else 'unlisted'
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+print('proc_keys', listed('/proc/keys', '^%08x ' % serial))
+print('proc_key_users', listed('/proc/key-users', '^ *%d:' % os.getuid()))
+buf = ctypes.create_string_buffer(256)
+print('describe', result(keyctl(6, serial, ctypes.addressof(buf), 256)))
+print('link', result(keyctl(8, keyring, -3)))
+r = keyctl(11, serial, ctypes.addressof(buf), 256)
+print('read', buf.raw[:r].decode() if r >= 0 else result(r))
+print('add_key', result(libc.syscall(248, b'user', added, b'x', 1, ctypes.c_long(keyring))))
+print('unlink', result(keyctl(9, serial, keyring)))
+`;
+
 export function parseAttempts(out: string): Record<string, string> {
   return Object.fromEntries(
     out

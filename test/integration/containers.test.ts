@@ -5,7 +5,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
 import { waitForWindow } from '../helpers/x11.js';
-import { hostDisplayAndBusProbe, SYSCALL_ATTEMPTS, parseAttempts } from '../helpers/probes.js';
+import { hostDisplayAndBusProbe, KEYRING_ATTEMPTS, SYSCALL_ATTEMPTS, parseAttempts } from '../helpers/probes.js';
 import { startDockerApi, startPodman, type Engine } from '../helpers/engines.js';
 import { startLxd, startLxdRemote } from '../helpers/lxd.js';
 import { ensureTestImage } from '../helpers/images.js';
@@ -68,8 +68,8 @@ for (const { backend, engine: startEngine } of BACKENDS) {
     }
 
     if (backend === 'podman') {
-      // LXD applies its own seccomp policy to every container; podman's and docker's default
-      // allows keyctl, perf_event_open, TIOCSTI and the new mount API, so kagome adds its own.
+      // podman's and docker's default allows keyctl, perf_event_open, TIOCSTI and the new mount
+      // API, so kagome adds its own refusals (the LXD case is below).
       it("refuses what the bubblewrap cages' filter refuses: the keyring, TIOCSTI, perf, the new mount API", async () => {
         const out = parseAttempts(await runInCage(`python3 -c '${SYSCALL_ATTEMPTS.replace(/'/g, `'\\''`)}'`, [], 'seccomp.out'));
         assert.equal(out.add_key, 'EPERM', JSON.stringify(out));
@@ -80,6 +80,55 @@ for (const { backend, engine: startEngine } of BACKENDS) {
         const plain = await execa(backend, ['run', '--rm', '--pull', 'never', '--cap-drop', 'all', '--entrypoint', 'python3', 'kagome/debian12', '-c', SYSCALL_ATTEMPTS], { env: { ...process.env, ...engine.env }, reject: false });
         const control = parseAttempts(plain.stdout);
         assert.equal(control.tiocsti, 'ok', `${plain.stderr} ${plain.stdout}`);
+      });
+    }
+
+    if (backend === 'lxd') {
+      // An LXD cage's user is the host user's own uid (raw.idmap), and the kernel keyring is per
+      // user, not per container; LXD's default policy lets keyctl, perf_event_open and TIOCSTI
+      // through, so kagome adds its refusals and masks /proc/keys.
+      it("keeps the host user's kernel keyring from the cage, and refuses TIOCSTI and perf", async () => {
+        const env = { ...process.env, ...engine.env };
+        const name = `kagome-lxd-keyring-${process.pid}`;
+        const serial = (await execa('keyctl', ['add', 'user', name, 'kagome-host-secret', '@u'])).stdout.trim();
+        const keyring = (await execa('keyctl', ['id', '@u'])).stdout.trim();
+        const onHost = async () => ({
+          linked: (await execa('keyctl', ['rlist', '@u'])).stdout.trim().split(/\s+/).includes(serial),
+          added: (await execa('keyctl', ['search', '@u', 'user', `${name}-added`], { reject: false })).exitCode === 0,
+        });
+        const control = 'kagome-lxd-keyring-control';
+        const quote = (py: string) => `'${py.replace(/'/g, `'\\''`)}'`;
+        try {
+          const out = parseAttempts(await runInCage(`python3 -c ${quote(KEYRING_ATTEMPTS)} "$@"`, [serial, keyring, `${name}-added`], 'keyring.out'));
+          assert.deepEqual(out, { proc_keys: 'unlisted', proc_key_users: 'unlisted', describe: 'EPERM', link: 'EPERM', read: 'EPERM', add_key: 'EPERM', unlink: 'EPERM' });
+          assert.deepEqual(await onHost(), { linked: true, added: false }, 'the host key is still in the host user\'s keyring, and nothing was added');
+          assert.equal((await execa('keyctl', ['print', serial])).stdout, 'kagome-host-secret');
+          const calls = parseAttempts(await runInCage(`python3 -c ${quote(SYSCALL_ATTEMPTS)}`, [], 'seccomp.out'));
+          assert.equal(calls.add_key, 'EPERM', JSON.stringify(calls));
+          assert.equal(calls.tiocsti, 'EPERM', JSON.stringify(calls));
+          assert.equal(calls.perf_event_open, 'EPERM', JSON.stringify(calls));
+          assert.equal(calls.fsopen, 'ENOSYS', JSON.stringify(calls));
+
+          // Control: a container of the same image, the same id mapped, with LXD's defaults.
+          const uid = process.getuid!();
+          const gid = process.getgid!();
+          // `lxc init` reads a configuration from its stdin when that is not a terminal.
+          await execa('lxc', ['init', 'kagome/debian12', control, '-c', 'raw.lxc=lxc.init.cmd = /bin/sleep infinity', '-c', `raw.idmap=uid ${uid} ${uid}\ngid ${gid} ${gid}`], { env, stdin: 'ignore' });
+          await execa('lxc', ['start', control], { env });
+          const inControl = (py: string, args: string[]) => execa('lxc', ['exec', control, '--user', String(uid), '--group', String(gid), '--cwd', '/', '--', 'python3', '-c', py, ...args], { env, reject: false, stdin: 'ignore' });
+          const plainCalls = await inControl(SYSCALL_ATTEMPTS, []);
+          const open = parseAttempts(plainCalls.stdout);
+          assert.equal(open.tiocsti, 'ok', `${plainCalls.stderr} ${plainCalls.stdout}`);
+          assert.equal(open.perf_event_open, 'ok', plainCalls.stdout);
+          const plain = await inControl(KEYRING_ATTEMPTS, [serial, keyring, `${name}-added`]);
+          assert.deepEqual(parseAttempts(plain.stdout), { proc_keys: 'listed', proc_key_users: 'listed', describe: 'ok', link: 'ok', read: 'kagome-host-secret', add_key: 'ok', unlink: 'ok' }, plain.stderr);
+          assert.deepEqual(await onHost(), { linked: false, added: true }, 'without kagome\'s settings the host key was unlinked and one added');
+        } finally {
+          await execa('keyctl', ['unlink', serial, '@u'], { reject: false });
+          const added = await execa('keyctl', ['search', '@u', 'user', `${name}-added`], { reject: false });
+          if (added.exitCode === 0) await execa('keyctl', ['unlink', added.stdout.trim(), '@u'], { reject: false });
+          await execa('lxc', ['delete', '--force', control], { env, reject: false });
+        }
       });
     }
 
