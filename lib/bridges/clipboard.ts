@@ -216,7 +216,14 @@ export class ClipboardCopies {
     const host = this.bridge.hostSide(running.handle.logFd);
     const inCage = this.bridge.cageSide(name, running.handle);
     const [from, to] = direction === 'to-cage' ? [host, inCage] : [inCage, host];
-    const r = await readSelection(from, 'CLIPBOARD', policy);
+    let r = await readSelection(from, 'CLIPBOARD', policy);
+    // As in carry(): a selection just taken reads as empty while the bridges of other cages
+    // ask its new owner at the same moment (seen in CI right after a host copy).
+    for (const ms of [25, 100, 250]) {
+      if (r.ok || r.why !== 'empty') break;
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      r = await readSelection(from, 'CLIPBOARD', policy);
+    }
     if (!r.ok) throw new KagomeError(r.why === 'empty' ? 'NothingCopied' : 'NotPermitted', `nothing was copied: ${r.detail}`);
     await ownSelection(to, 'CLIPBOARD', r.contents);
     const what = `${r.contents.data.length} bytes of ${r.contents.kind === 'image' ? 'image' : 'text'}`;

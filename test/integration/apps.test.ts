@@ -218,14 +218,12 @@ describe('programs in cages: shadow entries launched by the desktop', () => {
       'no-exec.desktop': '[Desktop Entry]\nType=Application\nName=No Exec\n',
       'bad-quotes.desktop': '[Desktop Entry]\nType=Application\nName=Quotes\nExec=xeyes "unbalanced\n',
       'huge.desktop': '[Desktop Entry]\nType=Application\nName=Huge\nExec=xeyes\n' + Array.from({ length: 40000 }, (_, i) => `X-Key-${i}=${'v'.repeat(16)}\n`).join(''),
-      'terminal.desktop': '[Desktop Entry]\nType=Application\nName=Term\nExec=top\nTerminal=true\n',
     };
     const reasons: Record<string, RegExp> = {
       'bad-utf8.desktop': /bad-utf8\.desktop:3: invalid UTF-8/,
       'no-exec.desktop': /no Exec key/,
       'bad-quotes.desktop': /bad-quotes\.desktop:4: Exec: invalid Exec line/,
       'huge.desktop': /larger than 256 KiB/,
-      'terminal.desktop': /Terminal=true/,
     };
     assert.ok(Buffer.byteLength(bad['huge.desktop']!) > 1_000_000);
     for (const [id, content] of Object.entries(bad)) {
