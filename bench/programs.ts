@@ -38,7 +38,8 @@ const PROGRAMS: Program[] = [
   { key: 'mousepad', argv: ['mousepad'], wmClass: 'Mousepad' },
   { key: 'featherpad', argv: ['featherpad'], wmClass: 'FeatherPad' },
   { key: 'libreoffice', argv: ['libreoffice', '--writer', '--norestore'], wmClass: 'libreoffice-writer' },
-  { key: 'gimp', argv: ['gimp', '--no-splash'], wmClass: 'Gimp' },
+  // GIMP 2.10's class is "Gimp-2.10".
+  { key: 'gimp', argv: ['gimp', '--no-splash'], wmClass: 'Gimp-[0-9.]+' },
   { key: 'firefox', argv: ['firefox-esr', '--new-instance', 'about:blank'], wmClass: 'firefox-esr' },
   { key: 'chromium', argv: ['chromium', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', 'about:blank'], wmClass: 'Chromium' },
 ];
@@ -82,8 +83,18 @@ async function hostRun(w: World, p: Program): Promise<number> {
       /* gone */
     }
     await untilGone(w.display, p.wmClass).catch(() => undefined);
-    // Single-instance programs keep their lock until every process has gone.
-    await new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
+    // Single-instance programs keep their lock until every process has gone; one that ignores
+    // SIGTERM (GIMP waiting on its script-fu) is killed after 10 s.
+    const exited = new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }, 10_000);
+    await exited;
+    clearTimeout(timer);
   }
 }
 
