@@ -31,11 +31,11 @@ async function pixelsOf(display: string, env: Record<string, string>, file: stri
 }
 
 /** Waits until the page's colour covers a good part of the host display; the pixel count. */
-async function waitForPage(w: World, shot: string): Promise<number> {
+async function waitForPage(w: World, shot: string, colour = COLOUR, log = () => w.cageLog('web')): Promise<number> {
   const deadline = Date.now() + 60000;
   let drawn = 0;
-  while (Date.now() < deadline && (drawn = await pixelsOf(w.display, w.env, shot, COLOUR)) < 100000) await new Promise((r) => setTimeout(r, 500));
-  assert.ok(drawn >= 100000, `the page was drawn on the host display (${drawn} pixels of ${COLOUR}): ${w.cageLog('web').split('\n').slice(-15).join('\n')}`);
+  while (Date.now() < deadline && (drawn = await pixelsOf(w.display, w.env, shot, colour)) < 100000) await new Promise((r) => setTimeout(r, 500));
+  assert.ok(drawn >= 100000, `the page was drawn on the host display (${drawn} pixels of ${colour}): ${log().split('\n').slice(-15).join('\n')}`);
   return drawn;
 }
 
@@ -105,11 +105,7 @@ describe('Chromium in a default cage', () => {
     const before = mains();
     assert.equal(before.length, 1, `one browser process runs: ${before.join(' ')}`);
     await w.launchCommand('web', ['chromium', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', page]);
-    const shot = path.join(w.tmp.root, 'chromium-2.png');
-    const deadline = Date.now() + 60000;
-    let drawn = 0;
-    while (Date.now() < deadline && (drawn = await pixelsOf(w.display, w.env, shot, second)) < 100000) await new Promise((r) => setTimeout(r, 500));
-    assert.ok(drawn >= 100000, `the second page was drawn (${drawn} pixels): ${w.programLog('web', 'chromium').split('\n').slice(-15).join('\n')}`);
+    await waitForPage(w, path.join(w.tmp.root, 'chromium-2.png'), second, () => w.programLog('web', 'chromium'));
     assert.deepEqual(mains(), before, 'the same browser process, no second one');
   });
 });
@@ -165,11 +161,7 @@ describe('Firefox ESR in a default cage', () => {
     assert.equal(await countWindows(w.display, 'firefox-esr'), 1);
     await w.launchCommand('web', ['sh', '-c', 'firefox-esr --new-window "file://$HOME/again.html"; echo $? > "$HOME/again.tmp"; mv "$HOME/again.tmp" "$HOME/again.status"']);
     assert.equal((await w.readFileWhenWritten(w.homeFile('web', 'again.status'), 60000)).trim(), '0', w.programLog('web', 'sh'));
-    const shot = path.join(w.tmp.root, 'firefox-2.png');
-    const deadline = Date.now() + 60000;
-    let drawn = 0;
-    while (Date.now() < deadline && (drawn = await pixelsOf(w.display, w.env, shot, second)) < 100000) await new Promise((r) => setTimeout(r, 500));
-    assert.ok(drawn >= 100000, `the second page was drawn (${drawn} pixels): ${w.programLog('web', 'sh').split('\n').slice(-15).join('\n')}`);
+    await waitForPage(w, path.join(w.tmp.root, 'firefox-2.png'), second, () => w.programLog('web', 'sh'));
     assert.equal(await countWindows(w.display, 'firefox-esr'), 2, 'a second Firefox window, and no dialog');
     assert.deepEqual(mains(), before, 'the same Firefox, no second one');
   });
