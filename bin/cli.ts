@@ -25,7 +25,8 @@ import type { AppShadows } from '../xdg/app-shadows.js';
 import { KAGOME_OPEN } from '../lib/apps.js';
 import { baseDirs } from '../xdg/basedirs.js';
 import { FILE_MANAGERS, installFileManagerActions, removeFileManagerActions, type SyncReport } from '../xdg/file-manager-actions.js';
-import { BUS_NAME, OBJECT_PATH, LAUNCHER_IFACE, CAGES_IFACE, FILES_IFACE, CLIPBOARD_IFACE } from '../dbus/service.js';
+import { kagomeClient, type KagomeClient } from '../dbus/client.js';
+import type { GrantTuple } from '../dbus/contract.js';
 
 // The kagome command. Cage files are read and written directly (no service needed); anything
 // about running cages goes through the service on the session bus, which D-Bus activation
@@ -56,14 +57,11 @@ function print(data: unknown, json: boolean, human: () => string): void {
 
 type Variant = InstanceType<typeof dbus.Variant>;
 
-async function withService<T>(fn: (call: (iface: string, member: string, signature: string, body: unknown[]) => Promise<unknown[]>) => Promise<T>): Promise<T> {
+async function withService<T>(fn: (kagome: KagomeClient) => Promise<T>): Promise<T> {
   const bus = await connectSessionBus(env);
   bus.on('error', () => undefined);
   try {
-    return await fn(async (iface, member, signature, body) => {
-      const reply = await bus.call(new dbus.Message({ destination: BUS_NAME, path: OBJECT_PATH, interface: iface, member, signature, body }));
-      return reply?.body ?? [];
-    });
+    return await fn(kagomeClient(bus));
   } catch (e) {
     const err = e as { type?: string; text?: string; message?: string };
     if (err.type?.startsWith(DBUS_ERROR_PREFIX)) {
@@ -75,8 +73,6 @@ async function withService<T>(fn: (call: (iface: string, member: string, signatu
     bus.disconnect();
   }
 }
-
-type GrantTuple = [string, Buffer, Buffer, boolean, boolean];
 
 /** An O_PATH descriptor: it proves the choice, not access (the service checks that). */
 function openForGrant(file: string, follow: boolean): number {
@@ -176,11 +172,11 @@ export function buildProgram(): Command {
       if (o.action) options.action = new dbus.Variant('s', o.action);
       const startupId = env.DESKTOP_STARTUP_ID ?? env.XDG_ACTIVATION_TOKEN;
       if (startupId) options['startup-id'] = new dbus.Variant('s', startupId);
-      await withService(async (call) => {
-        if (o.entry) await call(LAUNCHER_IFACE, 'Launch', 'ssasa{sv}', [cage, o.entry, args, options]);
+      await withService(async (kagome) => {
+        if (o.entry) await kagome.Launcher1.Launch(cage, o.entry, args, options);
         else {
           if (o.action) throw new KagomeError('InvalidArgument', '--action needs --entry');
-          await call(LAUNCHER_IFACE, 'LaunchCommand', 'sasa{sv}', [cage, args, options]);
+          await kagome.Launcher1.LaunchCommand(cage, args, options);
         }
       });
     });
@@ -195,7 +191,7 @@ export function buildProgram(): Command {
       .argument('<cage>')
       .action(async (cage: string) => {
         checkCageName(cage);
-        await withService((call) => call(CAGES_IFACE, member, 's', [cage]));
+        await withService((kagome) => kagome.Cages1[member](cage));
       });
   }
 
@@ -211,7 +207,7 @@ export function buildProgram(): Command {
       .option('--json', 'print JSON')
       .action(async (cage: string, o: { json?: boolean }) => {
         checkCageName(cage);
-        const [kind, bytes] = (await withService((call) => call(CLIPBOARD_IFACE, member, 's', [cage]))) as [string, number];
+        const [kind, bytes] = await withService((kagome) => kagome.Clipboard1[member](cage));
         print({ cage, kind, bytes }, Boolean(o.json), () => `copied ${bytes} bytes of ${kind} ${name === 'to-host' ? `from cage ${cage} to the host` : `from the host into cage ${cage}`}\n`);
       });
   }
@@ -221,7 +217,7 @@ export function buildProgram(): Command {
     .description('list cages with their state, from the service')
     .option('--json', 'print JSON')
     .action(async (o: { json?: boolean }) => {
-      const [cages] = (await withService((call) => call(CAGES_IFACE, 'List', '', []))) as [Record<string, Record<string, Variant>>];
+      const cages = await withService((kagome) => kagome.Cages1.List());
       const rows = Object.entries(cages).map(([name, p]) => ({ name, ...unwrap(p) }));
       print(rows, Boolean(o.json), () =>
         rows
@@ -251,7 +247,7 @@ export function buildProgram(): Command {
       const startupId = env.DESKTOP_STARTUP_ID ?? env.XDG_ACTIVATION_TOKEN;
       if (startupId) options['startup-id'] = new dbus.Variant('s', startupId);
       const uris = files.map((f) => (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(f) ? f : path.resolve(f)));
-      await withService((call) => call(FILES_IFACE, 'OpenURIs', 'sasa{sv}', [cage, uris, options]));
+      await withService((kagome) => kagome.Files1.OpenURIs(cage, uris, options));
     });
 
   program
@@ -271,7 +267,7 @@ export function buildProgram(): Command {
         persistent: new dbus.Variant('b', Boolean(o.persistent)),
       };
       try {
-        const [grants] = (await withService((call) => call(FILES_IFACE, 'GrantFiles', 'saha{sv}', [cage, fds, options]))) as [GrantTuple[]];
+        const [grants] = await withService((kagome) => kagome.Files1.GrantFiles(cage, fds, options));
         printGrants(grants, Boolean(o.json));
       } finally {
         fds.forEach((fd) => fs.closeSync(fd));
@@ -285,7 +281,7 @@ export function buildProgram(): Command {
     .option('--json', 'print JSON')
     .action(async (cage: string, o: { json?: boolean }) => {
       checkCageName(cage);
-      const [grants] = (await withService((call) => call(FILES_IFACE, 'ListGrants', 's', [cage]))) as [GrantTuple[]];
+      const grants = await withService((kagome) => kagome.Files1.ListGrants(cage));
       printGrants(grants, Boolean(o.json));
     });
 
@@ -296,7 +292,7 @@ export function buildProgram(): Command {
     .argument('<ids...>', "grant ids, as 'kagome grants' shows them")
     .action(async (cage: string, ids: string[]) => {
       checkCageName(cage);
-      await withService((call) => call(FILES_IFACE, 'Revoke', 'sas', [cage, ids]));
+      await withService((kagome) => kagome.Files1.Revoke(cage, ids));
     });
 
   const cage = program.command('cage').description('create, inspect and remove cage files');

@@ -7,16 +7,28 @@ import type { Grant } from '../lib/grants/registry.js';
 import { closeFds } from '../lib/grants/host-file.js';
 import type { ClipboardCopies } from '../lib/bridges/clipboard.js';
 import { checkCageName } from '../lib/cage/name.js';
+import {
+  BUS_NAME,
+  CAGES_IFACE,
+  CLIPBOARD_IFACE,
+  FILES_IFACE,
+  LAUNCHER_IFACE,
+  OBJECT_PATH,
+  memberTable,
+  methodSpec,
+  signatureOf,
+  type GrantTuple,
+  type InterfaceName,
+  type MethodArgs,
+  type MethodName,
+  type MethodResult,
+  type SignalArgs,
+  type SignalName,
+} from './contract.js';
 
 // The D-Bus face of the service. The contract (and its documentation) is the XML beside this
-// file; these objects only check arguments and call into lib/. Nothing here decides anything.
-
-export const BUS_NAME = 'io.kagome.Kagome';
-export const OBJECT_PATH = '/io/kagome/Kagome';
-export const LAUNCHER_IFACE = 'io.kagome.Launcher1';
-export const CAGES_IFACE = 'io.kagome.Cages1';
-export const FILES_IFACE = 'io.kagome.Files1';
-export const CLIPBOARD_IFACE = 'io.kagome.Clipboard1';
+// file, mirrored in contract.ts; these objects only check arguments and call into lib/.
+// Nothing here decides anything.
 
 const { Interface } = dbus.interface;
 type Variant = InstanceType<typeof dbus.Variant>;
@@ -90,8 +102,6 @@ function readFilesOptions(options: Record<string, Variant>, byPath: boolean): Fi
   return out;
 }
 
-type GrantTuple = [string, Buffer, Buffer, boolean, boolean];
-
 function grantTuple(g: Grant): GrantTuple {
   return [g.id, g.pathInCage, g.hostPath, g.writable, g.persistent];
 }
@@ -122,7 +132,16 @@ function cageProperties(c: CageInfo): Record<string, Variant> {
   };
 }
 
-export class LauncherInterface extends Interface {
+/**
+ * What the object exported for interface I must have: each of the contract's methods, taking
+ * and resolving to its types, and each signal returning its arguments (dbus-next sends what a
+ * signal method returns). A member changed in the contract is a compile error here.
+ */
+type Implementation<I extends InterfaceName> = { [M in MethodName<I>]: (...args: MethodArgs<I, M>) => Promise<MethodResult<I, M>> } & {
+  [S in SignalName<I>]: (...args: SignalArgs<I, S>) => SignalArgs<I, S>;
+};
+
+export class LauncherInterface extends Interface implements Implementation<typeof LAUNCHER_IFACE> {
   constructor(private readonly launcher: Launcher) {
     super(LAUNCHER_IFACE);
   }
@@ -146,7 +165,7 @@ export class LauncherInterface extends Interface {
   }
 }
 
-export class FilesInterface extends Interface {
+export class FilesInterface extends Interface implements Implementation<typeof FILES_IFACE> {
   constructor(private readonly files: FilesService) {
     super(FILES_IFACE);
   }
@@ -182,7 +201,7 @@ export class FilesInterface extends Interface {
   }
 }
 
-export class ClipboardInterface extends Interface {
+export class ClipboardInterface extends Interface implements Implementation<typeof CLIPBOARD_IFACE> {
   constructor(private readonly copies: ClipboardCopies) {
     super(CLIPBOARD_IFACE);
   }
@@ -203,7 +222,7 @@ export class ClipboardInterface extends Interface {
   }
 }
 
-export class CagesInterface extends Interface {
+export class CagesInterface extends Interface implements Implementation<typeof CAGES_IFACE> {
   constructor(private readonly manager: CageManager) {
     super(CAGES_IFACE);
   }
@@ -240,44 +259,10 @@ export class CagesInterface extends Interface {
   }
 }
 
-// Every method once: its D-Bus signatures and argument names, from which both dbus-next's
-// member table and the wrong-signature guard below are made (the XML in dbus/ documents them).
-type MethodTable = Record<string, [inSignature: string, outSignature: string, args: string]>;
-
-const METHODS: Record<string, MethodTable> = {
-  [LAUNCHER_IFACE]: {
-    Launch: ['ssasa{sv}', 'o', 'cage, desktop_id, uris, options'],
-    LaunchCommand: ['sasa{sv}', 'o', 'cage, argv, options'],
-  },
-  [CAGES_IFACE]: {
-    List: ['', 'a{sa{sv}}', ''],
-    Get: ['s', 'a{sv}', 'cage'],
-    Start: ['s', '', 'cage'],
-    Stop: ['s', '', 'cage'],
-    ListPrograms: ['s', 'a(oasu)', 'cage'],
-  },
-  [FILES_IFACE]: {
-    GrantFiles: ['saha{sv}', 'a(sayaybb)ao', 'cage, fds, options'],
-    GrantPaths: ['saaya{sv}', 'a(sayaybb)ao', 'cage, paths, options'],
-    OpenURIs: ['sasa{sv}', 'a(sayaybb)ao', 'cage, uris, options'],
-    ListGrants: ['s', 'a(sayaybb)', 'cage'],
-    Revoke: ['sas', '', 'cage, ids'],
-  },
-  [CLIPBOARD_IFACE]: {
-    CopyToCage: ['s', 'su', 'cage'],
-    CopyToHost: ['s', 'su', 'cage'],
-  },
-};
-
-function configure(iface: { configureMembers(m: object): void }, name: string, signals?: Record<string, { signature: string }>): void {
-  const methods = Object.fromEntries(Object.entries(METHODS[name]!).map(([m, [inSignature, outSignature]]) => [m, { inSignature, outSignature }]));
-  iface.configureMembers({ methods, ...(signals ? { signals } : {}) });
-}
-
-configure(LauncherInterface, LAUNCHER_IFACE);
-configure(FilesInterface, FILES_IFACE);
-configure(ClipboardInterface, CLIPBOARD_IFACE);
-configure(CagesInterface, CAGES_IFACE, { StateChanged: { signature: 'sss' }, ProgramExited: { signature: 'soi' } });
+LauncherInterface.configureMembers(memberTable(LAUNCHER_IFACE));
+FilesInterface.configureMembers(memberTable(FILES_IFACE));
+ClipboardInterface.configureMembers(memberTable(CLIPBOARD_IFACE));
+CagesInterface.configureMembers(memberTable(CAGES_IFACE));
 
 // dbus-next only dispatches a call whose signature matches exactly; anything else would get a
 // generic UnknownMethod. A caller who sent the wrong types deserves to be told which ones.
@@ -290,10 +275,10 @@ const newError = dbus.Message.newError as unknown as (call: Msg, name: string, t
 function signatureGuard(bus: Bus) {
   return (msg: Msg): boolean => {
     if (msg.path !== OBJECT_PATH || !msg.interface || !msg.member) return false;
-    const method = METHODS[msg.interface]?.[msg.member];
+    const method = methodSpec(msg.interface, msg.member);
     if (method === undefined) return false;
-    const [want, , args] = method;
-    const expected = `${want} (${args})`;
+    const want = signatureOf(method.in);
+    const expected = `${want} (${method.in.map(([name]) => name).join(', ')})`;
     const got = msg.signature ?? '';
     if (got === want) return false;
     bus.send(
