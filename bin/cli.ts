@@ -63,6 +63,8 @@ async function withService<T>(fn: (kagome: KagomeClient) => Promise<T>): Promise
   try {
     return await fn(kagomeClient(bus));
   } catch (e) {
+    // A refusal of the CLI's own (such as --action without --entry) is not the bus failing.
+    if (e instanceof KagomeError) throw e;
     const err = e as { type?: string; text?: string; message?: string };
     if (err.type?.startsWith(DBUS_ERROR_PREFIX)) {
       throw new KagomeError(err.type.slice(DBUS_ERROR_PREFIX.length) as never, err.text ?? '');
