@@ -30,6 +30,8 @@ import type { Paths } from './runtime/paths.js';
 import type { Bus } from './bus.js';
 import path from 'node:path';
 import { KagomeError } from './errors.js';
+import { HostSession } from './display/host-session.js';
+import { SessionLife } from './cage/session-life.js';
 
 // `kagome daemon`: one session-bus connection, the engine, and the D-Bus objects over it.
 
@@ -172,14 +174,19 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
   // The watched folders must exist: chokidar does not notice a missing one appear. Made before
   // the name is taken, which callers take to mean the service is ready.
   await Promise.all([shadows.userApps, store.dir].map((d) => fsp.mkdir(d, { recursive: true, mode: 0o700 })));
+  // Which desktop session is shown now decides how cages shown in an earlier one are adopted.
+  const life = new SessionLife(manager, new HostSession(hostClientEnv(env), log), log);
+  await life.begin();
   const adopted = await manager.adoptAll();
   if (adopted.length) log.info(`re-adopted running cages: ${adopted.join(', ')}`);
+  await life.settle();
   // Grants of cages that stopped while no service was watching (a crash) end now.
   await grants.recover(new Set(adopted)).catch((e: Error) => log.warn(`ending grants of stopped cages: ${e.message}`));
   let exported: ExportedService;
   try {
     exported = await exportService(bus, manager, launcher, new FilesService(launcher, grants, store), new ClipboardCopies({ handle: (n) => manager.handle(n), exists: (n) => store.exists(n) }, clipboard, notifier, log));
   } catch (e) {
+    life.close();
     manager.release();
     bus.disconnect();
     throw e;
@@ -193,8 +200,13 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
     async stop(opts = {}) {
       await sync.stop();
       await exported.release();
-      if (opts.stopCages) await manager.stopAll();
-      else manager.release();
+      if (opts.stopCages) {
+        life.close();
+        await manager.stopAll();
+      } else {
+        await life.stopping();
+        manager.release();
+      }
       await grants.close();
       bus.disconnect();
     },

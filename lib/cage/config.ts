@@ -31,6 +31,7 @@ import { checkNameFormat, DEFAULT_NAME_FORMAT } from '../../xdg/shadow.js';
 //   TasksMax=4096               # processes and threads at once; infinity = no limit
 //   MemoryMax=50%               # memory (bytes with K, M, G or T, or % of the machine's); infinity
 //   SessionBus=private          # private: a D-Bus session bus of the cage's own | none: no bus
+//   OnLogout=stop               # stop: programs closed at logout | keep: shown again at the next login
 
 export const CAGE_GROUP = 'Cage';
 export const BACKENDS = ['bubblewrap', 'podman', 'docker', 'lxd'] as const;
@@ -55,6 +56,13 @@ export const CLIPBOARD_POLICIES = ['none', 'to-cage', 'to-host', 'both', 'ask'] 
  * cage's. none: no session bus at all, as before.
  */
 export const SESSION_BUS_POLICIES = ['private', 'none'] as const;
+/**
+ * What a logout (the host display gone) does to a running cage. stop: its programs are closed
+ * as the logout closes the host's (close-programs.ts) and the cage stops. keep: the cage and its
+ * programs go on, unseen, and the next login's display shows their windows again (xpra cages;
+ * a Xephyr cage's display is a window on the host's, so it ends with it and is always stopped).
+ */
+export const LOGOUT_POLICIES = ['stop', 'keep'] as const;
 
 export type BackendKind = (typeof BACKENDS)[number];
 export type DisplayKind = (typeof DISPLAYS)[number];
@@ -62,6 +70,7 @@ export type NetworkMode = (typeof NETWORKS)[number];
 export type SoundPolicy = (typeof SOUND_POLICIES)[number];
 export type ClipboardDirection = (typeof CLIPBOARD_POLICIES)[number];
 export type SessionBusPolicy = (typeof SESSION_BUS_POLICIES)[number];
+export type LogoutPolicy = (typeof LOGOUT_POLICIES)[number];
 
 export interface ClipboardPolicy {
   direction: ClipboardDirection;
@@ -115,6 +124,8 @@ export interface CageConfig {
   memoryMax: number;
   /** the cage's own D-Bus session bus, or none */
   sessionBus: SessionBusPolicy;
+  /** stopped or kept when the desktop session ends */
+  onLogout: LogoutPolicy;
 }
 
 export interface ConfigContext {
@@ -147,6 +158,7 @@ const KNOWN_KEYS = new Set([
   'TasksMax',
   'MemoryMax',
   'SessionBus',
+  'OnLogout',
 ]);
 
 const DEFAULT_IDLE_STOP = 0;
@@ -356,6 +368,7 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     tasksMax,
     memoryMax,
     sessionBus: oneOf('SessionBus', SESSION_BUS_POLICIES, 'private'),
+    onLogout: oneOf('OnLogout', LOGOUT_POLICIES, 'stop'),
   };
 }
 

@@ -87,6 +87,8 @@ interface RunningCage {
   reviving?: Promise<void>;
   /** when the watch last brought one back */
   revivedAt?: number;
+  /** the host session (host-session.ts) its windows were last shown in */
+  hostSession?: string;
 }
 
 export interface ManagerDeps {
@@ -130,6 +132,10 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   private nextProgramId = 1;
   private inheritedPoll: NodeJS.Timeout | undefined;
   private readonly self: ProcRef = procRef(process.pid);
+  /** the host session windows are shown in now (host-session.ts); undefined: not watched */
+  private hostStamp: string | undefined;
+  /** the host display has gone (a logout): no window can be shown until a session is back */
+  private hostAway = false;
 
   constructor(private readonly deps: ManagerDeps) {
     super();
@@ -141,6 +147,12 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   }
 
   private async ensureStarted(name: string): Promise<RunningCage> {
+    if (this.hostAway) {
+      throw new KagomeError(
+        'DisplayFailed',
+        `cannot show cage "${name}": the desktop session this service showed windows in has ended (its display ${this.deps.hostEnv.DISPLAY ?? ''} is gone); log in again and launch again`,
+      );
+    }
     const pendingStop = this.stopping.get(name);
     if (pendingStop) await pendingStop;
     const cage = this.running.get(name);
@@ -224,6 +236,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
         startedAt: new Date().toISOString(),
         logFd,
         persisting: Promise.resolve(),
+        hostSession: this.hostStamp,
       };
       cage.bridges = await this.startBridges(bctx, handleOf(cage), bridges, 'start');
       this.running.set(name, cage);
@@ -272,7 +285,8 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   private watchDisplay(name: string, cage: RunningCage): void {
     cage.unwatchDisplay?.();
     cage.unwatchDisplay = cage.display.watch?.(cage.displayRecord, () => {
-      if (this.running.get(name) !== cage || this.stopping.has(name) || !this.isHealthy(cage)) return;
+      // After a logout there is no display to bring a client back on (session-life.ts).
+      if (this.hostAway || this.running.get(name) !== cage || this.stopping.has(name) || !this.isHealthy(cage)) return;
       // One that keeps ending (a host display gone) is not restarted in a loop; the next
       // launch tries again and reports why.
       if (cage.revivedAt !== undefined && Date.now() - cage.revivedAt < REVIVE_INTERVAL_MS) {
@@ -404,6 +418,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       displayState: cage.displayRecord,
       bridges: cage.bridges,
       owner: this.self,
+      ...(cage.hostSession === undefined ? {} : { hostSession: cage.hostSession }),
       // The configuration the cage was started with: a cage file edited or removed while the
       // cage runs must not stop a restarted service from finding and stopping it.
       config: cage.config,
@@ -521,7 +536,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     const fixed = (['backend', 'display', 'network', 'home', 'mounts', 'environment', 'border', 'sessionBus'] as const).filter(
       (k) => JSON.stringify(config[k]) !== JSON.stringify(cage.config[k]),
     );
-    const live = { idleStopSeconds: config.idleStopSeconds, description: config.description, appName: config.appName };
+    const live = { idleStopSeconds: config.idleStopSeconds, description: config.description, appName: config.appName, onLogout: config.onLogout };
     if (fixed.length === 0 && Object.entries(live).every(([k, v]) => cage.config[k as keyof typeof live] === v)) return;
     cage.config = { ...cage.config, ...live };
     if (fixed.length) {
@@ -537,7 +552,8 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     return this.stopping.has(name) || !this.running.has(name);
   }
 
-  async stop(name: string): Promise<void> {
+  /** @param reason why, for the log and the state signal (none: asked by a person) */
+  async stop(name: string, reason = ''): Promise<void> {
     checkCageName(name);
     const starting = this.starting.get(name);
     if (starting) await starting.catch(() => undefined);
@@ -548,7 +564,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       if (!(await this.deps.store.exists(name))) throw new KagomeError('NoSuchCage', `no cage named "${name}"`);
       return;
     }
-    return this.teardownOnce(name, cage, '');
+    return this.teardownOnce(name, cage, reason);
   }
 
   private teardownOnce(name: string, cage: RunningCage, message: string): Promise<void> {
@@ -671,7 +687,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   private async adopt(name: string): Promise<boolean> {
     checkCageName(name);
     const rt = cageRuntimePaths(this.deps.paths, name);
-    const state = (await readState(rt.state)) as (CageState & { config?: CageConfig; programs?: ProcRef[]; bridges?: Record<string, BridgeRecord> }) | undefined;
+    const state = (await readState(rt.state)) as (CageState & { config?: CageConfig; programs?: ProcRef[]; bridges?: Record<string, BridgeRecord>; hostSession?: string }) | undefined;
     if (!state?.config) return false;
     const { backend, display } = this.parts(state.config);
     const spec = cageSpec(state.config, this.deps.host);
@@ -688,12 +704,17 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     const ctx = this.displayContext(state.config, spec, rt, logFd);
     display.contribute(ctx, state.displayState);
     let displayRecord = state.displayState;
-    try {
-      displayRecord = await display.readopt(ctx, state.displayState, backend, state.sandbox);
-    } catch (e) {
-      // The cage is still adopted, not left running with no one to stop it; its next launch
-      // tries again and says why it cannot.
-      this.deps.log.warn(`cage ${name}: ${asKagomeError(e).message}; its next launch tries again`);
+    // Shown in a session that has ended since: whether it is shown again or stopped is the
+    // cage's policy (session-life.ts), so no client is started here.
+    const fromEndedSession = this.hostAway || (state.hostSession !== undefined && this.hostStamp !== undefined && state.hostSession !== this.hostStamp);
+    if (!fromEndedSession) {
+      try {
+        displayRecord = await display.readopt(ctx, state.displayState, backend, state.sandbox);
+      } catch (e) {
+        // The cage is still adopted, not left running with no one to stop it; its next launch
+        // tries again and says why it cannot.
+        this.deps.log.warn(`cage ${name}: ${asKagomeError(e).message}; its next launch tries again`);
+      }
     }
     const bctx = this.bridgeContext(ctx);
     for (const b of this.bridgeList()) b.contribute(bctx, state.bridges?.[b.kind] ?? {});
@@ -711,10 +732,12 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       startedAt: state.startedAt,
       logFd,
       persisting: Promise.resolve(),
+      hostSession: fromEndedSession ? state.hostSession : this.hostStamp,
     };
     cage.bridges = await this.startBridges(bctx, handleOf(cage), state.bridges ?? {}, 'readopt');
     this.running.set(name, cage);
-    this.watchDisplay(name, cage);
+    // One from an ended session is watched once it is shown again (reattach), not revived now.
+    if (!fromEndedSession) this.watchDisplay(name, cage);
     await this.persist(name, cage);
     this.watchInherited();
     this.deps.log.info(`cage ${name}: re-adopted with ${cage.inherited.length} running program(s)`);
@@ -743,6 +766,38 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       }
     }, INHERITED_POLL_MS);
     this.inheritedPoll.unref();
+  }
+
+  /** The host session windows are shown in (at the service's start, and when one is back after a logout). */
+  hostSessionIs(stamp: string): void {
+    this.hostStamp = stamp;
+    this.hostAway = false;
+  }
+
+  /** The host display has gone: displays' parts that end now are not brought back, launches are refused. */
+  hostSessionEnded(): void {
+    this.hostAway = true;
+  }
+
+  /** Running cages whose windows were shown in another session than the one now (or, while away, all). */
+  cagesFromEndedSessions(): { name: string; config: CageConfig; displayKind: string }[] {
+    const out: { name: string; config: CageConfig; displayKind: string }[] = [];
+    for (const [name, cage] of this.running) {
+      if (this.stopping.has(name)) continue;
+      if (this.hostAway || (cage.hostSession !== undefined && cage.hostSession !== this.hostStamp)) out.push({ name, config: cage.config, displayKind: cage.display.kind });
+    }
+    return out;
+  }
+
+  /** Shows a kept cage's windows in the session now: its display's host part is started on the current DISPLAY. */
+  async reattach(name: string): Promise<void> {
+    const cage = this.running.get(name);
+    if (!cage || this.hostAway) return;
+    await this.keepDisplay(name, cage);
+    cage.hostSession = this.hostStamp;
+    cage.revivedAt = undefined;
+    this.watchDisplay(name, cage);
+    await this.persist(name, cage);
   }
 
   /** Detach from running cages without stopping them (service shutdown: cages outlive it). */

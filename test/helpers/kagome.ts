@@ -38,7 +38,7 @@ export class World {
   private constructor(
     readonly tmp: TempEnv,
     readonly bus: SessionBus,
-    readonly xvfb: Xvfb,
+    private host: Xvfb,
     readonly env: Record<string, string>,
   ) {}
 
@@ -69,7 +69,21 @@ export class World {
   }
 
   get display(): string {
-    return this.xvfb.display;
+    return this.host.display;
+  }
+
+  get xvfb(): Xvfb {
+    return this.host;
+  }
+
+  /** A logout: the host's X server ends, cutting off every client. */
+  async endDisplay(): Promise<void> {
+    await this.host.stop();
+  }
+
+  /** The next login: a new X server on the same display (DISPLAY stays valid). */
+  async newDisplay(opts: XvfbOptions = {}): Promise<void> {
+    this.host = await startXvfb({ ...opts, display: this.host.display });
   }
 
   get runtimeDir(): string {
@@ -262,7 +276,7 @@ export class World {
     await this.portal?.stop();
     await this.pulse?.stop();
     await this.bus.stop();
-    await this.xvfb.stop();
+    await this.host.stop();
     await this.tmp.cleanup();
   }
 }

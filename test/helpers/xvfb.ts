@@ -13,6 +13,8 @@ export interface XvfbOptions {
    * session runs: root properties set by a test (RESOURCE_MANAGER) and RandR modes stay
    */
   noreset?: boolean;
+  /** this display (":N") instead of a free one: a server that comes back where another ended, as at the next login */
+  display?: string;
 }
 
 export interface Xvfb {
@@ -32,7 +34,7 @@ export async function startXvfb(opts: XvfbOptions = {}): Promise<Xvfb> {
   // accepting connections: no guessed numbers racing other servers, no polling.
   const child = await spawnDaemon(
     'Xvfb',
-    ['-displayfd', '3', '-nolisten', 'tcp', '-screen', '0', `${width}x${height}x24`, ...(opts.dpi ? ['-dpi', String(opts.dpi)] : []), ...(opts.noreset ? ['-noreset'] : [])],
+    [...(opts.display ? [opts.display] : []), '-displayfd', '3', '-nolisten', 'tcp', '-screen', '0', `${width}x${height}x24`, ...(opts.dpi ? ['-dpi', String(opts.dpi)] : []), ...(opts.noreset ? ['-noreset'] : [])],
     { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] },
     'xvfb',
   );

@@ -55,6 +55,7 @@ describe('parseCageFile defaults', () => {
       tasksMax: 4096,
       memoryMax: 4 * 1024 ** 3,
       sessionBus: 'private',
+      onLogout: 'stop',
     });
   });
 
@@ -119,6 +120,12 @@ describe('parseCageFile defaults', () => {
     assert.equal(parse('[Cage]\nSessionBus=private\n').sessionBus, 'private');
     for (const bad of ['host', 'yes', 'Private', '']) assertRefused(`[Cage]\nSessionBus=${bad}\n`, 2, 'SessionBus', 'private, none');
     assertRefused('[Cage]\nEnvironment=DBUS_SESSION_BUS_ADDRESS=unix:path=/tmp/x\n', 2, 'Environment', 'DBUS_SESSION_BUS_ADDRESS');
+  });
+
+  it('reads OnLogout: stop by default, keep, nothing else', () => {
+    assert.equal(parse('[Cage]\n').onLogout, 'stop');
+    assert.equal(parse('[Cage]\nOnLogout=keep\n').onLogout, 'keep');
+    for (const bad of ['yes', 'Keep', 'detach', '']) assertRefused(`[Cage]\nOnLogout=${bad}\n`, 2, 'OnLogout', 'stop, keep');
   });
 
   it('keeps the sound server for kagome to set', () => {
@@ -352,6 +359,7 @@ describe('formatCageFile', () => {
       tasksMax: 4096,
       memoryMax: 4 * 1024 ** 3,
       sessionBus: 'private',
+      onLogout: 'stop',
     });
   });
 
