@@ -360,6 +360,10 @@ export function expandExec(args: readonly ExecArg[], ctx: ExecContext = {}): Arg
           case 'k':
             word = joinArg(word, ctx.desktopFile ?? '');
             break;
+          // Parsing rejects these inside a larger argument; an ExecArg made by hand may not.
+          case 'i':
+          case 'F':
+          case 'U':
           default:
             throw new KagomeError('InvalidArgument', `%${String(p.fieldCode)} must be an argument on its own`);
         }

@@ -376,9 +376,9 @@ export class CageManager extends EventEmitter<ManagerEvents> {
 
   private async stopBridges(name: string, records: Record<string, BridgeRecord>): Promise<void> {
     await Promise.all(
-      this.bridgeList().map((b) =>
-        records[b.kind] ? b.stop(records[b.kind]!).catch((e) => this.deps.log.warn(`cage ${name}: stopping the ${b.kind} bridge: ${asKagomeError(e).message}`)) : undefined,
-      ),
+      this.bridgeList()
+        .filter((b) => records[b.kind])
+        .map((b) => b.stop(records[b.kind]!).catch((e) => this.deps.log.warn(`cage ${name}: stopping the ${b.kind} bridge: ${asKagomeError(e).message}`))),
     );
   }
 

@@ -151,7 +151,8 @@ function probe(fd: number, p: Buffer, flags: number): void {
 }
 
 function openError(p: Buffer, e: unknown): KagomeError {
-  const code = (e as NodeJS.ErrnoException).code;
+  // '' for an error with no errno code, which the default case describes by its message.
+  const code = (e as NodeJS.ErrnoException).code ?? '';
   switch (code) {
     case 'ENOENT':
       return new KagomeError('NoSuchFile', `${shown(p)} does not exist`);
