@@ -61,10 +61,6 @@ export class FileError extends KagomeError {
   }
 }
 
-export function isKagomeError(e: unknown): e is KagomeError {
-  return e instanceof KagomeError;
-}
-
 /** Wrap anything thrown into a KagomeError without losing the original as `cause`. */
 export function asKagomeError(e: unknown, fallback: ErrorName = 'Failed'): KagomeError {
   if (e instanceof KagomeError) return e;

@@ -189,11 +189,6 @@ export interface UcaMerge {
   removed: string[];
 }
 
-/** The unique-id of each of the root's <action> children, in order ('' when it has none). */
-export function ucaActionIds(text: string, file: string): string[] {
-  return new Scanner(text, file).parse().children.filter((c) => c.name === 'action').map(uniqueId);
-}
-
 function uniqueId(action: Element): string {
   return action.children.find((c) => c.name === 'unique-id')?.text.trim() ?? '';
 }

@@ -215,7 +215,7 @@ export class BubblewrapBackend implements Backend {
     // A pipe of a child that dies at the wrong moment reports ECONNRESET or EPIPE as an
     // 'error' event; unheard, that ended the service (seen with 200 concurrent starts and stops).
     for (const stream of child.stdio) stream?.on('error', () => undefined);
-    const exited = new Promise<number>((resolve) => child.once('exit', (code, sig) => resolve(code ?? 128)));
+    const exited = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? 128)));
     const spawnError = new Promise<never>((_, reject) =>
       child.once('error', (e) => reject(new KagomeError('BackendFailed', `could not start bwrap for cage "${spec.name}": ${e.message}`))),
     );

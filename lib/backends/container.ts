@@ -27,9 +27,6 @@ export interface ContainerRecord extends SandboxRecord {
   rootVisible: boolean;
 }
 
-/** The engine command line for `exec`, without the program. */
-export type ExecPrefix = (record: ContainerRecord, req: ExecRequest) => string[];
-
 /** The user list, group list and hostname a container gets instead of the image's. */
 export async function writeIdentity(host: HostFacts, spec: SandboxSpec, etcDir: string): Promise<{ passwd: string; group: string }> {
   const ids = identityFiles(host);

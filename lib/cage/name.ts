@@ -14,8 +14,3 @@ export function checkCageName(name: unknown): string {
   }
   return name;
 }
-
-/** D-Bus object paths allow [A-Za-z0-9_] only, so '-' is encoded as _2d (systemd's escaping). */
-export function cageObjectPathElement(name: string): string {
-  return name.replace(/[^A-Za-z0-9]/g, (c) => '_' + c.charCodeAt(0).toString(16).padStart(2, '0'));
-}

@@ -518,7 +518,8 @@ export class XpraDisplay implements CageDisplay {
    * is not confined, and neither is one whose display is not a local socket; the log says so.
    */
   private async startClient(ctx: DisplayContext, socket: string, remote = false): Promise<ProcRef> {
-    const xpra = requireProgram('xpra', 'to show cage windows on the host');
+    // The client runs as python3 with xpra's modules: a missing xpra is told here, by name.
+    requireProgram('xpra', 'to show cage windows on the host');
     const argv = xpraClientArgv(socket, ctx.config.border, remote);
     const etcDir = path.join(ctx.rt.dir, 'client-etc');
     // Inside its sandbox the client reaches the socket where the cage has it.
