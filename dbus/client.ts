@@ -1,5 +1,15 @@
 import dbus from 'dbus-next';
-import { BUS_NAME, CONTRACT, OBJECT_PATH, signatureOf, type InterfaceName, type InterfaceSpec, type MethodArgs, type MethodName, type MethodResult } from './contract.js';
+import {
+  BUS_NAME,
+  CONTRACT,
+  OBJECT_PATH,
+  signatureOf,
+  type InterfaceName,
+  type InterfaceSpec,
+  type MethodArgs,
+  type MethodName,
+  type MethodResult,
+} from './contract.js';
 
 // Typed calls to the kagome service, one function per method of the contract, each sending the
 // signature the contract gives it: callers (the CLI, tests, benchmarks) write no signature of
@@ -30,7 +40,16 @@ export function kagomeClient(bus: Bus): KagomeClient {
       const signature = signatureOf(method.in);
       const outputs = method.out.length;
       calls[member] = async (...body) => {
-        const reply = await bus.call(new dbus.Message({ destination: BUS_NAME, path: OBJECT_PATH, interface: iface, member, signature, body }));
+        const reply = await bus.call(
+          new dbus.Message({
+            destination: BUS_NAME,
+            path: OBJECT_PATH,
+            interface: iface,
+            member,
+            signature,
+            body,
+          }),
+        );
         const out = reply?.body ?? [];
         return outputs === 0 ? undefined : outputs === 1 ? out[0] : out;
       };

@@ -190,21 +190,44 @@ type TakeFields<S extends string, Acc extends unknown[]> = S extends `)${infer R
 export type DBusValue<S extends string> = Take<S> extends [infer T, ''] ? T : never;
 
 /** The values of a list of arguments, as a tuple. */
-export type ArgValues<A extends readonly ArgSpec[]> = { -readonly [K in keyof A]: A[K] extends readonly [string, infer T extends string] ? DBusValue<T> : never };
+export type ArgValues<A extends readonly ArgSpec[]> = {
+  -readonly [K in keyof A]: A[K] extends readonly [string, infer T extends string]
+    ? DBusValue<T>
+    : never;
+};
 /** The signature of a list of arguments, as a string literal type. */
-export type Signature<A extends readonly ArgSpec[]> = A extends readonly [readonly [string, infer T extends string], ...infer R extends readonly ArgSpec[]] ? `${T}${Signature<R>}` : '';
+export type Signature<A extends readonly ArgSpec[]> = A extends readonly [
+  readonly [string, infer T extends string],
+  ...infer R extends readonly ArgSpec[],
+]
+  ? `${T}${Signature<R>}`
+  : '';
 
-type Method<I extends InterfaceName, M extends MethodName<I>> = Contract[I]['methods'][M] extends infer S extends MethodSpec ? S : never;
-export type MethodArgs<I extends InterfaceName, M extends MethodName<I>> = ArgValues<Method<I, M>['in']>;
-export type MethodOutputs<I extends InterfaceName, M extends MethodName<I>> = ArgValues<Method<I, M>['out']>;
+type Method<
+  I extends InterfaceName,
+  M extends MethodName<I>,
+> = Contract[I]['methods'][M] extends infer S extends MethodSpec ? S : never;
+export type MethodArgs<I extends InterfaceName, M extends MethodName<I>> = ArgValues<
+  Method<I, M>['in']
+>;
+export type MethodOutputs<I extends InterfaceName, M extends MethodName<I>> = ArgValues<
+  Method<I, M>['out']
+>;
 /**
  * What a method resolves to, as dbus-next's own proxies and service objects have it: nothing,
  * the one output, or the outputs as a tuple.
  */
-export type MethodResult<I extends InterfaceName, M extends MethodName<I>> = Reply<MethodOutputs<I, M>>;
+export type MethodResult<I extends InterfaceName, M extends MethodName<I>> = Reply<
+  MethodOutputs<I, M>
+>;
 type Reply<O extends unknown[]> = O extends [] ? void : O extends [infer T] ? T : O;
-export type MethodSignature<I extends InterfaceName, M extends MethodName<I>> = Signature<Method<I, M>['in']>;
-export type SignalArgs<I extends InterfaceName, S extends SignalName<I>> = Contract[I]['signals'][S] extends infer A extends readonly ArgSpec[] ? ArgValues<A> : never;
+export type MethodSignature<I extends InterfaceName, M extends MethodName<I>> = Signature<
+  Method<I, M>['in']
+>;
+export type SignalArgs<
+  I extends InterfaceName,
+  S extends SignalName<I>,
+> = Contract[I]['signals'][S] extends infer A extends readonly ArgSpec[] ? ArgValues<A> : never;
 
 /** A file grant as Files1 returns it: (id, path in cage, host path, writable, persistent). */
 export type GrantTuple = MethodResult<typeof FILES_IFACE, 'ListGrants'>[number];
@@ -217,11 +240,21 @@ export function signatureOf(args: readonly ArgSpec[]): string {
  * An interface's members as dbus-next's `Interface.configureMembers` takes them, so that what a
  * service object accepts and what Introspect reports are the contract's types.
  */
-export function memberTable(iface: InterfaceName): { methods: Record<string, { inSignature: string; outSignature: string }>; signals: Record<string, { signature: string }> } {
+export function memberTable(iface: InterfaceName): {
+  methods: Record<string, { inSignature: string; outSignature: string }>;
+  signals: Record<string, { signature: string }>;
+} {
   const spec: InterfaceSpec = CONTRACT[iface];
   return {
-    methods: Object.fromEntries(Object.entries(spec.methods).map(([m, { in: args, out }]) => [m, { inSignature: signatureOf(args), outSignature: signatureOf(out) }])),
-    signals: Object.fromEntries(Object.entries(spec.signals).map(([m, args]) => [m, { signature: signatureOf(args) }])),
+    methods: Object.fromEntries(
+      Object.entries(spec.methods).map(([m, { in: args, out }]) => [
+        m,
+        { inSignature: signatureOf(args), outSignature: signatureOf(out) },
+      ]),
+    ),
+    signals: Object.fromEntries(
+      Object.entries(spec.signals).map(([m, args]) => [m, { signature: signatureOf(args) }]),
+    ),
   };
 }
 
