@@ -80,7 +80,7 @@ async function main(): Promise<void> {
     // One unmeasured round: first use of an engine warms caches (its binaries, the image's layers).
     for (const b of BACKENDS) {
       await launchToWindow(w, `bench-${b}`, `warmup${b}`);
-      await w.call('io.kagome.Cages1', 'Stop', 's', [`bench-${b}`]);
+      await w.dbus.Cages1.Stop(`bench-${b}`);
     }
     for (let i = 0; i < RUNS; i++) {
       const round: Partial<Record<Kind, { cold: number; warm: number }>> = {};
@@ -91,7 +91,7 @@ async function main(): Promise<void> {
         round[b] = { cold: c, warm: h };
         cold[b].samples.push(c);
         warm[b].samples.push(h);
-        await w.call('io.kagome.Cages1', 'Stop', 's', [cage]);
+        await w.dbus.Cages1.Stop(cage);
         await new Promise((r) => setTimeout(r, 300));
       }
       for (const b of BACKENDS.slice(1)) {

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import dbus from 'dbus-next';
 import { World } from '../test/helpers/kagome.js';
+import { kagomeClient } from '../dbus/client.js';
 import { type Figure, figureTable, positiveInt, stats, newFigure } from './figures.js';
 
 const RUNS = positiveInt(process.env.BENCH_RUNS, 9);
@@ -42,7 +43,7 @@ async function main(): Promise<void> {
     fs.writeFileSync(w.homeFile(CAGE, 'open.sh'), ': > "$HOME/opened"\n');
     fs.writeFileSync(path.join(w.systemApps, APP), `[Desktop Entry]\nType=Application\nName=Bench Open\nExec=/bin/sh ${w.env.HOME}/open.sh %F\n`);
     await w.startService();
-    await w.call('io.kagome.Cages1', 'Start', 's', [CAGE]);
+    await w.dbus.Cages1.Start(CAGE);
     const dir = path.join(w.tmp.root, 'files');
     fs.mkdirSync(dir);
 
@@ -55,7 +56,7 @@ async function main(): Promise<void> {
       fs.writeFileSync(f, `file ${i}\n`);
       fs.rmSync(marker, { force: true });
       let t0 = performance.now();
-      await w.call('io.kagome.Files1', 'GrantPaths', 'saaya{sv}', [CAGE, [Buffer.from(f)], { app: new dbus.Variant('s', APP) }]);
+      await w.dbus.Files1.GrantPaths(CAGE, [Buffer.from(f)], { app: new dbus.Variant('s', APP) });
       const reply = performance.now() - t0;
       await until(() => fs.existsSync(marker));
       const running = performance.now() - t0;
@@ -79,6 +80,7 @@ async function main(): Promise<void> {
     const perFd = figure('grant-per-file-fd', 'per file, by descriptor', 'ms', `the above / ${MANY}`);
     const client = dbus.sessionBus({ busAddress: w.bus.address, negotiateUnixFd: true } as { busAddress: string });
     client.on('error', () => undefined);
+    const byFdClient = kagomeClient(client);
     try {
       for (let r = 0; r < Math.max(3, Math.ceil(RUNS / 2)); r++) {
         const files = Array.from({ length: MANY }, (_, i) => {
@@ -87,7 +89,7 @@ async function main(): Promise<void> {
           return f;
         });
         let t0 = performance.now();
-        await w.call('io.kagome.Files1', 'GrantPaths', 'saaya{sv}', [CAGE, files.map((f) => Buffer.from(f)), {}]);
+        await w.dbus.Files1.GrantPaths(CAGE, files.map((f) => Buffer.from(f)), {});
         const byPath = performance.now() - t0;
         // Other files than the ones just granted: a file granted again only reuses its document.
         const fdFiles = files.map((f) => f + '.b');
@@ -95,8 +97,7 @@ async function main(): Promise<void> {
         const fds2 = fdFiles.map((f) => fs.openSync(f, O_PATH));
         t0 = performance.now();
         for (let k = 0; k < fds2.length; k += FDS_PER_CALL) {
-          const body = [CAGE, fds2.slice(k, k + FDS_PER_CALL), {}];
-          await client.call(new dbus.Message({ destination: 'io.kagome.Kagome', path: '/io/kagome/Kagome', interface: 'io.kagome.Files1', member: 'GrantFiles', signature: 'saha{sv}', body }));
+          await byFdClient.Files1.GrantFiles(CAGE, fds2.slice(k, k + FDS_PER_CALL), {});
         }
         const byFd = performance.now() - t0;
         fds2.forEach((fd) => fs.closeSync(fd));

@@ -282,7 +282,7 @@ interface ProgramEntry {
 }
 
 async function programs(world: World, cage: string): Promise<ProgramEntry[]> {
-  const [list] = (await world.call('io.kagome.Cages1', 'ListPrograms', 's', [cage])) as [[string, string[], number][]];
+  const list = await world.dbus.Cages1.ListPrograms(cage);
   return list.map(([p, , pid]) => ({ path: p, pid }));
 }
 
@@ -306,16 +306,15 @@ async function endProgram(world: World, cage: string, objectPath: string): Promi
 }
 
 async function launch(world: World, cage: string, instance: string): Promise<string> {
-  const [objectPath] = await world.launchCommand(cage, ['xlogo', '-name', instance]);
-  return objectPath as string;
+  return world.launchCommand(cage, ['xlogo', '-name', instance]);
 }
 
 function stopCage(world: World, cage: string): Promise<unknown> {
-  return world.call('io.kagome.Cages1', 'Stop', 's', [cage]);
+  return world.dbus.Cages1.Stop(cage);
 }
 
 function startCage(world: World, cage: string): Promise<unknown> {
-  return world.call('io.kagome.Cages1', 'Start', 's', [cage]);
+  return world.dbus.Cages1.Start(cage);
 }
 
 /** The last "running after N ms" the service logged for a cage: its own view of a cold start. */

@@ -100,7 +100,7 @@ async function hostRun(w: World, p: Program): Promise<number> {
 
 /** The program in the cage: launched over D-Bus; `cold` stops the cage first. */
 async function cageRun(w: World, cage: string, p: Program, cold: boolean): Promise<{ ms: number; pssMiB: number }> {
-  await w.call('io.kagome.Cages1', cold ? 'Stop' : 'Start', 's', [cage]);
+  await w.dbus.Cages1[cold ? 'Stop' : 'Start'](cage);
   await sleep(300);
   const t0 = performance.now();
   await w.launchCommand(cage, p.argv);
@@ -109,7 +109,7 @@ async function cageRun(w: World, cage: string, p: Program, cold: boolean): Promi
   await sleep(2000);
   const pss = cagePss(w, cage);
   // A graceful stop (windows asked to close) keeps the program's profile clean for the next run.
-  await w.call('io.kagome.Cages1', 'Stop', 's', [cage]);
+  await w.dbus.Cages1.Stop(cage);
   await untilGone(w.display, p.wmClass).catch(() => undefined);
   return { ms, pssMiB: pss };
 }
@@ -149,12 +149,12 @@ async function main(): Promise<void> {
     w.writeCage('empty', '[Cage]\n');
     const fStart = figure('cage_cold_start', 'cold cage start (Start call)', 'ms', 'Cages1.Start on a stopped cage');
     for (let i = 0; i < RUNS; i++) {
-      await w.call('io.kagome.Cages1', 'Stop', 's', ['empty']);
+      await w.dbus.Cages1.Stop('empty');
       const t0 = performance.now();
-      await w.call('io.kagome.Cages1', 'Start', 's', ['empty']);
+      await w.dbus.Cages1.Start('empty');
       fStart.samples.push(performance.now() - t0);
     }
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['empty']);
+    await w.dbus.Cages1.Stop('empty');
     const coldStart = median(fStart.samples);
     for (const p of chosen) {
       const cage = `bench-${p.key}`;

@@ -231,7 +231,7 @@ async function main(): Promise<void> {
     const clientConf = path.join(w.tmp.root, 'cage-client.conf');
     fs.writeFileSync(clientConf, 'autospawn = no\nenable-shm = no\nenable-memfd = no\n');
     await w.startService();
-    await w.call('io.kagome.Cages1', 'Start', 's', [CAGE]);
+    await w.dbus.Cages1.Start(CAGE);
     const relaySocket = path.join(w.runtimeDir, 'cages', CAGE, 'pulse', 'native');
     const moduleSocket = path.join(w.runtimeDir, 'cages', CAGE, 'pulse-host', 'native');
     for (const s of [relaySocket, moduleSocket]) if (!fs.existsSync(s)) throw new Error(`${s} does not exist: is the sound bridge up?\n${w.service!.log()}`);
@@ -319,7 +319,7 @@ async function main(): Promise<void> {
 
     log(`cold: cage stopped before each launch, ${RUNS} runs after a warm-up`);
     for (let i = 0; i <= RUNS; i++) {
-      await w.call('io.kagome.Cages1', 'Stop', 's', [CAGE]);
+      await w.dbus.Cages1.Stop(CAGE);
       await sleep(500);
       await l.quiet();
       const loud = l.nextLoud(30_000);

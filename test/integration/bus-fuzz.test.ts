@@ -11,8 +11,6 @@ import { World, REPO } from '../helpers/kagome.js';
 // bounded. Bounded in count and time: this is a fuzz test that stops by itself.
 
 const F = 'io.kagome.Files1';
-const L = 'io.kagome.Launcher1';
-const C = 'io.kagome.Cages1';
 
 function vmRssKiB(pid: number): number {
   return Number(/^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
@@ -76,27 +74,28 @@ describe('the service survives hostile callers', () => {
     const r = await gdbusGrantBadHandle(w, 'io.kagome.Kagome', '/io/kagome/Kagome', F);
     assert.notEqual(r.exitCode, 0, 'the caller gets no grant');
     assert.equal(w.service!.child.exitCode, null, 'the service is running');
-    const [cages] = (await w.call(C, 'List', '', [])) as [Record<string, unknown>];
+    const cages = await w.dbus.Cages1.List();
     assert.ok('work' in cages);
     assert.match(w.service!.log(), /dropped a D-Bus message that could not be read: No FDs available/);
   });
 
   it('wrong types, long and invalid names, unknown options: each a named error', async () => {
-    const cases: [string, string, string, unknown[]][] = [
-      [L, 'LaunchCommand', 'sasa{sv}', ['x'.repeat(100_000), ['true'], {}]],
-      [L, 'LaunchCommand', 'sasa{sv}', ['work', [], {}]],
-      [L, 'LaunchCommand', 'sasa{sv}', ['work', ['-'.repeat(70_000)], {}]],
-      [L, 'Launch', 'ssasa{sv}', ['work', '../../etc/passwd.desktop', [], {}]],
-      [L, 'Launch', 'ssasa{sv}', ['work', 'a'.repeat(5000) + '.desktop', ['\u0001'], {}]],
-      [C, 'Start', 's', ['\u00e9\u00e9']],
-      [C, 'Stop', 's', ['']],
-      [C, 'Get', 's', ['work/../x']],
-      [F, 'GrantPaths', 'saaya{sv}', ['work', [Buffer.from('relative/path')], {}]],
-      [F, 'Revoke', 'sas', ['work', ['not-an-id', 'x'.repeat(10_000)]]],
-      [F, 'OpenURIs', 'sasa{sv}', ['work', ['javascript:alert(1)', 'file:///%00'], {}]],
+    const { Launcher1: L, Cages1: C, Files1: F } = w.dbus;
+    const cases: [string, () => Promise<unknown>][] = [
+      ['LaunchCommand', () => L.LaunchCommand('x'.repeat(100_000), ['true'], {})],
+      ['LaunchCommand', () => L.LaunchCommand('work', [], {})],
+      ['LaunchCommand', () => L.LaunchCommand('work', ['-'.repeat(70_000)], {})],
+      ['Launch', () => L.Launch('work', '../../etc/passwd.desktop', [], {})],
+      ['Launch', () => L.Launch('work', 'a'.repeat(5000) + '.desktop', ['\u0001'], {})],
+      ['Start', () => C.Start('\u00e9\u00e9')],
+      ['Stop', () => C.Stop('')],
+      ['Get', () => C.Get('work/../x')],
+      ['GrantPaths', () => F.GrantPaths('work', [Buffer.from('relative/path')], {})],
+      ['Revoke', () => F.Revoke('work', ['not-an-id', 'x'.repeat(10_000)])],
+      ['OpenURIs', () => F.OpenURIs('work', ['javascript:alert(1)', 'file:///%00'], {})],
     ];
-    for (const [iface, member, sig, body] of cases) {
-      const e = await w.callError(iface, member, sig, body);
+    for (const [member, call] of cases) {
+      const e = await w.rejection(call());
       assert.match(e.type, /^io\.kagome\.Error\./, `${member}: ${e.type} ${e.text.slice(0, 200)}`);
       assert.ok(e.text.length < 2000, `${member}: the error does not echo a huge argument back`);
     }
@@ -106,7 +105,7 @@ describe('the service survives hostile callers', () => {
     const calls: Promise<unknown>[] = [];
     for (let i = 0; i < 200; i++) {
       const kind = i % 3;
-      const p = kind === 0 ? w.call(C, 'Start', 's', ['flood']) : kind === 1 ? w.call(C, 'Stop', 's', ['flood']) : w.launchCommand('flood', ['sleep', '60']);
+      const p = kind === 0 ? w.dbus.Cages1.Start('flood') : kind === 1 ? w.dbus.Cages1.Stop('flood') : w.launchCommand('flood', ['sleep', '60']);
       calls.push(p.catch((e: { type?: string }) => e));
     }
     const results = await Promise.all(calls);
@@ -115,13 +114,13 @@ describe('the service survives hostile callers', () => {
     }
     assert.equal(w.service!.child.exitCode, null, 'the service is running');
     // Whatever order they ran in, one more Stop leaves nothing of the cage behind.
-    await w.call(C, 'Stop', 's', ['flood']);
-    const [info] = (await w.call(C, 'Get', 's', ['flood'])) as [Record<string, { value: unknown }>];
+    await w.dbus.Cages1.Stop('flood');
+    const info = await w.dbus.Cages1.Get('flood');
     assert.equal(info.State?.value, 'stopped');
     const leftovers = (await execa('pgrep', ['-u', String(process.getuid!()), '-f', 'slirp4netns|kagome-flood'], { reject: false })).stdout.trim();
     assert.equal(leftovers, '', 'no slirp4netns or bwrap of the cage is left');
     await w.launchCommand('flood', ['true']);
-    await w.call(C, 'Stop', 's', ['flood']);
+    await w.dbus.Cages1.Stop('flood');
   });
 
   it("the service's memory after all of that stays bounded", () => {

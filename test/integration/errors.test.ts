@@ -31,20 +31,21 @@ describe('bad input gets named errors and the service keeps answering', () => {
   });
 
   it('an unknown cage is NoSuchCage, naming the file to create', async () => {
-    const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['nosuch', ['xeyes'], {}]);
+    const e = await w.rejection(w.dbus.Launcher1.LaunchCommand('nosuch', ['xeyes'], {}));
     assert.equal(e.type, 'io.kagome.Error.NoSuchCage');
     assert.match(e.text, /kagome cage create nosuch/);
   });
 
   for (const bad of ['../x', '', 'x'.repeat(65), 'a/b', 'a b']) {
     it(`the cage name ${JSON.stringify(bad.length > 10 ? bad.slice(0, 10) + '…' : bad)} is InvalidArgument`, async () => {
-      for (const [iface, member, sig, body] of [
-        [L, 'LaunchCommand', 'sasa{sv}', [bad, ['xeyes'], {}]],
-        [L, 'Launch', 'ssasa{sv}', [bad, 'x.desktop', [], {}]],
-        [C, 'Start', 's', [bad]],
-        [C, 'Stop', 's', [bad]],
+      const { Launcher1, Cages1 } = w.dbus;
+      for (const [member, call] of [
+        ['LaunchCommand', () => Launcher1.LaunchCommand(bad, ['xeyes'], {})],
+        ['Launch', () => Launcher1.Launch(bad, 'x.desktop', [], {})],
+        ['Start', () => Cages1.Start(bad)],
+        ['Stop', () => Cages1.Stop(bad)],
       ] as const) {
-        const e = await w.callError(iface, member, sig, [...body]);
+        const e = await w.rejection(call());
         assert.equal(e.type, 'io.kagome.Error.InvalidArgument', `${member}: ${e.text}`);
         assert.match(e.text, /1 to 64 characters/);
       }
@@ -52,30 +53,31 @@ describe('bad input gets named errors and the service keeps answering', () => {
   }
 
   it('wrong D-Bus argument types are InvalidArgument naming the expected signature', async () => {
-    const e = await w.callError(L, 'LaunchCommand', 'ss', ['good', 'xeyes']);
+    // Sent around the typed client on purpose: these signatures are not the contract's.
+    const e = await w.rejection(w.sendUnchecked(L, 'LaunchCommand', 'ss', ['good', 'xeyes']));
     assert.equal(e.type, 'io.kagome.Error.InvalidArgument');
     assert.match(e.text, /sasa\{sv\}/);
-    const e2 = await w.callError(C, 'Start', 'u', [3]);
+    const e2 = await w.rejection(w.sendUnchecked(C, 'Start', 'u', [3]));
     assert.equal(e2.type, 'io.kagome.Error.InvalidArgument');
   });
 
   it('a bad option (unknown key, wrong type, relative cwd) is InvalidArgument', async () => {
-    const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['good', ['xeyes'], { colour: new dbus.Variant('s', 'red') }]);
+    const e = await w.rejection(w.dbus.Launcher1.LaunchCommand('good', ['xeyes'], { colour: new dbus.Variant('s', 'red') }));
     assert.equal(e.type, 'io.kagome.Error.InvalidArgument');
-    const e2 = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['good', ['xeyes'], { cwd: new dbus.Variant('u', 1) }]);
+    const e2 = await w.rejection(w.dbus.Launcher1.LaunchCommand('good', ['xeyes'], { cwd: new dbus.Variant('u', 1) }));
     assert.match(e2.text, /must be of type s/);
-    const e3 = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['good', ['xeyes'], { cwd: new dbus.Variant('s', 'rel') }]);
+    const e3 = await w.rejection(w.dbus.Launcher1.LaunchCommand('good', ['xeyes'], { cwd: new dbus.Variant('s', 'rel') }));
     assert.match(e3.text, /absolute/);
-    const e4 = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['good', [], {}]);
+    const e4 = await w.rejection(w.dbus.Launcher1.LaunchCommand('good', [], {}));
     assert.equal(e4.type, 'io.kagome.Error.InvalidArgument');
   });
 
   it('a malformed cage file is InvalidCageFile with file, line, key and what is allowed; it does not hide the others', async () => {
-    const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['broken', ['xeyes'], {}]);
+    const e = await w.rejection(w.dbus.Launcher1.LaunchCommand('broken', ['xeyes'], {}));
     assert.equal(e.type, 'io.kagome.Error.InvalidCageFile');
     assert.ok(e.text.includes(`${w.cageFile('broken')}:3: Display:`), e.text);
     assert.match(e.text, /xpra, xephyr/);
-    const [cages] = (await w.call(C, 'List', '', [])) as [Record<string, Record<string, { value: unknown }>>];
+    const cages = await w.dbus.Cages1.List();
     assert.equal(cages.broken!.State!.value, 'invalid');
     assert.match(cages.broken!.Error!.value as string, /Display/);
     assert.equal(cages.good!.State!.value, 'stopped');
@@ -85,13 +87,13 @@ describe('bad input gets named errors and the service keeps answering', () => {
   });
 
   it('a mount of a path that does not exist names the key and the path', async () => {
-    const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['missingmount', ['xeyes'], {}]);
+    const e = await w.rejection(w.dbus.Launcher1.LaunchCommand('missingmount', ['xeyes'], {}));
     assert.equal(e.type, 'io.kagome.Error.InvalidCageFile');
     assert.match(e.text, /ReadOnly: \/does\/not\/exist does not exist/);
   });
 
   it('a cage that fails to start says why: the decisive line of its log is in the error', async () => {
-    const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['unbuildable', ['xeyes'], {}]);
+    const e = await w.rejection(w.dbus.Launcher1.LaunchCommand('unbuildable', ['xeyes'], {}));
     assert.equal(e.type, 'io.kagome.Error.BackendFailed');
     // The line bwrap printed, not only "failed to set up".
     assert.match(e.text, /The cage log says: bwrap: .*kagome-cannot-be-here/);
@@ -108,24 +110,24 @@ describe('bad input gets named errors and the service keeps answering', () => {
     fs.symlinkSync(path.join(outer, 'tools'), link);
     w.writeCage('nested', `[Cage]\nReadWrite=${outer};\nReadOnly=${link};\n`);
     // Control: as written, the file names two unrelated folders and reads without complaint.
-    const [info] = (await w.call('io.kagome.Cages1', 'Get', 's', ['nested'])) as [Record<string, { value: unknown }>];
+    const info = await w.dbus.Cages1.Get('nested');
     assert.notEqual(info.State?.value, 'invalid');
-    const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['nested', ['true'], {}]);
+    const e = await w.rejection(w.dbus.Launcher1.LaunchCommand('nested', ['true'], {}));
     assert.equal(e.type, 'io.kagome.Error.InvalidCageFile');
     assert.match(e.text, /tools lies inside .*projects, which the cage may write/);
   });
 
   it('a program that does not exist in the cage is NoSuchProgram', async () => {
-    const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['good', ['definitely-not-installed'], {}]);
+    const e = await w.rejection(w.dbus.Launcher1.LaunchCommand('good', ['definitely-not-installed'], {}));
     assert.equal(e.type, 'io.kagome.Error.NoSuchProgram');
-    const e2 = await w.callError(L, 'Launch', 'ssasa{sv}', ['good', 'not-installed.desktop', [], {}]);
+    const e2 = await w.rejection(w.dbus.Launcher1.Launch('good', 'not-installed.desktop', [], {}));
     assert.equal(e2.type, 'io.kagome.Error.NoSuchApp');
-    const e3 = await w.callError(L, 'Launch', 'ssasa{sv}', ['good', 'not a desktop id', [], {}]);
+    const e3 = await w.rejection(w.dbus.Launcher1.Launch('good', 'not a desktop id', [], {}));
     assert.equal(e3.type, 'io.kagome.Error.InvalidArgument');
   });
 
   it('after all of that the service still answers and still launches', async () => {
-    const [cages] = (await w.call(C, 'List', '', [])) as [Record<string, unknown>];
+    const cages = await w.dbus.Cages1.List();
     assert.ok('good' in cages);
     await w.launchCommand('good', ['xeyes']);
     await waitForWindow(w.display, { wmClass: 'XEyes' });
@@ -163,7 +165,7 @@ describe('a missing program names its Debian package', () => {
   });
 
   it('without bwrap, a launch is MissingProgram naming the bubblewrap package', async () => {
-    const e = await w.callError(L, 'LaunchCommand', 'sasa{sv}', ['good', ['xeyes'], {}]);
+    const e = await w.rejection(w.dbus.Launcher1.LaunchCommand('good', ['xeyes'], {}));
     assert.equal(e.type, 'io.kagome.Error.MissingProgram');
     assert.match(e.text, /apt-get install bubblewrap/);
   });
@@ -216,7 +218,7 @@ describe('D-Bus activation', () => {
 
   it('a call to the stopped service starts it, and the service ends with its bus', async () => {
     assert.equal(await w.nameHasOwner(), false);
-    const [cages] = (await w.call(C, 'List', '', [])) as [Record<string, unknown>];
+    const cages = await w.dbus.Cages1.List();
     assert.ok('good' in cages);
     assert.equal(await w.nameHasOwner(), true);
     const [pid] = (await w.callRaw('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'GetConnectionUnixProcessID', 's', ['io.kagome.Kagome'])) as [number];

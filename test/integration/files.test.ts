@@ -8,6 +8,8 @@ import { World, KAGOME_OPEN } from '../helpers/kagome.js';
 import { waitFor } from '../helpers/notifications.js';
 import { pathBytesToFileUri } from '../../xdg/exec.js';
 import { isCloexec } from '../../lib/runtime/cloexec.js';
+import type { GrantTuple, Variant } from '../../dbus/contract.js';
+import { kagomeClient } from '../../dbus/client.js';
 
 // Host files into cages through the real document portal: what a cage may do with a granted
 // file, that nothing else of the host is reachable through it, that any file name survives
@@ -16,7 +18,6 @@ import { isCloexec } from '../../lib/runtime/cloexec.js';
 
 const PROBE = 'org.kagome.FileProbe.desktop';
 const FILES = 'files';
-type GrantTuple = [string, Buffer, Buffer, boolean, boolean];
 
 /** An entry whose program writes, for each file it gets, the path it was given and the content it read. */
 function probeEntry(home: string): string {
@@ -50,10 +51,10 @@ describe('files into cages through the document portal', () => {
   let dir: string;
   let probeOut: string;
 
-  const grants = async (cage: string): Promise<GrantTuple[]> => ((await w.call('io.kagome.Files1', 'ListGrants', 's', [cage])) as [GrantTuple[]])[0];
-  const grantPaths = async (cage: string, paths: (string | Buffer)[], opts: Record<string, unknown> = {}): Promise<GrantTuple[]> => {
-    const r = (await w.call('io.kagome.Files1', 'GrantPaths', 'saaya{sv}', [cage, paths.map((p) => Buffer.from(p)), opts])) as [GrantTuple[], string[]];
-    return r[0];
+  const grants = (cage: string): Promise<GrantTuple[]> => w.dbus.Files1.ListGrants(cage);
+  const grantPaths = async (cage: string, paths: (string | Buffer)[], opts: Record<string, Variant> = {}): Promise<GrantTuple[]> => {
+    const [granted] = await w.dbus.Files1.GrantPaths(cage, paths.map((p) => Buffer.from(p)), opts);
+    return granted;
   };
   const runInCage = async (cage: string, script: string, args: string[], out: string): Promise<string> => {
     fs.rmSync(w.homeFile(cage, out), { force: true });
@@ -117,7 +118,7 @@ describe('files into cages through the document portal', () => {
   });
 
   it('shows a file granted while the cage runs, without restarting it', async () => {
-    await w.call('io.kagome.Cages1', 'Start', 's', [FILES]);
+    await w.dbus.Cages1.Start(FILES);
     const init = cageInit(FILES);
     const late = path.join(dir, 'late.txt');
     fs.writeFileSync(late, 'granted late\n');
@@ -156,7 +157,7 @@ describe('files into cages through the document portal', () => {
     // Over D-Bus, as GLib's launcher and scripts call it: file:// URIs.
     fs.rmSync(probeOut, { force: true });
     const uris = names.map((n) => pathBytesToFileUri(Buffer.concat([hostDir, Buffer.from('/'), n])));
-    await w.call('io.kagome.Launcher1', 'Launch', 'ssasa{sv}', [FILES, PROBE, uris, {}]);
+    await w.dbus.Launcher1.Launch(FILES, PROBE, uris, {});
     check(await readProbe(), 'Launch');
 
     // Through kagome-open, as a shadow entry's Exec runs it, with names straight from a glob.
@@ -167,7 +168,7 @@ describe('files into cages through the document portal', () => {
 
     // Files1.OpenURIs with an app, as `kagome open --app` does.
     fs.rmSync(probeOut, { force: true });
-    await w.call('io.kagome.Files1', 'OpenURIs', 'sasa{sv}', [FILES, uris, { app: new dbus.Variant('s', PROBE) }]);
+    await w.dbus.Files1.OpenURIs(FILES, uris, { app: new dbus.Variant('s', PROBE) });
     check(await readProbe(), 'OpenURIs');
 
     for (const p of pwned) assert.equal(fs.existsSync(p), false, `nothing was executed (${p})`);
@@ -267,14 +268,14 @@ describe('files into cages through the document portal', () => {
       ['relative.txt', 'io.kagome.Error.InvalidArgument', /not an absolute path/],
     ];
     for (const [p, type, text] of cases) {
-      const err = await w.callError('io.kagome.Files1', 'GrantPaths', 'saaya{sv}', [FILES, [Buffer.from(p)], {}]);
+      const err = await w.rejection(w.dbus.Files1.GrantPaths(FILES, [Buffer.from(p)], {}));
       assert.equal(err.type, type, `${p}: ${err.text}`);
       assert.match(err.text, text);
     }
     // One bad file among good ones: nothing of the call is granted.
     const good = path.join(dir, 'good.txt');
     fs.writeFileSync(good, 'good\n');
-    const mixed = await w.callError('io.kagome.Files1', 'GrantPaths', 'saaya{sv}', [FILES, [Buffer.from(good), Buffer.from(fifo)], {}]);
+    const mixed = await w.rejection(w.dbus.Files1.GrantPaths(FILES, [Buffer.from(good), Buffer.from(fifo)], {}));
     assert.equal(mixed.type, 'io.kagome.Error.NotSupported');
 
     // A descriptor whose file was deleted between the choice and the grant.
@@ -286,7 +287,7 @@ describe('files into cages through the document portal', () => {
     client.on('error', () => undefined);
     try {
       await assert.rejects(
-        client.call(new dbus.Message({ destination: 'io.kagome.Kagome', path: '/io/kagome/Kagome', interface: 'io.kagome.Files1', member: 'GrantFiles', signature: 'saha{sv}', body: [FILES, [fd], {}] })),
+        kagomeClient(client).Files1.GrantFiles(FILES, [fd], {}),
         (e: { type?: string; text?: string }) => e.type === 'io.kagome.Error.NoSuchFile' && /doomed\.txt.* was deleted/.test(e.text ?? ''),
       );
     } finally {
@@ -323,7 +324,7 @@ describe('files into cages through the document portal', () => {
     const out = await runInCage(FILES, 'cat "$1" "$2"', made.map((g) => g[1].toString()), 'stable.out');
     assert.equal(out, 'stable\nstable\n');
     assert.deepEqual(await snapshot(), before, 'granted and read');
-    await w.call('io.kagome.Files1', 'Revoke', 'sas', [FILES, made.map((g) => g[0])]);
+    await w.dbus.Files1.Revoke(FILES, made.map((g) => g[0]));
     assert.deepEqual(await snapshot(), before, 'after revoke');
     const ids = new Set((await grants(FILES)).map((g) => g[0]));
     for (const g of made) assert.equal(ids.has(g[0]), false, 'revoked grants are gone from the list');
@@ -395,13 +396,13 @@ describe('files into cages through the document portal', () => {
     fs.writeFileSync(b, 'b\n');
     await grantPaths('files2', [a]);
     const [p] = await grantPaths('files2', [b], { persistent: new dbus.Variant('b', true) });
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['files2']);
+    await w.dbus.Cages1.Stop('files2');
     const left = await grants('files2');
     assert.deepEqual(left.map((g) => g[2].toString()), [b]);
     const out = await runInCage('files2', 'cat "$1"', [p![1].toString()], 'persist.out');
     assert.equal(out, 'b\n', 'a persistent grant is there when the cage starts again');
-    await w.call('io.kagome.Files1', 'Revoke', 'sas', ['files2', [p![0]]]);
-    const err = await w.callError('io.kagome.Files1', 'Revoke', 'sas', ['files2', [p![0]]]);
+    await w.dbus.Files1.Revoke('files2', [p![0]]);
+    const err = await w.rejection(w.dbus.Files1.Revoke('files2', [p![0]]));
     assert.equal(err.type, 'io.kagome.Error.InvalidArgument');
     assert.match(err.text, /has no grant/);
   });
@@ -432,7 +433,7 @@ describe('files into cages without the document portal (copies)', () => {
     fs.writeFileSync(ro, 'fixed\n');
     const ino = fs.statSync(rw).ino;
     const grantOne = async (p: string, writable: boolean) =>
-      ((await w.call('io.kagome.Files1', 'GrantPaths', 'saaya{sv}', ['copy', [Buffer.from(p)], { writable: new dbus.Variant('b', writable) }])) as [GrantTuple[]])[0][0]!;
+      (await w.dbus.Files1.GrantPaths('copy', [Buffer.from(p)], { writable: new dbus.Variant('b', writable) }))[0][0]!;
     const gRw = await grantOne(rw, true);
     const gRo = await grantOne(ro, false);
     fs.rmSync(w.homeFile('copy', 'copy.out'), { force: true });
@@ -464,10 +465,10 @@ describe('a file the caller cannot read', () => {
     const f = path.join(w.tmp.root, 'locked.txt');
     fs.writeFileSync(f, 'private\n');
     fs.chmodSync(f, 0o000);
-    const err = await w.callError('io.kagome.Files1', 'GrantPaths', 'saaya{sv}', ['locked', [Buffer.from(f)], {}]);
+    const err = await w.rejection(w.dbus.Files1.GrantPaths('locked', [Buffer.from(f)], {}));
     assert.equal(err.type, 'io.kagome.Error.NotPermitted', err.text);
     assert.match(err.text, /may not read .*locked\.txt/);
-    const [list] = (await w.call('io.kagome.Files1', 'ListGrants', 's', ['locked'])) as [GrantTuple[]];
+    const list = await w.dbus.Files1.ListGrants('locked');
     assert.deepEqual(list, []);
   });
 });

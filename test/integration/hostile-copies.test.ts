@@ -5,14 +5,13 @@ import path from 'node:path';
 import dbus from 'dbus-next';
 import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
+import type { GrantTuple } from '../../dbus/contract.js';
 
 // Copy grants (where the document portal cannot serve, and always for container cages) put
 // files in a folder the cage can write. A hostile program there plants links, FIFOs and huge
 // files where the service reads and writes. Each attack is shown working against a plain
 // path-following read or write on the host first (the control), then failing against kagome.
 
-type GrantTuple = [string, Buffer, Buffer, boolean, boolean];
-const F = 'io.kagome.Files1';
 
 async function waitFor<T>(probe: () => T | undefined, ms: number, what: string): Promise<T> {
   const deadline = Date.now() + ms;
@@ -36,7 +35,8 @@ describe('a hostile cage and its copy grants', () => {
   const grant = async (file: string, opts: { persistent?: boolean } = {}): Promise<GrantTuple> => {
     const options: Record<string, InstanceType<typeof dbus.Variant>> = { writable: new dbus.Variant('b', true) };
     if (opts.persistent) options.persistent = new dbus.Variant('b', true);
-    return ((await w.call(F, 'GrantPaths', 'saaya{sv}', ['evil', [Buffer.from(file)], options])) as [GrantTuple[]])[0][0]!;
+    const [grants] = await w.dbus.Files1.GrantPaths('evil', [Buffer.from(file)], options);
+    return grants[0]!;
   };
   /** Where the service keeps a grant's copy: the cage's folder, which the cage writes. */
   const copyOnHost = (g: GrantTuple) => path.join(w.runtimeDir, 'files', 'evil', g[0], path.basename(g[1].toString()));
@@ -70,7 +70,7 @@ describe('a hostile cage and its copy grants', () => {
     // Control: a read of the copy's path on the host follows the cage's link to the secret.
     assert.equal(fs.readFileSync(copyOnHost(g), 'utf8'), 'HOST SECRET\n');
     await waitFor(() => (/not written back: it is not a regular file/.test(w.service!.log()) ? true : undefined), 10000, 'the refusal in the log');
-    await w.call(F, 'Revoke', 'sas', ['evil', [g[0]]]);
+    await w.dbus.Files1.Revoke('evil', [g[0]]);
     assert.equal(fs.readFileSync(victim, 'utf8'), 'victim original\n');
     assert.equal(fs.readFileSync(secret, 'utf8'), 'HOST SECRET\n');
   });
@@ -84,9 +84,9 @@ describe('a hostile cage and its copy grants', () => {
     const blocked = await execa('timeout', ['1', 'cat', copyOnHost(g)], { reject: false });
     assert.equal(blocked.exitCode, 124, 'cat waited for a writer');
     const t0 = Date.now();
-    await w.call(F, 'Revoke', 'sas', ['evil', [g[0]]]);
+    await w.dbus.Files1.Revoke('evil', [g[0]]);
     assert.ok(Date.now() - t0 < 5000, 'the revoke returned');
-    const [cages] = (await w.call('io.kagome.Cages1', 'List', '', [])) as [Record<string, unknown>];
+    const cages = await w.dbus.Cages1.List();
     assert.ok('evil' in cages);
     assert.equal(fs.readFileSync(victim, 'utf8'), 'victim original\n');
   });
@@ -104,7 +104,7 @@ describe('a hostile cage and its copy grants', () => {
     assert.equal(fs.statSync(victim).size, 16);
     const after = vmRssKiB(w.service!.child.pid!);
     assert.ok(after - before < 100 * 1024, `the service grew by ${after - before} KiB`);
-    await w.call(F, 'Revoke', 'sas', ['evil', [g[0]]]);
+    await w.dbus.Files1.Revoke('evil', [g[0]]);
   });
 
   it("a persistent grant's folder replaced by a link to a host folder: the next start creates nothing there", async () => {
@@ -119,13 +119,13 @@ describe('a hostile cage and its copy grants', () => {
     fs.writeFileSync(probe, 'x');
     assert.ok(fs.existsSync(path.join(target, 'control.txt')));
     fs.rmSync(path.join(target, 'control.txt'));
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['evil']);
-    await w.call('io.kagome.Cages1', 'Start', 's', ['evil']);
+    await w.dbus.Cages1.Stop('evil');
+    await w.dbus.Cages1.Start('evil');
     assert.deepEqual(fs.readdirSync(target), [], 'nothing was created in the host folder');
     // The grant is whole again, as a real folder with a fresh copy.
     assert.ok(fs.lstatSync(path.dirname(copyOnHost(g))).isDirectory());
     assert.equal(fs.readFileSync(copyOnHost(g), 'utf8'), 'victim original\n');
-    await w.call(F, 'Revoke', 'sas', ['evil', [g[0]]]);
+    await w.dbus.Files1.Revoke('evil', [g[0]]);
     assert.ok(fs.existsSync(target), 'the revoke removed the link, never the folder it pointed to');
   });
 });

@@ -18,10 +18,10 @@ import { startSessionBus, type SessionBus } from '../helpers/dbus-session.js';
 import { makeTempEnv, type TempEnv } from '../helpers/tmpenv.js';
 import { startXvfb, type Xvfb } from '../helpers/xvfb.js';
 import { countWindows, parseXpropStrings, screenshot, waitForWindow, windowProperty } from '../helpers/x11.js';
+import { BUS_NAME, LAUNCHER_IFACE, OBJECT_PATH, memberTable } from '../../dbus/contract.js';
 
 const KAGOME_OPEN = fileURLToPath(new URL('../../../bin/kagome-open', import.meta.url));
 const TMPENV_JS = new URL('../helpers/tmpenv.js', import.meta.url).href;
-const OBJECT_PATH = '/io/kagome/Kagome';
 const LAUNCH_PATH = '/io/kagome/Kagome/launch/1';
 const FAIL_CAGE = 'fail';
 // Multi-line, quoted, non-ASCII, and containing busctl's own "Call failed: " prefix, so
@@ -46,7 +46,7 @@ class FakeLauncher extends dbus.interface.Interface {
   readonly calls: Call[] = [];
 
   constructor() {
-    super('io.kagome.Launcher1');
+    super(LAUNCHER_IFACE);
   }
 
   Launch(cage: string, desktopId: string, uris: string[], options: Record<string, Variant>): string {
@@ -61,12 +61,8 @@ class FakeLauncher extends dbus.interface.Interface {
     return LAUNCH_PATH;
   }
 }
-FakeLauncher.configureMembers({
-  methods: {
-    Launch: { inSignature: 'ssasa{sv}', outSignature: 'o' },
-    LaunchCommand: { inSignature: 'sasa{sv}', outSignature: 'o' },
-  },
-});
+// The real service's member table: kagome-open must be understood by exactly that.
+FakeLauncher.configureMembers(memberTable(LAUNCHER_IFACE));
 
 async function toolPath(name: string): Promise<string> {
   const r = await execa('sh', ['-c', 'command -v "$1"', 'sh', name], { reject: false });
@@ -109,7 +105,7 @@ describe('kagome-open', () => {
     bus = await startSessionBus();
     conn = dbus.sessionBus({ busAddress: bus.address });
     fake = new FakeLauncher();
-    const reply = await conn.requestName('io.kagome.Kagome', dbus.NameFlag.DO_NOT_QUEUE);
+    const reply = await conn.requestName(BUS_NAME, dbus.NameFlag.DO_NOT_QUEUE);
     assert.equal(reply, dbus.RequestNameReply.PRIMARY_OWNER);
     conn.export(OBJECT_PATH, fake);
 
@@ -339,7 +335,7 @@ describe('kagome-open', () => {
   it('busctl really needs the -- that kagome-open puts before its arguments', async () => {
     takeCalls();
     const env = { PATH: paths.busctl, DBUS_SESSION_BUS_ADDRESS: bus.address };
-    const call = ['call', 'io.kagome.Kagome', OBJECT_PATH, 'io.kagome.Launcher1', 'LaunchCommand', 'sasa{sv}'];
+    const call = ['call', BUS_NAME, OBJECT_PATH, LAUNCHER_IFACE, 'LaunchCommand', memberTable(LAUNCHER_IFACE).methods.LaunchCommand!.inSignature];
     // Without it, getopt permutes a file named "-x" (or "--help") into an option.
     const bare = await execa('busctl', ['--user', ...call, 'dev', '1', '-x', '0'], { env, extendEnv: false, reject: false });
     assert.notEqual(bare.exitCode, 0);

@@ -35,7 +35,7 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
 
   it('a cage that has just started shows nothing and runs nothing of its own (no session scripts from /etc/xpra)', async () => {
     w.writeCage('quiet', '[Cage]\n');
-    await w.call('io.kagome.Cages1', 'Start', 's', ['quiet']);
+    await w.dbus.Cages1.Start('quiet');
     // Nothing to wait for when all is well: give a stray start command time to show itself.
     await new Promise((r) => setTimeout(r, 2000));
     assert.deepEqual(await visibleWindows(w.display), []);
@@ -55,7 +55,7 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
     // kagome's own parts: the keeper, the display, and the cage's private session bus.
     const expected = new Set(['bwrap', 'sleep', 'xpra', 'Xvfb', 'python3', 'dbus-daemon']);
     assert.deepEqual(inCage.filter((c) => !expected.has(c)), [], `processes in the cage: ${inCage.join(', ')}`);
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['quiet']);
+    await w.dbus.Cages1.Stop('quiet');
   });
 
   it('`kagome launch` starts xeyes and its window appears on the host with WM_CLASS xeyes/XEyes', async () => {
@@ -68,11 +68,11 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
   });
 
   it('a D-Bus Launch of a desktop entry expands its Exec (%% → %) and shows the window; an action works too', async () => {
-    const [objectPath] = await w.call('io.kagome.Launcher1', 'Launch', 'ssasa{sv}', ['work', 'kagome-test-clock.desktop', [], {}]);
-    assert.match(objectPath as string, /^\/io\/kagome\/Kagome\/programs\/\d+$/);
+    const objectPath = await w.dbus.Launcher1.Launch('work', 'kagome-test-clock.desktop', [], {});
+    assert.match(objectPath, /^\/io\/kagome\/Kagome\/programs\/\d+$/);
     const win = await waitForWindow(w.display, { wmClass: 'XClock' });
     assert.equal(win.name, 'Clock %');
-    await w.call('io.kagome.Launcher1', 'Launch', 'ssasa{sv}', ['work', 'kagome-test-clock.desktop', [], { action: new dbus.Variant('s', 'logo') }]);
+    await w.dbus.Launcher1.Launch('work', 'kagome-test-clock.desktop', [], { action: new dbus.Variant('s', 'logo') });
     await waitForWindow(w.display, { wmClass: 'XLogo' });
   });
 
@@ -143,7 +143,7 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
     w.writeCage('brief', '[Cage]\n');
     await w.launchCommand('brief', ['true']);
     await w.launchCommand('brief', ['sleep', '600']);
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['brief']);
+    await w.dbus.Cages1.Stop('brief');
     await w.launchCommand('work', ['sh', '-c', 'exit 4']);
     await waitFor(() => notifications.server.calls.find((c) => c.summary === 'sh in cage work exited with status 4'), 20000, 'the second report');
     assert.deepEqual(notifications.server.calls.slice(before).map((c) => c.summary), ['sh in cage work exited with status 4']);
@@ -153,14 +153,14 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
   it('`--terminal` and Terminal=true entries run the program in a terminal in the cage that takes typing', async () => {
     const xdotool = (args: string[]) => execa('xdotool', args, { env: { DISPLAY: w.display } });
     const reader = (tag: string) => ['sh', '-c', `printf "say something: "; read line; echo "$line" > "$HOME/${tag}.typed"; readlink /proc/$$/fd/0 > "$HOME/${tag}.tty"`];
-    await w.call('io.kagome.Launcher1', 'LaunchCommand', 'sasa{sv}', ['work', reader('option'), { terminal: new dbus.Variant('b', true) }]);
+    await w.dbus.Launcher1.LaunchCommand('work', reader('option'), { terminal: new dbus.Variant('b', true) });
     // The cage sees its home at the person's home path.
     fs.writeFileSync(w.homeFile('work', 'reader.sh'), reader('entry')[2]!);
     fs.writeFileSync(
       path.join(w.env.XDG_DATA_HOME!, 'applications', 'kagome-test-reader.desktop'),
       `[Desktop Entry]\nType=Application\nName=Reader\nTerminal=true\nExec=sh ${w.env.HOME}/reader.sh\n`,
     );
-    await w.call('io.kagome.Launcher1', 'Launch', 'ssasa{sv}', ['work', 'kagome-test-reader.desktop', [], {}]);
+    await w.dbus.Launcher1.Launch('work', 'kagome-test-reader.desktop', [], {});
     for (const tag of ['option', 'entry']) {
       const win = await waitFor(async () => {
         const r = await xdotool(['search', '--onlyvisible', '--class', 'xterm']).catch(() => undefined);
@@ -178,7 +178,7 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
   });
 
   it('a failed launch raises a desktop notification naming the program and the reason', async () => {
-    const err = await w.callError('io.kagome.Launcher1', 'LaunchCommand', 'sasa{sv}', ['work', ['no-such-program-here'], {}]);
+    const err = await w.rejection(w.dbus.Launcher1.LaunchCommand('work', ['no-such-program-here'], {}));
     assert.equal(err.type, 'io.kagome.Error.NoSuchProgram');
     const n = await waitFor(() => notifications.server.calls.find((c) => c.summary.includes('no-such-program-here')));
     assert.match(n.body, /not found in cage "work"/);
