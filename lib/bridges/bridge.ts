@@ -1,6 +1,7 @@
 import type { Backend, SandboxRecord } from '../backends/backend.js';
 import type { DisplayContext, DisplayRecord } from '../display/display.js';
 import type { Logger } from '../log.js';
+import type { CageConfig } from '../cage/config.js';
 
 // A bridge carries one kind of data across the cage wall (sound, clipboard) as far as the
 // cage's policy allows. Bridges are best effort: a cage whose bridge cannot come up (no sound
@@ -46,6 +47,8 @@ export interface CageHandle extends SandboxHandle {
 
 export interface CageBridge {
   readonly kind: BridgeKind;
+  /** the cage file's policy for this bridge, as written there (shown by `kagome list`) */
+  policyOf(config: CageConfig): string;
   /** before the sandbox exists: host-side parts; never throws (a failure is a record saying down) */
   prepare(ctx: BridgeContext): Promise<BridgeRecord>;
   /** the bridge's mounts and environment (also on re-adoption, so without side effects) */

@@ -1,3 +1,4 @@
+import type { CageConfig } from '../cage/config.js';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -61,6 +62,10 @@ export function allows(direction: ClipboardPolicy['direction'], copy: CopyDirect
 
 export class ClipboardBridge implements CageBridge {
   readonly kind = 'clipboard';
+
+  policyOf(config: CageConfig): string {
+    return config.clipboard.direction;
+  }
   private readonly syncs = new Map<string, Sync>();
 
   /** `hostEnv`: DISPLAY and XAUTHORITY of the host's display, PATH for xclip */

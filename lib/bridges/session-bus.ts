@@ -1,3 +1,4 @@
+import type { CageConfig } from '../cage/config.js';
 import path from 'node:path';
 import type { SessionBusPolicy } from '../cage/config.js';
 import { isAlive, processStartTime, signal, type ProcRef } from '../runtime/proc.js';
@@ -57,6 +58,10 @@ function refKey(ref: ProcRef): string {
 
 export class SessionBusBridge implements CageBridge {
   readonly kind = 'session-bus';
+
+  policyOf(config: CageConfig): string {
+    return config.sessionBus;
+  }
   /** daemons being stopped by the service: their end is not news */
   private readonly stopping = new Set<string>();
 

@@ -1,3 +1,4 @@
+import type { CageConfig } from '../cage/config.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -80,6 +81,10 @@ function isSocket(p: string): boolean {
 
 export class SoundBridge implements CageBridge {
   readonly kind = 'sound';
+
+  policyOf(config: CageConfig): string {
+    return config.sound;
+  }
   private readonly proxies = new Map<string, PulseProxy>();
 
   /** `env`: the service's environment, where the host's sound server is found (as libpulse finds it) */

@@ -74,6 +74,7 @@ describe('the session bus in a cage', () => {
     // Stands for a part that needs only the sandbox, as the session bus does.
     const needsNoDisplay: CageBridge = {
       kind: 'session-bus',
+      policyOf: () => 'private',
       prepare: async () => ({ prepared: true }),
       contribute: () => undefined,
       startWithSandbox: async (_ctx, cage: SandboxHandle, record) => {
