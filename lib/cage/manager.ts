@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import { logSince, withCause } from './start-failure.js';
 import { openProgramLog, type ProgramLog } from './program-log.js';
 import { closePrograms } from './close-programs.js';
+import { StateWriter } from './state-writer.js';
 import { writableAncestorProblem } from './config.js';
 import path from 'node:path';
 import { EventEmitter } from 'node:events';
@@ -13,7 +14,7 @@ import type { CageStore } from './store.js';
 import type { Backend, ExecHandle, SandboxRecord } from '../backends/backend.js';
 import type { CageDisplay, DisplayContext, DisplayRecord } from '../display/display.js';
 import { cageRuntimePaths, type CageRuntimePaths, type Paths } from '../runtime/paths.js';
-import { readState, removeState, writeState, type CageState } from '../runtime/state.js';
+import { readState, removeState, type CageState } from '../runtime/state.js';
 import { isAlive, processStartTime, procRef, type ProcRef } from '../runtime/proc.js';
 import { cageSpec, type HostFacts, type SandboxSpec } from '../sandbox.js';
 import type { Logger } from '../log.js';
@@ -79,8 +80,6 @@ interface RunningCage {
   startedAt: string;
   logFd: number;
   idleTimer?: NodeJS.Timeout;
-  /** state writes in order: a burst of launches must never leave an older state on disk last */
-  persisting: Promise<void>;
   /** stops watching the display's parts that can end alone (see keepDisplay) */
   unwatchDisplay?: () => void;
   /** a display part being brought back, which launches wait for */
@@ -132,6 +131,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   private nextProgramId = 1;
   private inheritedPoll: NodeJS.Timeout | undefined;
   private readonly self: ProcRef = procRef(process.pid);
+  private readonly states = new StateWriter();
   /** the host session windows are shown in now (host-session.ts); undefined: not watched */
   private hostStamp: string | undefined;
   /** the host display has gone (a logout): no window can be shown until a session is back */
@@ -235,7 +235,6 @@ export class CageManager extends EventEmitter<ManagerEvents> {
         inherited: [],
         startedAt: new Date().toISOString(),
         logFd,
-        persisting: Promise.resolve(),
         hostSession: this.hostStamp,
       };
       cage.bridges = await this.startBridges(bctx, handleOf(cage), bridges, 'start');
@@ -383,8 +382,8 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   }
 
   private bridgeStatus(kind: BridgeKind, config: CageConfig | undefined, cage: RunningCage | undefined): BridgeStatus {
-    const policy = kind === 'sound' ? (config?.sound ?? '') : kind === 'clipboard' ? (config?.clipboard.direction ?? '') : (config?.sessionBus ?? '');
     const bridge = this.bridgeList().find((b) => b.kind === kind);
+    const policy = bridge && config ? bridge.policyOf(config) : '';
     const record = cage?.bridges[kind];
     if (!bridge || !record) return { policy, state: 'off', problem: '' };
     return bridge.status(record);
@@ -402,12 +401,15 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   }
 
   private persist(name: string, cage: RunningCage): Promise<void> {
-    const next = cage.persisting.catch(() => undefined).then(() => this.writeCageState(name, cage));
-    cage.persisting = next;
-    return next;
+    return this.states.write(cage.rt.state, () => this.stateOf(name, cage));
   }
 
-  private async writeCageState(name: string, cage: RunningCage): Promise<void> {
+  /** Resolves once every state write queued so far has landed. */
+  flush(): Promise<void> {
+    return this.states.flush();
+  }
+
+  private stateOf(name: string, cage: RunningCage): CageState {
     const state: CageState & { config: CageConfig; programs: ProcRef[]; bridges: Record<string, BridgeRecord> } = {
       version: 1,
       name,
@@ -427,7 +429,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
         ...[...cage.programs.values()].filter((p) => p.pidStart !== '').map((p) => ({ pid: p.pid, start: p.pidStart })),
       ],
     };
-    await writeState(cage.rt.state, state);
+    return state;
   }
 
   /** Run a program in a cage, starting the cage if needed. Resolves once the program is exec'd. */
@@ -587,16 +589,29 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     // Bridges first: their helpers (watchers on the cage's display) are then stopped, not found dead.
     await this.stopBridges(name, cage.bridges);
     await cage.display.stop(cage.displayRecord).catch((e) => this.deps.log.warn(`cage ${name}: display stop: ${asKagomeError(e).message}`));
-    await cage.backend.stop(cage.sandbox);
-    this.running.delete(name);
-    // A state write queued by a launch must not bring the file back after it is removed.
-    await cage.persisting.catch(() => undefined);
-    await removeState(cage.rt.state);
-    await this.deps.grants?.cageStopped(name).catch((e) => this.deps.log.warn(`cage ${name}: ending its grants: ${asKagomeError(e).message}`));
     try {
-      fs.closeSync(cage.logFd);
-    } catch {
-      /* already closed */
+      await cage.backend.stop(cage.sandbox);
+    } catch (e) {
+      const err = asKagomeError(e, 'BackendFailed');
+      // Still running: it stays listed, owned and in its state file, so a stop can be tried
+      // again (here or by a restarted service) rather than leave a cage no one knows of.
+      if (cage.backend.isAlive(cage.sandbox)) {
+        this.deps.log.error(`cage ${name}: could not be stopped: ${err.message}`);
+        this.emit('state', name, 'running', err.message);
+        throw err;
+      }
+      this.deps.log.warn(`cage ${name}: stopping it failed (${err.message}), but it has ended`);
+    }
+    this.running.delete(name);
+    try {
+      await this.states.remove(cage.rt.state);
+      await this.deps.grants?.cageStopped(name).catch((e) => this.deps.log.warn(`cage ${name}: ending its grants: ${asKagomeError(e).message}`));
+    } finally {
+      try {
+        fs.closeSync(cage.logFd);
+      } catch {
+        /* already closed */
+      }
     }
     this.deps.log.info(`cage ${name}: stopped${message ? ` (${message})` : ''}`);
     this.emit('state', name, 'stopped', message);
@@ -731,7 +746,6 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       inherited: (state.programs ?? []).filter((r) => isAlive(r)),
       startedAt: state.startedAt,
       logFd,
-      persisting: Promise.resolve(),
       hostSession: fromEndedSession ? state.hostSession : this.hostStamp,
     };
     cage.bridges = await this.startBridges(bctx, handleOf(cage), state.bridges ?? {}, 'readopt');

@@ -138,18 +138,10 @@ describe('CageManager', () => {
   });
 
   afterEach(async () => {
+    // launchCommand saves the state in the background: those writes land before the removal.
+    await manager.flush();
     manager.release();
-    // launchCommand saves the state in the background; let those writes land before removing.
-    // Remove until it stays removed.
-    for (let i = 0; i < 40; i++) {
-      try {
-        fs.rmSync(root, { recursive: true, force: true });
-      } catch {
-        // a background write landed mid-removal (ENOTEMPTY): the next round gets it
-      }
-      await new Promise((r) => setTimeout(r, 50));
-      if (!fs.existsSync(root)) break;
-    }
+    fs.rmSync(root, { recursive: true, force: true });
   });
 
   it('starts a cage once for 20 concurrent launches', async () => {
@@ -288,6 +280,31 @@ describe('CageManager', () => {
     display.stop.rejects(new Error('xpra client stuck'));
     await manager.stop('web');
     assert.equal(backend.stop.callCount, 1);
+    assert.equal(events.at(-1)![1], 'stopped');
+  });
+
+  it('keeps a cage that could not be stopped listed and in its state file, so a stop can be tried again', async () => {
+    await manager.launchCommand('web', ['prog']);
+    const state = cageRuntimePaths(paths, 'web').state;
+    backend.stop.rejects(new KagomeError('BackendFailed', 'bwrap would not die'));
+    await assert.rejects(manager.stop('web'), /bwrap would not die/);
+    assert.equal((await manager.get('web')).state, 'running');
+    assert.ok(fs.existsSync(state), 'the state file of a cage still running was removed');
+    backend.stop.resolves();
+    await manager.stop('web');
+    assert.equal((await manager.get('web')).state, 'stopped');
+    assert.equal(fs.existsSync(state), false);
+  });
+
+  it('finishes a stop whose backend failed when the sandbox has ended anyway', async () => {
+    await manager.launchCommand('web', ['prog']);
+    backend.stop.callsFake(async () => {
+      backend.isAlive.returns(false);
+      throw new Error('already gone');
+    });
+    await manager.stop('web');
+    assert.equal((await manager.get('web')).state, 'stopped');
+    assert.equal(fs.existsSync(cageRuntimePaths(paths, 'web').state), false);
     assert.equal(events.at(-1)![1], 'stopped');
   });
 
