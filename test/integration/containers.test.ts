@@ -16,8 +16,6 @@ import { ensureTestImage } from '../helpers/images.js';
 // file that the cage can edit, keep the host's display, bus and home out, survive a restart of
 // the service, and name a missing engine or image in an error that says what to do.
 
-type GrantTuple = [string, Buffer, Buffer, boolean, boolean];
-
 const BACKENDS: { backend: 'podman' | 'docker' | 'lxd'; engine: () => Promise<Engine> }[] = [
   { backend: 'podman', engine: startPodman },
   { backend: 'docker', engine: startDockerApi },
@@ -146,8 +144,8 @@ for (const { backend, engine: startEngine } of BACKENDS) {
       const file = path.join(w.tmp.root, `granted-${backend}.txt`);
       fs.writeFileSync(file, 'original\n');
       const inode = fs.statSync(file).ino;
-      const r = (await w.call('io.kagome.Files1', 'GrantPaths', 'saaya{sv}', [cage, [Buffer.from(file)], { writable: new (await import('dbus-next')).default.Variant('b', true) }])) as [GrantTuple[], string[]];
-      const inCage = r[0][0]![1].toString();
+      const [grants] = await w.dbus.Files1.GrantPaths(cage, [Buffer.from(file)], { writable: new (await import('dbus-next')).default.Variant('b', true) });
+      const inCage = grants[0]![1].toString();
       const out = await runInCage('cat "$1" && echo edited >> "$1" && echo done', [inCage], 'grant.out');
       assert.match(out, /^original\ndone\n$/, out);
       await assertEventually(() => fs.readFileSync(file, 'utf8') === 'original\nedited\n', 10000, () => `host file: ${fs.readFileSync(file, 'utf8')}`);
