@@ -14,7 +14,7 @@ import type { CageStore } from './store.js';
 import type { Backend, ExecHandle, SandboxRecord } from '../backends/backend.js';
 import type { CageDisplay, DisplayContext, DisplayRecord } from '../display/display.js';
 import { cageRuntimePaths, type CageRuntimePaths, type Paths } from '../runtime/paths.js';
-import { readState, removeState, type CageState } from '../runtime/state.js';
+import { readState, removeState, STATE_VERSION, type CageState } from '../runtime/state.js';
 import { isAlive, processStartTime, procRef, type ProcRef } from '../runtime/proc.js';
 import { cageSpec, type HostFacts, type SandboxSpec } from '../sandbox.js';
 import type { Logger } from '../log.js';
@@ -410,8 +410,8 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   }
 
   private stateOf(name: string, cage: RunningCage): CageState {
-    const state: CageState & { config: CageConfig; programs: ProcRef[]; bridges: Record<string, BridgeRecord> } = {
-      version: 1,
+    return {
+      version: STATE_VERSION,
       name,
       backend: cage.config.backend,
       display: cage.config.display,
@@ -421,15 +421,12 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       bridges: cage.bridges,
       owner: this.self,
       ...(cage.hostSession === undefined ? {} : { hostSession: cage.hostSession }),
-      // The configuration the cage was started with: a cage file edited or removed while the
-      // cage runs must not stop a restarted service from finding and stopping it.
       config: cage.config,
       programs: [
         ...cage.inherited,
         ...[...cage.programs.values()].filter((p) => p.pidStart !== '').map((p) => ({ pid: p.pid, start: p.pidStart })),
       ],
     };
-    return state;
   }
 
   /** Run a program in a cage, starting the cage if needed. Resolves once the program is exec'd. */
@@ -702,15 +699,21 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   private async adopt(name: string): Promise<boolean> {
     checkCageName(name);
     const rt = cageRuntimePaths(this.deps.paths, name);
-    const state = (await readState(rt.state)) as (CageState & { config?: CageConfig; programs?: ProcRef[]; bridges?: Record<string, BridgeRecord>; hostSession?: string }) | undefined;
-    if (!state?.config) return false;
+    const read = await readState(rt.state);
+    if (!read) return false;
+    if ('problem' in read) {
+      // Kept: the kagome that wrote it may read it again; the cage, if it runs, is not touched.
+      this.deps.log.error(`cage ${name}: its state file ${rt.state} cannot be used: ${read.problem}; the cage is not re-adopted (if it still runs, end its processes or restart your session)`);
+      return false;
+    }
+    const state = read.state;
     const { backend, display } = this.parts(state.config);
     const spec = cageSpec(state.config, this.deps.host);
     if (!backend.isAlive(state.sandbox)) {
       this.deps.log.info(`cage ${name}: found stopped since the last run; cleaning up`);
       await display.stop(state.displayState).catch(() => undefined);
       await backend.stop(state.sandbox).catch(() => undefined);
-      await this.stopBridges(name, state.bridges ?? {});
+      await this.stopBridges(name, state.bridges);
       await removeState(rt.state);
       return false;
     }
@@ -732,7 +735,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       }
     }
     const bctx = this.bridgeContext(ctx);
-    for (const b of this.bridgeList()) b.contribute(bctx, state.bridges?.[b.kind] ?? {});
+    for (const b of this.bridgeList()) b.contribute(bctx, state.bridges[b.kind] ?? {});
     const cage: RunningCage = {
       config: state.config,
       spec,
@@ -743,12 +746,12 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       displayRecord,
       bridges: {},
       programs: new Map(),
-      inherited: (state.programs ?? []).filter((r) => isAlive(r)),
+      inherited: state.programs.filter((r) => isAlive(r)),
       startedAt: state.startedAt,
       logFd,
       hostSession: fromEndedSession ? state.hostSession : this.hostStamp,
     };
-    cage.bridges = await this.startBridges(bctx, handleOf(cage), state.bridges ?? {}, 'readopt');
+    cage.bridges = await this.startBridges(bctx, handleOf(cage), state.bridges, 'readopt');
     this.running.set(name, cage);
     // One from an ended session is watched once it is shown again (reattach), not revived now.
     if (!fromEndedSession) this.watchDisplay(name, cage);
