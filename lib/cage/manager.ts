@@ -1,94 +1,32 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import { logSince, withCause } from './start-failure.js';
-import { openProgramLog, type ProgramLog } from './program-log.js';
-import { closePrograms } from './close-programs.js';
-import { StateWriter } from './state-writer.js';
-import { writableAncestorProblem } from './config.js';
 import path from 'node:path';
 import { EventEmitter } from 'node:events';
-import { KagomeError, FileError, asKagomeError } from '../errors.js';
+import { logSince, withCause } from './start-failure.js';
+import { openProgramLog } from './program-log.js';
+import { closePrograms } from './close-programs.js';
+import { StateWriter } from './state-writer.js';
+import { BridgeSet } from './bridge-set.js';
+import { DisplayKeeper } from './display-keeper.js';
+import { checkArgv, checkMounts, resolveInCage, terminalIn } from './launch-checks.js';
+import { handleOf, stateOf, type CageInfo, type CageStateName, type LaunchOptions, type ProgramInfo, type RunningCage } from './running-cage.js';
+import { KagomeError, asKagomeError } from '../errors.js';
 import { checkCageName } from './name.js';
 import type { CageConfig } from './config.js';
 import type { CageStore } from './store.js';
 import type { Backend, ExecHandle, SandboxRecord } from '../backends/backend.js';
 import type { CageDisplay, DisplayContext, DisplayRecord } from '../display/display.js';
 import { cageRuntimePaths, type CageRuntimePaths, type Paths } from '../runtime/paths.js';
-import { readState, removeState, STATE_VERSION, type CageState } from '../runtime/state.js';
+import { readState, removeState } from '../runtime/state.js';
 import { isAlive, processStartTime, procRef, type ProcRef } from '../runtime/proc.js';
 import { cageSpec, type HostFacts, type SandboxSpec } from '../sandbox.js';
 import type { Logger } from '../log.js';
 import type { ArgValue } from '../../xdg/exec.js';
-import type { BridgeContext, BridgeKind, BridgeRecord, BridgeStatus, CageBridge, CageHandle, SandboxHandle } from '../bridges/bridge.js';
+import type { BridgeContext, BridgeRecord, CageBridge, CageHandle } from '../bridges/bridge.js';
 
-export type CageStateName = 'stopped' | 'starting' | 'running' | 'stopping' | 'invalid';
-
-export interface CageInfo {
-  name: string;
-  state: CageStateName;
-  description: string;
-  backend: string;
-  display: string;
-  network: string;
-  programs: number;
-  /** why the cage file cannot be used, for state 'invalid' */
-  error: string;
-  sound: BridgeStatus;
-  clipboard: BridgeStatus;
-  sessionBus: BridgeStatus;
-}
-
-export interface ProgramInfo {
-  id: number;
-  cage: string;
-  argv: string[];
-  pid: number;
-  /** start time of pid (see runtime/proc.ts), so a restarted service can tell it from a reused pid */
-  pidStart: string;
-  startedAt: Date;
-  exitCode?: number;
-  /** the program's own output (see program-log.ts) */
-  log?: ProgramLog;
-}
-
-export interface LaunchOptions {
-  /** the caller's working directory; used when the cage can see it, else the cage's home */
-  cwd?: string;
-  /**
-   * run the program in a terminal emulator inside the cage (x-terminal-emulator, else xterm),
-   * never attached to a host tty: TIOCSTI and job control stay in the cage. With no program,
-   * the terminal runs the cage user's shell
-   */
-  terminal?: boolean;
-  /** startup notification id / XDG activation token, passed on to the program */
-  startupId?: string;
-}
-
-interface RunningCage {
-  config: CageConfig;
-  spec: SandboxSpec;
-  rt: CageRuntimePaths;
-  backend: Backend;
-  display: CageDisplay;
-  sandbox: SandboxRecord;
-  displayRecord: DisplayRecord;
-  /** each bridge's record, by bridge kind */
-  bridges: Record<string, BridgeRecord>;
-  programs: Map<number, ProgramInfo>;
-  /** programs started by an earlier instance of the service, known by pid and start time */
-  inherited: ProcRef[];
-  startedAt: string;
-  logFd: number;
-  idleTimer?: NodeJS.Timeout;
-  /** stops watching the display's parts that can end alone (see keepDisplay) */
-  unwatchDisplay?: () => void;
-  /** a display part being brought back, which launches wait for */
-  reviving?: Promise<void>;
-  /** when the watch last brought one back */
-  revivedAt?: number;
-  /** the host session (host-session.ts) its windows were last shown in */
-  hostSession?: string;
-}
+// Who imports the manager gets the types of a cage's life from here too.
+export { checkArgv } from './launch-checks.js';
+export type { CageInfo, CageStateName, LaunchOptions, ProgramInfo } from './running-cage.js';
 
 export interface ManagerDeps {
   paths: Paths;
@@ -117,8 +55,6 @@ export interface ManagerEvents {
 }
 
 const INHERITED_POLL_MS = 1000;
-/** A display part that ends again sooner than this after being brought back is left to the next launch. */
-const REVIVE_INTERVAL_MS = 10000;
 
 /**
  * The life of every cage: start once however many launches arrive together, run programs in
@@ -132,13 +68,23 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   private inheritedPoll: NodeJS.Timeout | undefined;
   private readonly self: ProcRef = procRef(process.pid);
   private readonly states = new StateWriter();
-  /** the host session windows are shown in now (host-session.ts); undefined: not watched */
-  private hostStamp: string | undefined;
-  /** the host display has gone (a logout): no window can be shown until a session is back */
-  private hostAway = false;
+
+  private readonly bridges: BridgeSet;
+  private readonly displays: DisplayKeeper;
 
   constructor(private readonly deps: ManagerDeps) {
     super();
+    this.bridges = new BridgeSet(deps.bridges ?? [], deps.log);
+    this.displays = new DisplayKeeper(
+      {
+        holds: (name, cage) => this.running.get(name) === cage,
+        stillRuns: (name, cage) => this.running.get(name) === cage && !this.stopping.has(name) && this.isHealthy(cage),
+        displayContext: (cage) => this.displayContext(cage.config, cage.spec, cage.rt, cage.logFd),
+        persist: (name, cage) => this.persist(name, cage),
+        log: deps.log,
+      },
+      deps.hostEnv.DISPLAY ?? '',
+    );
   }
 
   /** Start a cage, or return it if it runs. Concurrent calls share one start. */
@@ -147,18 +93,13 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   }
 
   private async ensureStarted(name: string): Promise<RunningCage> {
-    if (this.hostAway) {
-      throw new KagomeError(
-        'DisplayFailed',
-        `cannot show cage "${name}": the desktop session this service showed windows in has ended (its display ${this.deps.hostEnv.DISPLAY ?? ''} is gone); log in again and launch again`,
-      );
-    }
+    this.displays.refuseWhileAway(name);
     const pendingStop = this.stopping.get(name);
     if (pendingStop) await pendingStop;
     const cage = this.running.get(name);
     if (cage) {
       if (this.isHealthy(cage)) {
-        await this.keepDisplay(name, cage);
+        await this.displays.keep(name, cage);
         return cage;
       }
       // Many launches may find the same dead cage: it is cleaned up once, as a stop is.
@@ -190,7 +131,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     const spec = cageSpec(config, this.deps.host);
     backend.checkHost(spec);
     display.checkHost();
-    await this.checkMounts(config);
+    await checkMounts(config, (n) => this.deps.store.fileOf(n));
     const rt = cageRuntimePaths(this.deps.paths, name);
     await fsp.mkdir(rt.logDir, { recursive: true, mode: 0o700 });
     await fsp.mkdir(config.home, { recursive: true, mode: 0o700 });
@@ -208,13 +149,13 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       await this.deps.grants?.cageStarting(name, spec, backend);
       const bctx = this.bridgeContext(ctx);
       // Bridges prepare (a sound module is loaded) while the display prepares.
-      const [displayPrepared, bridgesPrepared] = await Promise.all([display.prepare(ctx), this.prepareBridges(bctx)]);
+      const [displayPrepared, bridgesPrepared] = await Promise.all([display.prepare(ctx), this.bridges.prepare(bctx)]);
       prepared = displayPrepared;
       bridges = bridgesPrepared;
       display.contribute(ctx, prepared);
-      for (const b of this.bridgeList()) b.contribute(bctx, bridges[b.kind] ?? {});
+      this.bridges.contribute(bctx, bridges);
       sandbox = await backend.start(spec, { logFd, etcDir: rt.etcDir, cacheDir: path.join(this.deps.paths.runtimeDir, 'cache'), ownFolders: [this.deps.paths.runtimeDir, config.home] });
-      const early = this.startBridgesWithSandbox(bctx, { backend, sandbox, env: spec.env, cwd: spec.cwd, logFd }, bridges);
+      const early = this.bridges.startWithSandbox(bctx, { backend, sandbox, env: spec.env, cwd: spec.cwd, logFd }, bridges);
       let displayRecord: DisplayRecord;
       try {
         displayRecord = await display.start(ctx, backend, sandbox, prepared);
@@ -235,11 +176,11 @@ export class CageManager extends EventEmitter<ManagerEvents> {
         inherited: [],
         startedAt: new Date().toISOString(),
         logFd,
-        hostSession: this.hostStamp,
+        hostSession: this.displays.session,
       };
-      cage.bridges = await this.startBridges(bctx, handleOf(cage), bridges, 'start');
+      cage.bridges = await this.bridges.start(bctx, handleOf(cage), bridges, 'start');
       this.running.set(name, cage);
-      this.watchDisplay(name, cage);
+      this.displays.watch(name, cage);
       await this.persist(name, cage);
       this.deps.log.info(`cage ${name}: running after ${Math.round(performance.now() - t0)} ms`);
       this.emit('state', name, 'running', '');
@@ -251,71 +192,11 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       this.deps.log.error(`cage ${name}: start failed: ${err.message}`);
       if (prepared) await display.stop(prepared).catch(() => undefined);
       if (sandbox) await backend.stop(sandbox).catch(() => undefined);
-      await this.stopBridges(name, bridges);
+      await this.bridges.stop(name, bridges);
       fs.closeSync(logFd);
       await removeState(rt.state);
       this.emit('state', name, 'stopped', err.message);
       throw err;
-    }
-  }
-
-  /**
-   * The display's parts that can end while the cage runs (xpra's host client, Xephyr's window
-   * manager) are brought back: at once when the display's watch sees one end, and at the next
-   * launch, which waits for it, so its window has somewhere to appear (a client killed by
-   * mistake left launches "succeeding" with no window). One at a time.
-   */
-  private keepDisplay(name: string, cage: RunningCage): Promise<void> {
-    cage.reviving ??= this.reviveDisplay(name, cage).finally(() => (cage.reviving = undefined));
-    return cage.reviving;
-  }
-
-  private async reviveDisplay(name: string, cage: RunningCage): Promise<void> {
-    const before = cage.displayRecord;
-    const ctx = this.displayContext(cage.config, cage.spec, cage.rt, cage.logFd);
-    const record = await cage.display.readopt(ctx, before, cage.backend, cage.sandbox);
-    if (record === before || this.running.get(name) !== cage) return;
-    cage.displayRecord = record;
-    this.deps.log.info(`cage ${name}: a part of its ${cage.display.kind} display had ended and was started again`);
-    this.watchDisplay(name, cage);
-    await this.persist(name, cage);
-  }
-
-  private watchDisplay(name: string, cage: RunningCage): void {
-    cage.unwatchDisplay?.();
-    cage.unwatchDisplay = cage.display.watch?.(cage.displayRecord, () => {
-      // After a logout there is no display to bring a client back on (session-life.ts).
-      if (this.hostAway || this.running.get(name) !== cage || this.stopping.has(name) || !this.isHealthy(cage)) return;
-      // One that keeps ending (a host display gone) is not restarted in a loop; the next
-      // launch tries again and reports why.
-      if (cage.revivedAt !== undefined && Date.now() - cage.revivedAt < REVIVE_INTERVAL_MS) {
-        this.deps.log.warn(`cage ${name}: a part of its ${cage.display.kind} display ended again; the next launch starts it`);
-        return;
-      }
-      cage.revivedAt = Date.now();
-      void this.keepDisplay(name, cage).catch((e) => this.deps.log.warn(`cage ${name}: could not bring its display back: ${asKagomeError(e).message}`));
-    });
-  }
-
-  private async checkMounts(config: CageConfig): Promise<void> {
-    for (const m of config.mounts) {
-      try {
-        await fsp.stat(m.source);
-      } catch {
-        throw new FileError(
-          'InvalidCageFile',
-          { file: this.deps.store.fileOf(config.name), key: m.writable ? 'ReadWrite' : 'ReadOnly' },
-          `${m.source} does not exist on the host; create it or remove it from the cage file`,
-        );
-      }
-    }
-    // The same rule as when the file was read, on the real paths: a link of the person's
-    // (~/dl -> /data/dl) must not hide that one folder lies inside another the cage writes.
-    const real = async (p: string) => fsp.realpath(p).catch(() => p);
-    const mounts = await Promise.all(config.mounts.map(async (m) => ({ ...m, source: await real(m.source) })));
-    const problem = writableAncestorProblem(mounts, await real(config.home));
-    if (problem) {
-      throw new FileError('InvalidCageFile', { file: this.deps.store.fileOf(config.name), key: problem.mount.writable ? 'ReadWrite' : 'ReadOnly' }, problem.reason);
     }
   }
 
@@ -325,68 +206,6 @@ export class CageManager extends EventEmitter<ManagerEvents> {
 
   private bridgeContext(ctx: DisplayContext): BridgeContext {
     return { ...ctx, log: this.deps.log };
-  }
-
-  private bridgeList(): CageBridge[] {
-    return this.deps.bridges ?? [];
-  }
-
-  private async prepareBridges(bctx: BridgeContext): Promise<Record<string, BridgeRecord>> {
-    const records = await Promise.all(this.bridgeList().map((b) => b.prepare(bctx)));
-    return Object.fromEntries(this.bridgeList().map((b, i) => [b.kind, records[i]!]));
-  }
-
-  /** Those that need no display start while it does; the others keep their prepared record. */
-  private async startBridgesWithSandbox(bctx: BridgeContext, handle: SandboxHandle, records: Record<string, BridgeRecord>): Promise<Record<string, BridgeRecord>> {
-    const out = { ...records };
-    await Promise.all(
-      this.bridgeList().map(async (b) => {
-        if (!b.startWithSandbox) return;
-        const record = records[b.kind] ?? {};
-        try {
-          out[b.kind] = await b.startWithSandbox(bctx, handle, record);
-        } catch (e) {
-          const problem = asKagomeError(e).message;
-          this.deps.log.warn(`cage ${bctx.config.name}: ${b.kind} bridge: ${problem}`);
-          out[b.kind] = { ...record, down: problem };
-        }
-      }),
-    );
-    return out;
-  }
-
-  /** Bridges never fail a cage: one that cannot come up is recorded as down, with the reason. */
-  private async startBridges(bctx: BridgeContext, handle: CageHandle, records: Record<string, BridgeRecord>, how: 'start' | 'readopt'): Promise<Record<string, BridgeRecord>> {
-    const out: Record<string, BridgeRecord> = {};
-    await Promise.all(
-      this.bridgeList().map(async (b) => {
-        const record = records[b.kind] ?? {};
-        try {
-          out[b.kind] = await (how === 'start' ? b.start(bctx, handle, record) : b.readopt(bctx, handle, record));
-        } catch (e) {
-          const problem = asKagomeError(e).message;
-          this.deps.log.warn(`cage ${bctx.config.name}: ${b.kind} bridge: ${problem}`);
-          out[b.kind] = { ...record, down: problem };
-        }
-      }),
-    );
-    return out;
-  }
-
-  private async stopBridges(name: string, records: Record<string, BridgeRecord>): Promise<void> {
-    await Promise.all(
-      this.bridgeList()
-        .filter((b) => records[b.kind])
-        .map((b) => b.stop(records[b.kind]!).catch((e) => this.deps.log.warn(`cage ${name}: stopping the ${b.kind} bridge: ${asKagomeError(e).message}`))),
-    );
-  }
-
-  private bridgeStatus(kind: BridgeKind, config: CageConfig | undefined, cage: RunningCage | undefined): BridgeStatus {
-    const bridge = this.bridgeList().find((b) => b.kind === kind);
-    const policy = bridge && config ? bridge.policyOf(config) : '';
-    const record = cage?.bridges[kind];
-    if (!bridge || !record) return { policy, state: 'off', problem: '' };
-    return bridge.status(record);
   }
 
   /** A running cage, for the bridges' explicit requests (clipboard copies). */
@@ -401,32 +220,12 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   }
 
   private persist(name: string, cage: RunningCage): Promise<void> {
-    return this.states.write(cage.rt.state, () => this.stateOf(name, cage));
+    return this.states.write(cage.rt.state, () => stateOf(name, cage, this.self));
   }
 
   /** Resolves once every state write queued so far has landed. */
   flush(): Promise<void> {
     return this.states.flush();
-  }
-
-  private stateOf(name: string, cage: RunningCage): CageState {
-    return {
-      version: STATE_VERSION,
-      name,
-      backend: cage.config.backend,
-      display: cage.config.display,
-      startedAt: cage.startedAt,
-      sandbox: cage.sandbox,
-      displayState: cage.displayRecord,
-      bridges: cage.bridges,
-      owner: this.self,
-      ...(cage.hostSession === undefined ? {} : { hostSession: cage.hostSession }),
-      config: cage.config,
-      programs: [
-        ...cage.inherited,
-        ...[...cage.programs.values()].filter((p) => p.pidStart !== '').map((p) => ({ pid: p.pid, start: p.pidStart })),
-      ],
-    };
   }
 
   /** Run a program in a cage, starting the cage if needed. Resolves once the program is exec'd. */
@@ -435,8 +234,8 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     if (!(opts.terminal && Array.isArray(argv) && argv.length === 0)) checkArgv(argv);
     const cage = await this.ensureStarted(name);
     const searchPath = cage.spec.env.PATH ?? '/usr/bin:/bin';
-    if (argv.length) await this.resolveInCage(name, cage, String(argv[0]), searchPath);
-    if (opts.terminal) argv = [await this.terminalIn(name, cage, searchPath), ...(argv.length ? ['-e', ...argv] : [])];
+    if (argv.length) await resolveInCage(name, cage, String(argv[0]), searchPath);
+    if (opts.terminal) argv = [await terminalIn(name, cage, searchPath), ...(argv.length ? ['-e', ...argv] : [])];
     const env = { ...cage.spec.env };
     if (opts.startupId) {
       env.DESKTOP_STARTUP_ID = opts.startupId;
@@ -475,24 +274,6 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       }
     });
     return info;
-  }
-
-  /** A program name is text (it comes from an Exec line or a D-Bus string); only file arguments may be bytes. */
-  private async resolveInCage(name: string, cage: RunningCage, program: string, searchPath: string): Promise<void> {
-    if (await cage.backend.resolveProgram(cage.sandbox, program, searchPath)) return;
-    throw new KagomeError(
-      'NoSuchProgram',
-      `"${program}" was not found in cage "${name}" (searched ${program.includes('/') ? 'that path' : searchPath} inside the cage); install it on the host (bubblewrap cages share the host's /usr) or check the name`,
-    );
-  }
-
-  /**
-   * The cage's terminal emulator: Debian's x-terminal-emulator alternative (every one it names
-   * takes `-e PROGRAM ARGS...`), else xterm.
-   */
-  private async terminalIn(name: string, cage: RunningCage, searchPath: string): Promise<string> {
-    for (const t of ['x-terminal-emulator', 'xterm']) if (await cage.backend.resolveProgram(cage.sandbox, t, searchPath)) return t;
-    throw new KagomeError('NoSuchProgram', `cage "${name}" has no terminal emulator for a terminal program; install xterm (Debian package xterm) or another x-terminal-emulator on the host (bubblewrap cages) or in the image`);
   }
 
   private programCount(cage: RunningCage): number {
@@ -584,7 +365,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     const how = await closePrograms({ backend: cage.backend, sandbox: cage.sandbox, env: cage.spec.env, logFd: cage.logFd, programs }).catch(() => 'left' as const);
     if (how !== 'closed') this.deps.log.info(`cage ${name}: ${how === 'terminated' ? 'programs that did not close their windows were sent SIGTERM' : 'programs still running after SIGTERM are killed with the cage'}`);
     // Bridges first: their helpers (watchers on the cage's display) are then stopped, not found dead.
-    await this.stopBridges(name, cage.bridges);
+    await this.bridges.stop(name, cage.bridges);
     await cage.display.stop(cage.displayRecord).catch((e) => this.deps.log.warn(`cage ${name}: display stop: ${asKagomeError(e).message}`));
     try {
       await cage.backend.stop(cage.sandbox);
@@ -654,9 +435,9 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       network: c?.network ?? '',
       programs: cage ? this.programCount(cage) : 0,
       error: '',
-      sound: this.bridgeStatus('sound', c, cage),
-      clipboard: this.bridgeStatus('clipboard', c, cage),
-      sessionBus: this.bridgeStatus('session-bus', c, cage),
+      sound: this.bridges.status('sound', c, cage?.bridges),
+      clipboard: this.bridges.status('clipboard', c, cage?.bridges),
+      sessionBus: this.bridges.status('session-bus', c, cage?.bridges),
     };
   }
 
@@ -713,7 +494,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       this.deps.log.info(`cage ${name}: found stopped since the last run; cleaning up`);
       await display.stop(state.displayState).catch(() => undefined);
       await backend.stop(state.sandbox).catch(() => undefined);
-      await this.stopBridges(name, state.bridges);
+      await this.bridges.stop(name, state.bridges);
       await removeState(rt.state);
       return false;
     }
@@ -724,7 +505,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     let displayRecord = state.displayState;
     // Shown in a session that has ended since: whether it is shown again or stopped is the
     // cage's policy (session-life.ts), so no client is started here.
-    const fromEndedSession = this.hostAway || (state.hostSession !== undefined && this.hostStamp !== undefined && state.hostSession !== this.hostStamp);
+    const fromEndedSession = this.displays.fromEndedSession(state.hostSession);
     if (!fromEndedSession) {
       try {
         displayRecord = await display.readopt(ctx, state.displayState, backend, state.sandbox);
@@ -735,7 +516,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       }
     }
     const bctx = this.bridgeContext(ctx);
-    for (const b of this.bridgeList()) b.contribute(bctx, state.bridges[b.kind] ?? {});
+    this.bridges.contribute(bctx, state.bridges);
     const cage: RunningCage = {
       config: state.config,
       spec,
@@ -749,12 +530,12 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       inherited: state.programs.filter((r) => isAlive(r)),
       startedAt: state.startedAt,
       logFd,
-      hostSession: fromEndedSession ? state.hostSession : this.hostStamp,
+      hostSession: fromEndedSession ? state.hostSession : this.displays.session,
     };
-    cage.bridges = await this.startBridges(bctx, handleOf(cage), state.bridges, 'readopt');
+    cage.bridges = await this.bridges.start(bctx, handleOf(cage), state.bridges, 'readopt');
     this.running.set(name, cage);
     // One from an ended session is watched once it is shown again (reattach), not revived now.
-    if (!fromEndedSession) this.watchDisplay(name, cage);
+    if (!fromEndedSession) this.displays.watch(name, cage);
     await this.persist(name, cage);
     this.watchInherited();
     this.deps.log.info(`cage ${name}: re-adopted with ${cage.inherited.length} running program(s)`);
@@ -787,13 +568,12 @@ export class CageManager extends EventEmitter<ManagerEvents> {
 
   /** The host session windows are shown in (at the service's start, and when one is back after a logout). */
   hostSessionIs(stamp: string): void {
-    this.hostStamp = stamp;
-    this.hostAway = false;
+    this.displays.sessionIs(stamp);
   }
 
   /** The host display has gone: displays' parts that end now are not brought back, launches are refused. */
   hostSessionEnded(): void {
-    this.hostAway = true;
+    this.displays.sessionEnded();
   }
 
   /** Running cages whose windows were shown in another session than the one now (or, while away, all). */
@@ -801,7 +581,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     const out: { name: string; config: CageConfig; displayKind: string }[] = [];
     for (const [name, cage] of this.running) {
       if (this.stopping.has(name)) continue;
-      if (this.hostAway || (cage.hostSession !== undefined && cage.hostSession !== this.hostStamp)) out.push({ name, config: cage.config, displayKind: cage.display.kind });
+      if (this.displays.fromEndedSession(cage.hostSession)) out.push({ name, config: cage.config, displayKind: cage.display.kind });
     }
     return out;
   }
@@ -809,12 +589,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   /** Shows a kept cage's windows in the session now: its display's host part is started on the current DISPLAY. */
   async reattach(name: string): Promise<void> {
     const cage = this.running.get(name);
-    if (!cage || this.hostAway) return;
-    await this.keepDisplay(name, cage);
-    cage.hostSession = this.hostStamp;
-    cage.revivedAt = undefined;
-    this.watchDisplay(name, cage);
-    await this.persist(name, cage);
+    if (cage) await this.displays.reattach(name, cage);
   }
 
   /** Detach from running cages without stopping them (service shutdown: cages outlive it). */
@@ -833,26 +608,4 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   }
 }
 
-/** What a bridge needs of a running cage. */
-function handleOf(cage: RunningCage): CageHandle {
-  return {
-    backend: cage.backend,
-    sandbox: cage.sandbox,
-    displayKind: cage.display.kind,
-    displayRecord: cage.displayRecord,
-    env: cage.spec.env,
-    cwd: cage.spec.cwd,
-    logFd: cage.logFd,
-  };
-}
 
-export function checkArgv(argv: unknown): asserts argv is ArgValue[] {
-  if (!Array.isArray(argv) || argv.length === 0) {
-    throw new KagomeError('InvalidArgument', 'the command is empty: give the program to run and its arguments');
-  }
-  for (const a of argv) {
-    if (typeof a !== 'string' && !Buffer.isBuffer(a)) throw new KagomeError('InvalidArgument', 'every command argument must be a string');
-    if (typeof a === 'string' ? a.includes('\0') : a.includes(0)) throw new KagomeError('InvalidArgument', 'a command argument contains a NUL byte, which no program can receive');
-  }
-  if (typeof argv[0] !== 'string' || argv[0] === '') throw new KagomeError('InvalidArgument', 'the program name is empty');
-}
