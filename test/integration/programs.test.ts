@@ -6,12 +6,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
 import { track } from '../helpers/daemons.js';
+import { listenToHost } from '../helpers/pulseaudio.js';
 
 // Real desktop programs in default cages, as the ordinary user, on documents granted through the
 // real document portal: LibreOffice Writer edits and saves a granted document in place, and a
 // second LibreOffice (another cage's, the host's) is told the document is in use; a stop lets
 // it end cleanly, so its next start offers no recovery; GIMP's window is on the screen and
 // painted; a window is placed on the screen by the host, not where its program created it.
+// FeatherPad (Qt 5) opens granted text files, cold and warm, by `kagome open` and xdg-open,
+// titled with their own names, and saves what is typed; mpv, started from its shadow entry in
+// a cold cage with sound, shows a test pattern and plays its tone on the host's sound server.
 // What is checked is what a person sees: window titles and pixels of the host display.
 
 /** Set KAGOME_TEST_SHOTS to a folder to keep the screenshots the checks were made on. */
@@ -31,6 +35,8 @@ describe('desktop programs in cages', () => {
   let dir: string;
   let odt: string;
   let png: string;
+  let texts: string;
+  let clip: string;
   const hostPrograms: ChildProcess[] = [];
 
   const x = (args: string[]) => execa(args[0]!, args.slice(1), { env: w.env, extendEnv: false, reject: false });
@@ -54,6 +60,16 @@ describe('desktop programs in cages', () => {
         if (match.test(String(n.stdout))) return id;
       }
       if (Date.now() > deadline) throw new Error(`${what}: no window named ${match} appeared; the screen shows: ${JSON.stringify(await visibleNames())}`);
+      await sleep(250);
+    }
+  };
+  /** The first window shown on the host with this WM_CLASS (the host window carries its program's). */
+  const waitForClass = async (cls: string, what: string, timeoutMs = 120000): Promise<string> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const id = String((await x(['xdotool', 'search', '--onlyvisible', '--class', `^${cls}$`])).stdout).split('\n').find(Boolean);
+      if (id) return id;
+      if (Date.now() > deadline) throw new Error(`${what}: no window of class ${cls} appeared; the screen shows: ${JSON.stringify(await visibleNames())}`);
       await sleep(250);
     }
   };
@@ -110,14 +126,69 @@ describe('desktop programs in cages', () => {
       await sleep(300);
     }
   };
+  /**
+   * Every window shown on the host display, named or not: a leftover window a program never
+   * drew may have no name, and visibleNames() would miss it.
+   */
+  const shownWindows = async (): Promise<{ id: string; name: string; g: Geometry }[]> => {
+    const r = await x(['xwininfo', '-root', '-children']);
+    const shown: { id: string; name: string; g: Geometry }[] = [];
+    for (const m of String(r.stdout).matchAll(/^\s+(0x[0-9a-f]+) (?:"(.*)"|\(has no name\)):/gm)) {
+      const info = await x(['xwininfo', '-id', m[1]!]);
+      if (!/Map State: IsViewable/.test(String(info.stdout))) continue;
+      // As xdotool names windows: in decimal.
+      shown.push({ id: String(Number(m[1])), name: m[2] ?? '', g: await geometry(m[1]!) });
+    }
+    return shown;
+  };
+  /** Gives a window the keyboard, until the program in its cage has it (the test display has no window manager). */
+  const focusInCage = async (cage: string, id: string, name: RegExp): Promise<void> => {
+    const deadline = Date.now() + 30000;
+    for (;;) {
+      await x(['xdotool', 'windowfocus', id]);
+      const focused = await inCage(cage, 'xdotool getwindowfocus getwindowname', 'focus.out');
+      if (name.test(focused.trim())) return;
+      assert.ok(Date.now() < deadline, `${name} never got the keyboard in cage ${cage}: ${focused}`);
+      await sleep(300);
+    }
+  };
+  /**
+   * Until the host shows the window as its program drew it in the cage (xpra refreshes
+   * losslessly once a window is still), and that is more than one flat colour: a window never
+   * drawn is black on both sides, and would match.
+   */
+  const waitDrawnAsInCage = async (cage: string, id: string, cageSearch: string, what: string, timeoutMs = 60000): Promise<string> => {
+    const hostCut = path.join(w.tmp.root, `${cage}-host.png`);
+    const cageCut = path.join(w.tmp.root, `${cage}-cage.png`);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const g = await geometry(id);
+      await inCage(cage, `id=$(xdotool search --onlyvisible ${cageSearch} | head -1) && import -window "$id" "$HOME/window.png" && echo ok`, 'window-shot.out');
+      const full = await shot(cage);
+      // xpra's border in the cage's colour is drawn over the window's outer pixels on the host.
+      await x(['convert', full, '-crop', `${g.width - 8}x${g.height - 8}+${g.x + 4}+${g.y + 4}`, '+repage', hostCut]);
+      await x(['convert', w.homeFile(cage, 'window.png'), '-shave', '4x4', '+repage', cageCut]);
+      const cmp = await x(['compare', '-metric', 'AE', '-fuzz', '12%', hostCut, cageCut, 'null:']);
+      const differing = Number(String(cmp.stderr).trim().split(/\s/)[0]);
+      const spread = Number((await x(['convert', hostCut, '-colorspace', 'gray', '-format', '%[fx:standard_deviation]', 'info:'])).stdout);
+      if (differing < g.width * g.height * 0.02 && spread > 0.05) return full;
+      assert.ok(Date.now() < deadline, `${what}: the host does not show the window as its program drew it (${differing} of ${g.width * g.height} pixels differ, grey spread ${spread})`);
+      await sleep(1000);
+    }
+  };
+  /** The share of a window's pixels on the host near a colour. */
+  const colourShare = async (file: string, g: Geometry, colour: string): Promise<number> => {
+    const r = await x(['convert', file, '-crop', `${g.width}x${g.height}+${g.x}+${g.y}`, '+repage', '-fuzz', '12%', '-fill', 'black', '+opaque', colour, '-fill', 'white', '-opaque', colour, '-colorspace', 'gray', '-format', '%[fx:mean]', 'info:']);
+    return Number(r.stdout);
+  };
   const lockFiles = () => fs.readdirSync(dir).filter((f) => f.startsWith('.~lock.') || f.startsWith('.xdp-'));
 
   before(async () => {
-    for (const program of ['libreoffice', 'gimp', 'display-im6.q16']) {
+    for (const program of ['libreoffice', 'gimp', 'display-im6.q16', 'featherpad', 'mpv', 'ffmpeg']) {
       const found = await execa('sh', ['-c', `command -v ${program}`], { reject: false });
       assert.equal(found.exitCode, 0, `${program} is not installed: packaging/install-deps installs it for this test`);
     }
-    w = await World.create({ documentPortal: true });
+    w = await World.create({ documentPortal: true, pulseaudio: true });
     dir = path.join(w.tmp.root, 'documents');
     fs.mkdirSync(dir);
     // A real Writer document, made by LibreOffice itself from text.
@@ -137,6 +208,18 @@ describe('desktop programs in cages', () => {
       w.writeCage(cage, '[Cage]\n');
       seedProfile(w.homeFile(cage, '.config/libreoffice/4/user'));
     }
+    texts = path.join(w.tmp.root, 'texts');
+    fs.mkdirSync(texts);
+    for (const name of ['notes', 'other', 'third']) fs.writeFileSync(path.join(texts, `${name}.txt`), `The ${name} file, written on the host.\n`);
+    w.writeCage('pad', '[Cage]\n');
+    // A minute of SMPTE colour bars with a steady 440 Hz tone at half scale: long enough to be
+    // playing while the checks look and listen, whatever the machine's load.
+    const media = path.join(w.tmp.root, 'media');
+    fs.mkdirSync(media);
+    clip = path.join(media, 'bars.mkv');
+    const clipMade = await execa('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', 'smptebars=size=320x240:rate=10:duration=60', '-f', 'lavfi', '-i', 'aevalsrc=0.5*sin(440*2*PI*t):s=48000:d=60', '-c:v', 'mpeg4', '-q:v', '2', '-c:a', 'pcm_s16le', clip], { reject: false });
+    assert.equal(clipMade.exitCode, 0, `ffmpeg made no clip: ${clipMade.stderr}`);
+    w.writeCage('player', '[Cage]\nSound=output\n');
     await w.startService();
   });
 
@@ -285,5 +368,97 @@ describe('desktop programs in cages', () => {
     await shot('display');
     assert.match(`${where}\n`, new RegExp(`X:\\s+${g.x}\\s[\\s\\S]*Y:\\s+${g.y}\\s`), `the cage has the window where the host shows it ${JSON.stringify(g)}: ${where}`);
     assert.ok(g.x >= 0 && g.y >= 0 && g.x + g.width <= s.width && g.y + g.height <= s.height, `the window ${JSON.stringify(g)} is within the screen ${JSON.stringify(s)}`);
+  });
+
+  it('FeatherPad opens a granted text file in a cold cage, drawn, in one window', async () => {
+    const r = await w.kagome(['open', '--app', 'featherpad.desktop', 'pad', path.join(texts, 'notes.txt')]);
+    assert.equal(r.exitCode, 0, `${r.stdout}${r.stderr}`);
+    const id = await waitForClass('FeatherPad', "FeatherPad's window");
+    // In the cage the window is titled with the file, in the folder the document portal gives it.
+    const deadline = Date.now() + 60000;
+    let title = '';
+    while (!/^\/run\/user\/\d+\/doc\/\w+\/notes\.txt$/.test((title = (await inCage('pad', "xdotool search --onlyvisible --class '^featherpad$' getwindowname", 'title.out')).trim())) && Date.now() < deadline) await sleep(500);
+    assert.match(title, /^\/run\/user\/\d+\/doc\/\w+\/notes\.txt$/, 'FeatherPad loaded the granted file');
+    await waitDrawnAsInCage('pad', id, "--class '^featherpad$'", "FeatherPad's window");
+    await shot('featherpad-opened');
+    const shown = await shownWindows();
+    assert.deepEqual(shown.map((s) => s.id), [id], `one window and no leftover: ${JSON.stringify(shown)}`);
+  });
+
+  it('the host shows the title FeatherPad gave its window in a cold cage', { todo: "often not: the cage's xpra server has the title, the host window keeps an earlier one" }, async () => {
+    const cage = (await inCage('pad', "xdotool search --onlyvisible --class '^featherpad$' getwindowname", 'title.out')).trim();
+    const id = await waitForClass('FeatherPad', "FeatherPad's window");
+    const deadline = Date.now() + 10000;
+    let host = '';
+    while ((host = String((await x(['xdotool', 'getwindowname', id])).stdout)) !== cage && Date.now() < deadline) await sleep(300);
+    assert.equal(host, cage);
+  });
+
+  it('FeatherPad saves what is typed into the host file with ctrl+s', async () => {
+    const file = path.join(texts, 'notes.txt');
+    const id = await waitForClass('FeatherPad', "FeatherPad's window");
+    await focusInCage('pad', id, /\/notes\.txt$/);
+    await x(['xdotool', 'type', '--delay', '40', `${MARK} `]);
+    await x(['xdotool', 'key', 'ctrl+s']);
+    const deadline = Date.now() + 30000;
+    let text = '';
+    while (!(text = fs.readFileSync(file, 'utf8')).includes(MARK) && Date.now() < deadline) await sleep(300);
+    await shot('featherpad-saved');
+    assert.equal(text, `${MARK} The notes file, written on the host.\n`, 'the host file has what was typed, where it was typed');
+    assert.deepEqual(fs.readdirSync(texts).sort(), ['notes.txt', 'other.txt', 'third.txt'], 'no temporary file left beside it');
+    assert.deepEqual((await shownWindows()).map((s) => s.id), [id], 'no dialog');
+  });
+
+  it('a second file opened while FeatherPad runs reaches it, by kagome open and by xdg-open', async () => {
+    const id = await waitForClass('FeatherPad', "FeatherPad's window");
+    const r = await w.kagome(['open', '--app', 'featherpad.desktop', 'pad', path.join(texts, 'other.txt')]);
+    assert.equal(r.exitCode, 0, `${r.stdout}${r.stderr}`);
+    // The running FeatherPad opens it in a tab of its window, and titles the window with it.
+    assert.equal(await waitForName(/\/other\.txt$/, "FeatherPad's window with the second file"), id);
+    await shot('featherpad-second');
+    // The file's default program is FeatherPad in its cage, through its shadow entry.
+    assert.equal((await w.kagome(['app', 'add', 'pad', 'featherpad.desktop'])).exitCode, 0);
+    fs.writeFileSync(path.join(w.env.XDG_CONFIG_HOME!, 'mimeapps.list'), '[Default Applications]\ntext/plain=featherpad.desktop;\n');
+    // No pipes: a program xdg-open started on the host (with no shadow to go through) would
+    // hold them, and the test would wait for it instead of failing.
+    const opened = await execa('xdg-open', [path.join(texts, 'third.txt')], { env: w.env, extendEnv: false, reject: false, timeout: 30000, stdio: 'ignore' });
+    assert.equal(opened.exitCode, 0, 'xdg-open succeeded');
+    assert.equal(await waitForName(/\/third\.txt$/, "FeatherPad's window with the file xdg-open opened"), id);
+    await shot('featherpad-third');
+    assert.match(w.programLog('pad', 'featherpad'), /starting: \["featherpad","file:\/\/\/run\/user\/\d+\/doc\/\w+\/third\.txt"\]/, 'through the shadow entry, with the file granted');
+  });
+
+  it('a file opened in the running FeatherPad leaves no window over it', { todo: "often not: FeatherPad maps and at once withdraws a hidden window; the cage's xpra server keeps it mapped, black" }, async () => {
+    const id = await waitForName(/\/third\.txt$/, "FeatherPad's window");
+    const shown = await shownWindows();
+    await shot('featherpad-leftover');
+    assert.deepEqual(shown.map((s) => s.id), [id], `no leftover window: ${JSON.stringify(shown)}`);
+    await waitDrawnAsInCage('pad', id, "--name '/third\\.txt$'", "FeatherPad's window with the third file", 5000);
+  });
+
+  it('mpv started from its menu entry in a cold cage shows the picture and plays the sound on the host', async () => {
+    assert.equal((await w.kagome(['app', 'add', 'player', 'mpv.desktop'])).exitCode, 0);
+    // What a menu or a file manager's "Open With" does: GLib launches the shadow entry.
+    const r = await execa('gio', ['launch', path.join(w.userApps, 'mpv.desktop'), clip], { env: w.env, extendEnv: false, reject: false, timeout: 30000 });
+    assert.equal(r.exitCode, 0, `${r.stdout}${r.stderr}`);
+    // A cold cage once gave mpv BadMatch on X_SetInputFocus, and no window (its menu entry's
+    // pseudo-GUI mode prints nothing, so the window is what tells).
+    const id = await waitForName(/^bars\.mkv - mpv$/, "mpv's window");
+    // The bars at 75%: yellow, cyan and magenta each fill a seventh of the picture's top.
+    const deadline = Date.now() + 60000;
+    let shares: number[] = [];
+    let file = '';
+    for (;;) {
+      const g = await geometry(id);
+      file = await shot('mpv');
+      shares = await Promise.all(['rgb(191,191,0)', 'rgb(0,191,191)', 'rgb(191,0,191)'].map((c) => colourShare(file, g, c)));
+      if (shares.every((s) => s > 0.04) || Date.now() > deadline) break;
+      await sleep(500);
+    }
+    assert.ok(shares.every((s) => s > 0.04), `the host shows the colour bars (yellow, cyan, magenta shares ${shares.map((s) => s.toFixed(3)).join(', ')})\n${w.programLog('player', 'mpv')}`);
+    let peak = 0;
+    const heard = Date.now() + 30000;
+    while (peak <= 0.3 && Date.now() < heard) peak = (await listenToHost(w.pulse!, 2)).peak;
+    assert.ok(peak > 0.3, `the tone reached the host's sound server (peak ${peak.toFixed(3)})\n${w.programLog('player', 'mpv')}`);
   });
 });
