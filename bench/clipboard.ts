@@ -11,6 +11,7 @@ import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { World } from '../test/helpers/kagome.js';
+import { waitFor } from '../test/helpers/wait.js';
 import { type Figure, figureTable, positiveInt, stats, newFigure } from './figures.js';
 
 const RUNS = positiveInt(process.env.BENCH_RUNS, 9);
@@ -22,16 +23,15 @@ const LOOP = 'last=; while :; do v=$(xclip -selection clipboard -o 2>/dev/null);
 async function seenAfterCopy(w: World, seenFile: string, mark: string): Promise<number> {
   const t0 = performance.now();
   await execa('xclip', ['-selection', 'clipboard', '-i'], { env: w.env, input: mark, stdout: 'ignore', stderr: 'ignore' });
-  const deadline = t0 + 10_000;
-  for (;;) {
+  const seen = () => {
     try {
-      if (fs.readFileSync(seenFile, 'utf8') === mark) return performance.now() - t0;
+      return fs.readFileSync(seenFile, 'utf8') === mark;
     } catch {
-      /* not yet */
+      return false; // not yet
     }
-    if (performance.now() > deadline) throw new Error(`${mark} not seen in ${seenFile}`);
-    await sleep(1);
-  }
+  };
+  await waitFor(`${mark} in ${seenFile}`, seen, { timeoutMs: t0 + 10_000 - performance.now(), pollMs: 1 });
+  return performance.now() - t0;
 }
 
 async function main(): Promise<void> {

@@ -9,6 +9,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { World } from '../test/helpers/kagome.js';
+import { waitFor } from '../test/helpers/wait.js';
 import { startDockerApi, startPodman, type Engine } from '../test/helpers/engines.js';
 import { startLxd } from '../test/helpers/lxd.js';
 import { ensureTestImage } from '../test/helpers/images.js';
@@ -36,11 +37,7 @@ async function windowShown(display: string, instance: string): Promise<boolean> 
 async function launchToWindow(w: World, cage: string, instance: string): Promise<number> {
   const t0 = performance.now();
   await w.launchCommand(cage, ['xlogo', '-name', instance]);
-  const deadline = Date.now() + 60_000;
-  while (!(await windowShown(w.display, instance))) {
-    if (Date.now() > deadline) throw new Error(`no window for ${instance} in cage ${cage} after 60 s`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await waitFor(`a window for ${instance} in cage ${cage}`, () => windowShown(w.display, instance), { timeoutMs: 60_000, pollMs: 5 });
   return performance.now() - t0;
 }
 

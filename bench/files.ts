@@ -10,9 +10,9 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import dbus from 'dbus-next';
 import { World } from '../test/helpers/kagome.js';
+import { waitFor } from '../test/helpers/wait.js';
 import { kagomeClient } from '../dbus/client.js';
 import { type Figure, figureTable, positiveInt, stats, newFigure } from './figures.js';
 
@@ -25,14 +25,6 @@ const FDS_PER_CALL = 16;
 
 const figures: Figure[] = [];
 const figure = newFigure(figures);
-
-async function until(check: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!check()) {
-    if (performance.now() > deadline) throw new Error('timed out');
-    await sleep(1);
-  }
-}
 
 async function main(): Promise<void> {
   const w = await World.create({ systemData: true, documentPortal: true });
@@ -58,12 +50,12 @@ async function main(): Promise<void> {
       let t0 = performance.now();
       await w.dbus.Files1.GrantPaths(CAGE, [Buffer.from(f)], { app: new dbus.Variant('s', APP) });
       const reply = performance.now() - t0;
-      await until(() => fs.existsSync(marker));
+      await waitFor('the marker file', () => fs.existsSync(marker), { timeoutMs: 20_000, pollMs: 1 });
       const running = performance.now() - t0;
       fs.rmSync(marker, { force: true });
       t0 = performance.now();
       await w.launchCommand(CAGE, ['/bin/sh', `${w.env.HOME}/open.sh`]);
-      await until(() => fs.existsSync(marker));
+      await waitFor('the marker file', () => fs.existsSync(marker), { timeoutMs: 20_000, pollMs: 1 });
       const base = performance.now() - t0;
       if (i === 0) continue; // warm-up: the first call pays for loading code paths
       openOne.samples.push(running);

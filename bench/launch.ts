@@ -17,6 +17,7 @@ import { pidsInNamespace } from '../lib/runtime/proc.js';
 import { World, KAGOME, REPO } from '../test/helpers/kagome.js';
 import { stopChild, track } from '../test/helpers/daemons.js';
 import { parseXpropStrings, windowProperty } from '../test/helpers/x11.js';
+import { waitFor } from '../test/helpers/wait.js';
 import { type Figure, median, stats, verdict, positiveInt, figureTable, newFigure } from './figures.js';
 import { cleanupGuard } from './cleanup.js';
 
@@ -62,15 +63,6 @@ const figure = newFigure(figures);
 
 
 // ---------------------------------------------------------------- small process helpers
-
-
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = WAIT_MS, pollMs = POLL_MS): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await cond())) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(pollMs);
-  }
-}
 
 /** Wall time from spawn to exit, as a launcher sees it; throws on a non-zero exit. */
 function timeToExit(cmd: string, args: string[]): Promise<number> {
@@ -302,7 +294,7 @@ async function endProgram(world: World, cage: string, objectPath: string): Promi
       // already gone
     }
   }
-  await waitFor(`${objectPath} to exit`, async () => !(await programs(world, cage)).some((p) => p.path === objectPath), 10_000, 20);
+  await waitFor(`${objectPath} to exit`, async () => !(await programs(world, cage)).some((p) => p.path === objectPath), { timeoutMs: 10_000, pollMs: 20 });
 }
 
 async function launch(world: World, cage: string, instance: string): Promise<string> {
@@ -432,7 +424,7 @@ async function baselineRun(ctx: BaselineCtx, watcher: MapWatcher, instance: stri
         }
       }
       return false;
-    });
+    }, { timeoutMs: WAIT_MS, pollMs: POLL_MS });
     const tSocket = performance.now();
     const client = spawn('xpra', ['attach', `socket:${socketPath}`], {
       env: { ...env, DISPLAY: ctx.display },
@@ -476,10 +468,10 @@ async function teardownBaseline(ctx: BaselineCtx, spawned: ChildProcess[]): Prom
   killAll('SIGTERM');
   const gone = (): boolean => groups.every((g) => !groupAlive(g)) && taggedPids(ctx.tag).length === 0;
   try {
-    await waitFor('the baseline xpra processes to exit', gone, 8000, 20);
+    await waitFor('the baseline xpra processes to exit', gone, { timeoutMs: 8000, pollMs: 20 });
   } catch {
     killAll('SIGKILL');
-    await waitFor('the baseline xpra processes to die', gone, 5000, 20);
+    await waitFor('the baseline xpra processes to die', gone, { timeoutMs: 5000, pollMs: 20 });
   }
   // An X server that had to be SIGKILLed leaves its lock and socket behind; remove them only
   // when the lock names one of our own, now dead, processes.
@@ -598,12 +590,12 @@ async function main(): Promise<void> {
           await waitFor('io.kagome.Kagome to be owned', async () => {
             if (child.exitCode !== null) throw new Error(`kagome daemon exited ${child.exitCode}: ${err}`);
             return world.nameHasOwner();
-          }, 15_000, 2);
+          }, { timeoutMs: 15_000, pollMs: 2 });
           // the first start also pays for reading the code from disk
           if (i > 0) fSvc.samples.push(performance.now() - t0);
         } finally {
           await stopChild(child);
-          await waitFor('io.kagome.Kagome to be released', async () => !(await world.nameHasOwner()), 5000, 10);
+          await waitFor('io.kagome.Kagome to be released', async () => !(await world.nameHasOwner()), { timeoutMs: 5000, pollMs: 10 });
         }
       }
     });
@@ -690,7 +682,7 @@ async function main(): Promise<void> {
         const inst = `kgp${i}`;
         const t0 = performance.now();
         const objectPath = await launch(world, CAGE, inst);
-        await waitFor(`${inst} via xdotool`, () => xdotoolFinds(world.display, inst), WAIT_MS, POLL_MS);
+        await waitFor(`${inst} via xdotool`, () => xdotoolFinds(world.display, inst), { timeoutMs: WAIT_MS, pollMs: POLL_MS });
         fWarmPoll.samples.push(performance.now() - t0);
         await endProgram(world, CAGE, objectPath);
       }

@@ -18,6 +18,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { World } from '../test/helpers/kagome.js';
+import { waitFor } from '../test/helpers/wait.js';
 import { pidsInNamespace } from '../lib/runtime/proc.js';
 import { type Figure, figureTable, median, newFigure, positiveInt } from './figures.js';
 import { cleanupGuard } from './cleanup.js';
@@ -54,19 +55,11 @@ async function windowShown(display: string, wmClass: string): Promise<boolean> {
 }
 
 async function untilShown(display: string, wmClass: string): Promise<void> {
-  const deadline = Date.now() + WAIT_MS;
-  while (!(await windowShown(display, wmClass))) {
-    if (Date.now() > deadline) throw new Error(`no ${wmClass} window within ${WAIT_MS / 1000} s`);
-    await sleep(10);
-  }
+  await waitFor(`a ${wmClass} window`, () => windowShown(display, wmClass), { timeoutMs: WAIT_MS, pollMs: 10 });
 }
 
 async function untilGone(display: string, wmClass: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (await windowShown(display, wmClass)) {
-    if (Date.now() > deadline) throw new Error(`the ${wmClass} window did not go`);
-    await sleep(50);
-  }
+  await waitFor(`the ${wmClass} window to go`, async () => !(await windowShown(display, wmClass)), { timeoutMs: 20_000, pollMs: 50 });
 }
 
 /** The program on the host display, as the person would start it without kagome. */

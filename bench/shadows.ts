@@ -16,6 +16,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { World } from '../test/helpers/kagome.js';
+import { waitFor } from '../test/helpers/wait.js';
 import { DesktopIndex } from '../xdg/desktop-index.js';
 import { AppShadows } from '../xdg/app-shadows.js';
 import { isShadow } from '../xdg/shadow.js';
@@ -132,11 +133,7 @@ async function main(): Promise<void> {
       await sleep(300);
       const t0 = performance.now();
       fs.writeFileSync(path.join(w.systemApps, idOf(i)), entryText(i, run + 2));
-      for (;;) {
-        if (fs.readFileSync(shadowFile, 'utf8').includes(marker)) break;
-        if (performance.now() - t0 > 10_000) throw new Error(`${shadowFile} was not rewritten within 10 s`);
-        await sleep(2);
-      }
+      await waitFor(`${shadowFile} rewritten`, () => fs.readFileSync(shadowFile, 'utf8').includes(marker), { timeoutMs: 10_000, pollMs: 2 });
       follow.samples.push(performance.now() - t0);
     }
 
@@ -170,11 +167,7 @@ async function main(): Promise<void> {
 }
 
 async function waitForLog(w: World, text: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (!w.service!.log().includes(text)) {
-    if (Date.now() > deadline) throw new Error(`the service did not log ${JSON.stringify(text)}`);
-    await sleep(20);
-  }
+  await waitFor(`the service to log ${JSON.stringify(text)}`, () => w.service!.log().includes(text), { timeoutMs: 30_000, pollMs: 20 });
 }
 
 main().then(

@@ -27,6 +27,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { World, REPO } from '../test/helpers/kagome.js';
 import { stopChild, track } from '../test/helpers/daemons.js';
+import { waitFor } from '../test/helpers/wait.js';
 import { type Figure, figureTable, median, positiveInt, stats, newFigure } from './figures.js';
 import { cleanupGuard } from './cleanup.js';
 
@@ -75,11 +76,11 @@ class MonitorListener {
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     const l = new MonitorListener(child);
     child.stdout!.on('data', (chunk: Buffer) => l.onData(chunk, performance.now()));
-    const deadline = performance.now() + 10_000;
-    while (l.bytes < RATE * 2 * 0.2) {
-      if (child.exitCode !== null || performance.now() > deadline) throw new Error(`parec on host.monitor delivered nothing: ${err.trim()}`);
-      await sleep(20);
-    }
+    const delivering = () => {
+      if (child.exitCode !== null) throw new Error(`parec on host.monitor exited (${child.exitCode}): ${err.trim()}`);
+      return l.bytes >= RATE * 2 * 0.2;
+    };
+    await waitFor('parec on host.monitor to deliver 0.2 s of sound', delivering, { timeoutMs: 10_000, pollMs: 20, detail: () => err.trim() });
     l.started = performance.now();
     return l;
   }
@@ -111,11 +112,8 @@ class MonitorListener {
 
   /** Resolves once the monitor has had nothing loud for QUIET_MS. */
   async quiet(timeoutMs = WAIT_MS): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
-    while (performance.now() - Math.max(this.lastLoud, this.started) < QUIET_MS) {
-      if (performance.now() > deadline) throw new Error(`the host sink was not silent for ${QUIET_MS} ms within ${timeoutMs} ms`);
-      await sleep(10);
-    }
+    const silentFor = () => performance.now() - Math.max(this.lastLoud, this.started);
+    await waitFor(`the host sink to be silent for ${QUIET_MS} ms`, silentFor, { timeoutMs, pollMs: 10, until: (ms) => ms >= QUIET_MS });
   }
 
   /** The time of the first loud sample from now on. */
@@ -340,7 +338,7 @@ async function main(): Promise<void> {
 
   // Whatever the world started and cleanup did not stop: given 3 s to exit, then reported
   // and killed.
-  for (let i = 0; i < 30 && worldPids(w.tmp.root).length; i++) await sleep(100);
+  await waitFor("the world's processes to exit", () => worldPids(w.tmp.root).length === 0, { timeoutMs: 3000, pollMs: 100 }).catch(() => undefined);
   const leftovers = worldPids(w.tmp.root).map((pid) => {
     let cmd = '?';
     try {

@@ -8,7 +8,8 @@ import { pathsFromEnv } from '../lib/runtime/paths.js';
 import { CageStore } from '../lib/cage/store.js';
 import { BACKENDS, CLIPBOARD_POLICIES, DEFAULT_IMAGE, DISPLAYS, NETWORKS, SOUND_POLICIES, type BackendKind, type ClipboardDirection, type DisplayKind, type NetworkMode, type SoundPolicy } from '../lib/cage/config.js';
 import { checkCageName } from '../lib/cage/name.js';
-import { hostFacts, notifyCall, startService } from '../lib/service.js';
+import { hostFacts, notifyCall } from '../lib/service.js';
+import { startService } from './daemon.js';
 import { stderrLogger } from '../lib/log.js';
 import { formatBytes, limitsSupport } from '../lib/runtime/cgroup.js';
 import { removeSetup, setup } from '../lib/setup.js';
@@ -375,7 +376,7 @@ export function buildProgram(): Command {
           `border: ${c.border ?? 'none'}`,
           `app name: ${c.appName}`,
           `sound: ${c.sound}`,
-          `session bus: ${c.sessionBus === 'private' ? "private (a D-Bus session bus of the cage's own, at $XDG_RUNTIME_DIR/bus in the cage)" : 'none'}`,
+          `session bus: ${c.sessionBus === 'private' ? "private (a D-Bus session bus of the cage's own, at $XDG_RUNTIME_DIR/bus in the cage)" : c.sessionBus === 'portal' ? "portal (the cage's own bus, with the host's file chooser portal on it)" : 'none'}`,
           `tasks: ${c.tasksMax ? `at most ${c.tasksMax}` : 'no limit'}`,
           `memory: ${c.memoryMax ? `at most ${formatBytes(c.memoryMax)}${memoryEnforcement(c.backend)}` : 'no limit'}`,
           `nested sandboxes: ${c.nestedSandbox ? 'allowed' : 'refused'}`,

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { World, REPO } from './helpers/kagome.js';
+import { waitFor } from './helpers/wait.js';
 
 interface Shot {
   cage: string;
@@ -56,11 +57,11 @@ async function main(): Promise<void> {
     for (const s of shots) {
       w.writeCage(s.cage, `[Cage]\nBorder=${s.border}\nDescription=${s.argv[0]}\n`);
       await w.launchCommand(s.cage, s.argv);
-      const deadline = Date.now() + 90_000;
-      while (!(await shown(w.display, s.wmClass))) {
-        if (Date.now() > deadline) throw new Error(`${s.argv[0]} showed no window; its log:\n${w.programLog(s.cage, path.basename(s.argv[0]!))}`);
-        await sleep(200);
-      }
+      await waitFor(`a window of ${s.argv[0]}`, () => shown(w.display, s.wmClass), {
+        timeoutMs: 90_000,
+        pollMs: 200,
+        detail: () => `its log:\n${w.programLog(s.cage, path.basename(s.argv[0]!))}`,
+      });
     }
     // Let the programs finish drawing (a browser's first page, LibreOffice's toolbars), close
     // LibreOffice's tip of the day, then lay the windows out side by side.

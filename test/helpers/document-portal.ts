@@ -3,6 +3,7 @@ import path from 'node:path';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { execa } from 'execa';
 import { spawnDaemon, stopChild, tail, track, unrefDaemon } from './daemons.js';
+import { waitFor } from './wait.js';
 
 // The real document portal for a test world: xdg-permission-store and xdg-document-portal
 // (Debian package xdg-desktop-portal) on the world's private bus, mounted on FUSE at
@@ -45,13 +46,15 @@ export async function startDocumentPortal(env: Record<string, string>): Promise<
     if (isMounted(mountPoint)) await execa('fusermount3', ['-u', '-z', mountPoint], { reject: false });
     await stopChild(store);
   };
-  const deadline = Date.now() + 10_000;
-  while (!isMounted(mountPoint)) {
-    if (portal.exitCode !== null || Date.now() > deadline) {
-      await stop();
-      throw new Error(`xdg-document-portal did not mount ${mountPoint}:\n${log()}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
+  try {
+    const mounted = () => {
+      if (portal.exitCode !== null) throw new Error(`xdg-document-portal exited (${portal.exitCode})`);
+      return isMounted(mountPoint);
+    };
+    await waitFor(`xdg-document-portal to mount ${mountPoint}`, mounted, { timeoutMs: 10_000, pollMs: 20 });
+  } catch (e) {
+    await stop();
+    throw new Error(`${(e as Error).message}:\n${log()}`);
   }
   unrefDaemon(store);
   unrefDaemon(portal);

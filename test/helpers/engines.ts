@@ -4,6 +4,7 @@ import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execa } from 'execa';
 import { stopChild, track } from './daemons.js';
+import { waitFor } from './wait.js';
 
 // The container engines for integration tests, each private to the test run.
 //
@@ -130,16 +131,15 @@ export async function startDockerApi(): Promise<Engine & { podmanEnv: Record<str
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const env = { ...penv, DOCKER_HOST: `unix://${sock}` };
-  const deadline = Date.now() + 20000;
-  for (;;) {
+  const answers = async () => {
     if (fs.existsSync(sock)) {
       const r = await execa('docker', ['version', '--format', '{{.Server.Version}}'], { env: { ...process.env, ...env }, reject: false });
-      if (r.exitCode === 0) break;
+      if (r.exitCode === 0) return true;
     }
     if (child.exitCode !== null) throw new Error(`podman system service exited: ${stderr}`);
-    if (Date.now() > deadline) throw new Error(`podman's Docker API did not answer on ${sock} in 20 s: ${stderr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+    return false;
+  };
+  await waitFor(`podman's Docker API to answer on ${sock}`, answers, { timeoutMs: 20000, pollMs: 50, detail: () => stderr });
   return {
     env,
     podmanEnv: penv,

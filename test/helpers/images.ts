@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { buildRootfs, DEFAULT_RECIPE, imageExists, importImage, recipeDigest, type ImageEngine } from '../../lib/image/build.js';
 import { CACHE } from './engines.js';
+import { waitFor } from './wait.js';
 
 // The base image for integration tests and benchmarks: the root filesystem tarball of the
 // real recipe (packaging/image/debian12.packages) is built once per machine with the same
@@ -21,17 +22,16 @@ export async function cachedRootfs(recipe = DEFAULT_RECIPE, prefix = 'rootfs'): 
   if (fs.existsSync(tar)) return tar;
   // One builder at a time: a second process waits for the first one's tarball.
   const lock = `${tar}.lock`;
-  let fd: number | undefined;
-  const deadline = Date.now() + 15 * 60_000;
-  while (fd === undefined) {
+  const taken = () => {
     try {
-      fd = fs.openSync(lock, 'wx');
+      return { fd: fs.openSync(lock, 'wx') };
     } catch {
-      if (fs.existsSync(tar)) return tar;
-      if (Date.now() > deadline) throw new Error(`waited 15 min for another build of ${tar}; remove ${lock} if none runs`);
-      await new Promise((r) => setTimeout(r, 1000));
+      return fs.existsSync(tar) ? { built: true } : undefined;
     }
-  }
+  };
+  const got = await waitFor(`the lock ${lock}, or another build's ${tar}`, taken, { timeoutMs: 15 * 60_000, pollMs: 1000, detail: () => `remove ${lock} if no other build runs` });
+  const { fd } = got;
+  if (fd === undefined) return tar;
   try {
     if (fs.existsSync(tar)) return tar;
     process.stderr.write(`building a root filesystem with mmdebstrap into ${tar} (a minute or two, once per machine)\n`);

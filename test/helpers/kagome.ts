@@ -8,6 +8,7 @@ import { makeTempEnv, type TempEnv } from './tmpenv.js';
 import { startSessionBus, type SessionBus } from './dbus-session.js';
 import { startXvfb, type Xvfb, type XvfbOptions } from './xvfb.js';
 import { stopChild, track } from './daemons.js';
+import { waitFor } from './wait.js';
 import { startDocumentPortal, type DocumentPortal } from './document-portal.js';
 import { startPulseAudio, type PulseServer } from './pulseaudio.js';
 import { kagomeClient, type KagomeClient } from '../../dbus/client.js';
@@ -122,12 +123,14 @@ export class World {
     child.stderr!.on('data', append);
     const service: ServiceProcess = { child, log: () => this.serviceLog };
     this.service = service;
-    const deadline = Date.now() + 15000;
-    while (!(await this.nameHasOwner())) {
-      if (child.exitCode !== null) throw new Error(`kagome daemon exited (${child.exitCode}):\n${this.serviceLog}`);
-      if (Date.now() > deadline) throw new Error(`kagome daemon did not take io.kagome.Kagome in 15 s:\n${this.serviceLog}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await waitFor(
+      'the kagome daemon to take io.kagome.Kagome',
+      async () => {
+        if (child.exitCode !== null) throw new Error(`kagome daemon exited (${child.exitCode}):\n${this.serviceLog}`);
+        return this.nameHasOwner();
+      },
+      { timeoutMs: 15000, pollMs: 20, detail: () => this.serviceLog },
+    );
     return service;
   }
 
@@ -139,8 +142,7 @@ export class World {
     if (s.child.exitCode === null && s.child.signalCode === null) await new Promise((r) => s.child.once('exit', r));
     this.service = undefined;
     // The bus notices the lost connection; wait until the name is free again.
-    const deadline = Date.now() + 5000;
-    while ((await this.nameHasOwner()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await waitFor('the bus to free io.kagome.Kagome', async () => !(await this.nameHasOwner()), { timeoutMs: 5000, pollMs: 20 });
   }
 
   async nameHasOwner(): Promise<boolean> {
@@ -215,26 +217,15 @@ export class World {
   }
 
   /**
-   * The text of a file once it exists: probes in cages write to a temp name and rename, so
-   * a file that exists is complete.
-   */
-  /**
    * The file's content once it is written: a program's `open(..., "w")` makes it empty just
    * before it writes, and reading at that moment gave '' (seen). So an empty file is read
    * again for a moment; one that stays empty is returned empty.
    */
   async readFileWhenWritten(file: string, timeoutMs = 10000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (!fs.existsSync(file)) {
-      if (Date.now() > deadline) throw new Error(`${file} was not written within ${timeoutMs / 1000} s`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    await waitFor(`${file} to be written`, () => fs.existsSync(file), { timeoutMs, pollMs: 25 });
+    // Never a timeout: once the moment is over, `until` holds and the empty text is returned.
     const settle = Date.now() + 1000;
-    for (;;) {
-      const text = fs.readFileSync(file, 'utf8');
-      if (text || Date.now() > settle) return text;
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    return waitFor(`${file} not to be empty`, () => fs.readFileSync(file, 'utf8'), { timeoutMs: 1000, pollMs: 25, until: (text) => text !== '' || Date.now() >= settle });
   }
 
   cageState(cage: string): Record<string, unknown> | undefined {

@@ -2,8 +2,8 @@
 // is it called, what does it look like. Shells out to xdotool/xprop/xwininfo/import so
 // the checks see exactly what any other X client sees.
 
-import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
+import { waitFor } from './wait.js';
 
 export interface WindowMatch {
   /** Equal to either WM_CLASS element (instance or class), case-sensitive. */
@@ -20,7 +20,7 @@ export interface FoundWindow {
   name: string;
 }
 
-export interface WaitOptions {
+export interface WindowWaitOptions {
   timeoutMs?: number;
   pollMs?: number;
 }
@@ -43,24 +43,15 @@ async function run(display: string, cmd: string, args: string[]): Promise<{ exit
   return { exitCode: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
-export async function waitForWindow(display: string, match: WindowMatch, opts: WaitOptions = {}): Promise<FoundWindow> {
+export async function waitForWindow(display: string, match: WindowMatch, opts: WindowWaitOptions = {}): Promise<FoundWindow> {
   if (match.wmClass === undefined && match.name === undefined) {
     throw new TypeError('waitForWindow needs wmClass or name to match');
   }
-  const timeoutMs = opts.timeoutMs ?? 30_000;
-  const pollMs = opts.pollMs ?? 100;
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const [first] = await findWindows(display, match);
-    if (first) return first;
-    if (Date.now() >= deadline) {
-      throw new Error(
-        `no visible window with ${describe(match)} appeared on ${display} within ${timeoutMs} ms; ` +
-          `windows that exist:\n${await listWindows(display)}`,
-      );
-    }
-    await sleep(pollMs);
-  }
+  return waitFor(`a visible window with ${describe(match)} on ${display}`, async () => (await findWindows(display, match))[0], {
+    timeoutMs: opts.timeoutMs ?? 30_000,
+    pollMs: opts.pollMs ?? 100,
+    detail: async () => `windows that exist:\n${await listWindows(display)}`,
+  });
 }
 
 /** Ids of every visible window with a name or a class: what a person would see. */

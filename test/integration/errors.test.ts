@@ -7,6 +7,7 @@ import dbus from 'dbus-next';
 import { execa } from 'execa';
 import { World, REPO, KAGOME } from '../helpers/kagome.js';
 import { waitForWindow } from '../helpers/x11.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Bad input gets a named error a person can act on, and the service keeps answering.
 
@@ -225,8 +226,7 @@ describe('D-Bus activation', () => {
     assert.ok(fs.existsSync(`/proc/${pid}`));
     // A session that ends takes its bus with it: a service left behind would serve nobody.
     await w.bus.stop();
-    const deadline = Date.now() + 5000;
-    while (fs.existsSync(`/proc/${pid}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(`the activated service (pid ${pid}) to exit`, () => !fs.existsSync(`/proc/${pid}`), { timeoutMs: 5000, pollMs: 20 });
     assert.equal(fs.existsSync(`/proc/${pid}`), false, `the activated service (pid ${pid}) exited when its bus went away`);
   });
 });

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import dbus from 'dbus-next';
 import { World, KAGOME_OPEN } from '../helpers/kagome.js';
-import { waitFor } from '../helpers/notifications.js';
+import { waitFor } from '../helpers/wait.js';
 import { pathBytesToFileUri } from '../../xdg/exec.js';
 import { isCloexec } from '../../lib/runtime/cloexec.js';
 import type { GrantTuple, Variant } from '../../dbus/contract.js';
@@ -379,7 +379,7 @@ describe('files into cages through the document portal', () => {
     const victim = cageInit('files2');
     await w.killService();
     process.kill(victim, 'SIGKILL');
-    await waitFor(() => (fs.existsSync(`/proc/${victim}`) ? undefined : true), 5000, 'the cage to die');
+    await waitFor('the cage to die', () => !fs.existsSync(`/proc/${victim}`), { timeoutMs: 5000, pollMs: 25 });
     await w.startService();
     assert.deepEqual(await grants('files2'), [], 'the stopped cage has no grants left');
     assert.deepEqual(fs.readdirSync(appDir), [], 'and the portal no longer shows it any document');
@@ -439,7 +439,7 @@ describe('files into cages without the document portal (copies)', () => {
     fs.rmSync(w.homeFile('copy', 'copy.out'), { force: true });
     await w.launchCommand('copy', ['/bin/sh', '-c', 'echo two >> "$1"; echo nope >> "$2"; echo "ro=$?" > "$HOME/copy.out"', 'sh', gRw[1].toString(), gRo[1].toString()]);
     assert.match(await w.readFileWhenWritten(w.homeFile('copy', 'copy.out')), /^ro=[1-9]/);
-    await waitFor(() => (fs.readFileSync(rw, 'utf8') === 'one\ntwo\n' ? true : undefined), 10000, 'the edit to be written back');
+    await waitFor('the edit to be written back', () => fs.readFileSync(rw, 'utf8'), { timeoutMs: 10000, pollMs: 25, until: (text) => text === 'one\ntwo\n' });
     assert.equal(fs.statSync(rw).ino, ino, 'written into the same file, not replaced');
     assert.equal(fs.readFileSync(ro, 'utf8'), 'fixed\n');
   });

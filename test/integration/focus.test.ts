@@ -4,11 +4,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
 import { stopChild, track } from '../helpers/daemons.js';
 import { parseXpropStrings, waitForWindow, windowProperty } from '../helpers/x11.js';
+import { waitFor } from '../helpers/wait.js';
 import { xpraClientArgv } from '../../lib/display/xpra.js';
 import { CLIENT_XPRA_DIR, clientSandboxArgs, writeClientEtc } from '../../lib/display/client-sandbox.js';
 
@@ -186,16 +186,8 @@ async function rewriteNetWmState(display: string, id: string): Promise<void> {
   await execa('/usr/bin/python3', ['-c', script, id], { env: { DISPLAY: display } });
 }
 
-async function waitFor<T>(what: string, get: () => T | Promise<T>, ok: (v: T) => boolean, timeoutMs = 30000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await get();
-  while (!ok(last)) {
-    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs / 1000} s`);
-    await sleep(100);
-    last = await get();
-  }
-  return last;
-}
+/** How these tests wait: 30 s unless given, asking every 100 ms. */
+const WAIT = { timeoutMs: 30000, pollMs: 100 };
 
 function readOr(file: string, fallback = ''): string {
   try {
@@ -212,7 +204,7 @@ async function startOpenbox(display: string, home: string): Promise<ChildProcess
   await waitFor(
     'openbox manages the display',
     async () => (await execa('xprop', ['-root', '_NET_SUPPORTING_WM_CHECK'], { env: { DISPLAY: display }, reject: false })).stdout,
-    (out) => /window id/.test(out),
+    { ...WAIT, until: (out) => /window id/.test(out) },
   );
   const { stdout } = await execa('xprop', ['-root', '_NET_SUPPORTED'], { env: { DISPLAY: display } });
   // What made every caged GTK window look unfocused: a window manager without it.
@@ -229,7 +221,7 @@ describe('caged windows under a window manager: title, icon, pid, focus and typi
   const probeState = async (cage: string, title: string, want: string) => {
     const file = w.homeFile(cage, `${title}.state`);
     const latest = () => readOr(file).split('\n').at(-1);
-    await waitFor(`${title} becomes ${want}`, latest, (s) => s === want).catch((err: Error) => {
+    await waitFor(`${title} becomes ${want}`, latest, { ...WAIT, until: (s) => s === want }).catch((err: Error) => {
       throw new Error(`${err.message}; its states: ${JSON.stringify(readOr(file).split('\n'))}`);
     });
   };
@@ -256,7 +248,7 @@ describe('caged windows under a window manager: title, icon, pid, focus and typi
     const win = await waitForWindow(w.display, { name: TITLE });
     assert.equal(await stringProperty(w.display, win.id, 'WM_NAME'), TITLE);
     // What openbox shows in the title bar: " (kagome-client)" was added for the client's hostname.
-    assert.equal(await waitFor('openbox titles the window', () => stringProperty(w.display, win.id, '_NET_WM_VISIBLE_NAME'), (v) => v !== undefined), TITLE);
+    assert.equal(await waitFor('openbox titles the window', () => stringProperty(w.display, win.id, '_NET_WM_VISIBLE_NAME'), { ...WAIT, until: (v) => v !== undefined }), TITLE);
     assert.equal(await stringProperty(w.display, win.id, 'WM_CLIENT_MACHINE'), os.hostname());
     // A window manager kills _NET_WM_PID on WM_CLIENT_MACHINE when the window hangs: a pid of the client's namespace would be a stranger here.
     const leader = await leaderOf(w.display, win.id);
@@ -264,7 +256,7 @@ describe('caged windows under a window manager: title, icon, pid, focus and typi
     for (const id of [win.id, leader]) assert.equal(await cardinal(w.display, id, '_NET_WM_PID'), undefined, `_NET_WM_PID on ${id}`);
     const group = /group leader: (0x[0-9a-f]+)/.exec(await windowProperty(w.display, win.id, 'WM_HINTS'))?.[1];
     if (group) assert.equal(await cardinal(w.display, group, '_NET_WM_PID'), undefined, `_NET_WM_PID on the group leader ${group}`);
-    const icons = await waitFor('the icon arrives', () => hostIcons(w.display, win.id), (v) => v.length > 0);
+    const icons = await waitFor('the icon arrives', () => hostIcons(w.display, win.id), { ...WAIT, until: (v) => v.length > 0 });
     assert.deepEqual(
       icons.map((i) => [i.width, i.height, i.colours]),
       [[64, 64, PROBE_ICON_COLOURS]],
@@ -279,14 +271,14 @@ describe('caged windows under a window manager: title, icon, pid, focus and typi
     // Nothing to wait for: a wrong report would come within the time typing takes.
     await xdotool(['type', '--delay', '20', 'Kagome-Test_1!@#']);
     await xdotool(['key', 'Return']);
-    assert.equal(await waitFor('typed text', () => probeTyped(CAGE, TITLE), (t) => t !== ''), 'Kagome-Test_1!@#');
+    assert.equal(await waitFor('typed text', () => probeTyped(CAGE, TITLE), { ...WAIT, until: (t) => t !== '' }), 'Kagome-Test_1!@#');
     await probeState(CAGE, TITLE, 'active=1 focused=1 backdrop=0');
   });
 
   it('another window takes the focus and gives it back: the program sees both, typing follows (xterm)', async () => {
     await w.launchCommand(CAGE, ['xterm', '-T', 'kagome-focus-xterm']);
     const xterm = await waitForWindow(w.display, { name: 'kagome-focus-xterm' });
-    assert.equal(await waitFor('openbox titles xterm', () => stringProperty(w.display, xterm.id, '_NET_WM_VISIBLE_NAME'), (v) => v !== undefined), 'kagome-focus-xterm');
+    assert.equal(await waitFor('openbox titles xterm', () => stringProperty(w.display, xterm.id, '_NET_WM_VISIBLE_NAME'), { ...WAIT, until: (v) => v !== undefined }), 'kagome-focus-xterm');
     assert.equal(await cardinal(w.display, xterm.id, '_NET_WM_PID'), undefined);
     await probeState(CAGE, TITLE, 'active=0 focused=0 backdrop=1');
     await xdotool(['windowactivate', '--sync', xterm.id]);
@@ -299,7 +291,7 @@ describe('caged windows under a window manager: title, icon, pid, focus and typi
     await probeState(CAGE, TITLE, 'active=1 focused=1 backdrop=0');
     await xdotool(['type', '--delay', '20', 'again']);
     await xdotool(['key', 'Return']);
-    assert.equal(await waitFor('typed text', () => probeTyped(CAGE, TITLE), (t) => t.includes('\n')), 'Kagome-Test_1!@#\nagain');
+    assert.equal(await waitFor('typed text', () => probeTyped(CAGE, TITLE), { ...WAIT, until: (t) => t.includes('\n') }), 'Kagome-Test_1!@#\nagain');
   });
 
   it('Mousepad: its title, its own icon, and what is typed is saved', async () => {
@@ -308,10 +300,10 @@ describe('caged windows under a window manager: title, icon, pid, focus and typi
     const mousepad = await waitForWindow(w.display, { wmClass: 'Mousepad' });
     const title = await stringProperty(w.display, mousepad.id, 'WM_NAME');
     assert.match(title ?? '', / - Mousepad$/);
-    assert.equal(await waitFor('openbox titles Mousepad', () => stringProperty(w.display, mousepad.id, '_NET_WM_VISIBLE_NAME'), (v) => v !== undefined), title);
+    assert.equal(await waitFor('openbox titles Mousepad', () => stringProperty(w.display, mousepad.id, '_NET_WM_VISIBLE_NAME'), { ...WAIT, until: (v) => v !== undefined }), title);
     assert.equal(await cardinal(w.display, mousepad.id, '_NET_WM_PID'), undefined);
 
-    const [hostIcon] = await waitFor('the icon arrives', () => hostIcons(w.display, mousepad.id), (v) => v.length > 0);
+    const [hostIcon] = await waitFor('the icon arrives', () => hostIcons(w.display, mousepad.id), { ...WAIT, until: (v) => v.length > 0 });
     await w.launchCommand(CAGE, ['/usr/bin/python3', '-c', ICONS, 'Mousepad', path.join(w.env.HOME!, 'mousepad-icons.json')]);
     const cageIcons = JSON.parse(await w.readFileWhenWritten(w.homeFile(CAGE, 'mousepad-icons.json'), 30000)) as IconImage[];
     const same = cageIcons.find((i) => i.width === hostIcon!.width && i.height === hostIcon!.height);
@@ -348,12 +340,12 @@ describe('caged windows under a window manager: title, icon, pid, focus and typi
           }
           return '';
         },
-        (v) => v !== '',
+        { ...WAIT, until: (v) => v !== '' },
       );
       const pid = (await cardinal(w.display, id, '_NET_WM_PID'))!;
       const cmdline = readOr(`/proc/${pid}/cmdline`);
       assert.ok(!cmdline.includes('xpra'), `_NET_WM_PID ${pid} is not the client's pid on the host but ${JSON.stringify(cmdline.replace(/\0/g, ' '))}`);
-      const icons = await waitFor('the icon arrives', () => hostIcons(w.display, id), (v) => v.length > 0);
+      const icons = await waitFor('the icon arrives', () => hostIcons(w.display, id), { ...WAIT, until: (v) => v.length > 0 });
       assert.ok(icons[0]!.count > PROBE_ICON_COLOURS.length, `xpra's logo drawn over the icon: ${icons[0]!.count} colours`);
       await xdotool(['windowactivate', '--sync', id]);
       await rewriteNetWmState(w.display, id);
@@ -383,7 +375,7 @@ describe('caged windows under a window manager: title, icon, pid, focus and typi
     track(foreign);
     others.push(foreign);
     const win = await waitForWindow(w.display, { name: 'kagome-foreign' });
-    assert.equal(await waitFor('openbox titles it', () => stringProperty(w.display, win.id, '_NET_WM_VISIBLE_NAME'), (v) => v !== undefined), 'kagome-foreign (kagome-client)');
+    assert.equal(await waitFor('openbox titles it', () => stringProperty(w.display, win.id, '_NET_WM_VISIBLE_NAME'), { ...WAIT, until: (v) => v !== undefined }), 'kagome-foreign (kagome-client)');
     foreign.stdin!.end();
   });
 
@@ -396,14 +388,14 @@ describe('caged windows under a window manager: title, icon, pid, focus and typi
     try {
       const win = await waitForWindow(w.display, { name: title });
       await xdotool(['windowactivate', '--sync', win.id]);
-      await waitFor('the host probe is active', () => readOr(path.join(home, `${title}.state`)).split('\n').at(-1) ?? '', (s) => s.startsWith('active=1'));
+      await waitFor('the host probe is active', () => readOr(path.join(home, `${title}.state`)).split('\n').at(-1) ?? '', { ...WAIT, until: (s) => s.startsWith('active=1') });
       const { stdout: focus } = await xdotool(['getwindowfocus', '-f']);
       assert.notEqual('0x' + Number(focus).toString(16), win.id, 'GTK keeps the X focus on a child window of its toplevel');
       await xdotool(['type', '--window', win.id, 'sent']);
       await xdotool(['key', '--window', win.id, 'Return']);
       await xdotool(['type', 'xtest']);
       await xdotool(['key', 'Return']);
-      assert.equal(await waitFor('typed text', () => readOr(path.join(home, `${title}.typed`)), (t) => t !== ''), 'xtest');
+      assert.equal(await waitFor('typed text', () => readOr(path.join(home, `${title}.typed`)), { ...WAIT, until: (t) => t !== '' }), 'xtest');
     } finally {
       await stopChild(probe);
       fs.rmSync(home, { recursive: true, force: true });

@@ -5,23 +5,13 @@ import path from 'node:path';
 import dbus from 'dbus-next';
 import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
+import { waitFor } from '../helpers/wait.js';
 import type { GrantTuple } from '../../dbus/contract.js';
 
 // Copy grants (where the document portal cannot serve, and always for container cages) put
 // files in a folder the cage can write. A hostile program there plants links, FIFOs and huge
 // files where the service reads and writes. Each attack is shown working against a plain
 // path-following read or write on the host first (the control), then failing against kagome.
-
-
-async function waitFor<T>(probe: () => T | undefined, ms: number, what: string): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 function vmRssKiB(pid: number): number {
   return Number(/^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
@@ -69,7 +59,7 @@ describe('a hostile cage and its copy grants', () => {
     await inCage(`rm -f "$1"; ln -s '${secret}' "$1"`, g);
     // Control: a read of the copy's path on the host follows the cage's link to the secret.
     assert.equal(fs.readFileSync(copyOnHost(g), 'utf8'), 'HOST SECRET\n');
-    await waitFor(() => (/not written back: it is not a regular file/.test(w.service!.log()) ? true : undefined), 10000, 'the refusal in the log');
+    await waitFor('the refusal in the log', () => /not written back: it is not a regular file/.test(w.service!.log()), { timeoutMs: 10000, pollMs: 25 });
     await w.dbus.Files1.Revoke('evil', [g[0]]);
     assert.equal(fs.readFileSync(victim, 'utf8'), 'victim original\n');
     assert.equal(fs.readFileSync(secret, 'utf8'), 'HOST SECRET\n');
@@ -99,7 +89,7 @@ describe('a hostile cage and its copy grants', () => {
     await inCage('truncate -s 1500M "$1"', g);
     // Control: the file the cage made is that large, as the host sees it.
     assert.equal(fs.statSync(copyOnHost(g)).size, 1500 * 1024 * 1024);
-    await waitFor(() => (/over the \d+-byte limit for copies/.test(w.service!.log()) ? true : undefined), 10000, 'the refusal in the log');
+    await waitFor('the refusal in the log', () => /over the \d+-byte limit for copies/.test(w.service!.log()), { timeoutMs: 10000, pollMs: 25 });
     assert.equal(fs.readFileSync(victim, 'utf8'), 'victim original\n');
     assert.equal(fs.statSync(victim).size, 16);
     const after = vmRssKiB(w.service!.child.pid!);

@@ -9,6 +9,7 @@ import { World } from '../helpers/kagome.js';
 import { startXvfb, type Xvfb } from '../helpers/xvfb.js';
 import { stopChild, track } from '../helpers/daemons.js';
 import { waitForWindow } from '../helpers/x11.js';
+import { waitFor } from '../helpers/wait.js';
 import { XPRA_CLIENT_LAUNCHER, xpraClientArgv } from '../../lib/display/xpra.js';
 import { CLIENT_XPRA_DIR, clientSandboxArgs, writeClientEtc } from '../../lib/display/client-sandbox.js';
 
@@ -157,12 +158,13 @@ describe('xpra info from inside a cage', () => {
     const win = await waitForWindow(w.display, { name: 'kagome-keys' });
     const xdotool = (args: string[]) => execa('xdotool', args, { env: { DISPLAY: w.display } });
     // No window manager on the test display: focus the window as one would, until the cage's window has it.
-    const deadline = Date.now() + 30000;
-    while (!fs.existsSync(w.homeFile('probed', 'keys-seen')) && Date.now() < deadline) {
+    const focused = async () => {
+      if (fs.existsSync(w.homeFile('probed', 'keys-seen'))) return true;
       await xdotool(['windowfocus', win.id]);
       await xdotool(['type', 'x']);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+      return false;
+    };
+    await waitFor("the cage's window to see keys", focused, { timeoutMs: 30000, pollMs: 100 });
     await xdotool(['type', 'Kagome']);
     await xdotool(['key', 'Return']);
     const typed = await w.readFileWhenWritten(w.homeFile('probed', 'typed'), 30000);
@@ -174,9 +176,7 @@ describe('xpra info from inside a cage', () => {
     await waitForWindow(w.display, { wmClass: 'XLogo' });
     // It takes the cage's display over from kagome's client.
     plain.push(plainClient(path.join(w.runtimeDir, 'cages', 'control', 'xpra', 'xpra.sock'), w.env));
-    let info = '';
-    const deadline = Date.now() + 60000;
-    while (!info.includes(marks.paths[0]!) && Date.now() < deadline) info = await infoFromInside('control');
+    const info = await waitFor("the plain client's info inside the cage", () => infoFromInside('control'), { timeoutMs: 60000, pollMs: 0, until: (i) => i.includes(marks.paths[0]!) });
     const traces = hostTraces(info, marks);
     for (const t of [`hostname ${marks.hostname}`, `host path ${w.runtimeDir}`, 'workspace names', 'window manager']) assert.ok(traces.includes(t), `${t} in ${JSON.stringify(traces)}`);
   });
@@ -257,13 +257,19 @@ describe("the hello of kagome's host xpra client, as a server the cage controls 
     track(server);
     let serverErr = '';
     server.stderr!.on('data', (d: Buffer) => (serverErr += d.toString()));
-    const deadline = Date.now() + 30000;
-    while (!fs.existsSync(socket) && server.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const started = Date.now();
+    // The server exits once it has recorded the hello: an exit before the file is there is a failure.
+    const unlessEnded = (file: string) => () => {
+      if (fs.existsSync(file)) return true;
+      if (server.exitCode !== null) throw new Error(`the fake server exited (${server.exitCode}): ${serverErr}`);
+      return false;
+    };
+    await waitFor('the fake server to listen', unlessEnded(socket), { timeoutMs: 30000, pollMs: 20, detail: () => serverErr });
     assert.ok(fs.existsSync(socket), `the fake server did not listen: ${serverErr}`);
     const client = start(xpraDir);
     track(client);
     try {
-      while (!fs.existsSync(out) && server.exitCode === null && Date.now() < deadline + 30000) await new Promise((r) => setTimeout(r, 20));
+      await waitFor('a hello recorded', unlessEnded(out), { timeoutMs: started + 60000 - Date.now(), pollMs: 20, detail: () => serverErr });
       assert.ok(fs.existsSync(out), `no hello recorded: ${serverErr}`);
       const packet = JSON.parse(fs.readFileSync(out, 'utf8')) as { type: string; caps: Record<string, unknown> };
       assert.equal(packet.type, 'hello');

@@ -10,6 +10,7 @@ import type { GrantStore, ProvidedGrant } from '../../lib/grants/grant.js';
 import type { SandboxSpec } from '../../lib/sandbox.js';
 import type { Logger } from '../../lib/log.js';
 import { KagomeError } from '../../lib/errors.js';
+import { waitFor } from '../helpers/wait.js';
 
 // The records of which files each cage was granted (lib/grants/registry.ts): kept on disk as
 // JSON, transient ones apart from persistent ones, ended with their cage, recovered after a
@@ -468,8 +469,7 @@ describe('FileGrants', () => {
       fs.writeFileSync(path.join(views(), 'web', g!.id, '.~lock.report.odt#'), ',me,kagome-web,now,x;');
       fs.writeFileSync(path.join(root, 'host', '.xdp-.~lock.report.odt#-Ab12Cd'), ',me,kagome-web,now,x;');
       const copy = path.join(root, 'host', '.~lock.report.odt#');
-      const deadline = Date.now() + 5000;
-      while (!fs.existsSync(copy) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      await waitFor('the lock file copied to the host folder', () => fs.existsSync(copy), { timeoutMs: 5000, pollMs: 10 });
       assert.equal(fs.readFileSync(copy, 'utf8'), ',me,kagome-web,now,x;');
       await portal.cageStopped('web');
       assert.deepEqual(clearBeside.getCalls().map((c) => [c.args[0], c.args[1].id]), [['web', g!.id]]);

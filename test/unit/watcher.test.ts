@@ -4,17 +4,14 @@ import { mkdir, mkdtemp, realpath, rm, symlink, unlink, writeFile } from 'node:f
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BatchWatcher, type BatchWatcherOptions } from '../../xdg/watcher.js';
+import { waitFor } from '../helpers/wait.js';
 
+// The sleeps below stay sleeps: chokidar gives no signal that every event of the file system
+// has been handled, so a batch that must not come is given time to come.
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Polls `cond` until it holds; fails after `timeoutMs`. */
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 8000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+/** How these tests wait for a batch. */
+const WAIT = { timeoutMs: 8000, pollMs: 20 };
 
 interface Harness {
   watcher: BatchWatcher;
@@ -59,7 +56,7 @@ describe('BatchWatcher', () => {
     h = await watch([root]);
     const files = ['a.desktop', 'b.desktop', 'c.desktop'].map((n) => path.join(root, n));
     for (const f of files) await writeFile(f, '[Desktop Entry]\n');
-    await waitFor(() => h!.batches.length > 0, 'a batch');
+    await waitFor('a batch', () => h!.batches.length > 0, WAIT);
     await h.watcher.idle();
     // Give a stray second batch time to show up.
     await sleep(1500);
@@ -73,7 +70,8 @@ describe('BatchWatcher', () => {
     await writeFile(path.join(root, 'notes.txt'), 'x');
     await writeFile(path.join(root, 'mimeinfo.cache'), 'x');
     await writeFile(path.join(root, 'app.desktop'), '[Desktop Entry]\n');
-    await waitFor(() => h!.all().includes(path.join(root, 'app.desktop')), 'app.desktop');
+    await waitFor('app.desktop', () => h!.all().includes(path.join(root, 'app.desktop')), WAIT);
+    // Give a stray batch with a rejected file time to show up.
     await sleep(1500);
     assert.deepEqual(h.all(), [path.join(root, 'app.desktop')]);
   });
@@ -83,7 +81,7 @@ describe('BatchWatcher', () => {
     await writeFile(file, '[Desktop Entry]\n');
     h = await watch([root]);
     await unlink(file);
-    await waitFor(() => h!.all().includes(file), 'the removal');
+    await waitFor('the removal', () => h!.all().includes(file), WAIT);
     assert.deepEqual(h.all(), [file]);
   });
 
@@ -92,7 +90,7 @@ describe('BatchWatcher', () => {
     h = await watch([root]);
     const file = path.join(root, 'vendor', 'x.desktop');
     await writeFile(file, '[Desktop Entry]\n');
-    await waitFor(() => h!.all().includes(file), 'the file in the subfolder');
+    await waitFor('the file in the subfolder', () => h!.all().includes(file), WAIT);
   });
 
   it('watches each folder once despite symbolic link loops, and still reports changes by their real path', async () => {
@@ -109,8 +107,9 @@ describe('BatchWatcher', () => {
 
     const file = path.join(apps, 'app.desktop');
     await writeFile(file, '[Desktop Entry]\n');
-    await waitFor(() => h!.all().includes(file), 'the change');
+    await waitFor('the change', () => h!.all().includes(file), WAIT);
     await h.watcher.idle();
+    // Give a stray batch through a loop's path time to show up.
     await sleep(1500);
     const reported = h.all().filter((p) => p.endsWith('.desktop'));
     assert.deepEqual(reported, [file], `reported: ${h.all().join(', ')}`);
@@ -119,11 +118,12 @@ describe('BatchWatcher', () => {
   it('reports nothing after close()', async () => {
     h = await watch([root]);
     await writeFile(path.join(root, 'before.desktop'), '[Desktop Entry]\n');
-    await waitFor(() => h!.batches.length > 0, 'the first batch');
+    await waitFor('the first batch', () => h!.batches.length > 0, WAIT);
     await h.watcher.close();
     const seen = h.batches.length;
     await writeFile(path.join(root, 'after.desktop'), '[Desktop Entry]\n');
     await unlink(path.join(root, 'before.desktop'));
+    // Give a batch of the writes after close() time to show up.
     await sleep(1000);
     assert.equal(h.batches.length, seen);
     assert.ok(!h.all().includes(path.join(root, 'after.desktop')));
@@ -135,8 +135,9 @@ describe('BatchWatcher', () => {
     await writeFile(file, '[Desktop Entry]\n');
     // Wait until chokidar has seen the file (it is then in the pending batch), then close.
     const w = (h.watcher as unknown as { pending: Set<string> });
-    await waitFor(() => w.pending.has(file), 'the pending event');
+    await waitFor('the pending event', () => w.pending.has(file), WAIT);
     await h.watcher.close();
+    // Past settleMs: the pending batch would have been delivered by now.
     await sleep(2500);
     assert.deepEqual(h.batches, []);
   });
