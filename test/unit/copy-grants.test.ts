@@ -10,6 +10,7 @@ import { CopyStore } from '../../lib/grants/copy.js';
 import { openHostPath, closeHostFiles } from '../../lib/grants/host-file.js';
 import type { ProvidedGrant } from '../../lib/grants/grant.js';
 import type { Logger } from '../../lib/log.js';
+import { waitFor } from '../helpers/wait.js';
 
 // The copy fallback (lib/grants/copy.ts) on real folders: a copy per grant under
 // root/cage/id/name, changes to a writable copy written into the very host file that was
@@ -17,16 +18,14 @@ import type { Logger } from '../../lib/log.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Polls until check holds; the watcher batches for ~100 ms after the last event. */
-async function until(check: () => boolean, what: string, ms = 8000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+/** How these tests wait; the watcher batches for ~100 ms after the last event. */
+const WAIT = { timeoutMs: 8000, pollMs: 20 };
 
-/** Long enough for several batches: what has not happened by then is not coming. */
+/**
+ * Long enough for several batches: what has not happened by then is not coming. A sleep where
+ * nothing is logged or written when all is well: the watcher gives no signal that every event
+ * of the file system has been seen.
+ */
 const QUIET_MS = 800;
 
 describe('CopyStore', () => {
@@ -111,10 +110,10 @@ describe('CopyStore', () => {
       const before = fs.statSync(host);
       const { copy } = await grant(host, true);
       fs.writeFileSync(copy, 'v2, longer than before\n');
-      await until(() => fs.readFileSync(host, 'utf8') === 'v2, longer than before\n', 'the write-back');
+      await waitFor('the write-back', () => fs.readFileSync(host, 'utf8') === 'v2, longer than before\n', WAIT);
       // Shorter content: the host file is truncated, not left with a tail of the old one.
       fs.writeFileSync(copy, 'v3\n');
-      await until(() => fs.readFileSync(host, 'utf8') === 'v3\n', 'the second write-back');
+      await waitFor('the second write-back', () => fs.readFileSync(host, 'utf8') === 'v3\n', WAIT);
       const after = fs.statSync(host);
       assert.equal(after.ino, before.ino, 'the same file, not a replacement');
       assert.equal(after.dev, before.dev);
@@ -129,7 +128,7 @@ describe('CopyStore', () => {
       const tmp = Buffer.concat([copy, Buffer.from('.tmp')]);
       fs.writeFileSync(tmp, 'saved\n');
       fs.renameSync(tmp, copy);
-      await until(() => fs.readFileSync(host, 'utf8') === 'saved\n', 'the write-back');
+      await waitFor('the write-back', () => fs.readFileSync(host, 'utf8') === 'saved\n', WAIT);
       assert.equal(fs.statSync(host).ino, ino);
     });
 
@@ -142,7 +141,7 @@ describe('CopyStore', () => {
       const other = hostFile('rw.txt', 'a\n');
       const rw = await grant(other, true);
       fs.writeFileSync(rw.copy, 'b\n');
-      await until(() => fs.readFileSync(other, 'utf8') === 'b\n', 'the control write-back');
+      await waitFor('the control write-back', () => fs.readFileSync(other, 'utf8') === 'b\n', WAIT);
       await sleep(QUIET_MS);
       assert.equal(fs.readFileSync(host, 'utf8'), 'fixed\n');
       await store.revoke('web', { id: g.id });
@@ -157,7 +156,7 @@ describe('CopyStore', () => {
       fs.renameSync(replacement, host);
       const inoAfterSwap = fs.statSync(host).ino;
       fs.writeFileSync(copy, 'from the cage\n');
-      await until(() => log.warn.called, 'the warning');
+      await waitFor('the warning', () => log.warn.called, WAIT);
       assert.match(String(log.warn.firstCall.args[0]), /"[^"]*swapped\.txt" was replaced on the host after it was granted to cage web; its changes in the cage were not written back/);
       await sleep(QUIET_MS);
       assert.equal(fs.readFileSync(host, 'utf8'), 'someone else\n');
@@ -171,7 +170,7 @@ describe('CopyStore', () => {
       fs.rmSync(host);
       fs.symlinkSync(elsewhere, host);
       fs.writeFileSync(copy, 'from the cage\n');
-      await until(() => log.warn.called, 'the warning');
+      await waitFor('the warning', () => log.warn.called, WAIT);
       assert.match(String(log.warn.firstCall.args[0]), /cannot write cage web's changes back to "[^"]*linked\.txt"/);
       assert.equal(fs.readFileSync(elsewhere, 'utf8'), 'untouched\n');
     });
@@ -217,7 +216,7 @@ describe('CopyStore', () => {
       assert.equal(fs.statSync(ro.copy).mode & 0o777, 0o400);
       // Taken up again: a change is written back.
       fs.writeFileSync(rw.copy, 'changed\n');
-      await until(() => fs.readFileSync(rwHost, 'utf8') === 'changed\n', 'the write-back after restore');
+      await waitFor('the write-back after restore', () => fs.readFileSync(rwHost, 'utf8') === 'changed\n', WAIT);
     });
 
     it('restore keeps an existing copy as it is', async () => {
@@ -310,7 +309,9 @@ describe('CopyStore.restore of a grant from an earlier session', () => {
       await store.restore('web', { id: 'g1', hostPath: Buffer.from(host), name: Buffer.from('doc.txt'), writable: true, dev, ino });
       assert.match(String(warn.firstCall?.args[0]), /doc\.txt" was replaced on the host since it was granted/);
       fs.writeFileSync(path.join(copyDir, 'doc.txt'), 'edited in the cage\n');
-      await new Promise((r) => setTimeout(r, 600));
+      // The watcher's write-back says why it did not write: wait for that, then look.
+      const refused = () => warn.getCalls().some((c) => /doc\.txt" was replaced on the host after it was granted to cage web; its changes in the cage were not written back/.test(String(c.args[0])));
+      await waitFor('the refused write-back', refused, WAIT);
       assert.equal(fs.readFileSync(host, 'utf8'), 'someone else\n');
     } finally {
       await store.close();

@@ -8,6 +8,7 @@ import sinon from 'sinon';
 import { LockMirror, concernsLock, lockFileName, MAX_LOCK_FILE } from '../../lib/grants/lock-files.js';
 import { libreOfficeOps, withoutFcntlLocks } from '../../lib/grants/libreoffice.js';
 import type { Logger } from '../../lib/log.js';
+import { waitFor } from '../helpers/wait.js';
 
 // LibreOffice's lock files carried between the host folder of a granted document and the
 // folders in which cages see it (lib/grants/lock-files.ts), on real folders: here a cage's
@@ -15,18 +16,8 @@ import type { Logger } from '../../lib/log.js';
 // programs.test.ts has the real portal and real LibreOffices). Also the start script that
 // LibreOffice gets in a cage (lib/grants/libreoffice.ts).
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until(check: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-/** Long enough for the watcher's events to have been handled: what has not happened by then is not coming. */
-const QUIET_MS = 300;
+/** How these tests wait for the mirror's passes. */
+const WAIT = { timeoutMs: 5000, pollMs: 10 };
 
 const read = (f: string): string | undefined => {
   try {
@@ -88,14 +79,14 @@ describe('LockMirror', () => {
     mirror.add('b', 'doc1', Buffer.from(doc));
     const held = ',me,kagome-a,27.11.2026 10:00,file:///home/me/.config/libreoffice/4;';
     cageLocks('a', held);
-    await until(() => read(lockIn(host)) === held && read(lockIn(view('b'))) === held, 'the copies');
+    await waitFor('the copies', () => read(lockIn(host)) === held && read(lockIn(view('b'))) === held, WAIT);
     assert.equal(read(lockIn(view('a'))), held, "the cage's own lock is left as it is");
-    await until(() => fs.existsSync(record), 'the record of the copies');
+    await waitFor('the record of the copies', () => fs.existsSync(record), WAIT);
     const kept = JSON.parse(fs.readFileSync(record, 'utf8')) as { mirrors: { path: string }[] };
     assert.deepEqual(kept.mirrors.map((m) => Buffer.from(m.path, 'base64').toString()).sort(), [lockIn(host), lockIn(view('b'))].sort());
 
     cageUnlocks('a');
-    await until(() => read(lockIn(host)) === undefined && read(lockIn(view('b'))) === undefined, 'the copies to go');
+    await waitFor('the copies to go', () => read(lockIn(host)) === undefined && read(lockIn(view('b'))) === undefined, WAIT);
     assert.equal(log.warn.callCount, 0);
   });
 
@@ -103,7 +94,7 @@ describe('LockMirror', () => {
     const held = ',me,laptop,27.11.2026 10:00,file:///home/me/.config/libreoffice/4;';
     fs.writeFileSync(lockIn(host), held);
     mirror.add('a', 'doc1', Buffer.from(doc));
-    await until(() => read(lockIn(view('a'))) === held, 'the copy in the cage');
+    await waitFor('the copy in the cage', () => read(lockIn(view('a'))) === held, WAIT);
     await mirror.remove('a', 'doc1');
     assert.equal(read(lockIn(view('a'))), undefined, "the cage's copy goes with its grant");
     assert.equal(read(lockIn(host)), held, "the host program's lock stays");
@@ -113,7 +104,7 @@ describe('LockMirror', () => {
     mirror.add('a', 'doc1', Buffer.from(doc));
     mirror.add('b', 'doc1', Buffer.from(doc));
     cageLocks('a', ',me,kagome-a,now,x;');
-    await until(() => read(lockIn(host)) !== undefined, 'the copy on the host');
+    await waitFor('the copy on the host', () => read(lockIn(host)) !== undefined, WAIT);
     await mirror.cageStopped('a');
     assert.equal(read(lockIn(view('a'))), undefined);
     assert.equal(read(lockIn(host)), undefined);
@@ -123,13 +114,13 @@ describe('LockMirror', () => {
   it('a restarted service knows its copies from a program\'s lock', async () => {
     mirror.add('a', 'doc1', Buffer.from(doc));
     cageLocks('a', ',me,kagome-a,now,x;');
-    await until(() => read(lockIn(host)) !== undefined, 'the copy on the host');
+    await waitFor('the copy on the host', () => read(lockIn(host)) !== undefined, WAIT);
     await mirror.close();
     // The cage's program ends while no service runs.
     cageUnlocks('a');
     mirror = make();
     mirror.add('a', 'doc1', Buffer.from(doc));
-    await until(() => read(lockIn(host)) === undefined, 'the stale copy to go');
+    await waitFor('the stale copy to go', () => read(lockIn(host)) === undefined, WAIT);
   });
 
   it('leaves alone what is not a small regular file, and does not follow a link on the host', async () => {
@@ -140,7 +131,8 @@ describe('LockMirror', () => {
     execFileSync('mkfifo', [lockIn(view('b'))]);
     mirror.add('a', 'doc1', Buffer.from(doc));
     mirror.add('b', 'doc1', Buffer.from(doc));
-    await sleep(QUIET_MS);
+    // add() starts the passes at once, and nothing was changed since: close() waits for them.
+    await mirror.close();
     assert.equal(read(elsewhere), 'keep');
     assert.equal(fs.lstatSync(lockIn(host)).isSymbolicLink(), true);
     assert.ok(!fs.existsSync(record), 'nothing was copied');
