@@ -122,9 +122,4 @@ export default defineConfig(
       ],
     },
   },
-  {
-    // Where the layers are still broken today (CONTRIBUTING.md says how each is to be mended).
-    files: ['xdg/file-manager-actions.ts'],
-    rules: { 'no-restricted-imports': 'off' },
-  },
 );

@@ -18,8 +18,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { World } from '../test/helpers/kagome.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { DesktopIndex } from '../xdg/desktop-index.js';
-import { AppShadows } from '../xdg/app-shadows.js';
-import { isShadow } from '../xdg/shadow.js';
+import { AppShadows } from '../lib/desktop/app-shadows.js';
+import { isShadow } from '../lib/desktop/shadow.js';
 import { KAGOME_OPEN } from '../lib/apps.js';
 import { type Figure, median, positiveInt, figureTable, stats, newFigure } from './figures.js';
 

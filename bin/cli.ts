@@ -22,10 +22,10 @@ import { BuildReport } from '../lib/image/report.js';
 import { O_PATH } from '../lib/grants/host-file.js';
 import { closeInheritedFds } from '../lib/runtime/fds.js';
 import { appShadows } from '../lib/apps.js';
-import type { AppShadows } from '../xdg/app-shadows.js';
+import type { AppShadows } from '../lib/desktop/app-shadows.js';
 import { KAGOME_OPEN } from '../lib/apps.js';
 import { baseDirs } from '../xdg/basedirs.js';
-import { FILE_MANAGERS, installFileManagerActions, removeFileManagerActions, type SyncReport } from '../xdg/file-manager-actions.js';
+import { FILE_MANAGERS, installFileManagerActions, removeFileManagerActions, type SyncReport } from '../lib/desktop/file-manager-actions.js';
 import { kagomeClient, type KagomeClient } from '../dbus/client.js';
 import type { GrantTuple } from '../dbus/contract.js';
 

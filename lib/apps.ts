@@ -7,9 +7,9 @@ import type { Notifier } from './notify.js';
 import type { Logger } from './log.js';
 import type { Env } from './runtime/paths.js';
 import { baseDirs } from '../xdg/basedirs.js';
-import { AppShadows, type SyncReport } from '../xdg/app-shadows.js';
+import { AppShadows, type SyncReport } from './desktop/app-shadows.js';
 import { desktopFileId } from '../xdg/desktop-index.js';
-import { sha256 } from '../xdg/shadow.js';
+import { sha256 } from './desktop/shadow.js';
 import { BatchWatcher } from '../xdg/watcher.js';
 
 // Programs in cages, as the desktop sees them: the shadow entries (xdg/app-shadows.ts) wired

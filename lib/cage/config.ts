@@ -2,7 +2,7 @@ import os from 'node:os';
 import { FileError } from '../errors.js';
 import { Keyfile } from '../../xdg/keyfile.js';
 import { checkCageName } from './name.js';
-import { checkNameFormat, DEFAULT_NAME_FORMAT } from '../../xdg/shadow.js';
+import { checkNameFormat, DEFAULT_NAME_FORMAT } from '../desktop/shadow.js';
 
 // The cage file: `$XDG_CONFIG_HOME/kagome/cages/NAME.cage`, keyfile syntax (the same parser as
 // desktop entries), one `[Cage]` group. Every key is checked here, with the file, line and key

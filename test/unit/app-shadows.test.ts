@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sinon from 'sinon';
 import { KagomeError } from '../../lib/errors.js';
-import { AppShadows } from '../../xdg/app-shadows.js';
+import { AppShadows } from '../../lib/desktop/app-shadows.js';
 import { Keyfile } from '../../xdg/keyfile.js';
-import { readShadow } from '../../xdg/shadow.js';
+import { readShadow } from '../../lib/desktop/shadow.js';
 
 const DE = 'Desktop Entry';
 const LAUNCHER = '/usr/bin/kagome-open';

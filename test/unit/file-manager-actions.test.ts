@@ -17,7 +17,7 @@ import {
   type CageInfo,
   type FileManagerActionsOptions,
   type SyncReport,
-} from '../../xdg/file-manager-actions.js';
+} from '../../lib/desktop/file-manager-actions.js';
 
 const PYTHON = '/usr/bin/python3';
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { FileError, KagomeError } from '../../lib/errors.js';
 import { Keyfile } from '../../xdg/keyfile.js';
 import { parseExec } from '../../xdg/exec.js';
-import { SHADOW_KEYS, checkNameFormat, isShadow, makeShadow, readShadow, type ShadowSpec } from '../../xdg/shadow.js';
+import { SHADOW_KEYS, checkNameFormat, isShadow, makeShadow, readShadow, type ShadowSpec } from '../../lib/desktop/shadow.js';
 
 const DE = 'Desktop Entry';
 const LAUNCHER = '/usr/bin/kagome-open';

@@ -18,11 +18,11 @@
 
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { KagomeError, asKagomeError } from '../lib/errors.js';
-import { CAGE_NAME_PATTERN, checkCageName } from '../lib/cage/name.js';
-import { Keyfile } from './keyfile.js';
-import { formatExec } from './exec.js';
-import { EMPTY_UCA, mergeUca, renderUcaAction } from './thunar-uca.js';
+import { KagomeError, asKagomeError } from '../errors.js';
+import { CAGE_NAME_PATTERN, checkCageName } from '../cage/name.js';
+import { Keyfile } from '../../xdg/keyfile.js';
+import { formatExec } from '../../xdg/exec.js';
+import { EMPTY_UCA, mergeUca, renderUcaAction } from '../../xdg/thunar-uca.js';
 
 export type FileManager = 'nautilus' | 'nemo' | 'thunar' | 'dolphin' | 'caja-pcmanfm';
 

@@ -17,10 +17,10 @@
 import fs, { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { KagomeError, asKagomeError } from '../lib/errors.js';
-import { findInPath, missingProgramError } from '../lib/requirements.js';
-import { Keyfile } from './keyfile.js';
-import { DesktopIndex, mapLimit, type DesktopEntryRef, type IndexProblem, type ProgramExists } from './desktop-index.js';
+import { KagomeError, asKagomeError } from '../errors.js';
+import { findInPath, missingProgramError } from '../requirements.js';
+import { Keyfile } from '../../xdg/keyfile.js';
+import { DesktopIndex, mapLimit, type DesktopEntryRef, type IndexProblem, type ProgramExists } from '../../xdg/desktop-index.js';
 import { makeShadow, readShadow, isShadow, sha256, SHADOW_KEYS, type ShadowInfo } from './shadow.js';
 
 export type AppState = 'active' | 'edited' | 'dormant';

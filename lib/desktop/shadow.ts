@@ -29,9 +29,9 @@
 
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
-import { FileError, KagomeError } from '../lib/errors.js';
-import { Keyfile } from './keyfile.js';
-import { parseExec, formatExec, type ExecArg, type FieldCode } from './exec.js';
+import { FileError, KagomeError } from '../errors.js';
+import { Keyfile } from '../../xdg/keyfile.js';
+import { parseExec, formatExec, type ExecArg, type FieldCode } from '../../xdg/exec.js';
 
 export const DESKTOP_ENTRY = 'Desktop Entry';
 const ACTION_PREFIX = 'Desktop Action ';
