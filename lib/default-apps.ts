@@ -3,7 +3,8 @@ import type { CageManager } from './cage/manager.js';
 import type { Logger } from './log.js';
 import { shown, type HostFile } from './grants/host-file.js';
 import { contentTypeOf } from '../xdg/content-type.js';
-import { defaultAppFor, findEntryInView, type MimeView } from '../xdg/mime-apps.js';
+import { appsForType, findEntryInView, type MimeView } from '../xdg/mime-apps.js';
+import { parseExec } from '../xdg/exec.js';
 import type { Keyfile } from '../xdg/keyfile.js';
 
 // "Open in cage" without a program: each file opens with the cage's own default program for
@@ -26,7 +27,7 @@ export class CageDefaultApps {
     const types = await Promise.all(files.map((f) => contentTypeOf(f.path)));
     const apps: CageEntry[] = [];
     for (const [i, type] of types.entries()) {
-      const id = await defaultAppFor(type, cageView);
+      const id = await this.preferred(cage, type, cageView);
       const found = id ? await findEntryInView(id, cageView) : undefined;
       if (!id || !found) {
         throw new KagomeError(
@@ -38,6 +39,35 @@ export class CageDefaultApps {
       apps.push({ id, ...found });
     }
     return apps;
+  }
+
+  /**
+   * The cage's default for the type, unless another program for it already runs in the cage:
+   * a person who opens a page in their Firefox cage means that Firefox, even where the cage's
+   * rules rank Chromium first (both come from the host's /usr). Running programs are known by
+   * the program their Exec line starts.
+   */
+  private async preferred(cage: string, type: string, view: MimeView): Promise<string | undefined> {
+    const ids = await appsForType(type, view);
+    if (ids.length < 2) return ids[0];
+    const running = new Set(this.manager.programs(cage).map((p) => programName(p.argv[0] ?? '')));
+    if (running.size === 0) return ids[0];
+    for (const id of ids) {
+      const entry = await findEntryInView(id, view);
+      const exec = entry?.keyfile.get('Desktop Entry', 'Exec');
+      let program = '';
+      try {
+        const first = exec ? parseExec(exec)[0] : undefined;
+        program = typeof first === 'string' ? programName(first) : '';
+      } catch {
+        /* an entry whose Exec line does not parse is not the running one */
+      }
+      if (program && running.has(program)) {
+        if (id !== ids[0]) this.log.info(`cage ${cage}: ${id} runs there, so ${type} opens with it rather than the default ${ids[0]}`);
+        return id;
+      }
+    }
+    return ids[0];
   }
 
   private viewOf(cage: string): MimeView {
@@ -62,4 +92,9 @@ export interface CageEntry {
   /** the entry's path as the cage sees it (for %k) */
   path: string;
   keyfile: Keyfile;
+}
+
+/** A program by its file name: /usr/lib/firefox-esr/firefox-esr and firefox-esr are one. */
+function programName(argv0: string): string {
+  return argv0.slice(argv0.lastIndexOf('/') + 1);
 }

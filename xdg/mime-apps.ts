@@ -269,11 +269,21 @@ function mappedFs(r: Reader): DesktopIndexFs {
 
 /** The desktop file ID of the program that opens files of a MIME type, or undefined. */
 export async function defaultAppFor(mimeType: string, view: MimeView): Promise<string | undefined> {
+  return (await appsForType(mimeType, view, 1))[0];
+}
+
+/**
+ * Every installed program that opens files of a MIME type, the default first, then the others
+ * in the order the same rules rank them (a type's own programs before its parents'), as a
+ * file manager's "Open With" lists them. `limit` stops early.
+ */
+export async function appsForType(mimeType: string, view: MimeView, limit = Infinity): Promise<string[]> {
   const r = new Reader(view);
   const tree = await readTypeTree(r);
   const levels = await readLevels(r, tree);
   const entries = new Entries(r);
   const blocked = new Set<string>();
+  const found: string[] = [];
   for (const type of lineage(mimeType, tree)) {
     const candidates: string[] = [];
     for (const level of levels) for (const id of level.defaults.get(type) ?? []) if (!candidates.includes(id)) candidates.push(id);
@@ -285,9 +295,13 @@ export async function defaultAppFor(mimeType: string, view: MimeView): Promise<s
       // are already in the list, and a candidate not installed now is not installed later).
       for (const id of level.removed.get(type) ?? []) if (!(await entries.masked(id, level))) blocked.add(id);
     }
-    for (const id of candidates) if (await entries.entry(id)) return id;
+    for (const id of candidates) {
+      if (found.includes(id) || !(await entries.entry(id))) continue;
+      found.push(id);
+      if (found.length >= limit) return found;
+    }
   }
-  return undefined;
+  return found;
 }
 
 /**

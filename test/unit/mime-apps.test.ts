@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { defaultAppFor, findEntryInView, typeAndParents, type MimeFs, type MimeView } from '../../xdg/mime-apps.js';
+import { appsForType, defaultAppFor, findEntryInView, typeAndParents, type MimeFs, type MimeView } from '../../xdg/mime-apps.js';
 
 // "Which program opens this type" in a cage, by the MIME applications rules, over a temporary
 // tree standing for what a cage sees: config folders (its home, then /etc/xdg) and data
@@ -89,6 +89,14 @@ describe('defaultAppFor', () => {
   });
 
   describe('associations', () => {
+    it('lists every program for a type, the default first, each once, none uninstalled or removed', async () => {
+      cache('usr/share', 'text/plain=b.desktop;a.desktop;gone.desktop;c.desktop;\n');
+      write('home/.config/mimeapps.list', '[Default Applications]\ntext/plain=c.desktop\n[Removed Associations]\ntext/plain=a.desktop\n');
+      assert.deepEqual(await appsForType('text/plain', view), ['c.desktop', 'b.desktop']);
+      assert.deepEqual(await appsForType('text/plain', view, 1), ['c.desktop']);
+      assert.deepEqual(await appsForType('image/png', view), []);
+    });
+
     it('falls back to mimeinfo.cache, first entry first, data home before data dirs', async () => {
       cache('usr/share', 'text/plain=b.desktop;a.desktop;\nimage/png=c.desktop;\n');
       assert.equal(await lookup('text/plain'), 'b.desktop');
