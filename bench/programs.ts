@@ -39,8 +39,8 @@ const PROGRAMS: Program[] = [
   { key: 'mousepad', argv: ['mousepad'], wmClass: 'Mousepad' },
   { key: 'featherpad', argv: ['featherpad'], wmClass: 'FeatherPad' },
   { key: 'libreoffice', argv: ['libreoffice', '--writer', '--norestore'], wmClass: 'libreoffice-writer' },
-  // GIMP 2.10's class is "Gimp-2.10".
-  { key: 'gimp', argv: ['gimp', '--no-splash'], wmClass: 'Gimp-[0-9.]+' },
+  // Debian 12's GIMP 2.10 names its windows' class "Gimp"; other builds "Gimp-2.10".
+  { key: 'gimp', argv: ['gimp', '--no-splash'], wmClass: 'Gimp(-[0-9.]+)?' },
   { key: 'firefox', argv: ['firefox-esr', '--new-instance', 'about:blank'], wmClass: 'firefox-esr' },
   { key: 'chromium', argv: ['chromium', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', 'about:blank'], wmClass: 'Chromium' },
 ];
