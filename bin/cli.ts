@@ -376,7 +376,7 @@ export function buildProgram(): Command {
           `border: ${c.border ?? 'none'}`,
           `app name: ${c.appName}`,
           `sound: ${c.sound}`,
-          `session bus: ${c.sessionBus === 'private' ? "private (a D-Bus session bus of the cage's own, at $XDG_RUNTIME_DIR/bus in the cage)" : 'none'}`,
+          `session bus: ${c.sessionBus === 'private' ? "private (a D-Bus session bus of the cage's own, at $XDG_RUNTIME_DIR/bus in the cage)" : c.sessionBus === 'portal' ? "portal (the cage's own bus, with the host's file chooser portal on it)" : 'none'}`,
           `tasks: ${c.tasksMax ? `at most ${c.tasksMax}` : 'no limit'}`,
           `memory: ${c.memoryMax ? `at most ${formatBytes(c.memoryMax)}${memoryEnforcement(c.backend)}` : 'no limit'}`,
           `nested sandboxes: ${c.nestedSandbox ? 'allowed' : 'refused'}`,

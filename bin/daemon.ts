@@ -68,7 +68,7 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
     displays: { xpra: new XpraDisplay(), xephyr: new XephyrDisplay() },
     log,
     grants,
-    bridges: [new SoundBridge(env), clipboard, new SessionBusBridge()],
+    bridges: [new SoundBridge(env), clipboard, new SessionBusBridge(env)],
   });
   // A lost bus connection leaves nothing to serve; the cages keep running and are re-adopted.
   // dbus-next also reports here a message it could not turn into JavaScript: that is one

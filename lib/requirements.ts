@@ -17,6 +17,7 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   python3: 'python3',
   busctl: 'systemd',
   'dbus-daemon': 'dbus',
+  'xdg-dbus-proxy': 'xdg-dbus-proxy',
   xdotool: 'xdotool',
   gio: 'libglib2.0-bin',
   import: 'imagemagick',

@@ -1,8 +1,14 @@
 import type { CageConfig } from '../cage/config.js';
+import fs from 'node:fs';
 import path from 'node:path';
 import type { SessionBusPolicy } from '../cage/config.js';
-import { isAlive, processStartTime, signal, type ProcRef } from '../runtime/proc.js';
+import { asKagomeError } from '../errors.js';
+import { sessionBusAddress as hostBusAddress, unixPathAddress } from '../bus.js';
+import { cageAppId } from '../grants/document-portal.js';
+import { docDirInCage } from '../grants/registry.js';
+import { isAlive, processStartTime, signal, waitUntil, type ProcRef } from '../runtime/proc.js';
 import { downRecord, problemOf, type BridgeContext, type BridgeRecord, type BridgeStatus, type CageBridge, type CageHandle, type SandboxHandle } from './bridge.js';
+import { PORTAL_DIR_IN_CAGE, PORTAL_RELAY, portalAddressInCage, startPortalProxy } from './portal-proxy.js';
 
 // Each cage's own D-Bus session bus (SessionBus=private, the default): a dbus-daemon started
 // inside the cage when the cage starts, connected to nothing of the host. Programs that find
@@ -11,9 +17,10 @@ import { downRecord, problemOf, type BridgeContext, type BridgeRecord, type Brid
 // own /usr, then work as on a desktop, while one cage never sees another's names or the host's.
 //
 // It is kept the way flatpak keeps an app from the host's bus, but without a proxy: nothing of
-// the host is on this bus at all. A later filtered forwarder (the host's portals) joins it at
-// the same fixed address, which programs find in DBUS_SESSION_BUS_ADDRESS, and where GLib and
-// sd-bus look by themselves: $XDG_RUNTIME_DIR/bus.
+// the host is on this bus at all, except with SessionBus=portal: then a relay in the cage puts
+// the host's file chooser portal on it, through a filtering proxy (portal-proxy.ts). Programs
+// find the bus in DBUS_SESSION_BUS_ADDRESS, and GLib and sd-bus look by themselves at the same
+// fixed address: $XDG_RUNTIME_DIR/bus.
 //
 // The cage is hostile, and the bus is wholly the cage's: any program in it may own any name,
 // replace the socket or kill the daemon. So the service never connects to the bus, never
@@ -26,6 +33,21 @@ export interface SessionBusRecord extends BridgeRecord {
   policy: SessionBusPolicy;
   /** the process that carries dbus-daemon into the cage (kagome-enter, or the engine's exec client) */
   daemon?: ProcRef;
+  /** SessionBus=portal: the host-side xdg-dbus-proxy (portal-proxy.ts) */
+  proxy?: ProcRef;
+  /** SessionBus=portal: the process that carries the portal relay into the cage */
+  relay?: ProcRef;
+  /** SessionBus=portal: the proxy's socket folder on the host, bind-mounted into the cage */
+  portalDir?: string;
+  /**
+   * The document portal's folder of the cage's app id, where the cage must see it at the
+   * host's path too: the portal answers a file chooser with paths under its own mount point,
+   * which is where the cage has it ($XDG_RUNTIME_DIR/doc) unless the host's XDG_RUNTIME_DIR is
+   * elsewhere than /run/user/UID.
+   */
+  docBind?: { source: string; dest: string };
+  /** why the portal part is down while the bus itself runs */
+  portalDown?: string;
 }
 
 /**
@@ -35,6 +57,9 @@ export interface SessionBusRecord extends BridgeRecord {
  * service's. A missing dbus-daemon exits 127.
  */
 const DAEMON = 'exec dbus-daemon --session --nofork --nopidfile --address="$1" --print-address=3 3>&1 1>&2 </dev/null';
+
+/** Runs inside the cage: the portal relay (portal-proxy.ts), "ready" on fd 3. */
+const RELAY = 'exec python3 -c "$1" "$2" "$3" 3>&1 1>&2 </dev/null';
 
 /** How long dbus-daemon has to listen: it takes a few milliseconds. */
 const READY_MS = 10000;
@@ -59,6 +84,9 @@ function refKey(ref: ProcRef): string {
 export class SessionBusBridge implements CageBridge {
   readonly kind = 'session-bus';
 
+  /** the service's environment: the host's session bus, and XDG_RUNTIME_DIR for the document portal's mount */
+  constructor(private readonly env: Record<string, string | undefined> = {}) {}
+
   policyOf(config: CageConfig): string {
     return config.sessionBus;
   }
@@ -66,47 +94,73 @@ export class SessionBusBridge implements CageBridge {
   private readonly stopping = new Set<string>();
 
   async prepare(ctx: BridgeContext): Promise<BridgeRecord> {
-    return { policy: ctx.config.sessionBus };
+    const policy = ctx.config.sessionBus;
+    if (policy !== 'portal') return { policy };
+    const portalDir = path.join(ctx.rt.dir, 'portal');
+    const record: SessionBusRecord = { policy, portalDir };
+    const runtime = this.env.XDG_RUNTIME_DIR;
+    if (runtime) {
+      const hostDoc = path.join(runtime, 'doc');
+      const appDir = path.join(hostDoc, 'by-app', cageAppId(ctx.config.name));
+      // The portal's FUSE file system makes an app's folder when it is first looked up; no
+      // folder means no document portal, and the cage's grants are copies.
+      if (hostDoc !== docDirInCage(ctx.spec) && fs.existsSync(appDir)) record.docBind = { source: appDir, dest: hostDoc };
+    }
+    return this.startProxy(ctx, record);
+  }
+
+  /** The host-side proxy; a failure leaves the cage its private bus and says why. */
+  private async startProxy(ctx: BridgeContext, r: SessionBusRecord): Promise<SessionBusRecord> {
+    const { portalDown: _, proxy: __, ...rest } = r;
+    try {
+      const proxy = await startPortalProxy({ hostBusAddress: unixPathAddress(hostBusAddress(this.env)), socketDir: r.portalDir!, appId: cageAppId(ctx.config.name), logFd: ctx.logFd });
+      return { ...rest, proxy };
+    } catch (e) {
+      const problem = `the host's portals are not reachable: ${asKagomeError(e).message}`;
+      ctx.log.warn(`cage ${ctx.config.name}: ${problem}; it has its private bus without them`);
+      return { ...rest, portalDown: problem };
+    }
   }
 
   contribute(ctx: BridgeContext, record: BridgeRecord): void {
-    if ((record as SessionBusRecord).policy !== 'private') return;
+    const r = record as SessionBusRecord;
+    if (r.policy !== 'private' && r.policy !== 'portal') return;
     // Every program of the cage gets it, also those launched before the daemon was up after a
     // restart of it: the address is fixed.
     ctx.spec.env.DBUS_SESSION_BUS_ADDRESS = sessionBusAddress(ctx.spec.runtimeDir);
+    if (r.policy !== 'portal' || !r.portalDir) return;
+    ctx.spec.ops.push({ op: 'bind', source: r.portalDir, dest: PORTAL_DIR_IN_CAGE });
+    if (r.docBind) ctx.spec.ops.push({ op: 'bind', source: r.docBind.source, dest: r.docBind.dest });
+    // GTK 3 and GIO use the portals only inside flatpak or when told; the cage file may say otherwise.
+    if (!('GTK_USE_PORTAL' in ctx.spec.env)) ctx.spec.env.GTK_USE_PORTAL = '1';
   }
 
   /** The daemon needs no display: it starts while the display does. */
   async startWithSandbox(ctx: BridgeContext, cage: SandboxHandle, record: BridgeRecord): Promise<BridgeRecord> {
     const r = record as SessionBusRecord;
-    if (r.policy !== 'private') return record;
-    return this.launch(ctx, cage, r);
+    if (r.policy !== 'private' && r.policy !== 'portal') return record;
+    const started = (await this.launch(ctx, cage, r)) as SessionBusRecord;
+    return this.launchRelay(ctx, cage, started);
   }
 
   async start(_ctx: BridgeContext, _cage: CageHandle, record: BridgeRecord): Promise<BridgeRecord> {
     return record;
   }
 
-  private async launch(ctx: BridgeContext, cage: SandboxHandle, r: SessionBusRecord): Promise<BridgeRecord> {
-    const name = ctx.config.name;
-    const base = { policy: r.policy };
-    const h = await cage.backend.exec(cage.sandbox, {
-      argv: ['/bin/sh', '-c', DAEMON, 'kagome-session-bus', sessionBusAddress(ctx.spec.runtimeDir)],
-      env: cage.env,
-      cwd: '/',
-      logFd: cage.logFd,
-      pipes: true,
-    });
+  /**
+   * Runs `script` in the cage with `args`, and resolves with the process once it has written a
+   * line on fd 3 (then its first line), or undefined with its exit status when it did not.
+   */
+  private async carry(cage: SandboxHandle, script: string, what: string, args: string[]): Promise<{ ref?: ProcRef; line?: string; ended?: number; exited: Promise<number> }> {
+    const h = await cage.backend.exec(cage.sandbox, { argv: ['/bin/sh', '-c', script, what, ...args], env: cage.env, cwd: '/', logFd: cage.logFd, pipes: true });
     h.stdin?.end();
     const start = processStartTime(h.pid);
-    const daemon = start === undefined ? undefined : { pid: h.pid, start };
+    const ref = start === undefined ? undefined : { pid: h.pid, start };
     let ended: number | undefined;
     void h.exited.then((code) => {
       ended = code;
-      if (daemon && this.stopping.delete(refKey(daemon))) return;
-      if (daemon) ctx.log.warn(`cage ${name}: its session bus ended (exit ${code}); the cage has none until it starts again`);
     });
-    const printed = await new Promise<string | undefined>((resolve) => {
+    const line = await new Promise<string | undefined>((resolve) => {
       let text = '';
       const timer = setTimeout(() => resolve(undefined), READY_MS);
       const done = (v: string | undefined) => {
@@ -119,41 +173,91 @@ export class SessionBusBridge implements CageBridge {
       });
       void h.exited.then(() => done(undefined));
     });
-    // The address was read; nothing more comes, and the daemon must not hold the service's pipe
+    // The line was read; nothing more comes, and the process must not hold the service's pipe
     // as a reason to wait.
     h.stdout!.destroy();
-    if (printed?.startsWith('unix:') && daemon) return { ...base, daemon };
-    if (ended === undefined && daemon) {
-      this.stopping.add(refKey(daemon));
-      // The carrier passes it on to the daemon; a SIGKILL would end the carrier alone.
-      signal(daemon, 'SIGTERM');
+    if (line === undefined && ended === undefined && ref) {
+      this.stopping.add(refKey(ref));
+      // The carrier passes it on; a SIGKILL would end the carrier alone.
+      signal(ref, 'SIGTERM');
     }
+    return { ...(ref ? { ref } : {}), ...(line !== undefined ? { line } : {}), ...(ended !== undefined ? { ended } : {}), exited: h.exited };
+  }
+
+  private async launch(ctx: BridgeContext, cage: SandboxHandle, r: SessionBusRecord): Promise<BridgeRecord> {
+    const name = ctx.config.name;
+    const { down: _, daemon: __, ...base } = r;
+    const got = await this.carry(cage, DAEMON, 'kagome-session-bus', [sessionBusAddress(ctx.spec.runtimeDir)]);
+    const daemon = got.ref;
+    void got.exited.then((code) => {
+      if (daemon && this.stopping.delete(refKey(daemon))) return;
+      if (daemon) ctx.log.warn(`cage ${name}: its session bus ended (exit ${code}); the cage has none until it starts again`);
+    });
+    if (got.line?.startsWith('unix:') && daemon) return { ...base, daemon };
     const problem =
-      ended === 127
+      got.ended === 127
         ? "dbus-daemon is not installed in the cage: install the Debian package 'dbus-daemon' (bubblewrap cages share the host's /usr; container cages need it in their image)"
-        : ended !== undefined
-          ? `the cage's dbus-daemon ended as it started (exit ${ended}); its messages are in the cage log`
+        : got.ended !== undefined
+          ? `the cage's dbus-daemon ended as it started (exit ${got.ended}); its messages are in the cage log`
           : `the cage's dbus-daemon did not listen within ${READY_MS / 1000} s; its messages are in the cage log`;
     ctx.log.warn(`cage ${name}: no session bus: ${problem}`);
     return { ...base, ...downRecord(problem) };
   }
 
+  /** SessionBus=portal, once the cage's bus and the proxy run: the relay between them, in the cage. */
+  private async launchRelay(ctx: BridgeContext, cage: SandboxHandle, r: SessionBusRecord): Promise<SessionBusRecord> {
+    if (r.policy !== 'portal' || !r.proxy || !r.daemon || problemOf(r)) return r;
+    const { relay: _, portalDown: __, ...base } = r;
+    const got = await this.carry(cage, RELAY, 'kagome-portal-relay', [PORTAL_RELAY, sessionBusAddress(ctx.spec.runtimeDir), portalAddressInCage()]);
+    const relay = got.ref;
+    void got.exited.then((code) => {
+      if (relay && this.stopping.delete(refKey(relay))) return;
+      if (relay) ctx.log.warn(`cage ${ctx.config.name}: its portal relay ended (exit ${code}); the portals are back when the cage starts again`);
+    });
+    if (got.line === 'ready' && relay) return { ...base, relay };
+    const problem =
+      got.ended === 127
+        ? "python3 is not installed in the cage: install the Debian packages 'python3' and 'python3-gi'"
+        : `the cage's portal relay did not start (${got.ended !== undefined ? `exit ${got.ended}` : `nothing within ${READY_MS / 1000} s`}); its messages are in the cage log`;
+    ctx.log.warn(`cage ${ctx.config.name}: ${problem}`);
+    return { ...base, portalDown: problem };
+  }
+
   async readopt(ctx: BridgeContext, cage: CageHandle, record: BridgeRecord): Promise<BridgeRecord> {
-    const r = record as SessionBusRecord;
+    let r = record as SessionBusRecord;
     // A cage started by a kagome without session buses keeps running without one.
-    if (r.policy !== 'private') return record;
+    if (r.policy !== 'private' && r.policy !== 'portal') return record;
     // The daemon lived on through the restart: nothing in the service belongs to it.
-    if (r.daemon && isAlive(r.daemon)) return record;
-    ctx.log.info(`cage ${ctx.config.name}: its session bus had ended; starting it again at the same address`);
-    return this.launch(ctx, cage, r);
+    if (!r.daemon || !isAlive(r.daemon)) {
+      ctx.log.info(`cage ${ctx.config.name}: its session bus had ended; starting it again at the same address`);
+      r = (await this.launch(ctx, cage, r)) as SessionBusRecord;
+    }
+    if (r.policy !== 'portal' || !r.portalDir) return r;
+    if (!r.proxy || !isAlive(r.proxy)) {
+      ctx.log.info(`cage ${ctx.config.name}: its portal proxy had ended; starting it again`);
+      // The relay's connection ended with the old proxy, and the relay with it.
+      if (r.relay) signal(r.relay, 'SIGTERM');
+      r = await this.startProxy(ctx, r);
+    }
+    if (r.relay && isAlive(r.relay)) return r;
+    return this.launchRelay(ctx, cage, r);
   }
 
   async stop(record: BridgeRecord): Promise<void> {
     const r = record as SessionBusRecord;
-    if (!r.daemon) return;
-    // The carrier passes SIGTERM on to dbus-daemon; the cage's end takes whatever is left.
-    this.stopping.add(refKey(r.daemon));
-    if (!signal(r.daemon, 'SIGTERM')) this.stopping.delete(refKey(r.daemon));
+    // The carriers pass SIGTERM on to dbus-daemon and the relay; the cage's end takes whatever is left.
+    for (const ref of [r.daemon, r.relay]) {
+      if (!ref) continue;
+      this.stopping.add(refKey(ref));
+      if (!signal(ref, 'SIGTERM')) this.stopping.delete(refKey(ref));
+    }
+    // The proxy is the host's: it and its socket go now.
+    if (r.proxy) {
+      signal(r.proxy, 'SIGTERM');
+      await waitUntil(() => !isAlive(r.proxy), 2000, 20);
+      signal(r.proxy, 'SIGKILL');
+    }
+    if (r.portalDir) fs.rmSync(r.portalDir, { recursive: true, force: true });
   }
 
   status(record: BridgeRecord): BridgeStatus {
@@ -162,7 +266,12 @@ export class SessionBusBridge implements CageBridge {
     if (policy === 'none') return { policy, state: 'off', problem: '' };
     const problem = problemOf(record);
     if (problem) return { policy, state: 'down', problem };
-    if (r.daemon && isAlive(r.daemon)) return { policy, state: 'up', problem: '' };
-    return { policy, state: 'down', problem: "the cage's dbus-daemon has ended; it starts again with the cage" };
+    if (!r.daemon || !isAlive(r.daemon)) return { policy, state: 'down', problem: "the cage's dbus-daemon has ended; it starts again with the cage" };
+    if (policy === 'portal') {
+      if (r.portalDown) return { policy, state: 'down', problem: r.portalDown };
+      if (!r.proxy || !isAlive(r.proxy)) return { policy, state: 'down', problem: "the cage's portal proxy has ended; it starts again with the cage or the service" };
+      if (!r.relay || !isAlive(r.relay)) return { policy, state: 'down', problem: "the cage's portal relay has ended; it starts again with the cage or the service" };
+    }
+    return { policy, state: 'up', problem: '' };
   }
 }

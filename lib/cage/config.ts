@@ -30,7 +30,8 @@ import { checkNameFormat, DEFAULT_NAME_FORMAT } from '../desktop/shadow.js';
 //   NestedSandbox=true          # may programs build their own sandboxes (browsers do)
 //   TasksMax=4096               # processes and threads at once; infinity = no limit
 //   MemoryMax=50%               # memory (bytes with K, M, G or T, or % of the machine's); infinity
-//   SessionBus=private          # private: a D-Bus session bus of the cage's own | none: no bus
+//   SessionBus=private          # private: a D-Bus session bus of the cage's own | portal: that bus
+//                               # with the host's file chooser portal on it | none: no bus
 //   OnLogout=stop               # stop: programs closed at logout | keep: shown again at the next login
 
 export const CAGE_GROUP = 'Cage';
@@ -53,9 +54,14 @@ export const CLIPBOARD_POLICIES = ['none', 'to-cage', 'to-host', 'both', 'ask'] 
 /**
  * private: a dbus-daemon of the cage's own runs inside it (lib/bridges/session-bus.ts), so its
  * programs find each other (single instance, dconf) and never the host's bus or another
- * cage's. none: no session bus at all, as before.
+ * cage's. portal: the same bus, with the host's xdg-desktop-portal FileChooser on it through a
+ * filtering proxy that names the cage to the portal (lib/bridges/portal-proxy.ts): Open and Save
+ * dialogs are the host's, and only the file picked there reaches the cage. Not the default: it
+ * is a way across the wall that private is not, it needs xdg-dbus-proxy and the host's portal
+ * with a backend, and it makes GTK programs show the host's files in their dialogs, not the
+ * cage's home. none: no session bus at all, as before.
  */
-export const SESSION_BUS_POLICIES = ['private', 'none'] as const;
+export const SESSION_BUS_POLICIES = ['private', 'portal', 'none'] as const;
 /**
  * What a logout (the host display gone) does to a running cage. stop: its programs are closed
  * as the logout closes the host's (close-programs.ts) and the cage stops. keep: the cage and its
@@ -265,6 +271,11 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     fail('Network', `"internet" is for bubblewrap cages only (its rules go in the cage's own network namespace, which a ${backend} cage's engine owns); set Backend=bubblewrap, or Network=full if the cage may also reach this machine's addresses and LAN`);
   }
 
+  const sessionBus = oneOf('SessionBus', SESSION_BUS_POLICIES, 'private');
+  if (sessionBus === 'portal' && backend !== 'bubblewrap') {
+    fail('SessionBus', `"portal" is for bubblewrap cages only for now (the file a portal dialog picks comes back in the document portal's folder, which a ${backend} cage does not see at that path); set SessionBus=private`);
+  }
+
   const homeRaw = kf.get(CAGE_GROUP, 'Home');
   const home = homeRaw === undefined || homeRaw === '' ? `${ctx.homesDir}/${name}` : absolute('Home', homeRaw);
   if (home === ctx.hostHome) fail('Home', 'the cage home cannot be your own home directory: that would show all of it to the cage; use a ReadWrite= entry for the folders it should see');
@@ -367,7 +378,7 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     nestedSandbox: bool('NestedSandbox', true),
     tasksMax,
     memoryMax,
-    sessionBus: oneOf('SessionBus', SESSION_BUS_POLICIES, 'private'),
+    sessionBus,
     onLogout: oneOf('OnLogout', LOGOUT_POLICIES, 'stop'),
   };
 }

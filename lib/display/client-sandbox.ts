@@ -55,6 +55,9 @@ export function writeClientEtc(dir: string, user: { name: string; uid: number; g
   for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text, { mode: 0o600 });
 }
 
+/** bwrap arguments for a root of the host's /usr alone, with the merged-/usr links. */
+export const HOST_USR = ['--ro-bind', '/usr', '/usr', '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--symlink', 'usr/sbin', '/sbin'];
+
 /** bwrap arguments around `argv` (xpra attach ...), or undefined when the display cannot be given alone. */
 export function clientSandboxArgs(s: ClientSandbox, argv: string[], infoFd: number): string[] | undefined {
   const socket = displaySocket(s.display);
@@ -66,21 +69,7 @@ export function clientSandboxArgs(s: ClientSandbox, argv: string[], infoFd: numb
     '--clearenv',
     '--info-fd',
     String(infoFd),
-    '--ro-bind',
-    '/usr',
-    '/usr',
-    '--symlink',
-    'usr/bin',
-    '/bin',
-    '--symlink',
-    'usr/lib',
-    '/lib',
-    '--symlink',
-    'usr/lib64',
-    '/lib64',
-    '--symlink',
-    'usr/sbin',
-    '/sbin',
+    ...HOST_USR,
     '--ro-bind',
     '/etc',
     '/etc',

@@ -115,10 +115,13 @@ describe('parseCageFile defaults', () => {
     for (const bad of ['0', '1G', '100M', '-5', 'big', '1.5M']) assertRefused(`[Cage]\nClipboardMaxSize=${bad}\n`, 2, 'ClipboardMaxSize', '256K');
   });
 
-  it('reads SessionBus: a private bus by default, none for no bus, nothing else', () => {
+  it('reads SessionBus: a private bus by default, portal, none for no bus, nothing else', () => {
+    assert.equal(parse('[Cage]\n').sessionBus, 'private');
     assert.equal(parse('[Cage]\nSessionBus=none\n').sessionBus, 'none');
     assert.equal(parse('[Cage]\nSessionBus=private\n').sessionBus, 'private');
-    for (const bad of ['host', 'yes', 'Private', '']) assertRefused(`[Cage]\nSessionBus=${bad}\n`, 2, 'SessionBus', 'private, none');
+    assert.equal(parse('[Cage]\nSessionBus=portal\n').sessionBus, 'portal');
+    for (const bad of ['host', 'yes', 'Private', '']) assertRefused(`[Cage]\nSessionBus=${bad}\n`, 2, 'SessionBus', 'private, portal, none');
+    for (const backend of ['podman', 'docker', 'lxd']) assertRefused(`[Cage]\nBackend=${backend}\nSessionBus=portal\n`, 3, 'SessionBus', 'bubblewrap', 'SessionBus=private');
     assertRefused('[Cage]\nEnvironment=DBUS_SESSION_BUS_ADDRESS=unix:path=/tmp/x\n', 2, 'Environment', 'DBUS_SESSION_BUS_ADDRESS');
   });
 

@@ -1,0 +1,261 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import dbus from 'dbus-next';
+import { execa } from 'execa';
+import { World } from '../helpers/kagome.js';
+import { startNotifications } from '../helpers/notifications.js';
+import { startDesktopPortal, type DesktopPortal } from '../helpers/desktop-portal.js';
+import { waitForWindow } from '../helpers/x11.js';
+import { waitFor } from '../helpers/wait.js';
+import { busSocketPath, portalAddressInCage } from '../../lib/bridges/portal-proxy.js';
+import { isAlive, type ProcRef } from '../../lib/runtime/proc.js';
+
+// SessionBus=portal, as the ordinary user against the real xdg-desktop-portal, its GTK backend
+// and the document portal on the test's bus and display: a GTK 3 program in a cage opens the
+// host's file chooser, the test picks a host file on the host display, and the cage reads that
+// file through the document portal, granted to its app id, and no other file of the host. A
+// cancelled dialog gives nothing. From inside the cage, the proxy refuses everything else on
+// the host's bus; the same attacks through the host's bus given to a cage directly work (the
+// control).
+
+const TITLE = 'Kagome portal test';
+
+// A GTK 3 program: the native file chooser, which GTK_USE_PORTAL=1 sends to the portal.
+const CHOOSER = String.raw`
+import os, sys, gi
+gi.require_version('Gtk', '3.0')
+from gi.repository import Gtk
+out = sys.argv[1]
+d = Gtk.FileChooserNative.new('${TITLE}', None, Gtk.FileChooserAction.OPEN, None, None)
+r = d.run()
+with open(out + '.tmp', 'w') as f:
+    if r == Gtk.ResponseType.ACCEPT:
+        p = d.get_filename()
+        f.write('path=%s\n' % p)
+        try:
+            f.write('content=%s' % open(p).read())
+        except Exception as e:
+            f.write('error=%s\n' % e)
+    else:
+        f.write('cancelled\n')
+os.rename(out + '.tmp', out)
+`;
+
+// What a hostile program in the cage tries on the bus at argv[1]; writes what happened as JSON.
+// Eavesdropping: it asks to see every call of interface org.example.Probe, says "listening",
+// waits for the test to have made such a call on the host's bus, and reports whether it saw it.
+const ATTACK = String.raw`
+import json, os, sys, time
+from gi.repository import Gio, GLib
+addr, out, home = sys.argv[1], sys.argv[2], os.environ['HOME']
+flags = Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION
+conn = Gio.DBusConnection.new_for_address_sync(addr, flags, None, None)
+res = {}
+def call(key, dest, path, iface, method, args=None):
+    try:
+        reply = conn.call_sync(dest, path, iface, method, args, None, Gio.DBusCallFlags.NONE, 10000, None)
+        res[key] = 'ok ' + reply.print_(False)
+    except GLib.Error as e:
+        res[key] = 'refused ' + (Gio.DBusError.get_remote_error(e) or e.message)
+call('kagome', 'io.kagome.Kagome', '/io/kagome/Kagome', 'io.kagome.Cages1', 'List')
+call('notifications', 'org.freedesktop.Notifications', '/org/freedesktop/Notifications', 'org.freedesktop.Notifications', 'Notify',
+     GLib.Variant('(susssasa{sv}i)', ('cage', 0, '', 'from the cage', '', [], {}, -1)))
+call('secrets', 'org.freedesktop.secrets', '/org/freedesktop/secrets', 'org.example.Fake', 'Ping')
+call('systemd', 'org.freedesktop.systemd1', '/org/freedesktop/systemd1', 'org.example.Fake', 'Ping')
+for key, name in [('own', 'org.example.Stolen'), ('own-cage-id', 'io.kagome.Cage_hostile.Evil')]:
+    call(key, 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'RequestName', GLib.Variant('(su)', (name, 4)))
+call('list', 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'ListNames')
+seen = []
+def watch(c, msg, incoming, _):
+    if incoming and msg.get_interface() == 'org.example.Probe':
+        seen.append(msg.get_member())
+    return msg
+conn.add_filter(watch, None)
+call('eavesdrop-match', 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'AddMatch',
+     GLib.Variant('(s)', ("type='method_call',interface='org.example.Probe',eavesdrop='true'",)))
+open(home + '/listening', 'w').close()
+deadline = time.time() + 30
+while not os.path.exists(home + '/sent') and time.time() < deadline:
+    time.sleep(0.05)
+# A round trip to the bus: whatever it sent before its reply has arrived by then.
+call('barrier', 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'GetId')
+ctx = GLib.MainContext.default()
+while ctx.iteration(False):
+    pass
+res['eavesdropped'] = seen
+monitor = Gio.DBusConnection.new_for_address_sync(addr, flags, None, None)
+try:
+    monitor.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.Monitoring', 'BecomeMonitor',
+                      GLib.Variant('(asu)', ([], 0)), None, Gio.DBusCallFlags.NONE, 10000, None)
+    res['monitor'] = 'ok'
+except GLib.Error as e:
+    res['monitor'] = 'refused ' + (Gio.DBusError.get_remote_error(e) or e.message)
+with open(out + '.tmp', 'w') as f:
+    json.dump(res, f)
+os.rename(out + '.tmp', out)
+`;
+
+const { Interface } = dbus.interface;
+class Fake extends Interface {
+  calls = 0;
+  Ping(): string {
+    this.calls++;
+    return 'pong';
+  }
+}
+Fake.configureMembers({ methods: { Ping: { inSignature: '', outSignature: 's' } } });
+
+interface BusRecord {
+  policy: string;
+  daemon?: ProcRef;
+  proxy?: ProcRef;
+  relay?: ProcRef;
+  portalDir?: string;
+}
+
+describe('SessionBus=portal: the host file chooser, and nothing else of the host bus', () => {
+  let w: World;
+  let portal: DesktopPortal | undefined;
+  let notifications: Awaited<ReturnType<typeof startNotifications>> | undefined;
+  let fakes: dbus.MessageBus | undefined;
+  const fakeServices = { secrets: new Fake('org.example.Fake'), systemd: new Fake('org.example.Fake') };
+  let n = 0;
+  let picked: string;
+  let secret: string;
+
+  const busRecord = (cage: string): BusRecord | undefined => (w.cageState(cage) as { bridges?: Record<string, BusRecord> } | undefined)?.bridges?.['session-bus'];
+  const run = async (cage: string, script: string): Promise<string> => {
+    const out = `run-${++n}.out`;
+    await w.launchCommand(cage, ['sh', '-c', `{ ${script}; } > "$HOME/${out}.tmp" 2>&1; mv "$HOME/${out}.tmp" "$HOME/${out}"`]);
+    return w.readFileWhenWritten(w.homeFile(cage, out), 30000);
+  };
+  const x = (args: string[]) => execa('xdotool', args, { env: { DISPLAY: w.display } });
+  const logs = () => `--- cage log\n${w.cageLog('files')}\n--- program log\n${w.programLog('files', 'python3')}\n--- portal\n${portal?.log() ?? ''}`;
+
+  /** Opens the chooser in the cage, waits for its dialog on the host display, then `answer`s it. */
+  const choose = async (answer: 'pick' | 'cancel'): Promise<string> => {
+    const out = `chooser-${++n}.out`;
+    await w.launchCommand('files', ['python3', '-c', CHOOSER, `${w.env.HOME}/${out}`]);
+    const dialog = await waitForWindow(w.display, { name: TITLE }, { timeoutMs: 60_000 });
+    // No window manager on the test display: the test gives the dialog the keyboard, as one would.
+    await waitFor('the dialog has the keyboard', async () => {
+      await x(['windowfocus', dialog.id]);
+      const focused = Number((await x(['getwindowfocus'])).stdout.trim());
+      return focused === Number(dialog.id);
+    }, { timeoutMs: 10_000, pollMs: 200 });
+    if (answer === 'pick') {
+      // A "/" opens GTK's location entry; the path, then Return, chooses the file.
+      await x(['type', '--delay', '40', picked]);
+      await x(['key', 'Return']);
+    } else {
+      await x(['key', 'Escape']);
+    }
+    return w.readFileWhenWritten(w.homeFile('files', out), 60_000).catch((e: Error) => {
+      throw new Error(`${e.message}\n${logs()}`);
+    });
+  };
+
+  before(async () => {
+    w = await World.create({ documentPortal: true });
+    const hostBusDir = path.dirname(busSocketPath(w.bus.address)!);
+    w.writeCage('files', '[Cage]\nSessionBus=portal\n');
+    w.writeCage('other', '[Cage]\nSessionBus=portal\n');
+    // The control: a cage given the host's bus itself, through a plain bind mount.
+    w.writeCage('direct', `[Cage]\nReadWrite=${hostBusDir}:/run/hostbus;\n`);
+    const dir = path.join(w.tmp.root, 'host-files');
+    fs.mkdirSync(dir);
+    picked = path.join(dir, 'picked.txt');
+    secret = path.join(dir, 'secret.txt');
+    fs.writeFileSync(picked, 'chosen on the host\n');
+    fs.writeFileSync(secret, 'never for the cage\n');
+    portal = await startDesktopPortal(w.env);
+    notifications = await startNotifications(w.bus.address);
+    fakes = dbus.sessionBus({ busAddress: w.bus.address });
+    fakes.export('/org/freedesktop/secrets', fakeServices.secrets);
+    fakes.export('/org/freedesktop/systemd1', fakeServices.systemd);
+    await fakes.requestName('org.freedesktop.secrets', 4);
+    await fakes.requestName('org.freedesktop.systemd1', 4);
+    await w.startService();
+  });
+
+  after(async () => {
+    notifications?.stop();
+    fakes?.disconnect();
+    await w?.cleanup();
+    await portal?.stop();
+  });
+
+  it('a GTK program in the cage opens the host dialog and reads the file picked there, through the document portal', async () => {
+    const got = await choose('pick');
+    const docRoot = path.join(w.env.XDG_RUNTIME_DIR!, 'doc');
+    const m = new RegExp(`^path=${docRoot.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/([^/]+)/picked\\.txt\ncontent=chosen on the host\n$`).exec(got);
+    assert.ok(m, `${got}\n${logs()}`);
+    const id = m[1]!;
+    // The portal named the cage: the document is granted to its app id, not to another cage's.
+    assert.ok(fs.existsSync(path.join(docRoot, 'by-app', 'io.kagome.Cage_files', id, 'picked.txt')));
+    await run('other', 'true');
+    assert.equal(fs.existsSync(path.join(docRoot, 'by-app', 'io.kagome.Cage_other', id)), false);
+    // Nothing else of the host: the file beside it and the folder are not in the cage.
+    const inCage = await run('files', `cat ${JSON.stringify(secret)} || echo no-secret; ls ${JSON.stringify(path.dirname(picked))} || echo no-folder; ls ${JSON.stringify(docRoot)}`);
+    assert.match(inCage, /no-secret\n/);
+    assert.match(inCage, /no-folder\n/);
+    assert.ok(!inCage.includes('never for the cage'));
+    assert.equal(inCage.trim().split('\n').at(-1), id, inCage);
+  });
+
+  it('a cancelled dialog gives the program nothing', async () => {
+    assert.equal(await choose('cancel'), 'cancelled\n');
+  });
+
+  it('the proxy lets nothing else of the host bus through; the host bus given directly lets it all (the control)', async () => {
+    const attack = async (cage: string, address: string): Promise<Record<string, unknown>> => {
+      const out = `attack-${++n}.json`;
+      for (const f of ['listening', 'sent']) fs.rmSync(w.homeFile(cage, f), { force: true });
+      await w.launchCommand(cage, ['python3', '-c', ATTACK, address, `${w.env.HOME}/${out}`]);
+      await waitFor('the attacker listens', () => fs.existsSync(w.homeFile(cage, 'listening')), { timeoutMs: 30_000, detail: () => w.programLog(cage, 'python3') });
+      // A call on the host's bus the attacker must not see.
+      await w.callRaw('org.freedesktop.secrets', '/org/freedesktop/secrets', 'org.example.Probe', 'Leak', '', []).catch(() => undefined);
+      fs.writeFileSync(w.homeFile(cage, 'sent'), '');
+      return JSON.parse(await w.readFileWhenWritten(w.homeFile(cage, out), 60_000)) as Record<string, unknown>;
+    };
+    const control = await attack('direct', `unix:path=/run/hostbus/${path.basename(busSocketPath(w.bus.address)!)}`);
+    for (const key of ['kagome', 'notifications', 'secrets', 'systemd', 'own', 'own-cage-id', 'list', 'eavesdrop-match', 'monitor']) {
+      assert.match(String(control[key]), /^ok/, `control ${key}: ${JSON.stringify(control)}`);
+    }
+    assert.deepEqual(control.eavesdropped, ['Leak'], JSON.stringify(control));
+    assert.equal(notifications!.server.calls.filter((c) => c.summary === 'from the cage').length, 1);
+    const secretsCalls = fakeServices.secrets.calls;
+
+    const hostile = await attack('files', portalAddressInCage());
+    for (const key of ['kagome', 'notifications', 'secrets', 'systemd', 'own', 'own-cage-id', 'monitor']) {
+      assert.match(String(hostile[key]), /^refused/, `through the proxy ${key}: ${JSON.stringify(hostile)}`);
+    }
+    assert.deepEqual(hostile.eavesdropped, [], JSON.stringify(hostile));
+    // The names it may list are the bus's own and the portal's, nothing of the desktop.
+    for (const name of ['io.kagome.Kagome', 'org.freedesktop.Notifications', 'org.freedesktop.secrets', 'org.freedesktop.systemd1']) {
+      assert.ok(!String(hostile.list).includes(`'${name}'`), `${name} listed: ${String(hostile.list)}`);
+    }
+    assert.equal(notifications!.server.calls.filter((c) => c.summary === 'from the cage').length, 1, 'no notification through the proxy');
+    assert.equal(fakeServices.secrets.calls, secretsCalls);
+  });
+
+  it('the proxy and the relay outlive a restart of the service; a proxy gone is started again; both go with the cage', async () => {
+    const before = busRecord('files');
+    assert.ok(before?.proxy && isAlive(before.proxy) && before.relay && isAlive(before.relay), JSON.stringify(before));
+    await w.killService();
+    assert.ok(isAlive(before.proxy), 'the proxy lives on without the service');
+    process.kill(before.proxy.pid, 'SIGKILL');
+    await waitFor('the proxy gone', () => !isAlive(before.proxy), { timeoutMs: 10_000 });
+    await w.startService();
+    const after = busRecord('files');
+    assert.ok(after?.proxy && isAlive(after.proxy) && after.relay && isAlive(after.relay), JSON.stringify(after));
+    assert.notDeepEqual(after.proxy, before.proxy);
+    assert.equal(String((await w.dbus.Cages1.Get('files')).SessionBusState?.value), 'up');
+    assert.match(await choose('pick'), /content=chosen on the host\n$/);
+    await w.dbus.Cages1.Stop('files');
+    assert.equal(isAlive(after.proxy), false);
+    assert.equal(fs.existsSync(after.portalDir!), false);
+  });
+});
