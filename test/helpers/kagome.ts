@@ -12,7 +12,7 @@ import { waitFor } from './wait.js';
 import { startDocumentPortal, type DocumentPortal } from './document-portal.js';
 import { startPulseAudio, type PulseServer } from './pulseaudio.js';
 import { kagomeClient, type KagomeClient } from '../../dbus/client.js';
-import { BUS_NAME, OBJECT_PATH, type InterfaceName, type MethodArgs, type MethodName, type MethodOutputs, type MethodSignature } from '../../dbus/contract.js';
+import { BUS_NAME, OBJECT_PATH } from '../../dbus/contract.js';
 
 // A whole kagome world for an integration test: temporary XDG directories, a private session
 // bus, an Xvfb host display, and the real service started from bin/kagome. Everything it
@@ -187,19 +187,6 @@ export class World {
       return { type: err.type ?? 'none', text: err.text ?? String(e) };
     }
     throw new Error('the call succeeded but an error was expected');
-  }
-
-  /**
-   * The older spelling of a call, kept for tests not yet moved to `dbus`: the signature must be
-   * the contract's (a compile error otherwise) and the body of its types; resolves to the outputs.
-   */
-  call<I extends InterfaceName, M extends MethodName<I>>(iface: I, member: M, signature: MethodSignature<I, M>, body: MethodArgs<I, M>): Promise<MethodOutputs<I, M>> {
-    return this.sendUnchecked(iface, member, signature, body) as Promise<MethodOutputs<I, M>>;
-  }
-
-  /** As `call`, for the D-Bus error it ends with. */
-  callError<I extends InterfaceName, M extends MethodName<I>>(iface: I, member: M, signature: MethodSignature<I, M>, body: MethodArgs<I, M>): Promise<{ type: string; text: string }> {
-    return this.rejection(this.call(iface, member, signature, body));
   }
 
   /** Runs argv in the cage; resolves to the program's object path. */

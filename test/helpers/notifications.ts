@@ -24,14 +24,3 @@ export async function startNotifications(address: string): Promise<{ server: Fak
   await bus.requestName('org.freedesktop.Notifications', 4);
   return { server, stop: () => bus.disconnect() };
 }
-
-/** Polls until fn gives a value; throws after ms. */
-export async function waitFor<T>(fn: () => T | undefined | Promise<T | undefined>, ms = 20000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}

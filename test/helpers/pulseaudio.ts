@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { spawnDaemon, stopChild, tail, track, unrefDaemon } from './daemons.js';
+import { waitFor } from './wait.js';
 
 // A real PulseAudio server for a test world, as the user's session would have one: socket at
 // $XDG_RUNTIME_DIR/pulse/native, cookie in ~/.config/pulse, and a null sink named "host"
@@ -52,14 +53,15 @@ export async function startPulseAudio(env: Record<string, string>): Promise<Puls
     if (r.exitCode !== 0) throw new Error(`pactl ${args.join(' ')}: ${r.stderr}`);
     return r.stdout;
   };
-  const deadline = Date.now() + 10000;
-  for (;;) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      await stopChild(child);
-      throw new Error(`pulseaudio did not start:\n${log()}`);
-    }
-    if (fs.existsSync(socket) && (await execa('pactl', ['info'], { env: pactlEnv, reject: false })).exitCode === 0) break;
-    await new Promise((r) => setTimeout(r, 50));
+  const answers = async () => {
+    if (child.exitCode !== null) throw new Error(`pulseaudio exited (${child.exitCode})`);
+    return fs.existsSync(socket) && (await execa('pactl', ['info'], { env: pactlEnv, reject: false })).exitCode === 0;
+  };
+  try {
+    await waitFor('pulseaudio to answer pactl info', answers, { timeoutMs: 10000, pollMs: 50 });
+  } catch (e) {
+    await stopChild(child);
+    throw new Error(`pulseaudio did not start: ${(e as Error).message}:\n${log()}`);
   }
   unrefDaemon(child);
   return {
@@ -81,17 +83,17 @@ export async function startPulseAudio(env: Record<string, string>): Promise<Puls
   };
 }
 
-/**
- * Records the host sink's monitor for `seconds` and returns the peak level (0..1) and, when
- * sound arrived, how long after the start the first sample above `threshold` came.
- */
-export async function listenToHost(server: PulseServer, seconds: number, threshold = 0.05): Promise<{ peak: number; firstLoudMs: number | undefined }> {
-  const r = await execa(
+type Heard = { peak: number; firstLoudMs: number | undefined };
+
+function recordHost(server: PulseServer, seconds: number) {
+  return execa(
     'sh',
     ['-c', `timeout ${seconds} parec --device=host.monitor --format=s16le --rate=48000 --channels=1 --latency-msec=10 --raw || true`],
     { env: server.env, encoding: 'buffer', reject: false, maxBuffer: 64 * 1024 * 1024 },
   );
-  const pcm = r.stdout as unknown as Uint8Array;
+}
+
+function levels(pcm: Uint8Array, threshold: number): Heard {
   const buf = Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength);
   let peak = 0;
   let first: number | undefined;
@@ -101,4 +103,31 @@ export async function listenToHost(server: PulseServer, seconds: number, thresho
     if (first === undefined && v > threshold) first = (i / 2 / 48000) * 1000;
   }
   return { peak, firstLoudMs: first };
+}
+
+/**
+ * Records the host sink's monitor for `seconds` and returns the peak level (0..1) and, when
+ * sound arrived, how long after the start the first sample above `threshold` came.
+ */
+export async function listenToHost(server: PulseServer, seconds: number, threshold = 0.05): Promise<Heard> {
+  const r = await recordHost(server, seconds);
+  return levels(r.stdout as unknown as Uint8Array, threshold);
+}
+
+/**
+ * As listenToHost, but resolves once the recording has begun: when parec delivers its first
+ * bytes (a monitor sends silence too), or has ended. Sound played after that is in `heard`.
+ */
+export async function startListeningToHost(server: PulseServer, seconds: number, threshold = 0.05): Promise<{ heard: Promise<Heard> }> {
+  const child = recordHost(server, seconds);
+  const heard = child.then((r) => levels(r.stdout as unknown as Uint8Array, threshold));
+  await new Promise<void>((resolve) => {
+    child.stdout.once('data', () => resolve());
+    // An ended recording (parec missing or refused) resolves too; `heard` then says nothing was heard.
+    void heard.then(
+      () => resolve(),
+      () => resolve(),
+    );
+  });
+  return { heard };
 }

@@ -5,7 +5,8 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
 import { waitForWindow } from '../helpers/x11.js';
-import { startNotifications, waitFor } from '../helpers/notifications.js';
+import { startNotifications } from '../helpers/notifications.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Programs put in a cage must start in it however the desktop starts them: GLib's launcher
 // (`gio launch`, what menus and docks use), xdg-open of a file whose default application is
@@ -47,13 +48,10 @@ describe('programs in cages: shadow entries launched by the desktop', () => {
   let userAppsBefore: string[];
 
   const shadow = (id: string): string => path.join(w.userApps, id);
-  const programs = async (cage: string): Promise<Program[]> => {
-    const [list] = (await w.call('io.kagome.Cages1', 'ListPrograms', 's', [cage])) as [Program[]];
-    return list;
-  };
+  const programs = (cage: string): Promise<Program[]> => w.dbus.Cages1.ListPrograms(cage);
   const waitForProgram = (cage: string, argv: string[]) =>
-    waitFor(async () => (await programs(cage)).find((p) => JSON.stringify(p[1]) === JSON.stringify(argv)), 30000, `${argv.join(' ')} in cage ${cage}`);
-  const waitForLog = (text: string) => waitFor(() => (w.service!.log().includes(text) ? true : undefined), 10000, `service log line with ${JSON.stringify(text)}`);
+    waitFor(`${argv.join(' ')} in cage ${cage}`, async () => (await programs(cage)).find((p) => JSON.stringify(p[1]) === JSON.stringify(argv)), { timeoutMs: 30000, pollMs: 25 });
+  const waitForLog = (text: string) => waitFor(`service log line with ${JSON.stringify(text)}`, () => w.service!.log().includes(text), { timeoutMs: 10000, pollMs: 25 });
   const listApps = async (): Promise<{ cage: string; entryId: string; state: string; path: string }[]> => {
     const r = await w.kagome(['app', 'list', '--json']);
     assert.equal(r.exitCode, 0, String(r.stderr));
@@ -116,7 +114,8 @@ describe('programs in cages: shadow entries launched by the desktop', () => {
     const r = await execa('/usr/bin/python3', ['-c', script, EYES], { env: w.env, reject: false, timeout: 20000 });
     assert.equal(r.exitCode, 0, String(r.stderr));
     assert.equal(String(r.stdout).trim(), shadow(EYES), 'GLib resolves the ID to the shadow');
-    await waitFor(async () => ((await programs('work')).filter((p) => p[1][0] === 'xeyes').length > before ? true : undefined), 30000, 'a second xeyes in the cage');
+    const xeyes = async () => (await programs('work')).filter((p) => p[1][0] === 'xeyes').length;
+    await waitFor('a second xeyes in the cage', xeyes, { timeoutMs: 30000, pollMs: 25, until: (n) => n > before });
   });
 
   it('xdg-open of a file whose default application is shadowed opens it in the cage', async () => {
@@ -125,12 +124,12 @@ describe('programs in cages: shadow entries launched by the desktop', () => {
     assert.equal(r.exitCode, 0, `${r.stdout}${r.stderr}`);
     // The file is granted to the cage (no ReadOnly= mount needed) and passed as the cage sees it.
     const p = await waitFor(
-      async () => (await programs('work')).find((x) => x[1][0] === 'xmessage' && /^\/run\/user\/\d+\/doc\/[^/]+\/note\.txt$/.test(x[1][2] ?? '')),
-      30000,
       'xmessage -file <granted note.txt> in cage work',
+      async () => (await programs('work')).find((x) => x[1][0] === 'xmessage' && /^\/run\/user\/\d+\/doc\/[^/]+\/note\.txt$/.test(x[1][2] ?? '')),
+      { timeoutMs: 30000, pollMs: 25 },
     );
     assert.equal(p[1][1], '-file');
-    const [grants] = (await w.call('io.kagome.Files1', 'ListGrants', 's', ['work'])) as [[string, Buffer, Buffer, boolean, boolean][]];
+    const grants = await w.dbus.Files1.ListGrants('work');
     assert.ok(grants.some((g) => g[2].toString() === note && g[1].toString() === p[1][2]), 'the program got the granted copy of the file');
     await waitForWindow(w.display, { wmClass: 'Xmessage' });
   });
@@ -159,20 +158,20 @@ describe('programs in cages: shadow entries launched by the desktop', () => {
 
   it('an original changed on disk (a package upgrade) is followed by its shadow', async () => {
     fs.writeFileSync(path.join(w.systemApps, VIEWER), viewerEntry('Test Viewer Two'));
-    await waitFor(() => (/^Name=Test Viewer Two \[work\]$/m.test(fs.readFileSync(shadow(VIEWER), 'utf8')) ? true : undefined), 10000, 'the regenerated shadow');
+    await waitFor('the regenerated shadow', () => /^Name=Test Viewer Two \[work\]$/m.test(fs.readFileSync(shadow(VIEWER), 'utf8')), { timeoutMs: 10000, pollMs: 25 });
     assert.equal((await execa('desktop-file-validate', [shadow(VIEWER)], { reject: false })).exitCode, 0);
   });
 
   it('an original that disappears takes its shadow out of the menus, and back when it returns', async () => {
     const original = path.join(w.systemApps, VIEWER);
     fs.rmSync(original);
-    await waitFor(() => (fs.existsSync(shadow(VIEWER)) ? undefined : true), 10000, 'the shadow to go');
+    await waitFor('the shadow to go', () => !fs.existsSync(shadow(VIEWER)), { timeoutMs: 10000, pollMs: 25 });
     assert.deepEqual(
       (await listApps()).filter((a) => a.entryId === VIEWER).map((a) => a.state),
       ['dormant'],
     );
     fs.writeFileSync(original, viewerEntry('Test Viewer Three'));
-    await waitFor(() => (fs.existsSync(shadow(VIEWER)) && /Three \[work\]/.test(fs.readFileSync(shadow(VIEWER), 'utf8')) ? true : undefined), 10000, 'the shadow to return');
+    await waitFor('the shadow to return', () => fs.existsSync(shadow(VIEWER)) && /Three \[work\]/.test(fs.readFileSync(shadow(VIEWER), 'utf8')), { timeoutMs: 10000, pollMs: 25 });
     assert.match(fs.readFileSync(shadow(VIEWER), 'utf8'), /^Exec=\S*kagome-open --cage work --entry kagome-test-viewer\.desktop -- %f$/m);
   });
 
@@ -183,7 +182,7 @@ describe('programs in cages: shadow entries launched by the desktop', () => {
     const text = fs.readFileSync(shadow(EYES), 'utf8');
     assert.match(text, /# my own note/);
     assert.doesNotMatch(text, /updated/);
-    const n = await waitFor(() => notifications.server.calls.find((c) => c.body.includes(shadow(EYES))), 5000, 'a notification');
+    const n = await waitFor('a notification', () => notifications.server.calls.find((c) => c.body.includes(shadow(EYES))), { timeoutMs: 5000, pollMs: 25 });
     assert.match(n.body, /kagome app add --force work org\.kagome\.TestEyes\.desktop/);
     assert.deepEqual((await listApps()).filter((a) => a.entryId === EYES).map((a) => a.state), ['edited']);
     // --force takes the update after all.
@@ -194,7 +193,7 @@ describe('programs in cages: shadow entries launched by the desktop', () => {
   it('a shadow replaced by an entry that bypasses the cage is reported', async () => {
     fs.writeFileSync(shadow(EYES), EYES_ENTRY);
     await waitForLog(`${shadow(EYES)} was replaced by an entry that does not go through a cage`);
-    await waitFor(() => notifications.server.calls.find((c) => c.summary === 'A caged program lost its cage'), 5000, 'a notification');
+    await waitFor('a notification', () => notifications.server.calls.find((c) => c.summary === 'A caged program lost its cage'), { timeoutMs: 5000, pollMs: 25 });
     // Added again, the program would take this file for the user's own entry: remove it first.
     fs.rmSync(shadow(EYES));
     assert.equal((await w.kagome(['app', 'add', 'work', EYES])).exitCode, 0);
@@ -202,13 +201,11 @@ describe('programs in cages: shadow entries launched by the desktop', () => {
 
   it('editing a cage file takes effect without a restart: AppName renames its entries, IdleStop stops the running cage', async () => {
     w.writeCage('work', `[Cage]\nReadOnly=${docs}\nIdleStop=0\nAppName={name} (in {cage})\n`);
-    await waitFor(() => (/^Name=Test Eyes \(in work\)$/m.test(fs.readFileSync(shadow(EYES), 'utf8')) ? true : undefined), 10000, 'the renamed shadow');
-    await w.call('io.kagome.Cages1', 'Start', 's', ['other']);
+    await waitFor('the renamed shadow', () => /^Name=Test Eyes \(in work\)$/m.test(fs.readFileSync(shadow(EYES), 'utf8')), { timeoutMs: 10000, pollMs: 25 });
+    await w.dbus.Cages1.Start('other');
     w.writeCage('other', '[Cage]\nIdleStop=1\n');
-    await waitFor(async () => {
-      const [info] = (await w.call('io.kagome.Cages1', 'Get', 's', ['other'])) as [Record<string, { value: unknown }>];
-      return info.State?.value === 'stopped' ? true : undefined;
-    }, 20000, 'cage other to stop when idle');
+    const state = async () => String((await w.dbus.Cages1.Get('other')).State?.value);
+    await waitFor('cage other to stop when idle', state, { timeoutMs: 20000, pollMs: 25, until: (s) => s === 'stopped' });
     await waitForLog('cage other: settings reloaded (IdleStop=1)');
   });
 
@@ -234,7 +231,7 @@ describe('programs in cages: shadow entries launched by the desktop', () => {
       assert.ok(!fs.existsSync(shadow(id)), `no shadow for ${id}`);
     }
     // The service saw all of these appear and is still serving.
-    await w.call('io.kagome.Cages1', 'List', '', []);
+    await w.dbus.Cages1.List();
   });
 
   it('an original that turns bad is never shadowed with a broken Exec', async () => {
@@ -243,10 +240,10 @@ describe('programs in cages: shadow entries launched by the desktop', () => {
     await waitForLog(`${shadow(VIEWER)} was not updated`);
     assert.match(fs.readFileSync(shadow(VIEWER), 'utf8'), /^Exec=\S*kagome-open --cage work --entry kagome-test-viewer\.desktop -- %f$/m);
     fs.writeFileSync(original, Buffer.from([0x5b, 0xff, 0x5d]));
-    await waitFor(() => (fs.existsSync(shadow(VIEWER)) ? undefined : true), 10000, 'the shadow to go');
+    await waitFor('the shadow to go', () => !fs.existsSync(shadow(VIEWER)), { timeoutMs: 10000, pollMs: 25 });
     await waitForLog('invalid UTF-8');
     fs.writeFileSync(original, viewerEntry('Test Viewer'));
-    await waitFor(() => (fs.existsSync(shadow(VIEWER)) ? true : undefined), 10000, 'the shadow to return');
+    await waitFor('the shadow to return', () => fs.existsSync(shadow(VIEWER)), { timeoutMs: 10000, pollMs: 25 });
   });
 
   it('removing every program leaves the applications folder exactly as it was', async () => {

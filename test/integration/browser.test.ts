@@ -5,6 +5,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
 import { countWindows } from '../helpers/x11.js';
+import { waitFor } from '../helpers/wait.js';
 import { pidsInNamespace } from '../../lib/runtime/proc.js';
 
 // Browsers in a default cage, as the ordinary user, with the cage's seccomp filter and task
@@ -32,11 +33,12 @@ async function pixelsOf(display: string, env: Record<string, string>, file: stri
 
 /** Waits until the page's colour covers a good part of the host display; the pixel count. */
 async function waitForPage(w: World, shot: string, colour = COLOUR, log = () => w.cageLog('web')): Promise<number> {
-  const deadline = Date.now() + 60000;
-  let drawn = 0;
-  while (Date.now() < deadline && (drawn = await pixelsOf(w.display, w.env, shot, colour)) < 100000) await new Promise((r) => setTimeout(r, 500));
-  assert.ok(drawn >= 100000, `the page was drawn on the host display (${drawn} pixels of ${colour}): ${log().split('\n').slice(-15).join('\n')}`);
-  return drawn;
+  return waitFor(`the page drawn on the host display (pixels of ${colour})`, () => pixelsOf(w.display, w.env, shot, colour), {
+    timeoutMs: 60000,
+    pollMs: 500,
+    until: (drawn) => drawn >= 100000,
+    detail: () => log().split('\n').slice(-15).join('\n'),
+  });
 }
 
 /** Chromium's browser processes in the cage (not its zygotes, renderers or helpers: those have --type=). */
@@ -119,7 +121,7 @@ describe('Firefox ESR in a default cage', () => {
     w = await World.create();
     w.writeCage('web', '[Cage]\n');
     await w.startService();
-    await w.call('io.kagome.Cages1', 'Start', 's', ['web']);
+    await w.dbus.Cages1.Start('web');
   });
 
   after(async () => {

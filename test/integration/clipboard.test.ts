@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
-import { startNotifications, waitFor } from '../helpers/notifications.js';
+import { startNotifications } from '../helpers/notifications.js';
+import { waitFor } from '../helpers/wait.js';
 
 // The clipboard bridge with xclip on the real host display (Xvfb) and inside real cages (xpra's
 // X server in the cage, or Xephyr). What must cross is waited for; what must not cross is
@@ -37,10 +38,8 @@ async function cagePaste(w: World, cage: string, sel: Sel = 'clipboard'): Promis
 async function hostCopy(w: World, text: string | Buffer, sel: Sel = 'clipboard', target?: string): Promise<void> {
   await execa('xclip', ['-selection', sel, ...(target ? ['-t', target] : []), '-i'], { env: w.env, input: text, stdout: 'ignore', stderr: 'ignore' });
   // xclip forks to serve the selection: wait until that child owns it.
-  await waitFor(async () => {
-    const r = await execa('xclip', ['-selection', sel, '-o', '-t', 'TARGETS'], { env: w.env, reject: false });
-    return r.stdout.includes(target ?? 'UTF8_STRING') ? true : undefined;
-  }, 5000, 'the host copy');
+  const owned = async () => (await execa('xclip', ['-selection', sel, '-o', '-t', 'TARGETS'], { env: w.env, reject: false })).stdout.includes(target ?? 'UTF8_STRING');
+  await waitFor('the host copy', owned, { timeoutMs: 5000, pollMs: 25 });
 }
 
 async function hostPaste(w: World, sel: Sel = 'clipboard'): Promise<string> {
@@ -49,10 +48,11 @@ async function hostPaste(w: World, sel: Sel = 'clipboard'): Promise<string> {
 }
 
 async function eventually(read: () => Promise<string>, want: string, what: string): Promise<void> {
-  let last = '';
-  await waitFor(async () => ((last = await read()) === want ? true : undefined), 10000, `${what} (last seen ${JSON.stringify(last.slice(0, 80))})`);
+  await waitFor(what, read, { timeoutMs: 10000, pollMs: 25, until: (text) => text === want });
 }
 
+// A sleep, not a wait: a direction the policy forbids has no watcher, so nothing happens that
+// could be waited for; the pause is what lets a slow leak show itself (see the top).
 const settle = () => new Promise((r) => setTimeout(r, SETTLE_MS));
 
 describe('clipboard bridge', () => {
@@ -88,7 +88,7 @@ describe('clipboard bridge', () => {
     await cageCopy(w, 'tocage', 'cage secret');
     await settle();
     assert.equal(await hostPaste(w), 'host → tocage 1');
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['tocage']);
+    await w.dbus.Cages1.Stop('tocage');
   });
 
   it('to-host: cage copies reach the host, host copies never reach the cage', async () => {
@@ -97,7 +97,7 @@ describe('clipboard bridge', () => {
     await hostCopy(w, 'host secret for tohost');
     await settle();
     assert.equal(await cagePaste(w, 'tohost'), 'from tohost');
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['tohost']);
+    await w.dbus.Cages1.Stop('tohost');
   });
 
   it('both: either way, and nothing over ClipboardMaxSize', async () => {
@@ -108,9 +108,9 @@ describe('clipboard bridge', () => {
     // 2 KiB with a 1 KiB limit: not carried, not even cut short.
     const big = 'x'.repeat(2048);
     await hostCopy(w, big);
-    await settle();
+    // The bridge says when it refuses a copy: wait for that, then look in the cage.
+    await waitFor('the refusal of the big copy, in the service log', () => /larger than ClipboardMaxSize \(1024 bytes\)/.test(w.service!.log()), { timeoutMs: 10000, pollMs: 25 });
     assert.equal(await cagePaste(w, 'both'), 'both → host');
-    assert.match(w.service!.log(), /larger than ClipboardMaxSize \(1024 bytes\)/);
     // Just under the limit crosses.
     const fits = 'y'.repeat(1000);
     await hostCopy(w, fits);
@@ -124,7 +124,7 @@ describe('clipboard bridge', () => {
     await eventually(() => cagePaste(w, 'middle', 'primary'), 'selected on the host', 'PRIMARY in the middle cage');
     await eventually(() => cagePaste(w, 'both'), 'control for primary', 'the clipboard control');
     assert.equal(await cagePaste(w, 'both', 'primary'), '', 'PRIMARY reached a cage without ClipboardPrimary');
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['middle']);
+    await w.dbus.Cages1.Stop('middle');
   });
 
   it('Xephyr cages get the same bridge, between the host display and the nested one', async () => {
@@ -132,7 +132,7 @@ describe('clipboard bridge', () => {
     await eventually(() => cagePaste(w, 'nested'), 'host → nested', 'host copy in the Xephyr cage');
     await cageCopy(w, 'nested', 'nested → host');
     await eventually(() => hostPaste(w), 'nested → host', 'Xephyr cage copy on the host');
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['nested']);
+    await w.dbus.Cages1.Stop('nested');
   });
 
   it('none: nothing crosses, and explicit copies are refused', async () => {
@@ -161,10 +161,10 @@ describe('clipboard bridge', () => {
     assert.equal(toCage.exitCode, 0, toCage.stderr);
     assert.match(toCage.stdout, /copied 15 bytes of text from the host into cage asking/);
     assert.equal(await cagePaste(w, 'asking'), 'asked from host');
-    await waitFor(() => notifications.server.calls.find((c) => c.summary === 'Clipboard copied into asking'), 5000, 'the notification');
+    await waitFor('the notification', () => notifications.server.calls.find((c) => c.summary === 'Clipboard copied into asking'), { timeoutMs: 5000, pollMs: 25 });
 
     await cageCopy(w, 'asking', 'second from cage');
-    const [kind, bytes] = await w.call('io.kagome.Clipboard1', 'CopyToHost', 's', ['asking']);
+    const [kind, bytes] = await w.dbus.Clipboard1.CopyToHost('asking');
     assert.deepEqual([kind, bytes], ['text', 16]);
     assert.equal(await hostPaste(w), 'second from cage');
     assert.ok(notifications.server.calls.some((c) => c.summary === 'Clipboard copied from asking' && c.body.includes('16 bytes of text')));
@@ -172,19 +172,19 @@ describe('clipboard bridge', () => {
 
   it('ask: over the size limit, images in a text-only cage, and an empty clipboard are errors that say so', async () => {
     await hostCopy(w, 'z'.repeat(4096));
-    let e = await w.callError('io.kagome.Clipboard1', 'CopyToCage', 's', ['asking']);
+    let e = await w.rejection(w.dbus.Clipboard1.CopyToCage('asking'));
     assert.equal(e.type, 'io.kagome.Error.NotPermitted');
     assert.match(e.text, /larger than ClipboardMaxSize \(1024 bytes\)/);
     const png = (await execa('convert', ['-size', '4x4', 'xc:red', 'png:-'], { encoding: 'buffer' })).stdout as unknown as Uint8Array;
     await hostCopy(w, Buffer.from(png), 'clipboard', 'image/png');
-    e = await w.callError('io.kagome.Clipboard1', 'CopyToCage', 's', ['asking']);
+    e = await w.rejection(w.dbus.Clipboard1.CopyToCage('asking'));
     assert.equal(e.type, 'io.kagome.Error.NotPermitted');
     assert.match(e.text, /holds an image; this cage allows text only \(ClipboardImages=true allows images\)/);
-    e = await w.callError('io.kagome.Clipboard1', 'CopyToHost', 's', ['sealed']);
+    e = await w.rejection(w.dbus.Clipboard1.CopyToHost('sealed'));
     assert.equal(e.type, 'io.kagome.Error.NotPermitted');
-    e = await w.callError('io.kagome.Clipboard1', 'CopyToHost', 's', ['tocage']);
+    e = await w.rejection(w.dbus.Clipboard1.CopyToHost('tocage'));
     assert.equal(e.type, 'io.kagome.Error.NotRunning');
-    e = await w.callError('io.kagome.Clipboard1', 'CopyToHost', 's', ['nosuch']);
+    e = await w.rejection(w.dbus.Clipboard1.CopyToHost('nosuch'));
     assert.equal(e.type, 'io.kagome.Error.NoSuchCage');
   });
 
@@ -208,7 +208,7 @@ describe('clipboard bridge', () => {
     assert.match(list.stdout, /^sealed\trunning\t.*clipboard=none(\t|$)/m, list.stdout);
     assert.match(list.stdout, /^asking\trunning\t.*clipboard=ask\(up\)/m, list.stdout);
     assert.match(list.stdout, /^tocage\tstopped\t.*clipboard=to-cage(\t|$)/m, list.stdout);
-    const [props] = (await w.call('io.kagome.Cages1', 'Get', 's', ['both'])) as [Record<string, { value: unknown }>];
+    const props = await w.dbus.Cages1.Get('both');
     assert.equal(props.Clipboard?.value, 'both');
     assert.equal(props.ClipboardBridge?.value, 'up');
     void path;

@@ -9,6 +9,7 @@ import { hostDisplayAndBusProbe, KEYRING_ATTEMPTS, SYSCALL_ATTEMPTS, parseAttemp
 import { startDockerApi, startPodman, type Engine } from '../helpers/engines.js';
 import { startLxd, startLxdRemote } from '../helpers/lxd.js';
 import { ensureTestImage } from '../helpers/images.js';
+import { waitFor } from '../helpers/wait.js';
 
 // The container backends, each against its real engine: podman, docker (the docker client
 // against podman's Docker API), and LXD. Each must do what a bubblewrap cage does: put an X
@@ -51,9 +52,9 @@ for (const { backend, engine: startEngine } of BACKENDS) {
       await w.launchCommand(cage, ['xlogo']);
       const win = await waitForWindow(w.display, { wmClass: 'xlogo' }, { timeoutMs: 60000 });
       assert.ok(win.id);
-      const info = (await w.call('io.kagome.Cages1', 'List', '', [])) as [Record<string, Record<string, { value: unknown }>>];
-      assert.equal(info[0][cage]?.State?.value, 'running');
-      assert.equal(info[0][cage]?.Backend?.value, backend);
+      const cages = await w.dbus.Cages1.List();
+      assert.equal(cages[cage]?.State?.value, 'running');
+      assert.equal(cages[cage]?.Backend?.value, backend);
     });
 
     if (backend === 'docker') {
@@ -148,7 +149,7 @@ for (const { backend, engine: startEngine } of BACKENDS) {
       const inCage = grants[0]![1].toString();
       const out = await runInCage('cat "$1" && echo edited >> "$1" && echo done', [inCage], 'grant.out');
       assert.match(out, /^original\ndone\n$/, out);
-      await assertEventually(() => fs.readFileSync(file, 'utf8') === 'original\nedited\n', 10000, () => `host file: ${fs.readFileSync(file, 'utf8')}`);
+      await waitFor('the edit in the host file', () => fs.readFileSync(file, 'utf8'), { timeoutMs: 10000, pollMs: 50, until: (text) => text === 'original\nedited\n' });
       assert.equal(fs.statSync(file).ino, inode, 'the host file was edited in place');
     });
 
@@ -168,7 +169,7 @@ for (const { backend, engine: startEngine } of BACKENDS) {
 
     it('stops the cage and leaves no container behind', async () => {
       const sandbox = (w.cageState(cage) as { sandbox: { init: { pid: number } } }).sandbox;
-      await w.call('io.kagome.Cages1', 'Stop', 's', [cage]);
+      await w.dbus.Cages1.Stop(cage);
       assert.equal(fs.existsSync(`/proc/${sandbox.init.pid}`), false, 'the container\'s init is gone');
       assert.equal(w.cageState(cage), undefined);
       const { execa } = await import('execa');
@@ -186,12 +187,12 @@ for (const { backend, engine: startEngine } of BACKENDS) {
     it('starts again after a stop, and a program runs in it', async () => {
       const out = await runInCage('echo again', [], 'again.out');
       assert.equal(out, 'again\n');
-      await w.call('io.kagome.Cages1', 'Stop', 's', [cage]);
+      await w.dbus.Cages1.Stop(cage);
     });
 
     it('names a missing image, and how to build it', async () => {
       w.writeCage(`${backend}-noimage`, `[Cage]\nBackend=${backend}\nImage=kagome/no-such-image\n`);
-      const err = await w.callError('io.kagome.Cages1', 'Start', 's', [`${backend}-noimage`]);
+      const err = await w.rejection(w.dbus.Cages1.Start(`${backend}-noimage`));
       assert.equal(err.type, 'io.kagome.Error.NoSuchImage');
       assert.match(err.text, /kagome\/no-such-image/);
       assert.match(err.text, /kagome image build/);
@@ -207,7 +208,7 @@ for (const { backend, engine: startEngine } of BACKENDS) {
         if (real) fs.symlinkSync(real, path.join(bin, p));
       }
       await w.startService({ env: { ...engine.env, PATH: bin } });
-      const err = await w.callError('io.kagome.Cages1', 'Start', 's', [cage]);
+      const err = await w.rejection(w.dbus.Cages1.Start(cage));
       assert.equal(err.type, 'io.kagome.Error.MissingProgram');
       const pkg = { podman: 'podman', docker: 'docker.io', lxd: 'lxd-client' }[backend];
       assert.match(err.text, new RegExp(`install the Debian package '${pkg}'`));
@@ -239,14 +240,6 @@ async function assertIsolated(w: World, runInCage: (script: string) => Promise<s
   assert.equal(await runInCage(script), 'x-path closed\nx-abstract closed\nbus closed\nx-client closed\nhome closed\nbus-env closed\na-bus open\nhost-names closed\n');
 }
 
-async function assertEventually(cond: () => boolean, timeoutMs: number, msg: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) assert.fail(msg());
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 // A cage on another machine: a second LXD serving HTTPS on loopback, reached by the service
 // only as the lxc remote `far`. Nothing of the cage is on this machine: its home is a volume
 // there, its windows come through `lxc exec ... xpra _proxy`, and what it prints is read back
@@ -260,13 +253,15 @@ describe('Backend=lxd with Remote=', () => {
   const runInCage = async (script: string, out: string): Promise<string> => {
     await w.launchCommand(cage, ['/bin/sh', '-c', `{ ${script}; } > "$HOME/${out}.tmp" 2>&1; mv "$HOME/${out}.tmp" "$HOME/${out}"`]);
     const env = { ...process.env, ...engine.env };
-    const deadline = Date.now() + 30000;
-    for (;;) {
+    let refusal = '';
+    const pull = async () => {
       const r = await run('lxc', ['file', 'pull', `far:kagome-${cage}${w.env.HOME}/${out}`, '-'], { env, reject: false });
-      if (r.exitCode === 0) return String(r.stdout) + (String(r.stdout).endsWith('\n') ? '' : '\n');
-      if (Date.now() > deadline) assert.fail(`${out} never appeared in the remote cage: ${r.stderr}`);
-      await new Promise((r2) => setTimeout(r2, 200));
-    }
+      if (r.exitCode === 0) return String(r.stdout);
+      refusal = String(r.stderr);
+      return undefined;
+    };
+    const text = await waitFor(`${out} in the remote cage`, pull, { timeoutMs: 30000, pollMs: 200, detail: () => `lxc file pull: ${refusal}` });
+    return text + (text.endsWith('\n') ? '' : '\n');
   };
 
   before(async () => {
@@ -304,7 +299,7 @@ describe('Backend=lxd with Remote=', () => {
   it('refuses to grant a file of this machine, saying why, and says once what does not reach the cage', async () => {
     const file = path.join(w.tmp.root, 'local.txt');
     fs.writeFileSync(file, 'x');
-    const err = await w.callError('io.kagome.Files1', 'GrantPaths', 'saaya{sv}', [cage, [Buffer.from(file)], {}]);
+    const err = await w.rejection(w.dbus.Files1.GrantPaths(cage, [Buffer.from(file)], {}));
     assert.equal(err.type, 'io.kagome.Error.NotSupported');
     assert.match(err.text, /remote far/);
     assert.match(err.text, /lxc file push/);
@@ -322,9 +317,10 @@ describe('Backend=lxd with Remote=', () => {
 
   it('stops: the remote container is stopped, and nothing of it is left running here', async () => {
     const state = w.cageState(cage) as { sandbox: { init: { pid: number } }; displayState: { client: { pid: number } } };
-    await w.call('io.kagome.Cages1', 'Stop', 's', [cage]);
+    await w.dbus.Cages1.Stop(cage);
     const listed = await run('lxc', ['list', 'far:', '--format', 'csv', '--columns', 'ns'], { env: { ...process.env, ...engine.env } });
     assert.match(String(listed.stdout), new RegExp(`^kagome-${cage},STOPPED$`, 'm'));
-    await assertEventually(() => !fs.existsSync(`/proc/${state.sandbox.init.pid}`) && !fs.existsSync(`/proc/${state.displayState.client.pid}`), 10000, () => 'the keeper or the xpra client is still running');
+    const gone = () => !fs.existsSync(`/proc/${state.sandbox.init.pid}`) && !fs.existsSync(`/proc/${state.displayState.client.pid}`);
+    await waitFor('the keeper and the xpra client to end', gone, { timeoutMs: 10000, pollMs: 50 });
   });
 });

@@ -7,6 +7,7 @@ import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
 import { startXvfb } from '../helpers/xvfb.js';
 import { screenshot, waitForWindow } from '../helpers/x11.js';
+import { waitFor } from '../helpers/wait.js';
 import { pidsInNamespace } from '../../lib/runtime/proc.js';
 
 // A cage's display as the host's: programs start on a display that does not change under them
@@ -36,11 +37,12 @@ async function pixelsOf(env: Record<string, string>, file: string, colour: strin
 }
 
 async function waitForPage(w: World, shot: string, cage: string): Promise<number> {
-  const deadline = Date.now() + 60000;
-  let drawn = 0;
-  while (Date.now() < deadline && (drawn = await pixelsOf(w.env, shot, COLOUR)) < 100000) await new Promise((r) => setTimeout(r, 500));
-  assert.ok(drawn >= 100000, `the page was drawn on the host display (${drawn} pixels of ${COLOUR}; see ${shot}): ${w.programLog(cage, 'firefox-esr').split('\n').slice(-10).join('\n')}`);
-  return drawn;
+  return waitFor(`the page drawn on the host display (pixels of ${COLOUR}; see ${shot})`, () => pixelsOf(w.env, shot, COLOUR), {
+    timeoutMs: 60000,
+    pollMs: 500,
+    until: (drawn) => drawn >= 100000,
+    detail: () => w.programLog(cage, 'firefox-esr').split('\n').slice(-10).join('\n'),
+  });
 }
 
 let probes = 0;
@@ -61,15 +63,8 @@ function alive(pid: number): boolean {
   }
 }
 
-async function until<T>(what: string, get: () => Promise<T | undefined> | T | undefined, timeoutMs = 30000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await get();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** How these tests wait: 30 s unless given, asking every 100 ms. */
+const WAIT = { timeoutMs: 30000, pollMs: 100 };
 
 describe('an xpra cage on a host display at 120 dpi', () => {
   let w: World;
@@ -104,11 +99,10 @@ describe('an xpra cage on a host display at 120 dpi', () => {
     await execa('xrandr', ['--newmode', 'kg1024', '60', '1024', '1040', '1060', '1080', '768', '770', '772', '774'], { env });
     await execa('xrandr', ['--addmode', 'screen', 'kg1024'], { env });
     await execa('xrandr', ['--output', 'screen', '--mode', 'kg1024'], { env });
-    let facts = '';
-    await until('the cage screen follows the host to 1024x768', async () => ((facts = await inCage(w, 'x', SCREEN_FACTS)).includes('1024x768 pixels') ? true : undefined));
+    const facts = await waitFor('the cage screen follows the host to 1024x768', () => inCage(w, 'x', SCREEN_FACTS), { ...WAIT, until: (f) => f.includes('1024x768 pixels') });
     assert.match(facts, new RegExp(`resolution:\\s+${DPI}x${DPI} dots per inch`), facts);
     await execa('xrandr', ['--output', 'screen', '--mode', '1280x800'], { env });
-    await until('the cage screen follows the host back to 1280x800', async () => ((facts = await inCage(w, 'x', SCREEN_FACTS)).includes('1280x800 pixels') ? true : undefined));
+    await waitFor('the cage screen follows the host back to 1280x800', () => inCage(w, 'x', SCREEN_FACTS), { ...WAIT, until: (f) => f.includes('1280x800 pixels') });
   });
 
   it('a killed host client is started again, by its watch and else by the next launch', async () => {
@@ -117,14 +111,14 @@ describe('an xpra cage on a host display at 120 dpi', () => {
     const client = () => (w.cageState('x') as { displayState: { client: { pid: number } } }).displayState.client.pid;
     const first = client();
     process.kill(first, 'SIGKILL');
-    const second = await until('a new client in the state', () => (client() !== first && alive(client()) ? client() : undefined));
+    const second = await waitFor('a new client in the state', () => (client() !== first && alive(client()) ? client() : undefined), WAIT);
     // The cage's windows are shown again by the new client.
     await waitForWindow(w.display, { wmClass: 'kg-before' });
     assert.match(w.service!.log(), /cage x: a part of its xpra display had ended and was started again/);
 
     // Killed again at once: not restarted in a loop, but by the next launch, which shows its window.
     process.kill(second, 'SIGKILL');
-    await until('the service noticed', () => (/ended again; the next launch starts it/.test(w.service!.log()) ? true : undefined));
+    await waitFor('the service noticed', () => /ended again; the next launch starts it/.test(w.service!.log()), WAIT);
     assert.ok(!alive(second));
     await w.launchCommand('x', ['xlogo', '-name', 'kg-after']);
     await waitForWindow(w.display, { wmClass: 'kg-after' });
@@ -138,7 +132,7 @@ describe('an xpra cage on a host display at 120 dpi', () => {
     const firefox = ['firefox-esr', '--new-instance', `file://${w.env.HOME}/page.html`];
     await w.launchCommand('web', firefox);
     await waitForPage(w, shotFile(w, 'firefox-first.png'), 'web');
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['web']);
+    await w.dbus.Cages1.Stop('web');
     // ~/.mozilla/firefox or, for newer profiles, ~/.config/mozilla/firefox.
     const profiles = ['.mozilla/firefox/profiles.ini', '.config/mozilla/firefox/profiles.ini'].filter((f) => fs.existsSync(w.homeFile('web', f)));
     assert.equal(profiles.length, 1, 'a profile was made');
@@ -166,11 +160,11 @@ describe('control: a compositor appearing under Firefox', () => {
       ff.stdout.on('data', (d: Buffer) => (out += d.toString()));
       ff.stderr.on('data', (d: Buffer) => (out += d.toString()));
       try {
-        await until('Firefox draws on the bare Xvfb', async () => ((await pixelsOf(env, path.join(home, 'shot.png'), COLOUR)) > 100000 ? true : undefined), 60000);
+        await waitFor('Firefox draws on the bare Xvfb', () => pixelsOf(env, path.join(home, 'shot.png'), COLOUR), { ...WAIT, timeoutMs: 60000, until: (drawn) => drawn > 100000 });
         if (!claim) return out;
         const cm = spawn('/usr/bin/python3', ['-c', 'import time\nfrom Xlib import X, display\nd = display.Display()\nw = d.screen().root.create_window(0, 0, 1, 1, 0, X.CopyFromParent)\nw.set_selection_owner(d.intern_atom("_NET_WM_CM_S0"), X.CurrentTime)\nd.sync()\ntime.sleep(60)'], { env, stdio: 'ignore' });
         try {
-          await until('Firefox resets its renderer', () => (/DeviceReset/.test(out) ? true : undefined), 20000);
+          await waitFor('Firefox resets its renderer', () => /DeviceReset/.test(out), { ...WAIT, timeoutMs: 20000 });
         } finally {
           cm.kill('SIGKILL');
         }
@@ -217,18 +211,20 @@ describe('a Xephyr cage on a host display at 120 dpi', () => {
 
   /** The xlogo window's frame: its parent (not the root) and _NET_FRAME_EXTENTS. */
   async function frameOf(instance: string): Promise<{ parent: string; extents: number[] }> {
-    const id = await until(`${instance} on the nested display`, async () => {
+    const shown = async () => {
       const r = await execa('xdotool', ['search', '--onlyvisible', '--classname', `^${instance}$`], { env: nested, reject: false });
       return String(r.stdout).trim().split('\n')[0] || undefined;
-    });
-    return until(`${instance} framed`, async () => {
+    };
+    const id = await waitFor(`${instance} on the nested display`, shown, WAIT);
+    const framed = async () => {
       const tree = String((await execa('xwininfo', ['-id', id, '-children'], { env: nested })).stdout);
       const parent = /Parent window id: (0x[0-9a-f]+)(.*)/.exec(tree);
       const ext = await execa('xprop', ['-id', id, '_NET_FRAME_EXTENTS'], { env: nested, reject: false });
       const extents = (/= (.*)$/m.exec(String(ext.stdout))?.[1] ?? '').split(',').map((v) => Number(v.trim()));
       if (!parent || /the root window/.test(parent[2] ?? '') || extents.length !== 4) return undefined;
       return { parent: parent[1]!, extents };
-    });
+    };
+    return waitFor(`${instance} framed`, framed, WAIT);
   }
 
   it('its windows get frames from a window manager in the cage', async () => {
@@ -251,13 +247,13 @@ describe('a Xephyr cage on a host display at 120 dpi', () => {
     const ns = (w.cageState('nested') as { sandbox: { pidNamespace: string } }).sandbox.pidNamespace;
     const first = state().wm!.pid;
     for (const p of pidsInNamespace(ns)) if (fs.readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'openbox') process.kill(p, 'SIGKILL');
-    const second = await until('a new window manager', () => (state().wm && state().wm!.pid !== first && alive(state().wm!.pid) ? state().wm!.pid : undefined));
+    const second = await waitFor('a new window manager', () => (state().wm && state().wm!.pid !== first && alive(state().wm!.pid) ? state().wm!.pid : undefined), WAIT);
     await w.launchCommand('nested', ['xlogo', '-name', 'kg-framed-again']);
     await frameOf('kg-framed-again');
 
     await w.killService();
     await w.startService({ env: { GDK_SCALE: '2' } });
-    await until('re-adopted', () => (/cage nested: re-adopted/.test(w.service!.log()) ? true : undefined));
+    await waitFor('re-adopted', () => /cage nested: re-adopted/.test(w.service!.log()), WAIT);
     assert.equal(state().wm?.pid, second, 'the same window manager, re-adopted');
     assert.ok(alive(second));
   });

@@ -6,7 +6,8 @@ import dbus from 'dbus-next';
 import { execa } from 'execa';
 import { World, KAGOME_OPEN } from '../helpers/kagome.js';
 import { waitForWindow, windowProperty, visibleWindows } from '../helpers/x11.js';
-import { startNotifications, waitFor } from '../helpers/notifications.js';
+import { startNotifications } from '../helpers/notifications.js';
+import { waitFor } from '../helpers/wait.js';
 
 // One launch, end to end, by each way in: the CLI, a D-Bus Launch of a desktop entry, and
 // kagome-open (what Exec lines of shadow entries call). Each must put a real window on the
@@ -101,7 +102,7 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
     await w.readFileWhenWritten(w.homeFile('work', 'marked'));
     await w.launchCommand('work', ['sh', '-c', 'cat /tmp/shared-marker > "$HOME/seen"']);
     const seen = path.join(w.env.XDG_DATA_HOME!, 'kagome', 'homes', 'work', 'seen');
-    const text = await waitFor(() => (fs.existsSync(seen) && fs.readFileSync(seen, 'utf8')) || undefined);
+    const text = await waitFor(`${seen} to be written`, () => (fs.existsSync(seen) && fs.readFileSync(seen, 'utf8')) || undefined, { timeoutMs: 20000, pollMs: 25 });
     assert.equal(text.trim(), ':100');
     // The marker lives in the cage's private /tmp, never the host's.
     assert.equal(fs.existsSync('/tmp/shared-marker'), false);
@@ -113,11 +114,11 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
     // Control: the channel works; a request the client keeps (a compression switch) is
     // forwarded to it. xpra's own client offers show_bug_report and show_session_info too.
     await w.launchCommand('work', ['xpra', 'control', 'socket:/run/kagome/xpra/xpra.sock', 'client', 'enable_zlib']);
-    await waitFor(() => (/client command '\('enable_zlib',\)' forwarded|switching to zlib on server request/.test(w.cageLog('work')) ? true : undefined));
+    await waitFor('the enable_zlib request forwarded, in the cage log', () => /client command '\('enable_zlib',\)' forwarded|switching to zlib on server request/.test(w.cageLog('work')), { timeoutMs: 20000, pollMs: 25 });
     for (const request of ['show_bug_report', 'show_session_info']) {
       await w.launchCommand('work', ['xpra', 'control', 'socket:/run/kagome/xpra/xpra.sock', 'client', request]);
       // kagome's client no longer offers these, so the server does not forward them.
-      await waitFor(() => (w.cageLog('work').includes(`client command '('${request}',)' not forwarded`) ? true : undefined));
+      await waitFor(`${request} not forwarded, in the cage log`, () => w.cageLog('work').includes(`client command '('${request}',)' not forwarded`), { timeoutMs: 20000, pollMs: 25 });
     }
     const after = await visibleWindows(w.display);
     const added = after.filter((id) => !before.includes(id));
@@ -134,7 +135,7 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
   it('a program that fails right after its launch is reported with its last lines; a stopped one is not', async () => {
     const script = 'echo "first line"; printf "\\033[31mfake\\033[0m\\n" >&2; echo "could not open display: nothing here" >&2; exit 3';
     await w.launchCommand('work', ['/bin/sh', '-c', script]);
-    const n = await waitFor(() => notifications.server.calls.find((c) => c.summary === 'sh in cage work exited with status 3'), 20000, 'the early-exit notification');
+    const n = await waitFor('the early-exit notification', () => notifications.server.calls.find((c) => c.summary === 'sh in cage work exited with status 3'), { timeoutMs: 20000, pollMs: 25 });
     assert.match(n.body, /first line\n\?\[31mfake\?\[0m\ncould not open display: nothing here/, 'the last lines, control characters shown as ?');
     assert.match(n.body, /Its output: \S+\/cages\/work\/log\/sh\.log$/);
     assert.match(w.service!.log(), /cage work: sh exited with status 3 right after its launch; its last lines:/);
@@ -145,7 +146,7 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
     await w.launchCommand('brief', ['sleep', '600']);
     await w.dbus.Cages1.Stop('brief');
     await w.launchCommand('work', ['sh', '-c', 'exit 4']);
-    await waitFor(() => notifications.server.calls.find((c) => c.summary === 'sh in cage work exited with status 4'), 20000, 'the second report');
+    await waitFor('the second report', () => notifications.server.calls.find((c) => c.summary === 'sh in cage work exited with status 4'), { timeoutMs: 20000, pollMs: 25 });
     assert.deepEqual(notifications.server.calls.slice(before).map((c) => c.summary), ['sh in cage work exited with status 4']);
   });
 
@@ -162,12 +163,14 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
     );
     await w.dbus.Launcher1.Launch('work', 'kagome-test-reader.desktop', [], {});
     for (const tag of ['option', 'entry']) {
-      const win = await waitFor(async () => {
+      const lastTerminal = async () => {
         const r = await xdotool(['search', '--onlyvisible', '--class', 'xterm']).catch(() => undefined);
         const ids = r?.stdout.split('\n').filter(Boolean) ?? [];
         return ids.length ? ids[ids.length - 1] : undefined;
-      }, 30000, `the terminal for ${tag}`);
+      };
+      const win = await waitFor(`the terminal for ${tag}`, lastTerminal, { timeoutMs: 30000, pollMs: 25 });
       await xdotool(['windowactivate', '--sync', win]).catch(() => xdotool(['windowfocus', win]));
+      // A pause, not a wait: nothing says when the activated xterm takes keys.
       await new Promise((r) => setTimeout(r, 300));
       await xdotool(['type', `typed into ${tag}`]);
       await xdotool(['key', 'Return']);
@@ -180,7 +183,7 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
   it('a failed launch raises a desktop notification naming the program and the reason', async () => {
     const err = await w.rejection(w.dbus.Launcher1.LaunchCommand('work', ['no-such-program-here'], {}));
     assert.equal(err.type, 'io.kagome.Error.NoSuchProgram');
-    const n = await waitFor(() => notifications.server.calls.find((c) => c.summary.includes('no-such-program-here')));
+    const n = await waitFor('the notification of the failed launch', () => notifications.server.calls.find((c) => c.summary.includes('no-such-program-here')), { timeoutMs: 20000, pollMs: 25 });
     assert.match(n.body, /not found in cage "work"/);
   });
 });

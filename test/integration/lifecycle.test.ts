@@ -5,6 +5,7 @@ import dbus from 'dbus-next';
 import { execa } from 'execa';
 import { World, KAGOME } from '../helpers/kagome.js';
 import { waitForWindow, countWindows } from '../helpers/x11.js';
+import { waitFor } from '../helpers/wait.js';
 
 // The life of a cage: many launches at once start it once; it survives the service being
 // killed; a restarted service finds it and launches into it; stop leaves nothing behind.
@@ -29,6 +30,15 @@ function processesInNamespace(ns: string, comm: string): number[] {
         return false;
       }
     });
+}
+
+/** The process's name, '' once it is gone. */
+function comm(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
 }
 
 function alive(pid: number): boolean {
@@ -95,10 +105,10 @@ describe('cage lifecycle', () => {
     assert.equal(bwrapProcessesFor('kagome-busy'), 1);
     const state = w.cageState('busy') as { sandbox: { pidNamespace: string } };
     // The reply comes once each program is on its way into the cage; give the last ones a moment to exec.
-    const deadline = Date.now() + 5000;
-    while (processesInNamespace(state.sandbox.pidNamespace, 'sleep').length < 21 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(processesInNamespace(state.sandbox.pidNamespace, 'sleep').length, 20 + 1 /* the cage's keeper */);
-    const [programs] = (await w.call('io.kagome.Cages1', 'ListPrograms', 's', ['busy'])) as [unknown[]];
+    const sleeps = () => processesInNamespace(state.sandbox.pidNamespace, 'sleep').length;
+    await waitFor('21 sleeps in the cage', sleeps, { timeoutMs: 5000, pollMs: 20, until: (n) => n >= 21 });
+    assert.equal(sleeps(), 20 + 1 /* the cage's keeper */);
+    const programs = await w.dbus.Cages1.ListPrograms('busy');
     assert.equal(programs.length, 20);
   });
 
@@ -140,8 +150,7 @@ describe('cage lifecycle', () => {
     const field = (text: string, name: string) => new RegExp(`^${name}:\\s+(.*)$`, 'm').exec(text)?.[1]?.trim().split(/\s+/) ?? [];
     const state = w.cageState('busy') as { sandbox: { pidNamespace: string; bwrap: { pid: number } }; displayState: { client: { pid: number } } };
     // The client's own sandbox holds bwrap's capabilities until it has exec'd xpra.
-    const deadline = Date.now() + 10000;
-    while (fs.readFileSync(`/proc/${state.displayState.client.pid}/comm`, 'utf8').trim() !== 'xpra' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await waitFor('the host client to exec xpra', () => comm(state.displayState.client.pid), { timeoutMs: 10000, pollMs: 20, until: (c) => c === 'xpra' });
     const all = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number);
     const inCage = all.filter((p) => nsOf(p) === state.sandbox.pidNamespace);
     const carriers = all.filter((p) => {
@@ -173,8 +182,7 @@ describe('cage lifecycle', () => {
     const client = state.displayState.client.pid;
     const service = w.service!.child.pid!;
     // bwrap reports the client's pid before it has set the sandbox up and exec'd xpra.
-    const deadline = Date.now() + 10000;
-    while (fs.readFileSync(`/proc/${client}/comm`, 'utf8').trim() !== 'xpra' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await waitFor('the host client to exec xpra', () => comm(client), { timeoutMs: 10000, pollMs: 20, until: (c) => c === 'xpra' });
     const secret = `${w.env.HOME}/client-must-not-see.txt`;
     fs.writeFileSync(secret, 'host file');
     const sees = (pid: number, p: string) => fs.existsSync(`/proc/${pid}/root${p}`);
@@ -196,12 +204,12 @@ describe('cage lifecycle', () => {
 
   it('stop ends every process of the cage and its window client, and forgets its state', async () => {
     const state = w.cageState('busy') as { sandbox: { pidNamespace: string; init: { pid: number } }; displayState: { client: { pid: number } } };
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['busy']);
+    await w.dbus.Cages1.Stop('busy');
     assert.equal(processesInNamespace(state.sandbox.pidNamespace, 'sleep').length, 0);
     assert.equal(alive(state.sandbox.init.pid), false, 'the cage is still running');
     assert.equal(alive(state.displayState.client.pid), false, 'the xpra client is still running');
     assert.equal(w.cageState('busy'), undefined);
-    const [props] = (await w.call('io.kagome.Cages1', 'Get', 's', ['busy'])) as [Record<string, { value: unknown }>];
+    const props = await w.dbus.Cages1.Get('busy');
     assert.equal(props.State!.value, 'stopped');
   });
 
@@ -210,10 +218,12 @@ describe('cage lifecycle', () => {
     await waitForWindow(w.display, { wmClass: 'XEyes' });
     const before = w.cageState('survivor') as { sandbox: { init: { pid: number } } };
     await w.killService();
+    // A sleep, not a wait: nothing happens when all is well, and a restarted service would
+    // bring a lost client back, so the window must be counted now, after a moment to go.
     await new Promise((r) => setTimeout(r, 1000));
     assert.equal(await countWindows(w.display, 'XEyes'), 1, 'the window went away with the service');
     await w.startService();
-    const [cages] = (await w.call('io.kagome.Cages1', 'List', '', [])) as [Record<string, Record<string, { value: unknown }>>];
+    const cages = await w.dbus.Cages1.List();
     assert.equal(cages.survivor!.State!.value, 'running');
     assert.equal(cages.survivor!.Programs!.value, 1, 'the program started before the restart is still counted');
     await w.launchCommand('survivor', ['xlogo']);
@@ -225,9 +235,9 @@ describe('cage lifecycle', () => {
 
   it('a cage with IdleStop stops by itself after its last program exits', async () => {
     await w.launchCommand('sleepy', ['true']);
-    const deadline = Date.now() + 15000;
-    while (!states.some(([c, s]) => c === 'sleepy' && s === 'stopped') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    assert.ok(states.some(([c, s]) => c === 'sleepy' && s === 'stopped'), JSON.stringify(states));
+    const stopped = () => states.some(([c, s]) => c === 'sleepy' && s === 'stopped');
+    await waitFor("sleepy's StateChanged to stopped", stopped, { timeoutMs: 15000, pollMs: 50, detail: () => JSON.stringify(states) });
+    assert.ok(stopped(), JSON.stringify(states));
     assert.equal(w.cageState('sleepy'), undefined);
   });
 });
@@ -247,14 +257,14 @@ describe('Network=full as an ordinary user', () => {
   // 2 starts in 8 failed. It now runs in the namespace that owns the cage's network.
   it('starts 20 times in a row, each time with its user-mode network up', async () => {
     for (let i = 0; i < 20; i++) {
-      await w.call('io.kagome.Cages1', 'Start', 's', ['net']);
+      await w.dbus.Cages1.Start('net');
       const state = w.cageState('net') as { sandbox: { slirp?: { pid: number }; init: { pid: number } } };
       assert.ok(state.sandbox.slirp && alive(state.sandbox.slirp.pid), `start ${i + 1}: slirp4netns is running`);
       const dev = fs.readFileSync(`/proc/${state.sandbox.init.pid}/net/dev`, 'utf8');
       assert.match(dev, /tap0:/, `start ${i + 1}: the cage has its tap device`);
-      await w.call('io.kagome.Cages1', 'Stop', 's', ['net']);
-      const deadline = Date.now() + 3000;
-      while (alive(state.sandbox.slirp.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await w.dbus.Cages1.Stop('net');
+      const slirp = state.sandbox.slirp.pid;
+      await waitFor(`stop ${i + 1}: slirp4netns to end`, () => !alive(slirp), { timeoutMs: 3000, pollMs: 20 });
       assert.equal(alive(state.sandbox.slirp.pid), false, `stop ${i + 1}: slirp4netns ended`);
     }
   });
@@ -392,7 +402,7 @@ describe('stopping a cage closes its programs as a logout does', () => {
       const modes = ['closes', 'ignores-close', 'stubborn'];
       for (const mode of modes) await w.launchCommand(cage, ['python3', '-c', PROGRAM, mode]);
       for (const mode of modes) assert.equal(await w.readFileWhenWritten(w.homeFile(cage, `${mode}.status`), 30000), 'mapped');
-      await w.call('io.kagome.Cages1', 'Stop', 's', [cage]);
+      await w.dbus.Cages1.Stop(cage);
       const status = (mode: string) => fs.readFileSync(w.homeFile(cage, `${mode}.status`), 'utf8');
       assert.equal(status('closes'), 'WM_DELETE_WINDOW', 'the window was asked to close');
       assert.equal(status('ignores-close'), 'SIGTERM', 'a program that keeps its window open gets SIGTERM');

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { World, REPO } from '../helpers/kagome.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Network=internet from inside real cages, as a hostile program would try it: the host's own
 // addresses, a LAN and slirp4netns's gateway are refused, the internet and DNS are not, and
@@ -151,8 +152,8 @@ describe('Network=internet in bubblewrap cages', { skip: missing.length > 0 && !
   it('control: a Network=full cage reaches the host on its own addresses and the LAN', async () => {
     const r = results.full!;
     // slirp4netns relays a datagram after the send has returned.
-    const deadline = Date.now() + 10000;
-    while (!hostAddresses.every((a) => received.includes(`from-full udp ${a}`)) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 25));
+    const heard = () => hostAddresses.every((a) => received.includes(`from-full udp ${a}`));
+    await waitFor("the full cage's datagrams on every host address", heard, { timeoutMs: 10000, pollMs: 25, detail: () => `heard: ${JSON.stringify(received)}; the cage's probe: ${JSON.stringify(r)}` });
     assert.equal(r.internet, 'token', JSON.stringify(r));
     assert.equal(r.lan, 'token', JSON.stringify(r));
     for (const a of hostAddresses) {
@@ -238,17 +239,17 @@ describe('Network=internet where it cannot hold', () => {
   });
 
   it('a cage whose rules nft cannot install does not start, and the error quotes nft', async () => {
-    const e = await w.callError('io.kagome.Launcher1', 'LaunchCommand', 'sasa{sv}', ['inet', ['true'], {}]);
+    const e = await w.rejection(w.dbus.Launcher1.LaunchCommand('inet', ['true'], {}));
     assert.equal(e.type, 'io.kagome.Error.BackendFailed');
     assert.match(e.text, /Network=internet rules of cage "inet"/);
     assert.match(e.text, /Operation not supported \(kagome test\)/);
-    const [info] = (await w.call('io.kagome.Cages1', 'Get', 's', ['inet'])) as [Record<string, { value: unknown }>];
+    const info = await w.dbus.Cages1.Get('inet');
     assert.notEqual(info.State?.value, 'running');
     assert.equal(w.cageState('inet'), undefined, 'no cage is left behind');
   });
 
   it('a podman cage with Network=internet is an invalid cage file naming the key, not a cage with the full network', async () => {
-    const e = await w.callError('io.kagome.Launcher1', 'LaunchCommand', 'sasa{sv}', ['pod', ['true'], {}]);
+    const e = await w.rejection(w.dbus.Launcher1.LaunchCommand('pod', ['true'], {}));
     assert.equal(e.type, 'io.kagome.Error.InvalidCageFile');
     assert.match(e.text, /pod\.cage:3: Network: "internet" is for bubblewrap cages only/);
     assert.match(e.text, /Network=full/);

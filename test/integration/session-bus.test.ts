@@ -56,8 +56,8 @@ describe('each cage has a session bus of its own', () => {
   };
   const busRecord = (cage: string): BusRecord | undefined => (w.cageState(cage) as { bridges?: Record<string, BusRecord> } | undefined)?.bridges?.['session-bus'];
   const cageProps = async (cage: string): Promise<Record<string, unknown>> => {
-    const [props] = (await w.call('io.kagome.Cages1', 'Get', 's', [cage])) as [Record<string, { value: unknown }>];
-    return Object.fromEntries(Object.entries(props).map(([k, v]) => [k, v.value]));
+    const props = await w.dbus.Cages1.Get(cage);
+    return Object.fromEntries(Object.entries(props).map(([k, v]) => [k, v.value as unknown]));
   };
   const hostNames = async (): Promise<string[]> => (await w.callRaw('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'ListNames', '', []))[0] as string[];
 
@@ -138,7 +138,7 @@ describe('each cage has a session bus of its own', () => {
     // dbus-daemon itself, the child of the process that carried it in.
     const daemons = childrenOf(carrier.pid).map((pid) => ({ pid, start: processStartTime(pid) ?? '' }));
     assert.equal(daemons.length, 1, `one child of the carrier: ${JSON.stringify(daemons)}`);
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['one']);
+    await w.dbus.Cages1.Stop('one');
     assert.equal(isAlive(carrier), false);
     assert.equal(isAlive(daemons[0]), false, 'dbus-daemon is gone');
     assert.equal((await cageProps('one')).SessionBusState, 'off');

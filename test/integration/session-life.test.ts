@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import { World } from '../helpers/kagome.js';
 import { stopChild } from '../helpers/daemons.js';
 import { waitForWindow, countWindows } from '../helpers/x11.js';
+import { waitFor } from '../helpers/wait.js';
 
 // A desktop session's end and the next login, with a real X server that ends (as a logout ends
 // the session's server) and a new one on the same display (the next login). A cage's OnLogout
@@ -17,27 +18,12 @@ import { waitForWindow, countWindows } from '../helpers/x11.js';
  */
 const CLOSABLE = ['xterm', '-e', 'sh', '-c', 'trap "echo closed > $HOME/closed; exit 0" HUP TERM; while :; do sleep 1; done'];
 
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs / 1000} s`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 describe('the desktop session ends and comes back', () => {
   let w: World;
 
-  const stateOf = async (cage: string): Promise<string> => {
-    const [props] = (await w.call('io.kagome.Cages1', 'Get', 's', [cage])) as [Record<string, { value: unknown }>];
-    return String(props.State!.value);
-  };
-  const programsOf = async (cage: string): Promise<number> => {
-    const [props] = (await w.call('io.kagome.Cages1', 'Get', 's', [cage])) as [Record<string, { value: unknown }>];
-    return Number(props.Programs!.value);
-  };
+  const stateOf = async (cage: string): Promise<string> => String((await w.dbus.Cages1.Get(cage)).State!.value);
+  const programsOf = async (cage: string): Promise<number> => Number((await w.dbus.Cages1.Get(cage)).Programs!.value);
+  const stopped = (cage: string, what: string) => waitFor(what, () => stateOf(cage), { timeoutMs: 60000, pollMs: 100, until: (state) => state === 'stopped' });
 
   before(async () => {
     w = await World.create();
@@ -57,7 +43,7 @@ describe('the desktop session ends and comes back', () => {
     await waitForWindow(w.display, { wmClass: 'XEyes' });
 
     await w.endDisplay();
-    await until('the default cage stopping', async () => (await stateOf('work')) === 'stopped');
+    await stopped('work', 'the default cage stopping');
     assert.equal(await w.readFileWhenWritten(w.homeFile('work', 'closed')), 'closed\n', 'the program was killed, not closed');
     assert.equal(w.cageState('work'), undefined);
     assert.equal(await stateOf('music'), 'running');
@@ -65,7 +51,7 @@ describe('the desktop session ends and comes back', () => {
     assert.match(w.service!.log(), /cage music: kept running after the logout/);
 
     // Nothing can be shown while no one is logged in: a launch says so.
-    const refused = await w.callError('io.kagome.Launcher1', 'LaunchCommand', 'sasa{sv}', ['music', ['xlogo'], {}]);
+    const refused = await w.rejection(w.dbus.Launcher1.LaunchCommand('music', ['xlogo'], {}));
     assert.equal(refused.type, 'io.kagome.Error.DisplayFailed');
     assert.match(refused.text, /desktop session .* has ended/);
 
@@ -75,7 +61,7 @@ describe('the desktop session ends and comes back', () => {
     await w.launchCommand('music', ['xlogo']);
     await waitForWindow(w.display, { wmClass: 'XLogo' });
     assert.equal(await countWindows(w.display, 'XTerm'), 0, "the stopped cage's window came back");
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['music']);
+    await w.dbus.Cages1.Stop('music');
   });
 
   it('a service stopped at logout settles the cages when it starts in the next session; a restart in the same one does not', async () => {
@@ -99,7 +85,7 @@ describe('the desktop session ends and comes back', () => {
     await w.endDisplay();
     await w.newDisplay();
     await w.startService();
-    await until('the default cage stopping at the start in a new session', async () => (await stateOf('office')) === 'stopped');
+    await stopped('office', 'the default cage stopping at the start in a new session');
     assert.equal(await w.readFileWhenWritten(w.homeFile('office', 'closed')), 'closed\n', 'the program was killed, not closed');
     assert.equal(await stateOf('radio'), 'running');
     await waitForWindow(w.display, { wmClass: 'XEyes' }, { timeoutMs: 60000 });

@@ -10,8 +10,6 @@ import { World, KAGOME, REPO } from '../helpers/kagome.js';
 // second run that changes nothing, a file of the person's that it will not overwrite nor
 // remove, and the activation file doing its job on a real bus.
 
-const C = 'io.kagome.Cages1';
-
 describe('kagome setup', () => {
   let home: string;
   const env = () => ({ HOME: home, PATH: process.env.PATH ?? '/usr/bin:/bin', XDG_RUNTIME_DIR: path.join(home, 'run') });
@@ -84,7 +82,7 @@ describe('the activation file kagome setup writes', () => {
 
   it('starts the service at the first call', async () => {
     assert.equal(await w.nameHasOwner(), false);
-    const [cages] = (await w.call(C, 'List', '', [])) as [Record<string, unknown>];
+    const cages = await w.dbus.Cages1.List();
     assert.ok('good' in cages);
     assert.equal(await w.nameHasOwner(), true);
   });

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
-import { listenToHost } from '../helpers/pulseaudio.js';
+import { startListeningToHost } from '../helpers/pulseaudio.js';
 
 // Sound across the cage wall against a real PulseAudio with a null sink ("host", standing for
 // the speakers) and a null source ("microphone"). What a cage plays is measured on the sink's
@@ -21,8 +21,8 @@ async function inCage(w: World, cage: string, script: string, timeoutMs = 20000)
 }
 
 async function cageProps(w: World, cage: string): Promise<Record<string, unknown>> {
-  const [props] = (await w.call('io.kagome.Cages1', 'Get', 's', [cage])) as [Record<string, { value: unknown }>];
-  return Object.fromEntries(Object.entries(props).map(([k, v]) => [k, v.value]));
+  const props = await w.dbus.Cages1.Get(cage);
+  return Object.fromEntries(Object.entries(props).map(([k, v]) => [k, v.value as unknown]));
 }
 
 describe('sound bridge', () => {
@@ -46,8 +46,7 @@ describe('sound bridge', () => {
   });
 
   it('a tone played in an output cage reaches the host sink', async () => {
-    const listening = listenToHost(w.pulse!, 4);
-    await new Promise((r) => setTimeout(r, 300));
+    const listening = (await startListeningToHost(w.pulse!, 4)).heard;
     const out = await inCage(w, 'player', 'paplay "$HOME/tone.wav" && echo played');
     const heard = await listening;
     assert.match(out, /played/, out);
@@ -127,7 +126,8 @@ describe('sound bridge', () => {
   });
 
   it('a Sound=none cage has no socket, starts no server of its own, and plays nothing', async () => {
-    const listening = listenToHost(w.pulse!, 3);
+    // Listening before the cage tries, so a tone that got through would be heard.
+    const listening = (await startListeningToHost(w.pulse!, 3)).heard;
     const out = await inCage(w, 'silent', 'ls -A /run/user/$(id -u)/pulse; timeout 5 paplay "$HOME/tone.wav"; echo "exit=$?"; pgrep -x pulseaudio >/dev/null && echo spawned || echo no-daemon');
     const heard = await listening;
     assert.doesNotMatch(out, /native/, out);
@@ -144,7 +144,7 @@ describe('sound bridge', () => {
     assert.equal(before.length, 1);
     const sockets = [before[0]![2].replace(/^.*socket=(\S+).*$/, '$1'), path.join(w.runtimeDir, 'cages', 'player', 'pulse', 'native')];
     for (const s of sockets) assert.ok(fs.existsSync(s), s);
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['player']);
+    await w.dbus.Cages1.Stop('player');
     const after = (await w.pulse!.modules()).filter(([, , arg]) => arg.includes(path.join('cages', 'player')));
     assert.deepEqual(after, []);
     for (const s of sockets) assert.ok(!fs.existsSync(s), `${s} is still there`);
@@ -160,8 +160,7 @@ describe('sound bridge', () => {
     const callerInit = (w.cageState('caller') as { sandbox: { init: { pid: number } } }).sandbox.init.pid;
     process.kill(callerInit, 'SIGKILL');
     await w.startService();
-    const listening = listenToHost(w.pulse!, 4);
-    await new Promise((r) => setTimeout(r, 300));
+    const listening = (await startListeningToHost(w.pulse!, 4)).heard;
     const out = await inCage(w, 'player', 'paplay "$HOME/tone.wav" && echo played');
     const heard = await listening;
     assert.match(out, /played/);
@@ -172,7 +171,7 @@ describe('sound bridge', () => {
   });
 
   it('a server that refuses per-cage sockets (as pipewire-pulse does) is reached through its main socket, with the cookie kept on the host', async () => {
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['player']);
+    await w.dbus.Cages1.Stop('player');
     await w.killService();
     // pipewire-pulse answers load-module module-native-protocol-unix with an error; this pactl
     // does the same and passes everything else to the real one.
@@ -181,8 +180,7 @@ describe('sound bridge', () => {
     const realPactl = (await execa('sh', ['-c', 'command -v pactl'])).stdout.trim();
     fs.writeFileSync(path.join(bin, 'pactl'), `#!/bin/sh\n[ "$1" = load-module ] && { echo 'Failure: Module initialization failed' >&2; exit 1; }\nexec ${realPactl} "$@"\n`, { mode: 0o755 });
     await w.startService({ env: { PATH: `${bin}:${w.env.PATH}` } });
-    const listening = listenToHost(w.pulse!, 4);
-    await new Promise((r) => setTimeout(r, 300));
+    const listening = (await startListeningToHost(w.pulse!, 4)).heard;
     const out = await inCage(w, 'player', 'paplay "$HOME/tone.wav" && echo played; timeout 2 parec --raw "$HOME/rec.raw"; echo "rec=$?"');
     const heard = await listening;
     assert.match(out, /played/, out);
@@ -190,13 +188,13 @@ describe('sound bridge', () => {
     assert.ok(heard.peak > 0.3, `peak ${heard.peak}`);
     assert.match(w.service!.log(), /relaying to its main socket/);
     assert.equal((await w.pulse!.modules()).filter(([, name]) => name === 'module-native-protocol-unix').length, 1, 'only the server\'s own socket module');
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['player']);
+    await w.dbus.Cages1.Stop('player');
     await w.killService();
     await w.startService();
   });
 
   it('without a sound server the cage still starts, with its sound bridge down and the reason given', async () => {
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['player']);
+    await w.dbus.Cages1.Stop('player');
     await w.pulse!.stop();
     const out = await inCage(w, 'player', 'echo started');
     assert.match(out, /started/);

@@ -137,7 +137,7 @@ describe('the working directory of a program in a cage is inside the cage, howev
     );
     fs.writeFileSync(path.join(w.env.XDG_CONFIG_HOME!, 'mimeapps.list'), `[Default Applications]\ntext/plain=${ENTRY};\n`);
     await w.startService();
-    await w.call('io.kagome.Cages1', 'Start', 's', [CAGE]);
+    await w.dbus.Cages1.Start(CAGE);
     const init = (w.cageState(CAGE) as { sandbox: { init: { pid: number } } }).sandbox.init.pid;
     cageRoot = devIno(`/proc/${init}/root/`);
     hostRoot = devIno('/');
@@ -161,7 +161,7 @@ describe('the working directory of a program in a cage is inside the cage, howev
 
   it('D-Bus LaunchCommand with the cwd option', async () => {
     await probeEachPlace('launch-command', async (dir, tag) => {
-      await w.call('io.kagome.Launcher1', 'LaunchCommand', 'sasa{sv}', [CAGE, ['sh', '-c', PROBE, 'probe', tag], { cwd: new dbus.Variant('s', dir) }]);
+      await w.dbus.Launcher1.LaunchCommand(CAGE, ['sh', '-c', PROBE, 'probe', tag], { cwd: new dbus.Variant('s', dir) });
       return tag;
     });
   });
@@ -169,7 +169,7 @@ describe('the working directory of a program in a cage is inside the cage, howev
   it('D-Bus Launch of a desktop entry with the cwd option (and a file named relative to it)', async () => {
     await probeEachPlace('launch', async (dir, tag) => {
       const name = fileToOpen(dir, tag);
-      await w.call('io.kagome.Launcher1', 'Launch', 'ssasa{sv}', [CAGE, ENTRY, [name], { cwd: new dbus.Variant('s', dir) }]);
+      await w.dbus.Launcher1.Launch(CAGE, ENTRY, [name], { cwd: new dbus.Variant('s', dir) });
       return name;
     });
   });

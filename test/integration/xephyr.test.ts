@@ -5,6 +5,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
 import { waitForWindow } from '../helpers/x11.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Display=xephyr: a nested X server on the host (one window titled after the cage); programs of
 // the cage draw inside it and nowhere else, and the cage still cannot reach the host display.
@@ -30,13 +31,8 @@ describe('a cage with Display=xephyr', () => {
     const nested = `:${state.displayState.number}`;
     assert.notEqual(nested, w.display);
     // xeyes is a client of the nested server, not of the host one.
-    const deadline = Date.now() + 15000;
-    let tree = '';
-    while (Date.now() < deadline) {
-      tree = String((await execa('xwininfo', ['-root', '-tree'], { env: { DISPLAY: nested, XAUTHORITY: state.displayState.authFile }, reject: false })).stdout);
-      if (/xeyes/i.test(tree)) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const nestedTree = async () => String((await execa('xwininfo', ['-root', '-tree'], { env: { DISPLAY: nested, XAUTHORITY: state.displayState.authFile }, reject: false })).stdout);
+    const tree = await waitFor('xeyes on the nested display', nestedTree, { timeoutMs: 15000, pollMs: 50, until: (t) => /xeyes/i.test(t) });
     assert.match(tree, /xeyes/i);
     const hostTree = String((await execa('xwininfo', ['-root', '-tree'], { env: { DISPLAY: w.display } })).stdout);
     assert.doesNotMatch(hostTree, /"xeyes"/);
@@ -61,7 +57,7 @@ describe('a cage with Display=xephyr', () => {
 
   it('stopping the cage stops its Xephyr', async () => {
     const state = w.cageState('nested') as { displayState: { server: { pid: number } } };
-    await w.call('io.kagome.Cages1', 'Stop', 's', ['nested']);
+    await w.dbus.Cages1.Stop('nested');
     const st = fs.existsSync(`/proc/${state.displayState.server.pid}/status`) ? fs.readFileSync(`/proc/${state.displayState.server.pid}/status`, 'utf8') : 'State:\tZ';
     assert.match(st, /State:\s+Z/);
   });
