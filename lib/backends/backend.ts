@@ -51,7 +51,11 @@ export interface ExecHandle {
   stdout?: NodeJS.ReadableStream & { destroy(): void };
 }
 
-export interface Backend {
+/**
+ * R is the backend's own record: its methods take the record its start returned, typed, while
+ * the engine holds every backend as a Backend of plain JSON records.
+ */
+export interface Backend<R extends SandboxRecord = SandboxRecord> {
   readonly kind: string;
   /**
    * How files can be granted to this cage: 'portal', the document portal's FUSE folder mounted
@@ -61,18 +65,18 @@ export interface Backend {
   fileGrants(spec: SandboxSpec): FileGrantMode;
   /** throws MissingProgram (with the Debian package) when something on the host is missing */
   checkHost(spec: SandboxSpec): void;
-  start(spec: SandboxSpec, io: StartIo): Promise<SandboxRecord>;
+  start(spec: SandboxSpec, io: StartIo): Promise<R>;
   /** the path of a program as the cage sees it, or undefined when it has no such program */
-  resolveProgram(record: SandboxRecord, program: string, searchPath: string): Promise<string | undefined>;
-  exec(record: SandboxRecord, req: ExecRequest): Promise<ExecHandle>;
+  resolveProgram(record: R, program: string, searchPath: string): Promise<string | undefined>;
+  exec(record: R, req: ExecRequest): Promise<ExecHandle>;
   /** host path at which the cage's own filesystem can be read, when the backend has one */
-  hostPathOf(record: SandboxRecord, pathInCage: string): string | undefined;
-  isAlive(record: SandboxRecord): boolean;
+  hostPathOf(record: R, pathInCage: string): string | undefined;
+  isAlive(record: R): boolean;
   /**
    * For a cage on another machine (a remote LXD), whose folders the host cannot see: the
    * command that runs a program in the cage as its user, and the environment it needs.
    * Displays then reach the cage through it instead of through a shared folder.
    */
-  remoteShell?(record: SandboxRecord): { argv: string[]; env: Record<string, string> } | undefined;
-  stop(record: SandboxRecord): Promise<void>;
+  remoteShell?(record: R): { argv: string[]; env: Record<string, string> } | undefined;
+  stop(record: R): Promise<void>;
 }

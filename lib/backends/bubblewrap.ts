@@ -141,7 +141,7 @@ const READY_FD = 5;
 const SECCOMP_FD = 6;
 const KEEPER = ["/bin/sh", "-c", `printf R >&${READY_FD} && exec sleep infinity 3>&- ${READY_FD}>&-`];
 
-export class BubblewrapBackend implements Backend {
+export class BubblewrapBackend implements Backend<BubblewrapRecord> {
   readonly kind = 'bubblewrap';
 
   constructor(
@@ -271,29 +271,25 @@ export class BubblewrapBackend implements Backend {
     return record;
   }
 
-  async resolveProgram(record: SandboxRecord, program: string, searchPath: string): Promise<string | undefined> {
-    const r = record as BubblewrapRecord;
+  async resolveProgram(r: BubblewrapRecord, program: string, searchPath: string): Promise<string | undefined> {
     // /proc/PID/root is the cage's root as seen from the host: no process needs to be started.
     return resolveInRoot(r.init, program, searchPath);
   }
 
-  async exec(record: SandboxRecord, req: ExecRequest): Promise<ExecHandle> {
-    const r = record as BubblewrapRecord;
+  async exec(r: BubblewrapRecord, req: ExecRequest): Promise<ExecHandle> {
     if (!isAlive(r.init)) throw new KagomeError('BackendFailed', 'the cage is no longer running');
     return spawnDetached(enterHelper(), [...(r.cgroup?.procs ?? []).flatMap((f) => ['--cgroup', f]), ...enterArgs(r.init, req.cwd, req.fallbackCwd ?? '/', execArgv(req.argv), r.seccomp, r.tasksMax)], req.env, req, 'the cage');
   }
 
-  hostPathOf(record: SandboxRecord, pathInCage: string): string | undefined {
-    const r = record as BubblewrapRecord;
+  hostPathOf(r: BubblewrapRecord, pathInCage: string): string | undefined {
     return `/proc/${r.init.pid}/root${pathInCage}`;
   }
 
-  isAlive(record: SandboxRecord): boolean {
-    return isAlive((record as BubblewrapRecord).init);
+  isAlive(record: BubblewrapRecord): boolean {
+    return isAlive(record.init);
   }
 
-  async stop(record: SandboxRecord): Promise<void> {
-    const r = record as BubblewrapRecord;
+  async stop(r: BubblewrapRecord): Promise<void> {
     // Programs get a moment to save their work; then pid 1 of the namespace is killed, which
     // makes the kernel kill every process left in the cage: nothing can outlive it.
     if (r.pidNamespace && isAlive(r.init)) {

@@ -79,13 +79,12 @@ export function engineExec(program: string, args: string[], env: Record<string, 
 /** What every container backend answers the same way, from its record alone. */
 export abstract class ContainerBackend {
   /** where the service reads a path of the container, when its root is readable from here */
-  hostPathOf(record: SandboxRecord, pathInCage: string): string | undefined {
-    const r = record as ContainerRecord;
+  hostPathOf(r: ContainerRecord, pathInCage: string): string | undefined {
     return r.rootVisible ? `/proc/${r.init.pid}/root${pathInCage}` : undefined;
   }
 
-  isAlive(record: SandboxRecord): boolean {
-    return isAlive((record as ContainerRecord).init);
+  isAlive(record: ContainerRecord): boolean {
+    return isAlive(record.init);
   }
 }
 

@@ -6,7 +6,7 @@ import { requireProgram } from '../requirements.js';
 import { resolveInRoot } from './proc-root.js';
 import { isAlive, procRef, signal } from '../runtime/proc.js';
 import { IN_CAGE, type HostFacts, type SandboxSpec } from '../sandbox.js';
-import type { Backend, ExecHandle, ExecRequest, SandboxRecord, StartIo } from './backend.js';
+import type { Backend, ExecHandle, ExecRequest, StartIo } from './backend.js';
 import { refuseInternet } from './net-policy.js';
 import { ENOSYS, EPERM, REFUSED_IOCTLS } from './oci-seccomp.js';
 import { containerFacts, engineExec, engineRun, ContainerBackend, resolveByShell, termPrograms, writeIdentity, type ContainerRecord } from './container.js';
@@ -204,7 +204,7 @@ export const TERM_INSIDE = [
   'while [ $i -lt 20 ] && running "$1"; do sleep 0.1; i=$((i + 1)); done',
 ].join('\n');
 
-export class LxdBackend extends ContainerBackend implements Backend {
+export class LxdBackend extends ContainerBackend implements Backend<LxdRecord> {
   readonly kind = 'lxd';
   private program: string | undefined;
   private readonly toldRemote = new Set<string>();
@@ -340,8 +340,7 @@ export class LxdBackend extends ContainerBackend implements Backend {
   }
 
   /** How a display reaches a cage whose folders are not on this machine: a command run inside it. */
-  remoteShell(record: SandboxRecord): { argv: string[]; env: Record<string, string> } | undefined {
-    const r = record as LxdRecord;
+  remoteShell(r: LxdRecord): { argv: string[]; env: Record<string, string> } | undefined {
     if (!r.remote) return undefined;
     const env = Object.fromEntries(['LXD_CONF', 'LXD_DIR', 'HOME', 'PATH'].filter((k) => this.env[k] !== undefined).map((k) => [k, this.env[k]!]));
     return { argv: [this.lxc(), 'exec', this.target(r.remote, r.container), '--mode', 'non-interactive', ...this.userArgs(r), '--'], env };
@@ -373,15 +372,13 @@ export class LxdBackend extends ContainerBackend implements Backend {
     return ['--user', String(r.user.uid), '--group', String(r.user.gid)];
   }
 
-  async resolveProgram(record: SandboxRecord, program: string, searchPath: string): Promise<string | undefined> {
-    const r = record as LxdRecord;
+  async resolveProgram(r: LxdRecord, program: string, searchPath: string): Promise<string | undefined> {
     // Only a root service sees the container's root; a user's service asks a shell inside.
     if (r.rootVisible) return resolveInRoot(r.init, program, searchPath);
     return resolveByShell(this.lxc(), ['exec', this.target(r.remote, r.container), ...this.userArgs(r), '--'], this.env, program, searchPath);
   }
 
-  exec(record: SandboxRecord, req: ExecRequest): Promise<ExecHandle> {
-    const r = record as LxdRecord;
+  exec(r: LxdRecord, req: ExecRequest): Promise<ExecHandle> {
     if (!isAlive(r.init)) throw new KagomeError('BackendFailed', 'the cage is no longer running');
     const args = ['exec', this.target(r.remote, r.container), '--mode', 'non-interactive', ...this.userArgs(r), '--cwd', '/'];
     if (!req.pipes) args.push('--disable-stdin');
@@ -390,8 +387,7 @@ export class LxdBackend extends ContainerBackend implements Backend {
     return engineExec(this.lxc(), args, this.env, req);
   }
 
-  async stop(record: SandboxRecord): Promise<void> {
-    const r = record as LxdRecord;
+  async stop(r: LxdRecord): Promise<void> {
     if (r.remote || !r.pidNamespace) {
       // Programs get a moment to save their work. Where the service cannot list the container's
       // processes (on a remote, or a local container whose namespaces are LXD root's), a shell

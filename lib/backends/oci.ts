@@ -6,7 +6,7 @@ import { requireProgram } from '../requirements.js';
 import { resolveInRoot } from './proc-root.js';
 import { isAlive, procRef, signal } from '../runtime/proc.js';
 import { IN_CAGE, type HostFacts, type SandboxSpec, type SetupOp } from '../sandbox.js';
-import type { Backend, ExecHandle, ExecRequest, SandboxRecord, StartIo } from './backend.js';
+import type { Backend, ExecHandle, ExecRequest, StartIo } from './backend.js';
 import {
   checkMountPath,
   containerFacts,
@@ -212,7 +212,7 @@ export function runFailure(engine: OciEngine, spec: SandboxSpec, e: KagomeError)
   return new KagomeError('BackendFailed', `${engine} could not start cage "${spec.name}": ${e.message}`);
 }
 
-export class OciBackend extends ContainerBackend implements Backend {
+export class OciBackend extends ContainerBackend implements Backend<OciRecord> {
   private program: string | undefined;
   private rootlessAnswer: Promise<boolean> | undefined;
 
@@ -339,20 +339,17 @@ export class OciBackend extends ContainerBackend implements Backend {
     );
   }
 
-  async resolveProgram(record: SandboxRecord, program: string, searchPath: string): Promise<string | undefined> {
-    const r = record as OciRecord;
+  async resolveProgram(r: OciRecord, program: string, searchPath: string): Promise<string | undefined> {
     if (r.rootVisible) return resolveInRoot(r.init, program, searchPath);
     return resolveByShell(this.engine(), ['exec', '--user', userArg(r, this.host), r.container], this.env, program, searchPath);
   }
 
-  exec(record: SandboxRecord, req: ExecRequest): Promise<ExecHandle> {
-    const r = record as OciRecord;
+  exec(r: OciRecord, req: ExecRequest): Promise<ExecHandle> {
     if (!isAlive(r.init)) throw new KagomeError('BackendFailed', 'the cage is no longer running');
     return engineExec(this.engine(), execPrefix(r, req, this.host), this.env, req);
   }
 
-  async stop(record: SandboxRecord): Promise<void> {
-    const r = record as OciRecord;
+  async stop(r: OciRecord): Promise<void> {
     await termPrograms(r);
     try {
       await engineRun(this.engine(), ['rm', '--force', '--volumes', r.container], this.env);
