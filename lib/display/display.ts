@@ -20,26 +20,31 @@ export interface DisplayContext {
   logFd: number;
 }
 
-export interface CageDisplay {
+/**
+ * R is the display's own record, P what its prepare returns (R when it has no separate one):
+ * its methods take those types, while the engine holds every display with plain JSON records.
+ */
+export interface CageDisplay<R extends DisplayRecord = DisplayRecord, P extends DisplayRecord = R> {
   readonly kind: string;
   checkHost(): void;
   /** before the sandbox exists: starts host-side parts, if any */
-  prepare(ctx: DisplayContext): Promise<DisplayRecord>;
+  prepare(ctx: DisplayContext): Promise<P>;
   /** adds the display's mounts and environment to the cage (also when re-adopting: no side effects) */
-  contribute(ctx: DisplayContext, record: DisplayRecord): void;
+  contribute(ctx: DisplayContext, record: P | R): void;
   /** once the sandbox exists: starts what runs inside and returns when programs can connect */
-  start(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord, prepared: DisplayRecord): Promise<DisplayRecord>;
-  isAlive(record: DisplayRecord, backend: Backend, sandbox: SandboxRecord): boolean;
+  start(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord, prepared: P): Promise<R>;
+  isAlive(record: R, backend: Backend, sandbox: SandboxRecord): boolean;
   /**
    * After a service restart, and when watch reports a loss: brings back the parts that died
    * (xpra's host client, Xephyr's window manager) and keeps the rest; returns the same record
    * when nothing was missing.
    */
-  readopt(ctx: DisplayContext, record: DisplayRecord, backend: Backend, sandbox: SandboxRecord): Promise<DisplayRecord>;
+  readopt(ctx: DisplayContext, record: R, backend: Backend, sandbox: SandboxRecord): Promise<R>;
   /**
    * Calls `lost` once when a part readopt can bring back ends while the cage runs; returns what
    * stops watching. A host client killed by mistake left the cage "running" with no windows.
    */
-  watch?(record: DisplayRecord, lost: () => void): () => void;
-  stop(record: DisplayRecord): Promise<void>;
+  watch?(record: R, lost: () => void): () => void;
+  /** also given what prepare returned, when a start fails before the display started */
+  stop(record: P | R): Promise<void>;
 }

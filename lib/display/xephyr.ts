@@ -53,7 +53,7 @@ interface Settling {
   kill(): void;
 }
 
-export class XephyrDisplay implements CageDisplay {
+export class XephyrDisplay implements CageDisplay<XephyrRecord> {
   readonly kind = 'xephyr';
   private readonly settling = new Map<number, Settling>();
   /** window managers this service started, by pid: their end is an event, not a poll */
@@ -122,8 +122,7 @@ export class XephyrDisplay implements CageDisplay {
     return { resources, done, kill: () => helper.kill('SIGKILL') };
   }
 
-  contribute(ctx: DisplayContext, record: DisplayRecord): void {
-    const r = record as XephyrRecord;
+  contribute(ctx: DisplayContext, r: XephyrRecord): void {
     const auth = path.posix.join(ctx.spec.runtimeDir, 'Xauthority');
     ctx.spec.ops.push({ op: 'bind', source: `/tmp/.X11-unix/X${r.number}`, dest: '/tmp/.X11-unix/X0' });
     ctx.spec.ops.push({ op: 'ro-bind', source: r.authFile, dest: auth });
@@ -132,8 +131,7 @@ export class XephyrDisplay implements CageDisplay {
     contributeScale(ctx, r);
   }
 
-  async start(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord, prepared: DisplayRecord): Promise<XephyrRecord> {
-    const r = prepared as XephyrRecord;
+  async start(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord, r: XephyrRecord): Promise<XephyrRecord> {
     const settling = this.settling.get(r.server.pid);
     this.settling.delete(r.server.pid);
     try {
@@ -168,20 +166,19 @@ export class XephyrDisplay implements CageDisplay {
     return { ref, exited: h.exited };
   }
 
-  isAlive(record: DisplayRecord): boolean {
-    return isAlive((record as XephyrRecord).server);
+  isAlive(record: XephyrRecord): boolean {
+    return isAlive(record.server);
   }
 
-  async readopt(ctx: DisplayContext, record: DisplayRecord, backend: Backend, sandbox: SandboxRecord): Promise<XephyrRecord> {
-    const r = record as XephyrRecord;
+  async readopt(ctx: DisplayContext, r: XephyrRecord, backend: Backend, sandbox: SandboxRecord): Promise<XephyrRecord> {
     // A cage without openbox had none to lose.
     if (!r.wm || isAlive(r.wm)) return r;
     const wm = await this.startWm(ctx, backend, sandbox);
     return { ...r, ...(wm ? { wm: wm.ref } : {}) };
   }
 
-  watch(record: DisplayRecord, lost: () => void): () => void {
-    const wm = (record as XephyrRecord).wm;
+  watch(record: XephyrRecord, lost: () => void): () => void {
+    const wm = record.wm;
     if (!wm) return () => undefined;
     let watching = true;
     const end = () => {
@@ -203,8 +200,7 @@ export class XephyrDisplay implements CageDisplay {
     };
   }
 
-  async stop(record: DisplayRecord): Promise<void> {
-    const r = record as XephyrRecord;
+  async stop(r: XephyrRecord): Promise<void> {
     // A start that failed before start() leaves its helper; it would end with the display anyway.
     this.settling.get(r.server.pid)?.kill();
     this.settling.delete(r.server.pid);

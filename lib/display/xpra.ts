@@ -374,7 +374,7 @@ const ATTACH_TIMEOUT_MS = 30000;
 /** How often a client this service did not start (re-adopted) is checked for life. */
 const CLIENT_POLL_MS = 2000;
 
-export class XpraDisplay implements CageDisplay {
+export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
   readonly kind = 'xpra';
 
   checkHost(): void {
@@ -396,7 +396,7 @@ export class XpraDisplay implements CageDisplay {
     return { screen: host.size ?? DEFAULT_SCREEN, dpi: host.dpi ?? FALLBACK_DPI, ...(host.xftDpi ? { xftDpi: host.xftDpi } : {}), scaleEnv: host.scaleEnv };
   }
 
-  contribute(ctx: DisplayContext, record: DisplayRecord): void {
+  contribute(ctx: DisplayContext, record: XpraPrepared | XpraRecord): void {
     ctx.spec.ops.push({ op: 'bind', source: ctx.rt.xpraDir, dest: IN_CAGE.xpraDir });
     ctx.spec.env.DISPLAY = XPRA_DISPLAY;
     // xpra 3.1 writes the display's cookie to ~/.Xauthority whatever XAUTHORITY says, so every
@@ -405,8 +405,7 @@ export class XpraDisplay implements CageDisplay {
     contributeScale(ctx, record);
   }
 
-  async start(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord, record: DisplayRecord): Promise<XpraRecord> {
-    const prepared = record as XpraPrepared;
+  async start(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord, prepared: XpraPrepared): Promise<XpraRecord> {
     const socket = path.join(ctx.rt.xpraDir, SOCKET_NAME);
     fs.rmSync(socket, { force: true });
     const server = await backend.exec(sandbox, {
@@ -567,13 +566,11 @@ export class XpraDisplay implements CageDisplay {
     return new KagomeError('DisplayFailed', `${what} for cage "${ctx.config.name}"; see ${path.join(ctx.rt.logDir, 'cage.log')}`);
   }
 
-  isAlive(record: DisplayRecord, backend: Backend, sandbox: SandboxRecord): boolean {
-    const r = record as XpraRecord;
+  isAlive(r: XpraRecord, backend: Backend, sandbox: SandboxRecord): boolean {
     return isAlive(r.server) && backend.isAlive(sandbox);
   }
 
-  async readopt(ctx: DisplayContext, record: DisplayRecord): Promise<XpraRecord> {
-    const r = record as XpraRecord;
+  async readopt(ctx: DisplayContext, r: XpraRecord): Promise<XpraRecord> {
     if (isAlive(r.client)) return r;
     const logFrom = fs.fstatSync(ctx.logFd).size;
     const client = await this.startClient(ctx, r.socket, r.remote === true);
@@ -582,8 +579,8 @@ export class XpraDisplay implements CageDisplay {
     return { ...r, client };
   }
 
-  watch(record: DisplayRecord, lost: () => void): () => void {
-    const client = (record as XpraRecord).client;
+  watch(record: XpraRecord, lost: () => void): () => void {
+    const client = record.client;
     let watching = true;
     const end = () => {
       if (!watching) return;
@@ -605,8 +602,9 @@ export class XpraDisplay implements CageDisplay {
     return unwatch;
   }
 
-  async stop(record: DisplayRecord): Promise<void> {
-    const r = record as XpraRecord;
+  async stop(record: XpraPrepared | XpraRecord): Promise<void> {
+    // What prepare returned has no client: nothing of the host's to end then.
+    const r: Partial<XpraRecord> = record;
     // The server dies with the cage; the host client would otherwise try to reconnect.
     signal(r.client, 'SIGTERM');
     await waitUntil(() => !isAlive(r.client), 2000, 20);
