@@ -22,19 +22,23 @@ import { isAlive, type ProcRef } from '../../lib/runtime/proc.js';
 
 const TITLE = 'Kagome portal test';
 
-// A GTK 3 program: the native file chooser, which GTK_USE_PORTAL=1 sends to the portal.
+// A GTK 3 program: the native file chooser, which GTK_USE_PORTAL=1 sends to the portal. Opening,
+// it reads the file picked; saving, it writes argv[3] into the file named and reads it back.
 const CHOOSER = String.raw`
 import os, sys, gi
 gi.require_version('Gtk', '3.0')
 from gi.repository import Gtk
-out = sys.argv[1]
-d = Gtk.FileChooserNative.new('${TITLE}', None, Gtk.FileChooserAction.OPEN, None, None)
+out, action = sys.argv[1], sys.argv[2]
+d = Gtk.FileChooserNative.new('${TITLE}', None, Gtk.FileChooserAction.SAVE if action == 'save' else Gtk.FileChooserAction.OPEN, None, None)
 r = d.run()
 with open(out + '.tmp', 'w') as f:
     if r == Gtk.ResponseType.ACCEPT:
         p = d.get_filename()
         f.write('path=%s\n' % p)
         try:
+            if action == 'save':
+                with open(p, 'w') as saved:
+                    saved.write(sys.argv[3])
             f.write('content=%s' % open(p).read())
         except Exception as e:
             f.write('error=%s\n' % e)
@@ -134,10 +138,13 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
   const x = (args: string[]) => execa('xdotool', args, { env: { DISPLAY: w.display } });
   const logs = () => `--- cage log\n${w.cageLog('files')}\n--- program log\n${w.programLog('files', 'python3')}\n--- portal\n${portal?.log() ?? ''}`;
 
-  /** Opens the chooser in the cage, waits for its dialog on the host display, then `answer`s it. */
-  const choose = async (answer: 'pick' | 'cancel'): Promise<string> => {
+  /**
+   * Opens the chooser in the cage (to open a file, or to save `content`), waits for its dialog
+   * on the host display, then `answer`s it: the host path typed, or Escape.
+   */
+  const choose = async (answer: 'pick' | 'cancel', save?: { path: string; content: string }): Promise<string> => {
     const out = `chooser-${++n}.out`;
-    await w.launchCommand('files', ['python3', '-c', CHOOSER, `${w.env.HOME}/${out}`]);
+    await w.launchCommand('files', ['python3', '-c', CHOOSER, `${w.env.HOME}/${out}`, save ? 'save' : 'open', save?.content ?? '']);
     const dialog = await waitForWindow(w.display, { name: TITLE }, { timeoutMs: 60_000 });
     // No window manager on the test display: the test gives the dialog the keyboard, as one would.
     await waitFor('the dialog has the keyboard', async () => {
@@ -146,8 +153,9 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
       return focused === Number(dialog.id);
     }, { timeoutMs: 10_000, pollMs: 200 });
     if (answer === 'pick') {
-      // A "/" opens GTK's location entry; the path, then Return, chooses the file.
-      await x(['type', '--delay', '40', picked]);
+      // Opening, a "/" opens GTK's location entry; saving, the name entry has the keyboard
+      // and takes a whole path. The path, then Return, chooses the file.
+      await x(['type', '--delay', '40', save?.path ?? picked]);
       await x(['key', 'Return']);
     } else {
       await x(['key', 'Escape']);
@@ -207,6 +215,31 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
 
   it('a cancelled dialog gives the program nothing', async () => {
     assert.equal(await choose('cancel'), 'cancelled\n');
+  });
+
+  it('Save: the file named in the host dialog is made on the host with what the cage wrote, through its document-portal folder', async () => {
+    const dir = path.dirname(picked);
+    const saved = path.join(dir, 'saved-by-cage.txt');
+    const got = await choose('pick', { path: saved, content: 'written in the cage\n' });
+    const docRoot = path.join(w.env.XDG_RUNTIME_DIR!, 'doc');
+    const m = new RegExp(`^path=${docRoot.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/([^/]+)/saved-by-cage\\.txt\ncontent=written in the cage\n$`).exec(got);
+    assert.ok(m, `${got}\n${logs()}`);
+    const id = m[1]!;
+    // The host file is the one named, with what the cage wrote through the portal's folder.
+    assert.equal(fs.readFileSync(saved, 'utf8'), 'written in the cage\n');
+    assert.ok(fs.existsSync(path.join(docRoot, 'by-app', 'io.kagome.Cage_files', id, 'saved-by-cage.txt')));
+    assert.equal(fs.existsSync(path.join(docRoot, 'by-app', 'io.kagome.Cage_other', id)), false);
+    // That file and nothing else: the folder it was saved in and the file beside it stay out.
+    const inCage = await run('files', `cat ${JSON.stringify(secret)} || echo no-secret; ls ${JSON.stringify(dir)} || echo no-folder; ls ${JSON.stringify(path.join(docRoot, id))}`);
+    assert.match(inCage, /no-secret\n/);
+    assert.match(inCage, /no-folder\n/);
+    assert.equal(inCage.trim().split('\n').at(-1), 'saved-by-cage.txt', inCage);
+  });
+
+  it('Save cancelled: nothing is written', async () => {
+    const before = fs.readdirSync(path.dirname(picked)).sort();
+    assert.equal(await choose('cancel', { path: path.join(path.dirname(picked), 'never.txt'), content: 'never\n' }), 'cancelled\n');
+    assert.deepEqual(fs.readdirSync(path.dirname(picked)).sort(), before);
   });
 
   it('the proxy lets nothing else of the host bus through; the host bus given directly lets it all (the control)', async () => {
