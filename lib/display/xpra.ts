@@ -85,13 +85,127 @@ export function xvfbCommand(screen: string, dpi = FALLBACK_DPI): string {
  */
 export const XPRA_SERVER_ENV = { XPRA_SYSTEM_CONF_DIRS: '/dev/null', XPRA_USER_CONF_DIRS: '/dev/null' } as const;
 
+/**
+ * How the server is started: xpra's own entry point, with two changes to its window manager
+ * (xpra 3.1's x11/models and gtk_x11/wm.py), both races between a program and the server.
+ *
+ * A window mapped and at once withdrawn stayed on the host, black. The program's map request
+ * waits for xpra; its unmap right after is a no-op on a window still unmapped, and xpra then
+ * manages and maps the window the program has withdrawn. ICCCM 4.1.4 has a program send a
+ * synthetic UnmapNotify to the root for this (Qt and Xlib's XWithdrawWindow do), but xpra routes
+ * an event delivered to the root to its Wm object, which has no handler for it (gdk_bindings
+ * _route_event, "xpra-child-unmap-event"), so the window stayed mapped, in the cage and on the
+ * host. FeatherPad does this with a hidden window whenever it is asked to open a file. The
+ * server now unmaps such a window, as the program asked, and xpra's own handling of that
+ * unmap unmanages it; a program that maps the window again before then keeps it shown.
+ *
+ * A window's title (or class, hints, icon) changed right after it was mapped could stay
+ * unseen: xpra reads a new window's properties (CoreX11WindowModel.call_setup,
+ * _read_initial_X11_properties) before it asks for their change events (setup, addDefaultEvents),
+ * so a change in between reached no one, and the host window kept the earlier title
+ * ("FeatherPad" where the program had set its file's name). They are read once more once the
+ * events are asked for.
+ *
+ * A server without the parts patched (another xpra in a container image) runs unpatched, and
+ * says so in the cage log.
+ */
+export const XPRA_SERVER_LAUNCHER = [
+  'import ctypes, sys',
+  // Named as xpra's own script would be (the bench counts the cage's "xpra" processes).
+  'ctypes.CDLL(None).prctl(15, b"xpra", 0, 0, 0)',
+  'from xpra.platform import init, set_default_name',
+  'set_default_name("Xpra")',
+  'init()',
+  'from xpra.log import Logger',
+  // Called once xpra has opened the cage's display: the window manager's modules need it.
+  'def patch_server():',
+  '    from gi.repository import GObject',
+  '    from xpra.gtk_common.error import xswallow',
+  '    from xpra.gtk_common.gobject_util import one_arg_signal',
+  '    from xpra.x11.bindings.window_bindings import X11WindowBindings',
+  '    from xpra.x11.gtk_x11 import wm',
+  '    from xpra.x11.gtk_x11.gdk_bindings import add_catchall_receiver',
+  '    from xpra.x11.models.core import CoreX11WindowModel',
+  '    X = X11WindowBindings()',
+  '    managers = []',
+  // Windows whose withdrawal the server completes, by window: the serial of its unmap.
+  '    withdrawing = {}',
+  '    original_wm_init = wm.Wm.__init__',
+  '    def wm_init(self, *args, **kwargs):',
+  '        original_wm_init(self, *args, **kwargs)',
+  '        managers.append(self)',
+  '    wm.Wm.__init__ = wm_init',
+  '    class Withdrawals(GObject.GObject):',
+  '        __gsignals__ = {"xpra-child-unmap-event": one_arg_signal}',
+  '        def do_xpra_child_unmap_event(self, event):',
+  '            if not event.send_event or event.window is None or event.delivered_to is None:',
+  '                return',
+  '            for manager in managers:',
+  '                model = manager._windows.get(event.window)',
+  '                if model is None or event.delivered_to.get_xid() != manager._root.get_xid():',
+  '                    continue',
+  // Mapped: unmapped, and xpra's own handling of the UnmapNotify that follows unmanages it,
+  // in the order of the events (unmanaged here, the frame window xpra destroys would still
+  // be named by events to come, and another window could be taken for it).
+  '                mapped = False',
+  '                with xswallow:',
+  '                    mapped = X.is_mapped(model.xid)',
+  '                    if mapped:',
+  '                        withdrawing[model.xid] = X.Unmap(model.xid)',
+  '                if not mapped:',
+  '                    model.unmanage()',
+  '    GObject.type_register(Withdrawals)',
+  // A catch-all receiver hears every event xpra routes, also those the Wm object ignores.
+  '    add_catchall_receiver("xpra-child-unmap-event", Withdrawals())',
+  // Mapped again before that UnmapNotify came: the program wants it shown after all, so it
+  // stays managed and is mapped again, and the UnmapNotify is taken for the server's own.
+  '    original_manage = wm.Wm._manage_client',
+  '    def manage_client(self, gdkwindow):',
+  '        model = self._windows.get(gdkwindow) if gdkwindow is not None else None',
+  '        serial = withdrawing.pop(model.xid, None) if model is not None else None',
+  '        if serial is None:',
+  '            return original_manage(self, gdkwindow)',
+  '        model.last_unmap_serial = serial',
+  '        with xswallow:',
+  '            X.MapWindow(model.xid)',
+  '    wm.Wm._manage_client = manage_client',
+  '    original_call_setup = CoreX11WindowModel.call_setup',
+  '    def call_setup(self):',
+  '        withdrawing.pop(self.xid, None)',
+  '        original_call_setup(self)',
+  '        handlers = []',
+  '        for name in self._initial_x11_properties:',
+  '            handler = self._x11_property_handlers.get(name)',
+  '            if handler and handler not in handlers:',
+  '                handlers.append(handler)',
+  '                with xswallow:',
+  '                    handler(self)',
+  '    CoreX11WindowModel.call_setup = call_setup',
+  'try:',
+  '    from xpra.scripts import server as xpra_server',
+  '    original_make_server = xpra_server.make_server',
+  '    def make_server(*args):',
+  '        try:',
+  '            patch_server()',
+  '        except Exception as e:',
+  '            Logger("server").warn("kagome: xpra\'s window manager is not patched: %s", e)',
+  '        return original_make_server(*args)',
+  '    xpra_server.make_server = make_server',
+  'except Exception as e:',
+  '    Logger("server").warn("kagome: xpra\'s server is not patched: %s", e)',
+  'from xpra.scripts.main import main',
+  'sys.exit(main("/usr/bin/xpra", ["/usr/bin/xpra"] + sys.argv[1:]))',
+].join('\n');
+
 export function xpraServerArgv(screen = DEFAULT_SCREEN, dpi = FALLBACK_DPI): string[] {
   return [
     'python3',
     '-c',
     SOCKET_ACTIVATE,
     path.posix.join(IN_CAGE.xpraDir, SOCKET_NAME),
-    'xpra',
+    'python3',
+    '-c',
+    XPRA_SERVER_LAUNCHER,
     'start',
     XPRA_DISPLAY,
     '--bind=none',

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_SCREEN, XPRA_DISPLAY, xpraClientArgv, xpraServerArgv } from '../../lib/display/xpra.js';
+import { DEFAULT_SCREEN, XPRA_DISPLAY, XPRA_SERVER_LAUNCHER, xpraClientArgv, xpraServerArgv } from '../../lib/display/xpra.js';
 import { newCookie, xauthorityEntry } from '../../lib/display/xauth.js';
 
 const SOCKET = '/run/user/1000/kagome/cages/web/xpra/xpra.sock';
@@ -32,7 +32,8 @@ describe('xpra command lines', () => {
     assert.equal(server[0], 'python3');
     assert.equal(server[1], '-c');
     assert.equal(server[3], '/run/kagome/xpra/xpra.sock');
-    assert.deepEqual(server.slice(4, 7), ['xpra', 'start', XPRA_DISPLAY]);
+    // xpra's own entry point, with kagome's changes to its window manager (XPRA_SERVER_LAUNCHER).
+    assert.deepEqual(server.slice(4, 9), ['python3', '-c', XPRA_SERVER_LAUNCHER, 'start', XPRA_DISPLAY]);
     assert.deepEqual(option(server, 'bind'), ['--bind=none']);
     assert.deepEqual(option(server, 'daemon'), ['--daemon=no']);
     assert.deepEqual(option(server, 'start-new-commands'), ['--start-new-commands=no']);
