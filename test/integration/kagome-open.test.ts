@@ -569,8 +569,8 @@ describe('test helpers', () => {
       await assert.rejects(
         waitForWindow(xvfb.display, { wmClass: 'NoSuchProgram' }, { timeoutMs: 700, pollMs: 100 }),
         (err: Error) => {
-          assert.match(err.message, /no visible window with WM_CLASS "NoSuchProgram"/);
-          assert.match(err.message, /within 700 ms/);
+          assert.match(err.message, /a visible window with WM_CLASS "NoSuchProgram" on :\d+: not within/);
+          assert.match(err.message, /within 0.7 s/);
           assert.match(err.message, /"xeyes": \("xeyes" "XEyes"\)/);
           return true;
         },
