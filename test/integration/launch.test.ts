@@ -154,21 +154,28 @@ describe('launch into a bubblewrap cage with an xpra window', () => {
   it('`--terminal` and Terminal=true entries run the program in a terminal in the cage that takes typing', async () => {
     const xdotool = (args: string[]) => execa('xdotool', args, { env: { DISPLAY: w.display } });
     const reader = (tag: string) => ['sh', '-c', `printf "say something: "; read line; echo "$line" > "$HOME/${tag}.typed"; readlink /proc/$$/fd/0 > "$HOME/${tag}.tty"`];
-    await w.dbus.Launcher1.LaunchCommand('work', reader('option'), { terminal: new dbus.Variant('b', true) });
-    // The cage sees its home at the person's home path.
-    fs.writeFileSync(w.homeFile('work', 'reader.sh'), reader('entry')[2]!);
     fs.writeFileSync(
       path.join(w.env.XDG_DATA_HOME!, 'applications', 'kagome-test-reader.desktop'),
       `[Desktop Entry]\nType=Application\nName=Reader\nTerminal=true\nExec=sh ${w.env.HOME}/reader.sh\n`,
     );
-    await w.dbus.Launcher1.Launch('work', 'kagome-test-reader.desktop', [], {});
+    const terminals = async () => {
+      const r = await xdotool(['search', '--onlyvisible', '--class', 'xterm']).catch(() => undefined);
+      return r?.stdout.split('\n').filter(Boolean) ?? [];
+    };
+    const launches: Record<string, () => Promise<unknown>> = {
+      option: () => w.dbus.Launcher1.LaunchCommand('work', reader('option'), { terminal: new dbus.Variant('b', true) }),
+      entry: () => {
+        // In the cage's home (made by its start, the option's launch), which the cage sees at
+        // the person's home path.
+        fs.writeFileSync(w.homeFile('work', 'reader.sh'), reader('entry')[2]!);
+        return w.dbus.Launcher1.Launch('work', 'kagome-test-reader.desktop', [], {});
+      },
+    };
     for (const tag of ['option', 'entry']) {
-      const lastTerminal = async () => {
-        const r = await xdotool(['search', '--onlyvisible', '--class', 'xterm']).catch(() => undefined);
-        const ids = r?.stdout.split('\n').filter(Boolean) ?? [];
-        return ids.length ? ids[ids.length - 1] : undefined;
-      };
-      const win = await waitFor(`the terminal for ${tag}`, lastTerminal, { timeoutMs: 30000, pollMs: 25 });
+      // One at a time: typing goes to the terminal just opened, never to the other one.
+      const before = new Set(await terminals());
+      await launches[tag]!();
+      const win = await waitFor(`the terminal for ${tag}`, async () => (await terminals()).find((id) => !before.has(id)), { timeoutMs: 30000, pollMs: 25 });
       await xdotool(['windowactivate', '--sync', win]).catch(() => xdotool(['windowfocus', win]));
       // A pause, not a wait: nothing says when the activated xterm takes keys.
       await new Promise((r) => setTimeout(r, 300));
