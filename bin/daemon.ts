@@ -20,6 +20,7 @@ import { connectSessionBus, connectionLost } from '../lib/bus.js';
 import { FileGrants } from '../lib/grants/registry.js';
 import { FilesService } from '../lib/files.js';
 import { CageDefaultApps } from '../lib/default-apps.js';
+import { LinkOpener, gioOpen, hostDefaultIn, hostMimeView } from '../lib/links.js';
 import { cageRuntimeDir } from '../lib/sandbox.js';
 import { HostSession } from '../lib/display/host-session.js';
 import { SessionLife } from '../lib/cage/session-life.js';
@@ -52,6 +53,7 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
     log,
   );
   const clipboard = new ClipboardBridge(hostClientEnv(env), log);
+  const sessionBus = new SessionBusBridge(env);
   const manager = new CageManager({
     paths,
     store,
@@ -68,7 +70,7 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
     displays: { xpra: new XpraDisplay(), xephyr: new XephyrDisplay() },
     log,
     grants,
-    bridges: [new SoundBridge(env), clipboard, new SessionBusBridge(env)],
+    bridges: [new SoundBridge(env), clipboard, sessionBus],
   });
   // A lost bus connection leaves nothing to serve; the cages keep running and are re-adopted.
   // dbus-next also reports here a message it could not turn into JavaScript: that is one
@@ -87,6 +89,15 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
   // Launches read the original entry, never the shadow that sent them.
   const lookup = { lookup: (id: string) => shadows.resolveOriginal(id) };
   const launcher = new Launcher(manager, lookup, notifier, log, { grants, defaults: new CageDefaultApps(manager, log) });
+  const hostView = hostMimeView(env, log);
+  const links = new LinkOpener({
+    config: (cage) => store.read(cage),
+    openInCage: (cage, uri) => launcher.openLink(cage, uri),
+    launchShadow: (cage, entry, uri) => launcher.launchApp({ cage, desktopId: entry, uris: [uri], options: {} }),
+    hostDefault: (type) => hostDefaultIn(hostView, type),
+    openOnHost: gioOpen(env, log),
+    log,
+  });
   // The watched folders must exist: chokidar does not notice a missing one appear. Made before
   // the name is taken, which callers take to mean the service is ready.
   await Promise.all([shadows.userApps, store.dir].map((d) => fsp.mkdir(d, { recursive: true, mode: 0o700 })));
@@ -100,7 +111,10 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
   await grants.recover(new Set(adopted)).catch((e: Error) => log.warn(`ending grants of stopped cages: ${e.message}`));
   let exported: ExportedService;
   try {
-    exported = await exportService(bus, manager, launcher, new FilesService(launcher, grants, store), new ClipboardCopies({ handle: (n) => manager.handle(n), exists: (n) => store.exists(n) }, clipboard, notifier, log));
+    exported = await exportService(bus, manager, launcher, new FilesService(launcher, grants, store), new ClipboardCopies({ handle: (n) => manager.handle(n), exists: (n) => store.exists(n) }, clipboard, notifier, log), {
+      cageOfCaller: (pid) => sessionBus.cageOfProxy(pid),
+      openLink: (cage, uri) => links.open(cage, uri),
+    });
   } catch (e) {
     life.close();
     manager.release();

@@ -14,6 +14,7 @@ export const LAUNCHER_IFACE = 'io.kagome.Launcher1';
 export const CAGES_IFACE = 'io.kagome.Cages1';
 export const FILES_IFACE = 'io.kagome.Files1';
 export const CLIPBOARD_IFACE = 'io.kagome.Clipboard1';
+export const CAGE_PORTAL_IFACE = 'io.kagome.CagePortal1';
 
 /** One argument: its name in the XML, and its single complete D-Bus type. */
 export type ArgSpec = readonly [name: string, type: string];
@@ -131,6 +132,18 @@ export const CONTRACT = {
           ['kind', 's'],
           ['bytes', 'u'],
         ],
+      },
+    },
+    signals: {},
+  },
+  [CAGE_PORTAL_IFACE]: {
+    methods: {
+      OpenURI: {
+        in: [
+          ['uri', 's'],
+          ['options', 'a{sv}'],
+        ],
+        out: [],
       },
     },
     signals: {},

@@ -9,6 +9,7 @@ import type { ClipboardCopies } from '../lib/bridges/clipboard.js';
 import { checkCageName } from '../lib/cage/name.js';
 import {
   BUS_NAME,
+  CAGE_PORTAL_IFACE,
   CAGES_IFACE,
   CLIPBOARD_IFACE,
   FILES_IFACE,
@@ -259,7 +260,39 @@ export class CagesInterface extends Interface implements Implementation<typeof C
   }
 }
 
+/** What the cage portal needs of the engine: who is calling, and the link opener. */
+export interface CagePortal {
+  /** the cage whose portal proxy is process `pid`, the caller as the bus knows it */
+  cageOfCaller(pid: number): string | undefined;
+  openLink(cage: string, uri: string): Promise<unknown>;
+}
+
+/**
+ * io.kagome.CagePortal1, for cages' programs through their proxies. dbus-next does not tell a
+ * method who called it, and here the caller is the whole question: cagePortalHandler answers
+ * these calls with the caller's pid. This object is exported for introspection, and a call
+ * that reaches it (the handler gone) is refused.
+ */
+export class CagePortalInterface extends Interface implements Implementation<typeof CAGE_PORTAL_IFACE> {
+  constructor(private readonly portal: CagePortal) {
+    super(CAGE_PORTAL_IFACE);
+  }
+
+  OpenURI(_uri: string, _options: Record<string, Variant>): Promise<void> {
+    return guarded(() => Promise.reject(new KagomeError('NotPermitted', 'the caller of io.kagome.CagePortal1 is not known')));
+  }
+
+  /** OpenURI from the process `pid`: refused unless that is a cage's proxy. */
+  async openUriFrom(pid: number | undefined, uri: string, options: Record<string, Variant>): Promise<void> {
+    checkOptions(options, {});
+    const cage = pid === undefined ? undefined : this.portal.cageOfCaller(pid);
+    if (!cage) throw new KagomeError('NotPermitted', 'io.kagome.CagePortal1 is for cages, through their portal proxy; this caller is none');
+    await this.portal.openLink(cage, uri);
+  }
+}
+
 LauncherInterface.configureMembers(memberTable(LAUNCHER_IFACE));
+CagePortalInterface.configureMembers(memberTable(CAGE_PORTAL_IFACE));
 FilesInterface.configureMembers(memberTable(FILES_IFACE));
 ClipboardInterface.configureMembers(memberTable(CLIPBOARD_IFACE));
 CagesInterface.configureMembers(memberTable(CAGES_IFACE));
@@ -292,19 +325,52 @@ function signatureGuard(bus: Bus) {
   };
 }
 
+/** The pid of a caller, as the bus daemon saw it connect (SO_PEERCRED): not the caller's say. */
+async function callerPid(bus: Bus, sender: string | undefined): Promise<number | undefined> {
+  if (!sender) return undefined;
+  const reply = await bus.call(
+    new dbus.Message({ destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'GetConnectionUnixProcessID', signature: 's', body: [sender] }),
+  );
+  const pid = reply?.body[0] as unknown;
+  return typeof pid === 'number' ? pid : undefined;
+}
+
+/** Answers CagePortal1 calls with their caller known (the signature guard has run before). */
+function cagePortalHandler(bus: Bus, iface: CagePortalInterface) {
+  return (msg: Msg): boolean => {
+    if (msg.path !== OBJECT_PATH || msg.interface !== CAGE_PORTAL_IFACE || msg.member !== 'OpenURI' || msg.signature !== 'sa{sv}') return false;
+    const [uri, options] = msg.body as [string, Record<string, Variant>];
+    // The reply is sent when the link is open or refused; a failure is the caller's answer.
+    void (async () => {
+      try {
+        await iface.openUriFrom(await callerPid(bus, msg.sender), uri, options);
+        bus.send(dbus.Message.newMethodReturn(msg, '', []));
+      } catch (e) {
+        const err = toDBusError(e);
+        bus.send(newError(msg, err.type, err.text));
+      }
+    })();
+    return true;
+  };
+}
+
 export interface ExportedService {
   release(): Promise<void>;
 }
 
 /** Export the objects and take the well-known name; fails if another service holds it. */
-export async function exportService(bus: Bus, manager: CageManager, launcher: Launcher, files: FilesService, clipboard: ClipboardCopies): Promise<ExportedService> {
+export async function exportService(bus: Bus, manager: CageManager, launcher: Launcher, files: FilesService, clipboard: ClipboardCopies, portal: CagePortal): Promise<ExportedService> {
   const launcherIface = new LauncherInterface(launcher);
+  const portalIface = new CagePortalInterface(portal);
+  const portalHandler = cagePortalHandler(bus, portalIface);
   const cagesIface = new CagesInterface(manager);
   const filesIface = new FilesInterface(files);
   const clipboardIface = new ClipboardInterface(clipboard);
   const guard = signatureGuard(bus);
   bus.addMethodHandler(guard);
+  bus.addMethodHandler(portalHandler);
   bus.export(OBJECT_PATH, launcherIface);
+  bus.export(OBJECT_PATH, portalIface);
   bus.export(OBJECT_PATH, cagesIface);
   bus.export(OBJECT_PATH, filesIface);
   bus.export(OBJECT_PATH, clipboardIface);
@@ -319,11 +385,13 @@ export async function exportService(bus: Bus, manager: CageManager, launcher: La
   return {
     async release() {
       bus.removeMethodHandler(guard);
+      bus.removeMethodHandler(portalHandler);
       await bus.releaseName(BUS_NAME).catch(() => undefined);
       bus.unexport(OBJECT_PATH, launcherIface);
       bus.unexport(OBJECT_PATH, cagesIface);
       bus.unexport(OBJECT_PATH, filesIface);
       bus.unexport(OBJECT_PATH, clipboardIface);
+      bus.unexport(OBJECT_PATH, portalIface);
     },
   };
 }

@@ -41,6 +41,16 @@ export class CageDefaultApps {
     return apps;
   }
 
+  /** The entry of the cage's default program for a type such as x-scheme-handler/https. */
+  async appForType(cage: string, type: string): Promise<CageEntry> {
+    const view = this.viewOf(cage);
+    const id = await this.preferred(cage, type, view);
+    const found = id ? await findEntryInView(id, view) : undefined;
+    if (!id || !found) throw new KagomeError('NoSuchApp', `cage "${cage}" has no program for ${type}; set a default in the cage's mimeapps.list`);
+    this.log.info(`cage ${cage}: ${type} opens with ${id}`);
+    return { id, ...found };
+  }
+
   /**
    * The cage's default for the type, unless another program for it already runs in the cage:
    * a person who opens a page in their Firefox cage means that Firefox, even where the cage's

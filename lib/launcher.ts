@@ -38,6 +38,7 @@ const URI_SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/;
 /** The entry of the program a cage would open each file with (a desktop's default app), from the cage's own folders. */
 export interface DefaultApps {
   appsFor(cage: string, files: readonly HostFile[]): Promise<{ id: string; path: string; keyfile: Keyfile }[]>;
+  appForType(cage: string, type: string): Promise<{ id: string; path: string; keyfile: Keyfile }>;
 }
 
 export interface FileLaunchOptions extends LaunchOptions {
@@ -134,6 +135,22 @@ export class Launcher {
       } finally {
         closeHostFiles(hostFiles);
       }
+    });
+  }
+
+  /**
+   * Opens a link (checked by the caller: lib/links.ts) with the cage's own default program for
+   * its scheme. The URI is passed as it is: it names no local file, so nothing is granted.
+   */
+  async openLink(cage: string, uri: string): Promise<ProgramInfo[]> {
+    return this.reporting(cage, 'a link', async () => {
+      checkCageName(cage);
+      if (!this.files) throw new KagomeError('NotSupported', "opening links needs the cages' default programs, which this service runs without");
+      const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(uri)?.[1]?.toLowerCase();
+      if (!scheme || scheme === 'file') throw new KagomeError('InvalidArgument', 'a link opened in a cage names a scheme other than file:');
+      await this.manager.start(cage);
+      const entry = await this.files.defaults.appForType(cage, `x-scheme-handler/${scheme}`);
+      return this.runEntry(cage, { ...entry, group: MAIN_GROUP }, [uri], {});
     });
   }
 

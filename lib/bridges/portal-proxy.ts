@@ -50,8 +50,21 @@ export function portalAddressInCage(): string {
  */
 export function portalProxyRules(): string[] {
   const portal = 'org.freedesktop.portal.Desktop';
-  return ['--filter', `--call=${portal}=org.freedesktop.portal.FileChooser.*@/org/freedesktop/portal/desktop`, `--call=${portal}=org.freedesktop.portal.Request.Close@/org/freedesktop/portal/desktop/request/*`];
+  return [
+    '--filter',
+    `--call=${portal}=org.freedesktop.portal.FileChooser.*@/org/freedesktop/portal/desktop`,
+    `--call=${portal}=org.freedesktop.portal.Request.Close@/org/freedesktop/portal/desktop/request/*`,
+    // Links go to kagome, not to the portal's OpenURI, which would open them with the host's
+    // uncaged default program: the one kagome method made for cages, which knows the caller
+    // by this proxy and checks what it sends (lib/links.ts). Nothing else of kagome's.
+    `--call=${CAGE_PORTAL_NAME}=${CAGE_PORTAL_IFACE}.*@${CAGE_PORTAL_PATH}`,
+  ];
 }
+
+/** kagome's own methods for cages, called through the proxy (dbus/io.kagome.CagePortal1.xml). */
+export const CAGE_PORTAL_NAME = 'io.kagome.Kagome';
+export const CAGE_PORTAL_PATH = '/io/kagome/Kagome';
+export const CAGE_PORTAL_IFACE = 'io.kagome.CagePortal1';
 
 /** The file the portal reads to name its caller. */
 export function flatpakInfo(appId: string): string {
@@ -151,9 +164,13 @@ export async function startPortalProxy(o: { hostBusAddress: string; socketDir: s
  * subscribe again when the returned handle differs from the one they expected). GDBus runs the
  * filters of both connections in its one worker thread, in the order messages arrive, so a
  * reply is always seen before the Response that follows it.
+ *
+ * OpenURI is the relay's own: it answers with a request handle, passes the URI to kagome's
+ * CagePortal1.OpenURI through the proxy, and sends the request's Response (0 opened, 2 not)
+ * when kagome has answered. OpenFile and OpenDirectory are refused: files are not links.
  */
 export const PORTAL_RELAY = String.raw`
-import os, sys
+import os, re, sys
 from gi.repository import Gio, GLib
 NAME = 'org.freedesktop.portal.Desktop'
 REQUEST = '/org/freedesktop/portal/desktop/request/'
@@ -164,12 +181,45 @@ host = Gio.DBusConnection.new_for_address_sync(sys.argv[2], flags, None, None)
 loop = GLib.MainLoop()
 pending = {}
 requests = {}
+KAGOME = ('io.kagome.Kagome', '/io/kagome/Kagome', 'io.kagome.CagePortal1')
+tokens = [0]
+def open_uri(msg):
+    body = msg.get_body()
+    if msg.get_member() != 'OpenURI' or body is None or body.get_type_string() != '(ssa{sv})':
+        cage.send_message(Gio.DBusMessage.new_method_error_literal(msg, 'org.freedesktop.portal.Error.NotAllowed',
+            'kagome: a cage opens links (OpenURI), not files or folders; give a file to another cage with Open in cage'), Gio.DBusSendMessageFlags.NONE)
+        return
+    _, uri, opts = body.unpack()
+    caller = msg.get_sender()
+    token = opts.get('handle_token')
+    if not isinstance(token, str) or not re.fullmatch('[A-Za-z0-9_]{1,64}', token):
+        tokens[0] += 1
+        token = 'kagome%d' % tokens[0]
+    handle = REQUEST + caller[1:].replace('.', '_') + '/' + token
+    reply = Gio.DBusMessage.new_method_reply(msg)
+    reply.set_body(GLib.Variant('(o)', (handle,)))
+    cage.send_message(reply, Gio.DBusSendMessageFlags.NONE)
+    def done(conn, res, _):
+        try:
+            conn.call_finish(res)
+            code = 0
+        except GLib.Error as e:
+            sys.stderr.write('kagome portal relay: the link was not opened: %s\n' % e.message)
+            code = 2
+        sig = Gio.DBusMessage.new_signal(handle, 'org.freedesktop.portal.Request', 'Response')
+        sig.set_body(GLib.Variant('(ua{sv})', (code, {})))
+        sig.set_destination(caller)
+        cage.send_message(sig, Gio.DBusSendMessageFlags.NONE)
+    host.call(KAGOME[0], KAGOME[1], KAGOME[2], 'OpenURI', GLib.Variant('(sa{sv})', (uri, {})), None, Gio.DBusCallFlags.NONE, -1, None, done, None)
 def to_host(conn, msg, incoming, _):
     if not incoming or msg.get_message_type() != T.METHOD_CALL:
         return msg
     dest = msg.get_destination()
     if dest != NAME and not (dest == cage.get_unique_name() and msg.get_interface() != 'org.freedesktop.DBus.Peer'):
         return msg
+    if msg.get_interface() == 'org.freedesktop.portal.OpenURI':
+        open_uri(msg)
+        return None
     out = msg.copy()
     out.set_destination(NAME)
     out.set_sender(None)

@@ -92,6 +92,18 @@ export class SessionBusBridge implements CageBridge {
   }
   /** daemons being stopped by the service: their end is not news */
   private readonly stopping = new Set<string>();
+  /** each running cage's portal proxy, by cage: who calls kagome through one is that cage */
+  private readonly proxies = new Map<string, ProcRef>();
+
+  /**
+   * The cage whose portal proxy is the process `pid` (the pid the bus reports for a caller),
+   * or undefined: a caller of kagome's cage portal is known by the proxy it came through, which
+   * kagome started and the cage cannot stand in for.
+   */
+  cageOfProxy(pid: number): string | undefined {
+    for (const [cage, ref] of this.proxies) if (ref.pid === pid && isAlive(ref)) return cage;
+    return undefined;
+  }
 
   async prepare(ctx: BridgeContext): Promise<BridgeRecord> {
     const policy = ctx.config.sessionBus;
@@ -114,6 +126,7 @@ export class SessionBusBridge implements CageBridge {
     const { portalDown: _, proxy: __, ...rest } = r;
     try {
       const proxy = await startPortalProxy({ hostBusAddress: unixPathAddress(hostBusAddress(this.env)), socketDir: r.portalDir!, appId: cageAppId(ctx.config.name), logFd: ctx.logFd });
+      this.proxies.set(ctx.config.name, proxy);
       return { ...rest, proxy };
     } catch (e) {
       const problem = `the host's portals are not reachable: ${asKagomeError(e).message}`;
@@ -233,6 +246,7 @@ export class SessionBusBridge implements CageBridge {
       r = (await this.launch(ctx, cage, r)) as SessionBusRecord;
     }
     if (r.policy !== 'portal' || !r.portalDir) return r;
+    if (r.proxy && isAlive(r.proxy)) this.proxies.set(ctx.config.name, r.proxy);
     if (!r.proxy || !isAlive(r.proxy)) {
       ctx.log.info(`cage ${ctx.config.name}: its portal proxy had ended; starting it again`);
       // The relay's connection ended with the old proxy, and the relay with it.
@@ -253,6 +267,7 @@ export class SessionBusBridge implements CageBridge {
     }
     // The proxy is the host's: it and its socket go now.
     if (r.proxy) {
+      for (const [cage, ref] of this.proxies) if (refKey(ref) === refKey(r.proxy)) this.proxies.delete(cage);
       signal(r.proxy, 'SIGTERM');
       await waitUntil(() => !isAlive(r.proxy), 2000, 20);
       signal(r.proxy, 'SIGKILL');

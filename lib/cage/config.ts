@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { FileError } from '../errors.js';
 import { Keyfile } from '../../xdg/keyfile.js';
-import { checkCageName } from './name.js';
+import { CAGE_NAME_PATTERN, checkCageName } from './name.js';
 import { checkNameFormat, DEFAULT_NAME_FORMAT } from '../desktop/shadow.js';
 
 // The cage file: `$XDG_CONFIG_HOME/kagome/cages/NAME.cage`, keyfile syntax (the same parser as
@@ -32,6 +32,8 @@ import { checkNameFormat, DEFAULT_NAME_FORMAT } from '../desktop/shadow.js';
 //   MemoryMax=50%               # memory (bytes with K, M, G or T, or % of the machine's); infinity
 //   SessionBus=private          # private: a D-Bus session bus of the cage's own | portal: that bus
 //                               # with the host's file chooser portal on it | none: no bus
+//   OpenLinks=caged-default     # where links opened in the cage go (SessionBus=portal):
+//                               # caged-default | host | cage:NAME | none
 //   OnLogout=stop               # stop: programs closed at logout | keep: shown again at the next login
 
 export const CAGE_GROUP = 'Cage';
@@ -69,6 +71,15 @@ export const SESSION_BUS_POLICIES = ['private', 'portal', 'none'] as const;
  * a Xephyr cage's display is a window on the host's, so it ends with it and is always stopped).
  */
 export const LOGOUT_POLICIES = ['stop', 'keep'] as const;
+/**
+ * Where a link the cage's programs open through the OpenURI portal goes (lib/links.ts).
+ * caged-default: to the host's default program for its scheme only when that is a kagome
+ * shadow entry, i.e. into the cage the person put their browser in; refused otherwise, so a
+ * hostile cage never reaches an uncaged browser unless the person said so. host: the host's
+ * default program, caged or not. cage:NAME: that cage's own default program. none: refused.
+ */
+export const LINK_POLICIES = ['caged-default', 'host', 'none'] as const;
+export type OpenLinksPolicy = (typeof LINK_POLICIES)[number] | `cage:${string}`;
 
 export type BackendKind = (typeof BACKENDS)[number];
 export type DisplayKind = (typeof DISPLAYS)[number];
@@ -132,6 +143,8 @@ export interface CageConfig {
   sessionBus: SessionBusPolicy;
   /** stopped or kept when the desktop session ends */
   onLogout: LogoutPolicy;
+  /** where links opened in the cage through the portal go */
+  openLinks: OpenLinksPolicy;
 }
 
 export interface ConfigContext {
@@ -165,6 +178,7 @@ const KNOWN_KEYS = new Set([
   'MemoryMax',
   'SessionBus',
   'OnLogout',
+  'OpenLinks',
 ]);
 
 const DEFAULT_IDLE_STOP = 0;
@@ -276,6 +290,14 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     fail('SessionBus', `"portal" is for bubblewrap cages only for now (the file a portal dialog picks comes back in the document portal's folder, which a ${backend} cage does not see at that path); set SessionBus=private`);
   }
 
+  const linksRaw = kf.get(CAGE_GROUP, 'OpenLinks');
+  let openLinks: OpenLinksPolicy = 'caged-default';
+  if (linksRaw !== undefined) {
+    if (linksRaw.startsWith('cage:') && CAGE_NAME_PATTERN.test(linksRaw.slice(5))) openLinks = linksRaw as OpenLinksPolicy;
+    else if ((LINK_POLICIES as readonly string[]).includes(linksRaw)) openLinks = linksRaw as OpenLinksPolicy;
+    else fail('OpenLinks', `${JSON.stringify(linksRaw)} is not allowed; use one of: ${LINK_POLICIES.join(', ')}, or cage:NAME`);
+  }
+
   const homeRaw = kf.get(CAGE_GROUP, 'Home');
   const home = homeRaw === undefined || homeRaw === '' ? `${ctx.homesDir}/${name}` : absolute('Home', homeRaw);
   if (home === ctx.hostHome) fail('Home', 'the cage home cannot be your own home directory: that would show all of it to the cage; use a ReadWrite= entry for the folders it should see');
@@ -380,6 +402,7 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     memoryMax,
     sessionBus,
     onLogout: oneOf('OnLogout', LOGOUT_POLICIES, 'stop'),
+    openLinks,
   };
 }
 

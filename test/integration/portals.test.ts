@@ -101,6 +101,63 @@ with open(out + '.tmp', 'w') as f:
 os.rename(out + '.tmp', out)
 `;
 
+// A program that opens a link through the OpenURI portal, as GLib and GTK do (GTK_USE_PORTAL=1,
+// or in flatpak): the call, then the request's Response. Writes "response=N".
+const OPEN_LINK = String.raw`
+import os, sys
+from gi.repository import Gio, GLib
+uri, out = sys.argv[1], sys.argv[2]
+bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+handle = '/org/freedesktop/portal/desktop/request/%s/kagometest' % bus.get_unique_name()[1:].replace('.', '_')
+loop = GLib.MainLoop()
+got = []
+def response(conn, sender, path, iface, member, params):
+    got.append(params[0])
+    loop.quit()
+bus.signal_subscribe(None, 'org.freedesktop.portal.Request', 'Response', handle, None, Gio.DBusSignalFlags.NO_MATCH_RULE, response)
+bus.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'AddMatch',
+              GLib.Variant('(s)', ("type='signal',interface='org.freedesktop.portal.Request',path='%s'" % handle,)), None, Gio.DBusCallFlags.NONE, -1, None)
+bus.call_sync('org.freedesktop.portal.Desktop', '/org/freedesktop/portal/desktop', 'org.freedesktop.portal.OpenURI', 'OpenURI',
+              GLib.Variant('(ssa{sv})', ('', uri, {'handle_token': GLib.Variant('s', 'kagometest')})), None, Gio.DBusCallFlags.NONE, -1, None)
+loop.run()
+with open(out + '.tmp', 'w') as f:
+    f.write('response=%d\n' % got[0])
+os.rename(out + '.tmp', out)
+`;
+
+// A hostile program: kagome's cage portal called directly through the proxy with what a link
+// must not be; writes each answer as JSON.
+const BAD_LINKS = String.raw`
+import json, os, sys
+from gi.repository import Gio, GLib
+addr, out, secret = sys.argv[1], sys.argv[2], sys.argv[3]
+flags = Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION
+conn = Gio.DBusConnection.new_for_address_sync(addr, flags, None, None)
+res = {}
+for key, uri in [('shadow', 'file:///etc/shadow'), ('secret', 'file://' + secret), ('newline', 'https://example.org/\n--new-window'),
+                 ('escape', 'https://example.org/\x1b]0;owned\x07'), ('huge', 'https://example.org/' + 'a' * (1 << 20)), ('javascript', 'javascript:alert(1)')]:
+    try:
+        conn.call_sync('io.kagome.Kagome', '/io/kagome/Kagome', 'io.kagome.CagePortal1', 'OpenURI', GLib.Variant('(sa{sv})', (uri, {})), None, Gio.DBusCallFlags.NONE, 10000, None)
+        res[key] = 'ok'
+    except GLib.Error as e:
+        res[key] = 'refused ' + (Gio.DBusError.get_remote_error(e) or e.message)
+    print(key, res[key][:200], flush=True)
+with open(out + '.tmp', 'w') as f:
+    json.dump(res, f)
+os.rename(out + '.tmp', out)
+`;
+
+const BROWSER_ID = 'org.kagome.FakeBrowser.desktop';
+// A "browser" that writes its arguments, and the content of a local file it was given, to
+// $HOME/opened.log: where a link arrived, and what it could read.
+const FAKE_BROWSER = 'for a in "$@"; do printf \'arg=%s\\n\' "$a"; p="${a#file://}"; [ -f "$p" ] && printf \'content=%s\\n\' "$(cat "$p")"; done >> "$HOME/opened.log"; true\n';
+const browserEntry = (home: string) => `[Desktop Entry]
+Type=Application
+Name=Fake Browser
+Exec=sh ${home}/fakebrowser.sh %u
+MimeType=x-scheme-handler/http;x-scheme-handler/https;x-scheme-handler/mailto;
+`;
+
 const { Interface } = dbus.interface;
 class Fake extends Interface {
   calls = 0;
@@ -166,10 +223,21 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
   };
 
   before(async () => {
-    w = await World.create({ documentPortal: true });
+    w = await World.create({ documentPortal: true, systemData: true });
     const hostBusDir = path.dirname(busSocketPath(w.bus.address)!);
     w.writeCage('files', '[Cage]\nSessionBus=portal\n');
-    w.writeCage('other', '[Cage]\nSessionBus=portal\n');
+    w.writeCage('other', '[Cage]\nSessionBus=portal\nOpenLinks=cage:browser\n');
+    w.writeCage('browser', '[Cage]\n');
+    // The fake browser: installed on the host, and the browser cage's own default for links.
+    fs.mkdirSync(w.homeFile('browser', '.config'), { recursive: true });
+    for (const home of [w.env.HOME!, w.homeFile('browser', '')]) fs.writeFileSync(path.join(home, 'fakebrowser.sh'), FAKE_BROWSER);
+    fs.writeFileSync(path.join(w.systemApps, BROWSER_ID), browserEntry(w.env.HOME!));
+    fs.mkdirSync(w.homeFile('browser', '.local/share/applications'), { recursive: true });
+    fs.writeFileSync(w.homeFile('browser', `.local/share/applications/${BROWSER_ID}`), browserEntry(w.env.HOME!));
+    const defaults = `[Default Applications]\nx-scheme-handler/https=${BROWSER_ID};\nx-scheme-handler/mailto=${BROWSER_ID};\n`;
+    fs.writeFileSync(w.homeFile('browser', '.config/mimeapps.list'), defaults);
+    // The host's default for links is the fake browser too.
+    fs.writeFileSync(path.join(w.env.XDG_CONFIG_HOME!, 'mimeapps.list'), defaults);
     // The control: a cage given the host's bus itself, through a plain bind mount.
     w.writeCage('direct', `[Cage]\nReadWrite=${hostBusDir}:/run/hostbus;\n`);
     const dir = path.join(w.tmp.root, 'host-files');
@@ -242,6 +310,76 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
     assert.deepEqual(fs.readdirSync(path.dirname(picked)).sort(), before);
   });
 
+  /** Opens `uri` through the OpenURI portal from a program of `cage`; resolves to the Response code. */
+  const openLink = async (cage: string, uri: string): Promise<number> => {
+    const out = `link-${++n}.out`;
+    await w.launchCommand(cage, ['python3', '-c', OPEN_LINK, uri, `${w.env.HOME}/${out}`]);
+    const got = await w.readFileWhenWritten(w.homeFile(cage, out), 60_000).catch((e: Error) => {
+      throw new Error(`${e.message}\n${w.programLog(cage, 'python3')}\n${w.cageLog(cage)}`);
+    });
+    return Number(/^response=(\d+)/.exec(got)?.[1]);
+  };
+  const browserLog = () => fs.readFileSync(w.homeFile('browser', 'opened.log'), 'utf8');
+  const arrived = (uri: string) => waitFor(`${uri} in the browser cage`, () => fs.existsSync(w.homeFile('browser', 'opened.log')) && browserLog().includes(`arg=${uri}\n`), { timeoutMs: 60_000, detail: () => w.service!.log() });
+
+  it('OpenLinks=cage:NAME: a link opened in one cage arrives in the other, with that cage\'s default program', async () => {
+    const uri = 'https://example.org/from-other?x=1#y';
+    assert.equal(await openLink('other', uri), 0);
+    await arrived(uri);
+  });
+
+  it("OpenLinks=caged-default (the default): the host's default program for the scheme when it is caged, never an uncaged one", async () => {
+    // Caged: the host default is the shadow entry of the browser put in its cage.
+    const r = await w.kagome(['app', 'add', 'browser', BROWSER_ID]);
+    assert.equal(r.exitCode, 0, String(r.stderr));
+    const uri = 'https://example.org/through-the-host-default';
+    assert.equal(await openLink('files', uri), 0);
+    await arrived(uri);
+    // Uncaged: refused, and nothing runs on the host.
+    assert.equal((await w.kagome(['app', 'remove', 'browser', BROWSER_ID])).exitCode, 0);
+    const refused = 'https://example.org/not-to-the-uncaged-browser';
+    assert.equal(await openLink('files', refused), 2);
+    assert.match(w.service!.log(), /is not in one; put it in a cage/);
+    assert.equal(fs.existsSync(path.join(w.env.HOME!, 'opened.log')), false);
+    assert.ok(!browserLog().includes(refused));
+  });
+
+  it('OpenLinks=none refuses; the policy is read at each link', async () => {
+    w.writeCage('other', '[Cage]\nSessionBus=portal\nOpenLinks=none\n');
+    const uri = 'https://example.org/nowhere';
+    assert.equal(await openLink('other', uri), 2);
+    assert.match(w.service!.log(), /cage other may not open links \(OpenLinks=none/);
+    assert.ok(!browserLog().includes(uri));
+    w.writeCage('other', '[Cage]\nSessionBus=portal\nOpenLinks=cage:browser\n');
+  });
+
+  it('a hostile cage sending file:, control characters or 1 MB links is refused and the service goes on; the same links given to the launch are handed on (the control)', async () => {
+    const out = `bad-links-${++n}.json`;
+    // From the cage whose links go to the browser cage: only the check stands in the way.
+    await w.launchCommand('other', ['python3', '-c', BAD_LINKS, portalAddressInCage(), `${w.env.HOME}/${out}`, secret]);
+    const got = JSON.parse(
+      await w.readFileWhenWritten(w.homeFile('other', out), 90_000).catch((e: Error) => {
+        throw new Error(`${e.message}\n${w.programLog('other', 'python3')}\n${w.service!.log()}`);
+      }),
+    ) as Record<string, string>;
+    for (const key of ['shadow', 'secret', 'javascript']) assert.match(got[key]!, /^refused io\.kagome\.Error\.NotPermitted/, `${key}: ${JSON.stringify(got)}`);
+    for (const key of ['newline', 'escape', 'huge']) assert.match(got[key]!, /^refused io\.kagome\.Error\.InvalidArgument/, `${key}: ${JSON.stringify(got)}`);
+    // The host's own callers are not cages: refused.
+    const host = await w.rejection(w.dbus.CagePortal1.OpenURI('https://example.org/from-the-host', {}));
+    assert.equal(host.type, 'io.kagome.Error.NotPermitted', host.text);
+    // The service goes on: a good link still arrives.
+    const after = 'https://example.org/after-the-attack';
+    assert.equal(await openLink('other', after), 0);
+    await arrived(after);
+    assert.ok(!browserLog().includes('example.org/\n') && !browserLog().includes('secret'), browserLog());
+
+    // The control: the launch a link ends in, given those links without kagome's check, grants
+    // the host file named by a file: URI to the cage and passes a newline into argv.
+    await w.dbus.Launcher1.Launch('browser', BROWSER_ID, [`file://${secret}`, 'https://example.org/\n--new-window'], {});
+    await waitFor('the control in the browser cage', () => browserLog().includes('content=never for the cage'), { timeoutMs: 60_000, detail: browserLog });
+    assert.ok(browserLog().includes('arg=https://example.org/\n--new-window\n'), browserLog());
+  });
+
   it('the proxy lets nothing else of the host bus through; the host bus given directly lets it all (the control)', async () => {
     const attack = async (cage: string, address: string): Promise<Record<string, unknown>> => {
       const out = `attack-${++n}.json`;
@@ -266,8 +404,9 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
       assert.match(String(hostile[key]), /^refused/, `through the proxy ${key}: ${JSON.stringify(hostile)}`);
     }
     assert.deepEqual(hostile.eavesdropped, [], JSON.stringify(hostile));
-    // The names it may list are the bus's own and the portal's, nothing of the desktop.
-    for (const name of ['io.kagome.Kagome', 'org.freedesktop.Notifications', 'org.freedesktop.secrets', 'org.freedesktop.systemd1']) {
+    // The names it may list are the bus's own, the portal's and kagome's (whose one cage method,
+    // CagePortal1.OpenURI, it may call: Cages1.List above was refused), nothing else of the desktop.
+    for (const name of ['org.freedesktop.Notifications', 'org.freedesktop.secrets', 'org.freedesktop.systemd1']) {
       assert.ok(!String(hostile.list).includes(`'${name}'`), `${name} listed: ${String(hostile.list)}`);
     }
     assert.equal(notifications!.server.calls.filter((c) => c.summary === 'from the cage').length, 1, 'no notification through the proxy');

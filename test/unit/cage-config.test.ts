@@ -56,6 +56,7 @@ describe('parseCageFile defaults', () => {
       memoryMax: 4 * 1024 ** 3,
       sessionBus: 'private',
       onLogout: 'stop',
+      openLinks: 'caged-default',
     });
   });
 
@@ -126,6 +127,12 @@ describe('parseCageFile defaults', () => {
   });
 
   it('reads OnLogout: stop by default, keep, nothing else', () => {
+    assert.equal(parse('[Cage]\n').openLinks, 'caged-default');
+    assert.equal(parse('[Cage]\nOpenLinks=none\n').openLinks, 'none');
+    assert.equal(parse('[Cage]\nOpenLinks=host\n').openLinks, 'host');
+    assert.equal(parse('[Cage]\nOpenLinks=cage:web-2\n').openLinks, 'cage:web-2');
+    for (const bad of ['ask', 'cage:', 'cage:../x', 'cage:a b'])
+      assert.throws(() => parse(`[Cage]\nOpenLinks=${bad}\n`), /OpenLinks/, bad);
     assert.equal(parse('[Cage]\n').onLogout, 'stop');
     assert.equal(parse('[Cage]\nOnLogout=keep\n').onLogout, 'keep');
     for (const bad of ['yes', 'Keep', 'detach', '']) assertRefused(`[Cage]\nOnLogout=${bad}\n`, 2, 'OnLogout', 'stop, keep');
@@ -363,6 +370,7 @@ describe('formatCageFile', () => {
       memoryMax: 4 * 1024 ** 3,
       sessionBus: 'private',
       onLogout: 'stop',
+      openLinks: 'caged-default',
     });
   });
 

@@ -20,6 +20,7 @@ import { kagomeClient } from '../../dbus/client.js';
 import {
   CagesInterface,
   ClipboardInterface,
+  CagePortalInterface,
   FilesInterface,
   LauncherInterface,
 } from '../../dbus/service.js';
@@ -116,6 +117,7 @@ describe('the D-Bus contract is the XML in dbus/', () => {
       new CagesInterface(null as never),
       new FilesInterface(null as never),
       new ClipboardInterface(null as never),
+      new CagePortalInterface(null as never),
     ] as unknown as Exported[];
     assert.deepEqual(objects.map((o) => o.$name).sort(), Object.keys(XML).sort());
     for (const o of objects) {

@@ -7,10 +7,14 @@ import { busSocketPath, flatpakInfo, portalProxyArgs, portalProxyRules } from '.
 // from inside a cage.
 
 describe('the portal proxy', () => {
-  it('filters, and lets through calls to the file chooser and nothing else: no name to own, see or talk to', () => {
+  it('filters, and lets through calls to the file chooser and kagome\'s cage portal, nothing else: no name to own, see or talk to', () => {
     const rules = portalProxyRules();
     assert.equal(rules[0], '--filter');
-    for (const r of rules.slice(1)) assert.match(r, /^--call=org\.freedesktop\.portal\.Desktop=org\.freedesktop\.portal\.(FileChooser\.\*|Request\.Close)@\/org\/freedesktop\/portal\/desktop/);
+    assert.deepEqual(rules.slice(1), [
+      '--call=org.freedesktop.portal.Desktop=org.freedesktop.portal.FileChooser.*@/org/freedesktop/portal/desktop',
+      '--call=org.freedesktop.portal.Desktop=org.freedesktop.portal.Request.Close@/org/freedesktop/portal/desktop/request/*',
+      '--call=io.kagome.Kagome=io.kagome.CagePortal1.*@/io/kagome/Kagome',
+    ]);
     assert.ok(!rules.some((r) => /^--(own|talk|see|broadcast)=/.test(r)));
   });
 
