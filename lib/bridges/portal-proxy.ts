@@ -48,12 +48,17 @@ export function portalAddressInCage(): string {
  * may talk to. No --own, --talk or --see: the cage owns nothing on the host's bus and cannot
  * list, call or watch anything else there, eavesdropping and BecomeMonitor included.
  */
-export function portalProxyRules(): string[] {
+export function portalProxyRules(o: { notifications: boolean } = { notifications: true }): string[] {
   const portal = 'org.freedesktop.portal.Desktop';
   return [
     '--filter',
     `--call=${portal}=org.freedesktop.portal.FileChooser.*@/org/freedesktop/portal/desktop`,
     `--call=${portal}=org.freedesktop.portal.Request.Close@/org/freedesktop/portal/desktop/request/*`,
+    // Notifications go to the host's portal, which names the cage by its app id to the host's
+    // notification server (xdg-desktop-portal-gtk's org.freedesktop.Notifications backend where
+    // no org.gtk.Notifications server runs, as on most desktops but GNOME).
+    // Notifications=none leaves the rule out.
+    ...(o.notifications ? [`--call=${portal}=org.freedesktop.portal.Notification.*@/org/freedesktop/portal/desktop`] : []),
     // Links go to kagome, not to the portal's OpenURI, which would open them with the host's
     // uncaged default program: the one kagome method made for cages, which knows the caller
     // by this proxy and checks what it sends (lib/links.ts). Nothing else of kagome's.
@@ -83,7 +88,7 @@ export function busSocketPath(address: string): string | undefined {
 }
 
 /** bwrap's arguments around the proxy; fd `infoFd` takes bwrap's report, fd `appInfoFd` holds flatpakInfo. */
-export function portalProxyArgs(o: { program: string; hostBusSocket: string; socketDir: string; infoFd: number; appInfoFd: number }): string[] {
+export function portalProxyArgs(o: { program: string; hostBusSocket: string; socketDir: string; infoFd: number; appInfoFd: number; notifications?: boolean }): string[] {
   return [
     '--unshare-all',
     '--unshare-user',
@@ -109,7 +114,7 @@ export function portalProxyArgs(o: { program: string; hostBusSocket: string; soc
     o.program,
     `unix:path=${HOST_BUS_IN_PROXY}`,
     path.posix.join(SOCKET_DIR_IN_PROXY, SOCKET_NAME),
-    ...portalProxyRules(),
+    ...portalProxyRules({ notifications: o.notifications ?? true }),
   ];
 }
 
@@ -118,7 +123,7 @@ export function portalProxyArgs(o: { program: string; hostBusSocket: string; soc
  * proxy's own process (the child of its sandbox's init, which ends with it) once its socket
  * listens.
  */
-export async function startPortalProxy(o: { hostBusAddress: string; socketDir: string; appId: string; logFd: number }): Promise<ProcRef> {
+export async function startPortalProxy(o: { hostBusAddress: string; socketDir: string; appId: string; logFd: number; notifications: boolean }): Promise<ProcRef> {
   const bwrap = requireProgram('bwrap', "to confine a cage's portal proxy");
   // Run by its path in the host's /usr, which is the proxy's.
   const program = requireProgram('xdg-dbus-proxy', "to carry a SessionBus=portal cage's calls to the host's portals");
@@ -127,7 +132,7 @@ export async function startPortalProxy(o: { hostBusAddress: string; socketDir: s
   fs.mkdirSync(o.socketDir, { recursive: true, mode: 0o700 });
   const socket = path.join(o.socketDir, SOCKET_NAME);
   fs.rmSync(socket, { force: true });
-  const child = spawn(bwrap, portalProxyArgs({ program, hostBusSocket, socketDir: o.socketDir, infoFd: 3, appInfoFd: 4 }), {
+  const child = spawn(bwrap, portalProxyArgs({ program, hostBusSocket, socketDir: o.socketDir, infoFd: 3, appInfoFd: 4, notifications: o.notifications }), {
     detached: true,
     env: {},
     stdio: ['ignore', o.logFd, o.logFd, 'pipe', 'pipe'],

@@ -125,7 +125,7 @@ export class SessionBusBridge implements CageBridge {
   private async startProxy(ctx: BridgeContext, r: SessionBusRecord): Promise<SessionBusRecord> {
     const { portalDown: _, proxy: __, ...rest } = r;
     try {
-      const proxy = await startPortalProxy({ hostBusAddress: unixPathAddress(hostBusAddress(this.env)), socketDir: r.portalDir!, appId: cageAppId(ctx.config.name), logFd: ctx.logFd });
+      const proxy = await startPortalProxy({ hostBusAddress: unixPathAddress(hostBusAddress(this.env)), socketDir: r.portalDir!, appId: cageAppId(ctx.config.name), logFd: ctx.logFd, notifications: ctx.config.notifications === 'portal' });
       this.proxies.set(ctx.config.name, proxy);
       return { ...rest, proxy };
     } catch (e) {

@@ -34,6 +34,7 @@ import { checkNameFormat, DEFAULT_NAME_FORMAT } from '../desktop/shadow.js';
 //                               # with the host's file chooser portal on it | none: no bus
 //   OpenLinks=caged-default     # where links opened in the cage go (SessionBus=portal):
 //                               # caged-default | host | cage:NAME | none
+//   Notifications=portal        # portal: notifications through the host's portal (SessionBus=portal) | none
 //   OnLogout=stop               # stop: programs closed at logout | keep: shown again at the next login
 
 export const CAGE_GROUP = 'Cage';
@@ -79,6 +80,13 @@ export const LOGOUT_POLICIES = ['stop', 'keep'] as const;
  * default program, caged or not. cage:NAME: that cage's own default program. none: refused.
  */
 export const LINK_POLICIES = ['caged-default', 'host', 'none'] as const;
+/**
+ * portal: a SessionBus=portal cage's programs may send notifications through the host's
+ * Notification portal, which names the cage's app id to the host's notification server.
+ * none: the cage's proxy refuses them. Read when the cage starts (the proxy's filter).
+ */
+export const NOTIFICATION_POLICIES = ['portal', 'none'] as const;
+export type NotificationPolicy = (typeof NOTIFICATION_POLICIES)[number];
 export type OpenLinksPolicy = (typeof LINK_POLICIES)[number] | `cage:${string}`;
 
 export type BackendKind = (typeof BACKENDS)[number];
@@ -145,6 +153,8 @@ export interface CageConfig {
   onLogout: LogoutPolicy;
   /** where links opened in the cage through the portal go */
   openLinks: OpenLinksPolicy;
+  /** may the cage's programs notify through the host's portal */
+  notifications: NotificationPolicy;
 }
 
 export interface ConfigContext {
@@ -179,6 +189,7 @@ const KNOWN_KEYS = new Set([
   'SessionBus',
   'OnLogout',
   'OpenLinks',
+  'Notifications',
 ]);
 
 const DEFAULT_IDLE_STOP = 0;
@@ -403,6 +414,7 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     sessionBus,
     onLogout: oneOf('OnLogout', LOGOUT_POLICIES, 'stop'),
     openLinks,
+    notifications: oneOf('Notifications', NOTIFICATION_POLICIES, 'portal'),
   };
 }
 

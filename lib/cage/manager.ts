@@ -313,7 +313,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       this.deps.log.warn(`cage ${name}: its file changed and cannot be used (${asKagomeError(e).message}); the running cage keeps its settings`);
       return;
     }
-    const fixed = (['backend', 'display', 'network', 'home', 'mounts', 'environment', 'border', 'sessionBus'] as const).filter(
+    const fixed = (['backend', 'display', 'network', 'home', 'mounts', 'environment', 'border', 'sessionBus', 'notifications'] as const).filter(
       (k) => JSON.stringify(config[k]) !== JSON.stringify(cage.config[k]),
     );
     const live = { idleStopSeconds: config.idleStopSeconds, description: config.description, appName: config.appName, onLogout: config.onLogout };

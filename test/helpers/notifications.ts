@@ -5,11 +5,12 @@ import dbus from 'dbus-next';
 const { Interface } = dbus.interface;
 
 export class FakeNotifications extends Interface {
-  calls: { summary: string; body: string; icon: string; replaces: number; progress?: number }[] = [];
+  calls: { app: string; summary: string; body: string; icon: string; replaces: number; actions: string[]; desktopEntry?: string; progress?: number }[] = [];
   private ids = 0;
-  Notify(_app: string, replaces: number, icon: string, summary: string, body: string, _actions: string[], hints: Record<string, { value: unknown }>): number {
+  Notify(app: string, replaces: number, icon: string, summary: string, body: string, actions: string[], hints: Record<string, { value: unknown }>): number {
     const value = hints?.value?.value;
-    this.calls.push({ summary, body, icon, replaces, ...(typeof value === 'number' ? { progress: value } : {}) });
+    const entry = hints?.['desktop-entry']?.value;
+    this.calls.push({ app, summary, body, icon, replaces, actions, ...(typeof entry === 'string' ? { desktopEntry: entry } : {}), ...(typeof value === 'number' ? { progress: value } : {}) });
     // As servers do: a replacing notification keeps its id.
     return replaces || ++this.ids;
   }

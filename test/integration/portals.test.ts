@@ -147,6 +147,40 @@ with open(out + '.tmp', 'w') as f:
 os.rename(out + '.tmp', out)
 `;
 
+// A GLib program's notification, as GApplication sends it: GTK_USE_PORTAL=1 (or flatpak) picks
+// GLib's portal backend, which calls org.freedesktop.portal.Notification on the cage's bus.
+const NOTIFY = String.raw`
+import os, sys
+from gi.repository import Gio, GLib
+out, title, body = sys.argv[1], sys.argv[2], sys.argv[3]
+app = Gio.Application.new('org.example.CagedNotifier', Gio.ApplicationFlags.NON_UNIQUE)
+app.register(None)
+n = Gio.Notification.new(title)
+n.set_body(body)
+app.send_notification('kagome-test', n)
+Gio.bus_get_sync(Gio.BusType.SESSION, None).flush_sync(None)
+with open(out + '.tmp', 'w') as f:
+    f.write('sent\n')
+os.rename(out + '.tmp', out)
+`;
+
+// The Notification portal called directly, waiting for the answer: "ok" or "refused NAME".
+const DIRECT_NOTIFY = String.raw`
+import os, sys
+from gi.repository import Gio, GLib
+out, title = sys.argv[1], sys.argv[2]
+bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+try:
+    bus.call_sync('org.freedesktop.portal.Desktop', '/org/freedesktop/portal/desktop', 'org.freedesktop.portal.Notification', 'AddNotification',
+                  GLib.Variant('(sa{sv})', ('direct', {'title': GLib.Variant('s', title)})), None, Gio.DBusCallFlags.NONE, 10000, None)
+    r = 'ok'
+except GLib.Error as e:
+    r = 'refused ' + (Gio.DBusError.get_remote_error(e) or e.message)
+with open(out + '.tmp', 'w') as f:
+    f.write(r + '\n')
+os.rename(out + '.tmp', out)
+`;
+
 const BROWSER_ID = 'org.kagome.FakeBrowser.desktop';
 // A "browser" that writes its arguments, and the content of a local file it was given, to
 // $HOME/opened.log: where a link arrived, and what it could read.
@@ -226,7 +260,7 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
     w = await World.create({ documentPortal: true, systemData: true });
     const hostBusDir = path.dirname(busSocketPath(w.bus.address)!);
     w.writeCage('files', '[Cage]\nSessionBus=portal\n');
-    w.writeCage('other', '[Cage]\nSessionBus=portal\nOpenLinks=cage:browser\n');
+    w.writeCage('other', '[Cage]\nSessionBus=portal\nOpenLinks=cage:browser\nNotifications=none\n');
     w.writeCage('browser', '[Cage]\n');
     // The fake browser: installed on the host, and the browser cage's own default for links.
     fs.mkdirSync(w.homeFile('browser', '.config'), { recursive: true });
@@ -345,12 +379,12 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
   });
 
   it('OpenLinks=none refuses; the policy is read at each link', async () => {
-    w.writeCage('other', '[Cage]\nSessionBus=portal\nOpenLinks=none\n');
+    w.writeCage('other', '[Cage]\nSessionBus=portal\nOpenLinks=none\nNotifications=none\n');
     const uri = 'https://example.org/nowhere';
     assert.equal(await openLink('other', uri), 2);
     assert.match(w.service!.log(), /cage other may not open links \(OpenLinks=none/);
     assert.ok(!browserLog().includes(uri));
-    w.writeCage('other', '[Cage]\nSessionBus=portal\nOpenLinks=cage:browser\n');
+    w.writeCage('other', '[Cage]\nSessionBus=portal\nOpenLinks=cage:browser\nNotifications=none\n');
   });
 
   it('a hostile cage sending file:, control characters or 1 MB links is refused and the service goes on; the same links given to the launch are handed on (the control)', async () => {
@@ -378,6 +412,33 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
     await w.dbus.Launcher1.Launch('browser', BROWSER_ID, [`file://${secret}`, 'https://example.org/\n--new-window'], {});
     await waitFor('the control in the browser cage', () => browserLog().includes('content=never for the cage'), { timeoutMs: 60_000, detail: browserLog });
     assert.ok(browserLog().includes('arg=https://example.org/\n--new-window\n'), browserLog());
+  });
+
+  it("a GLib program's notification reaches the host's notification server through the portal, named by the cage's app id", async () => {
+    const out = `notify-${++n}.out`;
+    await w.launchCommand('files', ['python3', '-c', NOTIFY, `${w.env.HOME}/${out}`, 'From the cage', 'caged <b>body</b>']);
+    await w.readFileWhenWritten(w.homeFile('files', out), 30_000);
+    const got = await waitFor('the notification on the host', () => notifications!.server.calls.find((c) => c.summary === 'From the cage'), {
+      timeoutMs: 30_000,
+      detail: () => `${JSON.stringify(notifications!.server.calls)}\n${w.programLog('files', 'python3')}\n${portal?.log() ?? ''}`,
+    });
+    // The portal names the cage by its app id (the desktop-entry hint, which servers use for the
+    // name and icon); xdg-desktop-portal-gtk 1.14 leaves app_name empty. No actions cross.
+    assert.equal(got.desktopEntry, 'io.kagome.Cage_files', JSON.stringify(got));
+    assert.deepEqual(got.actions, []);
+    assert.equal(got.body, 'caged <b>body</b>');
+  });
+
+  it('Notifications=none: the proxy refuses the portal call; the same call from a cage allowed them gets through (the control)', async () => {
+    const call = async (cage: string, title: string): Promise<string> => {
+      const out = `direct-notify-${++n}.out`;
+      await w.launchCommand(cage, ['python3', '-c', DIRECT_NOTIFY, `${w.env.HOME}/${out}`, title]);
+      return w.readFileWhenWritten(w.homeFile(cage, out), 30_000);
+    };
+    assert.match(await call('other', 'refused title'), /^refused org\.freedesktop\.DBus\.Error\.AccessDenied/);
+    assert.equal(await call('files', 'allowed title'), 'ok\n');
+    await waitFor('the allowed notification', () => notifications!.server.calls.some((c) => c.summary === 'allowed title'), { timeoutMs: 30_000 });
+    assert.equal(notifications!.server.calls.filter((c) => c.summary === 'refused title').length, 0);
   });
 
   it('the proxy lets nothing else of the host bus through; the host bus given directly lets it all (the control)', async () => {

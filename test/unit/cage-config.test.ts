@@ -57,6 +57,7 @@ describe('parseCageFile defaults', () => {
       sessionBus: 'private',
       onLogout: 'stop',
       openLinks: 'caged-default',
+      notifications: 'portal',
     });
   });
 
@@ -127,6 +128,9 @@ describe('parseCageFile defaults', () => {
   });
 
   it('reads OnLogout: stop by default, keep, nothing else', () => {
+    assert.equal(parse('[Cage]\n').notifications, 'portal');
+    assert.equal(parse('[Cage]\nNotifications=none\n').notifications, 'none');
+    assert.throws(() => parse('[Cage]\nNotifications=direct\n'), /Notifications/);
     assert.equal(parse('[Cage]\n').openLinks, 'caged-default');
     assert.equal(parse('[Cage]\nOpenLinks=none\n').openLinks, 'none');
     assert.equal(parse('[Cage]\nOpenLinks=host\n').openLinks, 'host');
@@ -371,6 +375,7 @@ describe('formatCageFile', () => {
       sessionBus: 'private',
       onLogout: 'stop',
       openLinks: 'caged-default',
+      notifications: 'portal',
     });
   });
 

@@ -7,15 +7,18 @@ import { busSocketPath, flatpakInfo, portalProxyArgs, portalProxyRules } from '.
 // from inside a cage.
 
 describe('the portal proxy', () => {
-  it('filters, and lets through calls to the file chooser and kagome\'s cage portal, nothing else: no name to own, see or talk to', () => {
+  it('filters, and lets through calls to the file chooser, notifications and kagome\'s cage portal, nothing else: no name to own, see or talk to', () => {
     const rules = portalProxyRules();
     assert.equal(rules[0], '--filter');
     assert.deepEqual(rules.slice(1), [
       '--call=org.freedesktop.portal.Desktop=org.freedesktop.portal.FileChooser.*@/org/freedesktop/portal/desktop',
       '--call=org.freedesktop.portal.Desktop=org.freedesktop.portal.Request.Close@/org/freedesktop/portal/desktop/request/*',
+      '--call=org.freedesktop.portal.Desktop=org.freedesktop.portal.Notification.*@/org/freedesktop/portal/desktop',
       '--call=io.kagome.Kagome=io.kagome.CagePortal1.*@/io/kagome/Kagome',
     ]);
     assert.ok(!rules.some((r) => /^--(own|talk|see|broadcast)=/.test(r)));
+    // Notifications=none: that rule alone is left out.
+    assert.deepEqual(portalProxyRules({ notifications: false }), rules.filter((r) => !r.includes('Notification')));
   });
 
   it('runs in a sandbox with the host bus socket, its own folder and the cage named in /.flatpak-info, nothing more', () => {
