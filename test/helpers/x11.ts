@@ -99,7 +99,7 @@ export async function screenshot(display: string, file: string): Promise<void> {
   if (r.exitCode !== 0) throw new Error(`import -window root ${file} failed on ${display}: ${r.stderr.trim()}`);
 }
 
-async function findWindows(display: string, match: WindowMatch): Promise<FoundWindow[]> {
+export async function findWindows(display: string, match: WindowMatch): Promise<FoundWindow[]> {
   // xdotool matches case-insensitive regexes, so it only narrows the candidates; the
   // exact comparison happens against what xprop reports.
   const ids = new Set<string>();

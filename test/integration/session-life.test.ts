@@ -25,6 +25,16 @@ describe('the desktop session ends and comes back', () => {
   const programsOf = async (cage: string): Promise<number> => Number((await w.dbus.Cages1.Get(cage)).Programs!.value);
   const stopped = (cage: string, what: string) => waitFor(what, () => stateOf(cage), { timeoutMs: 60000, pollMs: 100, until: (state) => state === 'stopped' });
 
+  /** A default cage running a closable xterm and a kept one running xeyes, both shown. */
+  const twoCages = async (stop: string, keep: string): Promise<void> => {
+    w.writeCage(stop, '[Cage]\n');
+    w.writeCage(keep, '[Cage]\nOnLogout=keep\n');
+    await w.launchCommand(stop, CLOSABLE);
+    await w.launchCommand(keep, ['xeyes']);
+    await waitForWindow(w.display, { wmClass: 'XTerm' });
+    await waitForWindow(w.display, { wmClass: 'XEyes' });
+  };
+
   before(async () => {
     w = await World.create();
     await w.startService();
@@ -35,12 +45,7 @@ describe('the desktop session ends and comes back', () => {
   });
 
   it('a logout closes the programs of a default cage and stops it; a kept cage is shown again at the next login', async () => {
-    w.writeCage('work', '[Cage]\n');
-    w.writeCage('music', '[Cage]\nOnLogout=keep\n');
-    await w.launchCommand('work', CLOSABLE);
-    await w.launchCommand('music', ['xeyes']);
-    await waitForWindow(w.display, { wmClass: 'XTerm' });
-    await waitForWindow(w.display, { wmClass: 'XEyes' });
+    await twoCages('work', 'music');
 
     await w.endDisplay();
     await stopped('work', 'the default cage stopping');
@@ -65,12 +70,7 @@ describe('the desktop session ends and comes back', () => {
   });
 
   it('a service stopped at logout settles the cages when it starts in the next session; a restart in the same one does not', async () => {
-    w.writeCage('office', '[Cage]\n');
-    w.writeCage('radio', '[Cage]\nOnLogout=keep\n');
-    await w.launchCommand('office', CLOSABLE);
-    await w.launchCommand('radio', ['xeyes']);
-    await waitForWindow(w.display, { wmClass: 'XTerm' });
-    await waitForWindow(w.display, { wmClass: 'XEyes' });
+    await twoCages('office', 'radio');
 
     // A restart in the same session (an upgrade): both cages are adopted as they were.
     await stopChild(w.service!.child);

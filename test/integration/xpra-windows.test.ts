@@ -1,8 +1,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
 import { waitFor } from '../helpers/wait.js';
+import { findWindows } from '../helpers/x11.js';
 
 // Windows a program in an xpra cage shows, hides and names quickly, as real programs do, seen
 // on the host: a window mapped and at once withdrawn (FeatherPad does it with a hidden window
@@ -103,19 +103,7 @@ describe('windows shown, hidden and named quickly in an xpra cage', () => {
   let w: World;
 
   /** Names of the windows of this WM_CLASS shown on the host display, sorted. */
-  const shownNames = async (cls: string): Promise<string[]> => {
-    const env = { DISPLAY: w.display };
-    const r = await execa('xdotool', ['search', '--onlyvisible', '--class', `^${cls}$`], {
-      env,
-      reject: false,
-    });
-    const names: string[] = [];
-    for (const id of String(r.stdout).split('\n').filter(Boolean)) {
-      const n = await execa('xdotool', ['getwindowname', id], { env, reject: false });
-      if (n.exitCode === 0) names.push(String(n.stdout));
-    }
-    return names.sort();
-  };
+  const shownNames = async (cls: string): Promise<string[]> => (await findWindows(w.display, { wmClass: cls })).map((f) => f.name).sort();
 
   before(async () => {
     w = await World.create();
