@@ -18,11 +18,17 @@ const RUNS = positiveInt(process.env.BENCH_RUNS, 9);
 const figures: Figure[] = [];
 const figure = newFigure(figures);
 
-const LOOP = 'last=; while :; do v=$(xclip -selection clipboard -o 2>/dev/null); if [ "$v" != "$last" ]; then printf %s "$v" > "$SEEN.tmp" && mv "$SEEN.tmp" "$SEEN"; last=$v; fi; sleep 0.005; done';
+const LOOP =
+  'last=; while :; do v=$(xclip -selection clipboard -o 2>/dev/null); if [ "$v" != "$last" ]; then printf %s "$v" > "$SEEN.tmp" && mv "$SEEN.tmp" "$SEEN"; last=$v; fi; sleep 0.005; done';
 
 async function seenAfterCopy(w: World, seenFile: string, mark: string): Promise<number> {
   const t0 = performance.now();
-  await execa('xclip', ['-selection', 'clipboard', '-i'], { env: w.env, input: mark, stdout: 'ignore', stderr: 'ignore' });
+  await execa('xclip', ['-selection', 'clipboard', '-i'], {
+    env: w.env,
+    input: mark,
+    stdout: 'ignore',
+    stderr: 'ignore',
+  });
   const seen = () => {
     try {
       return fs.readFileSync(seenFile, 'utf8') === mark;
@@ -30,7 +36,10 @@ async function seenAfterCopy(w: World, seenFile: string, mark: string): Promise<
       return false; // not yet
     }
   };
-  await waitFor(`${mark} in ${seenFile}`, seen, { timeoutMs: t0 + 10_000 - performance.now(), pollMs: 1 });
+  await waitFor(`${mark} in ${seenFile}`, seen, {
+    timeoutMs: t0 + 10_000 - performance.now(),
+    pollMs: 1,
+  });
   return performance.now() - t0;
 }
 
@@ -50,14 +59,33 @@ async function main(): Promise<void> {
     const loop = spawn('sh', ['-c', LOOP], { env: { ...w.env, SEEN: hostSeen }, stdio: 'ignore' });
     hostLoop.push(loop);
     const f = {
-      base: figure('host', 'baseline: copy → pasteable on the host itself (polling floor)', 'ms', 'node dist/bench/clipboard.js'),
-      xpra: figure('xpra', 'xpra cage: host copy → pasteable in the cage', 'ms', 'node dist/bench/clipboard.js'),
-      xephyr: figure('xephyr', 'Xephyr cage: host copy → pasteable in the cage', 'ms', 'node dist/bench/clipboard.js'),
+      base: figure(
+        'host',
+        'baseline: copy → pasteable on the host itself (polling floor)',
+        'ms',
+        'node dist/bench/clipboard.js',
+      ),
+      xpra: figure(
+        'xpra',
+        'xpra cage: host copy → pasteable in the cage',
+        'ms',
+        'node dist/bench/clipboard.js',
+      ),
+      xephyr: figure(
+        'xephyr',
+        'Xephyr cage: host copy → pasteable in the cage',
+        'ms',
+        'node dist/bench/clipboard.js',
+      ),
     };
     await sleep(500);
     for (let i = -1; i < RUNS; i++) {
       // -1 is a warm-up, not recorded. Each kind gets its own mark, one at a time.
-      for (const [key, file] of [['base', hostSeen], ['xpra', seen['clip-xpra']!], ['xephyr', seen['clip-xephyr']!]] as const) {
+      for (const [key, file] of [
+        ['base', hostSeen],
+        ['xpra', seen['clip-xpra']!],
+        ['xephyr', seen['clip-xephyr']!],
+      ] as const) {
         const ms = await seenAfterCopy(w, file, `mark ${key} ${i} ${Date.now()}`);
         if (i >= 0) f[key].samples.push(ms);
         await sleep(50);
@@ -66,7 +94,9 @@ async function main(): Promise<void> {
     console.log(`clipboard bridge, ${RUNS} runs after a warm-up (medians)\n`);
     for (const line of figureTable(figures)) console.log(line);
     const b = stats(f.base)?.median ?? NaN;
-    console.log(`\nratio to the host baseline: xpra ${((stats(f.xpra)?.median ?? NaN) / b).toFixed(2)}×, Xephyr ${((stats(f.xephyr)?.median ?? NaN) / b).toFixed(2)}×`);
+    console.log(
+      `\nratio to the host baseline: xpra ${((stats(f.xpra)?.median ?? NaN) / b).toFixed(2)}×, Xephyr ${((stats(f.xephyr)?.median ?? NaN) / b).toFixed(2)}×`,
+    );
   } finally {
     for (const l of hostLoop) l.kill();
     await w.cleanup();

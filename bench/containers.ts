@@ -27,7 +27,11 @@ const figure = newFigure(figures);
 
 async function windowShown(display: string, instance: string): Promise<boolean> {
   try {
-    const r = await execFileP('xdotool', ['search', '--onlyvisible', '--classname', `^${instance}$`], { env: { DISPLAY: display } });
+    const r = await execFileP(
+      'xdotool',
+      ['search', '--onlyvisible', '--classname', `^${instance}$`],
+      { env: { DISPLAY: display } },
+    );
     return r.stdout.trim() !== '';
   } catch {
     return false;
@@ -37,7 +41,11 @@ async function windowShown(display: string, instance: string): Promise<boolean> 
 async function launchToWindow(w: World, cage: string, instance: string): Promise<number> {
   const t0 = performance.now();
   await w.launchCommand(cage, ['xlogo', '-name', instance]);
-  await waitFor(`a window for ${instance} in cage ${cage}`, () => windowShown(w.display, instance), { timeoutMs: 60_000, pollMs: 5 });
+  await waitFor(
+    `a window for ${instance} in cage ${cage}`,
+    () => windowShown(w.display, instance),
+    { timeoutMs: 60_000, pollMs: 5 },
+  );
   return performance.now() - t0;
 }
 
@@ -62,17 +70,34 @@ async function main(): Promise<void> {
     await ensureTestImage('podman', podman.env);
     await ensureTestImage('lxd', lxd.env);
     w = await World.create();
-    for (const b of BACKENDS) w.writeCage(`bench-${b}`, `[Cage]\nBackend=${b}\nNetwork=none\nIdleStop=0\n`);
+    for (const b of BACKENDS)
+      w.writeCage(`bench-${b}`, `[Cage]\nBackend=${b}\nNetwork=none\nIdleStop=0\n`);
     await w.startService({ env: { ...podman.env, ...docker.env, ...lxd.env } });
 
     const cold: Record<Kind, Figure> = Object.fromEntries(
-      BACKENDS.map((b) => [b, figure(`cold.${b}`, `cold launch to window, ${b}`, 'ms', 'npm run bench:containers')]),
+      BACKENDS.map((b) => [
+        b,
+        figure(`cold.${b}`, `cold launch to window, ${b}`, 'ms', 'npm run bench:containers'),
+      ]),
     ) as Record<Kind, Figure>;
     const warm: Record<Kind, Figure> = Object.fromEntries(
-      BACKENDS.map((b) => [b, figure(`warm.${b}`, `warm launch to window, ${b}`, 'ms', 'npm run bench:containers')]),
+      BACKENDS.map((b) => [
+        b,
+        figure(`warm.${b}`, `warm launch to window, ${b}`, 'ms', 'npm run bench:containers'),
+      ]),
     ) as Record<Kind, Figure>;
-    const coldRatio = Object.fromEntries(BACKENDS.slice(1).map((b) => [b, figure(`cold.ratio.${b}`, `cold ${b} / bubblewrap`, 'x', 'npm run bench:containers')])) as Record<Kind, Figure>;
-    const warmRatio = Object.fromEntries(BACKENDS.slice(1).map((b) => [b, figure(`warm.ratio.${b}`, `warm ${b} / bubblewrap`, 'x', 'npm run bench:containers')])) as Record<Kind, Figure>;
+    const coldRatio = Object.fromEntries(
+      BACKENDS.slice(1).map((b) => [
+        b,
+        figure(`cold.ratio.${b}`, `cold ${b} / bubblewrap`, 'x', 'npm run bench:containers'),
+      ]),
+    ) as Record<Kind, Figure>;
+    const warmRatio = Object.fromEntries(
+      BACKENDS.slice(1).map((b) => [
+        b,
+        figure(`warm.ratio.${b}`, `warm ${b} / bubblewrap`, 'x', 'npm run bench:containers'),
+      ]),
+    ) as Record<Kind, Figure>;
 
     // One unmeasured round: first use of an engine warms caches (its binaries, the image's layers).
     for (const b of BACKENDS) {
@@ -95,11 +120,20 @@ async function main(): Promise<void> {
         coldRatio[b].samples.push(round[b]!.cold / round.bubblewrap!.cold);
         warmRatio[b].samples.push(round[b]!.warm / round.bubblewrap!.warm);
       }
-      console.error(`round ${i + 1}/${RUNS}: ` + BACKENDS.map((b) => `${b} ${round[b]!.cold.toFixed(0)}/${round[b]!.warm.toFixed(0)} ms`).join(', '));
+      console.error(
+        `round ${i + 1}/${RUNS}: ` +
+          BACKENDS.map(
+            (b) => `${b} ${round[b]!.cold.toFixed(0)}/${round[b]!.warm.toFixed(0)} ms`,
+          ).join(', '),
+      );
     }
-    console.log(`Launch to window by backend (${RUNS} rounds, medians; cold = the launch starts the cage):`);
+    console.log(
+      `Launch to window by backend (${RUNS} rounds, medians; cold = the launch starts the cage):`,
+    );
     for (const line of figureTable(figures)) console.log(line);
-    console.log(`bubblewrap cold ${median(cold.bubblewrap.samples).toFixed(0)} ms is the baseline of each ratio.`);
+    console.log(
+      `bubblewrap cold ${median(cold.bubblewrap.samples).toFixed(0)} ms is the baseline of each ratio.`,
+    );
   } finally {
     disarm();
     await cleanupOnce();

@@ -13,7 +13,12 @@ import { enterHelper } from '../lib/backends/enter-helper.js';
 import { readBwrapInfo } from '../lib/backends/bwrap-info.js';
 import { seccompProgram, seccompRules } from '../lib/backends/seccomp.js';
 import { procRef } from '../lib/runtime/proc.js';
-import { limitsSupport, makeCgroupV1, removeCgroup, type CageCgroup } from '../lib/runtime/cgroup.js';
+import {
+  limitsSupport,
+  makeCgroupV1,
+  removeCgroup,
+  type CageCgroup,
+} from '../lib/runtime/cgroup.js';
 import { type Figure, figureTable, newFigure, positiveInt } from './figures.js';
 
 const RUNS = positiveInt(process.env.BENCH_RUNS, 5);
@@ -32,22 +37,85 @@ async function main(): Promise<void> {
   const figures: Figure[] = [];
   const figure = newFigure(figures);
   const fHost = figure('host_spawn', 'spawn /bin/true on the host', 'ms', 'spawnSync("/bin/true")');
-  const fEnter = figure('enter', 'kagome-enter → /bin/true in a running cage', 'ms', 'kagome-enter PID START / / -- /bin/true');
-  const fFilter = figure('enter_seccomp', 'the same with the cage seccomp filter', 'ms', 'kagome-enter --seccomp FILE PID START / / -- /bin/true');
-  const fCost = figure('seccomp_cost', 'the filter\'s cost per launch', 'ms', 'enter_seccomp − enter, per pair of batches', 1);
-  const fLimits = figure('enter_limits', 'the same with the filter and the cage limits', 'ms', 'kagome-enter --cgroup F... --seccomp FILE --nproc 4096 PID START / / -- /bin/true');
-  const fLimitsCost = figure('limits_cost', 'the limits\' cost per launch', 'ms', 'enter_limits − enter_seccomp, per pair of batches', 1);
+  const fEnter = figure(
+    'enter',
+    'kagome-enter → /bin/true in a running cage',
+    'ms',
+    'kagome-enter PID START / / -- /bin/true',
+  );
+  const fFilter = figure(
+    'enter_seccomp',
+    'the same with the cage seccomp filter',
+    'ms',
+    'kagome-enter --seccomp FILE PID START / / -- /bin/true',
+  );
+  const fCost = figure(
+    'seccomp_cost',
+    "the filter's cost per launch",
+    'ms',
+    'enter_seccomp − enter, per pair of batches',
+    1,
+  );
+  const fLimits = figure(
+    'enter_limits',
+    'the same with the filter and the cage limits',
+    'ms',
+    'kagome-enter --cgroup F... --seccomp FILE --nproc 4096 PID START / / -- /bin/true',
+  );
+  const fLimitsCost = figure(
+    'limits_cost',
+    "the limits' cost per launch",
+    'ms',
+    'enter_limits − enter_seccomp, per pair of batches',
+    1,
+  );
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-bench-enter-'));
   const filter = seccompProgram(dir, seccompRules({ nestedSandbox: true }));
   const support = limitsSupport();
   let cgroup: CageCgroup | undefined;
-  if (support.how === 'cgroup v1') cgroup = makeCgroupV1(support, `bench-${process.pid}`, { memoryMax: 1 << 30, tasksMax: 4096 });
-  else console.log(`no delegated cgroup (${support.how === 'none' ? support.why : support.how}): the limits are the task rlimit alone`);
-  const limitArgs = [...(cgroup?.procs ?? []).flatMap((f) => ['--cgroup', f]), '--seccomp', filter, '--nproc', '4096'];
+  if (support.how === 'cgroup v1')
+    cgroup = makeCgroupV1(support, `bench-${process.pid}`, { memoryMax: 1 << 30, tasksMax: 4096 });
+  else
+    console.log(
+      `no delegated cgroup (${support.how === 'none' ? support.why : support.how}): the limits are the task rlimit alone`,
+    );
+  const limitArgs = [
+    ...(cgroup?.procs ?? []).flatMap((f) => ['--cgroup', f]),
+    '--seccomp',
+    filter,
+    '--nproc',
+    '4096',
+  ];
   const bwrap = spawn(
     'bwrap',
-    ['--unshare-all', '--unshare-user', '--dev', '/dev', '--proc', '/proc', '--ro-bind', '/usr', '/usr', '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--tmpfs', '/tmp', '--info-fd', '3', '--', '/bin/sleep', '600'],
+    [
+      '--unshare-all',
+      '--unshare-user',
+      '--dev',
+      '/dev',
+      '--proc',
+      '/proc',
+      '--ro-bind',
+      '/usr',
+      '/usr',
+      '--symlink',
+      'usr/bin',
+      '/bin',
+      '--symlink',
+      'usr/lib',
+      '/lib',
+      '--symlink',
+      'usr/lib64',
+      '/lib64',
+      '--tmpfs',
+      '/tmp',
+      '--info-fd',
+      '3',
+      '--',
+      '/bin/sleep',
+      '600',
+    ],
     { stdio: ['ignore', 'inherit', 'inherit', 'pipe'] },
   );
   try {
@@ -71,7 +139,9 @@ async function main(): Promise<void> {
     await removeCgroup(cgroup);
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  console.log(`kagome-enter benchmark — ${RUNS} samples of ${BATCH} runs each (medians), ${new Date().toISOString()}`);
+  console.log(
+    `kagome-enter benchmark — ${RUNS} samples of ${BATCH} runs each (medians), ${new Date().toISOString()}`,
+  );
   console.log(`host: ${os.cpus().length} CPUs, Linux ${os.release()}, uid ${process.getuid?.()}`);
   console.log('');
   for (const line of figureTable(figures)) console.log(line);

@@ -41,7 +41,8 @@ export function fmt(v: number | undefined, unit: Figure['unit']): string {
 export function positiveInt(text: string | undefined, dflt: number): number {
   if (text === undefined || text === '') return dflt;
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_RUNS must be a whole number ≥ 1, not ${JSON.stringify(text)}`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`BENCH_RUNS must be a whole number ≥ 1, not ${JSON.stringify(text)}`);
   return n;
 }
 
@@ -49,18 +50,39 @@ export function positiveInt(text: string | undefined, dflt: number): number {
 export function figureTable(figures: readonly Figure[]): string[] {
   const rows = figures.map((f) => {
     const s = stats(f);
-    return [f.name, fmt(s?.median, f.unit), fmt(s?.min, f.unit), fmt(s?.max, f.unit), f.target === undefined ? '—' : `≤ ${fmt(f.target, f.unit)}`, f.error ? 'error' : verdict(f)];
+    return [
+      f.name,
+      fmt(s?.median, f.unit),
+      fmt(s?.min, f.unit),
+      fmt(s?.max, f.unit),
+      f.target === undefined ? '—' : `≤ ${fmt(f.target, f.unit)}`,
+      f.error ? 'error' : verdict(f),
+    ];
   });
   const head = ['figure', 'median', 'min', 'max', 'target', 'verdict'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const line = (cells: string[]): string =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
 }
 
 /** A maker of figures that collects them in `list`, in the order they are made. */
 export function newFigure(list: Figure[]) {
-  return (key: string, name: string, unit: Figure['unit'], command: string, target?: number): Figure => {
-    const f: Figure = { key, name, unit, samples: [], command, ...(target !== undefined ? { target } : {}) };
+  return (
+    key: string,
+    name: string,
+    unit: Figure['unit'],
+    command: string,
+    target?: number,
+  ): Figure => {
+    const f: Figure = {
+      key,
+      name,
+      unit,
+      samples: [],
+      command,
+      ...(target !== undefined ? { target } : {}),
+    };
     list.push(f);
     return f;
   };

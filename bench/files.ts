@@ -33,16 +33,41 @@ async function main(): Promise<void> {
     const marker = w.homeFile(CAGE, 'opened');
     fs.mkdirSync(path.dirname(marker), { recursive: true });
     fs.writeFileSync(w.homeFile(CAGE, 'open.sh'), ': > "$HOME/opened"\n');
-    fs.writeFileSync(path.join(w.systemApps, APP), `[Desktop Entry]\nType=Application\nName=Bench Open\nExec=/bin/sh ${w.env.HOME}/open.sh %F\n`);
+    fs.writeFileSync(
+      path.join(w.systemApps, APP),
+      `[Desktop Entry]\nType=Application\nName=Bench Open\nExec=/bin/sh ${w.env.HOME}/open.sh %F\n`,
+    );
     await w.startService();
     await w.dbus.Cages1.Start(CAGE);
     const dir = path.join(w.tmp.root, 'files');
     fs.mkdirSync(dir);
 
-    const openOne = figure('grant-open', 'grant 1 file + open it in a running cage: call → program running', 'ms', 'Files1.GrantPaths(cage, [file], {app})', 50);
-    const openReply = figure('grant-open-reply', 'grant 1 file + open it: call → D-Bus reply (program exec\'d)', 'ms', 'Files1.GrantPaths(cage, [file], {app})', 50);
-    const launchOnly = figure('launch-only', 'baseline: the same program without a file: call → running', 'ms', 'Launcher1.LaunchCommand(cage, [sh, open.sh])');
-    const ratio = figure('grant-open-ratio', 'grant + open / launch without a file', 'x', 'ratio of the medians');
+    const openOne = figure(
+      'grant-open',
+      'grant 1 file + open it in a running cage: call → program running',
+      'ms',
+      'Files1.GrantPaths(cage, [file], {app})',
+      50,
+    );
+    const openReply = figure(
+      'grant-open-reply',
+      "grant 1 file + open it: call → D-Bus reply (program exec'd)",
+      'ms',
+      'Files1.GrantPaths(cage, [file], {app})',
+      50,
+    );
+    const launchOnly = figure(
+      'launch-only',
+      'baseline: the same program without a file: call → running',
+      'ms',
+      'Launcher1.LaunchCommand(cage, [sh, open.sh])',
+    );
+    const ratio = figure(
+      'grant-open-ratio',
+      'grant + open / launch without a file',
+      'x',
+      'ratio of the medians',
+    );
     for (let i = 0; i < RUNS + 1; i++) {
       const f = path.join(dir, `one-${i}.txt`);
       fs.writeFileSync(f, `file ${i}\n`);
@@ -50,12 +75,18 @@ async function main(): Promise<void> {
       let t0 = performance.now();
       await w.dbus.Files1.GrantPaths(CAGE, [Buffer.from(f)], { app: new dbus.Variant('s', APP) });
       const reply = performance.now() - t0;
-      await waitFor('the marker file', () => fs.existsSync(marker), { timeoutMs: 20_000, pollMs: 1 });
+      await waitFor('the marker file', () => fs.existsSync(marker), {
+        timeoutMs: 20_000,
+        pollMs: 1,
+      });
       const running = performance.now() - t0;
       fs.rmSync(marker, { force: true });
       t0 = performance.now();
       await w.launchCommand(CAGE, ['/bin/sh', `${w.env.HOME}/open.sh`]);
-      await waitFor('the marker file', () => fs.existsSync(marker), { timeoutMs: 20_000, pollMs: 1 });
+      await waitFor('the marker file', () => fs.existsSync(marker), {
+        timeoutMs: 20_000,
+        pollMs: 1,
+      });
       const base = performance.now() - t0;
       if (i === 0) continue; // warm-up: the first call pays for loading code paths
       openOne.samples.push(running);
@@ -64,13 +95,30 @@ async function main(): Promise<void> {
     }
     ratio.samples.push(stats(openOne)!.median / stats(launchOnly)!.median);
 
-    const manyPaths = figure('grant-100-paths', `${MANY} files granted in one call, by path`, 'ms', `Files1.GrantPaths(cage, ${MANY} paths, {})`);
+    const manyPaths = figure(
+      'grant-100-paths',
+      `${MANY} files granted in one call, by path`,
+      'ms',
+      `Files1.GrantPaths(cage, ${MANY} paths, {})`,
+    );
     const perPath = figure('grant-per-file-path', 'per file, by path', 'ms', `the above / ${MANY}`);
     // A D-Bus message carries at most 16 descriptors on dbus-daemon (max_message_unix_fds):
     // a caller passes many files in calls of 16.
-    const manyFds = figure('grant-100-fds', `${MANY} files granted by descriptor, in calls of ${FDS_PER_CALL}`, 'ms', `Files1.GrantFiles(cage, ${FDS_PER_CALL} O_PATH fds, {}) × ${Math.ceil(MANY / FDS_PER_CALL)}`);
-    const perFd = figure('grant-per-file-fd', 'per file, by descriptor', 'ms', `the above / ${MANY}`);
-    const client = dbus.sessionBus({ busAddress: w.bus.address, negotiateUnixFd: true } as { busAddress: string });
+    const manyFds = figure(
+      'grant-100-fds',
+      `${MANY} files granted by descriptor, in calls of ${FDS_PER_CALL}`,
+      'ms',
+      `Files1.GrantFiles(cage, ${FDS_PER_CALL} O_PATH fds, {}) × ${Math.ceil(MANY / FDS_PER_CALL)}`,
+    );
+    const perFd = figure(
+      'grant-per-file-fd',
+      'per file, by descriptor',
+      'ms',
+      `the above / ${MANY}`,
+    );
+    const client = dbus.sessionBus({ busAddress: w.bus.address, negotiateUnixFd: true } as {
+      busAddress: string;
+    });
     client.on('error', () => undefined);
     const byFdClient = kagomeClient(client);
     try {
@@ -81,7 +129,11 @@ async function main(): Promise<void> {
           return f;
         });
         let t0 = performance.now();
-        await w.dbus.Files1.GrantPaths(CAGE, files.map((f) => Buffer.from(f)), {});
+        await w.dbus.Files1.GrantPaths(
+          CAGE,
+          files.map((f) => Buffer.from(f)),
+          {},
+        );
         const byPath = performance.now() - t0;
         // Other files than the ones just granted: a file granted again only reuses its document.
         const fdFiles = files.map((f) => f + '.b');
@@ -110,7 +162,23 @@ async function main(): Promise<void> {
       'Commands: ' + figures.map((f) => `${f.key}: ${f.command}`).join('; '),
     ];
     process.stdout.write(out.join('\n') + '\n');
-    process.stdout.write(JSON.stringify({ runs: RUNS, files: MANY, figures: figures.map((f) => ({ key: f.key, unit: f.unit, ...stats(f), target: f.target ?? null, samples: f.samples })) }, null, 2) + '\n');
+    process.stdout.write(
+      JSON.stringify(
+        {
+          runs: RUNS,
+          files: MANY,
+          figures: figures.map((f) => ({
+            key: f.key,
+            unit: f.unit,
+            ...stats(f),
+            target: f.target ?? null,
+            samples: f.samples,
+          })),
+        },
+        null,
+        2,
+      ) + '\n',
+    );
   } catch (e) {
     process.stderr.write(`service log:\n${w.service?.log().slice(-3000) ?? ''}\n`);
     throw e;

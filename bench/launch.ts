@@ -18,7 +18,15 @@ import { World, KAGOME, REPO } from '../test/helpers/kagome.js';
 import { stopChild, track } from '../test/helpers/daemons.js';
 import { parseXpropStrings, windowProperty } from '../test/helpers/x11.js';
 import { waitFor } from '../test/helpers/wait.js';
-import { type Figure, median, stats, verdict, positiveInt, figureTable, newFigure } from './figures.js';
+import {
+  type Figure,
+  median,
+  stats,
+  verdict,
+  positiveInt,
+  figureTable,
+  newFigure,
+} from './figures.js';
 import { cleanupGuard } from './cleanup.js';
 
 const execFileP = promisify(execFile);
@@ -38,15 +46,29 @@ const CAGE2 = 'bench2';
 const CAGE_FILE = '[Cage]\nBackend=bubblewrap\nDisplay=xpra\nNetwork=none\n';
 // The old tool's behaviour is the baseline, so only what is needed to run it side by side
 // with other xpra users on this machine differs from xpra's defaults.
-const BASELINE_XPRA_OPTIONS = (sock: string) => ['--daemon=no', `--socket-dir=${sock}`, `--socket-dirs=${sock}`];
+const BASELINE_XPRA_OPTIONS = (sock: string) => [
+  '--daemon=no',
+  `--socket-dir=${sock}`,
+  `--socket-dirs=${sock}`,
+];
 const BWRAP_FLOOR = [
   '--unshare-all',
-  '--ro-bind', '/usr', '/usr',
-  '--symlink', 'usr/bin', '/bin',
-  '--symlink', 'usr/lib', '/lib',
-  '--symlink', 'usr/lib64', '/lib64',
-  '--proc', '/proc',
-  '--dev', '/dev',
+  '--ro-bind',
+  '/usr',
+  '/usr',
+  '--symlink',
+  'usr/bin',
+  '/bin',
+  '--symlink',
+  'usr/lib',
+  '/lib',
+  '--symlink',
+  'usr/lib64',
+  '/lib64',
+  '--proc',
+  '/proc',
+  '--dev',
+  '/dev',
   '/bin/true',
 ];
 
@@ -57,10 +79,6 @@ const coldTimelines: Record<string, number>[] = [];
 const baseTimelines: Record<string, number>[] = [];
 
 const figure = newFigure(figures);
-
-
-
-
 
 // ---------------------------------------------------------------- small process helpers
 
@@ -100,7 +118,12 @@ function groupAlive(pgid: number): boolean {
 
 function childrenOf(pid: number): number[] {
   try {
-    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return fs
+      .readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
   } catch {
     return [];
   }
@@ -179,7 +202,10 @@ class MapWatcher {
     const w = new MapWatcher(display, child);
     child.stdout!.on('data', (chunk: Buffer) => w.onData(chunk, performance.now()));
     // Proves the watcher sees maps and reads classes before any figure depends on it.
-    const probe = spawn('xlogo', ['-name', 'kgprobe'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', DISPLAY: display }, stdio: 'ignore' });
+    const probe = spawn('xlogo', ['-name', 'kgprobe'], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', DISPLAY: display },
+      stdio: 'ignore',
+    });
     try {
       await w.waitMapped('kgprobe', 0, 10_000);
     } finally {
@@ -240,7 +266,11 @@ class MapWatcher {
       };
       const timer = setTimeout(() => {
         cleanup();
-        reject(new Error(`no window with WM_CLASS instance ${instance} was mapped on ${this.display} within ${timeoutMs} ms`));
+        reject(
+          new Error(
+            `no window with WM_CLASS instance ${instance} was mapped on ${this.display} within ${timeoutMs} ms`,
+          ),
+        );
       }, timeoutMs);
       const cleanup = (): void => {
         clearTimeout(timer);
@@ -259,7 +289,11 @@ class MapWatcher {
 
 async function xdotoolFinds(display: string, instance: string): Promise<boolean> {
   try {
-    const r = await execFileP('xdotool', ['search', '--onlyvisible', '--classname', `^${instance}$`], { env: { DISPLAY: display } });
+    const r = await execFileP(
+      'xdotool',
+      ['search', '--onlyvisible', '--classname', `^${instance}$`],
+      { env: { DISPLAY: display } },
+    );
     return r.stdout.trim() !== '';
   } catch {
     return false; // exit 1: nothing matched
@@ -294,7 +328,11 @@ async function endProgram(world: World, cage: string, objectPath: string): Promi
       // already gone
     }
   }
-  await waitFor(`${objectPath} to exit`, async () => !(await programs(world, cage)).some((p) => p.path === objectPath), { timeoutMs: 10_000, pollMs: 20 });
+  await waitFor(
+    `${objectPath} to exit`,
+    async () => !(await programs(world, cage)).some((p) => p.path === objectPath),
+    { timeoutMs: 10_000, pollMs: 20 },
+  );
 }
 
 async function launch(world: World, cage: string, instance: string): Promise<string> {
@@ -400,7 +438,11 @@ function baselineCommand(sock: string, instance: string): string[] {
  * host display, then taken down completely: every process carrying the tag is gone before
  * the next run starts, so runs never overlap.
  */
-async function baselineRun(ctx: BaselineCtx, watcher: MapWatcher, instance: string): Promise<{ total: number; socket: number; timeline: Timeline }> {
+async function baselineRun(
+  ctx: BaselineCtx,
+  watcher: MapWatcher,
+  instance: string,
+): Promise<{ total: number; socket: number; timeline: Timeline }> {
   const dir = fs.mkdtempSync(path.join(ctx.root, 'run-'));
   const sock = path.join(dir, 'sock');
   fs.mkdirSync(sock, { mode: 0o700 });
@@ -411,20 +453,29 @@ async function baselineRun(ctx: BaselineCtx, watcher: MapWatcher, instance: stri
     const wall0 = Date.now();
     const t0 = performance.now();
     // No display number: xpra then lets its Xvfb pick a free one with -displayfd.
-    const server = spawn('xpra', baselineCommand(sock, instance), { env, detached: true, stdio: ['ignore', logFd, logFd] });
+    const server = spawn('xpra', baselineCommand(sock, instance), {
+      env,
+      detached: true,
+      stdio: ['ignore', logFd, logFd],
+    });
     spawned.push(server);
     let socketPath = '';
-    await waitFor('the baseline xpra socket', () => {
-      if (server.exitCode !== null) throw new Error(`xpra start exited ${server.exitCode}; see ${dir}/xpra.log`);
-      for (const name of fs.readdirSync(sock)) {
-        const p = path.join(sock, name);
-        if (fs.lstatSync(p).isSocket()) {
-          socketPath = p;
-          return true;
+    await waitFor(
+      'the baseline xpra socket',
+      () => {
+        if (server.exitCode !== null)
+          throw new Error(`xpra start exited ${server.exitCode}; see ${dir}/xpra.log`);
+        for (const name of fs.readdirSync(sock)) {
+          const p = path.join(sock, name);
+          if (fs.lstatSync(p).isSocket()) {
+            socketPath = p;
+            return true;
+          }
         }
-      }
-      return false;
-    }, { timeoutMs: WAIT_MS, pollMs: POLL_MS });
+        return false;
+      },
+      { timeoutMs: WAIT_MS, pollMs: POLL_MS },
+    );
     const tSocket = performance.now();
     const client = spawn('xpra', ['attach', `socket:${socketPath}`], {
       env: { ...env, DISPLAY: ctx.display },
@@ -466,7 +517,8 @@ async function teardownBaseline(ctx: BaselineCtx, spawned: ChildProcess[]): Prom
   };
   const tagged = new Set(taggedPids(ctx.tag));
   killAll('SIGTERM');
-  const gone = (): boolean => groups.every((g) => !groupAlive(g)) && taggedPids(ctx.tag).length === 0;
+  const gone = (): boolean =>
+    groups.every((g) => !groupAlive(g)) && taggedPids(ctx.tag).length === 0;
   try {
     await waitFor('the baseline xpra processes to exit', gone, { timeoutMs: 8000, pollMs: 20 });
   } catch {
@@ -508,27 +560,129 @@ async function main(): Promise<void> {
   const tStart = performance.now();
   const commandLine = `BENCH_RUNS=${RUNS} node ${path.relative(REPO, process.argv[1] ?? 'dist/bench/launch.js')}`;
   const loadBefore = os.loadavg();
-  const xpraVersion = (await execFileP('xpra', ['--version']).catch(() => ({ stdout: '?' }))).stdout.trim();
+  const xpraVersion = (
+    await execFileP('xpra', ['--version']).catch(() => ({ stdout: '?' }))
+  ).stdout.trim();
 
-  const fSpawn = figure('spawn_floor', 'floor: node spawn /bin/true → exit', 'ms', 'spawn("/bin/true")');
-  const fBwrap = figure('bwrap_floor', 'floor: bwrap /bin/true → exit', 'ms', `bwrap ${BWRAP_FLOOR.join(' ')}`);
-  const fXdo = figure('xdotool_cost', 'xdotool search --onlyvisible (one poll)', 'ms', 'xdotool search --onlyvisible --classname ^kg-none$');
-  const fSvc = figure('service_start', 'service start → bus name owned', 'ms', `node bin/kagome daemon; poll org.freedesktop.DBus.NameHasOwner("io.kagome.Kagome") every 2 ms`);
-  const fWarmExec = figure('warm_exec', 'warm launch: call → exec\'d in cage', 'ms', `io.kagome.Launcher1.LaunchCommand("${CAGE}", ["xlogo","-name","kgwN"], {}) until the reply`, 10);
-  const fWarmWin = figure('warm_window', 'warm launch: call → window mapped', 'ms', 'same call, until MapNotify on the host root (xev) for WM_CLASS instance kgwN', 50);
-  const fWarmPoll = figure('warm_window_xdotool', 'warm launch: call → window (xdotool 5 ms poll)', 'ms', 'same call, until `xdotool search --onlyvisible --classname ^kgpN$` finds it (polled every 5 ms)', 150);
-  const fColdReply = figure('cold_reply', 'cold launch: call → reply (cage started)', 'ms', `io.kagome.Cages1.Stop("${CAGE}"), then LaunchCommand("${CAGE}", ["xlogo","-name","kgcN"], {}) until the reply`);
-  const fColdStart = figure('cold_cage_start', 'cold launch: cage start (service log)', 'ms', `"cage ${CAGE}: running after N ms" in the service log`);
-  const fCold = figure('cold_window', 'cold launch: call → window mapped', 'ms', 'same call, until MapNotify on the host root for kgcN', 1200);
-  const fBaseSock = figure('baseline_socket', 'baseline: xpra start → socket exists', 'ms', 'xpra start … until a socket appears in the socket dir');
-  const fBase = figure('baseline_window', 'baseline: xpra start + attach → window', 'ms', `xpra ${baselineCommand('$TMP/sock', 'kgbN').join(' ')}; once the socket exists: xpra attach socket:$TMP/sock/<host>-<display> (DISPLAY=host); until MapNotify for kgbN`);
-  const fRatio = figure('cold_over_baseline', 'kagome cold / baseline (paired runs)', 'x', 'cold_window / baseline_window for each pair of adjacent runs', 0.35);
-  const fRssIdle = figure('service_rss_no_cages', 'service VmRSS, idle, no cages', 'MiB', 'VmRSS in /proc/<daemon>/status 2 s after start, sampled every 200 ms');
-  const fPss = figure('idle_cage_pss', 'one idle cage with xlogo: PSS of all its processes', 'MiB', `Cages1.Start("${CAGE}"), xlogo, settle 2 s: Pss of every process in the cage's pid namespace, the host xpra client and the kagome-enter carrying xlogo`);
-  const fPssServer = figure('idle_cage_pss_xpra_server', '  of which the xpra server in the cage', 'MiB', 'Pss of the processes named xpra in the cage');
-  const fPssXvfb = figure('idle_cage_pss_xvfb', '  of which its Xvfb', 'MiB', 'Pss of Xvfb in the cage');
-  const fPssClient = figure('idle_cage_pss_client', '  of which the host xpra client', 'MiB', 'Pss of the host-side xpra attach');
-  const fRss = figure('service_rss_two_cages', 'service VmRSS, idle, two cages running', 'MiB', `Cages1.Start("${CAGE}"), Start("${CAGE2}"), settle 2 s, VmRSS sampled every 200 ms`);
+  const fSpawn = figure(
+    'spawn_floor',
+    'floor: node spawn /bin/true → exit',
+    'ms',
+    'spawn("/bin/true")',
+  );
+  const fBwrap = figure(
+    'bwrap_floor',
+    'floor: bwrap /bin/true → exit',
+    'ms',
+    `bwrap ${BWRAP_FLOOR.join(' ')}`,
+  );
+  const fXdo = figure(
+    'xdotool_cost',
+    'xdotool search --onlyvisible (one poll)',
+    'ms',
+    'xdotool search --onlyvisible --classname ^kg-none$',
+  );
+  const fSvc = figure(
+    'service_start',
+    'service start → bus name owned',
+    'ms',
+    `node bin/kagome daemon; poll org.freedesktop.DBus.NameHasOwner("io.kagome.Kagome") every 2 ms`,
+  );
+  const fWarmExec = figure(
+    'warm_exec',
+    "warm launch: call → exec'd in cage",
+    'ms',
+    `io.kagome.Launcher1.LaunchCommand("${CAGE}", ["xlogo","-name","kgwN"], {}) until the reply`,
+    10,
+  );
+  const fWarmWin = figure(
+    'warm_window',
+    'warm launch: call → window mapped',
+    'ms',
+    'same call, until MapNotify on the host root (xev) for WM_CLASS instance kgwN',
+    50,
+  );
+  const fWarmPoll = figure(
+    'warm_window_xdotool',
+    'warm launch: call → window (xdotool 5 ms poll)',
+    'ms',
+    'same call, until `xdotool search --onlyvisible --classname ^kgpN$` finds it (polled every 5 ms)',
+    150,
+  );
+  const fColdReply = figure(
+    'cold_reply',
+    'cold launch: call → reply (cage started)',
+    'ms',
+    `io.kagome.Cages1.Stop("${CAGE}"), then LaunchCommand("${CAGE}", ["xlogo","-name","kgcN"], {}) until the reply`,
+  );
+  const fColdStart = figure(
+    'cold_cage_start',
+    'cold launch: cage start (service log)',
+    'ms',
+    `"cage ${CAGE}: running after N ms" in the service log`,
+  );
+  const fCold = figure(
+    'cold_window',
+    'cold launch: call → window mapped',
+    'ms',
+    'same call, until MapNotify on the host root for kgcN',
+    1200,
+  );
+  const fBaseSock = figure(
+    'baseline_socket',
+    'baseline: xpra start → socket exists',
+    'ms',
+    'xpra start … until a socket appears in the socket dir',
+  );
+  const fBase = figure(
+    'baseline_window',
+    'baseline: xpra start + attach → window',
+    'ms',
+    `xpra ${baselineCommand('$TMP/sock', 'kgbN').join(' ')}; once the socket exists: xpra attach socket:$TMP/sock/<host>-<display> (DISPLAY=host); until MapNotify for kgbN`,
+  );
+  const fRatio = figure(
+    'cold_over_baseline',
+    'kagome cold / baseline (paired runs)',
+    'x',
+    'cold_window / baseline_window for each pair of adjacent runs',
+    0.35,
+  );
+  const fRssIdle = figure(
+    'service_rss_no_cages',
+    'service VmRSS, idle, no cages',
+    'MiB',
+    'VmRSS in /proc/<daemon>/status 2 s after start, sampled every 200 ms',
+  );
+  const fPss = figure(
+    'idle_cage_pss',
+    'one idle cage with xlogo: PSS of all its processes',
+    'MiB',
+    `Cages1.Start("${CAGE}"), xlogo, settle 2 s: Pss of every process in the cage's pid namespace, the host xpra client and the kagome-enter carrying xlogo`,
+  );
+  const fPssServer = figure(
+    'idle_cage_pss_xpra_server',
+    '  of which the xpra server in the cage',
+    'MiB',
+    'Pss of the processes named xpra in the cage',
+  );
+  const fPssXvfb = figure(
+    'idle_cage_pss_xvfb',
+    '  of which its Xvfb',
+    'MiB',
+    'Pss of Xvfb in the cage',
+  );
+  const fPssClient = figure(
+    'idle_cage_pss_client',
+    '  of which the host xpra client',
+    'MiB',
+    'Pss of the host-side xpra attach',
+  );
+  const fRss = figure(
+    'service_rss_two_cages',
+    'service VmRSS, idle, two cages running',
+    'MiB',
+    `Cages1.Start("${CAGE}"), Start("${CAGE2}"), settle 2 s, VmRSS sampled every 200 ms`,
+  );
 
   // Floors need no world: they say what any launch on this machine costs at the least.
   await phase('floors', [fSpawn, fBwrap], async () => {
@@ -582,20 +736,32 @@ async function main(): Promise<void> {
     await phase('service start', [fSvc], async () => {
       for (let i = 0; i < RUNS + 1; i++) {
         const t0 = performance.now();
-        const child = spawn(process.execPath, [KAGOME, 'daemon'], { env: world.env, stdio: ['ignore', 'ignore', 'pipe'] });
+        const child = spawn(process.execPath, [KAGOME, 'daemon'], {
+          env: world.env,
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
         track(child);
         let err = '';
         child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
         try {
-          await waitFor('io.kagome.Kagome to be owned', async () => {
-            if (child.exitCode !== null) throw new Error(`kagome daemon exited ${child.exitCode}: ${err}`);
-            return world.nameHasOwner();
-          }, { timeoutMs: 15_000, pollMs: 2 });
+          await waitFor(
+            'io.kagome.Kagome to be owned',
+            async () => {
+              if (child.exitCode !== null)
+                throw new Error(`kagome daemon exited ${child.exitCode}: ${err}`);
+              return world.nameHasOwner();
+            },
+            { timeoutMs: 15_000, pollMs: 2 },
+          );
           // the first start also pays for reading the code from disk
           if (i > 0) fSvc.samples.push(performance.now() - t0);
         } finally {
           await stopChild(child);
-          await waitFor('io.kagome.Kagome to be released', async () => !(await world.nameHasOwner()), { timeoutMs: 5000, pollMs: 10 });
+          await waitFor(
+            'io.kagome.Kagome to be released',
+            async () => !(await world.nameHasOwner()),
+            { timeoutMs: 5000, pollMs: 10 },
+          );
         }
       }
     });
@@ -611,53 +777,70 @@ async function main(): Promise<void> {
       }
     });
 
-    await phase('cold launches and baseline, alternating', [fColdReply, fColdStart, fCold, fBaseSock, fBase, fRatio], async () => {
-      const cageLog = path.join(world.runtimeDir, 'cages', CAGE, 'log', 'cage.log');
-      const coldRun = async (instance: string): Promise<{ reply: number; window: number; started?: number; timeline: Timeline }> => {
-        await stopCage(world, CAGE);
-        await sleep(SETTLE_MS);
-        const logAt = world.service!.log().length;
-        const cageLogAt = sizeOf(cageLog);
-        const wall0 = Date.now();
-        const t0 = performance.now();
-        await launch(world, CAGE, instance);
-        const tReply = performance.now();
-        const tMap = await w.waitMapped(instance, t0);
-        const started = loggedStartMs(world, CAGE, logAt);
-        const timeline = { ...xpraTimeline(readFrom(cageLog, cageLogAt), wall0), reply: tReply - t0, window: tMap - t0 };
-        // The baseline must not share the machine with an idle cage the other side lacks.
-        await stopCage(world, CAGE);
-        return { reply: tReply - t0, window: tMap - t0, ...(started !== undefined ? { started } : {}), timeline };
-      };
-      const baseRun = async (instance: string) => {
-        await sleep(SETTLE_MS);
-        return baselineRun(ctx, w, instance);
-      };
-      // One untimed round of each: the page cache then holds xpra's Python for both sides.
-      await coldRun('kgc0');
-      await baseRun('kgb0');
-      for (let i = 1; i <= RUNS; i++) {
-        // Alternating the order keeps "ran right after the other one's teardown" even.
-        let cold: Awaited<ReturnType<typeof coldRun>>;
-        let base: Awaited<ReturnType<typeof baseRun>>;
-        if (i % 2) {
-          cold = await coldRun(`kgc${i}`);
-          base = await baseRun(`kgb${i}`);
-        } else {
-          base = await baseRun(`kgb${i}`);
-          cold = await coldRun(`kgc${i}`);
+    await phase(
+      'cold launches and baseline, alternating',
+      [fColdReply, fColdStart, fCold, fBaseSock, fBase, fRatio],
+      async () => {
+        const cageLog = path.join(world.runtimeDir, 'cages', CAGE, 'log', 'cage.log');
+        const coldRun = async (
+          instance: string,
+        ): Promise<{ reply: number; window: number; started?: number; timeline: Timeline }> => {
+          await stopCage(world, CAGE);
+          await sleep(SETTLE_MS);
+          const logAt = world.service!.log().length;
+          const cageLogAt = sizeOf(cageLog);
+          const wall0 = Date.now();
+          const t0 = performance.now();
+          await launch(world, CAGE, instance);
+          const tReply = performance.now();
+          const tMap = await w.waitMapped(instance, t0);
+          const started = loggedStartMs(world, CAGE, logAt);
+          const timeline = {
+            ...xpraTimeline(readFrom(cageLog, cageLogAt), wall0),
+            reply: tReply - t0,
+            window: tMap - t0,
+          };
+          // The baseline must not share the machine with an idle cage the other side lacks.
+          await stopCage(world, CAGE);
+          return {
+            reply: tReply - t0,
+            window: tMap - t0,
+            ...(started !== undefined ? { started } : {}),
+            timeline,
+          };
+        };
+        const baseRun = async (instance: string) => {
+          await sleep(SETTLE_MS);
+          return baselineRun(ctx, w, instance);
+        };
+        // One untimed round of each: the page cache then holds xpra's Python for both sides.
+        await coldRun('kgc0');
+        await baseRun('kgb0');
+        for (let i = 1; i <= RUNS; i++) {
+          // Alternating the order keeps "ran right after the other one's teardown" even.
+          let cold: Awaited<ReturnType<typeof coldRun>>;
+          let base: Awaited<ReturnType<typeof baseRun>>;
+          if (i % 2) {
+            cold = await coldRun(`kgc${i}`);
+            base = await baseRun(`kgb${i}`);
+          } else {
+            base = await baseRun(`kgb${i}`);
+            cold = await coldRun(`kgc${i}`);
+          }
+          fColdReply.samples.push(cold.reply);
+          fCold.samples.push(cold.window);
+          if (cold.started !== undefined) fColdStart.samples.push(cold.started);
+          fBaseSock.samples.push(base.socket);
+          fBase.samples.push(base.total);
+          fRatio.samples.push(cold.window / base.total);
+          coldTimelines.push(cold.timeline);
+          baseTimelines.push(base.timeline);
+          log(
+            `  pair ${i}: kagome cold ${cold.window.toFixed(0)} ms, baseline ${base.total.toFixed(0)} ms`,
+          );
         }
-        fColdReply.samples.push(cold.reply);
-        fCold.samples.push(cold.window);
-        if (cold.started !== undefined) fColdStart.samples.push(cold.started);
-        fBaseSock.samples.push(base.socket);
-        fBase.samples.push(base.total);
-        fRatio.samples.push(cold.window / base.total);
-        coldTimelines.push(cold.timeline);
-        baseTimelines.push(base.timeline);
-        log(`  pair ${i}: kagome cold ${cold.window.toFixed(0)} ms, baseline ${base.total.toFixed(0)} ms`);
-      }
-    });
+      },
+    );
 
     await phase('warm launches', [fWarmExec, fWarmWin, fWarmPoll], async () => {
       await startCage(world, CAGE);
@@ -682,7 +865,10 @@ async function main(): Promise<void> {
         const inst = `kgp${i}`;
         const t0 = performance.now();
         const objectPath = await launch(world, CAGE, inst);
-        await waitFor(`${inst} via xdotool`, () => xdotoolFinds(world.display, inst), { timeoutMs: WAIT_MS, pollMs: POLL_MS });
+        await waitFor(`${inst} via xdotool`, () => xdotoolFinds(world.display, inst), {
+          timeoutMs: WAIT_MS,
+          pollMs: POLL_MS,
+        });
         fWarmPoll.samples.push(performance.now() - t0);
         await endProgram(world, CAGE, objectPath);
       }
@@ -693,7 +879,10 @@ async function main(): Promise<void> {
       const objectPath = await launch(world, CAGE, 'kgm0');
       await w.waitMapped('kgm0', 0);
       await sleep(2000);
-      const state = world.cageState(CAGE) as { sandbox: { pidNamespace: string }; displayState: { client: { pid: number } } };
+      const state = world.cageState(CAGE) as {
+        sandbox: { pidNamespace: string };
+        displayState: { client: { pid: number } };
+      };
       const carrier = (await programs(world, CAGE)).find((p) => p.path === objectPath)?.pid;
       for (let i = 0; i < RUNS; i++) {
         let total = 0;
@@ -756,15 +945,29 @@ function roundAll<T extends Record<string, number>>(o: T | undefined): Partial<T
 }
 
 function timelineRows(): { key: string; label: string; kagome?: number; baseline?: number }[] {
-  const steps: [string, string][] = [['reply', 'LaunchCommand replied'], ...MARKERS.map(([k, l]) => [k, l] as [string, string]), ['window', 'window mapped on the host']];
+  const steps: [string, string][] = [
+    ['reply', 'LaunchCommand replied'],
+    ...MARKERS.map(([k, l]) => [k, l] as [string, string]),
+    ['window', 'window mapped on the host'],
+  ];
   const med = (runs: Record<string, number>[], key: string): number | undefined => {
     const xs = runs.map((r) => r[key]).filter((v): v is number => v !== undefined);
     return xs.length ? median(xs) : undefined;
   };
   return steps
-    .map(([key, label]) => ({ key, label, kagome: med(coldTimelines, key), baseline: med(baseTimelines, key) }))
+    .map(([key, label]) => ({
+      key,
+      label,
+      kagome: med(coldTimelines, key),
+      baseline: med(baseTimelines, key),
+    }))
     .filter((r) => r.kagome !== undefined || r.baseline !== undefined)
-    .map((r) => ({ key: r.key, label: r.label, ...(r.kagome !== undefined ? { kagome: r.kagome } : {}), ...(r.baseline !== undefined ? { baseline: r.baseline } : {}) }));
+    .map((r) => ({
+      key: r.key,
+      label: r.label,
+      ...(r.kagome !== undefined ? { kagome: r.kagome } : {}),
+      ...(r.baseline !== undefined ? { baseline: r.baseline } : {}),
+    }));
 }
 
 interface RunInfo {
@@ -778,9 +981,13 @@ interface RunInfo {
 
 function report(info: RunInfo): void {
   const out: string[] = [];
-  out.push(`kagome launch benchmark — ${RUNS} runs per figure (medians), ${new Date().toISOString()}`);
+  out.push(
+    `kagome launch benchmark — ${RUNS} runs per figure (medians), ${new Date().toISOString()}`,
+  );
   out.push(`command: ${info.commandLine}`);
-  out.push(`host: ${os.cpus().length} CPUs, ${os.type()} ${os.release()}, node ${process.version}, ${info.xpraVersion}; load average ${info.loadBefore.map((l) => l.toFixed(2)).join(' ')} before, ${info.loadAfter.map((l) => l.toFixed(2)).join(' ')} after; took ${info.elapsedS.toFixed(0)} s`);
+  out.push(
+    `host: ${os.cpus().length} CPUs, ${os.type()} ${os.release()}, node ${process.version}, ${info.xpraVersion}; load average ${info.loadBefore.map((l) => l.toFixed(2)).join(' ')} before, ${info.loadAfter.map((l) => l.toFixed(2)).join(' ')} after; took ${info.elapsedS.toFixed(0)} s`,
+  );
   out.push('');
   out.push(...figureTable(figures));
   out.push('');
@@ -792,18 +999,32 @@ function report(info: RunInfo): void {
   const ratioOfMedians = (() => {
     const c = figures.find((f) => f.key === 'cold_window');
     const b = figures.find((f) => f.key === 'baseline_window');
-    return c?.samples.length && b?.samples.length ? median(c.samples) / median(b.samples) : undefined;
+    return c?.samples.length && b?.samples.length
+      ? median(c.samples) / median(b.samples)
+      : undefined;
   })();
-  if (ratioOfMedians !== undefined) out.push(`  (ratio of the medians instead of the median of pair ratios: ${ratioOfMedians.toFixed(2)} x)`);
-  out.push(`processes left by the baseline: ${info.leftovers.length ? info.leftovers.join(' ') : 'none'}`);
+  if (ratioOfMedians !== undefined)
+    out.push(
+      `  (ratio of the medians instead of the median of pair ratios: ${ratioOfMedians.toFixed(2)} x)`,
+    );
+  out.push(
+    `processes left by the baseline: ${info.leftovers.length ? info.leftovers.join(' ') : 'none'}`,
+  );
   const timeline = timelineRows();
   if (timeline.length) {
     out.push('');
-    out.push('cold start timeline: median ms after the call (kagome) / after `xpra start` (baseline), from xpra\'s log lines:');
+    out.push(
+      "cold start timeline: median ms after the call (kagome) / after `xpra start` (baseline), from xpra's log lines:",
+    );
     const th = ['step', 'kagome cold', 'baseline'];
-    const cells = timeline.map((r) => [r.label, r.kagome === undefined ? '—' : r.kagome.toFixed(0), r.baseline === undefined ? '—' : r.baseline.toFixed(0)]);
+    const cells = timeline.map((r) => [
+      r.label,
+      r.kagome === undefined ? '—' : r.kagome.toFixed(0),
+      r.baseline === undefined ? '—' : r.baseline.toFixed(0),
+    ]);
     const tw = th.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-    const tl = (c: string[]): string => '  ' + c.map((x, i) => (i === 0 ? x.padEnd(tw[i]!) : x.padStart(tw[i]!))).join('  ');
+    const tl = (c: string[]): string =>
+      '  ' + c.map((x, i) => (i === 0 ? x.padEnd(tw[i]!) : x.padStart(tw[i]!))).join('  ');
     out.push(tl(th));
     for (const c of cells) out.push(tl(c));
   }
@@ -813,7 +1034,14 @@ function report(info: RunInfo): void {
     command: info.commandLine,
     runs: RUNS,
     date: new Date().toISOString(),
-    host: { cpus: os.cpus().length, kernel: os.release(), node: process.version, xpra: info.xpraVersion, loadBefore: info.loadBefore, loadAfter: info.loadAfter },
+    host: {
+      cpus: os.cpus().length,
+      kernel: os.release(),
+      node: process.version,
+      xpra: info.xpraVersion,
+      loadBefore: info.loadBefore,
+      loadAfter: info.loadAfter,
+    },
     elapsedSeconds: Math.round(info.elapsedS),
     figures: figures.map((f) => ({
       key: f.key,
@@ -828,7 +1056,11 @@ function report(info: RunInfo): void {
     })),
     ratioOfMedians: ratioOfMedians === undefined ? null : round2(ratioOfMedians),
     coldTimeline: {
-      steps: timeline.map((r) => ({ ...r, ...(r.kagome !== undefined ? { kagome: round2(r.kagome) } : {}), ...(r.baseline !== undefined ? { baseline: round2(r.baseline) } : {}) })),
+      steps: timeline.map((r) => ({
+        ...r,
+        ...(r.kagome !== undefined ? { kagome: round2(r.kagome) } : {}),
+        ...(r.baseline !== undefined ? { baseline: round2(r.baseline) } : {}),
+      })),
       kagomeRuns: coldTimelines.map(roundAll),
       baselineRuns: baseTimelines.map(roundAll),
     },
@@ -846,7 +1078,9 @@ function report(info: RunInfo): void {
 main().then(
   () => process.exit(0),
   (e: unknown) => {
-    process.stderr.write(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.stderr.write(
+      `bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+    );
     process.exit(1);
   },
 );

@@ -38,16 +38,37 @@ const PROGRAMS: Program[] = [
   { key: 'xterm', argv: ['xterm'], wmClass: 'XTerm' },
   { key: 'mousepad', argv: ['mousepad'], wmClass: 'Mousepad' },
   { key: 'featherpad', argv: ['featherpad'], wmClass: 'FeatherPad' },
-  { key: 'libreoffice', argv: ['libreoffice', '--writer', '--norestore'], wmClass: 'libreoffice-writer' },
+  {
+    key: 'libreoffice',
+    argv: ['libreoffice', '--writer', '--norestore'],
+    wmClass: 'libreoffice-writer',
+  },
   // Debian 12's GIMP 2.10 names its windows' class "Gimp"; other builds "Gimp-2.10".
   { key: 'gimp', argv: ['gimp', '--no-splash'], wmClass: 'Gimp(-[0-9.]+)?' },
-  { key: 'firefox', argv: ['firefox-esr', '--new-instance', 'about:blank'], wmClass: 'firefox-esr' },
-  { key: 'chromium', argv: ['chromium', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', 'about:blank'], wmClass: 'Chromium' },
+  {
+    key: 'firefox',
+    argv: ['firefox-esr', '--new-instance', 'about:blank'],
+    wmClass: 'firefox-esr',
+  },
+  {
+    key: 'chromium',
+    argv: [
+      'chromium',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      'about:blank',
+    ],
+    wmClass: 'Chromium',
+  },
 ];
 
 async function windowShown(display: string, wmClass: string): Promise<boolean> {
   try {
-    const r = await execFileP('xdotool', ['search', '--onlyvisible', '--class', `^${wmClass}$`], { env: { DISPLAY: display } });
+    const r = await execFileP('xdotool', ['search', '--onlyvisible', '--class', `^${wmClass}$`], {
+      env: { DISPLAY: display },
+    });
     return r.stdout.trim() !== '';
   } catch {
     return false;
@@ -55,17 +76,27 @@ async function windowShown(display: string, wmClass: string): Promise<boolean> {
 }
 
 async function untilShown(display: string, wmClass: string): Promise<void> {
-  await waitFor(`a ${wmClass} window`, () => windowShown(display, wmClass), { timeoutMs: WAIT_MS, pollMs: 10 });
+  await waitFor(`a ${wmClass} window`, () => windowShown(display, wmClass), {
+    timeoutMs: WAIT_MS,
+    pollMs: 10,
+  });
 }
 
 async function untilGone(display: string, wmClass: string): Promise<void> {
-  await waitFor(`the ${wmClass} window to go`, async () => !(await windowShown(display, wmClass)), { timeoutMs: 20_000, pollMs: 50 });
+  await waitFor(`the ${wmClass} window to go`, async () => !(await windowShown(display, wmClass)), {
+    timeoutMs: 20_000,
+    pollMs: 50,
+  });
 }
 
 /** The program on the host display, as the person would start it without kagome. */
 async function hostRun(w: World, p: Program): Promise<number> {
   const t0 = performance.now();
-  const child: ChildProcess = spawn(p.argv[0]!, p.argv.slice(1), { env: { ...w.env, PATH: process.env.PATH ?? '/usr/bin:/bin' }, detached: true, stdio: 'ignore' });
+  const child: ChildProcess = spawn(p.argv[0]!, p.argv.slice(1), {
+    env: { ...w.env, PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    detached: true,
+    stdio: 'ignore',
+  });
   try {
     await untilShown(w.display, p.wmClass);
     return performance.now() - t0;
@@ -78,7 +109,9 @@ async function hostRun(w: World, p: Program): Promise<number> {
     await untilGone(w.display, p.wmClass).catch(() => undefined);
     // Single-instance programs keep their lock until every process has gone; one that ignores
     // SIGTERM (GIMP waiting on its script-fu) is killed after 10 s.
-    const exited = new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
+    const exited = new Promise<void>((r) =>
+      child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r()),
+    );
     const timer = setTimeout(() => {
       try {
         process.kill(-child.pid!, 'SIGKILL');
@@ -92,7 +125,12 @@ async function hostRun(w: World, p: Program): Promise<number> {
 }
 
 /** The program in the cage: launched over D-Bus; `cold` stops the cage first. */
-async function cageRun(w: World, cage: string, p: Program, cold: boolean): Promise<{ ms: number; pssMiB: number }> {
+async function cageRun(
+  w: World,
+  cage: string,
+  p: Program,
+  cold: boolean,
+): Promise<{ ms: number; pssMiB: number }> {
   await w.dbus.Cages1[cold ? 'Stop' : 'Start'](cage);
   await sleep(300);
   const t0 = performance.now();
@@ -113,7 +151,9 @@ function cagePss(w: World, cage: string): number {
   let kib = 0;
   for (const pid of pidsInNamespace(state.sandbox.pidNamespace)) {
     try {
-      kib += Number(/^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
+      kib += Number(
+        /^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0,
+      );
     } catch {
       /* exited */
     }
@@ -122,17 +162,25 @@ function cagePss(w: World, cage: string): number {
 }
 
 function installed(p: Program): boolean {
-  return (process.env.PATH ?? '/usr/bin:/bin').split(':').some((d) => fs.existsSync(path.join(d, p.argv[0]!)));
+  return (process.env.PATH ?? '/usr/bin:/bin')
+    .split(':')
+    .some((d) => fs.existsSync(path.join(d, p.argv[0]!)));
 }
 
 async function main(): Promise<void> {
   const wanted = process.env.BENCH_PROGRAMS?.split(',').filter(Boolean);
   const chosen = PROGRAMS.filter((p) => (!wanted || wanted.includes(p.key)) && installed(p));
-  const skipped = PROGRAMS.filter((p) => (!wanted || wanted.includes(p.key)) && !installed(p)).map((p) => p.key);
+  const skipped = PROGRAMS.filter((p) => (!wanted || wanted.includes(p.key)) && !installed(p)).map(
+    (p) => p.key,
+  );
   const figures: Figure[] = [];
   const figure = newFigure(figures);
   const w = await World.create();
-  const { cleanupOnce, disarm } = cleanupGuard(() => w.cleanup(), 40 * 60_000, (m) => console.error(m));
+  const { cleanupOnce, disarm } = cleanupGuard(
+    () => w.cleanup(),
+    40 * 60_000,
+    (m) => console.error(m),
+  );
   try {
     // openbox as the host's window manager, as on a desktop.
     const wm = spawn('openbox', [], { env: w.env, stdio: 'ignore', detached: true });
@@ -140,7 +188,12 @@ async function main(): Promise<void> {
     await w.startService();
     // A cold cage start alone, for the cold target.
     w.writeCage('empty', '[Cage]\n');
-    const fStart = figure('cage_cold_start', 'cold cage start (Start call)', 'ms', 'Cages1.Start on a stopped cage');
+    const fStart = figure(
+      'cage_cold_start',
+      'cold cage start (Start call)',
+      'ms',
+      'Cages1.Start on a stopped cage',
+    );
     for (let i = 0; i < RUNS; i++) {
       await w.dbus.Cages1.Stop('empty');
       const t0 = performance.now();
@@ -152,14 +205,44 @@ async function main(): Promise<void> {
     for (const p of chosen) {
       const cage = `bench-${p.key}`;
       w.writeCage(cage, '[Cage]\nNetwork=none\n');
-      const fHost = figure(`${p.key}_host`, `${p.key}: window, on the host`, 'ms', p.argv.join(' '));
-      const fCold = figure(`${p.key}_cold`, `${p.key}: window, cold cage`, 'ms', `Stop; LaunchCommand ${p.argv[0]}`);
-      const fWarm = figure(`${p.key}_warm`, `${p.key}: window, warm cage`, 'ms', `Start; LaunchCommand ${p.argv[0]}`);
-      const fRatio = figure(`${p.key}_warm_ratio`, `${p.key}: warm cage / host`, 'x', 'per pair of runs');
+      const fHost = figure(
+        `${p.key}_host`,
+        `${p.key}: window, on the host`,
+        'ms',
+        p.argv.join(' '),
+      );
+      const fCold = figure(
+        `${p.key}_cold`,
+        `${p.key}: window, cold cage`,
+        'ms',
+        `Stop; LaunchCommand ${p.argv[0]}`,
+      );
+      const fWarm = figure(
+        `${p.key}_warm`,
+        `${p.key}: window, warm cage`,
+        'ms',
+        `Start; LaunchCommand ${p.argv[0]}`,
+      );
+      const fRatio = figure(
+        `${p.key}_warm_ratio`,
+        `${p.key}: warm cage / host`,
+        'x',
+        'per pair of runs',
+      );
       fRatio.target = 1.2;
-      const fColdOver = figure(`${p.key}_cold_over`, `${p.key}: cold cage − (host + cold start)`, 'ms', 'per pair of runs; at most 0 meets the target');
+      const fColdOver = figure(
+        `${p.key}_cold_over`,
+        `${p.key}: cold cage − (host + cold start)`,
+        'ms',
+        'per pair of runs; at most 0 meets the target',
+      );
       fColdOver.target = 0;
-      const fMem = figure(`${p.key}_pss`, `${p.key}: cage memory with it open (PSS)`, 'MiB', 'sum of Pss over the cage');
+      const fMem = figure(
+        `${p.key}_pss`,
+        `${p.key}: cage memory with it open (PSS)`,
+        'MiB',
+        'sum of Pss over the cage',
+      );
       try {
         // First runs make profiles (Firefox, LibreOffice, GIMP): not counted, on both sides.
         await hostRun(w, p);
@@ -176,7 +259,8 @@ async function main(): Promise<void> {
           fMem.samples.push(warm.pssMiB);
         }
       } catch (e) {
-        for (const f of [fHost, fCold, fWarm, fRatio, fColdOver, fMem]) f.error = (e as Error).message;
+        for (const f of [fHost, fCold, fWarm, fRatio, fColdOver, fMem])
+          f.error = (e as Error).message;
         console.error(`${p.key}: ${(e as Error).message}`);
       }
     }
@@ -185,8 +269,12 @@ async function main(): Promise<void> {
     disarm();
     await cleanupOnce();
   }
-  console.log(`real programs, host vs cage — ${RUNS} runs each (medians), ${new Date().toISOString()}`);
-  console.log(`host: ${os.cpus().length} CPUs, Linux ${os.release()}, uid ${process.getuid?.()}${skipped.length ? `; not installed: ${skipped.join(', ')}` : ''}`);
+  console.log(
+    `real programs, host vs cage — ${RUNS} runs each (medians), ${new Date().toISOString()}`,
+  );
+  console.log(
+    `host: ${os.cpus().length} CPUs, Linux ${os.release()}, uid ${process.getuid?.()}${skipped.length ? `; not installed: ${skipped.join(', ')}` : ''}`,
+  );
   console.log('');
   for (const line of figureTable(figures)) console.log(line);
 }

@@ -67,20 +67,36 @@ class MonitorListener {
   private constructor(private readonly child: ChildProcess) {}
 
   static async start(env: Record<string, string>): Promise<MonitorListener> {
-    const child = spawn('parec', ['--device=host.monitor', '--format=s16le', `--rate=${RATE}`, '--channels=1', '--latency-msec=5', '--raw'], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      'parec',
+      [
+        '--device=host.monitor',
+        '--format=s16le',
+        `--rate=${RATE}`,
+        '--channels=1',
+        '--latency-msec=5',
+        '--raw',
+      ],
+      {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     track(child);
     let err = '';
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     const l = new MonitorListener(child);
     child.stdout!.on('data', (chunk: Buffer) => l.onData(chunk, performance.now()));
     const delivering = () => {
-      if (child.exitCode !== null) throw new Error(`parec on host.monitor exited (${child.exitCode}): ${err.trim()}`);
+      if (child.exitCode !== null)
+        throw new Error(`parec on host.monitor exited (${child.exitCode}): ${err.trim()}`);
       return l.bytes >= RATE * 2 * 0.2;
     };
-    await waitFor('parec on host.monitor to deliver 0.2 s of sound', delivering, { timeoutMs: 10_000, pollMs: 20, detail: () => err.trim() });
+    await waitFor('parec on host.monitor to deliver 0.2 s of sound', delivering, {
+      timeoutMs: 10_000,
+      pollMs: 20,
+      detail: () => err.trim(),
+    });
     l.started = performance.now();
     return l;
   }
@@ -113,7 +129,11 @@ class MonitorListener {
   /** Resolves once the monitor has had nothing loud for QUIET_MS. */
   async quiet(timeoutMs = WAIT_MS): Promise<void> {
     const silentFor = () => performance.now() - Math.max(this.lastLoud, this.started);
-    await waitFor(`the host sink to be silent for ${QUIET_MS} ms`, silentFor, { timeoutMs, pollMs: 10, until: (ms) => ms >= QUIET_MS });
+    await waitFor(`the host sink to be silent for ${QUIET_MS} ms`, silentFor, {
+      timeoutMs,
+      pollMs: 10,
+      until: (ms) => ms >= QUIET_MS,
+    });
   }
 
   /** The time of the first loud sample from now on. */
@@ -138,7 +158,10 @@ class MonitorListener {
 // ---------------------------------------------------------------- players
 
 /** paplay on the host, at env.PULSE_SERVER: when it was spawned, and its exit (rejects on failure). */
-function hostPaplay(env: Record<string, string>, file: string): { spawned: number; exited: Promise<void> } {
+function hostPaplay(
+  env: Record<string, string>,
+  file: string,
+): { spawned: number; exited: Promise<void> } {
   const spawned = performance.now();
   const child = spawn('paplay', [file], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   track(child);
@@ -146,7 +169,11 @@ function hostPaplay(env: Record<string, string>, file: string): { spawned: numbe
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<void>((resolve, reject) => {
     child.once('error', reject);
-    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`paplay (${env.PULSE_SERVER}) exited ${code}: ${err.trim()}`))));
+    child.once('exit', (code) =>
+      code === 0
+        ? resolve()
+        : reject(new Error(`paplay (${env.PULSE_SERVER}) exited ${code}: ${err.trim()}`)),
+    );
   });
   return { spawned, exited };
 }
@@ -154,13 +181,23 @@ function hostPaplay(env: Record<string, string>, file: string): { spawned: numbe
 let playNo = 0;
 
 /** paplay in the cage through LaunchCommand; `exited` resolves when it wrote its exit status. */
-async function cagePaplay(w: World, file: string): Promise<{ called: number; replied: number; exited: Promise<void> }> {
+async function cagePaplay(
+  w: World,
+  file: string,
+): Promise<{ called: number; replied: number; exited: Promise<void> }> {
   const marker = `done-${++playNo}`;
   const called = performance.now();
-  await w.launchCommand(CAGE, ['sh', '-c', `paplay "$HOME/${file}" 2> "$HOME/${marker}.err"; echo $? > "$HOME/${marker}.tmp"; mv "$HOME/${marker}.tmp" "$HOME/${marker}"`]);
+  await w.launchCommand(CAGE, [
+    'sh',
+    '-c',
+    `paplay "$HOME/${file}" 2> "$HOME/${marker}.err"; echo $? > "$HOME/${marker}.tmp"; mv "$HOME/${marker}.tmp" "$HOME/${marker}"`,
+  ]);
   const replied = performance.now();
   const exited = w.readFileWhenWritten(w.homeFile(CAGE, marker), WAIT_MS).then((code) => {
-    if (code.trim() !== '0') throw new Error(`paplay in the cage exited ${code.trim()}: ${fs.readFileSync(w.homeFile(CAGE, `${marker}.err`), 'utf8').trim()}`);
+    if (code.trim() !== '0')
+      throw new Error(
+        `paplay in the cage exited ${code.trim()}: ${fs.readFileSync(w.homeFile(CAGE, `${marker}.err`), 'utf8').trim()}`,
+      );
   });
   return { called, replied, exited };
 }
@@ -180,7 +217,11 @@ function worldPids(root: string): number[] {
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
-      if (fs.readFileSync(`/proc/${entry}/cmdline`).includes(needle) || fs.readFileSync(`/proc/${entry}/environ`).includes(needle)) out.push(Number(entry));
+      if (
+        fs.readFileSync(`/proc/${entry}/cmdline`).includes(needle) ||
+        fs.readFileSync(`/proc/${entry}/environ`).includes(needle)
+      )
+        out.push(Number(entry));
     } catch {
       // gone, or a kernel thread
     }
@@ -197,17 +238,72 @@ async function main(): Promise<void> {
   const paVersion = (await execa('pulseaudio', ['--version'], { reject: false })).stdout.trim();
 
   const click = `sox -n -r ${RATE} -c 1 -b 16 click.wav synth ${CLICK_S} sine 1000 vol 0.8`;
-  const fWarm = figure('cage_warm', 'cage (running): LaunchCommand → sound on host', 'ms', `LaunchCommand("${CAGE}", ["sh","-c","paplay $HOME/click.wav; …"]) until the first sample > ${THRESHOLD} on host.monitor`);
-  const fReply = figure('cage_warm_reply', 'cage (running): LaunchCommand → reply (exec\'d)', 'ms', 'the same call, until its D-Bus reply');
-  const fCold = figure('cage_cold', 'cage (stopped): LaunchCommand → sound on host', 'ms', `Cages1.Stop("${CAGE}"), then the same call: includes starting the cage`);
-  const fRelay = figure('host_relay', 'host paplay → relay socket → sound', 'ms', `PULSE_SERVER=unix:$XDG_RUNTIME_DIR/kagome/cages/${CAGE}/pulse/native (the relay), cage's client.conf; spawn("paplay", [click.wav]) until the first loud sample`);
-  const fModule = figure('host_module', 'host paplay → cage module socket → sound', 'ms', `PULSE_SERVER=unix:$XDG_RUNTIME_DIR/kagome/cages/${CAGE}/pulse-host/native (no relay), cage's client.conf`);
-  const fHost = figure('host_server', 'baseline: host paplay → server socket (no shm)', 'ms', 'PULSE_SERVER=unix:$XDG_RUNTIME_DIR/pulse/native, the cage\'s client.conf (enable-shm=no, enable-memfd=no)');
-  const fHostShm = figure('host_server_shm', 'baseline: host paplay → server socket (default)', 'ms', 'PULSE_SERVER=unix:$XDG_RUNTIME_DIR/pulse/native, libpulse defaults (memfd)');
-  const fRatio = figure('cage_over_host', 'cage (running) / baseline (no shm)', 'x', 'cage_warm / host_server for each round');
-  const fRelayCost = figure('relay_cost', 'relay − module (host paplay)', 'ms', 'host_relay − host_module for each round');
-  const fCageCost = figure('cage_entry_cost', 'cage (running) − host → relay', 'ms', 'cage_warm − host_relay for each round: D-Bus call, entering the cage, sh');
-  const fCpu = figure('relay_cpu', 'service CPU per second of audio relayed', 'ms', `user+system time of the service (/proc/PID/stat) while the cage plays a ${CPU_TONE_S} s tone, ÷ ${CPU_TONE_S}`);
+  const fWarm = figure(
+    'cage_warm',
+    'cage (running): LaunchCommand → sound on host',
+    'ms',
+    `LaunchCommand("${CAGE}", ["sh","-c","paplay $HOME/click.wav; …"]) until the first sample > ${THRESHOLD} on host.monitor`,
+  );
+  const fReply = figure(
+    'cage_warm_reply',
+    "cage (running): LaunchCommand → reply (exec'd)",
+    'ms',
+    'the same call, until its D-Bus reply',
+  );
+  const fCold = figure(
+    'cage_cold',
+    'cage (stopped): LaunchCommand → sound on host',
+    'ms',
+    `Cages1.Stop("${CAGE}"), then the same call: includes starting the cage`,
+  );
+  const fRelay = figure(
+    'host_relay',
+    'host paplay → relay socket → sound',
+    'ms',
+    `PULSE_SERVER=unix:$XDG_RUNTIME_DIR/kagome/cages/${CAGE}/pulse/native (the relay), cage's client.conf; spawn("paplay", [click.wav]) until the first loud sample`,
+  );
+  const fModule = figure(
+    'host_module',
+    'host paplay → cage module socket → sound',
+    'ms',
+    `PULSE_SERVER=unix:$XDG_RUNTIME_DIR/kagome/cages/${CAGE}/pulse-host/native (no relay), cage's client.conf`,
+  );
+  const fHost = figure(
+    'host_server',
+    'baseline: host paplay → server socket (no shm)',
+    'ms',
+    "PULSE_SERVER=unix:$XDG_RUNTIME_DIR/pulse/native, the cage's client.conf (enable-shm=no, enable-memfd=no)",
+  );
+  const fHostShm = figure(
+    'host_server_shm',
+    'baseline: host paplay → server socket (default)',
+    'ms',
+    'PULSE_SERVER=unix:$XDG_RUNTIME_DIR/pulse/native, libpulse defaults (memfd)',
+  );
+  const fRatio = figure(
+    'cage_over_host',
+    'cage (running) / baseline (no shm)',
+    'x',
+    'cage_warm / host_server for each round',
+  );
+  const fRelayCost = figure(
+    'relay_cost',
+    'relay − module (host paplay)',
+    'ms',
+    'host_relay − host_module for each round',
+  );
+  const fCageCost = figure(
+    'cage_entry_cost',
+    'cage (running) − host → relay',
+    'ms',
+    'cage_warm − host_relay for each round: D-Bus call, entering the cage, sh',
+  );
+  const fCpu = figure(
+    'relay_cpu',
+    'service CPU per second of audio relayed',
+    'ms',
+    `user+system time of the service (/proc/PID/stat) while the cage plays a ${CPU_TONE_S} s tone, ÷ ${CPU_TONE_S}`,
+  );
 
   const w = await World.create({ pulseaudio: true });
   let listener: MonitorListener | undefined;
@@ -224,7 +320,26 @@ async function main(): Promise<void> {
     const home = path.dirname(w.homeFile(CAGE, 'x'));
     fs.mkdirSync(home, { recursive: true });
     await execa('sh', ['-c', click], { cwd: home });
-    await execa('sox', ['-n', '-r', String(RATE), '-c', '1', '-b', '16', 'tone.wav', 'synth', String(CPU_TONE_S), 'sine', '440', 'vol', '0.5'], { cwd: home });
+    await execa(
+      'sox',
+      [
+        '-n',
+        '-r',
+        String(RATE),
+        '-c',
+        '1',
+        '-b',
+        '16',
+        'tone.wav',
+        'synth',
+        String(CPU_TONE_S),
+        'sine',
+        '440',
+        'vol',
+        '0.5',
+      ],
+      { cwd: home },
+    );
     const clickFile = path.join(home, 'click.wav');
     const clientConf = path.join(w.tmp.root, 'cage-client.conf');
     fs.writeFileSync(clientConf, 'autospawn = no\nenable-shm = no\nenable-memfd = no\n');
@@ -232,7 +347,9 @@ async function main(): Promise<void> {
     await w.dbus.Cages1.Start(CAGE);
     const relaySocket = path.join(w.runtimeDir, 'cages', CAGE, 'pulse', 'native');
     const moduleSocket = path.join(w.runtimeDir, 'cages', CAGE, 'pulse-host', 'native');
-    for (const s of [relaySocket, moduleSocket]) if (!fs.existsSync(s)) throw new Error(`${s} does not exist: is the sound bridge up?\n${w.service!.log()}`);
+    for (const s of [relaySocket, moduleSocket])
+      if (!fs.existsSync(s))
+        throw new Error(`${s} does not exist: is the sound bridge up?\n${w.service!.log()}`);
     const pulseEnv = w.pulse!.env;
     const envFor = (socket: string, conf?: string): Record<string, string> => ({
       ...pulseEnv,
@@ -245,41 +362,56 @@ async function main(): Promise<void> {
 
     type Sample = Record<string, number>;
     const variants: [key: string, run: () => Promise<Sample>][] = [
-      ['cage_warm', async () => {
-        const loud = l.nextLoud();
-        const p = await cagePaplay(w, 'click.wav');
-        const t = await loud;
-        await p.exited;
-        return { cage_warm: t - p.called, cage_warm_reply: p.replied - p.called };
-      }],
-      ['host_relay', async () => {
-        const loud = l.nextLoud();
-        const p = hostPaplay(envFor(relaySocket, clientConf), clickFile);
-        const t = await loud;
-        await p.exited;
-        return { host_relay: t - p.spawned };
-      }],
-      ['host_module', async () => {
-        const loud = l.nextLoud();
-        const p = hostPaplay(envFor(moduleSocket, clientConf), clickFile);
-        const t = await loud;
-        await p.exited;
-        return { host_module: t - p.spawned };
-      }],
-      ['host_server', async () => {
-        const loud = l.nextLoud();
-        const p = hostPaplay(envFor(w.pulse!.socket, clientConf), clickFile);
-        const t = await loud;
-        await p.exited;
-        return { host_server: t - p.spawned };
-      }],
-      ['host_server_shm', async () => {
-        const loud = l.nextLoud();
-        const p = hostPaplay(envFor(w.pulse!.socket), clickFile);
-        const t = await loud;
-        await p.exited;
-        return { host_server_shm: t - p.spawned };
-      }],
+      [
+        'cage_warm',
+        async () => {
+          const loud = l.nextLoud();
+          const p = await cagePaplay(w, 'click.wav');
+          const t = await loud;
+          await p.exited;
+          return { cage_warm: t - p.called, cage_warm_reply: p.replied - p.called };
+        },
+      ],
+      [
+        'host_relay',
+        async () => {
+          const loud = l.nextLoud();
+          const p = hostPaplay(envFor(relaySocket, clientConf), clickFile);
+          const t = await loud;
+          await p.exited;
+          return { host_relay: t - p.spawned };
+        },
+      ],
+      [
+        'host_module',
+        async () => {
+          const loud = l.nextLoud();
+          const p = hostPaplay(envFor(moduleSocket, clientConf), clickFile);
+          const t = await loud;
+          await p.exited;
+          return { host_module: t - p.spawned };
+        },
+      ],
+      [
+        'host_server',
+        async () => {
+          const loud = l.nextLoud();
+          const p = hostPaplay(envFor(w.pulse!.socket, clientConf), clickFile);
+          const t = await loud;
+          await p.exited;
+          return { host_server: t - p.spawned };
+        },
+      ],
+      [
+        'host_server_shm',
+        async () => {
+          const loud = l.nextLoud();
+          const p = hostPaplay(envFor(w.pulse!.socket), clickFile);
+          const t = await loud;
+          await p.exited;
+          return { host_server_shm: t - p.spawned };
+        },
+      ],
     ];
 
     log(`warm-up, then ${RUNS} rounds of ${variants.length} variants`);
@@ -300,7 +432,11 @@ async function main(): Promise<void> {
       fRatio.samples.push(got.cage_warm! / got.host_server!);
       fRelayCost.samples.push(got.host_relay! - got.host_module!);
       fCageCost.samples.push(got.cage_warm! - got.host_relay!);
-      log(`  round ${round}: ${Object.entries(got).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
+      log(
+        `  round ${round}: ${Object.entries(got)
+          .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+          .join(', ')}`,
+      );
     }
 
     log(`service CPU while relaying a ${CPU_TONE_S} s tone, ${CPU_RUNS} times`);
@@ -329,7 +465,7 @@ async function main(): Promise<void> {
     chunkMs = listener.chunkMedianMs();
   } catch (e) {
     failure = e;
-    log(`failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+    log(`failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     if (w.service) log(`service log (last 3000 chars):\n${w.service.log().slice(-3000)}`);
   } finally {
     disarm();
@@ -338,11 +474,18 @@ async function main(): Promise<void> {
 
   // Whatever the world started and cleanup did not stop: given 3 s to exit, then reported
   // and killed.
-  await waitFor("the world's processes to exit", () => worldPids(w.tmp.root).length === 0, { timeoutMs: 3000, pollMs: 100 }).catch(() => undefined);
+  await waitFor("the world's processes to exit", () => worldPids(w.tmp.root).length === 0, {
+    timeoutMs: 3000,
+    pollMs: 100,
+  }).catch(() => undefined);
   const leftovers = worldPids(w.tmp.root).map((pid) => {
     let cmd = '?';
     try {
-      cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim().slice(0, 120);
+      cmd = fs
+        .readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+        .replace(/\0/g, ' ')
+        .trim()
+        .slice(0, 120);
     } catch {
       // gone meanwhile
     }
@@ -357,30 +500,60 @@ async function main(): Promise<void> {
   }
 
   const out: string[] = [];
-  out.push(`kagome sound benchmark — ${RUNS} runs per figure (medians, after one warm-up), ${new Date().toISOString()}`);
+  out.push(
+    `kagome sound benchmark — ${RUNS} runs per figure (medians, after one warm-up), ${new Date().toISOString()}`,
+  );
   out.push(`command: ${commandLine}`);
-  out.push(`host: ${os.cpus().length} CPUs, ${os.type()} ${os.release()}, node ${process.version}, ${paVersion}; load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} after; took ${((performance.now() - tStart) / 1000).toFixed(0)} s`);
-  out.push(`click: ${click}; monitor: parec --device=host.monitor --latency-msec=5, arrival of the first chunk with a sample above ${THRESHOLD} of full scale (median chunk ${chunkMs === undefined ? '?' : chunkMs.toFixed(1)} ms)`);
+  out.push(
+    `host: ${os.cpus().length} CPUs, ${os.type()} ${os.release()}, node ${process.version}, ${paVersion}; load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')} after; took ${((performance.now() - tStart) / 1000).toFixed(0)} s`,
+  );
+  out.push(
+    `click: ${click}; monitor: parec --device=host.monitor --latency-msec=5, arrival of the first chunk with a sample above ${THRESHOLD} of full scale (median chunk ${chunkMs === undefined ? '?' : chunkMs.toFixed(1)} ms)`,
+  );
   out.push('');
   out.push(...figureTable(figures));
   out.push('');
   const m = (f: Figure): number | undefined => stats(f)?.median;
-  const ratio = m(fWarm) !== undefined && m(fHost) !== undefined ? m(fWarm)! / m(fHost)! : undefined;
-  if (ratio !== undefined) out.push(`ratio of the medians, cage (running) / baseline (no shm): ${ratio.toFixed(2)} x; / baseline (default): ${(m(fWarm)! / m(fHostShm)!).toFixed(2)} x`);
+  const ratio =
+    m(fWarm) !== undefined && m(fHost) !== undefined ? m(fWarm)! / m(fHost)! : undefined;
+  if (ratio !== undefined)
+    out.push(
+      `ratio of the medians, cage (running) / baseline (no shm): ${ratio.toFixed(2)} x; / baseline (default): ${(m(fWarm)! / m(fHostShm)!).toFixed(2)} x`,
+    );
   out.push('how each figure was taken:');
   for (const f of figures) out.push(`  ${f.key}: ${f.command}`);
-  out.push(`processes of this world left after cleanup: ${leftovers.length ? leftovers.join(', ') + ', killed' : 'none'}`);
+  out.push(
+    `processes of this world left after cleanup: ${leftovers.length ? leftovers.join(', ') + ', killed' : 'none'}`,
+  );
   process.stdout.write(out.join('\n') + '\n');
   if (process.env.BENCH_JSON) {
     fs.writeFileSync(
       process.env.BENCH_JSON,
-      JSON.stringify({ command: commandLine, runs: RUNS, figures: figures.map((f) => ({ key: f.key, name: f.name, unit: f.unit, ...stats(f), samples: f.samples, command: f.command })) }, null, 2) + '\n',
+      JSON.stringify(
+        {
+          command: commandLine,
+          runs: RUNS,
+          figures: figures.map((f) => ({
+            key: f.key,
+            name: f.name,
+            unit: f.unit,
+            ...stats(f),
+            samples: f.samples,
+            command: f.command,
+          })),
+        },
+        null,
+        2,
+      ) + '\n',
     );
   }
   if (failure || leftovers.length) process.exitCode = 1;
 }
 
 main().catch((e) => {
-  process.stderr.write(`${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+  process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
   process.exit(1);
 });

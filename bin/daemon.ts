@@ -24,7 +24,14 @@ import { LinkOpener, gioOpen, hostDefaultIn, hostMimeView } from '../lib/links.j
 import { cageRuntimeDir } from '../lib/sandbox.js';
 import { HostSession } from '../lib/display/host-session.js';
 import { SessionLife } from '../lib/cage/session-life.js';
-import { chooseGrantStore, copyStore, hostClientEnv, hostFacts, notifyCall, refuseRoot } from '../lib/service.js';
+import {
+  chooseGrantStore,
+  copyStore,
+  hostClientEnv,
+  hostFacts,
+  notifyCall,
+  refuseRoot,
+} from '../lib/service.js';
 import { exportService, type ExportedService } from '../dbus/service.js';
 
 // `kagome daemon`: the composition of the service. One session-bus connection, the engine
@@ -44,7 +51,11 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
   requireRuntimeDir(paths);
   const host = hostFacts(env);
   const store = new CageStore(paths.cagesDir, { hostHome: host.home, homesDir: paths.homesDir });
-  const bus = await connectSessionBus(env, (e) => log.warn(`dropped a D-Bus message that could not be read: ${e instanceof Error ? e.message : String(e)}`));
+  const bus = await connectSessionBus(env, (e) =>
+    log.warn(
+      `dropped a D-Bus message that could not be read: ${e instanceof Error ? e.message : String(e)}`,
+    ),
+  );
   const grants = new FileGrants(
     chooseGrantStore(bus, env, paths, log),
     () => copyStore(paths, log),
@@ -88,19 +99,25 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
   const shadows = appShadows(env, store, (m) => log.warn(m));
   // Launches read the original entry, never the shadow that sent them.
   const lookup = { lookup: (id: string) => shadows.resolveOriginal(id) };
-  const launcher = new Launcher(manager, lookup, notifier, log, { grants, defaults: new CageDefaultApps(manager, log) });
+  const launcher = new Launcher(manager, lookup, notifier, log, {
+    grants,
+    defaults: new CageDefaultApps(manager, log),
+  });
   const hostView = hostMimeView(env, log);
   const links = new LinkOpener({
     config: (cage) => store.read(cage),
     openInCage: (cage, uri) => launcher.openLink(cage, uri),
-    launchShadow: (cage, entry, uri) => launcher.launchApp({ cage, desktopId: entry, uris: [uri], options: {} }),
+    launchShadow: (cage, entry, uri) =>
+      launcher.launchApp({ cage, desktopId: entry, uris: [uri], options: {} }),
     hostDefault: (type) => hostDefaultIn(hostView, type),
     openOnHost: gioOpen(env, log),
     log,
   });
   // The watched folders must exist: chokidar does not notice a missing one appear. Made before
   // the name is taken, which callers take to mean the service is ready.
-  await Promise.all([shadows.userApps, store.dir].map((d) => fsp.mkdir(d, { recursive: true, mode: 0o700 })));
+  await Promise.all(
+    [shadows.userApps, store.dir].map((d) => fsp.mkdir(d, { recursive: true, mode: 0o700 })),
+  );
   // Which desktop session is shown now decides how cages shown in an earlier one are adopted.
   const life = new SessionLife(manager, new HostSession(hostClientEnv(env), log), log);
   await life.begin();
@@ -108,13 +125,27 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
   if (adopted.length) log.info(`re-adopted running cages: ${adopted.join(', ')}`);
   await life.settle();
   // Grants of cages that stopped while no service was watching (a crash) end now.
-  await grants.recover(new Set(adopted)).catch((e: Error) => log.warn(`ending grants of stopped cages: ${e.message}`));
+  await grants
+    .recover(new Set(adopted))
+    .catch((e: Error) => log.warn(`ending grants of stopped cages: ${e.message}`));
   let exported: ExportedService;
   try {
-    exported = await exportService(bus, manager, launcher, new FilesService(launcher, grants, store), new ClipboardCopies({ handle: (n) => manager.handle(n), exists: (n) => store.exists(n) }, clipboard, notifier, log), {
-      cageOfCaller: (pid) => sessionBus.cageOfProxy(pid),
-      openLink: (cage, uri) => links.open(cage, uri),
-    });
+    exported = await exportService(
+      bus,
+      manager,
+      launcher,
+      new FilesService(launcher, grants, store),
+      new ClipboardCopies(
+        { handle: (n) => manager.handle(n), exists: (n) => store.exists(n) },
+        clipboard,
+        notifier,
+        log,
+      ),
+      {
+        cageOfCaller: (pid) => sessionBus.cageOfProxy(pid),
+        openLink: (cage, uri) => links.open(cage, uri),
+      },
+    );
   } catch (e) {
     life.close();
     manager.release();
@@ -123,7 +154,9 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
   }
   log.info(`serving io.kagome.Kagome (cages in ${paths.cagesDir})`);
   const sync = new AppSync({ shadows, store, manager, notifier, log });
-  await sync.start().catch((e: Error) => log.error(`keeping menu entries in sync is off: ${e.message}`));
+  await sync
+    .start()
+    .catch((e: Error) => log.error(`keeping menu entries in sync is off: ${e.message}`));
   return {
     manager,
     bus,

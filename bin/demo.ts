@@ -36,7 +36,10 @@ function readLine(child: ChildProcess, fd: number, what: string): Promise<string
 async function waitForWindow(display: string, wmClass: string, timeoutMs = 30000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const r = await execa('xdotool', ['search', '--onlyvisible', '--class', wmClass], { env: { DISPLAY: display }, reject: false });
+    const r = await execa('xdotool', ['search', '--onlyvisible', '--class', wmClass], {
+      env: { DISPLAY: display },
+      reject: false,
+    });
     if (r.exitCode === 0 && String(r.stdout).trim()) return;
     await new Promise((res) => setTimeout(res, 50));
   }
@@ -52,11 +55,14 @@ async function main(): Promise<void> {
     ['xdotool', 'to see the window appear'],
     ['import', 'for the screenshot (imagemagick)'],
     ['gio', 'to start the menu entry as a desktop does'],
-  ] as const) requireProgram(prog, why);
+  ] as const)
+    requireProgram(prog, why);
 
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-demo-'));
   demoRoot = root;
-  const dirs = Object.fromEntries(['config', 'data', 'runtime', 'system'].map((d) => [d, path.join(root, d)]));
+  const dirs = Object.fromEntries(
+    ['config', 'data', 'runtime', 'system'].map((d) => [d, path.join(root, d)]),
+  );
   for (const d of Object.values(dirs)) fs.mkdirSync(d!, { mode: 0o700 });
   // An "installed" program: x11-apps ships no desktop entries, so the demo brings one.
   fs.mkdirSync(path.join(dirs.system!, 'applications'));
@@ -78,7 +84,11 @@ async function main(): Promise<void> {
 
   let display = process.env.DISPLAY ?? '';
   if (!display) {
-    const xvfb = spawn('Xvfb', ['-displayfd', '3', '-nolisten', 'tcp', '-screen', '0', '1280x800x24'], { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+    const xvfb = spawn(
+      'Xvfb',
+      ['-displayfd', '3', '-nolisten', 'tcp', '-screen', '0', '1280x800x24'],
+      { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] },
+    );
     children.push(xvfb);
     display = `:${await readLine(xvfb, 3, 'Xvfb')}`;
     log(`no DISPLAY: started Xvfb on ${display}`);
@@ -88,40 +98,73 @@ async function main(): Promise<void> {
   // D-Bus activation: the session bus's standard service folders include XDG_DATA_HOME's.
   const services = path.join(dirs.data!, 'dbus-1', 'services');
   fs.mkdirSync(services, { recursive: true });
-  const activation = fs.readFileSync(path.join(repo, 'packaging', 'dbus', 'io.kagome.Kagome.service.in'), 'utf8');
-  fs.writeFileSync(path.join(services, 'io.kagome.Kagome.service'), activation.replace(/@bindir@/g, path.join(repo, 'bin')).replace(/^SystemdService=.*\n/m, ''));
+  const activation = fs.readFileSync(
+    path.join(repo, 'packaging', 'dbus', 'io.kagome.Kagome.service.in'),
+    'utf8',
+  );
+  fs.writeFileSync(
+    path.join(services, 'io.kagome.Kagome.service'),
+    activation.replace(/@bindir@/g, path.join(repo, 'bin')).replace(/^SystemdService=.*\n/m, ''),
+  );
 
-  const bus = spawn('dbus-daemon', ['--session', '--nofork', '--print-address=3'], { env, stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+  const bus = spawn('dbus-daemon', ['--session', '--nofork', '--print-address=3'], {
+    env,
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+  });
   children.push(bus);
   env.DBUS_SESSION_BUS_ADDRESS = await readLine(bus, 3, 'dbus-daemon');
   log(`private session bus: ${env.DBUS_SESSION_BUS_ADDRESS}`);
 
   const kagome = path.join(repo, 'bin', 'kagome');
-  const created = await execa(process.execPath, [kagome, 'cage', 'create', 'demo', '--description', 'kagome demo', '--border', '#e5a50a'], { env });
+  const created = await execa(
+    process.execPath,
+    [kagome, 'cage', 'create', 'demo', '--description', 'kagome demo', '--border', '#e5a50a'],
+    { env },
+  );
   log(String(created.stdout).trim());
 
   const t0 = performance.now();
   // The launcher a shadow entry's Exec line calls. The service is not running: the bus starts
   // it on this first call (D-Bus activation), as on a desktop, and it ends with the bus.
-  await execa(path.join(repo, 'bin', 'kagome-open'), ['--cage', 'demo', '--', 'xeyes'], { env, stdio: 'inherit' });
+  await execa(path.join(repo, 'bin', 'kagome-open'), ['--cage', 'demo', '--', 'xeyes'], {
+    env,
+    stdio: 'inherit',
+  });
   await waitForWindow(display, 'XEyes');
-  log(`xeyes is on ${display}, in cage "demo", ${Math.round(performance.now() - t0)} ms after the launch (cold: the cage and its display started)`);
-  const added = await execa(process.execPath, [kagome, 'app', 'add', 'demo', 'org.kagome.DemoClock.desktop'], { env });
+  log(
+    `xeyes is on ${display}, in cage "demo", ${Math.round(performance.now() - t0)} ms after the launch (cold: the cage and its display started)`,
+  );
+  const added = await execa(
+    process.execPath,
+    [kagome, 'app', 'add', 'demo', 'org.kagome.DemoClock.desktop'],
+    { env },
+  );
   log(String(added.stdout).trim());
   const shadow = path.join(dirs.data!, 'applications', 'org.kagome.DemoClock.desktop');
   log(`its menu entry now runs: ${fs.readFileSync(shadow, 'utf8').match(/^Exec=(.*)$/m)?.[1]}`);
   const t1 = performance.now();
   await execa('gio', ['launch', shadow], { env, stdio: 'inherit' });
   await waitForWindow(display, 'XClock');
-  log(`xclock, started from its menu entry by gio launch, joined it ${Math.round(performance.now() - t1)} ms later (warm)`);
+  log(
+    `xclock, started from its menu entry by gio launch, joined it ${Math.round(performance.now() - t1)} ms later (warm)`,
+  );
   // A host file given to the cage: only it is visible there, through the document portal.
   const note = path.join(root, 'a note for the cage.txt');
-  fs.writeFileSync(note, 'This file was granted to cage "demo" through the document portal.\nNothing else of the host is visible in it.\n');
+  fs.writeFileSync(
+    note,
+    'This file was granted to cage "demo" through the document portal.\nNothing else of the host is visible in it.\n',
+  );
   const t2 = performance.now();
-  await execa(process.execPath, [kagome, 'open', 'demo', '--read-only', '--app', 'org.kagome.DemoNote.desktop', note], { env, stdio: 'inherit' });
+  await execa(
+    process.execPath,
+    [kagome, 'open', 'demo', '--read-only', '--app', 'org.kagome.DemoNote.desktop', note],
+    { env, stdio: 'inherit' },
+  );
   await waitForWindow(display, 'Xmessage');
   const grants = await execa(process.execPath, [kagome, 'grants', 'demo'], { env });
-  log(`"${path.basename(note)}" opened in the cage with xmessage ${Math.round(performance.now() - t2)} ms after kagome open; grants:\n${String(grants.stdout)}`);
+  log(
+    `"${path.basename(note)}" opened in the cage with xmessage ${Math.round(performance.now() - t2)} ms after kagome open; grants:\n${String(grants.stdout)}`,
+  );
   const list = await execa(process.execPath, [kagome, 'list'], { env });
   log(`kagome list:\n${String(list.stdout)}`);
 
@@ -143,7 +186,13 @@ async function cleanup(): Promise<void> {
   // The document portal (started by D-Bus activation) mounts on the demo's runtime folder;
   // it ends with the bus, but its mount must be gone before the folder is removed.
   const doc = demoRoot ? path.join(demoRoot, 'runtime', 'doc') : '';
-  if (doc && fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === doc)) {
+  if (
+    doc &&
+    fs
+      .readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .some((l) => l.split(' ')[4] === doc)
+  ) {
     await execa('fusermount3', ['-u', '-z', doc], { reject: false });
   }
   if (demoRoot) fs.rmSync(demoRoot, { recursive: true, force: true });

@@ -43,7 +43,8 @@ const MAX_ERROR_TEXT = 1000;
 function toDBusError(e: unknown): InstanceType<typeof dbus.DBusError> {
   const err = asKagomeError(e);
   // Messages quote what the caller sent; a 100 KB argument is not echoed back whole.
-  const text = err.message.length > MAX_ERROR_TEXT ? `${err.message.slice(0, MAX_ERROR_TEXT)}…` : err.message;
+  const text =
+    err.message.length > MAX_ERROR_TEXT ? `${err.message.slice(0, MAX_ERROR_TEXT)}…` : err.message;
   return new dbus.DBusError(err.dbusName, text);
 }
 
@@ -55,30 +56,58 @@ async function guarded<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-const OPTION_TYPES: Record<string, string> = { cwd: 's', action: 's', 'startup-id': 's', 'read-only': 'b', terminal: 'b' };
+const OPTION_TYPES: Record<string, string> = {
+  cwd: 's',
+  action: 's',
+  'startup-id': 's',
+  'read-only': 'b',
+  terminal: 'b',
+};
 const APP_ONLY = new Set(['action', 'read-only']);
 // A desktop entry says itself whether it needs a terminal (Terminal=true).
 const COMMAND_ONLY = new Set(['terminal']);
 
 /** Checks option names and types; returns the values by name. */
-function checkOptions(options: Record<string, Variant>, types: Record<string, string>): Record<string, string | boolean> {
+function checkOptions(
+  options: Record<string, Variant>,
+  types: Record<string, string>,
+): Record<string, string | boolean> {
   const out: Record<string, string | boolean> = {};
   for (const [key, v] of Object.entries(options)) {
     const type = types[key];
-    if (!type) throw new KagomeError('InvalidArgument', `unknown option "${key}"; known options: ${Object.keys(types).join(', ')}`);
-    if (v.signature !== type) throw new KagomeError('InvalidArgument', `option "${key}" must be of type ${type}, not ${v.signature}`);
+    if (!type)
+      throw new KagomeError(
+        'InvalidArgument',
+        `unknown option "${key}"; known options: ${Object.keys(types).join(', ')}`,
+      );
+    if (v.signature !== type)
+      throw new KagomeError(
+        'InvalidArgument',
+        `option "${key}" must be of type ${type}, not ${v.signature}`,
+      );
     out[key] = v.value as string | boolean;
   }
   return out;
 }
 
-function readOptions(options: Record<string, Variant>, forApp: boolean): LaunchOptions & { action?: string; readOnly?: boolean } {
-  const types = Object.fromEntries(Object.entries(OPTION_TYPES).filter(([k]) => (forApp ? !COMMAND_ONLY.has(k) : !APP_ONLY.has(k))));
+function readOptions(
+  options: Record<string, Variant>,
+  forApp: boolean,
+): LaunchOptions & { action?: string; readOnly?: boolean } {
+  const types = Object.fromEntries(
+    Object.entries(OPTION_TYPES).filter(([k]) =>
+      forApp ? !COMMAND_ONLY.has(k) : !APP_ONLY.has(k),
+    ),
+  );
   const o = checkOptions(options, types);
   const out: LaunchOptions & { action?: string; readOnly?: boolean } = {};
   if (o.cwd !== undefined) {
     const cwd = o.cwd as string;
-    if (!cwd.startsWith('/')) throw new KagomeError('InvalidArgument', `option "cwd" must be an absolute path, not ${JSON.stringify(cwd)}`);
+    if (!cwd.startsWith('/'))
+      throw new KagomeError(
+        'InvalidArgument',
+        `option "cwd" must be an absolute path, not ${JSON.stringify(cwd)}`,
+      );
     out.cwd = cwd;
   }
   if (o.action !== undefined) out.action = o.action as string;
@@ -88,10 +117,19 @@ function readOptions(options: Record<string, Variant>, forApp: boolean): LaunchO
   return out;
 }
 
-const FILES_OPTION_TYPES: Record<string, string> = { writable: 'b', persistent: 'b', open: 'b', app: 's', 'follow-symlinks': 'b', 'startup-id': 's' };
+const FILES_OPTION_TYPES: Record<string, string> = {
+  writable: 'b',
+  persistent: 'b',
+  open: 'b',
+  app: 's',
+  'follow-symlinks': 'b',
+  'startup-id': 's',
+};
 
 function readFilesOptions(options: Record<string, Variant>, byPath: boolean): FilesOptions {
-  const types = Object.fromEntries(Object.entries(FILES_OPTION_TYPES).filter(([k]) => byPath || k !== 'follow-symlinks'));
+  const types = Object.fromEntries(
+    Object.entries(FILES_OPTION_TYPES).filter(([k]) => byPath || k !== 'follow-symlinks'),
+  );
   const o = checkOptions(options, types);
   const out: FilesOptions = {};
   if (o.writable !== undefined) out.writable = o.writable as boolean;
@@ -128,7 +166,15 @@ function cageProperties(c: CageInfo): Record<string, Variant> {
     SessionBusState: new dbus.Variant('s', c.sessionBus.state),
     BridgeProblems: new dbus.Variant(
       'as',
-      ([['sound', c.sound], ['clipboard', c.clipboard], ['session bus', c.sessionBus]] as const).filter(([, b]) => b.problem).map(([k, b]) => `${k}: ${b.problem}`),
+      (
+        [
+          ['sound', c.sound],
+          ['clipboard', c.clipboard],
+          ['session bus', c.sessionBus],
+        ] as const
+      )
+        .filter(([, b]) => b.problem)
+        .map(([k, b]) => `${k}: ${b.problem}`),
     ),
   };
 }
@@ -138,7 +184,9 @@ function cageProperties(c: CageInfo): Record<string, Variant> {
  * and resolving to its types, and each signal returning its arguments (dbus-next sends what a
  * signal method returns). A member changed in the contract is a compile error here.
  */
-type Implementation<I extends InterfaceName> = { [M in MethodName<I>]: (...args: MethodArgs<I, M>) => Promise<MethodResult<I, M>> } & {
+type Implementation<I extends InterfaceName> = {
+  [M in MethodName<I>]: (...args: MethodArgs<I, M>) => Promise<MethodResult<I, M>>;
+} & {
   [S in SignalName<I>]: (...args: SignalArgs<I, S>) => SignalArgs<I, S>;
 };
 
@@ -147,7 +195,12 @@ export class LauncherInterface extends Interface implements Implementation<typeo
     super(LAUNCHER_IFACE);
   }
 
-  Launch(cage: string, desktopId: string, uris: string[], options: Record<string, Variant>): Promise<string> {
+  Launch(
+    cage: string,
+    desktopId: string,
+    uris: string[],
+    options: Record<string, Variant>,
+  ): Promise<string> {
     return guarded(async () => {
       const { action, readOnly, ...opts } = readOptions(options, true);
       const programs = await this.launcher.launchApp({
@@ -162,7 +215,9 @@ export class LauncherInterface extends Interface implements Implementation<typeo
   }
 
   LaunchCommand(cage: string, argv: string[], options: Record<string, Variant>): Promise<string> {
-    return guarded(async () => programPath(await this.launcher.launchCommand(cage, argv, readOptions(options, false))));
+    return guarded(async () =>
+      programPath(await this.launcher.launchCommand(cage, argv, readOptions(options, false))),
+    );
   }
 }
 
@@ -171,7 +226,11 @@ export class FilesInterface extends Interface implements Implementation<typeof F
     super(FILES_IFACE);
   }
 
-  GrantFiles(cage: string, fds: number[], options: Record<string, Variant>): Promise<[GrantTuple[], string[]]> {
+  GrantFiles(
+    cage: string,
+    fds: number[],
+    options: Record<string, Variant>,
+  ): Promise<[GrantTuple[], string[]]> {
     return guarded(async () => {
       let opts: FilesOptions;
       try {
@@ -185,12 +244,24 @@ export class FilesInterface extends Interface implements Implementation<typeof F
     });
   }
 
-  GrantPaths(cage: string, paths: Buffer[], options: Record<string, Variant>): Promise<[GrantTuple[], string[]]> {
-    return guarded(async () => openReply(await this.files.grantPaths(cage, paths, readFilesOptions(options, true))));
+  GrantPaths(
+    cage: string,
+    paths: Buffer[],
+    options: Record<string, Variant>,
+  ): Promise<[GrantTuple[], string[]]> {
+    return guarded(async () =>
+      openReply(await this.files.grantPaths(cage, paths, readFilesOptions(options, true))),
+    );
   }
 
-  OpenURIs(cage: string, uris: string[], options: Record<string, Variant>): Promise<[GrantTuple[], string[]]> {
-    return guarded(async () => openReply(await this.files.openUris(cage, uris, readFilesOptions(options, false))));
+  OpenURIs(
+    cage: string,
+    uris: string[],
+    options: Record<string, Variant>,
+  ): Promise<[GrantTuple[], string[]]> {
+    return guarded(async () =>
+      openReply(await this.files.openUris(cage, uris, readFilesOptions(options, false))),
+    );
   }
 
   ListGrants(cage: string): Promise<GrantTuple[]> {
@@ -202,7 +273,10 @@ export class FilesInterface extends Interface implements Implementation<typeof F
   }
 }
 
-export class ClipboardInterface extends Interface implements Implementation<typeof CLIPBOARD_IFACE> {
+export class ClipboardInterface
+  extends Interface
+  implements Implementation<typeof CLIPBOARD_IFACE>
+{
   constructor(private readonly copies: ClipboardCopies) {
     super(CLIPBOARD_IFACE);
   }
@@ -229,7 +303,9 @@ export class CagesInterface extends Interface implements Implementation<typeof C
   }
 
   List(): Promise<Record<string, Record<string, Variant>>> {
-    return guarded(async () => Object.fromEntries((await this.manager.list()).map((c) => [c.name, cageProperties(c)])));
+    return guarded(async () =>
+      Object.fromEntries((await this.manager.list()).map((c) => [c.name, cageProperties(c)])),
+    );
   }
 
   Get(cage: string): Promise<Record<string, Variant>> {
@@ -247,7 +323,9 @@ export class CagesInterface extends Interface implements Implementation<typeof C
   ListPrograms(cage: string): Promise<[string, string[], number][]> {
     return guarded(async () => {
       await this.manager.get(cage);
-      return this.manager.programs(cage).map((p) => [programPath(p), p.argv, p.pid] as [string, string[], number]);
+      return this.manager
+        .programs(cage)
+        .map((p) => [programPath(p), p.argv, p.pid] as [string, string[], number]);
     });
   }
 
@@ -273,20 +351,35 @@ export interface CagePortal {
  * these calls with the caller's pid. This object is exported for introspection, and a call
  * that reaches it (the handler gone) is refused.
  */
-export class CagePortalInterface extends Interface implements Implementation<typeof CAGE_PORTAL_IFACE> {
+export class CagePortalInterface
+  extends Interface
+  implements Implementation<typeof CAGE_PORTAL_IFACE>
+{
   constructor(private readonly portal: CagePortal) {
     super(CAGE_PORTAL_IFACE);
   }
 
   OpenURI(_uri: string, _options: Record<string, Variant>): Promise<void> {
-    return guarded(() => Promise.reject(new KagomeError('NotPermitted', 'the caller of io.kagome.CagePortal1 is not known')));
+    return guarded(() =>
+      Promise.reject(
+        new KagomeError('NotPermitted', 'the caller of io.kagome.CagePortal1 is not known'),
+      ),
+    );
   }
 
   /** OpenURI from the process `pid`: refused unless that is a cage's proxy. */
-  async openUriFrom(pid: number | undefined, uri: string, options: Record<string, Variant>): Promise<void> {
+  async openUriFrom(
+    pid: number | undefined,
+    uri: string,
+    options: Record<string, Variant>,
+  ): Promise<void> {
     checkOptions(options, {});
     const cage = pid === undefined ? undefined : this.portal.cageOfCaller(pid);
-    if (!cage) throw new KagomeError('NotPermitted', 'io.kagome.CagePortal1 is for cages, through their portal proxy; this caller is none');
+    if (!cage)
+      throw new KagomeError(
+        'NotPermitted',
+        'io.kagome.CagePortal1 is for cages, through their portal proxy; this caller is none',
+      );
     await this.portal.openLink(cage, uri);
   }
 }
@@ -329,7 +422,14 @@ function signatureGuard(bus: Bus) {
 async function callerPid(bus: Bus, sender: string | undefined): Promise<number | undefined> {
   if (!sender) return undefined;
   const reply = await bus.call(
-    new dbus.Message({ destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'GetConnectionUnixProcessID', signature: 's', body: [sender] }),
+    new dbus.Message({
+      destination: 'org.freedesktop.DBus',
+      path: '/org/freedesktop/DBus',
+      interface: 'org.freedesktop.DBus',
+      member: 'GetConnectionUnixProcessID',
+      signature: 's',
+      body: [sender],
+    }),
   );
   const pid = reply?.body[0] as unknown;
   return typeof pid === 'number' ? pid : undefined;
@@ -338,7 +438,13 @@ async function callerPid(bus: Bus, sender: string | undefined): Promise<number |
 /** Answers CagePortal1 calls with their caller known (the signature guard has run before). */
 function cagePortalHandler(bus: Bus, iface: CagePortalInterface) {
   return (msg: Msg): boolean => {
-    if (msg.path !== OBJECT_PATH || msg.interface !== CAGE_PORTAL_IFACE || msg.member !== 'OpenURI' || msg.signature !== 'sa{sv}') return false;
+    if (
+      msg.path !== OBJECT_PATH ||
+      msg.interface !== CAGE_PORTAL_IFACE ||
+      msg.member !== 'OpenURI' ||
+      msg.signature !== 'sa{sv}'
+    )
+      return false;
     const [uri, options] = msg.body as [string, Record<string, Variant>];
     // The reply is sent when the link is open or refused; a failure is the caller's answer.
     void (async () => {
@@ -359,7 +465,14 @@ export interface ExportedService {
 }
 
 /** Export the objects and take the well-known name; fails if another service holds it. */
-export async function exportService(bus: Bus, manager: CageManager, launcher: Launcher, files: FilesService, clipboard: ClipboardCopies, portal: CagePortal): Promise<ExportedService> {
+export async function exportService(
+  bus: Bus,
+  manager: CageManager,
+  launcher: Launcher,
+  files: FilesService,
+  clipboard: ClipboardCopies,
+  portal: CagePortal,
+): Promise<ExportedService> {
   const launcherIface = new LauncherInterface(launcher);
   const portalIface = new CagePortalInterface(portal);
   const portalHandler = cagePortalHandler(bus, portalIface);
@@ -379,8 +492,14 @@ export async function exportService(bus: Bus, manager: CageManager, launcher: La
     if (event === 'exited') cagesIface.ProgramExited(p.cage, programPath(p), p.exitCode ?? -1);
   });
   const reply = await bus.requestName(BUS_NAME, dbus.NameFlag.DO_NOT_QUEUE);
-  if (reply !== dbus.RequestNameReply.PRIMARY_OWNER && reply !== dbus.RequestNameReply.ALREADY_OWNER) {
-    throw new KagomeError('Failed', `another kagome service already owns ${BUS_NAME} on this session bus; stop it first (systemctl --user stop kagome)`);
+  if (
+    reply !== dbus.RequestNameReply.PRIMARY_OWNER &&
+    reply !== dbus.RequestNameReply.ALREADY_OWNER
+  ) {
+    throw new KagomeError(
+      'Failed',
+      `another kagome service already owns ${BUS_NAME} on this session bus; stop it first (systemctl --user stop kagome)`,
+    );
   }
   return {
     async release() {

@@ -23,7 +23,11 @@ import { BatchWatcher } from '../xdg/watcher.js';
  */
 export const KAGOME_OPEN = fileURLToPath(new URL('../../bin/kagome-open', import.meta.url));
 
-export function appShadows(env: Env, store: CageStore, warn: (message: string) => void): AppShadows {
+export function appShadows(
+  env: Env,
+  store: CageStore,
+  warn: (message: string) => void,
+): AppShadows {
   const dirs = baseDirs(env);
   return new AppShadows({
     dataHome: dirs.dataHome,
@@ -105,10 +109,16 @@ export class AppSync {
 
   private async report(r: SyncReport): Promise<void> {
     const { log, notifier } = this.deps;
-    for (const x of r.updated) log.info(`cage ${x.cage}: updated ${x.path} from its changed original ${x.sourcePath}`);
-    for (const x of r.dormant) log.info(`cage ${x.cage}: ${x.entryId} cannot be used any more (${x.reason}); its menu entry waits in ${x.path} until it can`);
-    for (const x of r.revived) log.info(`cage ${x.cage}: ${x.entryId} is installed again; its menu entry ${x.path} is back`);
-    for (const x of r.problems) log.warn(`cage ${x.record.cage}: ${x.record.path} was not updated: ${x.reason}`);
+    for (const x of r.updated)
+      log.info(`cage ${x.cage}: updated ${x.path} from its changed original ${x.sourcePath}`);
+    for (const x of r.dormant)
+      log.info(
+        `cage ${x.cage}: ${x.entryId} cannot be used any more (${x.reason}); its menu entry waits in ${x.path} until it can`,
+      );
+    for (const x of r.revived)
+      log.info(`cage ${x.cage}: ${x.entryId} is installed again; its menu entry ${x.path} is back`);
+    for (const x of r.problems)
+      log.warn(`cage ${x.record.cage}: ${x.record.path} was not updated: ${x.reason}`);
     for (const x of r.edited) {
       // Told once per edited version: another edit is news, another event for the same one is not.
       const key = `${x.path}\0${await fsp.readFile(x.path).then(sha256, () => '')}`;
@@ -116,13 +126,23 @@ export class AppSync {
       this.toldEdited.add(key);
       const body = `${x.path} was edited by hand, so kagome did not update it from ${x.sourcePath}. To get updates again: kagome app add --force ${x.cage} ${x.entryId}`;
       log.warn(body);
-      void notifier?.notify({ summary: `Menu entry of ${x.entryId} not updated`, body, urgency: 'low', icon: 'dialog-warning' });
+      void notifier?.notify({
+        summary: `Menu entry of ${x.entryId} not updated`,
+        body,
+        urgency: 'low',
+        icon: 'dialog-warning',
+      });
     }
     // Each replacement is reported by one sync only: the file is no shadow any more after it.
     for (const file of r.replaced) {
       const body = `${file} was replaced by an entry that does not go through a cage; programs started from it run unsandboxed. Put it back with 'kagome app add CAGE ${path.basename(file)}'`;
       log.warn(body);
-      void notifier?.notify({ summary: 'A caged program lost its cage', body, urgency: 'normal', icon: 'dialog-warning' });
+      void notifier?.notify({
+        summary: 'A caged program lost its cage',
+        body,
+        urgency: 'normal',
+        icon: 'dialog-warning',
+      });
     }
   }
 }

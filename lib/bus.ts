@@ -36,7 +36,11 @@ export function connectionLost(bus: Bus): boolean {
  * again to read the rest; the dropped message's caller gets no reply (dbus-next gives us no
  * way to answer a message it could not read).
  */
-function guardParser(connection: EventEmitter, stream: USocketLike, onDropped: (e: unknown) => void): void {
+function guardParser(
+  connection: EventEmitter,
+  stream: USocketLike,
+  onDropped: (e: unknown) => void,
+): void {
   // The parser's listener is added right after the connection says 'connect' (the handshake's
   // own, removed by then, must stay as it is): only that one is wrapped.
   connection.once('connect', () => {
@@ -64,7 +68,10 @@ export function sessionBusAddress(env: Env): string {
   if (env.DBUS_SESSION_BUS_ADDRESS) return env.DBUS_SESSION_BUS_ADDRESS;
   const candidate = env.XDG_RUNTIME_DIR ? path.join(env.XDG_RUNTIME_DIR, 'bus') : undefined;
   if (candidate && fs.existsSync(candidate)) return `unix:path=${candidate}`;
-  throw new KagomeError('Failed', 'no session bus: DBUS_SESSION_BUS_ADDRESS is not set and $XDG_RUNTIME_DIR/bus does not exist; run kagome inside a desktop session');
+  throw new KagomeError(
+    'Failed',
+    'no session bus: DBUS_SESSION_BUS_ADDRESS is not set and $XDG_RUNTIME_DIR/bus does not exist; run kagome inside a desktop session',
+  );
 }
 
 /** The first unix:path= address: the only kind that can carry file descriptors without leaking. */
@@ -80,15 +87,22 @@ export function unixPathAddress(address: string): string {
 }
 
 /** Connect to the session bus with fd passing; resolves once the socket is connected and close-on-exec. */
-export async function connectSessionBus(env: Env, onDropped: (e: unknown) => void = () => undefined): Promise<Bus> {
+export async function connectSessionBus(
+  env: Env,
+  onDropped: (e: unknown) => void = () => undefined,
+): Promise<Bus> {
   // dbus-next's typings lack negotiateUnixFd, which its connection code reads.
   const options = { busAddress: unixPathAddress(sessionBusAddress(env)), negotiateUnixFd: true };
   const bus = dbus.sessionBus(options as { busAddress: string });
-  const connection = (bus as unknown as { _connection: EventEmitter & { stream: USocketLike } })._connection;
+  const connection = (bus as unknown as { _connection: EventEmitter & { stream: USocketLike } })
+    ._connection;
   const stream = connection.stream;
   if (stream.supportsUnixFd === undefined) {
     bus.disconnect();
-    throw new KagomeError('MissingProgram', 'dbus-next is not using its native socket module (usocket), so files cannot be passed over D-Bus; reinstall kagome\'s node modules with a C++ compiler present (Debian packages g++ make python3)');
+    throw new KagomeError(
+      'MissingProgram',
+      "dbus-next is not using its native socket module (usocket), so files cannot be passed over D-Bus; reinstall kagome's node modules with a C++ compiler present (Debian packages g++ make python3)",
+    );
   }
   stream.on('fds', (fds: number[]) => fds.forEach(setCloexec));
   guardParser(connection, stream, onDropped);
@@ -102,7 +116,8 @@ export async function connectSessionBus(env: Env, onDropped: (e: unknown) => voi
   // Before dbus-next's own listener, which reports the failure on the bus.
   stream.prependOnceListener('error', () => lostBuses.add(bus));
   await new Promise<void>((resolve, reject) => {
-    const onError = (e: Error) => reject(new KagomeError('Failed', `cannot connect to the session bus: ${e.message}`));
+    const onError = (e: Error) =>
+      reject(new KagomeError('Failed', `cannot connect to the session bus: ${e.message}`));
     stream.once('error', onError);
     stream.once('connected', () => {
       stream.off('error', onError);

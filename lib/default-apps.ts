@@ -46,7 +46,11 @@ export class CageDefaultApps {
     const view = this.viewOf(cage);
     const id = await this.preferred(cage, type, view);
     const found = id ? await findEntryInView(id, view) : undefined;
-    if (!id || !found) throw new KagomeError('NoSuchApp', `cage "${cage}" has no program for ${type}; set a default in the cage's mimeapps.list`);
+    if (!id || !found)
+      throw new KagomeError(
+        'NoSuchApp',
+        `cage "${cage}" has no program for ${type}; set a default in the cage's mimeapps.list`,
+      );
     this.log.info(`cage ${cage}: ${type} opens with ${id}`);
     return { id, ...found };
   }
@@ -73,7 +77,10 @@ export class CageDefaultApps {
         /* an entry whose Exec line does not parse is not the running one */
       }
       if (program && running.has(program)) {
-        if (id !== ids[0]) this.log.info(`cage ${cage}: ${id} runs there, so ${type} opens with it rather than the default ${ids[0]}`);
+        if (id !== ids[0])
+          this.log.info(
+            `cage ${cage}: ${id} runs there, so ${type} opens with it rather than the default ${ids[0]}`,
+          );
         return id;
       }
     }
@@ -82,13 +89,24 @@ export class CageDefaultApps {
 
   private viewOf(cage: string): MimeView {
     const view = this.manager.view(cage);
-    if (!view) throw new KagomeError('BackendFailed', `cage "${cage}" is not running, so its programs cannot be looked up`);
+    if (!view)
+      throw new KagomeError(
+        'BackendFailed',
+        `cage "${cage}" is not running, so its programs cannot be looked up`,
+      );
     const env = view.env;
     const home = env.HOME ?? '/';
-    const split = (v: string | undefined, dflt: string) => (v || dflt).split(':').filter((d) => d.startsWith('/'));
+    const split = (v: string | undefined, dflt: string) =>
+      (v || dflt).split(':').filter((d) => d.startsWith('/'));
     const cageView = {
-      configDirs: [env.XDG_CONFIG_HOME || `${home}/.config`, ...split(env.XDG_CONFIG_DIRS, '/etc/xdg')],
-      dataDirs: [env.XDG_DATA_HOME || `${home}/.local/share`, ...split(env.XDG_DATA_DIRS, '/usr/local/share:/usr/share')],
+      configDirs: [
+        env.XDG_CONFIG_HOME || `${home}/.config`,
+        ...split(env.XDG_CONFIG_DIRS, '/etc/xdg'),
+      ],
+      dataDirs: [
+        env.XDG_DATA_HOME || `${home}/.local/share`,
+        ...split(env.XDG_DATA_DIRS, '/usr/local/share:/usr/share'),
+      ],
       desktops: (env.XDG_CURRENT_DESKTOP ?? '').split(':').filter(Boolean),
       hostPath: (p: string) => view.hostPathOf(p) ?? p,
       warn: (m: string) => this.log.warn(`cage ${cage}: ${m}`),

@@ -2,7 +2,13 @@ import { KagomeError } from './errors.js';
 import { checkCageName } from './cage/name.js';
 import type { CageStore } from './cage/store.js';
 import type { Launcher, OpenResult } from './launcher.js';
-import { adoptPassedFd, closeFds, closeHostFiles, openHostPaths, type HostFile } from './grants/host-file.js';
+import {
+  adoptPassedFd,
+  closeFds,
+  closeHostFiles,
+  openHostPaths,
+  type HostFile,
+} from './grants/host-file.js';
 import type { FileGrants, Grant } from './grants/registry.js';
 import { fileUriToPathBytes } from '../xdg/exec.js';
 
@@ -27,7 +33,11 @@ export class FilesService {
 
   private async checkCage(cage: string): Promise<void> {
     checkCageName(cage);
-    if (!(await this.store.exists(cage))) throw new KagomeError('NoSuchCage', `no cage named "${cage}"; 'kagome cage list' shows the cages`);
+    if (!(await this.store.exists(cage)))
+      throw new KagomeError(
+        'NoSuchCage',
+        `no cage named "${cage}"; 'kagome cage list' shows the cages`,
+      );
   }
 
   /** Descriptors passed by a caller; every one is closed whatever happens. */
@@ -37,7 +47,7 @@ export class FilesService {
     let next = 0;
     try {
       await this.checkCage(cage);
-      for (; next < fds.length; ) files.push(adoptPassedFd(fds[next++]!, opts.writable ?? false));
+      for (; next < fds.length;) files.push(adoptPassedFd(fds[next++]!, opts.writable ?? false));
     } catch (e) {
       closeHostFiles(files);
       closeFds(fds.slice(next));
@@ -46,9 +56,17 @@ export class FilesService {
     return this.finish(cage, files, opts);
   }
 
-  async grantPaths(cage: string, paths: readonly Buffer[], opts: FilesOptions): Promise<OpenResult> {
+  async grantPaths(
+    cage: string,
+    paths: readonly Buffer[],
+    opts: FilesOptions,
+  ): Promise<OpenResult> {
     await this.checkCage(cage);
-    return this.finish(cage, this.openAll(paths, opts.writable ?? false, opts.followSymlinks ?? false), opts);
+    return this.finish(
+      cage,
+      this.openAll(paths, opts.writable ?? false, opts.followSymlinks ?? false),
+      opts,
+    );
   }
 
   /** file:// URIs (and absolute paths) picked by a person: links followed, writable where the user may write. */
@@ -56,14 +74,22 @@ export class FilesService {
     await this.checkCage(cage);
     const paths = uris.map((u) => {
       const p = u.startsWith('/') ? Buffer.from(u) : fileUriToPathBytes(u);
-      if (!p) throw new KagomeError('NotSupported', `${JSON.stringify(u)} is not a local file; only files can be opened without naming a program (Launcher1.Launch passes other URIs to an app)`);
+      if (!p)
+        throw new KagomeError(
+          'NotSupported',
+          `${JSON.stringify(u)} is not a local file; only files can be opened without naming a program (Launcher1.Launch passes other URIs to an app)`,
+        );
       return p;
     });
     const files = this.openAll(paths, opts.writable ?? 'auto', true);
     return this.finish(cage, files, { ...opts, open: opts.open ?? true });
   }
 
-  private openAll(paths: readonly Buffer[], writable: boolean | 'auto', followSymlinks: boolean): HostFile[] {
+  private openAll(
+    paths: readonly Buffer[],
+    writable: boolean | 'auto',
+    followSymlinks: boolean,
+  ): HostFile[] {
     if (paths.length === 0) throw new KagomeError('InvalidArgument', 'no files given');
     return openHostPaths(paths, { followSymlinks, writable });
   }

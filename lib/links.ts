@@ -28,16 +28,26 @@ export const MAX_LINK_BYTES = 8192;
 
 /** The URI's scheme, lower-cased, once the URI passes; an InvalidArgument or NotPermitted error otherwise. */
 export function checkLink(uri: string): string {
-  if (uri.length > MAX_LINK_BYTES) throw new KagomeError('InvalidArgument', `a link of ${uri.length} characters is refused; links are at most ${MAX_LINK_BYTES}`);
+  if (uri.length > MAX_LINK_BYTES)
+    throw new KagomeError(
+      'InvalidArgument',
+      `a link of ${uri.length} characters is refused; links are at most ${MAX_LINK_BYTES}`,
+    );
   const bad = /[^\x21-\x7e]/.exec(uri);
   if (bad) {
-    throw new KagomeError('InvalidArgument', `the link has the character U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}; a link is printable ASCII, anything else percent-encoded`);
+    throw new KagomeError(
+      'InvalidArgument',
+      `the link has the character U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}; a link is printable ASCII, anything else percent-encoded`,
+    );
   }
   const m = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(uri);
   if (!m) throw new KagomeError('InvalidArgument', 'the link has no scheme');
   const scheme = m[1]!.toLowerCase();
   if (!LINK_SCHEMES.includes(scheme)) {
-    throw new KagomeError('NotPermitted', `${scheme}: links from a cage are refused; only ${LINK_SCHEMES.join(', ')} cross (a file: link would hand that host file on)`);
+    throw new KagomeError(
+      'NotPermitted',
+      `${scheme}: links from a cage are refused; only ${LINK_SCHEMES.join(', ')} cross (a file: link would hand that host file on)`,
+    );
   }
   let parsed: URL;
   try {
@@ -46,7 +56,11 @@ export function checkLink(uri: string): string {
     throw new KagomeError('InvalidArgument', 'the link does not parse as a URL');
   }
   // As written, not as parsed: WHATWG URL reads https:///x as the host "x".
-  if ((scheme === 'http' || scheme === 'https') && (!/^[^:]+:\/\/[^/?#]/.test(uri) || !parsed.hostname)) throw new KagomeError('InvalidArgument', 'the link names no host');
+  if (
+    (scheme === 'http' || scheme === 'https') &&
+    (!/^[^:]+:\/\/[^/?#]/.test(uri) || !parsed.hostname)
+  )
+    throw new KagomeError('InvalidArgument', 'the link names no host');
   return scheme;
 }
 
@@ -75,7 +89,10 @@ export interface LinkDeps {
 }
 
 /** The host's default for a type, with the cage and original entry when it is a shadow. */
-export async function hostDefaultIn(view: MimeView, type: string): Promise<{ id: string; cage?: string; entry?: string } | undefined> {
+export async function hostDefaultIn(
+  view: MimeView,
+  type: string,
+): Promise<{ id: string; cage?: string; entry?: string } | undefined> {
   const id = (await appsForType(type, view, 1))[0];
   if (!id) return undefined;
   const found = await findEntryInView(id, view);
@@ -85,9 +102,16 @@ export async function hostDefaultIn(view: MimeView, type: string): Promise<{ id:
 }
 
 /** `gio open` on the host: GLib picks the default handler as the desktop would. */
-export function gioOpen(env: Record<string, string | undefined>, log: Logger): (uri: string) => void {
+export function gioOpen(
+  env: Record<string, string | undefined>,
+  log: Logger,
+): (uri: string) => void {
   return (uri) => {
-    const child = spawn(requireProgram('gio', 'to open links from cages on the host'), ['open', '--', uri], { env: env as NodeJS.ProcessEnv, stdio: 'ignore', detached: true });
+    const child = spawn(
+      requireProgram('gio', 'to open links from cages on the host'),
+      ['open', '--', uri],
+      { env: env as NodeJS.ProcessEnv, stdio: 'ignore', detached: true },
+    );
     child.on('error', (e) => log.warn(`gio open failed: ${e.message}`));
     child.unref();
   };
@@ -112,7 +136,11 @@ export class LinkOpener {
     const scheme = checkLink(uri);
     const policy = (await this.deps.config(from)).openLinks;
     const shown = uri.length > 200 ? `${uri.slice(0, 200)}…` : uri;
-    if (policy === 'none') throw new KagomeError('NotPermitted', `cage ${from} may not open links (OpenLinks=none in its file)`);
+    if (policy === 'none')
+      throw new KagomeError(
+        'NotPermitted',
+        `cage ${from} may not open links (OpenLinks=none in its file)`,
+      );
     if (policy.startsWith('cage:')) {
       const target = policy.slice('cage:'.length);
       log.info(`cage ${from}: opens ${shown} in cage ${target}`);
@@ -121,7 +149,9 @@ export class LinkOpener {
     }
     const handler = await this.deps.hostDefault(`x-scheme-handler/${scheme}`);
     if (handler?.cage && handler.entry) {
-      log.info(`cage ${from}: opens ${shown} with ${handler.entry} in cage ${handler.cage}, the host's default for ${scheme}:`);
+      log.info(
+        `cage ${from}: opens ${shown} with ${handler.entry} in cage ${handler.cage}, the host's default for ${scheme}:`,
+      );
       await this.deps.launchShadow(handler.cage, handler.entry, uri);
       return handler.cage;
     }

@@ -7,7 +7,8 @@ export interface Logger {
 }
 
 export function stderrLogger(prefix = 'kagome', debug = Boolean(process.env.KAGOME_DEBUG)): Logger {
-  const line = (level: string, msg: string) => process.stderr.write(`${prefix}[${process.pid}] ${level}: ${msg}\n`);
+  const line = (level: string, msg: string) =>
+    process.stderr.write(`${prefix}[${process.pid}] ${level}: ${msg}\n`);
   return {
     debug: (m) => debug && line('debug', m),
     info: (m) => line('info', m),

@@ -53,7 +53,9 @@ export class BusNotifier implements Notifier {
         actions: [],
         urgency: URGENCY[n.urgency ?? 'normal'],
         timeoutMs: -1,
-        ...(n.progress !== undefined ? { progress: Math.max(0, Math.min(100, Math.round(n.progress))) } : {}),
+        ...(n.progress !== undefined
+          ? { progress: Math.max(0, Math.min(100, Math.round(n.progress))) }
+          : {}),
       });
     } catch (e) {
       this.log.debug(`no notification shown (${(e as Error).message})`);

@@ -30,7 +30,10 @@ export const DEBIAN_PACKAGES: Record<string, string> = {
   mmdebstrap: 'mmdebstrap',
 };
 
-export function findInPath(program: string, envPath = process.env.PATH ?? '/usr/bin:/bin'): string | undefined {
+export function findInPath(
+  program: string,
+  envPath = process.env.PATH ?? '/usr/bin:/bin',
+): string | undefined {
   if (program.includes('/')) return isExecutable(program) ? program : undefined;
   for (const dir of envPath.split(':')) {
     if (!dir) continue;
@@ -53,8 +56,13 @@ function isExecutable(p: string): boolean {
 
 export function missingProgramError(program: string, purpose: string): KagomeError {
   const pkg = DEBIAN_PACKAGES[program];
-  const how = pkg ? `install the Debian package '${pkg}' (sudo apt-get install ${pkg})` : `install it and make sure it is on PATH`;
-  return new KagomeError('MissingProgram', `${program} is needed ${purpose} but was not found: ${how}`);
+  const how = pkg
+    ? `install the Debian package '${pkg}' (sudo apt-get install ${pkg})`
+    : `install it and make sure it is on PATH`;
+  return new KagomeError(
+    'MissingProgram',
+    `${program} is needed ${purpose} but was not found: ${how}`,
+  );
 }
 
 // Where Debian puts administration programs such as nft, which an ordinary user runs for
@@ -65,7 +73,11 @@ const SBIN_DIRS = '/usr/local/sbin:/usr/sbin:/sbin';
  * Resolve a host program or throw MissingProgram naming its Debian package. With `sbin`, the
  * sbin folders are searched after PATH.
  */
-export function requireProgram(program: string, purpose: string, opts: { sbin?: boolean } = {}): string {
+export function requireProgram(
+  program: string,
+  purpose: string,
+  opts: { sbin?: boolean } = {},
+): string {
   const envPath = process.env.PATH ?? '/usr/bin:/bin';
   const found = findInPath(program, opts.sbin ? `${envPath}:${SBIN_DIRS}` : envPath);
   if (!found) throw missingProgramError(program, purpose);

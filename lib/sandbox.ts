@@ -70,7 +70,11 @@ export function cageSpec(config: CageConfig, host: HostFacts): SandboxSpec {
     { op: 'bind', source: config.home, dest: host.home },
   ];
   for (const m of config.mounts) {
-    ops.push(m.writable ? { op: 'bind', source: m.source, dest: m.dest } : { op: 'ro-bind', source: m.source, dest: m.dest });
+    ops.push(
+      m.writable
+        ? { op: 'bind', source: m.source, dest: m.dest }
+        : { op: 'ro-bind', source: m.source, dest: m.dest },
+    );
   }
   const env: Record<string, string> = {
     PATH: '/usr/local/bin:/usr/bin:/bin',

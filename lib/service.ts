@@ -18,13 +18,32 @@ import { KagomeError } from './errors.js';
 
 export function hostFacts(env: Env): HostFacts {
   const info = os.userInfo();
-  return { uid: info.uid, gid: info.gid, user: info.username, home: env.HOME ?? info.homedir, lang: env.LANG };
+  return {
+    uid: info.uid,
+    gid: info.gid,
+    user: info.username,
+    home: env.HOME ?? info.homedir,
+    lang: env.LANG,
+  };
 }
 
 /** What host-side display clients (xpra attach, Xephyr) need from the service's environment. */
 export function hostClientEnv(env: Env): Record<string, string> {
   // The scale variables are for the cages' programs, which draw as the host's do (host-screen.ts).
-  const keep = ['DISPLAY', 'XAUTHORITY', 'HOME', 'USER', 'LOGNAME', 'PATH', 'LANG', 'LC_ALL', 'XDG_RUNTIME_DIR', 'WAYLAND_DISPLAY', 'XDG_SESSION_TYPE', ...SCALE_VARIABLES];
+  const keep = [
+    'DISPLAY',
+    'XAUTHORITY',
+    'HOME',
+    'USER',
+    'LOGNAME',
+    'PATH',
+    'LANG',
+    'LC_ALL',
+    'XDG_RUNTIME_DIR',
+    'WAYLAND_DISPLAY',
+    'XDG_SESSION_TYPE',
+    ...SCALE_VARIABLES,
+  ];
   const out: Record<string, string> = {};
   for (const k of keep) {
     const v = env[k];
@@ -50,7 +69,10 @@ export function notifyCall(bus: ReturnType<typeof dbus.sessionBus>): NotifyCall 
           a.body,
           a.actions,
           // "value" (0-100) is the progress hint notification servers draw as a bar.
-          { urgency: new dbus.Variant('y', a.urgency), ...(a.progress !== undefined ? { value: new dbus.Variant('i', a.progress) } : {}) },
+          {
+            urgency: new dbus.Variant('y', a.urgency),
+            ...(a.progress !== undefined ? { value: new dbus.Variant('i', a.progress) } : {}),
+          },
           a.timeoutMs,
         ],
       }),
@@ -67,7 +89,12 @@ export function copyStore(paths: Paths, log: Logger): CopyStore {
  * The document portal where it can serve, else copies; KAGOME_FILE_GRANTS=copy forces copies
  * (for machines whose FUSE mounts a backend cannot reach). Which one is used is logged once.
  */
-export async function chooseGrantStore(bus: Bus, env: Env, paths: Paths, log: Logger): Promise<GrantStore> {
+export async function chooseGrantStore(
+  bus: Bus,
+  env: Env,
+  paths: Paths,
+  log: Logger,
+): Promise<GrantStore> {
   const copies = () => copyStore(paths, log);
   if (env.KAGOME_FILE_GRANTS === 'copy') {
     log.info('file grants: copied into cages and written back (KAGOME_FILE_GRANTS=copy)');
@@ -78,7 +105,9 @@ export async function chooseGrantStore(bus: Bus, env: Env, paths: Paths, log: Lo
     log.info(`file grants: through the document portal at ${portal.mountPoint}`);
     return portal;
   } catch (e) {
-    log.warn(`file grants: ${(e as Error).message}; granted files are copied into cages instead and written back when changed`);
+    log.warn(
+      `file grants: ${(e as Error).message}; granted files are copied into cages instead and written back when changed`,
+    );
     return copies();
   }
 }

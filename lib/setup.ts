@@ -47,12 +47,21 @@ export function setupFiles(env: Env, root = installationRoot()): SetupFile[] {
       .replaceAll('@bindir@', path.join(root, 'bin'))
       .replaceAll('@docdir@', root);
   return [
-    { path: path.join(dirs.dataHome, 'dbus-1', 'services', 'io.kagome.Kagome.service'), content: fill('packaging/dbus/io.kagome.Kagome.service.in'), what: 'D-Bus activation' },
-    { path: path.join(dirs.configHome, 'systemd', 'user', 'kagome.service'), content: fill('packaging/systemd/kagome.service.in'), what: 'systemd user unit' },
+    {
+      path: path.join(dirs.dataHome, 'dbus-1', 'services', 'io.kagome.Kagome.service'),
+      content: fill('packaging/dbus/io.kagome.Kagome.service.in'),
+      what: 'D-Bus activation',
+    },
+    {
+      path: path.join(dirs.configHome, 'systemd', 'user', 'kagome.service'),
+      content: fill('packaging/systemd/kagome.service.in'),
+      what: 'systemd user unit',
+    },
   ];
 }
 
-export type SetupAction = 'written' | 'unchanged' | 'removed' | 'absent' | 'kept (not written by kagome setup)';
+export type SetupAction =
+  'written' | 'unchanged' | 'removed' | 'absent' | 'kept (not written by kagome setup)';
 
 export interface SetupReport {
   files: { path: string; what: string; action: SetupAction }[];
@@ -63,13 +72,25 @@ export interface SetupReport {
 /** Is a systemd user manager running for this person? (its private socket is in the runtime folder) */
 function userManager(env: Env): string | undefined {
   const systemctl = findInPath('systemctl', env.PATH);
-  if (!systemctl || !env.XDG_RUNTIME_DIR || !fs.existsSync(path.join(env.XDG_RUNTIME_DIR, 'systemd', 'private'))) return undefined;
+  if (
+    !systemctl ||
+    !env.XDG_RUNTIME_DIR ||
+    !fs.existsSync(path.join(env.XDG_RUNTIME_DIR, 'systemd', 'private'))
+  )
+    return undefined;
   return systemctl;
 }
 
 function systemctl(bin: string, env: Env, args: string[]): string {
-  const r = spawnSync(bin, ['--user', ...args], { env: env as NodeJS.ProcessEnv, encoding: 'utf8' });
-  if (r.status !== 0) throw new KagomeError('Failed', `systemctl --user ${args.join(' ')} failed: ${(r.stderr || r.stdout || `exit ${r.status}`).trim()}`);
+  const r = spawnSync(bin, ['--user', ...args], {
+    env: env as NodeJS.ProcessEnv,
+    encoding: 'utf8',
+  });
+  if (r.status !== 0)
+    throw new KagomeError(
+      'Failed',
+      `systemctl --user ${args.join(' ')} failed: ${(r.stderr || r.stdout || `exit ${r.status}`).trim()}`,
+    );
   return r.stdout;
 }
 
@@ -83,7 +104,10 @@ export function setup(env: Env, root = installationRoot()): SetupReport {
     }
     if (current === f.content) return { path: f.path, what: f.what, action: 'unchanged' as const };
     if (current !== undefined && !current.startsWith(MARKER)) {
-      throw new KagomeError('Failed', `${f.path} exists and was not written by kagome setup; move it away (or merge it by hand) and run kagome setup again`);
+      throw new KagomeError(
+        'Failed',
+        `${f.path} exists and was not written by kagome setup; move it away (or merge it by hand) and run kagome setup again`,
+      );
     }
     fs.mkdirSync(path.dirname(f.path), { recursive: true });
     // Written beside and renamed: a half-written unit is never read.
@@ -93,11 +117,13 @@ export function setup(env: Env, root = installationRoot()): SetupReport {
     return { path: f.path, what: f.what, action: 'written' as const };
   });
   const bin = userManager(env);
-  let systemd = 'no systemd user manager runs here: D-Bus activation starts the service at the first call';
+  let systemd =
+    'no systemd user manager runs here: D-Bus activation starts the service at the first call';
   if (bin) {
     systemctl(bin, env, ['daemon-reload']);
     systemctl(bin, env, ['enable', 'kagome.service']);
-    systemd = 'enabled kagome.service for graphical sessions (systemctl --user enable kagome.service)';
+    systemd =
+      'enabled kagome.service for graphical sessions (systemctl --user enable kagome.service)';
   }
   return { files, systemd };
 }
@@ -107,8 +133,14 @@ export function removeSetup(env: Env, root = installationRoot()): SetupReport {
   let systemd = 'no systemd user manager runs here';
   if (bin) {
     // Disabled before its file goes, so systemd removes its own links.
-    const r = spawnSync(bin, ['--user', 'disable', 'kagome.service'], { env: env as NodeJS.ProcessEnv, encoding: 'utf8' });
-    systemd = r.status === 0 ? 'disabled kagome.service' : `kagome.service was not enabled (${(r.stderr || '').trim() || `exit ${r.status}`})`;
+    const r = spawnSync(bin, ['--user', 'disable', 'kagome.service'], {
+      env: env as NodeJS.ProcessEnv,
+      encoding: 'utf8',
+    });
+    systemd =
+      r.status === 0
+        ? 'disabled kagome.service'
+        : `kagome.service was not enabled (${(r.stderr || '').trim() || `exit ${r.status}`})`;
   }
   const files = setupFiles(env, root).map((f) => {
     let current: string;
@@ -117,7 +149,8 @@ export function removeSetup(env: Env, root = installationRoot()): SetupReport {
     } catch {
       return { path: f.path, what: f.what, action: 'absent' as const };
     }
-    if (!current.startsWith(MARKER)) return { path: f.path, what: f.what, action: 'kept (not written by kagome setup)' as const };
+    if (!current.startsWith(MARKER))
+      return { path: f.path, what: f.what, action: 'kept (not written by kagome setup)' as const };
     fs.rmSync(f.path);
     return { path: f.path, what: f.what, action: 'removed' as const };
   });

@@ -21,11 +21,49 @@ interface Shot {
 }
 
 const SHOTS: Shot[] = [
-  { cage: 'web', border: '#e01b24', argv: ['firefox-esr', '--new-instance', '--width=900', '--height=600', 'about:support'], wmClass: 'firefox-esr', place: [0, 0, 800, 560] },
-  { cage: 'office', border: '#2ec27e', argv: ['libreoffice', '--writer', '--norestore'], wmClass: 'libreoffice-writer', place: [800, 0, 800, 560] },
-  { cage: 'notes', border: '#3584e4', argv: ['mousepad'], wmClass: 'Mousepad', place: [0, 580, 540, 420] },
-  { cage: 'qt', border: '#f6d32d', argv: ['featherpad'], wmClass: 'FeatherPad', place: [545, 580, 520, 420] },
-  { cage: 'shell', border: '#9141ac', argv: ['xterm', '-geometry', '80x20', '-e', 'sh', '-c', 'id; echo; ls -la ~; echo; cat /proc/self/status | grep -E "^(Seccomp|NoNewPrivs|CapEff)"; exec sh'], wmClass: 'XTerm', place: [1070, 580, 530, 420] },
+  {
+    cage: 'web',
+    border: '#e01b24',
+    argv: ['firefox-esr', '--new-instance', '--width=900', '--height=600', 'about:support'],
+    wmClass: 'firefox-esr',
+    place: [0, 0, 800, 560],
+  },
+  {
+    cage: 'office',
+    border: '#2ec27e',
+    argv: ['libreoffice', '--writer', '--norestore'],
+    wmClass: 'libreoffice-writer',
+    place: [800, 0, 800, 560],
+  },
+  {
+    cage: 'notes',
+    border: '#3584e4',
+    argv: ['mousepad'],
+    wmClass: 'Mousepad',
+    place: [0, 580, 540, 420],
+  },
+  {
+    cage: 'qt',
+    border: '#f6d32d',
+    argv: ['featherpad'],
+    wmClass: 'FeatherPad',
+    place: [545, 580, 520, 420],
+  },
+  {
+    cage: 'shell',
+    border: '#9141ac',
+    argv: [
+      'xterm',
+      '-geometry',
+      '80x20',
+      '-e',
+      'sh',
+      '-c',
+      'id; echo; ls -la ~; echo; cat /proc/self/status | grep -E "^(Seccomp|NoNewPrivs|CapEff)"; exec sh',
+    ],
+    wmClass: 'XTerm',
+    place: [1070, 580, 530, 420],
+  },
 ];
 
 const UNMAXIMIZE = [
@@ -42,7 +80,10 @@ const UNMAXIMIZE = [
 ].join('\n');
 
 async function shown(display: string, wmClass: string): Promise<boolean> {
-  const r = await execa('xdotool', ['search', '--onlyvisible', '--class', `^${wmClass}$`], { env: { DISPLAY: display }, reject: false });
+  const r = await execa('xdotool', ['search', '--onlyvisible', '--class', `^${wmClass}$`], {
+    env: { DISPLAY: display },
+    reject: false,
+  });
   return r.exitCode === 0 && String(r.stdout).trim() !== '';
 }
 
@@ -52,7 +93,8 @@ async function main(): Promise<void> {
   const wm = spawn('openbox', [], { env: w.env, stdio: 'ignore' });
   try {
     await w.startService();
-    const installed = (p: string) => (process.env.PATH ?? '/usr/bin:/bin').split(':').some((d) => fs.existsSync(path.join(d, p)));
+    const installed = (p: string) =>
+      (process.env.PATH ?? '/usr/bin:/bin').split(':').some((d) => fs.existsSync(path.join(d, p)));
     const shots = SHOTS.filter((s) => installed(s.argv[0]!));
     for (const s of shots) {
       w.writeCage(s.cage, `[Cage]\nBorder=${s.border}\nDescription=${s.argv[0]}\n`);
@@ -66,9 +108,11 @@ async function main(): Promise<void> {
     // Let the programs finish drawing (a browser's first page, LibreOffice's toolbars), close
     // LibreOffice's tip of the day, then lay the windows out side by side.
     await sleep(6000);
-    const xdotool = (args: string[]) => execa('xdotool', args, { env: { DISPLAY: w.display }, reject: false });
+    const xdotool = (args: string[]) =>
+      execa('xdotool', args, { env: { DISPLAY: w.display }, reject: false });
     const tip = await xdotool(['search', '--onlyvisible', '--name', '^Tip of the Day']);
-    for (const id of String(tip.stdout).split('\n').filter(Boolean)) await xdotool(['windowactivate', '--sync', id, 'key', 'Escape']);
+    for (const id of String(tip.stdout).split('\n').filter(Boolean))
+      await xdotool(['windowactivate', '--sync', id, 'key', 'Escape']);
     for (const s of shots) {
       const found = await xdotool(['search', '--onlyvisible', '--class', `^${s.wmClass}$`]);
       const id = String(found.stdout).split('\n').filter(Boolean)[0];
@@ -76,14 +120,19 @@ async function main(): Promise<void> {
       const [x, y, width, height] = s.place;
       // A window that opened maximized (LibreOffice on a large screen) keeps its size until
       // the window manager is asked to unmaximize it.
-      await execa('/usr/bin/python3', ['-c', UNMAXIMIZE, id], { env: { DISPLAY: w.display }, reject: false });
+      await execa('/usr/bin/python3', ['-c', UNMAXIMIZE, id], {
+        env: { DISPLAY: w.display },
+        reject: false,
+      });
       await xdotool(['windowsize', id, String(width), String(height)]);
       await xdotool(['windowmove', id, String(x), String(y)]);
     }
     await sleep(3000);
     fs.mkdirSync(path.dirname(out), { recursive: true });
     await execa('import', ['-window', 'root', out], { env: w.env, extendEnv: false });
-    process.stdout.write(`screenshot: ${out} (${shots.map((s) => `${s.argv[0]} in cage ${s.cage}`).join(', ')})\n`);
+    process.stdout.write(
+      `screenshot: ${out} (${shots.map((s) => `${s.argv[0]} in cage ${s.cage}`).join(', ')})\n`,
+    );
   } finally {
     wm.kill();
     await w.cleanup();

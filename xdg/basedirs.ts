@@ -28,7 +28,14 @@ function absoluteDir(value: string | undefined): string | undefined {
 }
 
 function absoluteDirs(value: string | undefined): string[] {
-  return [...new Set((value ?? '').split(':').map(absoluteDir).filter((d): d is string => d !== undefined))];
+  return [
+    ...new Set(
+      (value ?? '')
+        .split(':')
+        .map(absoluteDir)
+        .filter((d): d is string => d !== undefined),
+    ),
+  ];
 }
 
 function dirList(value: string | undefined, fallback: string): string[] {

@@ -72,7 +72,10 @@ function flush(): void {
     return;
   }
   typeAll(paths).then(
-    (outcomes) => outcomes.forEach((o, i) => ('error' in o ? waiters[i]!.reject(o.error) : waiters[i]!.resolve(o.type))),
+    (outcomes) =>
+      outcomes.forEach((o, i) =>
+        'error' in o ? waiters[i]!.reject(o.error) : waiters[i]!.resolve(o.type),
+      ),
     (e) => waiters.forEach((w) => w.reject(e)),
   );
 }
@@ -124,8 +127,12 @@ async function typeAll(paths: Buffer[]): Promise<Outcome[]> {
   const gio = requireProgram('gio', 'to tell the type of a file to open');
   const found = new Map<string, string>();
   const messages = new Map<string, string>();
-  const plain = [...new Map(paths.filter((p) => !p.includes(0x0a)).map((p) => [keyOf(p), p])).values()];
-  const withNewline = [...new Map(paths.filter((p) => p.includes(0x0a)).map((p) => [keyOf(p), p])).values()];
+  const plain = [
+    ...new Map(paths.filter((p) => !p.includes(0x0a)).map((p) => [keyOf(p), p])).values(),
+  ];
+  const withNewline = [
+    ...new Map(paths.filter((p) => p.includes(0x0a)).map((p) => [keyOf(p), p])).values(),
+  ];
   const batches: Buffer[][] = [];
   let size = Infinity;
   for (const p of plain) {
@@ -164,19 +171,29 @@ interface GioResult {
 }
 
 async function runGio(gio: string, paths: Buffer[]): Promise<GioResult> {
-  const r = await execa(gio, ['info', '--attributes=standard::content-type', '--', ...paths.map(pathBytesToFileUri)], {
-    reject: false,
-    stdin: 'ignore',
-    encoding: 'buffer',
-    timeout: TIMEOUT_MS,
-    extendEnv: false,
-    // English labels whatever the user's language; the local VFS only, so gio never waits
-    // for gvfs on the session bus (file:// needs nothing else).
-    env: { ...process.env, LC_ALL: 'C.UTF-8', LANGUAGE: undefined, GIO_USE_VFS: 'local' },
-  });
+  const r = await execa(
+    gio,
+    ['info', '--attributes=standard::content-type', '--', ...paths.map(pathBytesToFileUri)],
+    {
+      reject: false,
+      stdin: 'ignore',
+      encoding: 'buffer',
+      timeout: TIMEOUT_MS,
+      extendEnv: false,
+      // English labels whatever the user's language; the local VFS only, so gio never waits
+      // for gvfs on the session bus (file:// needs nothing else).
+      env: { ...process.env, LC_ALL: 'C.UTF-8', LANGUAGE: undefined, GIO_USE_VFS: 'local' },
+    },
+  );
   // latin1 keeps every byte as one character: no newline can appear or vanish in decoding.
   const text = (b: unknown) => (b instanceof Uint8Array ? Buffer.from(b).toString('latin1') : '');
-  const stderr = text(r.stderr) || (r.timedOut ? `gio took longer than ${TIMEOUT_MS / 1000} s` : r.signal ? `gio was killed by ${r.signal}` : '');
+  const stderr =
+    text(r.stderr) ||
+    (r.timedOut
+      ? `gio took longer than ${TIMEOUT_MS / 1000} s`
+      : r.signal
+        ? `gio was killed by ${r.signal}`
+        : '');
   return { stdout: text(r.stdout), stderr };
 }
 
@@ -230,7 +247,14 @@ function failure(p: Buffer, message: string | undefined): KagomeError {
     fs.statSync(p);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return new KagomeError('NoSuchFile', `${shown} does not exist, so it has no type to open it by`);
+    if (code === 'ENOENT' || code === 'ENOTDIR')
+      return new KagomeError(
+        'NoSuchFile',
+        `${shown} does not exist, so it has no type to open it by`,
+      );
   }
-  return new KagomeError('Failed', `cannot tell the type of ${shown}: ${message ?? 'gio info gave no content type'}`);
+  return new KagomeError(
+    'Failed',
+    `cannot tell the type of ${shown}: ${message ?? 'gio info gave no content type'}`,
+  );
 }

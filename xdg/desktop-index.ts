@@ -119,8 +119,16 @@ export function desktopFileId(applicationsDir: string, filePath: string): string
 }
 
 function checkId(id: string): void {
-  if (!id.endsWith(SUFFIX) || id.length === SUFFIX.length || id.includes('/') || id.includes('\0')) {
-    throw new KagomeError('InvalidArgument', `${JSON.stringify(id)} is not a desktop file ID: it must end in .desktop and contain no "/"`);
+  if (
+    !id.endsWith(SUFFIX) ||
+    id.length === SUFFIX.length ||
+    id.includes('/') ||
+    id.includes('\0')
+  ) {
+    throw new KagomeError(
+      'InvalidArgument',
+      `${JSON.stringify(id)} is not a desktop file ID: it must end in .desktop and contain no "/"`,
+    );
   }
 }
 
@@ -129,7 +137,9 @@ function errorText(e: unknown): string {
 }
 
 function errorCode(e: unknown): string | undefined {
-  return typeof e === 'object' && e !== null && 'code' in e ? String((e as { code: unknown }).code) : undefined;
+  return typeof e === 'object' && e !== null && 'code' in e
+    ? String((e as { code: unknown }).code)
+    : undefined;
 }
 
 /**
@@ -164,7 +174,11 @@ type Verdict =
   | { kind: 'problem'; reason: string; claims: boolean };
 
 /** fn over items, at most `limit` at a time, results in order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -194,14 +208,18 @@ export class DesktopIndex {
   }
 
   /** Like lookup(), and also why each file with that ID was passed over: for error messages. */
-  async find(id: string, opts: LookupOptions = {}): Promise<{ entry?: DesktopEntryRef; problems: IndexProblem[] }> {
+  async find(
+    id: string,
+    opts: LookupOptions = {},
+  ): Promise<{ entry?: DesktopEntryRef; problems: IndexProblem[] }> {
     checkId(id);
     const problems: IndexProblem[] = [];
     for (const dataDir of this.dataDirs) {
       for await (const { path, size } of this.candidates(posix.join(dataDir, 'applications'), id)) {
         const v = await this.evaluate(path, size, opts.skip);
         if (v.kind === 'entry') return { entry: { id, path, keyfile: v.keyfile }, problems };
-        if (v.kind === 'hidden') return { problems: [...problems, { path, id, reason: 'deleted by Hidden=true' }] };
+        if (v.kind === 'hidden')
+          return { problems: [...problems, { path, id, reason: 'deleted by Hidden=true' }] };
         if (v.kind === 'problem') {
           problems.push({ path, id, reason: v.reason });
           if (v.claims) return { problems };
@@ -225,7 +243,8 @@ export class DesktopIndex {
         real = await this.fs.realpath(apps);
       } catch (e) {
         const code = errorCode(e);
-        if (code !== 'ENOENT' && code !== 'ENOTDIR') problems.push({ path: apps, reason: `cannot open directory: ${errorText(e)}` });
+        if (code !== 'ENOENT' && code !== 'ENOTDIR')
+          problems.push({ path: apps, reason: `cannot open directory: ${errorText(e)}` });
         continue;
       }
       // A data directory listed twice (or via a symlink) has nothing new to say.
@@ -254,7 +273,12 @@ export class DesktopIndex {
             found.push({ path: c.path, id, reason: v.reason });
             if (!v.claims) continue;
           }
-          return { id, problems: found, decided: true, entry: v.kind === 'entry' ? { id, path: c.path, keyfile: v.keyfile } : undefined };
+          return {
+            id,
+            problems: found,
+            decided: true,
+            entry: v.kind === 'entry' ? { id, path: c.path, keyfile: v.keyfile } : undefined,
+          };
         }
         return { id, problems: found, decided: false, entry: undefined };
       });
@@ -271,7 +295,10 @@ export class DesktopIndex {
   }
 
   /** Files in `dir` that could have the ID `rest`, in the order they are tried. */
-  private async *candidates(dir: string, rest: string): AsyncGenerator<{ path: string; size: number | undefined }> {
+  private async *candidates(
+    dir: string,
+    rest: string,
+  ): AsyncGenerator<{ path: string; size: number | undefined }> {
     const direct = posix.join(dir, rest);
     const st = await this.statOrUndefined(direct);
     if (st?.isFile()) yield { path: direct, size: st.size };
@@ -279,7 +306,8 @@ export class DesktopIndex {
       const prefix = rest.slice(0, i);
       const remainder = rest.slice(i + 1);
       // '.' and '..' never come out of a directory listing, so they are no ID's directories.
-      if (prefix === '' || prefix === '.' || prefix === '..' || remainder.length <= SUFFIX.length) continue;
+      if (prefix === '' || prefix === '.' || prefix === '..' || remainder.length <= SUFFIX.length)
+        continue;
       const sub = posix.join(dir, prefix);
       if ((await this.statOrUndefined(sub))?.isDirectory()) yield* this.candidates(sub, remainder);
     }
@@ -317,12 +345,20 @@ export class DesktopIndex {
         st = await this.fs.stat(path);
       } catch (e) {
         // Only worth reporting for files that would have been entries (e.g. dangling links).
-        if (isDesktop) problems.push({ path, id: [...segments, name].join('-'), reason: `cannot read: ${errorText(e)}` });
+        if (isDesktop)
+          problems.push({
+            path,
+            id: [...segments, name].join('-'),
+            reason: `cannot read: ${errorText(e)}`,
+          });
         continue;
       }
       if (st.isDirectory()) {
         if (depth + 1 > MAX_DEPTH) {
-          problems.push({ path, reason: `not searched: more than ${MAX_DEPTH} directory levels deep` });
+          problems.push({
+            path,
+            reason: `not searched: more than ${MAX_DEPTH} directory levels deep`,
+          });
           continue;
         }
         let real: string;
@@ -336,16 +372,31 @@ export class DesktopIndex {
           problems.push({ path, reason: 'not searched: symbolic link loop' });
           continue;
         }
-        await this.walk(path, [...segments, name], new Set([...ancestors, real]), depth + 1, out, problems);
+        await this.walk(
+          path,
+          [...segments, name],
+          new Set([...ancestors, real]),
+          depth + 1,
+          out,
+          problems,
+        );
       } else if (st.isFile() && isDesktop) {
         out.push({ path, segments: [...segments, name], size: st.size });
       }
     }
   }
 
-  private async evaluate(path: string, size: number | undefined, skip: LookupOptions['skip']): Promise<Verdict> {
+  private async evaluate(
+    path: string,
+    size: number | undefined,
+    skip: LookupOptions['skip'],
+  ): Promise<Verdict> {
     if (size !== undefined && size > MAX_ENTRY_BYTES) {
-      return { kind: 'problem', claims: false, reason: `the file is ${size} bytes; desktop entries larger than ${MAX_ENTRY_BYTES / 1024} KiB are not read` };
+      return {
+        kind: 'problem',
+        claims: false,
+        reason: `the file is ${size} bytes; desktop entries larger than ${MAX_ENTRY_BYTES / 1024} KiB are not read`,
+      };
     }
     let bytes: Uint8Array;
     try {
@@ -372,11 +423,20 @@ export class DesktopIndex {
     if (hidden) return { kind: 'hidden' };
     const type = kf.get(DESKTOP_ENTRY, 'Type');
     if (type !== 'Application') {
-      return { kind: 'problem', claims: true, reason: type === undefined ? 'no Type key' : `Type is ${JSON.stringify(type)}, not Application` };
+      return {
+        kind: 'problem',
+        claims: true,
+        reason:
+          type === undefined ? 'no Type key' : `Type is ${JSON.stringify(type)}, not Application`,
+      };
     }
     const tryExec = kf.get(DESKTOP_ENTRY, 'TryExec');
     if (tryExec !== undefined && tryExec !== '' && !(await this.programExists(tryExec))) {
-      return { kind: 'problem', claims: true, reason: `TryExec program ${JSON.stringify(tryExec)} is not installed` };
+      return {
+        kind: 'problem',
+        claims: true,
+        reason: `TryExec program ${JSON.stringify(tryExec)} is not installed`,
+      };
     }
     return { kind: 'entry', keyfile: kf };
   }

@@ -66,7 +66,10 @@ const WHITESPACE = new Set([' ', '\t', '\n']);
 const RESERVED = /[\s"'\\><~|&;$*?#()`]/;
 
 function invalid(raw: string, reason: string): KagomeError {
-  return new KagomeError('InvalidDesktopEntry', `invalid Exec line ${JSON.stringify(raw)}: ${reason}`);
+  return new KagomeError(
+    'InvalidDesktopEntry',
+    `invalid Exec line ${JSON.stringify(raw)}: ${reason}`,
+  );
 }
 
 function isFieldCode(p: ExecPart): p is FieldCodeRef {
@@ -74,7 +77,9 @@ function isFieldCode(p: ExecPart): p is FieldCodeRef {
 }
 
 function partsOf(arg: ExecArg): readonly ExecPart[] {
-  return typeof arg === 'string' || !Array.isArray(arg) ? [arg as ExecPart] : (arg as readonly ExecPart[]);
+  return typeof arg === 'string' || !Array.isArray(arg)
+    ? [arg as ExecPart]
+    : (arg as readonly ExecPart[]);
 }
 
 /** Parse an (already keyfile-unescaped) Exec value into arguments. */
@@ -102,9 +107,15 @@ export function parseExec(raw: string): ExecArg[] {
         lit += '%';
         i += 2;
       } else if (d !== undefined && (CODES.has(d) || DEPRECATED_CODES.has(d))) {
-        throw invalid(raw, `field code %${d} inside a quoted argument; field codes must be arguments of their own or unquoted`);
+        throw invalid(
+          raw,
+          `field code %${d} inside a quoted argument; field codes must be arguments of their own or unquoted`,
+        );
       } else {
-        throw invalid(raw, d === undefined ? "'%' at the end" : `unknown field code %${d}; write a literal % as %%`);
+        throw invalid(
+          raw,
+          d === undefined ? "'%' at the end" : `unknown field code %${d}; write a literal % as %%`,
+        );
       }
     };
 
@@ -164,7 +175,12 @@ export function parseExec(raw: string): ExecArg[] {
         } else if (d !== undefined && DEPRECATED_CODES.has(d)) {
           // Deprecated codes expand to nothing.
         } else {
-          throw invalid(raw, d === undefined ? "'%' at the end" : `unknown field code %${d}; write a literal % as %%`);
+          throw invalid(
+            raw,
+            d === undefined
+              ? "'%' at the end"
+              : `unknown field code %${d}; write a literal % as %%`,
+          );
         }
         i += 2;
       } else {
@@ -201,7 +217,10 @@ export function parseExec(raw: string): ExecArg[] {
 /** A file:// URI for an absolute path, percent-encoding everything outside the unreserved set. */
 export function pathToFileUri(path: string): string {
   if (!path.startsWith('/')) {
-    throw new KagomeError('InvalidArgument', `cannot make a file URI from the relative path ${JSON.stringify(path)}`);
+    throw new KagomeError(
+      'InvalidArgument',
+      `cannot make a file URI from the relative path ${JSON.stringify(path)}`,
+    );
   }
   return 'file://' + posix.normalize(path).split('/').map(encodeURIComponent).join('/');
 }
@@ -236,7 +255,9 @@ export function argValue(bytes: Buffer): ArgValue {
 }
 
 function joinArg(a: ArgValue, b: ArgValue): ArgValue {
-  return typeof a === 'string' && typeof b === 'string' ? a + b : Buffer.concat([Buffer.from(a), Buffer.from(b)]);
+  return typeof a === 'string' && typeof b === 'string'
+    ? a + b
+    : Buffer.concat([Buffer.from(a), Buffer.from(b)]);
 }
 
 /**
@@ -262,11 +283,17 @@ export function fileUriToPathBytes(uri: string): Buffer | undefined {
 
 /** A file:// URI for an absolute path given as bytes (any name, UTF-8 or not), encoded as pathToFileUri encodes text. */
 export function pathBytesToFileUri(p: Buffer): string {
-  if (p[0] !== 0x2f) throw new KagomeError('InvalidArgument', `cannot make a file URI from the relative path ${JSON.stringify(p.toString())}`);
+  if (p[0] !== 0x2f)
+    throw new KagomeError(
+      'InvalidArgument',
+      `cannot make a file URI from the relative path ${JSON.stringify(p.toString())}`,
+    );
   let out = 'file://';
   for (const b of p) {
     const c = String.fromCharCode(b);
-    out += /[A-Za-z0-9\-_.!~*'()\/]/.test(c) ? c : '%' + b.toString(16).toUpperCase().padStart(2, '0');
+    out += /[A-Za-z0-9\-_.!~*'()\/]/.test(c)
+      ? c
+      : '%' + b.toString(16).toUpperCase().padStart(2, '0');
   }
   return out;
 }
@@ -274,7 +301,10 @@ export function pathBytesToFileUri(p: Buffer): string {
 function absolute(path: string, cwd: string | undefined): string {
   if (path.startsWith('/')) return path;
   if (cwd === undefined || !cwd.startsWith('/')) {
-    throw new KagomeError('InvalidArgument', `relative path ${JSON.stringify(path)} given without an absolute working directory`);
+    throw new KagomeError(
+      'InvalidArgument',
+      `relative path ${JSON.stringify(path)} given without an absolute working directory`,
+    );
   }
   return posix.resolve(cwd, path);
 }
@@ -308,7 +338,8 @@ export function expandExec(args: readonly ExecArg[], ctx: ExecContext = {}): Arg
   } else if (code === 'u' || code === 'U') {
     items = [...files.map((f) => pathToFileUri(absolute(f, ctx.cwd))), ...uris];
   }
-  const runs: ArgValue[][] = code === 'f' || code === 'u' ? (items.length > 0 ? items.map((x) => [x]) : [[]]) : [items];
+  const runs: ArgValue[][] =
+    code === 'f' || code === 'u' ? (items.length > 0 ? items.map((x) => [x]) : [[]]) : [items];
 
   return runs.map((run) => {
     const argv: ArgValue[] = [];
@@ -365,7 +396,10 @@ export function expandExec(args: readonly ExecArg[], ctx: ExecContext = {}): Arg
           case 'F':
           case 'U':
           default:
-            throw new KagomeError('InvalidArgument', `%${String(p.fieldCode)} must be an argument on its own`);
+            throw new KagomeError(
+              'InvalidArgument',
+              `%${String(p.fieldCode)} must be an argument on its own`,
+            );
         }
       }
       if (!omit) argv.push(word);
@@ -383,7 +417,8 @@ export function quoteExecArg(arg: string): string {
 
 function fieldCodeText(p: FieldCodeRef): string {
   const c = String(p.fieldCode).replace(/^%/, '');
-  if (!CODES.has(c)) throw new KagomeError('InvalidArgument', `unknown field code ${JSON.stringify(p.fieldCode)}`);
+  if (!CODES.has(c))
+    throw new KagomeError('InvalidArgument', `unknown field code ${JSON.stringify(p.fieldCode)}`);
   return '%' + c;
 }
 
@@ -405,7 +440,10 @@ export function formatExec(args: readonly (ExecArg | { fieldCode: string })[]): 
       .map((p) => {
         if (isFieldCode(p)) return fieldCodeText(p);
         if (RESERVED.test(p)) {
-          throw new KagomeError('InvalidArgument', `cannot quote ${JSON.stringify(p)} in an argument that also holds a field code`);
+          throw new KagomeError(
+            'InvalidArgument',
+            `cannot quote ${JSON.stringify(p)} in an argument that also holds a field code`,
+          );
         }
         return p.replaceAll('%', '%%');
       })
@@ -416,7 +454,9 @@ export function formatExec(args: readonly (ExecArg | { fieldCode: string })[]): 
     parseExec(line);
   } catch (e) {
     // Rules that span arguments (one file code, none in the program name) are checked by parsing.
-    throw new KagomeError('InvalidArgument', e instanceof Error ? e.message : String(e), { cause: e });
+    throw new KagomeError('InvalidArgument', e instanceof Error ? e.message : String(e), {
+      cause: e,
+    });
   }
   return line;
 }

@@ -316,12 +316,20 @@ export class Keyfile {
     if (c === '[') {
       const header = raw.trimEnd();
       if (!header.endsWith(']') || header.length - i < 2) {
-        const what = header.includes(']', i) ? 'text after the closing "]" of group header' : 'unterminated group header';
-        throw this.fail(no, `${what} ${JSON.stringify(raw.trim())}: a group header is a line [Group Name]`);
+        const what = header.includes(']', i)
+          ? 'text after the closing "]" of group header'
+          : 'unterminated group header';
+        throw this.fail(
+          no,
+          `${what} ${JSON.stringify(raw.trim())}: a group header is a line [Group Name]`,
+        );
       }
       const name = header.slice(i + 1, -1);
       if (name === '' || BAD_GROUP_CHARS.test(name)) {
-        throw this.fail(no, `invalid group name ${JSON.stringify(name)}: it must be non-empty and contain no brackets or control characters`);
+        throw this.fail(
+          no,
+          `invalid group name ${JSON.stringify(name)}: it must be non-empty and contain no brackets or control characters`,
+        );
       }
       const prev = this.groupMap.get(name);
       if (prev) throw this.fail(no, `duplicate group [${name}] (first at line ${prev.header.no})`);
@@ -332,7 +340,10 @@ export class Keyfile {
     }
     const eq = raw.indexOf('=', i);
     if (eq < 0) {
-      throw this.fail(no, `${JSON.stringify(raw.trim())} is not a group header, comment or Key=value line`);
+      throw this.fail(
+        no,
+        `${JSON.stringify(raw.trim())} is not a group header, comment or Key=value line`,
+      );
     }
     const keyText = raw.slice(i, eq).trimEnd();
     const m = KEY_AND_LOCALE.exec(keyText);
@@ -342,17 +353,40 @@ export class Keyfile {
       throw this.fail(no, `invalid key name ${JSON.stringify(keyText)}: ${this.keyRule()}`);
     }
     if (locale !== undefined && !LOCALE.test(locale)) {
-      throw this.fail(no, `invalid locale ${JSON.stringify(locale)} in key ${JSON.stringify(keyText)}`, key);
+      throw this.fail(
+        no,
+        `invalid locale ${JSON.stringify(locale)} in key ${JSON.stringify(keyText)}`,
+        key,
+      );
     }
     if (!current) {
-      throw this.fail(no, `${entryId(key, locale)} comes before any group header; the file must start with a group such as [Desktop Entry]`, key);
+      throw this.fail(
+        no,
+        `${entryId(key, locale)} comes before any group header; the file must start with a group such as [Desktop Entry]`,
+        key,
+      );
     }
     const id = entryId(key, locale);
     const prev = current.entries.get(id);
-    if (prev) throw this.fail(no, `duplicate key ${id} in group [${current.name}] (first at line ${prev.no})`, key);
+    if (prev)
+      throw this.fail(
+        no,
+        `duplicate key ${id} in group [${current.name}] (first at line ${prev.no})`,
+        key,
+      );
     let j = eq + 1;
     while (j < raw.length && (raw[j] === ' ' || raw[j] === '\t')) j++;
-    const line: Line = { raw, eol, kind: 'entry', no, group: current, key, locale, prefix: raw.slice(0, j), value: raw.slice(j) };
+    const line: Line = {
+      raw,
+      eol,
+      kind: 'entry',
+      no,
+      group: current,
+      key,
+      locale,
+      prefix: raw.slice(0, j),
+      value: raw.slice(j),
+    };
     current.entries.set(id, line);
     return line;
   }
@@ -392,7 +426,9 @@ export class Keyfile {
   addGroup(group: string): void {
     if (this.groupMap.has(group)) return;
     if (group === '' || BAD_GROUP_CHARS.test(group)) {
-      throw invalidArgument(`invalid group name ${JSON.stringify(group)}: it must be non-empty and contain no brackets or control characters`);
+      throw invalidArgument(
+        `invalid group name ${JSON.stringify(group)}: it must be non-empty and contain no brackets or control characters`,
+      );
     }
     const last = this.lines[this.lines.length - 1];
     if (last && last.kind !== 'blank') this.lines.push(this.newLine('blank', ''));
@@ -493,7 +529,11 @@ export class Keyfile {
     if (l.value === 'true') return true;
     if (l.value === 'false') return false;
     this.number();
-    throw this.fail(l.no, `[${group}] ${key} must be true or false, not ${JSON.stringify(l.value)}`, key);
+    throw this.fail(
+      l.no,
+      `[${group}] ${key} must be true or false, not ${JSON.stringify(l.value)}`,
+      key,
+    );
   }
 
   set(group: string, key: string, value: string, locale?: string): void {
@@ -518,10 +558,18 @@ export class Keyfile {
    * key, above any blank lines and comments that lead into the next group.
    */
   setRaw(group: string, key: string, raw: string, locale?: string): void {
-    if (!this.validKey(key)) throw invalidArgument(`invalid key name ${JSON.stringify(key)}: ${this.keyRule()}`);
-    if (locale !== undefined && !LOCALE.test(locale)) throw invalidArgument(`invalid locale ${JSON.stringify(locale)}`);
-    if (/[\r\n]/.test(raw)) throw invalidArgument(`the raw value for ${key} contains a line break; use set() to escape it`);
-    if (/^[ \t]/.test(raw)) throw invalidArgument(`the raw value for ${key} starts with whitespace, which readers drop; escape it as \\s`);
+    if (!this.validKey(key))
+      throw invalidArgument(`invalid key name ${JSON.stringify(key)}: ${this.keyRule()}`);
+    if (locale !== undefined && !LOCALE.test(locale))
+      throw invalidArgument(`invalid locale ${JSON.stringify(locale)}`);
+    if (/[\r\n]/.test(raw))
+      throw invalidArgument(
+        `the raw value for ${key} contains a line break; use set() to escape it`,
+      );
+    if (/^[ \t]/.test(raw))
+      throw invalidArgument(
+        `the raw value for ${key} starts with whitespace, which readers drop; escape it as \\s`,
+      );
     const existing = this.entry(group, key, locale);
     if (existing) {
       if (existing.value === raw) return;
@@ -536,7 +584,11 @@ export class Keyfile {
     Object.assign(line, { group: g, key, locale, prefix: `${id}=`, value: raw });
     const headerAt = this.lines.indexOf(g.header);
     let at = this.groupEnd(headerAt + 1);
-    while (at - 1 > headerAt && (this.lines[at - 1]!.kind === 'blank' || this.lines[at - 1]!.kind === 'comment')) at--;
+    while (
+      at - 1 > headerAt &&
+      (this.lines[at - 1]!.kind === 'blank' || this.lines[at - 1]!.kind === 'comment')
+    )
+      at--;
     this.lines.splice(at, 0, line);
     g.entries.set(id, line);
     this.numbered = false;

@@ -20,7 +20,12 @@
 // folder's own file decides what it opens), while defaults may name any installed ID.
 
 import { posix } from 'node:path';
-import { DesktopIndex, nodeFs, type DesktopEntryRef, type DesktopIndexFs } from './desktop-index.js';
+import {
+  DesktopIndex,
+  nodeFs,
+  type DesktopEntryRef,
+  type DesktopIndexFs,
+} from './desktop-index.js';
 import { Keyfile } from './keyfile.js';
 
 /** The reads mime-apps needs; paths given are host paths. */
@@ -87,7 +92,8 @@ class Reader {
       return await this.fs.readFile(this.hostPath(p));
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT' && code !== 'ENOTDIR') this.warn(`${p}: skipped, cannot be read: ${(e as Error).message}`);
+      if (code !== 'ENOENT' && code !== 'ENOTDIR')
+        this.warn(`${p}: skipped, cannot be read: ${(e as Error).message}`);
       return undefined;
     }
   }
@@ -112,14 +118,19 @@ function absolute(dirs: readonly string[]): string[] {
 
 /** Lower-case desktop names that make a file name in the folder (nothing with a '/'). */
 function desktopNames(view: MimeView): string[] {
-  return view.desktops.map((d) => d.replace(/[A-Z]/g, (c) => c.toLowerCase())).filter((d) => d !== '' && !d.includes('/'));
+  return view.desktops
+    .map((d) => d.replace(/[A-Z]/g, (c) => c.toLowerCase()))
+    .filter((d) => d !== '' && !d.includes('/'));
 }
 
 async function readTypeTree(r: Reader): Promise<TypeTree> {
   const aliases = new Map<string, string>();
   const parents = new Map<string, string[]>();
   for (const dir of absolute(r.view.dataDirs)) {
-    const [a, s] = await Promise.all([r.read(posix.join(dir, 'mime', 'aliases')), r.read(posix.join(dir, 'mime', 'subclasses'))]);
+    const [a, s] = await Promise.all([
+      r.read(posix.join(dir, 'mime', 'aliases')),
+      r.read(posix.join(dir, 'mime', 'subclasses')),
+    ]);
     // The more important folder's alias wins; sub-class relations add up.
     for (const [alias, type] of pairs(a)) if (!aliases.has(alias)) aliases.set(alias, type);
     for (const [type, parent] of pairs(s)) {
@@ -168,13 +179,23 @@ function groupLists(kf: Keyfile | undefined, group: string, tree: TypeTree): Map
   return out;
 }
 
-function appendUnique(map: Map<string, string[]>, type: string, ids: readonly string[], except?: readonly string[]): void {
+function appendUnique(
+  map: Map<string, string[]>,
+  type: string,
+  ids: readonly string[],
+  except?: readonly string[],
+): void {
   const list = map.get(type) ?? [];
   for (const id of ids) if (id !== '' && !list.includes(id) && !except?.includes(id)) list.push(id);
   map.set(type, list);
 }
 
-async function readLevel(r: Reader, dir: string, dataDir: number | undefined, tree: TypeTree): Promise<Level> {
+async function readLevel(
+  r: Reader,
+  dir: string,
+  dataDir: number | undefined,
+  tree: TypeTree,
+): Promise<Level> {
   const names = desktopNames(r.view);
   const [specific, general, cache] = await Promise.all([
     Promise.all(names.map((d) => r.keyfile(posix.join(dir, `${d}-mimeapps.list`)))),
@@ -186,13 +207,17 @@ async function readLevel(r: Reader, dir: string, dataDir: number | undefined, tr
     if (!kf) continue;
     for (const [t, ids] of groupLists(kf, DEFAULTS, tree)) appendUnique(level.defaults, t, ids);
     for (const group of [ADDED, REMOVED]) {
-      if (kf.hasGroup(group)) r.warn(`${posix.join(dir, `${names[i]}-mimeapps.list`)}: [${group}] ignored: only mimeapps.list itself may add or remove associations`);
+      if (kf.hasGroup(group))
+        r.warn(
+          `${posix.join(dir, `${names[i]}-mimeapps.list`)}: [${group}] ignored: only mimeapps.list itself may add or remove associations`,
+        );
     }
   }
   for (const [t, ids] of groupLists(general, DEFAULTS, tree)) appendUnique(level.defaults, t, ids);
   level.added = groupLists(general, ADDED, tree);
   level.removed = groupLists(general, REMOVED, tree);
-  for (const [t, ids] of groupLists(cache, CACHE, tree)) appendUnique(level.added, t, ids, level.removed.get(t));
+  for (const [t, ids] of groupLists(cache, CACHE, tree))
+    appendUnique(level.added, t, ids, level.removed.get(t));
   return level;
 }
 
@@ -277,7 +302,11 @@ export async function defaultAppFor(mimeType: string, view: MimeView): Promise<s
  * in the order the same rules rank them (a type's own programs before its parents'), as a
  * file manager's "Open With" lists them. `limit` stops early.
  */
-export async function appsForType(mimeType: string, view: MimeView, limit = Infinity): Promise<string[]> {
+export async function appsForType(
+  mimeType: string,
+  view: MimeView,
+  limit = Infinity,
+): Promise<string[]> {
   const r = new Reader(view);
   const tree = await readTypeTree(r);
   const levels = await readLevels(r, tree);
@@ -286,14 +315,18 @@ export async function appsForType(mimeType: string, view: MimeView, limit = Infi
   const found: string[] = [];
   for (const type of lineage(mimeType, tree)) {
     const candidates: string[] = [];
-    for (const level of levels) for (const id of level.defaults.get(type) ?? []) if (!candidates.includes(id)) candidates.push(id);
+    for (const level of levels)
+      for (const id of level.defaults.get(type) ?? [])
+        if (!candidates.includes(id)) candidates.push(id);
     for (const level of levels) {
       for (const id of level.added.get(type) ?? []) {
-        if (!blocked.has(id) && !candidates.includes(id) && !(await entries.masked(id, level))) candidates.push(id);
+        if (!blocked.has(id) && !candidates.includes(id) && !(await entries.masked(id, level)))
+          candidates.push(id);
       }
       // A removal cannot take back what this or a more important folder added (candidates
       // are already in the list, and a candidate not installed now is not installed later).
-      for (const id of level.removed.get(type) ?? []) if (!(await entries.masked(id, level))) blocked.add(id);
+      for (const id of level.removed.get(type) ?? [])
+        if (!(await entries.masked(id, level))) blocked.add(id);
     }
     for (const id of candidates) {
       if (found.includes(id) || !(await entries.entry(id))) continue;
@@ -308,7 +341,10 @@ export async function appsForType(mimeType: string, view: MimeView, limit = Infi
  * The entry a desktop file ID names in the view, if it can open files (see defaultAppFor): its
  * path as the cage sees it (for %k) and its contents.
  */
-export async function findEntryInView(id: string, view: MimeView): Promise<{ path: string; keyfile: Keyfile } | undefined> {
+export async function findEntryInView(
+  id: string,
+  view: MimeView,
+): Promise<{ path: string; keyfile: Keyfile } | undefined> {
   const e = await new Entries(new Reader(view)).entry(id);
   return e && { path: e.path, keyfile: e.keyfile };
 }

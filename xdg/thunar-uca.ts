@@ -45,9 +45,16 @@ const NOT_XML_CHAR = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/;
 /** Text for an XML element's content (kagome writes no attributes, so quotes stay as they are). */
 export function xmlEscape(s: string): string {
   const bad = NOT_XML_CHAR.exec(s);
-  if (bad) throw new KagomeError('InvalidArgument', `cannot write the control character U+${bad[0].charCodeAt(0).toString(16).padStart(4, '0')} into XML (in ${JSON.stringify(s)})`);
+  if (bad)
+    throw new KagomeError(
+      'InvalidArgument',
+      `cannot write the control character U+${bad[0].charCodeAt(0).toString(16).padStart(4, '0')} into XML (in ${JSON.stringify(s)})`,
+    );
   // A raw CR would come back as LF (XML normalizes line ends): only a reference keeps it.
-  return s.replace(/[&<>\r]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '\r': '&#13;' })[c]!);
+  return s.replace(
+    /[&<>\r]/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '\r': '&#13;' })[c]!,
+  );
 }
 
 /** One <action> as Thunar writes them: at the start of a line, one child per line. */
@@ -70,16 +77,20 @@ export function renderUcaAction(a: UcaAction): string {
 const PREDEFINED: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
 const ENTITY = /&(?:(amp|lt|gt|quot|apos)|#([0-9]+)|#x([0-9a-fA-F]+)|([A-Za-z_][\w.-]*));/g;
 const BARE_AMP = /&(?!(?:amp|lt|gt|quot|apos|#[0-9]+|#x[0-9a-fA-F]+|[A-Za-z_][\w.-]*);)/;
-const START_TAG = /<([A-Za-z_][\w.:-]*)((?:\s+[A-Za-z_:][\w.:-]*\s*=\s*(?:"[^"<]*"|'[^'<]*'))*)\s*(\/?)>/y;
+const START_TAG =
+  /<([A-Za-z_][\w.:-]*)((?:\s+[A-Za-z_:][\w.:-]*\s*=\s*(?:"[^"<]*"|'[^'<]*'))*)\s*(\/?)>/y;
 const END_TAG = /<\/([A-Za-z_][\w.:-]*)\s*>/y;
 
 function decode(s: string): string {
   // Entities from a DTD are kept as written: no kagome id contains one.
-  return s.replace(ENTITY, (m, named: string | undefined, dec: string | undefined, hex: string | undefined) => {
-    if (named) return PREDEFINED[named]!;
-    const code = dec ? parseInt(dec, 10) : hex ? parseInt(hex, 16) : NaN;
-    return code <= 0x10ffff ? String.fromCodePoint(code) : m;
-  });
+  return s.replace(
+    ENTITY,
+    (m, named: string | undefined, dec: string | undefined, hex: string | undefined) => {
+      if (named) return PREDEFINED[named]!;
+      const code = dec ? parseInt(dec, 10) : hex ? parseInt(hex, 16) : NaN;
+      return code <= 0x10ffff ? String.fromCodePoint(code) : m;
+    },
+  );
 }
 
 function lineOf(text: string, at: number): number {
@@ -95,7 +106,11 @@ class Scanner {
   ) {}
 
   fail(at: number, reason: string): FileError {
-    return new FileError('Failed', { file: this.file, line: lineOf(this.text, at) }, `${reason}. kagome did not change the file: correct it, or move it away to have kagome start a new one, and run 'kagome integrate file-managers' again`);
+    return new FileError(
+      'Failed',
+      { file: this.file, line: lineOf(this.text, at) },
+      `${reason}. kagome did not change the file: correct it, or move it away to have kagome start a new one, and run 'kagome integrate file-managers' again`,
+    );
   }
 
   private find(what: string, from: number, at: number, construct: string): number {
@@ -132,9 +147,14 @@ class Scanner {
         const chunk = t.slice(i, stop);
         const top = stack[stack.length - 1];
         if (!top) {
-          if (chunk.trim() !== '') throw this.fail(i, `text ${JSON.stringify(chunk.trim().slice(0, 40))} outside the <actions> element`);
+          if (chunk.trim() !== '')
+            throw this.fail(
+              i,
+              `text ${JSON.stringify(chunk.trim().slice(0, 40))} outside the <actions> element`,
+            );
         } else {
-          if (BARE_AMP.test(chunk)) throw this.fail(i, 'an "&" that starts no entity (write it as &amp;)');
+          if (BARE_AMP.test(chunk))
+            throw this.fail(i, 'an "&" that starts no entity (write it as &amp;)');
           top.text += decode(chunk);
         }
       }
@@ -157,19 +177,34 @@ class Scanner {
         const m = END_TAG.exec(t);
         const top = stack.pop();
         if (!m) throw this.fail(lt, 'an end tag that cannot be read');
-        if (!top || top.name !== m[1]) throw this.fail(lt, `</${m[1]}> closes ${top ? `<${top.name}>` : 'nothing'}`);
+        if (!top || top.name !== m[1])
+          throw this.fail(lt, `</${m[1]}> closes ${top ? `<${top.name}>` : 'nothing'}`);
         top.closeStart = lt;
         top.end = lt + m[0].length;
         i = top.end;
       } else {
         START_TAG.lastIndex = lt;
         const m = START_TAG.exec(t);
-        if (!m) throw this.fail(lt, `a tag that cannot be read: ${JSON.stringify(t.slice(lt, lt + 40))}`);
+        if (!m)
+          throw this.fail(lt, `a tag that cannot be read: ${JSON.stringify(t.slice(lt, lt + 40))}`);
         const after = lt + m[0].length;
-        const el: Element = { name: m[1]!, start: lt, openEnd: after, closeStart: after, end: after, children: [], text: '', empty: m[3] === '/' };
+        const el: Element = {
+          name: m[1]!,
+          start: lt,
+          openEnd: after,
+          closeStart: after,
+          end: after,
+          children: [],
+          text: '',
+          empty: m[3] === '/',
+        };
         const top = stack[stack.length - 1];
         if (top) top.children.push(el);
-        else if (root) throw this.fail(lt, `a second root element <${el.name}>; the file must hold one <actions> element`);
+        else if (root)
+          throw this.fail(
+            lt,
+            `a second root element <${el.name}>; the file must hold one <actions> element`,
+          );
         else root = el;
         if (!el.empty) stack.push(el);
         i = after;
@@ -178,7 +213,8 @@ class Scanner {
     const open = stack[stack.length - 1];
     if (open) throw this.fail(open.start, `<${open.name}> is never closed`);
     if (!root) throw this.fail(0, 'there is no <actions> element');
-    if (root.name !== 'actions') throw this.fail(root.start, `the root element is <${root.name}>, not <actions>`);
+    if (root.name !== 'actions')
+      throw this.fail(root.start, `the root element is <${root.name}>, not <actions>`);
     return root;
   }
 }
@@ -199,7 +235,12 @@ function uniqueId(action: Element): string {
  * whole lines when </actions> starts its line, so removing what was added gives back the
  * file byte for byte. Throws a FileError, naming the line, for a file that is not safe to edit.
  */
-export function mergeUca(text: string, file: string, drop: (uniqueId: string) => boolean, add: readonly string[]): UcaMerge {
+export function mergeUca(
+  text: string,
+  file: string,
+  drop: (uniqueId: string) => boolean,
+  add: readonly string[],
+): UcaMerge {
   const root = new Scanner(text, file).parse();
   const edits: { at: number; end: number; insert: string }[] = [];
   const removed: string[] = [];
@@ -209,17 +250,31 @@ export function mergeUca(text: string, file: string, drop: (uniqueId: string) =>
     const lineStart = text.lastIndexOf('\n', c.start - 1) + 1;
     let lineEnd = text.indexOf('\n', c.end);
     if (lineEnd < 0) lineEnd = text.length;
-    const ownLines = text.slice(lineStart, c.start).trim() === '' && text.slice(c.end, lineEnd).trim() === '';
-    edits.push(ownLines ? { at: lineStart, end: Math.min(lineEnd + 1, text.length), insert: '' } : { at: c.start, end: c.end, insert: '' });
+    const ownLines =
+      text.slice(lineStart, c.start).trim() === '' && text.slice(c.end, lineEnd).trim() === '';
+    edits.push(
+      ownLines
+        ? { at: lineStart, end: Math.min(lineEnd + 1, text.length), insert: '' }
+        : { at: c.start, end: c.end, insert: '' },
+    );
   }
   if (add.length > 0) {
     if (root.empty) {
       // <actions/>: it needs an end tag to hold anything.
-      edits.push({ at: root.start, end: root.end, insert: '<actions>\n' + add.map((a) => a + '\n').join('') + '</actions>' });
+      edits.push({
+        at: root.start,
+        end: root.end,
+        insert: '<actions>\n' + add.map((a) => a + '\n').join('') + '</actions>',
+      });
     } else {
       const lineStart = text.lastIndexOf('\n', root.closeStart - 1) + 1;
-      const ownLine = lineStart > root.openEnd && text.slice(lineStart, root.closeStart).trim() === '';
-      edits.push(ownLine ? { at: lineStart, end: lineStart, insert: add.map((a) => a + '\n').join('') } : { at: root.closeStart, end: root.closeStart, insert: add.join('') });
+      const ownLine =
+        lineStart > root.openEnd && text.slice(lineStart, root.closeStart).trim() === '';
+      edits.push(
+        ownLine
+          ? { at: lineStart, end: lineStart, insert: add.map((a) => a + '\n').join('') }
+          : { at: root.closeStart, end: root.closeStart, insert: add.join('') },
+      );
     }
   }
   // From the end, so earlier offsets stay valid; an insertion sorts before a cut ending there.

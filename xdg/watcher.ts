@@ -44,7 +44,9 @@ export class BatchWatcher {
       depth: this.opts.depth ?? 8,
       // Files only when wanted (each watched file costs an inotify watch, and most folders
       // here hold other things too); each real folder once.
-      ignored: (p, stats) => (stats?.isFile() === true && !this.opts.accept(p)) || (stats?.isDirectory() === true && this.seenElsewhere(p)),
+      ignored: (p, stats) =>
+        (stats?.isFile() === true && !this.opts.accept(p)) ||
+        (stats?.isDirectory() === true && this.seenElsewhere(p)),
     });
     this.watcher = w;
     const onEvent = (p: string): void => {
@@ -52,7 +54,9 @@ export class BatchWatcher {
     };
     w.on('add', onEvent).on('change', onEvent).on('unlink', onEvent);
     // A removed or added folder may hold (or have held) entries: report the folder itself.
-    w.on('addDir', (p) => this.queue(path.resolve(p))).on('unlinkDir', (p) => this.queue(path.resolve(p)));
+    w.on('addDir', (p) => this.queue(path.resolve(p))).on('unlinkDir', (p) =>
+      this.queue(path.resolve(p)),
+    );
     w.on('error', (e) => this.opts.onError(e instanceof Error ? e : new Error(String(e))));
     await new Promise<void>((resolve) => w.once('ready', () => resolve()));
   }
@@ -91,7 +95,9 @@ export class BatchWatcher {
     this.pending = new Set();
     if (batch.size === 0 || this.closed) return;
     // One batch at a time, in order: a batch never races the one before it.
-    this.running = this.running.then(() => this.opts.onBatch(batch)).catch((e) => this.opts.onError(e instanceof Error ? e : new Error(String(e))));
+    this.running = this.running
+      .then(() => this.opts.onBatch(batch))
+      .catch((e) => this.opts.onError(e instanceof Error ? e : new Error(String(e))));
   }
 
   /** Waits for the batch in progress, if any. */

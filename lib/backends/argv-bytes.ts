@@ -7,7 +7,8 @@ import type { ArgValue } from '../../xdg/exec.js';
 // program: sh is byte-clean, and the escaped form is data to printf, never code. The trailing
 // x keeps $(...) from eating trailing newlines. Plain text arguments take no detour.
 
-const REBUILD = 'n=$#; while [ "$n" -gt 0 ]; do a=$(printf \'%bx\' "$1"); set -- "$@" "${a%x}"; shift; n=$((n - 1)); done; exec "$@"';
+const REBUILD =
+  'n=$#; while [ "$n" -gt 0 ]; do a=$(printf \'%bx\' "$1"); set -- "$@" "${a%x}"; shift; n=$((n - 1)); done; exec "$@"';
 
 /** An argument as printf %b input: printable ASCII as it is, a backslash doubled, every other byte \0NNN. */
 export function printfEscape(arg: ArgValue): string {

@@ -6,7 +6,15 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { KagomeError } from '../errors.js';
 import { requireProgram } from '../requirements.js';
-import { isAlive, procRef, signal, waitUntil, pidsInNamespace, namespaceId, type ProcRef } from '../runtime/proc.js';
+import {
+  isAlive,
+  procRef,
+  signal,
+  waitUntil,
+  pidsInNamespace,
+  namespaceId,
+  type ProcRef,
+} from '../runtime/proc.js';
 import { identityFiles, type HostFacts, type SandboxSpec, type SetupOp } from '../sandbox.js';
 import type { Backend, ExecHandle, ExecRequest, SandboxRecord, StartIo } from './backend.js';
 import { installRuleset, startSlirp } from './slirp.js';
@@ -16,7 +24,15 @@ import { spawnDetached } from './spawn-detached.js';
 import { resolveInRoot } from './proc-root.js';
 import { enterHelper } from './enter-helper.js';
 import { readBwrapInfo } from './bwrap-info.js';
-import { formatBytes, limitsSupport, makeCgroupV1, removeCgroup, scopeOf, systemdScopeArgv, type CageCgroup } from '../runtime/cgroup.js';
+import {
+  formatBytes,
+  limitsSupport,
+  makeCgroupV1,
+  removeCgroup,
+  scopeOf,
+  systemdScopeArgv,
+  type CageCgroup,
+} from '../runtime/cgroup.js';
 import type { Env } from '../runtime/paths.js';
 import { silentLogger, type Logger } from '../log.js';
 
@@ -66,8 +82,18 @@ export function hostRootOps(etcDir: string, network: SandboxSpec['network']): Se
     { op: 'tmpfs', dest: '/tmp' },
     { op: 'tmpfs', dest: '/run' },
     { op: 'dir', dest: '/var/tmp' },
-    { op: 'ro-bind', source: '/var/cache/fontconfig', dest: '/var/cache/fontconfig', optional: true },
-    { op: 'ro-bind', source: '/var/lib/dbus/machine-id', dest: '/var/lib/dbus/machine-id', optional: true },
+    {
+      op: 'ro-bind',
+      source: '/var/cache/fontconfig',
+      dest: '/var/cache/fontconfig',
+      optional: true,
+    },
+    {
+      op: 'ro-bind',
+      source: '/var/lib/dbus/machine-id',
+      dest: '/var/lib/dbus/machine-id',
+      optional: true,
+    },
   ];
   if (network !== 'none') {
     // slirp4netns serves DNS at 10.0.2.3; the host's resolver (often 127.0.0.53) is not reachable.
@@ -77,7 +103,8 @@ export function hostRootOps(etcDir: string, network: SandboxSpec['network']): Se
 }
 
 function opArgs(op: SetupOp): string[] {
-  const mode = (m: number | undefined) => (m === undefined ? [] : ['--perms', m.toString(8).padStart(4, '0')]);
+  const mode = (m: number | undefined) =>
+    m === undefined ? [] : ['--perms', m.toString(8).padStart(4, '0')];
   switch (op.op) {
     case 'ro-bind':
       return [op.optional ? '--ro-bind-try' : '--ro-bind', op.source, op.dest];
@@ -97,7 +124,12 @@ function opArgs(op: SetupOp): string[] {
 }
 
 /** The whole bwrap command line for a cage. Pure: tested without spawning anything. */
-export function bwrapArgs(spec: SandboxSpec, etcDir: string, keeper: string[], opts: { infoFd: number; blockFd?: number; seccompFd?: number }): string[] {
+export function bwrapArgs(
+  spec: SandboxSpec,
+  etcDir: string,
+  keeper: string[],
+  opts: { infoFd: number; blockFd?: number; seccompFd?: number },
+): string[] {
   const args = [
     '--unshare-user',
     '--unshare-ipc',
@@ -127,8 +159,24 @@ export function bwrapArgs(spec: SandboxSpec, etcDir: string, keeper: string[], o
  * the running cage: the outer user namespace, the others and the root, the inner user
  * namespace, then the working directory chosen inside, every capability dropped.
  */
-export function enterArgs(init: ProcRef, cwd: string, fallbackCwd: string, argv: string[], seccomp?: string, tasksMax?: number): string[] {
-  return [...(seccomp ? ['--seccomp', seccomp] : []), ...(tasksMax ? ['--nproc', String(tasksMax)] : []), String(init.pid), init.start, cwd, fallbackCwd, '--', ...argv];
+export function enterArgs(
+  init: ProcRef,
+  cwd: string,
+  fallbackCwd: string,
+  argv: string[],
+  seccomp?: string,
+  tasksMax?: number,
+): string[] {
+  return [
+    ...(seccomp ? ['--seccomp', seccomp] : []),
+    ...(tasksMax ? ['--nproc', String(tasksMax)] : []),
+    String(init.pid),
+    init.start,
+    cwd,
+    fallbackCwd,
+    '--',
+    ...argv,
+  ];
 }
 
 // The cage's first program keeps the namespaces alive; everything else is entered. bwrap
@@ -139,7 +187,11 @@ export function enterArgs(init: ProcRef, cwd: string, fallbackCwd: string, argv:
 const READY_FD = 5;
 // The compiled seccomp filter, read by bwrap at start (--seccomp).
 const SECCOMP_FD = 6;
-const KEEPER = ["/bin/sh", "-c", `printf R >&${READY_FD} && exec sleep infinity 3>&- ${READY_FD}>&-`];
+const KEEPER = [
+  '/bin/sh',
+  '-c',
+  `printf R >&${READY_FD} && exec sleep infinity 3>&- ${READY_FD}>&-`,
+];
 
 export class BubblewrapBackend implements Backend<BubblewrapRecord> {
   readonly kind = 'bubblewrap';
@@ -156,7 +208,10 @@ export class BubblewrapBackend implements Backend<BubblewrapRecord> {
    * systemd scope. Where neither exists only the task limit holds (RLIMIT_NPROC), and the
    * cage's log and the service's say why the memory limit does not.
    */
-  private placeInCgroup(spec: SandboxSpec, argv: string[]): { argv: string[]; cgroup?: CageCgroup; scope?: boolean } {
+  private placeInCgroup(
+    spec: SandboxSpec,
+    argv: string[],
+  ): { argv: string[]; cgroup?: CageCgroup; scope?: boolean } {
     const limits = { memoryMax: spec.memoryMax ?? 0, tasksMax: spec.tasksMax ?? 0 };
     if (!limits.memoryMax && !limits.tasksMax) return { argv };
     const support = limitsSupport(this.env);
@@ -165,12 +220,28 @@ export class BubblewrapBackend implements Backend<BubblewrapRecord> {
       try {
         cgroup = makeCgroupV1(support, spec.name, limits);
       } catch (e) {
-        throw new KagomeError('BackendFailed', `could not make the cgroup that holds cage "${spec.name}" to its limits beneath ${support.memory}: ${(e as Error).message}`);
+        throw new KagomeError(
+          'BackendFailed',
+          `could not make the cgroup that holds cage "${spec.name}" to its limits beneath ${support.memory}: ${(e as Error).message}`,
+        );
       }
-      return { argv: [enterHelper(), ...cgroup.procs.flatMap((f) => ['--cgroup', f]), '--exec', '--', ...argv], cgroup };
+      return {
+        argv: [
+          enterHelper(),
+          ...cgroup.procs.flatMap((f) => ['--cgroup', f]),
+          '--exec',
+          '--',
+          ...argv,
+        ],
+        cgroup,
+      };
     }
-    if (support.how === 'systemd scope') return { argv: systemdScopeArgv(support.systemdRun, spec.name, limits, argv), scope: true };
-    if (limits.memoryMax) this.log.warn(`cage ${spec.name}: MemoryMax=${formatBytes(limits.memoryMax)} is not enforced: ${support.why}`);
+    if (support.how === 'systemd scope')
+      return { argv: systemdScopeArgv(support.systemdRun, spec.name, limits, argv), scope: true };
+    if (limits.memoryMax)
+      this.log.warn(
+        `cage ${spec.name}: MemoryMax=${formatBytes(limits.memoryMax)} is not enforced: ${support.why}`,
+      );
     return { argv };
   }
 
@@ -181,8 +252,10 @@ export class BubblewrapBackend implements Backend<BubblewrapRecord> {
   checkHost(spec: SandboxSpec): void {
     requireProgram('bwrap', 'to run bubblewrap cages');
     enterHelper();
-    if (spec.network !== 'none') requireProgram('slirp4netns', 'for cages with Network=full or internet');
-    if (spec.network === 'internet') requireProgram('nft', 'for cages with Network=internet', { sbin: true });
+    if (spec.network !== 'none')
+      requireProgram('slirp4netns', 'for cages with Network=full or internet');
+    if (spec.network === 'internet')
+      requireProgram('nft', 'for cages with Network=internet', { sbin: true });
   }
 
   async start(spec: SandboxSpec, io: StartIo): Promise<BubblewrapRecord> {
@@ -197,9 +270,19 @@ export class BubblewrapBackend implements Backend<BubblewrapRecord> {
       fs.writeFile(path.join(io.etcDir, 'empty'), ''),
     ]);
     const withNet = spec.network !== 'none';
-    const seccomp = seccompProgram(io.cacheDir, seccompRules({ nestedSandbox: spec.nestedSandbox ?? true }));
-    const seccompFd = fsSync.openSync(seccomp, fsSync.constants.O_RDONLY | fsSync.constants.O_NOFOLLOW);
-    const args = bwrapArgs(spec, io.etcDir, KEEPER, { infoFd: 3, ...(withNet ? { blockFd: 4 } : {}), seccompFd: SECCOMP_FD });
+    const seccomp = seccompProgram(
+      io.cacheDir,
+      seccompRules({ nestedSandbox: spec.nestedSandbox ?? true }),
+    );
+    const seccompFd = fsSync.openSync(
+      seccomp,
+      fsSync.constants.O_RDONLY | fsSync.constants.O_NOFOLLOW,
+    );
+    const args = bwrapArgs(spec, io.etcDir, KEEPER, {
+      infoFd: 3,
+      ...(withNet ? { blockFd: 4 } : {}),
+      seccompFd: SECCOMP_FD,
+    });
     const limits = this.placeInCgroup(spec, [bwrap, ...args]);
     // Detached (own session, own process group) with its output in a file: the cage must
     // outlive the service, which may be restarted or killed while programs run.
@@ -207,7 +290,15 @@ export class BubblewrapBackend implements Backend<BubblewrapRecord> {
     try {
       child = spawn(limits.argv[0]!, limits.argv.slice(1), {
         detached: true,
-        stdio: ['ignore', io.logFd, io.logFd, 'pipe', withNet ? 'pipe' : 'ignore', 'pipe', seccompFd],
+        stdio: [
+          'ignore',
+          io.logFd,
+          io.logFd,
+          'pipe',
+          withNet ? 'pipe' : 'ignore',
+          'pipe',
+          seccompFd,
+        ],
       });
     } finally {
       fsSync.closeSync(seccompFd);
@@ -215,9 +306,18 @@ export class BubblewrapBackend implements Backend<BubblewrapRecord> {
     // A pipe of a child that dies at the wrong moment reports ECONNRESET or EPIPE as an
     // 'error' event; unheard, that ended the service (seen with 200 concurrent starts and stops).
     for (const stream of child.stdio) stream?.on('error', () => undefined);
-    const exited = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? 128)));
+    const exited = new Promise<number>((resolve) =>
+      child.once('exit', (code) => resolve(code ?? 128)),
+    );
     const spawnError = new Promise<never>((_, reject) =>
-      child.once('error', (e) => reject(new KagomeError('BackendFailed', `could not start bwrap for cage "${spec.name}": ${e.message}`))),
+      child.once('error', (e) =>
+        reject(
+          new KagomeError(
+            'BackendFailed',
+            `could not start bwrap for cage "${spec.name}": ${e.message}`,
+          ),
+        ),
+      ),
     );
     const info = readBwrapInfo(child.stdio[3] as NodeJS.ReadableStream);
     const initPid = await Promise.race([
@@ -239,13 +339,21 @@ export class BubblewrapBackend implements Backend<BubblewrapRecord> {
     };
     const cgroup = limits.cgroup ?? (limits.scope ? scopeOf(child.pid!) : undefined);
     if (cgroup) record.cgroup = cgroup;
-    else if (limits.scope) this.log.warn(`cage ${spec.name}: systemd-run did not put it in a scope; its limits are not enforced`);
+    else if (limits.scope)
+      this.log.warn(
+        `cage ${spec.name}: systemd-run did not put it in a scope; its limits are not enforced`,
+      );
     try {
       if (withNet) {
         record.slirp = await startSlirp(record.init, io.logFd);
         // bwrap waits on the block fd, so the rules are in place before any program of the
         // cage runs. The host's addresses are those it has now.
-        if (spec.network === 'internet') await installRuleset(record.init, internetRuleset(hostAddresses(os.networkInterfaces())), spec.name);
+        if (spec.network === 'internet')
+          await installRuleset(
+            record.init,
+            internetRuleset(hostAddresses(os.networkInterfaces())),
+            spec.name,
+          );
         const block = child.stdio[4] as NodeJS.WritableStream;
         block.end('1');
       }
@@ -258,7 +366,14 @@ export class BubblewrapBackend implements Backend<BubblewrapRecord> {
     const ready = new Promise<void>((resolve, reject) => {
       const pipe = pipes[READY_FD]!;
       pipe.once('data', () => resolve());
-      pipe.once('end', () => reject(new KagomeError('BackendFailed', `cage "${spec.name}" ended before it was ready; see its log`)));
+      pipe.once('end', () =>
+        reject(
+          new KagomeError(
+            'BackendFailed',
+            `cage "${spec.name}" ended before it was ready; see its log`,
+          ),
+        ),
+      );
     });
     try {
       await Promise.race([ready, spawnError]);
@@ -271,14 +386,34 @@ export class BubblewrapBackend implements Backend<BubblewrapRecord> {
     return record;
   }
 
-  async resolveProgram(r: BubblewrapRecord, program: string, searchPath: string): Promise<string | undefined> {
+  async resolveProgram(
+    r: BubblewrapRecord,
+    program: string,
+    searchPath: string,
+  ): Promise<string | undefined> {
     // /proc/PID/root is the cage's root as seen from the host: no process needs to be started.
     return resolveInRoot(r.init, program, searchPath);
   }
 
   async exec(r: BubblewrapRecord, req: ExecRequest): Promise<ExecHandle> {
     if (!isAlive(r.init)) throw new KagomeError('BackendFailed', 'the cage is no longer running');
-    return spawnDetached(enterHelper(), [...(r.cgroup?.procs ?? []).flatMap((f) => ['--cgroup', f]), ...enterArgs(r.init, req.cwd, req.fallbackCwd ?? '/', execArgv(req.argv), r.seccomp, r.tasksMax)], req.env, req, 'the cage');
+    return spawnDetached(
+      enterHelper(),
+      [
+        ...(r.cgroup?.procs ?? []).flatMap((f) => ['--cgroup', f]),
+        ...enterArgs(
+          r.init,
+          req.cwd,
+          req.fallbackCwd ?? '/',
+          execArgv(req.argv),
+          r.seccomp,
+          r.tasksMax,
+        ),
+      ],
+      req.env,
+      req,
+      'the cage',
+    );
   }
 
   hostPathOf(r: BubblewrapRecord, pathInCage: string): string | undefined {

@@ -13,7 +13,14 @@ export function readBwrapInfo(stream: NodeJS.ReadableStream): Promise<number> {
       const m = /"child-pid"\s*:\s*(\d+)/.exec(text);
       if (m) resolve(Number(m[1]));
     });
-    stream.on('end', () => reject(new KagomeError('BackendFailed', `bwrap ended without reporting its sandbox (${text.trim() || 'no output'})`)));
+    stream.on('end', () =>
+      reject(
+        new KagomeError(
+          'BackendFailed',
+          `bwrap ended without reporting its sandbox (${text.trim() || 'no output'})`,
+        ),
+      ),
+    );
     stream.on('error', reject);
   });
 }

@@ -28,7 +28,11 @@ export interface ContainerRecord extends SandboxRecord {
 }
 
 /** The user list, group list and hostname a container gets instead of the image's. */
-export async function writeIdentity(host: HostFacts, spec: SandboxSpec, etcDir: string): Promise<{ passwd: string; group: string }> {
+export async function writeIdentity(
+  host: HostFacts,
+  spec: SandboxSpec,
+  etcDir: string,
+): Promise<{ passwd: string; group: string }> {
   const ids = identityFiles(host);
   await fsp.mkdir(etcDir, { recursive: true, mode: 0o700 });
   const files = { passwd: path.join(etcDir, 'passwd'), group: path.join(etcDir, 'group') };
@@ -49,15 +53,32 @@ export function rootVisible(pid: number): boolean {
   }
 }
 
-export function containerFacts(init: ProcRef): Pick<ContainerRecord, 'pidNamespace' | 'rootVisible'> {
+export function containerFacts(
+  init: ProcRef,
+): Pick<ContainerRecord, 'pidNamespace' | 'rootVisible'> {
   return { pidNamespace: namespaceId(init.pid, 'pid') ?? '', rootVisible: rootVisible(init.pid) };
 }
 
 /** Run an engine command to completion; its stderr becomes the error's text. */
-export async function engineRun(program: string, args: string[], env: Record<string, string | undefined>, input?: string): Promise<string> {
-  const r = await execa(program, args, { env, extendEnv: false, reject: false, ...(input !== undefined ? { input } : { stdin: 'ignore' }), timeout: 120_000 });
+export async function engineRun(
+  program: string,
+  args: string[],
+  env: Record<string, string | undefined>,
+  input?: string,
+): Promise<string> {
+  const r = await execa(program, args, {
+    env,
+    extendEnv: false,
+    reject: false,
+    ...(input !== undefined ? { input } : { stdin: 'ignore' }),
+    timeout: 120_000,
+  });
   if (r.exitCode !== 0 || r.failed) {
-    const text = String(r.stderr || r.stdout || r.shortMessage).trim().split('\n').slice(-4).join('\n');
+    const text = String(r.stderr || r.stdout || r.shortMessage)
+      .trim()
+      .split('\n')
+      .slice(-4)
+      .join('\n');
     throw new KagomeError('BackendFailed', `${path.basename(program)} ${args[0]} failed: ${text}`);
   }
   return String(r.stdout);
@@ -68,11 +89,25 @@ export async function engineRun(program: string, args: string[], env: Record<str
  * the container: an engine's --workdir fails the launch when the folder is missing there,
  * where a bubblewrap cage falls back to the home.
  */
-export const CHDIR_INSIDE = 'cd -- "$1" 2>/dev/null || cd -- "$2" 2>/dev/null || cd /; shift 2; exec "$@"';
+export const CHDIR_INSIDE =
+  'cd -- "$1" 2>/dev/null || cd -- "$2" 2>/dev/null || cd /; shift 2; exec "$@"';
 
 /** Start a program through the engine's exec; detached so that it outlives the service. */
-export function engineExec(program: string, args: string[], env: Record<string, string | undefined>, req: ExecRequest): Promise<ExecHandle> {
-  const inside = ['/bin/sh', '-c', CHDIR_INSIDE, 'kagome-cd', req.cwd, req.fallbackCwd ?? '/', ...execArgv(req.argv)];
+export function engineExec(
+  program: string,
+  args: string[],
+  env: Record<string, string | undefined>,
+  req: ExecRequest,
+): Promise<ExecHandle> {
+  const inside = [
+    '/bin/sh',
+    '-c',
+    CHDIR_INSIDE,
+    'kagome-cd',
+    req.cwd,
+    req.fallbackCwd ?? '/',
+    ...execArgv(req.argv),
+  ];
   return spawnDetached(program, [...args, ...inside], env, req, 'the container');
 }
 
@@ -89,8 +124,18 @@ export abstract class ContainerBackend {
 }
 
 /** The same lookup by running `sh` in the container, for engines whose root the service cannot read. */
-export async function resolveByShell(program: string, args: string[], env: Record<string, string | undefined>, name: string, searchPath: string): Promise<string | undefined> {
-  const r = await execa(program, [...args, '/bin/sh', '-c', 'PATH="$1"; command -v -- "$2"', 'sh', searchPath, name], { env, extendEnv: false, reject: false, stdin: 'ignore' });
+export async function resolveByShell(
+  program: string,
+  args: string[],
+  env: Record<string, string | undefined>,
+  name: string,
+  searchPath: string,
+): Promise<string | undefined> {
+  const r = await execa(
+    program,
+    [...args, '/bin/sh', '-c', 'PATH="$1"; command -v -- "$2"', 'sh', searchPath, name],
+    { env, extendEnv: false, reject: false, stdin: 'ignore' },
+  );
   const found = String(r.stdout).trim();
   return r.exitCode === 0 && found.startsWith('/') ? found : undefined;
 }
@@ -130,7 +175,10 @@ export function containerIdOf(map: string, hostId: number): number | undefined {
 /** Paths the engines' mount syntax cannot carry are refused by name, never mangled. */
 export function checkMountPath(engine: string, p: string): string {
   if (/[,:\n]/.test(p)) {
-    throw new KagomeError('NotSupported', `${engine} cannot mount ${JSON.stringify(p)}: its mount syntax has no way to carry ',', ':' or a newline in a path; rename the folder or use Backend=bubblewrap`);
+    throw new KagomeError(
+      'NotSupported',
+      `${engine} cannot mount ${JSON.stringify(p)}: its mount syntax has no way to carry ',', ':' or a newline in a path; rename the folder or use Backend=bubblewrap`,
+    );
   }
   return p;
 }

@@ -9,7 +9,16 @@ import { IN_CAGE, type HostFacts, type SandboxSpec } from '../sandbox.js';
 import type { Backend, ExecHandle, ExecRequest, StartIo } from './backend.js';
 import { refuseInternet } from './net-policy.js';
 import { ENOSYS, EPERM, REFUSED_IOCTLS } from './oci-seccomp.js';
-import { containerFacts, engineExec, engineRun, ContainerBackend, resolveByShell, termPrograms, writeIdentity, type ContainerRecord } from './container.js';
+import {
+  containerFacts,
+  engineExec,
+  engineRun,
+  ContainerBackend,
+  resolveByShell,
+  termPrograms,
+  writeIdentity,
+  type ContainerRecord,
+} from './container.js';
 
 // LXD through its `lxc` client: each cage has one unprivileged container, made from the cage's
 // image at its first start and kept, stopped, between starts (as the older LXD tool kept its
@@ -58,9 +67,14 @@ interface IdMapEntry {
 }
 
 /** The host id of a container id, from LXD's map. */
-export function hostIdOf(map: readonly IdMapEntry[], id: number, kind: 'uid' | 'gid'): number | undefined {
+export function hostIdOf(
+  map: readonly IdMapEntry[],
+  id: number,
+  kind: 'uid' | 'gid',
+): number | undefined {
   for (const e of map) {
-    if ((kind === 'uid' ? e.Isuid : e.Isgid) && id >= e.Nsid && id < e.Nsid + e.Maprange) return e.Hostid + (id - e.Nsid);
+    if ((kind === 'uid' ? e.Isuid : e.Isgid) && id >= e.Nsid && id < e.Nsid + e.Maprange)
+      return e.Hostid + (id - e.Nsid);
   }
   return undefined;
 }
@@ -102,7 +116,12 @@ export const LXC_DENY = [
  */
 const KEY_MASKS: Devices = {
   'kagome-proc-keys': { type: 'disk', source: '/dev/null', path: '/proc/keys', readonly: 'true' },
-  'kagome-proc-key-users': { type: 'disk', source: '/dev/null', path: '/proc/key-users', readonly: 'true' },
+  'kagome-proc-key-users': {
+    type: 'disk',
+    source: '/dev/null',
+    path: '/proc/key-users',
+    readonly: 'true',
+  },
 };
 
 /**
@@ -120,33 +139,74 @@ export interface RemotePlan {
   leftOut: string[];
 }
 
-export function remotePlan(spec: SandboxSpec, home: string, volume: { pool: string; name: string }): RemotePlan {
-  const plan: RemotePlan = { devices: { 'kagome-home': { type: 'disk', pool: volume.pool, source: volume.name, path: home } }, dirs: [], leftOut: [] };
+export function remotePlan(
+  spec: SandboxSpec,
+  home: string,
+  volume: { pool: string; name: string },
+): RemotePlan {
+  const plan: RemotePlan = {
+    devices: {
+      'kagome-home': { type: 'disk', pool: volume.pool, source: volume.name, path: home },
+    },
+    dirs: [],
+    leftOut: [],
+  };
   for (const op of spec.ops) {
-    if (op.op === 'dir' || op.op === 'tmpfs') plan.dirs.push({ path: op.dest, mode: op.mode ?? 0o755 });
+    if (op.op === 'dir' || op.op === 'tmpfs')
+      plan.dirs.push({ path: op.dest, mode: op.mode ?? 0o755 });
     if (op.op !== 'bind' && op.op !== 'ro-bind') continue;
     if (op.dest === home) continue;
     if (op.dest === IN_CAGE.xpraDir) plan.dirs.push({ path: op.dest, mode: 0o700 });
     else if (op.dest.startsWith(spec.runtimeDir + '/')) plan.leftOut.push(op.dest);
-    else if (op.dest.startsWith('/tmp/.X11-unix/')) throw new KagomeError('NotSupported', `cage "${spec.name}" runs on LXD remote ${spec.remote}: Display=xephyr needs the cage on this machine; use Display=xpra`);
-    else throw new KagomeError('NotSupported', `cage "${spec.name}" runs on LXD remote ${spec.remote}, which cannot see ${op.source} of this machine; remove it from ReadOnly=/ReadWrite= or run the cage here`);
+    else if (op.dest.startsWith('/tmp/.X11-unix/'))
+      throw new KagomeError(
+        'NotSupported',
+        `cage "${spec.name}" runs on LXD remote ${spec.remote}: Display=xephyr needs the cage on this machine; use Display=xpra`,
+      );
+    else
+      throw new KagomeError(
+        'NotSupported',
+        `cage "${spec.name}" runs on LXD remote ${spec.remote}, which cannot see ${op.source} of this machine; remove it from ReadOnly=/ReadWrite= or run the cage here`,
+      );
   }
   return plan;
 }
 
 /** The instance as LXD's API takes it: config, disk devices for the spec's mounts, masked nics. */
-export function instanceBody(spec: SandboxSpec, host: Pick<HostFacts, 'uid' | 'gid'>, name: string, mounts: { identity: { passwd: string; group: string } } | { remote: RemotePlan }, profileNics: string[]): Record<string, unknown> {
+export function instanceBody(
+  spec: SandboxSpec,
+  host: Pick<HostFacts, 'uid' | 'gid'>,
+  name: string,
+  mounts: { identity: { passwd: string; group: string } } | { remote: RemotePlan },
+  profileNics: string[],
+): Record<string, unknown> {
   if (!spec.image) throw new KagomeError('InvalidCageFile', `cage "${spec.name}" has no Image=`);
   let devices: Devices;
   if ('remote' in mounts) devices = { ...mounts.remote.devices, ...KEY_MASKS };
   else {
     devices = {
       ...KEY_MASKS,
-      'kagome-passwd': { type: 'disk', source: mounts.identity.passwd, path: '/etc/passwd', readonly: 'true' },
-      'kagome-group': { type: 'disk', source: mounts.identity.group, path: '/etc/group', readonly: 'true' },
+      'kagome-passwd': {
+        type: 'disk',
+        source: mounts.identity.passwd,
+        path: '/etc/passwd',
+        readonly: 'true',
+      },
+      'kagome-group': {
+        type: 'disk',
+        source: mounts.identity.group,
+        path: '/etc/group',
+        readonly: 'true',
+      },
     };
     spec.ops.forEach((op, i) => {
-      if (op.op === 'bind' || op.op === 'ro-bind') devices[`kagome-${i}`] = { type: 'disk', source: op.source, path: op.dest, readonly: op.op === 'ro-bind' ? 'true' : 'false' };
+      if (op.op === 'bind' || op.op === 'ro-bind')
+        devices[`kagome-${i}`] = {
+          type: 'disk',
+          source: op.source,
+          path: op.dest,
+          readonly: op.op === 'ro-bind' ? 'true' : 'false',
+        };
     });
   }
   // Network=none: the default profile's network devices are masked, leaving only loopback in
@@ -162,13 +222,23 @@ export function instanceBody(spec: SandboxSpec, host: Pick<HostFacts, 'uid' | 'g
     ...(spec.memoryMax ? { 'limits.memory': String(spec.memoryMax) } : {}),
     ...(spec.tasksMax ? { 'limits.processes': String(spec.tasksMax) } : {}),
   };
-  if (host.uid !== 0 && !('remote' in mounts)) config['raw.idmap'] = `uid ${host.uid} ${host.uid}\ngid ${host.gid} ${host.gid}`;
-  return { name, ephemeral: false, profiles: ['default'], source: { type: 'image', alias: spec.image }, config, devices };
+  if (host.uid !== 0 && !('remote' in mounts))
+    config['raw.idmap'] = `uid ${host.uid} ${host.uid}\ngid ${host.gid} ${host.gid}`;
+  return {
+    name,
+    ephemeral: false,
+    profiles: ['default'],
+    source: { type: 'image', alias: spec.image },
+    config,
+    devices,
+  };
 }
 
 /** The folders a local cage needs made inside: the spec's own (its runtime dir). */
 export function localDirs(spec: SandboxSpec): { path: string; mode: number }[] {
-  return spec.ops.flatMap((op) => (op.op === 'dir' || op.op === 'tmpfs' ? [{ path: op.dest, mode: op.mode ?? 0o755 }] : []));
+  return spec.ops.flatMap((op) =>
+    op.op === 'dir' || op.op === 'tmpfs' ? [{ path: op.dest, mode: op.mode ?? 0o755 }] : [],
+  );
 }
 
 /**
@@ -177,9 +247,21 @@ export function localDirs(spec: SandboxSpec): { path: string; mode: number }[] {
  * with /bin/sh has. chmod and chown follow mkdir because a folder may already be there (the
  * container is kept, and LXD makes a device's mount points as root).
  */
-export function makeDirsArgv(dirs: readonly { path: string; mode: number }[], uid: number, gid: number): string[] {
-  const script = 'o=$1; shift; while [ $# -gt 0 ]; do mkdir -p -- "$2" && chmod "$1" -- "$2" && chown "$o" -- "$2" || exit 1; shift 2; done';
-  return ['/bin/sh', '-c', script, 'kagome-dirs', `${uid}:${gid}`, ...dirs.flatMap((d) => [d.mode.toString(8).padStart(4, '0'), d.path])];
+export function makeDirsArgv(
+  dirs: readonly { path: string; mode: number }[],
+  uid: number,
+  gid: number,
+): string[] {
+  const script =
+    'o=$1; shift; while [ $# -gt 0 ]; do mkdir -p -- "$2" && chmod "$1" -- "$2" && chown "$o" -- "$2" || exit 1; shift 2; done';
+  return [
+    '/bin/sh',
+    '-c',
+    script,
+    'kagome-dirs',
+    `${uid}:${gid}`,
+    ...dirs.flatMap((d) => [d.mode.toString(8).padStart(4, '0'), d.path]),
+  ];
 }
 
 /**
@@ -247,37 +329,76 @@ export class LxdBackend extends ContainerBackend implements Backend<LxdRecord> {
     const remote = spec.remote ?? '';
     const name = instanceName(spec.name);
     const identity = await writeIdentity(this.host, spec, io.etcDir);
-    const profile = await this.query<{ devices?: Devices }>(remote, 'GET', '/1.0/profiles/default').catch((e: Error) => {
-      if (remote) throw new KagomeError('BackendFailed', `LXD remote "${remote}" cannot be reached for cage "${spec.name}": ${e.message}; check 'lxc remote list' and that the machine is up`);
+    const profile = await this.query<{ devices?: Devices }>(
+      remote,
+      'GET',
+      '/1.0/profiles/default',
+    ).catch((e: Error) => {
+      if (remote)
+        throw new KagomeError(
+          'BackendFailed',
+          `LXD remote "${remote}" cannot be reached for cage "${spec.name}": ${e.message}; check 'lxc remote list' and that the machine is up`,
+        );
       return { devices: {} as Devices };
     });
-    const nics = Object.entries(profile.devices ?? {}).filter(([, d]) => d.type === 'nic').map(([n]) => n);
-    if (spec.network === 'full' && nics.length === 0) this.log.warn(`cage ${spec.name}: Network=full, but LXD's default profile has no network device; the cage has loopback only`);
+    const nics = Object.entries(profile.devices ?? {})
+      .filter(([, d]) => d.type === 'nic')
+      .map(([n]) => n);
+    if (spec.network === 'full' && nics.length === 0)
+      this.log.warn(
+        `cage ${spec.name}: Network=full, but LXD's default profile has no network device; the cage has loopback only`,
+      );
     const image = await this.imageFingerprint(remote, spec);
     let plan: RemotePlan | undefined;
     if (remote) {
       const volume = { pool: profile.devices?.root?.pool ?? 'default', name: `${name}-home` };
       plan = remotePlan(spec, spec.cwd, volume);
-      await engineRun(this.lxc(), ['storage', 'volume', 'create', `${remote}:${volume.pool}`, volume.name], this.env).catch((e: Error) => {
+      await engineRun(
+        this.lxc(),
+        ['storage', 'volume', 'create', `${remote}:${volume.pool}`, volume.name],
+        this.env,
+      ).catch((e: Error) => {
         if (!/already exists/i.test(e.message)) throw e;
       });
       if (plan.leftOut.length && !this.toldRemote.has(spec.name)) {
         this.toldRemote.add(spec.name);
-        this.log.info(`cage ${spec.name} runs on LXD remote ${remote}: this machine's ${plan.leftOut.join(', ')} cannot reach it, so granted files and sound are not carried there`);
+        this.log.info(
+          `cage ${spec.name} runs on LXD remote ${remote}: this machine's ${plan.leftOut.join(', ')} cannot reach it, so granted files and sound are not carried there`,
+        );
       }
     }
     const body = instanceBody(spec, this.host, name, plan ? { remote: plan } : { identity }, nics);
-    const existing = await this.query<{ status: string; config: Record<string, string>; devices: Devices; profiles: string[] }>(remote, 'GET', `/1.0/instances/${name}`).catch(() => undefined);
-    const reusable = existing !== undefined && existing.config['volatile.base_image'] === image && existing.config['user.kagome.cage'] === spec.name;
+    const existing = await this.query<{
+      status: string;
+      config: Record<string, string>;
+      devices: Devices;
+      profiles: string[];
+    }>(remote, 'GET', `/1.0/instances/${name}`).catch(() => undefined);
+    const reusable =
+      existing !== undefined &&
+      existing.config['volatile.base_image'] === image &&
+      existing.config['user.kagome.cage'] === spec.name;
     if (existing && !reusable) {
-      this.log.info(`cage ${spec.name}: its image changed since its LXD container was made; making it anew`);
+      this.log.info(
+        `cage ${spec.name}: its image changed since its LXD container was made; making it anew`,
+      );
       await engineRun(this.lxc(), ['delete', '--force', this.target(remote, name)], this.env);
     } else if (existing) {
       // Left running by a service that died while stopping it, or found already stopped.
-      if (existing.status !== 'Stopped') await engineRun(this.lxc(), ['stop', '--force', this.target(remote, name)], this.env);
-      const { source: _image, name: _name, ...settings } = body as { source: unknown; name: string; config: Record<string, string> };
-      const config = Object.fromEntries(Object.entries(existing.config).filter(([k]) => k.startsWith('volatile.')));
-      await this.query(remote, 'PUT', `/1.0/instances/${name}`, { ...settings, config: { ...config, ...settings.config } });
+      if (existing.status !== 'Stopped')
+        await engineRun(this.lxc(), ['stop', '--force', this.target(remote, name)], this.env);
+      const {
+        source: _image,
+        name: _name,
+        ...settings
+      } = body as { source: unknown; name: string; config: Record<string, string> };
+      const config = Object.fromEntries(
+        Object.entries(existing.config).filter(([k]) => k.startsWith('volatile.')),
+      );
+      await this.query(remote, 'PUT', `/1.0/instances/${name}`, {
+        ...settings,
+        config: { ...config, ...settings.config },
+      });
     }
     if (!reusable) {
       try {
@@ -285,32 +406,59 @@ export class LxdBackend extends ContainerBackend implements Backend<LxdRecord> {
       } catch (e) {
         const msg = (e as Error).message;
         if (this.host.uid !== 0 && /raw\.idmap|idmap/i.test(msg)) {
-          throw new KagomeError('BackendFailed', `LXD would not map your user id ${this.host.uid} into cage "${spec.name}" (${msg}); allow it with: echo "root:${this.host.uid}:1" | sudo tee -a /etc/subuid /etc/subgid, then restart LXD`);
+          throw new KagomeError(
+            'BackendFailed',
+            `LXD would not map your user id ${this.host.uid} into cage "${spec.name}" (${msg}); allow it with: echo "root:${this.host.uid}:1" | sudo tee -a /etc/subuid /etc/subgid, then restart LXD`,
+          );
         }
         throw new KagomeError('BackendFailed', `LXD could not create cage "${spec.name}": ${msg}`);
       }
     }
     if (plan) return this.startRemote(spec, name, plan, identity);
     try {
-      const inst = await this.query<{ config: Record<string, string> }>(remote, 'GET', `/1.0/instances/${name}`);
+      const inst = await this.query<{ config: Record<string, string> }>(
+        remote,
+        'GET',
+        `/1.0/instances/${name}`,
+      );
       const map = JSON.parse(inst.config['volatile.idmap.next'] ?? '[]') as IdMapEntry[];
       const uid = this.host.uid === 0 ? 0 : this.host.uid;
       const gid = this.host.uid === 0 ? 0 : this.host.gid;
       const hostUid = hostIdOf(map, uid, 'uid');
       const hostGid = hostIdOf(map, gid, 'gid');
-      if (hostUid === undefined || hostGid === undefined) throw new KagomeError('BackendFailed', `LXD gave cage "${spec.name}" no host id for its user ${uid}:${gid} (idmap ${JSON.stringify(map)})`);
-      if (hostUid !== this.host.uid) await handOver(spec, io.ownFolders, identity, hostUid, hostGid);
+      if (hostUid === undefined || hostGid === undefined)
+        throw new KagomeError(
+          'BackendFailed',
+          `LXD gave cage "${spec.name}" no host id for its user ${uid}:${gid} (idmap ${JSON.stringify(map)})`,
+        );
+      if (hostUid !== this.host.uid)
+        await handOver(spec, io.ownFolders, identity, hostUid, hostGid);
       await engineRun(this.lxc(), ['start', this.target(remote, name)], this.env);
-      const state = await this.query<{ pid: number }>(remote, 'GET', `/1.0/instances/${name}/state`);
+      const state = await this.query<{ pid: number }>(
+        remote,
+        'GET',
+        `/1.0/instances/${name}/state`,
+      );
       const init = procRef(state.pid);
       // The runtime folder is made after the start: LXD has made the mount points of the disk
       // devices under it by then, as the container's root, and the mode and owner are set over them.
       await this.makeDirs(this.target(remote, name), localDirs(spec), uid, gid);
-      return { remote, container: name, init, ...containerFacts(init), user: { uid, gid, hostUid, hostGid } };
+      return {
+        remote,
+        container: name,
+        init,
+        ...containerFacts(init),
+        user: { uid, gid, hostUid, hostGid },
+      };
     } catch (e) {
-      await engineRun(this.lxc(), ['stop', '--force', this.target(remote, name)], this.env).catch(() => undefined);
+      await engineRun(this.lxc(), ['stop', '--force', this.target(remote, name)], this.env).catch(
+        () => undefined,
+      );
       if (e instanceof KagomeError) throw e;
-      throw new KagomeError('BackendFailed', `LXD could not start cage "${spec.name}": ${(e as Error).message}`);
+      throw new KagomeError(
+        'BackendFailed',
+        `LXD could not start cage "${spec.name}": ${(e as Error).message}`,
+      );
     }
   }
 
@@ -320,36 +468,105 @@ export class LxdBackend extends ContainerBackend implements Backend<LxdRecord> {
    * it lives exactly as long as the container, which is what isAlive needs, without a round
    * trip to the remote at every launch.
    */
-  private async startRemote(spec: SandboxSpec, name: string, plan: RemotePlan, identity: { passwd: string; group: string }): Promise<LxdRecord> {
+  private async startRemote(
+    spec: SandboxSpec,
+    name: string,
+    plan: RemotePlan,
+    identity: { passwd: string; group: string },
+  ): Promise<LxdRecord> {
     const remote = spec.remote!;
     const target = this.target(remote, name);
     const uid = this.host.uid;
     const gid = this.host.gid;
     try {
       await engineRun(this.lxc(), ['start', target], this.env);
-      await engineRun(this.lxc(), ['file', 'push', '--uid', '0', '--gid', '0', '--mode', '0644', identity.passwd, `${target}/etc/passwd`], this.env);
-      await engineRun(this.lxc(), ['file', 'push', '--uid', '0', '--gid', '0', '--mode', '0644', identity.group, `${target}/etc/group`], this.env);
+      await engineRun(
+        this.lxc(),
+        [
+          'file',
+          'push',
+          '--uid',
+          '0',
+          '--gid',
+          '0',
+          '--mode',
+          '0644',
+          identity.passwd,
+          `${target}/etc/passwd`,
+        ],
+        this.env,
+      );
+      await engineRun(
+        this.lxc(),
+        [
+          'file',
+          'push',
+          '--uid',
+          '0',
+          '--gid',
+          '0',
+          '--mode',
+          '0644',
+          identity.group,
+          `${target}/etc/group`,
+        ],
+        this.env,
+      );
       await this.makeDirs(target, [...plan.dirs, { path: spec.cwd, mode: 0o700 }], uid, gid);
-      const keeper = await engineExec(this.lxc(), ['exec', target, '--mode', 'non-interactive', '--disable-stdin', '--'], this.env, { argv: ['/bin/sleep', 'infinity'], env: {}, cwd: '/', logFd: 2 });
-      return { remote, container: name, init: procRef(keeper.pid), pidNamespace: '', rootVisible: false, user: { uid, gid, hostUid: -1, hostGid: -1 } };
+      const keeper = await engineExec(
+        this.lxc(),
+        ['exec', target, '--mode', 'non-interactive', '--disable-stdin', '--'],
+        this.env,
+        { argv: ['/bin/sleep', 'infinity'], env: {}, cwd: '/', logFd: 2 },
+      );
+      return {
+        remote,
+        container: name,
+        init: procRef(keeper.pid),
+        pidNamespace: '',
+        rootVisible: false,
+        user: { uid, gid, hostUid: -1, hostGid: -1 },
+      };
     } catch (e) {
       await engineRun(this.lxc(), ['stop', '--force', target], this.env).catch(() => undefined);
       if (e instanceof KagomeError) throw e;
-      throw new KagomeError('BackendFailed', `LXD remote ${remote} could not start cage "${spec.name}": ${(e as Error).message}`);
+      throw new KagomeError(
+        'BackendFailed',
+        `LXD remote ${remote} could not start cage "${spec.name}": ${(e as Error).message}`,
+      );
     }
   }
 
   /** How a display reaches a cage whose folders are not on this machine: a command run inside it. */
   remoteShell(r: LxdRecord): { argv: string[]; env: Record<string, string> } | undefined {
     if (!r.remote) return undefined;
-    const env = Object.fromEntries(['LXD_CONF', 'LXD_DIR', 'HOME', 'PATH'].filter((k) => this.env[k] !== undefined).map((k) => [k, this.env[k]!]));
-    return { argv: [this.lxc(), 'exec', this.target(r.remote, r.container), '--mode', 'non-interactive', ...this.userArgs(r), '--'], env };
+    const env = Object.fromEntries(
+      ['LXD_CONF', 'LXD_DIR', 'HOME', 'PATH']
+        .filter((k) => this.env[k] !== undefined)
+        .map((k) => [k, this.env[k]!]),
+    );
+    return {
+      argv: [
+        this.lxc(),
+        'exec',
+        this.target(r.remote, r.container),
+        '--mode',
+        'non-interactive',
+        ...this.userArgs(r),
+        '--',
+      ],
+      env,
+    };
   }
 
   /** The image's fingerprint, or NoSuchImage saying how to make it. */
   private async imageFingerprint(remote: string, spec: SandboxSpec): Promise<string> {
     try {
-      const alias = await this.query<{ target: string }>(remote, 'GET', `/1.0/images/aliases/${encodeURIComponent(spec.image ?? '')}`);
+      const alias = await this.query<{ target: string }>(
+        remote,
+        'GET',
+        `/1.0/images/aliases/${encodeURIComponent(spec.image ?? '')}`,
+      );
       return alias.target;
     } catch {
       throw new KagomeError(
@@ -363,24 +580,59 @@ export class LxdBackend extends ContainerBackend implements Backend<LxdRecord> {
    * Folders for the cage's user, made inside by the container's root (see the top of this file),
    * all in one `lxc exec`, locally as on a remote.
    */
-  private async makeDirs(target: string, dirs: readonly { path: string; mode: number }[], uid: number, gid: number): Promise<void> {
+  private async makeDirs(
+    target: string,
+    dirs: readonly { path: string; mode: number }[],
+    uid: number,
+    gid: number,
+  ): Promise<void> {
     if (dirs.length === 0) return;
-    await engineRun(this.lxc(), ['exec', target, '--mode', 'non-interactive', '--disable-stdin', '--', ...makeDirsArgv(dirs, uid, gid)], this.env);
+    await engineRun(
+      this.lxc(),
+      [
+        'exec',
+        target,
+        '--mode',
+        'non-interactive',
+        '--disable-stdin',
+        '--',
+        ...makeDirsArgv(dirs, uid, gid),
+      ],
+      this.env,
+    );
   }
 
   private userArgs(r: LxdRecord): string[] {
     return ['--user', String(r.user.uid), '--group', String(r.user.gid)];
   }
 
-  async resolveProgram(r: LxdRecord, program: string, searchPath: string): Promise<string | undefined> {
+  async resolveProgram(
+    r: LxdRecord,
+    program: string,
+    searchPath: string,
+  ): Promise<string | undefined> {
     // Only a root service sees the container's root; a user's service asks a shell inside.
     if (r.rootVisible) return resolveInRoot(r.init, program, searchPath);
-    return resolveByShell(this.lxc(), ['exec', this.target(r.remote, r.container), ...this.userArgs(r), '--'], this.env, program, searchPath);
+    return resolveByShell(
+      this.lxc(),
+      ['exec', this.target(r.remote, r.container), ...this.userArgs(r), '--'],
+      this.env,
+      program,
+      searchPath,
+    );
   }
 
   exec(r: LxdRecord, req: ExecRequest): Promise<ExecHandle> {
     if (!isAlive(r.init)) throw new KagomeError('BackendFailed', 'the cage is no longer running');
-    const args = ['exec', this.target(r.remote, r.container), '--mode', 'non-interactive', ...this.userArgs(r), '--cwd', '/'];
+    const args = [
+      'exec',
+      this.target(r.remote, r.container),
+      '--mode',
+      'non-interactive',
+      ...this.userArgs(r),
+      '--cwd',
+      '/',
+    ];
     if (!req.pipes) args.push('--disable-stdin');
     for (const [k, v] of Object.entries(req.env)) args.push('--env', `${k}=${v}`);
     args.push('--');
@@ -392,11 +644,32 @@ export class LxdBackend extends ContainerBackend implements Backend<LxdRecord> {
       // Programs get a moment to save their work. Where the service cannot list the container's
       // processes (on a remote, or a local container whose namespaces are LXD root's), a shell
       // inside, as the cage's user, sends TERM to every process of that user there.
-      await engineRun(this.lxc(), ['exec', this.target(r.remote, r.container), '--mode', 'non-interactive', '--disable-stdin', ...this.userArgs(r), '--', '/bin/sh', '-c', TERM_INSIDE, 'kagome-term', String(r.user.uid)], this.env).catch(() => undefined);
+      await engineRun(
+        this.lxc(),
+        [
+          'exec',
+          this.target(r.remote, r.container),
+          '--mode',
+          'non-interactive',
+          '--disable-stdin',
+          ...this.userArgs(r),
+          '--',
+          '/bin/sh',
+          '-c',
+          TERM_INSIDE,
+          'kagome-term',
+          String(r.user.uid),
+        ],
+        this.env,
+      ).catch(() => undefined);
     } else await termPrograms(r);
     try {
       // Kept, stopped, for the next start (see the top of this file).
-      await engineRun(this.lxc(), ['stop', '--force', this.target(r.remote, r.container)], this.env);
+      await engineRun(
+        this.lxc(),
+        ['stop', '--force', this.target(r.remote, r.container)],
+        this.env,
+      );
     } catch (e) {
       if (/not found|already stopped|not running/i.test((e as Error).message)) return;
       signal(r.init, 'SIGKILL');
@@ -411,10 +684,17 @@ export class LxdBackend extends ContainerBackend implements Backend<LxdRecord> {
  * The folders kagome made for this cage, and only those, are given to the container's user
  * (see the top of this file); the identity files are read-only and stay the service's.
  */
-async function handOver(spec: SandboxSpec, ownFolders: readonly string[], identity: { passwd: string; group: string }, uid: number, gid: number): Promise<void> {
+async function handOver(
+  spec: SandboxSpec,
+  ownFolders: readonly string[],
+  identity: { passwd: string; group: string },
+  uid: number,
+  gid: number,
+): Promise<void> {
   const own = (p: string) => ownFolders.some((f) => p === f || p.startsWith(f + '/'));
   for (const op of spec.ops) {
-    if ((op.op === 'bind' || op.op === 'ro-bind') && own(op.source)) await chownTree(op.source, uid, gid);
+    if ((op.op === 'bind' || op.op === 'ro-bind') && own(op.source))
+      await chownTree(op.source, uid, gid);
   }
   await fsp.chmod(path.dirname(identity.passwd), 0o755);
   await Promise.all([fsp.chmod(identity.passwd, 0o644), fsp.chmod(identity.group, 0o644)]);

@@ -26,7 +26,17 @@ export const SLIRP_DNS = '10.0.2.3';
  * 169.254.169.254), multicast and the reserved range with broadcast. Not overlapping: nft
  * refuses overlapping intervals in one set.
  */
-export const REFUSED_V4 = ['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.168.0.0/16', '224.0.0.0/4', '240.0.0.0/4'];
+export const REFUSED_V4 = [
+  '0.0.0.0/8',
+  '10.0.0.0/8',
+  '100.64.0.0/10',
+  '127.0.0.0/8',
+  '169.254.0.0/16',
+  '172.16.0.0/12',
+  '192.168.0.0/16',
+  '224.0.0.0/4',
+  '240.0.0.0/4',
+];
 /** Loopback, unique local (the private ranges of IPv6), link-local and multicast. */
 export const REFUSED_V6 = ['::1', 'fc00::/7', 'fe80::/10', 'ff00::/8'];
 
@@ -53,7 +63,8 @@ export function hostAddresses(interfaces: NodeJS.Dict<NetworkInterfaceInfo[]>): 
  * but addresses reaches nft's input.
  */
 export function internetRuleset(host: string[]): string {
-  for (const a of host) if (!net.isIP(a)) throw new Error(`not an IP address: ${JSON.stringify(a)}`);
+  for (const a of host)
+    if (!net.isIP(a)) throw new Error(`not an IP address: ${JSON.stringify(a)}`);
   // A host address may lie in a refused range (10.x on a LAN): exact addresses are a set of
   // their own, since nft refuses a set whose elements overlap.
   const exactV4 = [...new Set([SLIRP_GATEWAY, ...host.filter((a) => net.isIPv4(a))])];
@@ -99,6 +110,9 @@ export function internetRuleset(host: string[]): string {
  */
 export function refuseInternet(spec: Pick<SandboxSpec, 'name' | 'network'>, backend: string): void {
   if (spec.network === 'internet') {
-    throw new KagomeError('NotSupported', `cage "${spec.name}": Network=internet is for bubblewrap cages only, not ${backend}; set Backend=bubblewrap, or Network=full`);
+    throw new KagomeError(
+      'NotSupported',
+      `cage "${spec.name}": Network=internet is for bubblewrap cages only, not ${backend}; set Backend=bubblewrap, or Network=full`,
+    );
   }
 }

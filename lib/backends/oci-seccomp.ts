@@ -15,8 +15,32 @@ import path from 'node:path';
 //
 // LXD cages get the same refusals, as lines of LXC's policy format (lib/backends/lxd.ts).
 
-export const EPERM = ['add_key', 'keyctl', 'request_key', 'perf_event_open', 'syslog', 'uselib', 'acct', 'modify_ldt', 'quotactl', 'move_pages', 'mbind', 'get_mempolicy', 'set_mempolicy', 'migrate_pages'];
-export const ENOSYS = ['open_tree', 'move_mount', 'fsopen', 'fsconfig', 'fsmount', 'fspick', 'mount_setattr', 'clone3'];
+export const EPERM = [
+  'add_key',
+  'keyctl',
+  'request_key',
+  'perf_event_open',
+  'syslog',
+  'uselib',
+  'acct',
+  'modify_ldt',
+  'quotactl',
+  'move_pages',
+  'mbind',
+  'get_mempolicy',
+  'set_mempolicy',
+  'migrate_pages',
+];
+export const ENOSYS = [
+  'open_tree',
+  'move_mount',
+  'fsopen',
+  'fsconfig',
+  'fsmount',
+  'fspick',
+  'mount_setattr',
+  'clone3',
+];
 export const REFUSED_IOCTLS = [0x5412 /* TIOCSTI */, 0x541c /* TIOCLINUX */];
 const LOW32 = 0xffffffff;
 
@@ -38,8 +62,12 @@ export function ioctlAllowRules(refused: readonly number[]): Rule[] {
     const mask = 2 ** bit;
     if (!(agree & mask)) continue;
     // The refused requests all have the same value at this bit: the other value is allowed.
-    const other = (refused[0]! & mask) ? 0 : mask;
-    rules.push({ names: ['ioctl'], action: 'SCMP_ACT_ALLOW', args: [{ index: 1, value: mask, valueTwo: other, op: 'SCMP_CMP_MASKED_EQ' }] });
+    const other = refused[0]! & mask ? 0 : mask;
+    rules.push({
+      names: ['ioctl'],
+      action: 'SCMP_ACT_ALLOW',
+      args: [{ index: 1, value: mask, valueTwo: other, op: 'SCMP_CMP_MASKED_EQ' }],
+    });
   }
   // Requests that agree with the refused ones on every such bit differ only in the others.
   const free = (LOW32 & ~agree) >>> 0;
@@ -51,9 +79,19 @@ export function ioctlAllowRules(refused: readonly number[]): Rule[] {
       if (combo & (1 << i)) value += 2 ** b;
     });
     if (refused.includes(value)) continue;
-    rules.push({ names: ['ioctl'], action: 'SCMP_ACT_ALLOW', args: [{ index: 1, value: LOW32, valueTwo: value, op: 'SCMP_CMP_MASKED_EQ' }] });
+    rules.push({
+      names: ['ioctl'],
+      action: 'SCMP_ACT_ALLOW',
+      args: [{ index: 1, value: LOW32, valueTwo: value, op: 'SCMP_CMP_MASKED_EQ' }],
+    });
   }
-  for (const value of refused) rules.push({ names: ['ioctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 1, args: [{ index: 1, value: LOW32, valueTwo: value, op: 'SCMP_CMP_MASKED_EQ' }] });
+  for (const value of refused)
+    rules.push({
+      names: ['ioctl'],
+      action: 'SCMP_ACT_ERRNO',
+      errnoRet: 1,
+      args: [{ index: 1, value: LOW32, valueTwo: value, op: 'SCMP_CMP_MASKED_EQ' }],
+    });
   return rules;
 }
 
@@ -63,7 +101,11 @@ export function cageProfile(engineDefault: { syscalls: Rule[]; [k: string]: unkn
   const syscalls = engineDefault.syscalls
     .map((r) => ({ ...r, names: r.names.filter((n) => !taken.has(n)) }))
     .filter((r) => r.names.length > 0);
-  syscalls.push({ names: EPERM, action: 'SCMP_ACT_ERRNO', errnoRet: 1 }, { names: ENOSYS, action: 'SCMP_ACT_ERRNO', errnoRet: 38 }, ...ioctlAllowRules(REFUSED_IOCTLS));
+  syscalls.push(
+    { names: EPERM, action: 'SCMP_ACT_ERRNO', errnoRet: 1 },
+    { names: ENOSYS, action: 'SCMP_ACT_ERRNO', errnoRet: 38 },
+    ...ioctlAllowRules(REFUSED_IOCTLS),
+  );
   return JSON.stringify({ ...engineDefault, syscalls });
 }
 
@@ -75,7 +117,10 @@ export const ENGINE_DEFAULT_PROFILE = '/usr/share/containers/seccomp.json';
  * folder, or undefined when there is no base profile to start from (then the engine's own
  * default applies, and the service log says so).
  */
-export function cageProfileFile(cacheDir: string, base = ENGINE_DEFAULT_PROFILE): string | undefined {
+export function cageProfileFile(
+  cacheDir: string,
+  base = ENGINE_DEFAULT_PROFILE,
+): string | undefined {
   let text: string;
   try {
     text = fs.readFileSync(base, 'utf8');
@@ -83,7 +128,10 @@ export function cageProfileFile(cacheDir: string, base = ENGINE_DEFAULT_PROFILE)
     return undefined;
   }
   const profile = cageProfile(JSON.parse(text) as { syscalls: Rule[] });
-  const file = path.join(cacheDir, `oci-seccomp-${crypto.createHash('sha256').update(profile).digest('hex').slice(0, 16)}.json`);
+  const file = path.join(
+    cacheDir,
+    `oci-seccomp-${crypto.createHash('sha256').update(profile).digest('hex').slice(0, 16)}.json`,
+  );
   if (fs.existsSync(file)) return file;
   fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
   const tmp = `${file}.${process.pid}.tmp`;

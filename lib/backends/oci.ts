@@ -65,7 +65,11 @@ export interface CageUser {
 }
 
 /** Who runs the cage's programs inside the container (see the comment at the top). Pure. */
-export function cageUser(engine: OciEngine, host: Pick<HostFacts, 'uid' | 'gid'>, rootlessEngine: boolean): CageUser {
+export function cageUser(
+  engine: OciEngine,
+  host: Pick<HostFacts, 'uid' | 'gid'>,
+  rootlessEngine: boolean,
+): CageUser {
   if (engine === 'podman' && host.uid !== 0) return { uid: host.uid, gid: host.gid, keepId: true };
   if (rootlessEngine) return { uid: 0, gid: 0, keepId: false };
   return { uid: host.uid, gid: host.gid, keepId: false };
@@ -78,14 +82,19 @@ export function cageUser(engine: OciEngine, host: Pick<HostFacts, 'uid' | 'gid'>
  * engine's storage is root's. A wrong guess is caught by the id map check at start, before a
  * program of the cage's is started. Pure: `rootDirOwner` is the folder's owner, when known.
  */
-export function dockerIsRootless(securityOptions: readonly string[] | null | undefined, rootDirOwner: number | undefined, hostUid: number): boolean {
+export function dockerIsRootless(
+  securityOptions: readonly string[] | null | undefined,
+  rootDirOwner: number | undefined,
+  hostUid: number,
+): boolean {
   const said = (securityOptions ?? []).some((o) => o.split(',').includes('name=rootless'));
   return said || (hostUid !== 0 && rootDirOwner === hostUid);
 }
 
 const PURPOSE: Record<OciEngine, string> = {
   podman: 'to run Backend=podman cages',
-  docker: 'to run Backend=docker cages (the client; the engine may be Docker or podman\'s API service)',
+  docker:
+    "to run Backend=docker cages (the client; the engine may be Docker or podman's API service)",
 };
 
 /**
@@ -101,7 +110,11 @@ export function tmpfsOwner(engine: OciEngine, user: Pick<CageUser, 'uid' | 'gid'
 }
 
 /** `--mount` and `--tmpfs` options for the spec's filesystem operations. */
-export function mountArgs(engine: OciEngine, ops: readonly SetupOp[], user: Pick<CageUser, 'uid' | 'gid'>): string[] {
+export function mountArgs(
+  engine: OciEngine,
+  ops: readonly SetupOp[],
+  user: Pick<CageUser, 'uid' | 'gid'>,
+): string[] {
   const out: string[] = [];
   for (const op of ops) {
     switch (op.op) {
@@ -109,14 +122,20 @@ export function mountArgs(engine: OciEngine, ops: readonly SetupOp[], user: Pick
       case 'bind': {
         const src = checkMountPath(engine, op.source);
         const dst = checkMountPath(engine, op.dest);
-        out.push('--mount', `type=bind,source=${src},destination=${dst}${op.op === 'ro-bind' ? ',readonly=true' : ''}`);
+        out.push(
+          '--mount',
+          `type=bind,source=${src},destination=${dst}${op.op === 'ro-bind' ? ',readonly=true' : ''}`,
+        );
         break;
       }
       case 'tmpfs':
       case 'dir':
         // A folder of the cage's own (its runtime dir): a private tmpfs, since the root is read-only.
         // The cage's user owns it, as bubblewrap's --dir and --tmpfs are the sandbox user's.
-        out.push('--tmpfs', `${checkMountPath(engine, op.dest)}:rw,nosuid,nodev,mode=${(op.mode ?? 0o755).toString(8).padStart(4, '0')}${tmpfsOwner(engine, user)}`);
+        out.push(
+          '--tmpfs',
+          `${checkMountPath(engine, op.dest)}:rw,nosuid,nodev,mode=${(op.mode ?? 0o755).toString(8).padStart(4, '0')}${tmpfsOwner(engine, user)}`,
+        );
         break;
       case 'symlink':
       case 'proc':
@@ -129,7 +148,14 @@ export function mountArgs(engine: OciEngine, ops: readonly SetupOp[], user: Pick
 }
 
 /** The whole `run` command line. Pure: tested without an engine. */
-export function runArgs(engine: OciEngine, spec: SandboxSpec, user: CageUser, container: string, identity: { passwd: string; group: string }, seccompProfile?: string): string[] {
+export function runArgs(
+  engine: OciEngine,
+  spec: SandboxSpec,
+  user: CageUser,
+  container: string,
+  identity: { passwd: string; group: string },
+  seccompProfile?: string,
+): string[] {
   if (!spec.image) throw new KagomeError('InvalidCageFile', `cage "${spec.name}" has no Image=`);
   const args = [
     'run',
@@ -185,8 +211,19 @@ export function runArgs(engine: OciEngine, spec: SandboxSpec, user: CageUser, co
 }
 
 /** `exec` options: the program runs as the cage's user, in its folder, with only its environment. */
-export function execPrefix(r: OciRecord, req: ExecRequest, host: Pick<HostFacts, 'uid' | 'gid'>): string[] {
-  const args = ['exec', ...(req.pipes ? ['--interactive'] : []), '--user', userArg(r, host), '--workdir', '/'];
+export function execPrefix(
+  r: OciRecord,
+  req: ExecRequest,
+  host: Pick<HostFacts, 'uid' | 'gid'>,
+): string[] {
+  const args = [
+    'exec',
+    ...(req.pipes ? ['--interactive'] : []),
+    '--user',
+    userArg(r, host),
+    '--workdir',
+    '/',
+  ];
   for (const [k, v] of Object.entries(req.env)) args.push('--env', `${k}=${v}`);
   args.push(r.container);
   return args;
@@ -200,16 +237,30 @@ function userArg(r: OciRecord, host: Pick<HostFacts, 'uid' | 'gid'>): string {
 
 /** The error for a `run` that failed, with what to do when the image is missing. */
 export function runFailure(engine: OciEngine, spec: SandboxSpec, e: KagomeError): KagomeError {
-  if (/image not known|no such image|unable to find image|not found locally|manifest unknown/i.test(e.message)) {
+  if (
+    /image not known|no such image|unable to find image|not found locally|manifest unknown/i.test(
+      e.message,
+    )
+  ) {
     return new KagomeError(
       'NoSuchImage',
       `${engine} has no image "${spec.image}" for cage "${spec.name}"; build it with 'kagome image build --engine ${engine}${spec.image === 'kagome/debian12' ? '' : ` --name ${spec.image}`}', or set Image= in the cage file to an image ${engine} has ('${engine} images' lists them)`,
     );
   }
-  if (/cannot connect|connection refused|no such file or directory.*sock|is the docker daemon running/i.test(e.message)) {
-    return new KagomeError('BackendFailed', `${engine} cannot reach its engine for cage "${spec.name}": ${e.message}; start it (systemctl start ${engine === 'docker' ? 'docker' : 'podman.socket'}) or set DOCKER_HOST`);
+  if (
+    /cannot connect|connection refused|no such file or directory.*sock|is the docker daemon running/i.test(
+      e.message,
+    )
+  ) {
+    return new KagomeError(
+      'BackendFailed',
+      `${engine} cannot reach its engine for cage "${spec.name}": ${e.message}; start it (systemctl start ${engine === 'docker' ? 'docker' : 'podman.socket'}) or set DOCKER_HOST`,
+    );
   }
-  return new KagomeError('BackendFailed', `${engine} could not start cage "${spec.name}": ${e.message}`);
+  return new KagomeError(
+    'BackendFailed',
+    `${engine} could not start cage "${spec.name}": ${e.message}`,
+  );
 }
 
 export class OciBackend extends ContainerBackend implements Backend<OciRecord> {
@@ -251,7 +302,9 @@ export class OciBackend extends ContainerBackend implements Backend<OciRecord> {
    */
   private rootlessDocker(engine: string): Promise<boolean> {
     this.rootlessAnswer ??= (async () => {
-      const info = JSON.parse(await engineRun(engine, ['info', '--format', '{{json .}}'], this.env)) as { SecurityOptions?: string[] | null; DockerRootDir?: string };
+      const info = JSON.parse(
+        await engineRun(engine, ['info', '--format', '{{json .}}'], this.env),
+      ) as { SecurityOptions?: string[] | null; DockerRootDir?: string };
       let owner: number | undefined;
       try {
         owner = info.DockerRootDir ? fs.statSync(info.DockerRootDir).uid : undefined;
@@ -268,9 +321,20 @@ export class OciBackend extends ContainerBackend implements Backend<OciRecord> {
     const engine = this.engine();
     const container = this.containerName(spec.name);
     const [rootless] = await Promise.all([
-      (this.kind === 'docker' ? this.rootlessDocker(engine) : Promise.resolve(false)).catch((e: unknown) => {
-        throw runFailure(this.kind, spec, e instanceof KagomeError ? e : new KagomeError('BackendFailed', `docker info gave no answer: ${(e as Error).message}`));
-      }),
+      (this.kind === 'docker' ? this.rootlessDocker(engine) : Promise.resolve(false)).catch(
+        (e: unknown) => {
+          throw runFailure(
+            this.kind,
+            spec,
+            e instanceof KagomeError
+              ? e
+              : new KagomeError(
+                  'BackendFailed',
+                  `docker info gave no answer: ${(e as Error).message}`,
+                ),
+          );
+        },
+      ),
       // A container of this name is left over from a service that died with it stopping: the
       // cage is being started anew, so the old one goes.
       engineRun(engine, ['rm', '--force', container], this.env).catch(() => undefined),
@@ -278,35 +342,67 @@ export class OciBackend extends ContainerBackend implements Backend<OciRecord> {
     const user = cageUser(this.kind, this.host, rootless);
     // The user list names the cage's user with the id it has inside, so `id`, ~ and the
     // programs that look themselves up agree with the files they own.
-    const identity = await writeIdentity({ ...this.host, uid: user.uid, gid: user.gid }, spec, io.etcDir);
+    const identity = await writeIdentity(
+      { ...this.host, uid: user.uid, gid: user.gid },
+      spec,
+      io.etcDir,
+    );
     const profile = cageProfileFile(io.cacheDir);
-    if (!profile) fs.writeSync(io.logFd, `kagome: no ${ENGINE_DEFAULT_PROFILE} (containers-common) to build the cage's seccomp profile on; ${this.kind}'s own default applies\n`);
+    if (!profile)
+      fs.writeSync(
+        io.logFd,
+        `kagome: no ${ENGINE_DEFAULT_PROFILE} (containers-common) to build the cage's seccomp profile on; ${this.kind}'s own default applies\n`,
+      );
     let id: string;
     try {
-      const run = (withProfile: string | undefined) => engineRun(engine, runArgs(this.kind, spec, user, container, identity, withProfile), this.env);
-      id = (
-        await run(profile).catch(async (e: KagomeError) => {
-          // podman 4.3's Docker API reads the profile the docker client sends as a file name
-          // ("opening seccomp profile failed: open {...}"); a Docker engine takes it. There the
-          // engine's own default is all that can apply, and the cage log says so.
-          if (!profile || !/opening seccomp profile failed: open \{/.test(e.message)) throw e;
-          fs.writeSync(io.logFd, `kagome: this ${this.kind} engine cannot take a seccomp profile from its client (podman's Docker API); its own default applies\n`);
-          await engineRun(engine, ['rm', '--force', container], this.env).catch(() => undefined);
-          return run(undefined);
-        })
-      )
-        .trim()
-        .split('\n')
-        .pop() ?? '';
+      const run = (withProfile: string | undefined) =>
+        engineRun(
+          engine,
+          runArgs(this.kind, spec, user, container, identity, withProfile),
+          this.env,
+        );
+      id =
+        (
+          await run(profile).catch(async (e: KagomeError) => {
+            // podman 4.3's Docker API reads the profile the docker client sends as a file name
+            // ("opening seccomp profile failed: open {...}"); a Docker engine takes it. There the
+            // engine's own default is all that can apply, and the cage log says so.
+            if (!profile || !/opening seccomp profile failed: open \{/.test(e.message)) throw e;
+            fs.writeSync(
+              io.logFd,
+              `kagome: this ${this.kind} engine cannot take a seccomp profile from its client (podman's Docker API); its own default applies\n`,
+            );
+            await engineRun(engine, ['rm', '--force', container], this.env).catch(() => undefined);
+            return run(undefined);
+          })
+        )
+          .trim()
+          .split('\n')
+          .pop() ?? '';
     } catch (e) {
       throw runFailure(this.kind, spec, e as KagomeError);
     }
     try {
-      const pid = Number((await engineRun(engine, ['inspect', '--format', '{{.State.Pid}}', container], this.env)).trim());
-      if (!Number.isInteger(pid) || pid <= 0) throw new KagomeError('BackendFailed', `${this.kind} started cage "${spec.name}" but reports no process for it; see '${this.kind} logs ${container}'`);
+      const pid = Number(
+        (
+          await engineRun(engine, ['inspect', '--format', '{{.State.Pid}}', container], this.env)
+        ).trim(),
+      );
+      if (!Number.isInteger(pid) || pid <= 0)
+        throw new KagomeError(
+          'BackendFailed',
+          `${this.kind} started cage "${spec.name}" but reports no process for it; see '${this.kind} logs ${container}'`,
+        );
       const init = procRef(pid);
       this.checkUserMap(spec, pid, user);
-      return { engine: this.kind, container, id, init, user: { uid: user.uid, gid: user.gid }, ...containerFacts(init) };
+      return {
+        engine: this.kind,
+        container,
+        id,
+        init,
+        user: { uid: user.uid, gid: user.gid },
+        ...containerFacts(init),
+      };
     } catch (e) {
       await engineRun(engine, ['rm', '--force', container], this.env).catch(() => undefined);
       throw e;
@@ -332,16 +428,27 @@ export class OciBackend extends ContainerBackend implements Backend<OciRecord> {
     const gid = containerIdOf(gidMap, this.host.gid);
     if (uid === user.uid && gid === user.gid) return;
     this.rootlessAnswer = undefined;
-    const where = uid === undefined ? 'to no id in the container' : `to ${uid}:${gid ?? '?'} in the container`;
+    const where =
+      uid === undefined ? 'to no id in the container' : `to ${uid}:${gid ?? '?'} in the container`;
     throw new KagomeError(
       'BackendFailed',
-      `${this.kind} maps your ids ${this.host.uid}:${this.host.gid} ${where}, not to the cage's user ${user.uid}:${user.gid}, so cage "${spec.name}" could not use its home or its display folder; ${this.kind === 'docker' ? "a Docker engine with userns-remap cannot run kagome cages: use rootless Docker or the default engine, or Backend=podman" : 'check the user namespace settings of containers.conf (userns)'}`,
+      `${this.kind} maps your ids ${this.host.uid}:${this.host.gid} ${where}, not to the cage's user ${user.uid}:${user.gid}, so cage "${spec.name}" could not use its home or its display folder; ${this.kind === 'docker' ? 'a Docker engine with userns-remap cannot run kagome cages: use rootless Docker or the default engine, or Backend=podman' : 'check the user namespace settings of containers.conf (userns)'}`,
     );
   }
 
-  async resolveProgram(r: OciRecord, program: string, searchPath: string): Promise<string | undefined> {
+  async resolveProgram(
+    r: OciRecord,
+    program: string,
+    searchPath: string,
+  ): Promise<string | undefined> {
     if (r.rootVisible) return resolveInRoot(r.init, program, searchPath);
-    return resolveByShell(this.engine(), ['exec', '--user', userArg(r, this.host), r.container], this.env, program, searchPath);
+    return resolveByShell(
+      this.engine(),
+      ['exec', '--user', userArg(r, this.host), r.container],
+      this.env,
+      program,
+      searchPath,
+    );
   }
 
   exec(r: OciRecord, req: ExecRequest): Promise<ExecHandle> {

@@ -41,17 +41,33 @@ const HIGHEST_FAMILY_CHECKED = 17;
 export function seccompRules(opts: { nestedSandbox: boolean }): SeccompRule[] {
   const rules: SeccompRule[] = [
     // dmesg, a dead syscall, process accounting, LDT tricks (an old source of leaks), quotas.
-    ...['syslog', 'uselib', 'acct', 'modify_ldt', 'quotactl'].map((syscall) => ({ syscall, errno: 'EPERM' as const })),
+    ...['syslog', 'uselib', 'acct', 'modify_ldt', 'quotactl'].map((syscall) => ({
+      syscall,
+      errno: 'EPERM' as const,
+    })),
     // The kernel keyring is per user, not per namespace: a cage would read and change the
     // host user's keys (seen: keyctl add into the host's @u, unlink of the host's key).
-    ...['add_key', 'keyctl', 'request_key'].map((syscall) => ({ syscall, errno: 'EPERM' as const })),
+    ...['add_key', 'keyctl', 'request_key'].map((syscall) => ({
+      syscall,
+      errno: 'EPERM' as const,
+    })),
     // NUMA and page migration.
-    ...['move_pages', 'mbind', 'get_mempolicy', 'set_mempolicy', 'migrate_pages'].map((syscall) => ({ syscall, errno: 'EPERM' as const })),
+    ...['move_pages', 'mbind', 'get_mempolicy', 'set_mempolicy', 'migrate_pages'].map(
+      (syscall) => ({ syscall, errno: 'EPERM' as const }),
+    ),
     // Typing into the terminal that started something (CVE-2017-5226), and the Linux console's
     // copy and paste, which does the same (CVE-2023-28100). The mask keeps a 64-bit request
     // with junk in its upper half from passing.
-    { syscall: 'ioctl', errno: 'EPERM', args: [{ index: 1, op: 'MASKED_EQ', mask: 0xffffffff, value: TIOCSTI }] },
-    { syscall: 'ioctl', errno: 'EPERM', args: [{ index: 1, op: 'MASKED_EQ', mask: 0xffffffff, value: TIOCLINUX }] },
+    {
+      syscall: 'ioctl',
+      errno: 'EPERM',
+      args: [{ index: 1, op: 'MASKED_EQ', mask: 0xffffffff, value: TIOCSTI }],
+    },
+    {
+      syscall: 'ioctl',
+      errno: 'EPERM',
+      args: [{ index: 1, op: 'MASKED_EQ', mask: 0xffffffff, value: TIOCLINUX }],
+    },
     // Profiling belongs outside the cage, and perf has been the source of many CVEs.
     { syscall: 'perf_event_open', errno: 'EPERM' },
     // No switching to another personality (it can turn off address randomisation).
@@ -61,18 +77,44 @@ export function seccompRules(opts: { nestedSandbox: boolean }): SeccompRule[] {
     ...['mount', 'umount2', 'pivot_root'].map((syscall) => ({ syscall, errno: 'EPERM' as const })),
     // The new mount API, and clone3, whose flags live in a struct seccomp cannot read: ENOSYS
     // so that callers fall back to clone, whose flags it can (GHSA-67h7-w3jq-vh4q).
-    ...['open_tree', 'move_mount', 'fsopen', 'fsconfig', 'fsmount', 'fspick', 'mount_setattr', 'clone3'].map((syscall) => ({ syscall, errno: 'ENOSYS' as const })),
+    ...[
+      'open_tree',
+      'move_mount',
+      'fsopen',
+      'fsconfig',
+      'fsmount',
+      'fspick',
+      'mount_setattr',
+      'clone3',
+    ].map((syscall) => ({ syscall, errno: 'ENOSYS' as const })),
   ];
   if (!opts.nestedSandbox) {
     rules.push(
-      { syscall: 'unshare', errno: 'EPERM', args: [{ index: 0, op: 'MASKED_EQ', mask: CLONE_NEWUSER, value: CLONE_NEWUSER }] },
-      { syscall: 'clone', errno: 'EPERM', args: [{ index: 0, op: 'MASKED_EQ', mask: CLONE_NEWUSER, value: CLONE_NEWUSER }] },
+      {
+        syscall: 'unshare',
+        errno: 'EPERM',
+        args: [{ index: 0, op: 'MASKED_EQ', mask: CLONE_NEWUSER, value: CLONE_NEWUSER }],
+      },
+      {
+        syscall: 'clone',
+        errno: 'EPERM',
+        args: [{ index: 0, op: 'MASKED_EQ', mask: CLONE_NEWUSER, value: CLONE_NEWUSER }],
+      },
     );
   }
   for (let family = 0; family < HIGHEST_FAMILY_CHECKED; family++) {
-    if (!ALLOWED_FAMILIES.includes(family)) rules.push({ syscall: 'socket', errno: 'EAFNOSUPPORT', args: [{ index: 0, op: 'EQ', value: family }] });
+    if (!ALLOWED_FAMILIES.includes(family))
+      rules.push({
+        syscall: 'socket',
+        errno: 'EAFNOSUPPORT',
+        args: [{ index: 0, op: 'EQ', value: family }],
+      });
   }
-  rules.push({ syscall: 'socket', errno: 'EAFNOSUPPORT', args: [{ index: 0, op: 'GE', value: HIGHEST_FAMILY_CHECKED }] });
+  rules.push({
+    syscall: 'socket',
+    errno: 'EAFNOSUPPORT',
+    args: [{ index: 0, op: 'GE', value: HIGHEST_FAMILY_CHECKED }],
+  });
   return rules;
 }
 
@@ -115,21 +157,41 @@ function systemPython(): string {
  */
 export function seccompProgram(cacheDir: string, rules: SeccompRule[]): string {
   const json = JSON.stringify(rules);
-  const digest = crypto.createHash('sha256').update(COMPILER).update(json).update(process.arch).digest('hex').slice(0, 16);
+  const digest = crypto
+    .createHash('sha256')
+    .update(COMPILER)
+    .update(json)
+    .update(process.arch)
+    .digest('hex')
+    .slice(0, 16);
   const file = path.join(cacheDir, `seccomp-${digest}.bpf`);
   if (fs.existsSync(file)) return file;
   fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
   let bpf: Buffer;
   try {
-    bpf = execFileSync(systemPython(), ['-I', '-c', COMPILER], { input: json, stdio: ['pipe', 'pipe', 'pipe'], timeout: 20000 });
+    bpf = execFileSync(systemPython(), ['-I', '-c', COMPILER], {
+      input: json,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      timeout: 20000,
+    });
   } catch (e) {
     const text = String((e as { stderr?: Buffer }).stderr ?? (e as Error).message);
     if (/No module named .?seccomp/.test(text)) {
-      throw new KagomeError('MissingProgram', "the seccomp filter of bubblewrap cages is compiled with libseccomp's Python module, which was not found: install the Debian package 'python3-seccomp' (sudo apt-get install python3-seccomp)");
+      throw new KagomeError(
+        'MissingProgram',
+        "the seccomp filter of bubblewrap cages is compiled with libseccomp's Python module, which was not found: install the Debian package 'python3-seccomp' (sudo apt-get install python3-seccomp)",
+      );
     }
-    throw new KagomeError('BackendFailed', `could not compile the cages' seccomp filter: ${text.trim().split('\n').slice(-1)[0]}`);
+    throw new KagomeError(
+      'BackendFailed',
+      `could not compile the cages' seccomp filter: ${text.trim().split('\n').slice(-1)[0]}`,
+    );
   }
-  if (bpf.length === 0 || bpf.length % 8 !== 0) throw new KagomeError('BackendFailed', `libseccomp wrote a filter of ${bpf.length} bytes, which is not a BPF program`);
+  if (bpf.length === 0 || bpf.length % 8 !== 0)
+    throw new KagomeError(
+      'BackendFailed',
+      `libseccomp wrote a filter of ${bpf.length} bytes, which is not a BPF program`,
+    );
   // Written whole under a temporary name, then renamed: a start never reads half a filter.
   const tmp = `${file}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, bpf, { mode: 0o600 });

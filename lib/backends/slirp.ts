@@ -42,7 +42,20 @@ async function startSlirpOnce(init: ProcRef, logFd: number): Promise<ProcRef> {
   const slirp = requireProgram('slirp4netns', 'for cages with Network=full or internet');
   const child = spawn(
     enterHelper(),
-    ['--outer-userns', String(init.pid), init.start, '--', slirp, '--configure', '--mtu=65520', '--disable-host-loopback', '--ready-fd=3', '--netns-type=path', `/proc/${init.pid}/ns/net`, 'tap0'],
+    [
+      '--outer-userns',
+      String(init.pid),
+      init.start,
+      '--',
+      slirp,
+      '--configure',
+      '--mtu=65520',
+      '--disable-host-loopback',
+      '--ready-fd=3',
+      '--netns-type=path',
+      `/proc/${init.pid}/ns/net`,
+      'tap0',
+    ],
     { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'] },
   );
   for (const stream of child.stdio) stream?.on('error', () => undefined);
@@ -51,11 +64,31 @@ async function startSlirpOnce(init: ProcRef, logFd: number): Promise<ProcRef> {
     await new Promise<void>((resolve, reject) => {
       const ready = child.stdio[3] as NodeJS.ReadableStream;
       ready.once('data', () => resolve());
-      child.once('error', (e) => reject(new KagomeError('BackendFailed', `could not start slirp4netns: ${e.message}`)));
-      child.once('exit', (code) => reject(new EarlyExit(new KagomeError('BackendFailed', `slirp4netns exited (${code}) before the cage's network was up; see the cage log`))));
+      child.once('error', (e) =>
+        reject(new KagomeError('BackendFailed', `could not start slirp4netns: ${e.message}`)),
+      );
+      child.once('exit', (code) =>
+        reject(
+          new EarlyExit(
+            new KagomeError(
+              'BackendFailed',
+              `slirp4netns exited (${code}) before the cage's network was up; see the cage log`,
+            ),
+          ),
+        ),
+      );
       // A slirp4netns that never says ready held its cage in "starting" for ten minutes, and
       // every Stop and launch of it waited behind.
-      timer = setTimeout(() => reject(new KagomeError('BackendFailed', `slirp4netns did not bring the cage's network up within ${READY_TIMEOUT_MS / 1000} s; see the cage log`)), READY_TIMEOUT_MS);
+      timer = setTimeout(
+        () =>
+          reject(
+            new KagomeError(
+              'BackendFailed',
+              `slirp4netns did not bring the cage's network up within ${READY_TIMEOUT_MS / 1000} s; see the cage log`,
+            ),
+          ),
+        READY_TIMEOUT_MS,
+      );
     });
   } catch (e) {
     child.kill('SIGKILL');
@@ -79,13 +112,17 @@ const NFT_TIMEOUT_MS = 15000;
 export async function installRuleset(init: ProcRef, ruleset: string, cage: string): Promise<void> {
   const nft = requireProgram('nft', 'for cages with Network=internet', { sbin: true });
   for (let attempt = 1; ; attempt++) {
-    const r = await execa(enterHelper(), ['--outer-userns', '--net', String(init.pid), init.start, '--', nft, '-f', '-'], {
-      input: ruleset,
-      reject: false,
-      timeout: NFT_TIMEOUT_MS,
-      env: { LANG: 'C.UTF-8', PATH: process.env.PATH ?? '/usr/bin:/bin' },
-      extendEnv: false,
-    });
+    const r = await execa(
+      enterHelper(),
+      ['--outer-userns', '--net', String(init.pid), init.start, '--', nft, '-f', '-'],
+      {
+        input: ruleset,
+        reject: false,
+        timeout: NFT_TIMEOUT_MS,
+        env: { LANG: 'C.UTF-8', PATH: process.env.PATH ?? '/usr/bin:/bin' },
+        extendEnv: false,
+      },
+    );
     if (r.exitCode === 0) return;
     // kagome-enter's own refusal (125) with EACCES: the moment when bwrap makes the inner user
     // namespace, as for slirp4netns above. Nothing was changed; try again.
@@ -99,6 +136,9 @@ export async function installRuleset(init: ProcRef, ruleset: string, cage: strin
       : r.exitCode === 125
         ? `could not enter the cage's network namespace: ${stderr}`
         : `nft failed (${r.exitCode ?? r.signal}): ${stderr}`;
-    throw new KagomeError('BackendFailed', `could not install the Network=internet rules of cage "${cage}", so it was not started: ${said}`);
+    throw new KagomeError(
+      'BackendFailed',
+      `could not install the Network=internet rules of cage "${cage}", so it was not started: ${said}`,
+    );
   }
 }

@@ -8,7 +8,13 @@ import type { ExecHandle, ExecRequest } from './backend.js';
  * detached, in its own session, so that it outlives a restarted or killed service; its exit
  * status is the program's.
  */
-export async function spawnDetached(program: string, argv: string[], env: Record<string, string | undefined>, req: ExecRequest, into: string): Promise<ExecHandle> {
+export async function spawnDetached(
+  program: string,
+  argv: string[],
+  env: Record<string, string | undefined>,
+  req: ExecRequest,
+  into: string,
+): Promise<ExecHandle> {
   const child = spawn(program, argv, {
     detached: true,
     env: env as NodeJS.ProcessEnv,
@@ -16,10 +22,13 @@ export async function spawnDetached(program: string, argv: string[], env: Record
   });
   // Pipes of a program that ends at the wrong moment report ECONNRESET or EPIPE as 'error'
   // events, which must never reach the top of the service.
-  for (const stream of [child.stdin, child.stdout, child.stderr]) stream?.on('error', () => undefined);
+  for (const stream of [child.stdin, child.stdout, child.stderr])
+    stream?.on('error', () => undefined);
   await new Promise<void>((resolve, reject) => {
     child.once('spawn', resolve);
-    child.once('error', (e) => reject(new KagomeError('BackendFailed', `could not enter ${into}: ${e.message}`)));
+    child.once('error', (e) =>
+      reject(new KagomeError('BackendFailed', `could not enter ${into}: ${e.message}`)),
+    );
   });
   const exited = new Promise<number>((resolve) =>
     child.once('exit', (code, sig) => resolve(code ?? 128 + (sig ? os.constants.signals[sig] : 0))),

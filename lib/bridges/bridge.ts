@@ -57,7 +57,11 @@ export interface CageBridge {
    * for a part that needs no display: once the sandbox runs, while its display starts (so it
    * adds nothing to a cold start), before `start`
    */
-  startWithSandbox?(ctx: BridgeContext, cage: SandboxHandle, record: BridgeRecord): Promise<BridgeRecord>;
+  startWithSandbox?(
+    ctx: BridgeContext,
+    cage: SandboxHandle,
+    record: BridgeRecord,
+  ): Promise<BridgeRecord>;
   /** once the cage and its display run */
   start(ctx: BridgeContext, cage: CageHandle, record: BridgeRecord): Promise<BridgeRecord>;
   /** after a service restart, with the cage still running: bring back what lived in the old service */

@@ -7,8 +7,24 @@ import { KagomeError } from '../errors.js';
 import type { ClipboardPolicy } from '../cage/config.js';
 import type { Notifier } from '../notify.js';
 import type { Logger } from '../log.js';
-import { problemOf, type BridgeContext, type BridgeRecord, type BridgeStatus, type CageBridge, type CageHandle } from './bridge.js';
-import { cageDisplay, hostDisplay, ownSelection, readSelection, watchSelections, type Selection, type SelectionDisplay, type Watcher } from './selection.js';
+import {
+  problemOf,
+  type BridgeContext,
+  type BridgeRecord,
+  type BridgeStatus,
+  type CageBridge,
+  type CageHandle,
+} from './bridge.js';
+import {
+  cageDisplay,
+  hostDisplay,
+  ownSelection,
+  readSelection,
+  watchSelections,
+  type Selection,
+  type SelectionDisplay,
+  type Watcher,
+} from './selection.js';
 
 // The clipboard between the host display and a cage's, as far as Clipboard= says:
 //   to-cage / to-host / both: every copy on the allowed side is carried over as it happens;
@@ -47,7 +63,14 @@ function bridgeAuthority(authFile: string, display: number): string {
   const file = `${authFile}.host`;
   if (!fs.existsSync(file)) {
     const cookie = cookieOf(fs.readFileSync(authFile));
-    fs.writeFileSync(file, Buffer.concat([xauthorityEntry(cookie), xauthorityLocalEntry(cookie, os.hostname(), display)]), { mode: 0o600 });
+    fs.writeFileSync(
+      file,
+      Buffer.concat([
+        xauthorityEntry(cookie),
+        xauthorityLocalEntry(cookie, os.hostname(), display),
+      ]),
+      { mode: 0o600 },
+    );
   }
   return file;
 }
@@ -83,7 +106,15 @@ export class ClipboardBridge implements CageBridge {
     if (cage.displayKind === 'xephyr') {
       // Xephyr runs on the host: its display is reached from here, with its own cookie.
       const r = cage.displayRecord as { number: number; authFile: string };
-      return hostDisplay(label, { ...this.hostEnv, DISPLAY: `:${r.number}`, XAUTHORITY: bridgeAuthority(r.authFile, r.number) }, cage.logFd);
+      return hostDisplay(
+        label,
+        {
+          ...this.hostEnv,
+          DISPLAY: `:${r.number}`,
+          XAUTHORITY: bridgeAuthority(r.authFile, r.number),
+        },
+        cage.logFd,
+      );
     }
     return cageDisplay(label, cage);
   }
@@ -106,7 +137,10 @@ export class ClipboardBridge implements CageBridge {
   }
 
   readopt(ctx: BridgeContext, cage: CageHandle, record: BridgeRecord): Promise<BridgeRecord> {
-    return this.start(ctx, cage, { direction: (record as ClipboardRecord).direction ?? ctx.config.clipboard.direction, cage: ctx.config.name });
+    return this.start(ctx, cage, {
+      direction: (record as ClipboardRecord).direction ?? ctx.config.clipboard.direction,
+      cage: ctx.config.name,
+    });
   }
 
   private startSync(ctx: BridgeContext, cage: CageHandle): void {
@@ -119,10 +153,16 @@ export class ClipboardBridge implements CageBridge {
     this.stopSync(name);
     this.syncs.set(name, sync);
     const carry = (from: SelectionDisplay, to: SelectionDisplay, sel: Selection) => {
-      const next = (sync.queue.get(sel) ?? Promise.resolve()).then(() => this.carry(name, sync, policy, from, to, sel));
+      const next = (sync.queue.get(sel) ?? Promise.resolve()).then(() =>
+        this.carry(name, sync, policy, from, to, sel),
+      );
       sync.queue.set(
         sel,
-        next.catch((e: Error) => ctx.log.warn(`cage ${name}: clipboard: carrying ${sel} from ${from.label} to ${to.label} failed: ${e.message}`)),
+        next.catch((e: Error) =>
+          ctx.log.warn(
+            `cage ${name}: clipboard: carrying ${sel} from ${from.label} to ${to.label} failed: ${e.message}`,
+          ),
+        ),
       );
     };
     const ended = (label: string) => (code: number) => {
@@ -130,14 +170,22 @@ export class ClipboardBridge implements CageBridge {
       ctx.log.warn(`cage ${name}: clipboard: ${sync.problem}`);
     };
     const watch = async (from: SelectionDisplay, to: SelectionDisplay) => {
-      const watcher = await watchSelections(from, selections, (sel) => carry(from, to, sel), ended(from.label));
+      const watcher = await watchSelections(
+        from,
+        selections,
+        (sel) => carry(from, to, sel),
+        ended(from.label),
+      );
       // The cage may have stopped while the watcher started.
       if (this.syncs.get(name) === sync) sync.watchers.push(watcher);
       else watcher.stop();
     };
     const toCage = allows(policy.direction, 'to-cage');
     const toHost = allows(policy.direction, 'to-host');
-    const started = [...(toCage ? [watch(host, inCage)] : []), ...(toHost ? [watch(inCage, host)] : [])];
+    const started = [
+      ...(toCage ? [watch(host, inCage)] : []),
+      ...(toHost ? [watch(inCage, host)] : []),
+    ];
     // Once both watch, carry what was copied before: first what a program in the cage copied
     // while the watchers started (it is the newest), then what the user copied on the host
     // before the cage started. A copy carried one way is not carried back.
@@ -154,7 +202,14 @@ export class ClipboardBridge implements CageBridge {
     });
   }
 
-  private async carry(name: string, sync: Sync, policy: ClipboardPolicy, from: SelectionDisplay, to: SelectionDisplay, sel: Selection): Promise<void> {
+  private async carry(
+    name: string,
+    sync: Sync,
+    policy: ClipboardPolicy,
+    from: SelectionDisplay,
+    to: SelectionDisplay,
+    sel: Selection,
+  ): Promise<void> {
     if (this.syncs.get(name) !== sync) return;
     let r = await readSelection(from, sel, policy);
     // A selection just taken can read as empty: two bridges asking its new owner at the same
@@ -166,7 +221,8 @@ export class ClipboardBridge implements CageBridge {
       r = await readSelection(from, sel, policy);
     }
     if (!r.ok) {
-      if (r.why !== 'empty') this.log.info(`cage ${name}: clipboard: not carried to ${to.label}: ${r.detail}`);
+      if (r.why !== 'empty')
+        this.log.info(`cage ${name}: clipboard: not carried to ${to.label}: ${r.detail}`);
       return;
     }
     const key = fingerprint(r.contents.target, r.contents.data);
@@ -191,7 +247,9 @@ export class ClipboardBridge implements CageBridge {
     const r = record as ClipboardRecord;
     const policy = r.direction ?? 'none';
     if (policy === 'none') return { policy, state: 'off', problem: '' };
-    const problem = problemOf(record) || (typeof r.cage === 'string' ? (this.syncs.get(r.cage)?.problem ?? '') : '');
+    const problem =
+      problemOf(record) ||
+      (typeof r.cage === 'string' ? (this.syncs.get(r.cage)?.problem ?? '') : '');
     return problem ? { policy, state: 'down', problem } : { policy, state: 'up', problem: '' };
   }
 }
@@ -199,7 +257,12 @@ export class ClipboardBridge implements CageBridge {
 /** Explicit one-time copies (Clipboard=ask, or any policy that allows the direction). */
 export class ClipboardCopies {
   constructor(
-    private readonly cages: { handle(name: string): { config: { name: string; clipboard: ClipboardPolicy }; handle: CageHandle } | undefined; exists(name: string): Promise<boolean> },
+    private readonly cages: {
+      handle(
+        name: string,
+      ): { config: { name: string; clipboard: ClipboardPolicy }; handle: CageHandle } | undefined;
+      exists(name: string): Promise<boolean>;
+    },
     private readonly bridge: ClipboardBridge,
     private readonly notifier: Notifier,
     private readonly log: Logger,
@@ -208,8 +271,12 @@ export class ClipboardCopies {
   async copy(name: string, direction: CopyDirection): Promise<{ kind: string; bytes: number }> {
     const running = this.cages.handle(name);
     if (!running) {
-      if (!(await this.cages.exists(name))) throw new KagomeError('NoSuchCage', `no cage named "${name}"`);
-      throw new KagomeError('NotRunning', `cage "${name}" is not running: start a program in it first`);
+      if (!(await this.cages.exists(name)))
+        throw new KagomeError('NoSuchCage', `no cage named "${name}"`);
+      throw new KagomeError(
+        'NotRunning',
+        `cage "${name}" is not running: start a program in it first`,
+      );
     }
     const policy = running.config.clipboard;
     if (!allows(policy.direction, direction)) {
@@ -229,12 +296,19 @@ export class ClipboardCopies {
       await new Promise((resolve) => setTimeout(resolve, ms));
       r = await readSelection(from, 'CLIPBOARD', policy);
     }
-    if (!r.ok) throw new KagomeError(r.why === 'empty' ? 'NothingCopied' : 'NotPermitted', `nothing was copied: ${r.detail}`);
+    if (!r.ok)
+      throw new KagomeError(
+        r.why === 'empty' ? 'NothingCopied' : 'NotPermitted',
+        `nothing was copied: ${r.detail}`,
+      );
     await ownSelection(to, 'CLIPBOARD', r.contents);
     const what = `${r.contents.data.length} bytes of ${r.contents.kind === 'image' ? 'image' : 'text'}`;
-    this.log.info(`cage ${name}: clipboard: copied ${what} ${direction === 'to-cage' ? 'from the host into the cage' : 'from the cage to the host'}`);
+    this.log.info(
+      `cage ${name}: clipboard: copied ${what} ${direction === 'to-cage' ? 'from the host into the cage' : 'from the cage to the host'}`,
+    );
     await this.notifier.notify({
-      summary: direction === 'to-cage' ? `Clipboard copied into ${name}` : `Clipboard copied from ${name}`,
+      summary:
+        direction === 'to-cage' ? `Clipboard copied into ${name}` : `Clipboard copied from ${name}`,
       body: `${what} ${direction === 'to-cage' ? `from the host's clipboard, now on cage ${name}'s` : `from cage ${name}'s clipboard, now on the host's`}`,
       icon: 'dialog-information',
       urgency: 'low',

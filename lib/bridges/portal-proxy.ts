@@ -48,7 +48,9 @@ export function portalAddressInCage(): string {
  * may talk to. No --own, --talk or --see: the cage owns nothing on the host's bus and cannot
  * list, call or watch anything else there, eavesdropping and BecomeMonitor included.
  */
-export function portalProxyRules(o: { notifications: boolean } = { notifications: true }): string[] {
+export function portalProxyRules(
+  o: { notifications: boolean } = { notifications: true },
+): string[] {
   const portal = 'org.freedesktop.portal.Desktop';
   return [
     '--filter',
@@ -58,7 +60,9 @@ export function portalProxyRules(o: { notifications: boolean } = { notifications
     // notification server (xdg-desktop-portal-gtk's org.freedesktop.Notifications backend where
     // no org.gtk.Notifications server runs, as on most desktops but GNOME).
     // Notifications=none leaves the rule out.
-    ...(o.notifications ? [`--call=${portal}=org.freedesktop.portal.Notification.*@/org/freedesktop/portal/desktop`] : []),
+    ...(o.notifications
+      ? [`--call=${portal}=org.freedesktop.portal.Notification.*@/org/freedesktop/portal/desktop`]
+      : []),
     // Links go to kagome, not to the portal's OpenURI, which would open them with the host's
     // uncaged default program: the one kagome method made for cages, which knows the caller
     // by this proxy and checks what it sends (lib/links.ts). Nothing else of kagome's.
@@ -88,7 +92,14 @@ export function busSocketPath(address: string): string | undefined {
 }
 
 /** bwrap's arguments around the proxy; fd `infoFd` takes bwrap's report, fd `appInfoFd` holds flatpakInfo. */
-export function portalProxyArgs(o: { program: string; hostBusSocket: string; socketDir: string; infoFd: number; appInfoFd: number; notifications?: boolean }): string[] {
+export function portalProxyArgs(o: {
+  program: string;
+  hostBusSocket: string;
+  socketDir: string;
+  infoFd: number;
+  appInfoFd: number;
+  notifications?: boolean;
+}): string[] {
   return [
     '--unshare-all',
     '--unshare-user',
@@ -123,20 +134,44 @@ export function portalProxyArgs(o: { program: string; hostBusSocket: string; soc
  * proxy's own process (the child of its sandbox's init, which ends with it) once its socket
  * listens.
  */
-export async function startPortalProxy(o: { hostBusAddress: string; socketDir: string; appId: string; logFd: number; notifications: boolean }): Promise<ProcRef> {
+export async function startPortalProxy(o: {
+  hostBusAddress: string;
+  socketDir: string;
+  appId: string;
+  logFd: number;
+  notifications: boolean;
+}): Promise<ProcRef> {
   const bwrap = requireProgram('bwrap', "to confine a cage's portal proxy");
   // Run by its path in the host's /usr, which is the proxy's.
-  const program = requireProgram('xdg-dbus-proxy', "to carry a SessionBus=portal cage's calls to the host's portals");
+  const program = requireProgram(
+    'xdg-dbus-proxy',
+    "to carry a SessionBus=portal cage's calls to the host's portals",
+  );
   const hostBusSocket = busSocketPath(o.hostBusAddress);
-  if (!hostBusSocket) throw new KagomeError('NotSupported', `the session bus address ${o.hostBusAddress} has no socket path for the portal proxy`);
+  if (!hostBusSocket)
+    throw new KagomeError(
+      'NotSupported',
+      `the session bus address ${o.hostBusAddress} has no socket path for the portal proxy`,
+    );
   fs.mkdirSync(o.socketDir, { recursive: true, mode: 0o700 });
   const socket = path.join(o.socketDir, SOCKET_NAME);
   fs.rmSync(socket, { force: true });
-  const child = spawn(bwrap, portalProxyArgs({ program, hostBusSocket, socketDir: o.socketDir, infoFd: 3, appInfoFd: 4, notifications: o.notifications }), {
-    detached: true,
-    env: {},
-    stdio: ['ignore', o.logFd, o.logFd, 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    bwrap,
+    portalProxyArgs({
+      program,
+      hostBusSocket,
+      socketDir: o.socketDir,
+      infoFd: 3,
+      appInfoFd: 4,
+      notifications: o.notifications,
+    }),
+    {
+      detached: true,
+      env: {},
+      stdio: ['ignore', o.logFd, o.logFd, 'pipe', 'pipe'],
+    },
+  );
   child.on('error', () => undefined);
   const data = child.stdio[4] as NodeJS.WritableStream;
   data.on('error', () => undefined);
@@ -146,12 +181,23 @@ export async function startPortalProxy(o: { hostBusAddress: string; socketDir: s
   const init = await readBwrapInfo(info);
   child.unref();
   let pid: number | undefined;
-  await waitUntil(() => (pid = childrenOf(init)[0]) !== undefined || !isAlive(procRef(init)), READY_MS, 5);
-  if (pid === undefined) throw new KagomeError('Failed', 'the portal proxy ended as it started; its messages are in the cage log');
+  await waitUntil(
+    () => (pid = childrenOf(init)[0]) !== undefined || !isAlive(procRef(init)),
+    READY_MS,
+    5,
+  );
+  if (pid === undefined)
+    throw new KagomeError(
+      'Failed',
+      'the portal proxy ended as it started; its messages are in the cage log',
+    );
   const proxy = procRef(pid);
   const listening = await waitUntil(() => fs.existsSync(socket) || !isAlive(proxy), READY_MS, 10);
   if (!listening || !fs.existsSync(socket)) {
-    throw new KagomeError('Failed', `the portal proxy did not listen within ${READY_MS / 1000} s; its messages are in the cage log`);
+    throw new KagomeError(
+      'Failed',
+      `the portal proxy did not listen within ${READY_MS / 1000} s; its messages are in the cage log`,
+    );
   }
   return proxy;
 }

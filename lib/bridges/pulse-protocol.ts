@@ -147,8 +147,18 @@ const RECORDING = new Set<number>([
 ]);
 
 /** Commands whose first argument is a stream index: allowed only for the connection's own streams. */
-const OWN_PLAYBACK = new Set<number>([C.GET_SINK_INPUT_INFO, C.SET_SINK_INPUT_VOLUME, C.SET_SINK_INPUT_MUTE, C.KILL_SINK_INPUT]);
-const OWN_RECORD = new Set<number>([C.GET_SOURCE_OUTPUT_INFO, C.SET_SOURCE_OUTPUT_VOLUME, C.SET_SOURCE_OUTPUT_MUTE, C.KILL_SOURCE_OUTPUT]);
+const OWN_PLAYBACK = new Set<number>([
+  C.GET_SINK_INPUT_INFO,
+  C.SET_SINK_INPUT_VOLUME,
+  C.SET_SINK_INPUT_MUTE,
+  C.KILL_SINK_INPUT,
+]);
+const OWN_RECORD = new Set<number>([
+  C.GET_SOURCE_OUTPUT_INFO,
+  C.SET_SOURCE_OUTPUT_VOLUME,
+  C.SET_SOURCE_OUTPUT_MUTE,
+  C.KILL_SOURCE_OUTPUT,
+]);
 
 /**
  * Lists of things a cage has no business seeing (other programs, their streams, modules, cards)
@@ -191,11 +201,17 @@ export class FrameReader {
     const frames: Frame[] = [];
     while (this.pending.length >= DESCRIPTOR_BYTES) {
       const length = this.pending.readUInt32BE(0);
-      if (length > MAX_FRAME_BYTES) throw new Error(`frame of ${length} bytes is larger than PulseAudio allows`);
+      if (length > MAX_FRAME_BYTES)
+        throw new Error(`frame of ${length} bytes is larger than PulseAudio allows`);
       const total = DESCRIPTOR_BYTES + length;
       if (this.pending.length < total) break;
       const bytes = this.pending.subarray(0, total);
-      frames.push({ channel: bytes.readUInt32BE(4), flags: bytes.readUInt32BE(16), bytes, payload: bytes.subarray(DESCRIPTOR_BYTES) });
+      frames.push({
+        channel: bytes.readUInt32BE(4),
+        flags: bytes.readUInt32BE(16),
+        bytes,
+        payload: bytes.subarray(DESCRIPTOR_BYTES),
+      });
       this.pending = this.pending.subarray(total);
     }
     return frames;
@@ -254,12 +270,17 @@ export class PulseFilter {
   constructor(private readonly rules: SoundRules) {}
 
   fromClient(frame: Frame): Decision {
-    if (frame.flags & FLAG_SHM_MASK) return { kind: 'close', reason: 'the client sent shared-memory data, which the bridge does not carry' };
+    if (frame.flags & FLAG_SHM_MASK)
+      return {
+        kind: 'close',
+        reason: 'the client sent shared-memory data, which the bridge does not carry',
+      };
     if (frame.channel !== CONTROL_CHANNEL) return { kind: 'forward', bytes: frame.bytes };
     const head = commandOf(frame.payload);
     if (!head) return { kind: 'close', reason: 'a command packet without command and tag' };
     const { command, tag } = head;
-    if (command === C.AUTH) return { kind: 'forward', bytes: rewriteAuth(frame, this.rules.cookie) };
+    if (command === C.AUTH)
+      return { kind: 'forward', bytes: rewriteAuth(frame, this.rules.cookie) };
     if (EMPTY_LISTS.has(command) || (command === C.GET_SOURCE_INFO_LIST && !this.rules.record)) {
       return { kind: 'answer', bytes: controlFrame([C.REPLY, tag]) };
     }
@@ -267,9 +288,15 @@ export class PulseFilter {
       PLAYBACK.has(command) ||
       (this.rules.record && RECORDING.has(command)) ||
       (OWN_PLAYBACK.has(command) && this.ownSinkInputs.has(u32Arg(frame.payload, 0) ?? -1)) ||
-      (this.rules.record && OWN_RECORD.has(command) && this.ownSourceOutputs.has(u32Arg(frame.payload, 0) ?? -1));
+      (this.rules.record &&
+        OWN_RECORD.has(command) &&
+        this.ownSourceOutputs.has(u32Arg(frame.payload, 0) ?? -1));
     if (!allowed) {
-      return { kind: 'answer', bytes: controlFrame([C.ERROR, tag, ERR_ACCESS]), refused: commandName(command) };
+      return {
+        kind: 'answer',
+        bytes: controlFrame([C.ERROR, tag, ERR_ACCESS]),
+        refused: commandName(command),
+      };
     }
     if (command === C.CREATE_PLAYBACK_STREAM) this.creating.set(tag, 'playback');
     if (command === C.CREATE_RECORD_STREAM) this.creating.set(tag, 'record');
@@ -303,9 +330,17 @@ export function rewriteAuth(frame: Frame, cookie: Buffer | undefined): Buffer {
   const version = u32Arg(frame.payload, 0);
   if (version === undefined) return frame.bytes;
   const copy = Buffer.from(frame.bytes);
-  copy.writeUInt32BE((version & ~(PROTOCOL_FLAG_SHM | PROTOCOL_FLAG_MEMFD)) >>> 0, DESCRIPTOR_BYTES + 11);
+  copy.writeUInt32BE(
+    (version & ~(PROTOCOL_FLAG_SHM | PROTOCOL_FLAG_MEMFD)) >>> 0,
+    DESCRIPTOR_BYTES + 11,
+  );
   const at = DESCRIPTOR_BYTES + 15;
-  if (cookie?.length === COOKIE_BYTES && copy.length >= at + 5 + COOKIE_BYTES && copy[at] === TAG_ARBITRARY && copy.readUInt32BE(at + 1) === COOKIE_BYTES) {
+  if (
+    cookie?.length === COOKIE_BYTES &&
+    copy.length >= at + 5 + COOKIE_BYTES &&
+    copy[at] === TAG_ARBITRARY &&
+    copy.readUInt32BE(at + 1) === COOKIE_BYTES
+  ) {
     cookie.copy(copy, at + 5);
   }
   return copy;

@@ -47,18 +47,31 @@ const WATCHER = [
 ].join('\n');
 
 /** A display reached with host programs: the host's own, or a cage's Xephyr. */
-export function hostDisplay(label: string, env: Record<string, string>, logFd: number): SelectionDisplay {
+export function hostDisplay(
+  label: string,
+  env: Record<string, string>,
+  logFd: number,
+): SelectionDisplay {
   return {
     label,
     async run(argv, stdin) {
-      const program = argv[0] === 'python3' ? findInPath('python3', SYSTEM_PATH) : findInPath(argv[0]!, env.PATH);
+      const program =
+        argv[0] === 'python3' ? findInPath('python3', SYSTEM_PATH) : findInPath(argv[0]!, env.PATH);
       if (!program) throw missingProgramError(argv[0]!, 'by the clipboard bridge');
-      const child = spawn(program, argv.slice(1), { env, stdio: [stdin ? 'pipe' : 'ignore', 'pipe', logFd] });
+      const child = spawn(program, argv.slice(1), {
+        env,
+        stdio: [stdin ? 'pipe' : 'ignore', 'pipe', logFd],
+      });
       const exited = new Promise<number>((resolve) => {
         child.once('error', () => resolve(127));
         child.once('exit', (code, sig) => resolve(code ?? (sig ? 128 : 1)));
       });
-      return { ...(child.stdin ? { stdin: child.stdin } : {}), stdout: child.stdout!, exited, kill: () => child.kill() };
+      return {
+        ...(child.stdin ? { stdin: child.stdin } : {}),
+        stdout: child.stdout!,
+        exited,
+        kill: () => child.kill(),
+      };
     },
   };
 }
@@ -68,18 +81,32 @@ export function cageDisplay(label: string, cage: CageHandle): SelectionDisplay {
   return {
     label,
     async run(argv, stdin) {
-      const h = await cage.backend.exec(cage.sandbox, { argv, env: cage.env, cwd: cage.cwd, logFd: cage.logFd, pipes: true });
+      const h = await cage.backend.exec(cage.sandbox, {
+        argv,
+        env: cage.env,
+        cwd: cage.cwd,
+        logFd: cage.logFd,
+        pipes: true,
+      });
       if (!stdin) h.stdin?.end();
       const kill = () => {
         h.stdin?.destroy();
         h.stdout?.destroy();
       };
-      return { ...(stdin && h.stdin ? { stdin: h.stdin } : {}), stdout: h.stdout!, exited: h.exited, kill };
+      return {
+        ...(stdin && h.stdin ? { stdin: h.stdin } : {}),
+        stdout: h.stdout!,
+        exited: h.exited,
+        kill,
+      };
     },
   };
 }
 
-async function collect(p: Proc, maxBytes: number): Promise<{ data: Buffer; tooBig: boolean; code: number }> {
+async function collect(
+  p: Proc,
+  maxBytes: number,
+): Promise<{ data: Buffer; tooBig: boolean; code: number }> {
   const chunks: Buffer[] = [];
   let size = 0;
   let tooBig = false;
@@ -99,9 +126,16 @@ async function collect(p: Proc, maxBytes: number): Promise<{ data: Buffer; tooBi
 }
 
 export async function targetsOf(d: SelectionDisplay, selection: Selection): Promise<string[]> {
-  const r = await collect(await d.run(['xclip', '-selection', selection.toLowerCase(), '-o', '-t', 'TARGETS'], false), 64 * 1024);
+  const r = await collect(
+    await d.run(['xclip', '-selection', selection.toLowerCase(), '-o', '-t', 'TARGETS'], false),
+    64 * 1024,
+  );
   if (r.code !== 0) return [];
-  return r.data.toString('latin1').split('\n').map((t) => t.trim()).filter(Boolean);
+  return r.data
+    .toString('latin1')
+    .split('\n')
+    .map((t) => t.trim())
+    .filter(Boolean);
 }
 
 export interface Contents {
@@ -121,9 +155,14 @@ export type ReadResult =
  * What a selection holds, as text (preferred) or, when allowed, a PNG image; never more than
  * maxBytes of it is read.
  */
-export async function readSelection(d: SelectionDisplay, selection: Selection, policy: { maxBytes: number; images: boolean }): Promise<ReadResult> {
+export async function readSelection(
+  d: SelectionDisplay,
+  selection: Selection,
+  policy: { maxBytes: number; images: boolean },
+): Promise<ReadResult> {
   const targets = await targetsOf(d, selection);
-  if (targets.length === 0) return { ok: false, why: 'empty', detail: `nothing is copied on ${d.label}` };
+  if (targets.length === 0)
+    return { ok: false, why: 'empty', detail: `nothing is copied on ${d.label}` };
   const text = TEXT_TARGETS.find((t) => targets.includes(t));
   const image = IMAGE_TARGETS.find((t) => targets.includes(t));
   let target: string;
@@ -135,13 +174,30 @@ export async function readSelection(d: SelectionDisplay, selection: Selection, p
     target = image;
     kind = 'image';
   } else if (image) {
-    return { ok: false, why: 'image', detail: `${d.label} holds an image; this cage allows text only (ClipboardImages=true allows images)` };
+    return {
+      ok: false,
+      why: 'image',
+      detail: `${d.label} holds an image; this cage allows text only (ClipboardImages=true allows images)`,
+    };
   } else {
-    return { ok: false, why: 'other', detail: `${d.label} holds neither text nor an image (${targets.slice(0, 6).join(', ')})` };
+    return {
+      ok: false,
+      why: 'other',
+      detail: `${d.label} holds neither text nor an image (${targets.slice(0, 6).join(', ')})`,
+    };
   }
-  const r = await collect(await d.run(['xclip', '-selection', selection.toLowerCase(), '-o', '-t', target], false), policy.maxBytes);
-  if (r.tooBig) return { ok: false, why: 'too-big', detail: `what is copied on ${d.label} is larger than ClipboardMaxSize (${policy.maxBytes} bytes)` };
-  if (r.code !== 0 || r.data.length === 0) return { ok: false, why: 'empty', detail: `nothing is copied on ${d.label}` };
+  const r = await collect(
+    await d.run(['xclip', '-selection', selection.toLowerCase(), '-o', '-t', target], false),
+    policy.maxBytes,
+  );
+  if (r.tooBig)
+    return {
+      ok: false,
+      why: 'too-big',
+      detail: `what is copied on ${d.label} is larger than ClipboardMaxSize (${policy.maxBytes} bytes)`,
+    };
+  if (r.code !== 0 || r.data.length === 0)
+    return { ok: false, why: 'empty', detail: `nothing is copied on ${d.label}` };
   return { ok: true, contents: { target, kind, data: r.data } };
 }
 
@@ -149,14 +205,38 @@ export async function readSelection(d: SelectionDisplay, selection: Selection, p
  * Makes a selection hold `contents`: an xclip takes the selection and serves it until another
  * program takes it. Resolves once it owns the selection.
  */
-export async function ownSelection(d: SelectionDisplay, selection: Selection, contents: Contents): Promise<void> {
+export async function ownSelection(
+  d: SelectionDisplay,
+  selection: Selection,
+  contents: Contents,
+): Promise<void> {
   // xclip says it owns the selection on stderr; sh joins that to the pipe that is read here.
-  const p = await d.run(['sh', '-c', 'exec "$0" "$@" 2>&1', 'xclip', '-selection', selection.toLowerCase(), '-t', contents.target, '-i', '-quiet'], true);
+  const p = await d.run(
+    [
+      'sh',
+      '-c',
+      'exec "$0" "$@" 2>&1',
+      'xclip',
+      '-selection',
+      selection.toLowerCase(),
+      '-t',
+      contents.target,
+      '-i',
+      '-quiet',
+    ],
+    true,
+  );
   p.stdin!.end(contents.data);
   // With -quiet, xclip stays in the foreground and says so once it owns the selection.
   await new Promise<void>((resolve, reject) => {
     let text = '';
-    const timer = setTimeout(() => reject(new KagomeError('Failed', `xclip did not take the clipboard on ${d.label} within 5 s`)), 5000);
+    const timer = setTimeout(
+      () =>
+        reject(
+          new KagomeError('Failed', `xclip did not take the clipboard on ${d.label} within 5 s`),
+        ),
+      5000,
+    );
     p.stdout.on('data', (c: Buffer) => {
       text += c.toString();
       if (text.includes('Waiting for selection')) {
@@ -166,7 +246,13 @@ export async function ownSelection(d: SelectionDisplay, selection: Selection, co
     });
     void p.exited.then((code) => {
       clearTimeout(timer);
-      if (!text.includes('Waiting for selection')) reject(new KagomeError('Failed', `xclip could not take the clipboard on ${d.label} (exit ${code})`));
+      if (!text.includes('Waiting for selection'))
+        reject(
+          new KagomeError(
+            'Failed',
+            `xclip could not take the clipboard on ${d.label} (exit ${code})`,
+          ),
+        );
     });
   });
   // Keep draining its messages, so a full pipe never blocks it.
@@ -178,7 +264,12 @@ export interface Watcher {
 }
 
 /** Calls `changed` each time a program takes one of the selections on the display. */
-export async function watchSelections(d: SelectionDisplay, selections: Selection[], changed: (s: Selection) => void, ended: (code: number) => void): Promise<Watcher> {
+export async function watchSelections(
+  d: SelectionDisplay,
+  selections: Selection[],
+  changed: (s: Selection) => void,
+  ended: (code: number) => void,
+): Promise<Watcher> {
   const p = await d.run(['python3', '-c', WATCHER, ...selections], false);
   let buf = '';
   let ready!: () => void;

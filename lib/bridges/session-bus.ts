@@ -7,8 +7,22 @@ import { sessionBusAddress as hostBusAddress, unixPathAddress } from '../bus.js'
 import { cageAppId } from '../grants/document-portal.js';
 import { docDirInCage } from '../grants/registry.js';
 import { isAlive, processStartTime, signal, waitUntil, type ProcRef } from '../runtime/proc.js';
-import { downRecord, problemOf, type BridgeContext, type BridgeRecord, type BridgeStatus, type CageBridge, type CageHandle, type SandboxHandle } from './bridge.js';
-import { PORTAL_DIR_IN_CAGE, PORTAL_RELAY, portalAddressInCage, startPortalProxy } from './portal-proxy.js';
+import {
+  downRecord,
+  problemOf,
+  type BridgeContext,
+  type BridgeRecord,
+  type BridgeStatus,
+  type CageBridge,
+  type CageHandle,
+  type SandboxHandle,
+} from './bridge.js';
+import {
+  PORTAL_DIR_IN_CAGE,
+  PORTAL_RELAY,
+  portalAddressInCage,
+  startPortalProxy,
+} from './portal-proxy.js';
 
 // Each cage's own D-Bus session bus (SessionBus=private, the default): a dbus-daemon started
 // inside the cage when the cage starts, connected to nothing of the host. Programs that find
@@ -56,7 +70,8 @@ export interface SessionBusRecord extends BridgeRecord {
  * because the services it activates inherit them and must not write into a pipe of the
  * service's. A missing dbus-daemon exits 127.
  */
-const DAEMON = 'exec dbus-daemon --session --nofork --nopidfile --address="$1" --print-address=3 3>&1 1>&2 </dev/null';
+const DAEMON =
+  'exec dbus-daemon --session --nofork --nopidfile --address="$1" --print-address=3 3>&1 1>&2 </dev/null';
 
 /** Runs inside the cage: the portal relay (portal-proxy.ts), "ready" on fd 3. */
 const RELAY = 'exec python3 -c "$1" "$2" "$3" 3>&1 1>&2 </dev/null';
@@ -72,7 +87,11 @@ export function sessionBusPath(runtimeDir: string): string {
 /** A D-Bus address for that socket, escaped as the specification says. */
 export function sessionBusAddress(runtimeDir: string): string {
   const escaped = [...Buffer.from(sessionBusPath(runtimeDir), 'utf8')]
-    .map((b) => (/[-0-9A-Za-z_/.*]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `%${b.toString(16).padStart(2, '0')}`))
+    .map((b) =>
+      /[-0-9A-Za-z_/.*]/.test(String.fromCharCode(b))
+        ? String.fromCharCode(b)
+        : `%${b.toString(16).padStart(2, '0')}`,
+    )
     .join('');
   return `unix:path=${escaped}`;
 }
@@ -116,7 +135,8 @@ export class SessionBusBridge implements CageBridge {
       const appDir = path.join(hostDoc, 'by-app', cageAppId(ctx.config.name));
       // The portal's FUSE file system makes an app's folder when it is first looked up; no
       // folder means no document portal, and the cage's grants are copies.
-      if (hostDoc !== docDirInCage(ctx.spec) && fs.existsSync(appDir)) record.docBind = { source: appDir, dest: hostDoc };
+      if (hostDoc !== docDirInCage(ctx.spec) && fs.existsSync(appDir))
+        record.docBind = { source: appDir, dest: hostDoc };
     }
     return this.startProxy(ctx, record);
   }
@@ -125,7 +145,13 @@ export class SessionBusBridge implements CageBridge {
   private async startProxy(ctx: BridgeContext, r: SessionBusRecord): Promise<SessionBusRecord> {
     const { portalDown: _, proxy: __, ...rest } = r;
     try {
-      const proxy = await startPortalProxy({ hostBusAddress: unixPathAddress(hostBusAddress(this.env)), socketDir: r.portalDir!, appId: cageAppId(ctx.config.name), logFd: ctx.logFd, notifications: ctx.config.notifications === 'portal' });
+      const proxy = await startPortalProxy({
+        hostBusAddress: unixPathAddress(hostBusAddress(this.env)),
+        socketDir: r.portalDir!,
+        appId: cageAppId(ctx.config.name),
+        logFd: ctx.logFd,
+        notifications: ctx.config.notifications === 'portal',
+      });
       this.proxies.set(ctx.config.name, proxy);
       return { ...rest, proxy };
     } catch (e) {
@@ -143,13 +169,18 @@ export class SessionBusBridge implements CageBridge {
     ctx.spec.env.DBUS_SESSION_BUS_ADDRESS = sessionBusAddress(ctx.spec.runtimeDir);
     if (r.policy !== 'portal' || !r.portalDir) return;
     ctx.spec.ops.push({ op: 'bind', source: r.portalDir, dest: PORTAL_DIR_IN_CAGE });
-    if (r.docBind) ctx.spec.ops.push({ op: 'bind', source: r.docBind.source, dest: r.docBind.dest });
+    if (r.docBind)
+      ctx.spec.ops.push({ op: 'bind', source: r.docBind.source, dest: r.docBind.dest });
     // GTK 3 and GIO use the portals only inside flatpak or when told; the cage file may say otherwise.
     if (!('GTK_USE_PORTAL' in ctx.spec.env)) ctx.spec.env.GTK_USE_PORTAL = '1';
   }
 
   /** The daemon needs no display: it starts while the display does. */
-  async startWithSandbox(ctx: BridgeContext, cage: SandboxHandle, record: BridgeRecord): Promise<BridgeRecord> {
+  async startWithSandbox(
+    ctx: BridgeContext,
+    cage: SandboxHandle,
+    record: BridgeRecord,
+  ): Promise<BridgeRecord> {
     const r = record as SessionBusRecord;
     if (r.policy !== 'private' && r.policy !== 'portal') return record;
     const started = (await this.launch(ctx, cage, r)) as SessionBusRecord;
@@ -164,8 +195,19 @@ export class SessionBusBridge implements CageBridge {
    * Runs `script` in the cage with `args`, and resolves with the process once it has written a
    * line on fd 3 (then its first line), or undefined with its exit status when it did not.
    */
-  private async carry(cage: SandboxHandle, script: string, what: string, args: string[]): Promise<{ ref?: ProcRef; line?: string; ended?: number; exited: Promise<number> }> {
-    const h = await cage.backend.exec(cage.sandbox, { argv: ['/bin/sh', '-c', script, what, ...args], env: cage.env, cwd: '/', logFd: cage.logFd, pipes: true });
+  private async carry(
+    cage: SandboxHandle,
+    script: string,
+    what: string,
+    args: string[],
+  ): Promise<{ ref?: ProcRef; line?: string; ended?: number; exited: Promise<number> }> {
+    const h = await cage.backend.exec(cage.sandbox, {
+      argv: ['/bin/sh', '-c', script, what, ...args],
+      env: cage.env,
+      cwd: '/',
+      logFd: cage.logFd,
+      pipes: true,
+    });
     h.stdin?.end();
     const start = processStartTime(h.pid);
     const ref = start === undefined ? undefined : { pid: h.pid, start };
@@ -194,17 +236,31 @@ export class SessionBusBridge implements CageBridge {
       // The carrier passes it on; a SIGKILL would end the carrier alone.
       signal(ref, 'SIGTERM');
     }
-    return { ...(ref ? { ref } : {}), ...(line !== undefined ? { line } : {}), ...(ended !== undefined ? { ended } : {}), exited: h.exited };
+    return {
+      ...(ref ? { ref } : {}),
+      ...(line !== undefined ? { line } : {}),
+      ...(ended !== undefined ? { ended } : {}),
+      exited: h.exited,
+    };
   }
 
-  private async launch(ctx: BridgeContext, cage: SandboxHandle, r: SessionBusRecord): Promise<BridgeRecord> {
+  private async launch(
+    ctx: BridgeContext,
+    cage: SandboxHandle,
+    r: SessionBusRecord,
+  ): Promise<BridgeRecord> {
     const name = ctx.config.name;
     const { down: _, daemon: __, ...base } = r;
-    const got = await this.carry(cage, DAEMON, 'kagome-session-bus', [sessionBusAddress(ctx.spec.runtimeDir)]);
+    const got = await this.carry(cage, DAEMON, 'kagome-session-bus', [
+      sessionBusAddress(ctx.spec.runtimeDir),
+    ]);
     const daemon = got.ref;
     void got.exited.then((code) => {
       if (daemon && this.stopping.delete(refKey(daemon))) return;
-      if (daemon) ctx.log.warn(`cage ${name}: its session bus ended (exit ${code}); the cage has none until it starts again`);
+      if (daemon)
+        ctx.log.warn(
+          `cage ${name}: its session bus ended (exit ${code}); the cage has none until it starts again`,
+        );
     });
     if (got.line?.startsWith('unix:') && daemon) return { ...base, daemon };
     const problem =
@@ -218,14 +274,25 @@ export class SessionBusBridge implements CageBridge {
   }
 
   /** SessionBus=portal, once the cage's bus and the proxy run: the relay between them, in the cage. */
-  private async launchRelay(ctx: BridgeContext, cage: SandboxHandle, r: SessionBusRecord): Promise<SessionBusRecord> {
+  private async launchRelay(
+    ctx: BridgeContext,
+    cage: SandboxHandle,
+    r: SessionBusRecord,
+  ): Promise<SessionBusRecord> {
     if (r.policy !== 'portal' || !r.proxy || !r.daemon || problemOf(r)) return r;
     const { relay: _, portalDown: __, ...base } = r;
-    const got = await this.carry(cage, RELAY, 'kagome-portal-relay', [PORTAL_RELAY, sessionBusAddress(ctx.spec.runtimeDir), portalAddressInCage()]);
+    const got = await this.carry(cage, RELAY, 'kagome-portal-relay', [
+      PORTAL_RELAY,
+      sessionBusAddress(ctx.spec.runtimeDir),
+      portalAddressInCage(),
+    ]);
     const relay = got.ref;
     void got.exited.then((code) => {
       if (relay && this.stopping.delete(refKey(relay))) return;
-      if (relay) ctx.log.warn(`cage ${ctx.config.name}: its portal relay ended (exit ${code}); the portals are back when the cage starts again`);
+      if (relay)
+        ctx.log.warn(
+          `cage ${ctx.config.name}: its portal relay ended (exit ${code}); the portals are back when the cage starts again`,
+        );
     });
     if (got.line === 'ready' && relay) return { ...base, relay };
     const problem =
@@ -242,7 +309,9 @@ export class SessionBusBridge implements CageBridge {
     if (r.policy !== 'private' && r.policy !== 'portal') return record;
     // The daemon lived on through the restart: nothing in the service belongs to it.
     if (!r.daemon || !isAlive(r.daemon)) {
-      ctx.log.info(`cage ${ctx.config.name}: its session bus had ended; starting it again at the same address`);
+      ctx.log.info(
+        `cage ${ctx.config.name}: its session bus had ended; starting it again at the same address`,
+      );
       r = (await this.launch(ctx, cage, r)) as SessionBusRecord;
     }
     if (r.policy !== 'portal' || !r.portalDir) return r;
@@ -267,7 +336,8 @@ export class SessionBusBridge implements CageBridge {
     }
     // The proxy is the host's: it and its socket go now.
     if (r.proxy) {
-      for (const [cage, ref] of this.proxies) if (refKey(ref) === refKey(r.proxy)) this.proxies.delete(cage);
+      for (const [cage, ref] of this.proxies)
+        if (refKey(ref) === refKey(r.proxy)) this.proxies.delete(cage);
       signal(r.proxy, 'SIGTERM');
       await waitUntil(() => !isAlive(r.proxy), 2000, 20);
       signal(r.proxy, 'SIGKILL');
@@ -281,11 +351,28 @@ export class SessionBusBridge implements CageBridge {
     if (policy === 'none') return { policy, state: 'off', problem: '' };
     const problem = problemOf(record);
     if (problem) return { policy, state: 'down', problem };
-    if (!r.daemon || !isAlive(r.daemon)) return { policy, state: 'down', problem: "the cage's dbus-daemon has ended; it starts again with the cage" };
+    if (!r.daemon || !isAlive(r.daemon))
+      return {
+        policy,
+        state: 'down',
+        problem: "the cage's dbus-daemon has ended; it starts again with the cage",
+      };
     if (policy === 'portal') {
       if (r.portalDown) return { policy, state: 'down', problem: r.portalDown };
-      if (!r.proxy || !isAlive(r.proxy)) return { policy, state: 'down', problem: "the cage's portal proxy has ended; it starts again with the cage or the service" };
-      if (!r.relay || !isAlive(r.relay)) return { policy, state: 'down', problem: "the cage's portal relay has ended; it starts again with the cage or the service" };
+      if (!r.proxy || !isAlive(r.proxy))
+        return {
+          policy,
+          state: 'down',
+          problem:
+            "the cage's portal proxy has ended; it starts again with the cage or the service",
+        };
+      if (!r.relay || !isAlive(r.relay))
+        return {
+          policy,
+          state: 'down',
+          problem:
+            "the cage's portal relay has ended; it starts again with the cage or the service",
+        };
     }
     return { policy, state: 'up', problem: '' };
   }

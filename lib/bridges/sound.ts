@@ -5,7 +5,15 @@ import { execa } from 'execa';
 import { findInPath } from '../requirements.js';
 import type { SoundPolicy } from '../cage/config.js';
 import { PulseProxy } from './pulse-proxy.js';
-import { downRecord, problemOf, type BridgeContext, type BridgeRecord, type BridgeStatus, type CageBridge, type CageHandle } from './bridge.js';
+import {
+  downRecord,
+  problemOf,
+  type BridgeContext,
+  type BridgeRecord,
+  type BridgeStatus,
+  type CageBridge,
+  type CageHandle,
+} from './bridge.js';
 
 // Sound: each cage with Sound=output or duplex gets its own socket on the host's sound server
 // (PulseAudio, or PipeWire through pipewire-pulse: both speak the native protocol).
@@ -59,7 +67,11 @@ export function hostSoundSocket(env: Record<string, string | undefined>): string
 function hostCookie(env: Record<string, string | undefined>): Buffer | undefined {
   const home = env.HOME ?? '';
   const configHome = env.XDG_CONFIG_HOME || path.join(home, '.config');
-  for (const file of [env.PULSE_COOKIE, path.join(configHome, 'pulse', 'cookie'), path.join(home, '.pulse-cookie')]) {
+  for (const file of [
+    env.PULSE_COOKIE,
+    path.join(configHome, 'pulse', 'cookie'),
+    path.join(home, '.pulse-cookie'),
+  ]) {
     if (!file) continue;
     try {
       const c = fs.readFileSync(file);
@@ -100,7 +112,10 @@ export class SoundBridge implements CageBridge {
     fs.mkdirSync(cage, { recursive: true, mode: 0o700 });
     // Programs in a cage must never start a sound server of their own (libpulse autospawns one
     // when it finds none): it would have no device, and would hide that sound is off.
-    fs.writeFileSync(path.join(cage, 'client.conf'), 'autospawn = no\nenable-shm = no\nenable-memfd = no\n');
+    fs.writeFileSync(
+      path.join(cage, 'client.conf'),
+      'autospawn = no\nenable-shm = no\nenable-memfd = no\n',
+    );
     if (policy === 'none') return { policy };
     try {
       return await this.connect(ctx, policy);
@@ -111,7 +126,11 @@ export class SoundBridge implements CageBridge {
     }
   }
 
-  private async connect(ctx: BridgeContext, policy: SoundPolicy, previous?: SoundRecord): Promise<SoundRecord> {
+  private async connect(
+    ctx: BridgeContext,
+    policy: SoundPolicy,
+    previous?: SoundRecord,
+  ): Promise<SoundRecord> {
     const server = hostSoundSocket(this.env);
     if (!server || !isSocket(server)) {
       throw new Error(
@@ -119,14 +138,17 @@ export class SoundBridge implements CageBridge {
       );
     }
     const dirs = this.dirs(ctx);
-    let module = previous?.module && (await this.moduleLoaded(previous.module)) ? previous.module : undefined;
+    let module =
+      previous?.module && (await this.moduleLoaded(previous.module)) ? previous.module : undefined;
     let upstream = module?.socket ?? server;
     if (!module) {
       try {
         module = await this.loadModule(dirs.host);
         upstream = module.socket;
       } catch (e) {
-        ctx.log.info(`cage ${ctx.config.name}: the sound server has no per-cage socket (${(e as Error).message}); relaying to its main socket`);
+        ctx.log.info(
+          `cage ${ctx.config.name}: the sound server has no per-cage socket (${(e as Error).message}); relaying to its main socket`,
+        );
       }
     }
     const listen = path.join(dirs.cage, 'native');
@@ -143,7 +165,8 @@ export class SoundBridge implements CageBridge {
 
   private pactl(): string {
     const pactl = findInPath('pactl', this.env.PATH);
-    if (!pactl) throw new Error("pactl was not found: install the Debian package 'pulseaudio-utils'");
+    if (!pactl)
+      throw new Error("pactl was not found: install the Debian package 'pulseaudio-utils'");
     return pactl;
   }
 
@@ -152,15 +175,28 @@ export class SoundBridge implements CageBridge {
     const socket = path.join(dir, 'native');
     fs.rmSync(socket, { force: true });
     // The path is kagome's own (a cage name is [A-Za-z0-9_-]), so it needs no quoting.
-    const r = await execa(this.pactl(), ['load-module', MODULE, `socket=${socket}`, 'auth-anonymous=1'], { env: this.pactlEnv(), reject: false, timeout: 10000 });
+    const r = await execa(
+      this.pactl(),
+      ['load-module', MODULE, `socket=${socket}`, 'auth-anonymous=1'],
+      { env: this.pactlEnv(), reject: false, timeout: 10000 },
+    );
     const index = Number(r.stdout.trim());
-    if (r.exitCode !== 0 || !Number.isInteger(index)) throw new Error(`pactl load-module ${MODULE} failed: ${(r.stderr || r.stdout).trim()}`);
+    if (r.exitCode !== 0 || !Number.isInteger(index))
+      throw new Error(`pactl load-module ${MODULE} failed: ${(r.stderr || r.stdout).trim()}`);
     return { index, socket };
   }
 
   private pactlEnv(): Record<string, string> {
     const out: Record<string, string> = {};
-    for (const k of ['PATH', 'HOME', 'XDG_RUNTIME_DIR', 'XDG_CONFIG_HOME', 'PULSE_SERVER', 'PULSE_COOKIE', 'LANG']) {
+    for (const k of [
+      'PATH',
+      'HOME',
+      'XDG_RUNTIME_DIR',
+      'XDG_CONFIG_HOME',
+      'PULSE_SERVER',
+      'PULSE_COOKIE',
+      'LANG',
+    ]) {
       const v = this.env[k];
       if (v !== undefined) out[k] = v;
     }
@@ -169,11 +205,19 @@ export class SoundBridge implements CageBridge {
 
   /** Whether the module is still the one loaded for this cage: an index alone may have been reused. */
   private async moduleLoaded(m: { index: number; socket: string }): Promise<boolean> {
-    const r = await execa(this.pactl(), ['list', 'modules', 'short'], { env: this.pactlEnv(), reject: false, timeout: 10000 });
+    const r = await execa(this.pactl(), ['list', 'modules', 'short'], {
+      env: this.pactlEnv(),
+      reject: false,
+      timeout: 10000,
+    });
     if (r.exitCode !== 0) return false;
     return r.stdout.split('\n').some((line) => {
       const [index, name, args] = line.split('\t');
-      return Number(index) === m.index && name === MODULE && (args ?? '').split(/\s+/).includes(`socket=${m.socket}`);
+      return (
+        Number(index) === m.index &&
+        name === MODULE &&
+        (args ?? '').split(/\s+/).includes(`socket=${m.socket}`)
+      );
     });
   }
 
@@ -190,7 +234,11 @@ export class SoundBridge implements CageBridge {
     return record;
   }
 
-  async readopt(ctx: BridgeContext, _cage: CageHandle, record: BridgeRecord): Promise<BridgeRecord> {
+  async readopt(
+    ctx: BridgeContext,
+    _cage: CageHandle,
+    record: BridgeRecord,
+  ): Promise<BridgeRecord> {
     const r = record as SoundRecord;
     if (r.policy === 'none' || !r.listen) return record;
     try {
@@ -212,7 +260,11 @@ export class SoundBridge implements CageBridge {
     }
     if (r.module && (await this.moduleLoaded(r.module).catch(() => false))) {
       // Unloading the module closes every connection the cage still had.
-      await execa(this.pactl(), ['unload-module', String(r.module.index)], { env: this.pactlEnv(), reject: false, timeout: 10000 });
+      await execa(this.pactl(), ['unload-module', String(r.module.index)], {
+        env: this.pactlEnv(),
+        reject: false,
+        timeout: 10000,
+      });
     }
     if (r.module) fs.rmSync(path.dirname(r.module.socket), { recursive: true, force: true });
   }
@@ -223,6 +275,8 @@ export class SoundBridge implements CageBridge {
     if (policy === 'none') return { policy, state: 'off', problem: '' };
     const problem = problemOf(record);
     if (problem) return { policy, state: 'down', problem };
-    return this.proxies.get(r.listen ?? '')?.listening ? { policy, state: 'up', problem: '' } : { policy, state: 'down', problem: 'the relay is not listening' };
+    return this.proxies.get(r.listen ?? '')?.listening
+      ? { policy, state: 'up', problem: '' }
+      : { policy, state: 'down', problem: 'the relay is not listening' };
   }
 }

@@ -1,7 +1,15 @@
 import { asKagomeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { CageConfig } from './config.js';
-import type { BridgeContext, BridgeKind, BridgeRecord, BridgeStatus, CageBridge, CageHandle, SandboxHandle } from '../bridges/bridge.js';
+import type {
+  BridgeContext,
+  BridgeKind,
+  BridgeRecord,
+  BridgeStatus,
+  CageBridge,
+  CageHandle,
+  SandboxHandle,
+} from '../bridges/bridge.js';
 
 // A cage's bridges (sound, clipboard, its session bus, ...) taken through each step of its life
 // together, whatever they are: adding one is a line in the service's list, never a case here.
@@ -26,23 +34,36 @@ export class BridgeSet {
   }
 
   /** Those that need no display start while it does; the others keep their prepared record. */
-  async startWithSandbox(bctx: BridgeContext, handle: SandboxHandle, records: BridgeRecords): Promise<BridgeRecords> {
+  async startWithSandbox(
+    bctx: BridgeContext,
+    handle: SandboxHandle,
+    records: BridgeRecords,
+  ): Promise<BridgeRecords> {
     const out = { ...records };
     await Promise.all(
       this.bridges.map(async (b) => {
         if (!b.startWithSandbox) return;
-        out[b.kind] = await this.guarded(bctx, b, records, (record) => b.startWithSandbox!(bctx, handle, record));
+        out[b.kind] = await this.guarded(bctx, b, records, (record) =>
+          b.startWithSandbox!(bctx, handle, record),
+        );
       }),
     );
     return out;
   }
 
   /** Once the cage and its display run (`start`), or after a service restart (`readopt`). */
-  async start(bctx: BridgeContext, handle: CageHandle, records: BridgeRecords, how: 'start' | 'readopt'): Promise<BridgeRecords> {
+  async start(
+    bctx: BridgeContext,
+    handle: CageHandle,
+    records: BridgeRecords,
+    how: 'start' | 'readopt',
+  ): Promise<BridgeRecords> {
     const out: BridgeRecords = {};
     await Promise.all(
       this.bridges.map(async (b) => {
-        out[b.kind] = await this.guarded(bctx, b, records, (record) => (how === 'start' ? b.start(bctx, handle, record) : b.readopt(bctx, handle, record)));
+        out[b.kind] = await this.guarded(bctx, b, records, (record) =>
+          how === 'start' ? b.start(bctx, handle, record) : b.readopt(bctx, handle, record),
+        );
       }),
     );
     return out;
@@ -52,12 +73,24 @@ export class BridgeSet {
     await Promise.all(
       this.bridges
         .filter((b) => records[b.kind])
-        .map((b) => b.stop(records[b.kind]!).catch((e) => this.log.warn(`cage ${name}: stopping the ${b.kind} bridge: ${asKagomeError(e).message}`))),
+        .map((b) =>
+          b
+            .stop(records[b.kind]!)
+            .catch((e) =>
+              this.log.warn(
+                `cage ${name}: stopping the ${b.kind} bridge: ${asKagomeError(e).message}`,
+              ),
+            ),
+        ),
     );
   }
 
   /** What `kagome list` shows: the policy, and whether the bridge is up. */
-  status(kind: BridgeKind, config: CageConfig | undefined, records: BridgeRecords | undefined): BridgeStatus {
+  status(
+    kind: BridgeKind,
+    config: CageConfig | undefined,
+    records: BridgeRecords | undefined,
+  ): BridgeStatus {
     const bridge = this.bridges.find((b) => b.kind === kind);
     const policy = bridge && config ? bridge.policyOf(config) : '';
     const record = records?.[kind];
@@ -65,7 +98,12 @@ export class BridgeSet {
     return bridge.status(record);
   }
 
-  private async guarded(bctx: BridgeContext, b: CageBridge, records: BridgeRecords, step: (record: BridgeRecord) => Promise<BridgeRecord>): Promise<BridgeRecord> {
+  private async guarded(
+    bctx: BridgeContext,
+    b: CageBridge,
+    records: BridgeRecords,
+    step: (record: BridgeRecord) => Promise<BridgeRecord>,
+  ): Promise<BridgeRecord> {
     const record = records[b.kind] ?? {};
     try {
       return await step(record);

@@ -69,15 +69,26 @@ export interface ClosingCage {
 export const AFTER_CLOSE_MS = 3000;
 
 /** Asks the cage's programs to end, and waits for them as long as a logout would. */
-export async function closePrograms(cage: ClosingCage, grace = { close: CLOSE_GRACE_MS, term: TERM_GRACE_MS }): Promise<'closed' | 'terminated' | 'left'> {
+export async function closePrograms(
+  cage: ClosingCage,
+  grace = { close: CLOSE_GRACE_MS, term: TERM_GRACE_MS },
+): Promise<'closed' | 'terminated' | 'left'> {
   const running = () => cage.programs.filter((p) => isAlive(p));
   if (running().length === 0) return 'closed';
   if (cage.env.DISPLAY) {
     let askedSome = false;
     try {
-      const closer = await cage.backend.exec(cage.sandbox, { argv: ['python3', '-c', CLOSE_WINDOWS_SCRIPT], env: cage.env, cwd: '/', logFd: cage.logFd });
+      const closer = await cage.backend.exec(cage.sandbox, {
+        argv: ['python3', '-c', CLOSE_WINDOWS_SCRIPT],
+        env: cage.env,
+        cwd: '/',
+        logFd: cage.logFd,
+      });
       let timer: NodeJS.Timeout | undefined;
-      const code = await Promise.race([closer.exited, new Promise<number>((r) => (timer = setTimeout(() => r(-1), grace.close)))]);
+      const code = await Promise.race([
+        closer.exited,
+        new Promise<number>((r) => (timer = setTimeout(() => r(-1), grace.close))),
+      ]);
       clearTimeout(timer);
       if (code === -1) {
         try {
@@ -92,7 +103,8 @@ export async function closePrograms(cage: ClosingCage, grace = { close: CLOSE_GR
       /* no python3-xlib in an image: the programs still get SIGTERM below */
     }
     // Windows that closed belong to programs that are ending; the rest get SIGTERM at once.
-    if (askedSome && (await waitUntil(() => running().length === 0, AFTER_CLOSE_MS, 50))) return 'closed';
+    if (askedSome && (await waitUntil(() => running().length === 0, AFTER_CLOSE_MS, 50)))
+      return 'closed';
   }
   // kagome-enter (or the engine's exec) passes SIGTERM on to the program it carries.
   for (const p of running()) signal(p, 'SIGTERM');

@@ -229,7 +229,10 @@ function hslToHex(h: number, s: number, l: number): string {
   const k = (n: number) => (n + h / 30) % 12;
   const a = s * Math.min(l, 1 - l);
   const f = (n: number) => l - a * Math.max(-1, Math.min(k(n) - 3, Math.min(9 - k(n), 1)));
-  const hex = (x: number) => Math.round(x * 255).toString(16).padStart(2, '0');
+  const hex = (x: number) =>
+    Math.round(x * 255)
+      .toString(16)
+      .padStart(2, '0');
   return `#${hex(f(0))}${hex(f(8))}${hex(f(4))}`;
 }
 
@@ -239,38 +242,59 @@ export function expandHome(p: string, hostHome: string): string {
   return p;
 }
 
-export function parseCageFile(text: string | Uint8Array, file: string, name: string, ctx: ConfigContext): CageConfig {
+export function parseCageFile(
+  text: string | Uint8Array,
+  file: string,
+  name: string,
+  ctx: ConfigContext,
+): CageConfig {
   checkCageName(name);
   const kf = Keyfile.parse(text, { file, errorName: 'InvalidCageFile' });
   const fail = (key: string | undefined, reason: string): never => {
     const line = key === undefined ? undefined : kf.lineOf(CAGE_GROUP, key);
     throw new FileError('InvalidCageFile', { file, line, key }, reason);
   };
-  if (!kf.hasGroup(CAGE_GROUP)) fail(undefined, `no [${CAGE_GROUP}] group: a cage file starts with a line [${CAGE_GROUP}]`);
+  if (!kf.hasGroup(CAGE_GROUP))
+    fail(undefined, `no [${CAGE_GROUP}] group: a cage file starts with a line [${CAGE_GROUP}]`);
   for (const group of kf.groups()) {
     if (group !== CAGE_GROUP) {
-      throw new FileError('InvalidCageFile', { file }, `unknown group [${group}]: a cage file has only a [${CAGE_GROUP}] group`);
+      throw new FileError(
+        'InvalidCageFile',
+        { file },
+        `unknown group [${group}]: a cage file has only a [${CAGE_GROUP}] group`,
+      );
     }
   }
   for (const { key, locale, line } of kf.keys(CAGE_GROUP)) {
     if (locale !== undefined) {
-      throw new FileError('InvalidCageFile', { file, line, key: `${key}[${locale}]` }, 'cage keys are not localized; remove the [locale] suffix');
+      throw new FileError(
+        'InvalidCageFile',
+        { file, line, key: `${key}[${locale}]` },
+        'cage keys are not localized; remove the [locale] suffix',
+      );
     }
     if (!KNOWN_KEYS.has(key) && !key.startsWith('X-')) {
-      throw new FileError('InvalidCageFile', { file, line, key }, `unknown key; allowed keys are ${[...KNOWN_KEYS].join(', ')} and X-* extensions`);
+      throw new FileError(
+        'InvalidCageFile',
+        { file, line, key },
+        `unknown key; allowed keys are ${[...KNOWN_KEYS].join(', ')} and X-* extensions`,
+      );
     }
   }
 
   const oneOf = <T extends string>(key: string, allowed: readonly T[], fallback: T): T => {
     const v = kf.get(CAGE_GROUP, key);
     if (v === undefined) return fallback;
-    if (!(allowed as readonly string[]).includes(v)) fail(key, `${JSON.stringify(v)} is not allowed; use one of: ${allowed.join(', ')}`);
+    if (!(allowed as readonly string[]).includes(v))
+      fail(key, `${JSON.stringify(v)} is not allowed; use one of: ${allowed.join(', ')}`);
     return v as T;
   };
   const absolute = (key: string, p: string): string => {
     const expanded = expandHome(p, ctx.hostHome);
-    if (!expanded.startsWith('/')) fail(key, `${JSON.stringify(p)} is not an absolute path; write /path or ~/path`);
-    if (expanded.split('/').includes('..')) fail(key, `${JSON.stringify(p)} contains '..'; write the path without it`);
+    if (!expanded.startsWith('/'))
+      fail(key, `${JSON.stringify(p)} is not an absolute path; write /path or ~/path`);
+    if (expanded.split('/').includes('..'))
+      fail(key, `${JSON.stringify(p)} contains '..'; write the path without it`);
     return expanded.replace(/\/+$/, '') || '/';
   };
 
@@ -279,49 +303,93 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
   const imageRaw = kf.get(CAGE_GROUP, 'Image');
   let image: string | undefined;
   if (backend === 'bubblewrap') {
-    if (imageRaw !== undefined) fail('Image', 'bubblewrap cages run the host\'s own /usr and take no image; set Backend=podman, docker or lxd to run an image');
+    if (imageRaw !== undefined)
+      fail(
+        'Image',
+        "bubblewrap cages run the host's own /usr and take no image; set Backend=podman, docker or lxd to run an image",
+      );
   } else {
     image = imageRaw === undefined || imageRaw === '' ? DEFAULT_IMAGE : imageRaw;
-    if (!IMAGE_NAME.test(image)) fail('Image', `${JSON.stringify(image)} is not an image name; write one like kagome/debian12 or registry.example.org/team/image:tag`);
+    if (!IMAGE_NAME.test(image))
+      fail(
+        'Image',
+        `${JSON.stringify(image)} is not an image name; write one like kagome/debian12 or registry.example.org/team/image:tag`,
+      );
   }
   const remoteRaw = kf.get(CAGE_GROUP, 'Remote');
   let remote: string | undefined;
   if (remoteRaw !== undefined && remoteRaw !== '') {
-    if (backend !== 'lxd') fail('Remote', 'only LXD cages can run on another machine; remove Remote= or set Backend=lxd');
-    if (!REMOTE_NAME.test(remoteRaw)) fail('Remote', `${JSON.stringify(remoteRaw)} is not an LXD remote name; use a name from 'lxc remote list'`);
+    if (backend !== 'lxd')
+      fail(
+        'Remote',
+        'only LXD cages can run on another machine; remove Remote= or set Backend=lxd',
+      );
+    if (!REMOTE_NAME.test(remoteRaw))
+      fail(
+        'Remote',
+        `${JSON.stringify(remoteRaw)} is not an LXD remote name; use a name from 'lxc remote list'`,
+      );
     remote = remoteRaw;
   }
   const network = oneOf('Network', NETWORKS, 'none');
   if (network === 'internet' && backend !== 'bubblewrap') {
-    fail('Network', `"internet" is for bubblewrap cages only (its rules go in the cage's own network namespace, which a ${backend} cage's engine owns); set Backend=bubblewrap, or Network=full if the cage may also reach this machine's addresses and LAN`);
+    fail(
+      'Network',
+      `"internet" is for bubblewrap cages only (its rules go in the cage's own network namespace, which a ${backend} cage's engine owns); set Backend=bubblewrap, or Network=full if the cage may also reach this machine's addresses and LAN`,
+    );
   }
 
   const sessionBus = oneOf('SessionBus', SESSION_BUS_POLICIES, 'private');
   if (sessionBus === 'portal' && backend !== 'bubblewrap') {
-    fail('SessionBus', `"portal" is for bubblewrap cages only for now (the file a portal dialog picks comes back in the document portal's folder, which a ${backend} cage does not see at that path); set SessionBus=private`);
+    fail(
+      'SessionBus',
+      `"portal" is for bubblewrap cages only for now (the file a portal dialog picks comes back in the document portal's folder, which a ${backend} cage does not see at that path); set SessionBus=private`,
+    );
   }
 
   const linksRaw = kf.get(CAGE_GROUP, 'OpenLinks');
   let openLinks: OpenLinksPolicy = 'caged-default';
   if (linksRaw !== undefined) {
-    if (linksRaw.startsWith('cage:') && CAGE_NAME_PATTERN.test(linksRaw.slice(5))) openLinks = linksRaw as OpenLinksPolicy;
-    else if ((LINK_POLICIES as readonly string[]).includes(linksRaw)) openLinks = linksRaw as OpenLinksPolicy;
-    else fail('OpenLinks', `${JSON.stringify(linksRaw)} is not allowed; use one of: ${LINK_POLICIES.join(', ')}, or cage:NAME`);
+    if (linksRaw.startsWith('cage:') && CAGE_NAME_PATTERN.test(linksRaw.slice(5)))
+      openLinks = linksRaw as OpenLinksPolicy;
+    else if ((LINK_POLICIES as readonly string[]).includes(linksRaw))
+      openLinks = linksRaw as OpenLinksPolicy;
+    else
+      fail(
+        'OpenLinks',
+        `${JSON.stringify(linksRaw)} is not allowed; use one of: ${LINK_POLICIES.join(', ')}, or cage:NAME`,
+      );
   }
 
   const homeRaw = kf.get(CAGE_GROUP, 'Home');
-  const home = homeRaw === undefined || homeRaw === '' ? `${ctx.homesDir}/${name}` : absolute('Home', homeRaw);
-  if (home === ctx.hostHome) fail('Home', 'the cage home cannot be your own home directory: that would show all of it to the cage; use a ReadWrite= entry for the folders it should see');
+  const home =
+    homeRaw === undefined || homeRaw === '' ? `${ctx.homesDir}/${name}` : absolute('Home', homeRaw);
+  if (home === ctx.hostHome)
+    fail(
+      'Home',
+      'the cage home cannot be your own home directory: that would show all of it to the cage; use a ReadWrite= entry for the folders it should see',
+    );
 
   const mounts: BindMount[] = [];
-  for (const [key, writable] of [['ReadOnly', false], ['ReadWrite', true]] as const) {
+  for (const [key, writable] of [
+    ['ReadOnly', false],
+    ['ReadWrite', true],
+  ] as const) {
     for (const item of kf.getList(CAGE_GROUP, key) ?? []) {
       if (item === '') continue;
       const parts = item.split(':');
-      if (parts.length > 2) fail(key, `${JSON.stringify(item)}: write HOST_PATH or HOST_PATH:CAGE_PATH (paths with ':' are not supported)`);
+      if (parts.length > 2)
+        fail(
+          key,
+          `${JSON.stringify(item)}: write HOST_PATH or HOST_PATH:CAGE_PATH (paths with ':' are not supported)`,
+        );
       const source = absolute(key, parts[0] ?? '');
       const dest = parts.length === 2 ? absolute(key, parts[1] ?? '') : source;
-      if (source === '/' || dest === '/') fail(key, `${JSON.stringify(item)}: the root directory cannot be bound; name the folders to share`);
+      if (source === '/' || dest === '/')
+        fail(
+          key,
+          `${JSON.stringify(item)}: the root directory cannot be bound; name the folders to share`,
+        );
       mounts.push({ source, dest, writable });
     }
   }
@@ -333,15 +401,27 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
     if (item === '') continue;
     const eq = item.indexOf('=');
     const envName = eq < 0 ? item : item.slice(0, eq);
-    if (eq < 0 || !ENV_NAME.test(envName)) fail('Environment', `${JSON.stringify(item)}: write NAME=VALUE with NAME made of A-Z, a-z, 0-9 and '_'`);
-    if (RESERVED_ENV.has(envName)) fail('Environment', `${envName} is set by kagome to wire the cage up and cannot be overridden`);
+    if (eq < 0 || !ENV_NAME.test(envName))
+      fail(
+        'Environment',
+        `${JSON.stringify(item)}: write NAME=VALUE with NAME made of A-Z, a-z, 0-9 and '_'`,
+      );
+    if (RESERVED_ENV.has(envName))
+      fail(
+        'Environment',
+        `${envName} is set by kagome to wire the cage up and cannot be overridden`,
+      );
     environment[envName] = item.slice(eq + 1);
   }
 
   let idleStopSeconds = DEFAULT_IDLE_STOP;
   const idle = kf.get(CAGE_GROUP, 'IdleStop');
   if (idle !== undefined) {
-    if (!/^\d{1,7}$/.test(idle)) fail('IdleStop', `${JSON.stringify(idle)} is not a number of seconds; write 0 (never stop) or a whole number like 60`);
+    if (!/^\d{1,7}$/.test(idle))
+      fail(
+        'IdleStop',
+        `${JSON.stringify(idle)} is not a number of seconds; write 0 (never stop) or a whole number like 60`,
+      );
     idleStopSeconds = Number(idle);
   }
 
@@ -349,7 +429,11 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
   const borderRaw = kf.get(CAGE_GROUP, 'Border');
   if (borderRaw !== undefined) {
     if (borderRaw === 'none') border = undefined;
-    else if (!COLOUR.test(borderRaw)) fail('Border', `${JSON.stringify(borderRaw)} is not a colour; write #rrggbb, an X11 colour name like 'red', or none`);
+    else if (!COLOUR.test(borderRaw))
+      fail(
+        'Border',
+        `${JSON.stringify(borderRaw)} is not a colour; write #rrggbb, an X11 colour name like 'red', or none`,
+      );
     else border = borderRaw;
   }
 
@@ -360,13 +444,20 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
   if (tasksRaw !== undefined) {
     if (tasksRaw === 'infinity') tasksMax = 0;
     else if (/^\d{1,7}$/.test(tasksRaw) && Number(tasksRaw) >= 16) tasksMax = Number(tasksRaw);
-    else fail('TasksMax', `${JSON.stringify(tasksRaw)} is not a number of tasks; write a whole number of at least 16 (default ${DEFAULT_TASKS_MAX}) or infinity`);
+    else
+      fail(
+        'TasksMax',
+        `${JSON.stringify(tasksRaw)} is not a number of tasks; write a whole number of at least 16 (default ${DEFAULT_TASKS_MAX}) or infinity`,
+      );
   }
 
   const memoryRaw = kf.get(CAGE_GROUP, 'MemoryMax') ?? DEFAULT_MEMORY_MAX;
   const memoryMax =
     parseMemoryMax(memoryRaw, ctx.totalMemory ?? os.totalmem()) ??
-    fail('MemoryMax', `${JSON.stringify(memoryRaw)} is not an amount of memory; write bytes with an optional K, M, G or T (at least 64M), a percentage of this machine's memory such as 50% (the default), or infinity`);
+    fail(
+      'MemoryMax',
+      `${JSON.stringify(memoryRaw)} is not an amount of memory; write bytes with an optional K, M, G or T (at least 64M), a percentage of this machine's memory such as 50% (the default), or infinity`,
+    );
 
   const appName = kf.get(CAGE_GROUP, 'AppName') || DEFAULT_NAME_FORMAT;
   const appNameProblem = checkNameFormat(appName);
@@ -375,14 +466,19 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
   const bool = (key: string, fallback: boolean): boolean => {
     const v = kf.get(CAGE_GROUP, key);
     if (v === undefined) return fallback;
-    if (v !== 'true' && v !== 'false') fail(key, `${JSON.stringify(v)} is not a boolean; write true or false`);
+    if (v !== 'true' && v !== 'false')
+      fail(key, `${JSON.stringify(v)} is not a boolean; write true or false`);
     return v === 'true';
   };
   const sizeRaw = kf.get(CAGE_GROUP, 'ClipboardMaxSize');
   let maxBytes = DEFAULT_CLIPBOARD_MAX_BYTES;
   if (sizeRaw !== undefined) {
     const parsed = parseSize(sizeRaw);
-    if (parsed === undefined) fail('ClipboardMaxSize', `${JSON.stringify(sizeRaw)} is not a size; write a number of bytes, or one with K or M (like 256K), between 1 and 64M`);
+    if (parsed === undefined)
+      fail(
+        'ClipboardMaxSize',
+        `${JSON.stringify(sizeRaw)} is not a size; write a number of bytes, or one with K or M (like 256K), between 1 and 64M`,
+      );
     maxBytes = parsed!;
   }
   const clipboard: ClipboardPolicy = {
@@ -425,14 +521,31 @@ export function parseCageFile(text: string | Uint8Array, file: string, name: str
  * cage's home or another folder it may write. Checked on the cage file's paths when it is
  * read, and on their real paths (links of yours resolved) at every start.
  */
-export function writableAncestorProblem(mounts: readonly BindMount[], home: string): { mount: BindMount; reason: string } | undefined {
-  const within = (inner: string, outer: string) => inner === outer || inner.startsWith(outer.endsWith('/') ? outer : outer + '/');
+export function writableAncestorProblem(
+  mounts: readonly BindMount[],
+  home: string,
+): { mount: BindMount; reason: string } | undefined {
+  const within = (inner: string, outer: string) =>
+    inner === outer || inner.startsWith(outer.endsWith('/') ? outer : outer + '/');
   for (const m of mounts) {
     if (within(m.source, home) || (m.writable && within(home, m.source))) {
-      return { mount: m, reason: `${m.source} and the cage's home ${home} lie one inside the other; the cage can change its home, so bind a folder outside it` };
+      return {
+        mount: m,
+        reason: `${m.source} and the cage's home ${home} lie one inside the other; the cage can change its home, so bind a folder outside it`,
+      };
     }
-    const outer = mounts.find((w) => w !== m && w.writable && within(m.source, w.source) && !(m.writable && w.source === m.source));
-    if (outer) return { mount: m, reason: `${m.source} lies inside ${outer.source}, which the cage may write: it could put a link there before the next start; bind only ${outer.source}, or a folder outside it` };
+    const outer = mounts.find(
+      (w) =>
+        w !== m &&
+        w.writable &&
+        within(m.source, w.source) &&
+        !(m.writable && w.source === m.source),
+    );
+    if (outer)
+      return {
+        mount: m,
+        reason: `${m.source} lies inside ${outer.source}, which the cage may write: it could put a link there before the next start; bind only ${outer.source}, or a folder outside it`,
+      };
   }
   return undefined;
 }

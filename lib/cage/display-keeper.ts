@@ -60,7 +60,9 @@ export class DisplayKeeper {
 
   /** Was a cage whose windows were last shown in `recorded` shown in a session that has ended? */
   fromEndedSession(recorded: string | undefined): boolean {
-    return this.away || (recorded !== undefined && this.stamp !== undefined && recorded !== this.stamp);
+    return (
+      this.away || (recorded !== undefined && this.stamp !== undefined && recorded !== this.stamp)
+    );
   }
 
   /** Brings back what ended; launches wait for it. One at a time per cage. */
@@ -87,21 +89,34 @@ export class DisplayKeeper {
       // One that keeps ending (a host display gone) is not restarted in a loop; the next
       // launch tries again and reports why.
       if (cage.revivedAt !== undefined && Date.now() - cage.revivedAt < REVIVE_INTERVAL_MS) {
-        this.host.log.warn(`cage ${name}: a part of its ${cage.display.kind} display ended again; the next launch starts it`);
+        this.host.log.warn(
+          `cage ${name}: a part of its ${cage.display.kind} display ended again; the next launch starts it`,
+        );
         return;
       }
       cage.revivedAt = Date.now();
-      void this.keep(name, cage).catch((e) => this.host.log.warn(`cage ${name}: could not bring its display back: ${asKagomeError(e).message}`));
+      void this.keep(name, cage).catch((e) =>
+        this.host.log.warn(
+          `cage ${name}: could not bring its display back: ${asKagomeError(e).message}`,
+        ),
+      );
     });
   }
 
   private async revive(name: string, cage: RunningCage): Promise<void> {
     const before = cage.displayRecord;
-    const record = await cage.display.readopt(this.host.displayContext(cage), before, cage.backend, cage.sandbox);
+    const record = await cage.display.readopt(
+      this.host.displayContext(cage),
+      before,
+      cage.backend,
+      cage.sandbox,
+    );
     // A cage being stopped still gets the new record, so its stop ends what was just started.
     if (record === before || !this.host.holds(name, cage)) return;
     cage.displayRecord = record;
-    this.host.log.info(`cage ${name}: a part of its ${cage.display.kind} display had ended and was started again`);
+    this.host.log.info(
+      `cage ${name}: a part of its ${cage.display.kind} display had ended and was started again`,
+    );
     this.watch(name, cage);
     await this.host.persist(name, cage);
   }

@@ -9,7 +9,15 @@ import { StateWriter } from './state-writer.js';
 import { BridgeSet } from './bridge-set.js';
 import { DisplayKeeper } from './display-keeper.js';
 import { checkArgv, checkMounts, resolveInCage, terminalIn } from './launch-checks.js';
-import { handleOf, stateOf, type CageInfo, type CageStateName, type LaunchOptions, type ProgramInfo, type RunningCage } from './running-cage.js';
+import {
+  handleOf,
+  stateOf,
+  type CageInfo,
+  type CageStateName,
+  type LaunchOptions,
+  type ProgramInfo,
+  type RunningCage,
+} from './running-cage.js';
 import { KagomeError, asKagomeError } from '../errors.js';
 import { checkCageName } from './name.js';
 import type { CageConfig } from './config.js';
@@ -78,7 +86,8 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     this.displays = new DisplayKeeper(
       {
         holds: (name, cage) => this.running.get(name) === cage,
-        stillRuns: (name, cage) => this.running.get(name) === cage && !this.stopping.has(name) && this.isHealthy(cage),
+        stillRuns: (name, cage) =>
+          this.running.get(name) === cage && !this.stopping.has(name) && this.isHealthy(cage),
         displayContext: (cage) => this.displayContext(cage.config, cage.spec, cage.rt, cage.logFd),
         persist: (name, cage) => this.persist(name, cage),
         log: deps.log,
@@ -114,14 +123,25 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   }
 
   private isHealthy(cage: RunningCage): boolean {
-    return cage.backend.isAlive(cage.sandbox) && cage.display.isAlive(cage.displayRecord, cage.backend, cage.sandbox);
+    return (
+      cage.backend.isAlive(cage.sandbox) &&
+      cage.display.isAlive(cage.displayRecord, cage.backend, cage.sandbox)
+    );
   }
 
   private parts(config: CageConfig): { backend: Backend; display: CageDisplay } {
     const backend = this.deps.backends[config.backend];
     const display = this.deps.displays[config.display];
-    if (!backend) throw new KagomeError('NotSupported', `backend "${config.backend}" is not available in this kagome`);
-    if (!display) throw new KagomeError('NotSupported', `display "${config.display}" is not available in this kagome`);
+    if (!backend)
+      throw new KagomeError(
+        'NotSupported',
+        `backend "${config.backend}" is not available in this kagome`,
+      );
+    if (!display)
+      throw new KagomeError(
+        'NotSupported',
+        `display "${config.display}" is not available in this kagome`,
+      );
     return { backend, display };
   }
 
@@ -139,7 +159,9 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     const logFd = fs.openSync(logFile, 'a', 0o600);
     const logStart = fs.fstatSync(logFd).size;
     this.emit('state', name, 'starting', '');
-    this.deps.log.info(`cage ${name}: starting (${config.backend}, ${config.display}, network ${config.network})`);
+    this.deps.log.info(
+      `cage ${name}: starting (${config.backend}, ${config.display}, network ${config.network})`,
+    );
     const t0 = performance.now();
     const ctx = this.displayContext(config, spec, rt, logFd);
     let sandbox: SandboxRecord | undefined;
@@ -149,13 +171,25 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       await this.deps.grants?.cageStarting(name, spec, backend);
       const bctx = this.bridgeContext(ctx);
       // Bridges prepare (a sound module is loaded) while the display prepares.
-      const [displayPrepared, bridgesPrepared] = await Promise.all([display.prepare(ctx), this.bridges.prepare(bctx)]);
+      const [displayPrepared, bridgesPrepared] = await Promise.all([
+        display.prepare(ctx),
+        this.bridges.prepare(bctx),
+      ]);
       prepared = displayPrepared;
       bridges = bridgesPrepared;
       display.contribute(ctx, prepared);
       this.bridges.contribute(bctx, bridges);
-      sandbox = await backend.start(spec, { logFd, etcDir: rt.etcDir, cacheDir: path.join(this.deps.paths.runtimeDir, 'cache'), ownFolders: [this.deps.paths.runtimeDir, config.home] });
-      const early = this.bridges.startWithSandbox(bctx, { backend, sandbox, env: spec.env, cwd: spec.cwd, logFd }, bridges);
+      sandbox = await backend.start(spec, {
+        logFd,
+        etcDir: rt.etcDir,
+        cacheDir: path.join(this.deps.paths.runtimeDir, 'cache'),
+        ownFolders: [this.deps.paths.runtimeDir, config.home],
+      });
+      const early = this.bridges.startWithSandbox(
+        bctx,
+        { backend, sandbox, env: spec.env, cwd: spec.cwd, logFd },
+        bridges,
+      );
       let displayRecord: DisplayRecord;
       try {
         displayRecord = await display.start(ctx, backend, sandbox, prepared);
@@ -188,7 +222,8 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     } catch (e) {
       let err = asKagomeError(e, 'BackendFailed');
       // "the xpra server did not start" alone leaves the person guessing; the log knows why.
-      if (err.errorName === 'BackendFailed' || err.errorName === 'DisplayFailed') err = withCause(err, logSince(logFile, logStart));
+      if (err.errorName === 'BackendFailed' || err.errorName === 'DisplayFailed')
+        err = withCause(err, logSince(logFile, logStart));
       this.deps.log.error(`cage ${name}: start failed: ${err.message}`);
       if (prepared) await display.stop(prepared).catch(() => undefined);
       if (sandbox) await backend.stop(sandbox).catch(() => undefined);
@@ -200,8 +235,20 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     }
   }
 
-  private displayContext(config: CageConfig, spec: SandboxSpec, rt: CageRuntimePaths, logFd: number): DisplayContext {
-    return { config, spec, rt, hostDisplay: this.deps.hostEnv.DISPLAY ?? '', hostEnv: this.deps.hostEnv, logFd };
+  private displayContext(
+    config: CageConfig,
+    spec: SandboxSpec,
+    rt: CageRuntimePaths,
+    logFd: number,
+  ): DisplayContext {
+    return {
+      config,
+      spec,
+      rt,
+      hostDisplay: this.deps.hostEnv.DISPLAY ?? '',
+      hostEnv: this.deps.hostEnv,
+      logFd,
+    };
   }
 
   private bridgeContext(ctx: DisplayContext): BridgeContext {
@@ -209,7 +256,9 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   }
 
   /** A running cage, for the bridges' explicit requests (clipboard copies). */
-  handle(name: string): { config: CageConfig; handle: CageHandle; bridges: Record<string, BridgeRecord> } | undefined {
+  handle(
+    name: string,
+  ): { config: CageConfig; handle: CageHandle; bridges: Record<string, BridgeRecord> } | undefined {
     const cage = this.running.get(name);
     if (!cage || !this.isHealthy(cage)) return undefined;
     return {
@@ -229,13 +278,18 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   }
 
   /** Run a program in a cage, starting the cage if needed. Resolves once the program is exec'd. */
-  async launchCommand(name: string, argv: ArgValue[], opts: LaunchOptions = {}): Promise<ProgramInfo> {
+  async launchCommand(
+    name: string,
+    argv: ArgValue[],
+    opts: LaunchOptions = {},
+  ): Promise<ProgramInfo> {
     checkCageName(name);
     if (!(opts.terminal && Array.isArray(argv) && argv.length === 0)) checkArgv(argv);
     const cage = await this.ensureStarted(name);
     const searchPath = cage.spec.env.PATH ?? '/usr/bin:/bin';
     if (argv.length) await resolveInCage(name, cage, String(argv[0]), searchPath);
-    if (opts.terminal) argv = [await terminalIn(name, cage, searchPath), ...(argv.length ? ['-e', ...argv] : [])];
+    if (opts.terminal)
+      argv = [await terminalIn(name, cage, searchPath), ...(argv.length ? ['-e', ...argv] : [])];
     const env = { ...cage.spec.env };
     if (opts.startupId) {
       env.DESKTOP_STARTUP_ID = opts.startupId;
@@ -246,7 +300,13 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     const output = openProgramLog(cage.rt.logDir, argv.map(String));
     let handle: ExecHandle;
     try {
-      handle = await cage.backend.exec(cage.sandbox, { argv, env, cwd, fallbackCwd: cage.spec.cwd, logFd: output.fd });
+      handle = await cage.backend.exec(cage.sandbox, {
+        argv,
+        env,
+        cwd,
+        fallbackCwd: cage.spec.cwd,
+        logFd: output.fd,
+      });
     } finally {
       fs.closeSync(output.fd);
     }
@@ -263,7 +323,9 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     this.clearIdle(cage);
     this.emit('program', info, 'started');
     this.deps.log.info(`cage ${name}: started ${JSON.stringify(info.argv)} as pid ${handle.pid}`);
-    void this.persist(name, cage).catch((e) => this.deps.log.warn(`cage ${name}: could not save state: ${asKagomeError(e).message}`));
+    void this.persist(name, cage).catch((e) =>
+      this.deps.log.warn(`cage ${name}: could not save state: ${asKagomeError(e).message}`),
+    );
     void handle.exited.then((code) => {
       info.exitCode = code;
       cage.programs.delete(info.id);
@@ -291,7 +353,9 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     cage.idleTimer = setTimeout(() => {
       if (this.running.get(name) === cage && this.programCount(cage) === 0) {
         this.deps.log.info(`cage ${name}: idle for ${cage.config.idleStopSeconds} s, stopping`);
-        void this.stop(name).catch((e) => this.deps.log.error(`cage ${name}: idle stop failed: ${asKagomeError(e).message}`));
+        void this.stop(name).catch((e) =>
+          this.deps.log.error(`cage ${name}: idle stop failed: ${asKagomeError(e).message}`),
+        );
       }
     }, cage.config.idleStopSeconds * 1000);
     cage.idleTimer.unref();
@@ -310,21 +374,46 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     try {
       config = await this.deps.store.read(name);
     } catch (e) {
-      this.deps.log.warn(`cage ${name}: its file changed and cannot be used (${asKagomeError(e).message}); the running cage keeps its settings`);
+      this.deps.log.warn(
+        `cage ${name}: its file changed and cannot be used (${asKagomeError(e).message}); the running cage keeps its settings`,
+      );
       return;
     }
-    const fixed = (['backend', 'display', 'network', 'home', 'mounts', 'environment', 'border', 'sessionBus', 'notifications'] as const).filter(
-      (k) => JSON.stringify(config[k]) !== JSON.stringify(cage.config[k]),
-    );
-    const live = { idleStopSeconds: config.idleStopSeconds, description: config.description, appName: config.appName, onLogout: config.onLogout };
-    if (fixed.length === 0 && Object.entries(live).every(([k, v]) => cage.config[k as keyof typeof live] === v)) return;
+    const fixed = (
+      [
+        'backend',
+        'display',
+        'network',
+        'home',
+        'mounts',
+        'environment',
+        'border',
+        'sessionBus',
+        'notifications',
+      ] as const
+    ).filter((k) => JSON.stringify(config[k]) !== JSON.stringify(cage.config[k]));
+    const live = {
+      idleStopSeconds: config.idleStopSeconds,
+      description: config.description,
+      appName: config.appName,
+      onLogout: config.onLogout,
+    };
+    if (
+      fixed.length === 0 &&
+      Object.entries(live).every(([k, v]) => cage.config[k as keyof typeof live] === v)
+    )
+      return;
     cage.config = { ...cage.config, ...live };
     if (fixed.length) {
-      this.deps.log.info(`cage ${name}: ${fixed.join(', ')} changed; that takes effect when the cage next starts ('kagome stop ${name}' stops it)`);
+      this.deps.log.info(
+        `cage ${name}: ${fixed.join(', ')} changed; that takes effect when the cage next starts ('kagome stop ${name}' stops it)`,
+      );
     }
     this.deps.log.info(`cage ${name}: settings reloaded (IdleStop=${config.idleStopSeconds})`);
     this.armIdle(name, cage);
-    await this.persist(name, cage).catch((e) => this.deps.log.warn(`cage ${name}: could not save state: ${asKagomeError(e).message}`));
+    await this.persist(name, cage).catch((e) =>
+      this.deps.log.warn(`cage ${name}: could not save state: ${asKagomeError(e).message}`),
+    );
   }
 
   /** Is the cage being stopped, or gone? Its programs then end because kagome ended them. */
@@ -341,7 +430,8 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     if (pending) return pending;
     const cage = this.running.get(name);
     if (!cage) {
-      if (!(await this.deps.store.exists(name))) throw new KagomeError('NoSuchCage', `no cage named "${name}"`);
+      if (!(await this.deps.store.exists(name)))
+        throw new KagomeError('NoSuchCage', `no cage named "${name}"`);
       return;
     }
     return this.teardownOnce(name, cage, reason);
@@ -361,12 +451,26 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     // What ends now ends because the cage does.
     cage.unwatchDisplay?.();
     // Programs first, while their display is still there (close-programs.ts).
-    const programs = [...[...cage.programs.values()].map((p) => ({ pid: p.pid, start: p.pidStart })), ...cage.inherited];
-    const how = await closePrograms({ backend: cage.backend, sandbox: cage.sandbox, env: cage.spec.env, logFd: cage.logFd, programs }).catch(() => 'left' as const);
-    if (how !== 'closed') this.deps.log.info(`cage ${name}: ${how === 'terminated' ? 'programs that did not close their windows were sent SIGTERM' : 'programs still running after SIGTERM are killed with the cage'}`);
+    const programs = [
+      ...[...cage.programs.values()].map((p) => ({ pid: p.pid, start: p.pidStart })),
+      ...cage.inherited,
+    ];
+    const how = await closePrograms({
+      backend: cage.backend,
+      sandbox: cage.sandbox,
+      env: cage.spec.env,
+      logFd: cage.logFd,
+      programs,
+    }).catch(() => 'left' as const);
+    if (how !== 'closed')
+      this.deps.log.info(
+        `cage ${name}: ${how === 'terminated' ? 'programs that did not close their windows were sent SIGTERM' : 'programs still running after SIGTERM are killed with the cage'}`,
+      );
     // Bridges first: their helpers (watchers on the cage's display) are then stopped, not found dead.
     await this.bridges.stop(name, cage.bridges);
-    await cage.display.stop(cage.displayRecord).catch((e) => this.deps.log.warn(`cage ${name}: display stop: ${asKagomeError(e).message}`));
+    await cage.display
+      .stop(cage.displayRecord)
+      .catch((e) => this.deps.log.warn(`cage ${name}: display stop: ${asKagomeError(e).message}`));
     try {
       await cage.backend.stop(cage.sandbox);
     } catch (e) {
@@ -383,7 +487,11 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     this.running.delete(name);
     try {
       await this.states.remove(cage.rt.state);
-      await this.deps.grants?.cageStopped(name).catch((e) => this.deps.log.warn(`cage ${name}: ending its grants: ${asKagomeError(e).message}`));
+      await this.deps.grants
+        ?.cageStopped(name)
+        .catch((e) =>
+          this.deps.log.warn(`cage ${name}: ending its grants: ${asKagomeError(e).message}`),
+        );
     } finally {
       try {
         fs.closeSync(cage.logFd);
@@ -407,7 +515,11 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       out.set(c.name, this.info(c.name, c));
     }
     for (const p of problems) {
-      out.set(p.name, { ...this.info(p.name, undefined), state: this.running.has(p.name) ? 'running' : 'invalid', error: p.error.message });
+      out.set(p.name, {
+        ...this.info(p.name, undefined),
+        state: this.running.has(p.name) ? 'running' : 'invalid',
+        error: p.error.message,
+      });
     }
     for (const [name, cage] of this.running) {
       if (!out.has(name)) out.set(name, this.info(name, cage.config));
@@ -424,7 +536,13 @@ export class CageManager extends EventEmitter<ManagerEvents> {
 
   private info(name: string, config: CageConfig | undefined): CageInfo {
     const cage = this.running.get(name);
-    const state: CageStateName = this.stopping.has(name) ? 'stopping' : this.starting.has(name) ? 'starting' : cage ? 'running' : 'stopped';
+    const state: CageStateName = this.stopping.has(name)
+      ? 'stopping'
+      : this.starting.has(name)
+        ? 'starting'
+        : cage
+          ? 'running'
+          : 'stopped';
     const c = cage?.config ?? config;
     return {
       name,
@@ -442,15 +560,23 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   }
 
   /** How a running cage's own files can be read from the host, and its programs' environment. */
-  view(name: string): { hostPathOf(pathInCage: string): string | undefined; env: Record<string, string> } | undefined {
+  view(
+    name: string,
+  ):
+    | { hostPathOf(pathInCage: string): string | undefined; env: Record<string, string> }
+    | undefined {
     const cage = this.running.get(name);
     if (!cage) return undefined;
-    return { hostPathOf: (p) => cage.backend.hostPathOf(cage.sandbox, p), env: { ...cage.spec.env } };
+    return {
+      hostPathOf: (p) => cage.backend.hostPathOf(cage.sandbox, p),
+      env: { ...cage.spec.env },
+    };
   }
 
   programs(name?: string): ProgramInfo[] {
     const out: ProgramInfo[] = [];
-    for (const [n, cage] of this.running) if (!name || n === name) out.push(...cage.programs.values());
+    for (const [n, cage] of this.running)
+      if (!name || n === name) out.push(...cage.programs.values());
     return out;
   }
 
@@ -484,7 +610,9 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     if (!read) return false;
     if ('problem' in read) {
       // Kept: the kagome that wrote it may read it again; the cage, if it runs, is not touched.
-      this.deps.log.error(`cage ${name}: its state file ${rt.state} cannot be used: ${read.problem}; the cage is not re-adopted (if it still runs, end its processes or restart your session)`);
+      this.deps.log.error(
+        `cage ${name}: its state file ${rt.state} cannot be used: ${read.problem}; the cage is not re-adopted (if it still runs, end its processes or restart your session)`,
+      );
       return false;
     }
     const state = read.state;
@@ -512,7 +640,9 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       } catch (e) {
         // The cage is still adopted, not left running with no one to stop it; its next launch
         // tries again and says why it cannot.
-        this.deps.log.warn(`cage ${name}: ${asKagomeError(e).message}; its next launch tries again`);
+        this.deps.log.warn(
+          `cage ${name}: ${asKagomeError(e).message}; its next launch tries again`,
+        );
       }
     }
     const bctx = this.bridgeContext(ctx);
@@ -581,7 +711,8 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     const out: { name: string; config: CageConfig; displayKind: string }[] = [];
     for (const [name, cage] of this.running) {
       if (this.stopping.has(name)) continue;
-      if (this.displays.fromEndedSession(cage.hostSession)) out.push({ name, config: cage.config, displayKind: cage.display.kind });
+      if (this.displays.fromEndedSession(cage.hostSession))
+        out.push({ name, config: cage.config, displayKind: cage.display.kind });
     }
     return out;
   }
@@ -607,5 +738,3 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     this.running.clear();
   }
 }
-
-

@@ -23,20 +23,34 @@ export interface ProgramLog {
 /** A file name from a program name: its last path element, only characters safe in any shell. */
 export function programLogName(program: string): string {
   const base = program.split('/').filter(Boolean).pop() ?? '';
-  const safe = base.replace(/[^A-Za-z0-9._+-]/g, '_').replace(/^\.+/, '_').slice(0, 64);
+  const safe = base
+    .replace(/[^A-Za-z0-9._+-]/g, '_')
+    .replace(/^\.+/, '_')
+    .slice(0, 64);
   return `${safe || 'program'}.log`;
 }
 
 /** Opens the program's log for appending, with a header line naming this launch; the caller closes the fd. */
-export function openProgramLog(logDir: string, argv: string[], pid = 'starting'): { fd: number; log: ProgramLog } {
+export function openProgramLog(
+  logDir: string,
+  argv: string[],
+  pid = 'starting',
+): { fd: number; log: ProgramLog } {
   const file = path.join(logDir, programLogName(argv[0] ?? ''));
   try {
     if (fs.lstatSync(file).size > ROTATE_AT) fs.renameSync(file, `${file}.old`);
   } catch {
     /* no log yet */
   }
-  const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
-  fs.writeSync(fd, `--- ${new Date().toISOString()} ${pid}: ${JSON.stringify(argv).slice(0, 500)}\n`);
+  const fd = fs.openSync(
+    file,
+    fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW,
+    0o600,
+  );
+  fs.writeSync(
+    fd,
+    `--- ${new Date().toISOString()} ${pid}: ${JSON.stringify(argv).slice(0, 500)}\n`,
+  );
   const offset = fs.fstatSync(fd).size;
   return { fd, log: { file, offset } };
 }
@@ -49,7 +63,10 @@ export function programLogTail(log: ProgramLog, lines = 8): string {
   let text = '';
   let fd: number | undefined;
   try {
-    fd = fs.openSync(log.file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+    fd = fs.openSync(
+      log.file,
+      fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+    );
     const size = fs.fstatSync(fd).size;
     const start = Math.max(log.offset, size - TAIL_BYTES);
     const buf = Buffer.alloc(Math.max(0, size - start));

@@ -98,7 +98,9 @@ export function stateOf(name: string, cage: RunningCage, owner: ProcRef): CageSt
     config: cage.config,
     programs: [
       ...cage.inherited,
-      ...[...cage.programs.values()].filter((p) => p.pidStart !== '').map((p) => ({ pid: p.pid, start: p.pidStart })),
+      ...[...cage.programs.values()]
+        .filter((p) => p.pidStart !== '')
+        .map((p) => ({ pid: p.pid, start: p.pidStart })),
     ],
   };
 }

@@ -49,17 +49,25 @@ export class SessionLife {
       this.manager.cagesFromEndedSessions().map(async ({ name, config, displayKind }) => {
         try {
           if (config.onLogout === 'keep' && displayKind === 'xpra') {
-            if (away) this.log.info(`cage ${name}: kept running after the logout (OnLogout=keep); its windows come back at the next login`);
+            if (away)
+              this.log.info(
+                `cage ${name}: kept running after the logout (OnLogout=keep); its windows come back at the next login`,
+              );
             else {
               await this.manager.reattach(name);
               this.log.info(`cage ${name}: its windows are shown in the new desktop session`);
             }
             return;
           }
-          if (config.onLogout === 'keep') this.log.info(`cage ${name}: a ${displayKind} display ends with the desktop session, so the cage stops although it says OnLogout=keep`);
+          if (config.onLogout === 'keep')
+            this.log.info(
+              `cage ${name}: a ${displayKind} display ends with the desktop session, so the cage stops although it says OnLogout=keep`,
+            );
           await this.manager.stop(name, ENDED);
         } catch (e) {
-          this.log.warn(`cage ${name}: after the end of its desktop session: ${asKagomeError(e).message}`);
+          this.log.warn(
+            `cage ${name}: after the end of its desktop session: ${asKagomeError(e).message}`,
+          );
         }
       }),
     );

@@ -10,7 +10,9 @@ export class StateWriter {
 
   /** Queues a write of `file`; the state is taken when its turn comes, so it is the latest. */
   write(file: string, state: () => CageState): Promise<void> {
-    const next = (this.queues.get(file) ?? Promise.resolve()).catch(() => undefined).then(() => writeState(file, state()));
+    const next = (this.queues.get(file) ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => writeState(file, state()));
     this.queues.set(file, next);
     const forget = () => {
       if (this.queues.get(file) === next) this.queues.delete(file);
@@ -27,6 +29,7 @@ export class StateWriter {
 
   /** Resolves when every queued write has landed (or failed). */
   async flush(): Promise<void> {
-    while (this.queues.size) await Promise.all([...this.queues.values()].map((p) => p.catch(() => undefined)));
+    while (this.queues.size)
+      await Promise.all([...this.queues.values()].map((p) => p.catch(() => undefined)));
   }
 }

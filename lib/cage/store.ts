@@ -2,7 +2,13 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { KagomeError, asKagomeError } from '../errors.js';
 import { checkCageName, CAGE_NAME_PATTERN } from './name.js';
-import { parseCageFile, formatCageFile, type CageConfig, type CageFileOptions, type ConfigContext } from './config.js';
+import {
+  parseCageFile,
+  formatCageFile,
+  type CageConfig,
+  type CageFileOptions,
+  type ConfigContext,
+} from './config.js';
 
 export const CAGE_SUFFIX = '.cage';
 
@@ -39,7 +45,10 @@ export class CageStore {
       bytes = await fs.readFile(file);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new KagomeError('NoSuchCage', `no cage named "${name}": create it with 'kagome cage create ${name}' (it would live in ${file})`);
+        throw new KagomeError(
+          'NoSuchCage',
+          `no cage named "${name}": create it with 'kagome cage create ${name}' (it would live in ${file})`,
+        );
       }
       throw asKagomeError(e);
     }
@@ -50,7 +59,9 @@ export class CageStore {
   async readAll(): Promise<{ cages: CageConfig[]; problems: CageProblem[] }> {
     let names: string[];
     try {
-      names = (await fs.readdir(this.dir)).filter((f) => f.endsWith(CAGE_SUFFIX)).map((f) => f.slice(0, -CAGE_SUFFIX.length));
+      names = (await fs.readdir(this.dir))
+        .filter((f) => f.endsWith(CAGE_SUFFIX))
+        .map((f) => f.slice(0, -CAGE_SUFFIX.length));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { cages: [], problems: [] };
       throw asKagomeError(e);
@@ -61,7 +72,14 @@ export class CageStore {
     for (const name of names) {
       const file = path.join(this.dir, name + CAGE_SUFFIX);
       if (!CAGE_NAME_PATTERN.test(name)) {
-        problems.push({ name, file, error: new KagomeError('InvalidCageFile', `${file}: the file name is not a valid cage name (1 to 64 of A-Z a-z 0-9 _ -); rename it`) });
+        problems.push({
+          name,
+          file,
+          error: new KagomeError(
+            'InvalidCageFile',
+            `${file}: the file name is not a valid cage name (1 to 64 of A-Z a-z 0-9 _ -); rename it`,
+          ),
+        });
         continue;
       }
       try {
@@ -84,7 +102,10 @@ export class CageStore {
       await fs.writeFile(file, text, { flag: 'wx', mode: 0o600 });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
-        throw new KagomeError('InvalidArgument', `cage "${name}" already exists (${file}); edit that file, or remove the cage first`);
+        throw new KagomeError(
+          'InvalidArgument',
+          `cage "${name}" already exists (${file}); edit that file, or remove the cage first`,
+        );
       }
       throw asKagomeError(e);
     }
@@ -96,7 +117,8 @@ export class CageStore {
     try {
       await fs.unlink(file);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new KagomeError('NoSuchCage', `no cage named "${name}" (looked for ${file})`);
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new KagomeError('NoSuchCage', `no cage named "${name}" (looked for ${file})`);
       throw asKagomeError(e);
     }
     return file;

@@ -20,8 +20,21 @@ import { execa } from 'execa';
 import { KagomeError, asKagomeError } from '../errors.js';
 import { findInPath, missingProgramError } from '../requirements.js';
 import { Keyfile } from '../../xdg/keyfile.js';
-import { DesktopIndex, mapLimit, type DesktopEntryRef, type IndexProblem, type ProgramExists } from '../../xdg/desktop-index.js';
-import { makeShadow, readShadow, isShadow, sha256, SHADOW_KEYS, type ShadowInfo } from './shadow.js';
+import {
+  DesktopIndex,
+  mapLimit,
+  type DesktopEntryRef,
+  type IndexProblem,
+  type ProgramExists,
+} from '../../xdg/desktop-index.js';
+import {
+  makeShadow,
+  readShadow,
+  isShadow,
+  sha256,
+  SHADOW_KEYS,
+  type ShadowInfo,
+} from './shadow.js';
 
 export type AppState = 'active' | 'edited' | 'dormant';
 
@@ -115,9 +128,17 @@ export async function writeAtomically(file: string, text: string): Promise<void>
 /** update-desktop-database on one folder; a missing tool costs only MIME cache freshness. */
 export async function runUpdateDesktopDatabase(dir: string): Promise<void> {
   const tool = findInPath('update-desktop-database');
-  if (!tool) throw missingProgramError('update-desktop-database', 'to refresh the MIME cache after menu entries change');
+  if (!tool)
+    throw missingProgramError(
+      'update-desktop-database',
+      'to refresh the MIME cache after menu entries change',
+    );
   const r = await execa(tool, ['-q', dir], { reject: false, stdin: 'ignore' });
-  if (r.exitCode !== 0) throw new KagomeError('Failed', `update-desktop-database ${dir} failed: ${String(r.stderr || r.stdout).trim()}`);
+  if (r.exitCode !== 0)
+    throw new KagomeError(
+      'Failed',
+      `update-desktop-database ${dir} failed: ${String(r.stderr || r.stdout).trim()}`,
+    );
 }
 
 export class AppShadows {
@@ -169,14 +190,21 @@ export class AppShadows {
   /** Every shadow, in the menus or dormant, sorted by original ID then cage. */
   async list(): Promise<AppRecord[]> {
     const out: AppRecord[] = [];
-    for (const [dir, dormant] of [[this.userApps, false], [this.dormantDir, true]] as const) {
+    for (const [dir, dormant] of [
+      [this.userApps, false],
+      [this.dormantDir, true],
+    ] as const) {
       let names: string[];
       try {
         names = (await fsp.readdir(dir)).filter((n) => n.endsWith(SUFFIX));
       } catch {
         continue;
       }
-      const read = await mapLimit(names, IO_CONCURRENCY, async (name) => ({ name, file: path.join(dir, name), entry: await this.readEntry(path.join(dir, name)) }));
+      const read = await mapLimit(names, IO_CONCURRENCY, async (name) => ({
+        name,
+        file: path.join(dir, name),
+        entry: await this.readEntry(path.join(dir, name)),
+      }));
       for (const { name, file, entry } of read) {
         const info = entry?.info;
         if (!info) continue;
@@ -191,7 +219,9 @@ export class AppShadows {
         });
       }
     }
-    return out.sort((a, b) => (a.entryId === b.entryId ? cmp(a.cage, b.cage) : cmp(a.entryId, b.entryId)));
+    return out.sort((a, b) =>
+      a.entryId === b.entryId ? cmp(a.cage, b.cage) : cmp(a.entryId, b.entryId),
+    );
   }
 
   /**
@@ -201,7 +231,11 @@ export class AppShadows {
   idsForPaths(paths: Iterable<string>): Set<string> | undefined {
     const ids = new Set<string>();
     for (const p of paths) {
-      if (!p.endsWith(SUFFIX) || (path.dirname(p) !== this.userApps && path.dirname(p) !== this.dormantDir)) return undefined;
+      if (
+        !p.endsWith(SUFFIX) ||
+        (path.dirname(p) !== this.userApps && path.dirname(p) !== this.dormantDir)
+      )
+        return undefined;
       // A primary shadow (or the user's own entry) is named by its ID; a secondary is known
       // by what it said when last read.
       ids.add(path.basename(p));
@@ -227,7 +261,10 @@ export class AppShadows {
     const records = await this.list();
     const mine = records.find((r) => r.entryId === id && r.cage === cage);
     if (mine?.state === 'edited' && !opts.force) {
-      throw new KagomeError('NotPermitted', `${mine.path} was edited by hand; kagome leaves it alone. Add --force to replace your edits with a fresh shadow`);
+      throw new KagomeError(
+        'NotPermitted',
+        `${mine.path} was edited by hand; kagome leaves it alone. Add --force to replace your edits with a fresh shadow`,
+      );
     }
     const original = await this.requireOriginal(id);
     const primary = mine ? mine.primary : !records.some((r) => r.entryId === id && r.primary);
@@ -244,7 +281,15 @@ export class AppShadows {
     await writeAtomically(file, text);
     if (mine?.state === 'dormant') await fsp.rm(mine.path, { force: true });
     await this.refreshDatabase();
-    const record: AppRecord = { cage, entryId: id, shadowId, path: file, primary, state: 'active', sourcePath };
+    const record: AppRecord = {
+      cage,
+      entryId: id,
+      shadowId,
+      path: file,
+      primary,
+      state: 'active',
+      sourcePath,
+    };
     this.lastSeen.set(file, record);
     return record;
   }
@@ -254,7 +299,10 @@ export class AppShadows {
    * takes over the ID; when no cage remains, the desktop is as it was before: the user's own
    * entry is put back if a shadow had displaced it.
    */
-  async remove(cage: string, id: string): Promise<{ removed: AppRecord; restored?: string; promoted?: AppRecord }> {
+  async remove(
+    cage: string,
+    id: string,
+  ): Promise<{ removed: AppRecord; restored?: string; promoted?: AppRecord }> {
     const records = await this.list();
     const mine = records.find((r) => r.entryId === id && r.cage === cage);
     if (!mine) {
@@ -264,7 +312,9 @@ export class AppShadows {
         `${id} is not in cage ${cage}${cages.length ? `; it is in: ${cages.join(', ')}` : ''} ('kagome app list' shows every program and its cage)`,
       );
     }
-    const others = records.filter((r) => r.entryId === id && r.cage !== cage && r.state !== 'dormant');
+    const others = records.filter(
+      (r) => r.entryId === id && r.cage !== cage && r.state !== 'dormant',
+    );
     let promoted: AppRecord | undefined;
     let restored: string | undefined;
     if (mine.primary && mine.state !== 'dormant' && others.length > 0) {
@@ -274,7 +324,14 @@ export class AppShadows {
         const file = path.join(this.userApps, id);
         await writeAtomically(file, await this.render(next.cage, id, original, original.path));
         await fsp.rm(next.path, { force: true });
-        promoted = { ...next, shadowId: id, path: file, primary: true, state: 'active', sourcePath: original.path };
+        promoted = {
+          ...next,
+          shadowId: id,
+          path: file,
+          primary: true,
+          state: 'active',
+          sourcePath: original.path,
+        };
         this.lastSeen.delete(next.path);
         this.lastSeen.set(file, promoted);
       }
@@ -305,7 +362,14 @@ export class AppShadows {
    * those original IDs are checked (what the watcher saw change); without, all of them.
    */
   async sync(ids?: ReadonlySet<string>): Promise<SyncReport> {
-    const report: SyncReport = { updated: [], dormant: [], revived: [], edited: [], replaced: [], problems: [] };
+    const report: SyncReport = {
+      updated: [],
+      dormant: [],
+      revived: [],
+      edited: [],
+      replaced: [],
+      problems: [],
+    };
     const records = await this.list();
     const active = new Map(records.filter((r) => r.state !== 'dormant').map((r) => [r.path, r]));
     for (const [file, before] of this.lastSeen) {
@@ -313,13 +377,20 @@ export class AppShadows {
       const now = await readText(file);
       // A non-shadow at a shadow's path bypasses the cage, unless it is the user's own entry
       // that `kagome app remove` put back (its backup is then gone).
-      if (now !== undefined && !(before.sourcePath.startsWith(this.originalsApps + '/') && !(await exists(before.sourcePath)))) {
+      if (
+        now !== undefined &&
+        !(
+          before.sourcePath.startsWith(this.originalsApps + '/') &&
+          !(await exists(before.sourcePath))
+        )
+      ) {
         report.replaced.push(file);
       }
     }
     const todo = records.filter((r) => !ids || ids.has(r.entryId));
     // Checking everything: one pass over the folders beats a lookup per shadow.
-    const originals = !ids && todo.length > 0 ? (await this.index.scan({ skip: isShadow })).entries : undefined;
+    const originals =
+      !ids && todo.length > 0 ? (await this.index.scan({ skip: isShadow })).entries : undefined;
     const nameFormats = new Map<string, Promise<string>>();
     const formatOf = (cage: string): Promise<string> => {
       let f = nameFormats.get(cage);
@@ -330,13 +401,17 @@ export class AppShadows {
     await mapLimit(todo, IO_CONCURRENCY, async (record) => {
       try {
         const found = originals?.get(record.entryId);
-        const { entry: original, problems } = found ? { entry: found, problems: [] } : await this.index.find(record.entryId, { skip: isShadow });
+        const { entry: original, problems } = found
+          ? { entry: found, problems: [] }
+          : await this.index.find(record.entryId, { skip: isShadow });
         if (!original) {
           if (record.state !== 'dormant') {
             await fsp.mkdir(this.dormantDir, { recursive: true });
             const to = path.join(this.dormantDir, record.shadowId);
             await fsp.rename(record.path, to);
-            const reason = problems.length ? problems.map(problemText).join('; ') : 'no file with this ID is left';
+            const reason = problems.length
+              ? problems.map(problemText).join('; ')
+              : 'no file with this ID is left';
             report.dormant.push({ ...record, path: to, state: 'dormant', reason });
             changed = true;
           }
@@ -353,7 +428,10 @@ export class AppShadows {
           const to = path.join(this.userApps, record.shadowId);
           const occupant = await readText(to);
           if (occupant !== undefined && !isShadowText(occupant)) {
-            report.problems.push({ record, reason: `${to} is now another entry; run 'kagome app add ${record.cage} ${record.entryId}' to put the program back in its cage` });
+            report.problems.push({
+              record,
+              reason: `${to} is now another entry; run 'kagome app add ${record.cage} ${record.entryId}' to put the program back in its cage`,
+            });
             return;
           }
           await fsp.mkdir(this.userApps, { recursive: true });
@@ -366,7 +444,8 @@ export class AppShadows {
           if (record.state === 'edited') {
             // Worth telling only when there is something it misses: its original changed.
             const said = this.cache.get(record.path)?.info;
-            if (said?.sourcePath !== original.path || said.sourceHash !== sha256(bytesOf(original))) report.edited.push(record);
+            if (said?.sourcePath !== original.path || said.sourceHash !== sha256(bytesOf(original)))
+              report.edited.push(record);
             return;
           }
           await writeAtomically(record.path, text);
@@ -388,10 +467,17 @@ export class AppShadows {
   private sourcePathAfterAdd(original: DesktopEntryRef, primary: boolean): string {
     // Only a primary shadow takes the original's own path, and only when the original is the
     // user's entry at exactly that path: then the original must move aside to survive.
-    return primary && original.path === path.join(this.userApps, original.id) ? path.join(this.originalsApps, original.id) : original.path;
+    return primary && original.path === path.join(this.userApps, original.id)
+      ? path.join(this.originalsApps, original.id)
+      : original.path;
   }
 
-  private async render(cage: string, id: string, original: DesktopEntryRef, sourcePath: string): Promise<string> {
+  private async render(
+    cage: string,
+    id: string,
+    original: DesktopEntryRef,
+    sourcePath: string,
+  ): Promise<string> {
     return makeShadow({
       cage,
       entryId: id,
@@ -445,14 +531,20 @@ export class AppShadows {
       await (this.opts.updateDatabase ?? runUpdateDesktopDatabase)(this.userApps);
     } catch (e) {
       // The shadows are in place and menus read them directly; only "Open With" may lag.
-      this.opts.warn?.(`the MIME cache of ${this.userApps} was not refreshed: ${asKagomeError(e).message}`);
+      this.opts.warn?.(
+        `the MIME cache of ${this.userApps} was not refreshed: ${asKagomeError(e).message}`,
+      );
       return;
     }
     if (!hadCache && (await exists(cache))) {
       await fsp.mkdir(this.stateDir, { recursive: true });
       await fsp.writeFile(marker, '');
     }
-    if ((await exists(marker)) && (await this.list()).length === 0 && !(await this.anyMimeEntries())) {
+    if (
+      (await exists(marker)) &&
+      (await this.list()).length === 0 &&
+      !(await this.anyMimeEntries())
+    ) {
       await fsp.rm(cache, { force: true });
       await fsp.rm(marker, { force: true });
     }

@@ -76,7 +76,8 @@ export function sha256(data: string | Uint8Array): string {
 
 /** Checks a name format from a cage file: it must show the original name. */
 export function checkNameFormat(format: string): string | undefined {
-  if (!format.includes('{name}')) return 'it must contain {name}, which stands for the program\'s own name';
+  if (!format.includes('{name}'))
+    return "it must contain {name}, which stands for the program's own name";
   const unknown = format.match(/\{(?!name\}|cage\})[^}]*\}/);
   if (unknown) return `unknown placeholder ${unknown[0]}; only {name} and {cage} exist`;
   return undefined;
@@ -84,7 +85,10 @@ export function checkNameFormat(format: string): string | undefined {
 
 function formatName(format: string, name: string, cage: string): string {
   // split/join rather than replace(): names may contain '$&' and friends.
-  return format.split('{name}').map((part) => part.split('{cage}').join(cage)).join(name);
+  return format
+    .split('{name}')
+    .map((part) => part.split('{cage}').join(cage))
+    .join(name);
 }
 
 /** The one file field code of an Exec line, if any (the parser allows at most one). */
@@ -104,7 +108,11 @@ function parsedExec(kf: Keyfile, group: string, file: string): ExecArg[] | undef
   try {
     return parseExec(raw);
   } catch (e) {
-    throw new FileError('InvalidDesktopEntry', { file, line: kf.lineOf(group, 'Exec'), key: 'Exec' }, (e as Error).message);
+    throw new FileError(
+      'InvalidDesktopEntry',
+      { file, line: kf.lineOf(group, 'Exec'), key: 'Exec' },
+      (e as Error).message,
+    );
   }
 }
 
@@ -113,7 +121,11 @@ export function makeShadow(spec: ShadowSpec): string {
   const file = spec.source.path;
   const kf = Keyfile.parse(spec.source.bytes, { file });
   const fail = (reason: string, key?: string, group = DESKTOP_ENTRY): never => {
-    throw new FileError('InvalidDesktopEntry', { file, line: key ? kf.lineOf(group, key) : kf.groupLine(group), key }, reason);
+    throw new FileError(
+      'InvalidDesktopEntry',
+      { file, line: key ? kf.lineOf(group, key) : kf.groupLine(group), key },
+      reason,
+    );
   };
   // The specification allows no control characters in values; copied into a shadow, a NUL or
   // an escape sequence in Name would reach menus, docks and terminals that list entries.
@@ -121,11 +133,17 @@ export function makeShadow(spec: ShadowSpec): string {
   const control = /[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]/.exec(text);
   if (control) {
     const line = text.slice(0, control.index).split('\n').length;
-    throw new FileError('InvalidDesktopEntry', { file, line }, `a control character (U+${control[0].charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()}) is in the entry, which desktop entries may not contain`);
+    throw new FileError(
+      'InvalidDesktopEntry',
+      { file, line },
+      `a control character (U+${control[0].charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()}) is in the entry, which desktop entries may not contain`,
+    );
   }
   if (!kf.hasGroup(DESKTOP_ENTRY)) fail(`no [${DESKTOP_ENTRY}] group; this is not a desktop entry`);
-  if (kf.get(DESKTOP_ENTRY, 'Type') !== 'Application') fail('only entries with Type=Application can be put in a cage', 'Type');
-  if (kf.getBoolean(DESKTOP_ENTRY, 'Hidden')) fail('the entry is deleted (Hidden=true), so there is nothing to put in a cage', 'Hidden');
+  if (kf.get(DESKTOP_ENTRY, 'Type') !== 'Application')
+    fail('only entries with Type=Application can be put in a cage', 'Type');
+  if (kf.getBoolean(DESKTOP_ENTRY, 'Hidden'))
+    fail('the entry is deleted (Hidden=true), so there is nothing to put in a cage', 'Hidden');
   // A terminal program gets its terminal inside the cage (the launcher reads Terminal= from the
   // original entry). The shadow itself must not say Terminal=true: the desktop would run the
   // launcher in a host terminal, and the caged program would then have the host's tty.
@@ -140,7 +158,11 @@ export function makeShadow(spec: ShadowSpec): string {
   }
   const nameFormat = spec.nameFormat ?? DEFAULT_NAME_FORMAT;
   const formatProblem = checkNameFormat(nameFormat);
-  if (formatProblem) throw new KagomeError('InvalidArgument', `name format ${JSON.stringify(nameFormat)}: ${formatProblem}`);
+  if (formatProblem)
+    throw new KagomeError(
+      'InvalidArgument',
+      `name format ${JSON.stringify(nameFormat)}: ${formatProblem}`,
+    );
 
   // Check every Exec before changing anything: a shadow is written whole or not at all.
   const execs = new Map<string, ExecArg[]>([[DESKTOP_ENTRY, mainExec!]]);
@@ -166,7 +188,16 @@ export function makeShadow(spec: ShadowSpec): string {
   for (const [group, args] of execs) {
     const action = group === DESKTOP_ENTRY ? [] : ['--action', group.slice(ACTION_PREFIX.length)];
     const code = fileCode(args);
-    const line = [spec.launcher, '--cage', spec.cage, '--entry', spec.entryId, ...action, '--', ...(code ? [{ fieldCode: code }] : [])];
+    const line = [
+      spec.launcher,
+      '--cage',
+      spec.cage,
+      '--entry',
+      spec.entryId,
+      ...action,
+      '--',
+      ...(code ? [{ fieldCode: code }] : []),
+    ];
     kf.set(group, 'Exec', formatExec(line));
   }
   kf.delete(DESKTOP_ENTRY, 'DBusActivatable');
@@ -178,7 +209,12 @@ export function makeShadow(spec: ShadowSpec): string {
   }
   for (const { key, locale } of kf.keys(DESKTOP_ENTRY)) {
     if (key !== 'Name') continue;
-    kf.set(DESKTOP_ENTRY, 'Name', formatName(nameFormat, kf.get(DESKTOP_ENTRY, 'Name', locale) ?? '', spec.cage), locale);
+    kf.set(
+      DESKTOP_ENTRY,
+      'Name',
+      formatName(nameFormat, kf.get(DESKTOP_ENTRY, 'Name', locale) ?? '', spec.cage),
+      locale,
+    );
   }
   kf.set(DESKTOP_ENTRY, SHADOW_KEYS.cage, spec.cage);
   kf.set(DESKTOP_ENTRY, SHADOW_KEYS.entry, spec.entryId);

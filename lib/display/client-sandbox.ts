@@ -44,22 +44,48 @@ export interface ClientSandbox {
 export const CLIENT_XPRA_DIR = IN_CAGE.xpraDir;
 
 /** The files that stand in for the host's in the client's /etc. */
-export function writeClientEtc(dir: string, user: { name: string; uid: number; gid: number }): void {
+export function writeClientEtc(
+  dir: string,
+  user: { name: string; uid: number; gid: number },
+): void {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const files: Record<string, string> = {
-    passwd: `${user.name}:x:${user.uid}:${user.gid}:${user.name}:/home/client:/bin/sh\n` + (user.uid === 65534 ? '' : 'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n'),
+    passwd:
+      `${user.name}:x:${user.uid}:${user.gid}:${user.name}:/home/client:/bin/sh\n` +
+      (user.uid === 65534 ? '' : 'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n'),
     group: `${user.name}:x:${user.gid}:\n` + (user.gid === 65534 ? '' : 'nogroup:x:65534:\n'),
     // Valid, as libdbus wants one, and new at every start, so it ties the client to nothing.
     'machine-id': randomBytes(16).toString('hex') + '\n',
   };
-  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text, { mode: 0o600 });
+  for (const [name, text] of Object.entries(files))
+    fs.writeFileSync(path.join(dir, name), text, { mode: 0o600 });
 }
 
 /** bwrap arguments for a root of the host's /usr alone, with the merged-/usr links. */
-export const HOST_USR = ['--ro-bind', '/usr', '/usr', '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--symlink', 'usr/sbin', '/sbin'];
+export const HOST_USR = [
+  '--ro-bind',
+  '/usr',
+  '/usr',
+  '--symlink',
+  'usr/bin',
+  '/bin',
+  '--symlink',
+  'usr/lib',
+  '/lib',
+  '--symlink',
+  'usr/lib64',
+  '/lib64',
+  '--symlink',
+  'usr/sbin',
+  '/sbin',
+];
 
 /** bwrap arguments around `argv` (xpra attach ...), or undefined when the display cannot be given alone. */
-export function clientSandboxArgs(s: ClientSandbox, argv: string[], infoFd: number): string[] | undefined {
+export function clientSandboxArgs(
+  s: ClientSandbox,
+  argv: string[],
+  infoFd: number,
+): string[] | undefined {
   const socket = displaySocket(s.display);
   if (!socket) return undefined;
   const args = [
@@ -74,7 +100,9 @@ export function clientSandboxArgs(s: ClientSandbox, argv: string[], infoFd: numb
     '/etc',
     '/etc',
     // A file the host's /etc lacks has nothing to hide, and a read-only /etc could not take it.
-    ...['passwd', 'group', 'machine-id'].filter((f) => fs.existsSync(`/etc/${f}`)).flatMap((f) => ['--ro-bind', path.join(s.etcDir, f), `/etc/${f}`]),
+    ...['passwd', 'group', 'machine-id']
+      .filter((f) => fs.existsSync(`/etc/${f}`))
+      .flatMap((f) => ['--ro-bind', path.join(s.etcDir, f), `/etc/${f}`]),
     '--ro-bind-try',
     '/var/cache/fontconfig',
     '/var/cache/fontconfig',
@@ -95,7 +123,12 @@ export function clientSandboxArgs(s: ClientSandbox, argv: string[], infoFd: numb
     s.xpraDir,
     CLIENT_XPRA_DIR,
   ];
-  const env: Record<string, string> = { DISPLAY: s.display, HOME: '/home/client', PATH: '/usr/bin:/bin', LANG: s.lang ?? 'C.UTF-8' };
+  const env: Record<string, string> = {
+    DISPLAY: s.display,
+    HOME: '/home/client',
+    PATH: '/usr/bin:/bin',
+    LANG: s.lang ?? 'C.UTF-8',
+  };
   if (s.xauthority && s.xauthority.startsWith('/') && fs.existsSync(s.xauthority)) {
     args.push('--ro-bind', s.xauthority, '/home/client/.Xauthority');
     env.XAUTHORITY = '/home/client/.Xauthority';

@@ -24,16 +24,28 @@ export interface HostScreen {
  * Scale factors only: none of them names a host monitor (QT_SCREEN_SCALE_FACTORS does, by the
  * host's output names, which the cage's screen does not have).
  */
-export const SCALE_VARIABLES = ['GDK_SCALE', 'GDK_DPI_SCALE', 'QT_SCALE_FACTOR', 'QT_AUTO_SCREEN_SCALE_FACTOR', 'QT_ENABLE_HIGHDPI_SCALING'] as const;
+export const SCALE_VARIABLES = [
+  'GDK_SCALE',
+  'GDK_DPI_SCALE',
+  'QT_SCALE_FACTOR',
+  'QT_AUTO_SCREEN_SCALE_FACTOR',
+  'QT_ENABLE_HIGHDPI_SCALING',
+] as const;
 
 /** Used when the host's cannot be read (no xdpyinfo, no display): what Xorg itself assumes. */
 export const FALLBACK_DPI = 96;
 
-function run(program: string, args: string[], env: Record<string, string>): Promise<string | undefined> {
+function run(
+  program: string,
+  args: string[],
+  env: Record<string, string>,
+): Promise<string | undefined> {
   const found = findInPath(program, env.PATH);
   if (!found) return Promise.resolve(undefined);
   return new Promise((resolve) => {
-    execFile(found, args, { env, timeout: 5000, maxBuffer: 4 << 20 }, (err, stdout) => resolve(err ? undefined : stdout));
+    execFile(found, args, { env, timeout: 5000, maxBuffer: 4 << 20 }, (err, stdout) =>
+      resolve(err ? undefined : stdout),
+    );
   });
 }
 
@@ -44,7 +56,10 @@ export function parseXdpyinfo(text: string): { size?: string; dpi?: number } {
   const dims = /dimensions:\s+(\d+)x(\d+) pixels/.exec(section);
   const res = /resolution:\s+(\d+)x(\d+) dots per inch/.exec(section);
   const dpi = res ? Math.round((Number(res[1]) + Number(res[2])) / 2) : undefined;
-  return { ...(dims ? { size: `${dims[1]}x${dims[2]}` } : {}), ...(dpi && dpi >= 10 && dpi <= 1000 ? { dpi } : {}) };
+  return {
+    ...(dims ? { size: `${dims[1]}x${dims[2]}` } : {}),
+    ...(dpi && dpi >= 10 && dpi <= 1000 ? { dpi } : {}),
+  };
 }
 
 /** Xft.dpi out of `xprop -root RESOURCE_MANAGER`, which prints the resources as one quoted string. */
@@ -68,14 +83,22 @@ export function scaleEnvOf(env: Record<string, string | undefined>): Record<stri
 /** The host's scale variables (kept in the display's record), unless the cage file sets its own. */
 export function contributeScale(ctx: DisplayContext, record: DisplayRecord): void {
   const scale = (record.scaleEnv ?? {}) as Record<string, string>;
-  for (const [k, v] of Object.entries(scale)) if (ctx.spec.env[k] === undefined) ctx.spec.env[k] = v;
+  for (const [k, v] of Object.entries(scale))
+    if (ctx.spec.env[k] === undefined) ctx.spec.env[k] = v;
 }
 
 /** Reads the host display's facts through x11-utils (xdpyinfo, xprop): about 10 ms each, at once. */
 export async function readHostScreen(env: Record<string, string>): Promise<HostScreen> {
-  const [info, resources] = await Promise.all([run('xdpyinfo', [], env), run('xprop', ['-root', 'RESOURCE_MANAGER'], env)]);
+  const [info, resources] = await Promise.all([
+    run('xdpyinfo', [], env),
+    run('xprop', ['-root', 'RESOURCE_MANAGER'], env),
+  ]);
   const xftDpi = resources === undefined ? undefined : parseXftDpi(resources);
-  return { ...(info === undefined ? {} : parseXdpyinfo(info)), ...(xftDpi ? { xftDpi } : {}), scaleEnv: scaleEnvOf(env) };
+  return {
+    ...(info === undefined ? {} : parseXdpyinfo(info)),
+    ...(xftDpi ? { xftDpi } : {}),
+    scaleEnv: scaleEnvOf(env),
+  };
 }
 
 /**

@@ -68,13 +68,17 @@ export class HostSession extends EventEmitter<HostSessionEvents> {
       return undefined;
     }
     if (!findInPath('xprop', this.env.PATH)) {
-      this.log.warn('xprop was not found (Debian package x11-utils): the end of a desktop session is not noticed, so cages are not stopped at logout');
+      this.log.warn(
+        'xprop was not found (Debian package x11-utils): the end of a desktop session is not noticed, so cages are not stopped at logout',
+      );
       return undefined;
     }
     this.isWatched = true;
     this.current = await this.open();
     if (this.current === undefined) {
-      this.log.warn(`the host display ${this.env.DISPLAY} cannot be opened; cages show their windows when it can`);
+      this.log.warn(
+        `the host display ${this.env.DISPLAY} cannot be opened; cages show their windows when it can`,
+      );
       this.scheduleRetry();
     }
     return this.current;
@@ -101,7 +105,10 @@ export class HostSession extends EventEmitter<HostSessionEvents> {
   private async open(): Promise<string | undefined> {
     // Spied on is a predefined atom that roots seldom change (xprop cannot spy on an atom that
     // does not exist yet, as the stamp's does not in a new session): the point is the connection.
-    const spy = spawn('xprop', ['-root', '-notype', '-spy', 'WM_ICON_SIZE'], { env: this.env, stdio: ['ignore', 'pipe', 'ignore'] });
+    const spy = spawn('xprop', ['-root', '-notype', '-spy', 'WM_ICON_SIZE'], {
+      env: this.env,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     spy.on('error', () => undefined);
     spy.stdout!.on('error', () => undefined);
     // The service lives as long as its bus connection, not its watcher.
@@ -119,7 +126,15 @@ export class HostSession extends EventEmitter<HostSessionEvents> {
     spy.stdout!.resume();
     let stamp = connected ? await this.readStamp() : undefined;
     if (stamp === null) {
-      await this.xprop(['-root', '-f', this.property, '8s', '-set', this.property, randomBytes(16).toString('hex')]);
+      await this.xprop([
+        '-root',
+        '-f',
+        this.property,
+        '8s',
+        '-set',
+        this.property,
+        randomBytes(16).toString('hex'),
+      ]);
       stamp = await this.readStamp();
     }
     if (!stamp || this.closed) {
@@ -147,7 +162,9 @@ export class HostSession extends EventEmitter<HostSessionEvents> {
 
   private xprop(args: string[]): Promise<string | undefined> {
     return new Promise((resolve) => {
-      execFile('xprop', args, { env: this.env, timeout: XPROP_TIMEOUT_MS }, (err, stdout) => resolve(err ? undefined : stdout));
+      execFile('xprop', args, { env: this.env, timeout: XPROP_TIMEOUT_MS }, (err, stdout) =>
+        resolve(err ? undefined : stdout),
+      );
     });
   }
 

@@ -17,7 +17,13 @@ export function newCookie(): Buffer {
 export function xauthorityEntry(cookie: Buffer): Buffer {
   const family = Buffer.alloc(2);
   family.writeUInt16BE(FAMILY_WILD);
-  return Buffer.concat([family, field(Buffer.alloc(0)), field(Buffer.alloc(0)), field(Buffer.from('MIT-MAGIC-COOKIE-1')), field(cookie)]);
+  return Buffer.concat([
+    family,
+    field(Buffer.alloc(0)),
+    field(Buffer.alloc(0)),
+    field(Buffer.from('MIT-MAGIC-COOKIE-1')),
+    field(cookie),
+  ]);
 }
 
 const FAMILY_LOCAL = 256;
@@ -29,7 +35,13 @@ const FAMILY_LOCAL = 256;
 export function xauthorityLocalEntry(cookie: Buffer, hostname: string, display: number): Buffer {
   const family = Buffer.alloc(2);
   family.writeUInt16BE(FAMILY_LOCAL);
-  return Buffer.concat([family, field(Buffer.from(hostname)), field(Buffer.from(String(display))), field(Buffer.from('MIT-MAGIC-COOKIE-1')), field(cookie)]);
+  return Buffer.concat([
+    family,
+    field(Buffer.from(hostname)),
+    field(Buffer.from(String(display))),
+    field(Buffer.from('MIT-MAGIC-COOKIE-1')),
+    field(cookie),
+  ]);
 }
 
 /** The cookie of an entry written by xauthorityEntry. */

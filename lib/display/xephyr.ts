@@ -4,11 +4,23 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { KagomeError } from '../errors.js';
 import { requireProgram } from '../requirements.js';
-import { isAlive, processStartTime, procRef, signal, waitUntil, type ProcRef } from '../runtime/proc.js';
+import {
+  isAlive,
+  processStartTime,
+  procRef,
+  signal,
+  waitUntil,
+  type ProcRef,
+} from '../runtime/proc.js';
 import type { Backend, SandboxRecord } from '../backends/backend.js';
 import type { CageDisplay, DisplayContext, DisplayRecord } from './display.js';
 import { newCookie, xauthorityEntry, xauthorityLocalEntry } from './xauth.js';
-import { DISPLAY_SETTINGS_SCRIPT, FALLBACK_DPI, contributeScale, readHostScreen } from './host-screen.js';
+import {
+  DISPLAY_SETTINGS_SCRIPT,
+  FALLBACK_DPI,
+  contributeScale,
+  readHostScreen,
+} from './host-screen.js';
 
 // Xephyr: a nested X server in one host window, for cages that want a whole desktop-like
 // screen rather than seamless windows, and the fastest start (~0.1 s). It runs on the host
@@ -71,18 +83,47 @@ export class XephyrDisplay implements CageDisplay<XephyrRecord> {
     const cookie = newCookie();
     // The cage's programs read this file: python3-xlib (kagome's window closer, programs of the
     // person's) ignores FamilyWild, so an entry for the cage's own hostname and display :0 too.
-    fs.writeFileSync(authFile, Buffer.concat([xauthorityEntry(cookie), xauthorityLocalEntry(cookie, ctx.spec.hostname, 0)]), { mode: 0o600 });
+    fs.writeFileSync(
+      authFile,
+      Buffer.concat([xauthorityEntry(cookie), xauthorityLocalEntry(cookie, ctx.spec.hostname, 0)]),
+      { mode: 0o600 },
+    );
     const host = await readHostScreen(ctx.hostEnv);
     // Xephyr's own default is 75 dpi whatever the host's: a document was a quarter smaller.
     const dpi = host.dpi ?? FALLBACK_DPI;
     const child = spawn(
       xephyr,
-      ['-displayfd', '3', '-nolisten', 'tcp', '-auth', authFile, '-title', `${ctx.config.name} (kagome)`, '-screen', '1280x800', '-dpi', String(dpi), '-resizeable', '-br', '-no-host-grab'],
+      [
+        '-displayfd',
+        '3',
+        '-nolisten',
+        'tcp',
+        '-auth',
+        authFile,
+        '-title',
+        `${ctx.config.name} (kagome)`,
+        '-screen',
+        '1280x800',
+        '-dpi',
+        String(dpi),
+        '-resizeable',
+        '-br',
+        '-no-host-grab',
+      ],
       { detached: true, env: ctx.hostEnv, stdio: ['ignore', ctx.logFd, ctx.logFd, 'pipe'] },
     );
     const number = await new Promise<number>((resolve, reject) => {
       let text = '';
-      const timer = setTimeout(() => reject(new KagomeError('DisplayFailed', `Xephyr did not start within ${START_TIMEOUT_MS / 1000} s for cage "${ctx.config.name}"`)), START_TIMEOUT_MS);
+      const timer = setTimeout(
+        () =>
+          reject(
+            new KagomeError(
+              'DisplayFailed',
+              `Xephyr did not start within ${START_TIMEOUT_MS / 1000} s for cage "${ctx.config.name}"`,
+            ),
+          ),
+        START_TIMEOUT_MS,
+      );
       (child.stdio[3] as NodeJS.ReadableStream).on('data', (d: Buffer) => {
         text += d.toString();
         if (text.includes('\n')) {
@@ -90,10 +131,17 @@ export class XephyrDisplay implements CageDisplay<XephyrRecord> {
           resolve(Number(text.trim()));
         }
       });
-      child.once('error', (e) => reject(new KagomeError('DisplayFailed', `could not start Xephyr: ${e.message}`)));
+      child.once('error', (e) =>
+        reject(new KagomeError('DisplayFailed', `could not start Xephyr: ${e.message}`)),
+      );
       child.once('exit', (code) => {
         clearTimeout(timer);
-        reject(new KagomeError('DisplayFailed', `Xephyr exited (${code}) for cage "${ctx.config.name}": is the host DISPLAY (${ctx.hostDisplay || 'unset'}) reachable? See ${path.join(ctx.rt.logDir, 'cage.log')}`));
+        reject(
+          new KagomeError(
+            'DisplayFailed',
+            `Xephyr exited (${code}) for cage "${ctx.config.name}": is the host DISPLAY (${ctx.hostDisplay || 'unset'}) reachable? See ${path.join(ctx.rt.logDir, 'cage.log')}`,
+          ),
+        );
       });
     });
     (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
@@ -102,19 +150,36 @@ export class XephyrDisplay implements CageDisplay<XephyrRecord> {
     const server = procRef(child.pid!);
     // python3-xlib ignores the FamilyWild entry, so the helper gets one for this display alone.
     const localAuth = path.join(dir, 'Xauthority.local');
-    fs.writeFileSync(localAuth, xauthorityLocalEntry(cookie, os.hostname(), number), { mode: 0o600 });
+    fs.writeFileSync(localAuth, xauthorityLocalEntry(cookie, os.hostname(), number), {
+      mode: 0o600,
+    });
     // On the host while the sandbox starts: the display is there, and nothing of the cage is needed.
     this.settling.set(server.pid, this.settle(ctx, number, localAuth, host.xftDpi));
     return { server, number, authFile, scaleEnv: host.scaleEnv };
   }
 
-  private settle(ctx: DisplayContext, number: number, xauthority: string, xftDpi: string | undefined): Settling {
-    const helper = spawn('/usr/bin/python3', ['-c', DISPLAY_SETTINGS_SCRIPT, xftDpi ?? '', String(WM_TIMEOUT_S)], {
-      env: { PATH: ctx.hostEnv.PATH ?? '/usr/bin:/bin', DISPLAY: `:${number}`, XAUTHORITY: xauthority },
-      stdio: ['ignore', 'pipe', ctx.logFd],
-    });
+  private settle(
+    ctx: DisplayContext,
+    number: number,
+    xauthority: string,
+    xftDpi: string | undefined,
+  ): Settling {
+    const helper = spawn(
+      '/usr/bin/python3',
+      ['-c', DISPLAY_SETTINGS_SCRIPT, xftDpi ?? '', String(WM_TIMEOUT_S)],
+      {
+        env: {
+          PATH: ctx.hostEnv.PATH ?? '/usr/bin:/bin',
+          DISPLAY: `:${number}`,
+          XAUTHORITY: xauthority,
+        },
+        stdio: ['ignore', 'pipe', ctx.logFd],
+      },
+    );
     helper.on('error', () => undefined);
-    const done = new Promise<number>((resolve) => helper.once('close', (code) => resolve(code ?? 1)));
+    const done = new Promise<number>((resolve) =>
+      helper.once('close', (code) => resolve(code ?? 1)),
+    );
     const resources = new Promise<void>((resolve) => {
       helper.stdout!.on('data', (d: Buffer) => d.toString().includes('resources') && resolve());
       void done.then(() => resolve());
@@ -124,14 +189,23 @@ export class XephyrDisplay implements CageDisplay<XephyrRecord> {
 
   contribute(ctx: DisplayContext, r: XephyrRecord): void {
     const auth = path.posix.join(ctx.spec.runtimeDir, 'Xauthority');
-    ctx.spec.ops.push({ op: 'bind', source: `/tmp/.X11-unix/X${r.number}`, dest: '/tmp/.X11-unix/X0' });
+    ctx.spec.ops.push({
+      op: 'bind',
+      source: `/tmp/.X11-unix/X${r.number}`,
+      dest: '/tmp/.X11-unix/X0',
+    });
     ctx.spec.ops.push({ op: 'ro-bind', source: r.authFile, dest: auth });
     ctx.spec.env.DISPLAY = ':0';
     ctx.spec.env.XAUTHORITY = auth;
     contributeScale(ctx, r);
   }
 
-  async start(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord, r: XephyrRecord): Promise<XephyrRecord> {
+  async start(
+    ctx: DisplayContext,
+    backend: Backend,
+    sandbox: SandboxRecord,
+    r: XephyrRecord,
+  ): Promise<XephyrRecord> {
     const settling = this.settling.get(r.server.pid);
     this.settling.delete(r.server.pid);
     try {
@@ -140,9 +214,15 @@ export class XephyrDisplay implements CageDisplay<XephyrRecord> {
       // Programs started before the manager has the display would appear unframed at 0,0 for
       // a moment; openbox takes them over, but the first frame of the first window is better
       // drawn where it stays.
-      const how = wm && settling ? await Promise.race([settling.done, wm.exited.then(() => -1)]) : 0;
+      const how =
+        wm && settling ? await Promise.race([settling.done, wm.exited.then(() => -1)]) : 0;
       if (how !== 0) {
-        const why = how === 4 ? `did not take the display within ${WM_TIMEOUT_S} s` : how === -1 ? 'ended at once' : 'could not be waited for (see above)';
+        const why =
+          how === 4
+            ? `did not take the display within ${WM_TIMEOUT_S} s`
+            : how === -1
+              ? 'ended at once'
+              : 'could not be waited for (see above)';
         fs.writeSync(ctx.logFd, `kagome: the window manager of cage ${ctx.config.name} ${why}\n`);
       }
       return { ...r, ...(wm ? { wm: wm.ref } : {}) };
@@ -152,12 +232,30 @@ export class XephyrDisplay implements CageDisplay<XephyrRecord> {
   }
 
   /** openbox in the cage on its display, or nothing (and a line in the log) where it is missing. */
-  private async startWm(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord): Promise<{ ref: ProcRef; exited: Promise<number> } | undefined> {
-    if (!(await backend.resolveProgram(sandbox, WINDOW_MANAGER[0]!, ctx.spec.env.PATH ?? '/usr/bin:/bin'))) {
-      fs.writeSync(ctx.logFd, `kagome: cage ${ctx.config.name} has no openbox, so its windows have no frames; install openbox (Debian package openbox) on the host, or in the image for container cages\n`);
+  private async startWm(
+    ctx: DisplayContext,
+    backend: Backend,
+    sandbox: SandboxRecord,
+  ): Promise<{ ref: ProcRef; exited: Promise<number> } | undefined> {
+    if (
+      !(await backend.resolveProgram(
+        sandbox,
+        WINDOW_MANAGER[0]!,
+        ctx.spec.env.PATH ?? '/usr/bin:/bin',
+      ))
+    ) {
+      fs.writeSync(
+        ctx.logFd,
+        `kagome: cage ${ctx.config.name} has no openbox, so its windows have no frames; install openbox (Debian package openbox) on the host, or in the image for container cages\n`,
+      );
       return undefined;
     }
-    const h = await backend.exec(sandbox, { argv: WINDOW_MANAGER, env: ctx.spec.env, cwd: ctx.spec.cwd, logFd: ctx.logFd });
+    const h = await backend.exec(sandbox, {
+      argv: WINDOW_MANAGER,
+      env: ctx.spec.env,
+      cwd: ctx.spec.cwd,
+      logFd: ctx.logFd,
+    });
     const start = processStartTime(h.pid);
     if (start === undefined) return undefined;
     const ref = { pid: h.pid, start };
@@ -170,7 +268,12 @@ export class XephyrDisplay implements CageDisplay<XephyrRecord> {
     return isAlive(record.server);
   }
 
-  async readopt(ctx: DisplayContext, r: XephyrRecord, backend: Backend, sandbox: SandboxRecord): Promise<XephyrRecord> {
+  async readopt(
+    ctx: DisplayContext,
+    r: XephyrRecord,
+    backend: Backend,
+    sandbox: SandboxRecord,
+  ): Promise<XephyrRecord> {
     // A cage without openbox had none to lose.
     if (!r.wm || isAlive(r.wm)) return r;
     const wm = await this.startWm(ctx, backend, sandbox);

@@ -10,7 +10,12 @@ import type { Backend, SandboxRecord } from '../backends/backend.js';
 import type { CageDisplay, DisplayContext, DisplayRecord } from './display.js';
 import { CLIENT_XPRA_DIR, clientSandboxArgs, writeClientEtc } from './client-sandbox.js';
 import { readBwrapInfo } from '../backends/bwrap-info.js';
-import { DISPLAY_SETTINGS_SCRIPT, FALLBACK_DPI, contributeScale, readHostScreen } from './host-screen.js';
+import {
+  DISPLAY_SETTINGS_SCRIPT,
+  FALLBACK_DPI,
+  contributeScale,
+  readHostScreen,
+} from './host-screen.js';
 
 // xpra: the server (with its own Xvfb) runs inside the cage; its unix socket lies in a host
 // directory bind-mounted into the cage, and a host-side `xpra attach` shows each cage window as
@@ -83,7 +88,10 @@ export function xvfbCommand(screen: string, dpi = FALLBACK_DPI): string {
  * showed an Xsession error window) nor any a program in the cage could write. Every option it
  * needs is on its command line. /dev/null is not a folder, so xpra finds no files there.
  */
-export const XPRA_SERVER_ENV = { XPRA_SYSTEM_CONF_DIRS: '/dev/null', XPRA_USER_CONF_DIRS: '/dev/null' } as const;
+export const XPRA_SERVER_ENV = {
+  XPRA_SYSTEM_CONF_DIRS: '/dev/null',
+  XPRA_USER_CONF_DIRS: '/dev/null',
+} as const;
 
 /**
  * How the server is started: xpra's own entry point, with two changes to its window manager
@@ -407,10 +415,16 @@ export const XPRA_CLIENT_LAUNCHER = [
  * The host client. `socketPath` is the server's socket in the cage's xpra folder, or, for a
  * cage on another machine, the script xpra runs in place of ssh (see remoteProxyScript).
  */
-export function xpraClientArgv(socketPath: string, border: string | undefined, remote = false): string[] {
+export function xpraClientArgv(
+  socketPath: string,
+  border: string | undefined,
+  remote = false,
+): string[] {
   return [
     'attach',
-    ...(remote ? [`ssh://kagome/${XPRA_DISPLAY.slice(1)}`, `--ssh=${socketPath}`] : [`socket:${socketPath}`]),
+    ...(remote
+      ? [`ssh://kagome/${XPRA_DISPLAY.slice(1)}`, `--ssh=${socketPath}`]
+      : [`socket:${socketPath}`]),
     // Keep the program's own title; the border colour tells cages apart.
     '--title=@title@',
     ...(border ? [`--border=${border},3`] : ['--border=no']),
@@ -431,10 +445,16 @@ export function xpraClientArgv(socketPath: string, border: string | undefined, r
  * `_proxy` finds a server by its socket name (HOSTNAME-DISPLAY), which the socket-activated
  * server does not have, hence the link.
  */
-export function remoteProxyScript(shell: { argv: string[]; env: Record<string, string> }, serverEnv: Record<string, string>): string {
+export function remoteProxyScript(
+  shell: { argv: string[]; env: Record<string, string> },
+  serverEnv: Record<string, string>,
+): string {
   const q = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
   const inner = `ln -sf ${SOCKET_NAME} "${IN_CAGE.xpraDir}/$(hostname)-${XPRA_DISPLAY.slice(1)}" && exec xpra _proxy ${XPRA_DISPLAY} --socket-dirs=${IN_CAGE.xpraDir}`;
-  const envArgs = Object.entries({ ...serverEnv, ...XPRA_SERVER_ENV }).flatMap(([k, v]) => ['--env', `${k}=${v}`]);
+  const envArgs = Object.entries({ ...serverEnv, ...XPRA_SERVER_ENV }).flatMap(([k, v]) => [
+    '--env',
+    `${k}=${v}`,
+  ]);
   const [program, ...rest] = shell.argv;
   const inCage = [...rest.slice(0, -1), ...envArgs, rest.at(-1)!, '/bin/sh', '-c', inner];
   return [
@@ -507,7 +527,12 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
     // ready before xpra has written the new one.
     fs.rmSync(path.join(ctx.config.home, '.Xauthority'), { force: true });
     const host = await readHostScreen(ctx.hostEnv);
-    return { screen: host.size ?? DEFAULT_SCREEN, dpi: host.dpi ?? FALLBACK_DPI, ...(host.xftDpi ? { xftDpi: host.xftDpi } : {}), scaleEnv: host.scaleEnv };
+    return {
+      screen: host.size ?? DEFAULT_SCREEN,
+      dpi: host.dpi ?? FALLBACK_DPI,
+      ...(host.xftDpi ? { xftDpi: host.xftDpi } : {}),
+      scaleEnv: host.scaleEnv,
+    };
   }
 
   contribute(ctx: DisplayContext, record: XpraPrepared | XpraRecord): void {
@@ -519,7 +544,12 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
     contributeScale(ctx, record);
   }
 
-  async start(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord, prepared: XpraPrepared): Promise<XpraRecord> {
+  async start(
+    ctx: DisplayContext,
+    backend: Backend,
+    sandbox: SandboxRecord,
+    prepared: XpraPrepared,
+  ): Promise<XpraRecord> {
     const socket = path.join(ctx.rt.xpraDir, SOCKET_NAME);
     fs.rmSync(socket, { force: true });
     const server = await backend.exec(sandbox, {
@@ -532,7 +562,8 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
     void server.exited.then((code) => (serverEnded = code));
     const failed = () => serverEnded !== undefined || !backend.isAlive(sandbox);
     const remote = backend.remoteShell?.(sandbox);
-    if (remote) return this.startRemote(ctx, backend, sandbox, server.pid, remote, failed, prepared);
+    if (remote)
+      return this.startRemote(ctx, backend, sandbox, server.pid, remote, failed, prepared);
     const sockReady = await waitUntil(() => fs.existsSync(socket) || failed(), 15000, 5);
     if (!sockReady || failed()) throw this.failure(ctx, 'the xpra server did not start');
 
@@ -544,22 +575,51 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
     // A backend whose cage this machine cannot read (LXD run by a user: its containers'
     // namespaces are LXD root's) is asked inside, as a remote cage is.
     const here = xSocket && xauth ? () => fs.existsSync(xSocket) && nonEmpty(xauth) : undefined;
-    const xReady = here ? await waitUntil(() => here() || failed(), 20000, 5) : await waitUntil(async () => failed() || (await this.readyInside(ctx, backend, sandbox)), 20000, 50);
-    if (!xReady || failed()) throw this.failure(ctx, 'the X server inside the cage did not come up');
-    await Promise.all([this.setResources(ctx, backend, sandbox, prepared), this.waitAttached(ctx, logFrom, client, failed)]);
+    const xReady = here
+      ? await waitUntil(() => here() || failed(), 20000, 5)
+      : await waitUntil(
+          async () => failed() || (await this.readyInside(ctx, backend, sandbox)),
+          20000,
+          50,
+        );
+    if (!xReady || failed())
+      throw this.failure(ctx, 'the X server inside the cage did not come up');
+    await Promise.all([
+      this.setResources(ctx, backend, sandbox, prepared),
+      this.waitAttached(ctx, logFrom, client, failed),
+    ]);
     return { server: procRef(server.pid), client, socket, scaleEnv: prepared.scaleEnv };
   }
 
   /** Xft.dpi of the host in the cage's resources, before any program reads them. */
-  private async setResources(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord, prepared: XpraPrepared): Promise<void> {
+  private async setResources(
+    ctx: DisplayContext,
+    backend: Backend,
+    sandbox: SandboxRecord,
+    prepared: XpraPrepared,
+  ): Promise<void> {
     if (!prepared.xftDpi) return;
-    const h = await backend.exec(sandbox, { argv: ['python3', '-c', DISPLAY_SETTINGS_SCRIPT, prepared.xftDpi, ''], env: ctx.spec.env, cwd: ctx.spec.cwd, logFd: ctx.logFd });
+    const h = await backend.exec(sandbox, {
+      argv: ['python3', '-c', DISPLAY_SETTINGS_SCRIPT, prepared.xftDpi, ''],
+      env: ctx.spec.env,
+      cwd: ctx.spec.cwd,
+      logFd: ctx.logFd,
+    });
     // Not fatal: programs then draw at 96 dpi, as before; the log says why (python3-xlib missing).
-    if ((await h.exited) !== 0) fs.writeSync(ctx.logFd, `kagome: could not set Xft.dpi ${prepared.xftDpi} on cage ${ctx.config.name}'s display\n`);
+    if ((await h.exited) !== 0)
+      fs.writeSync(
+        ctx.logFd,
+        `kagome: could not set Xft.dpi ${prepared.xftDpi} on cage ${ctx.config.name}'s display\n`,
+      );
   }
 
   /** Until the client's "Attached to" line appears in the cage log after `from` (see ATTACHED). */
-  private async waitAttached(ctx: DisplayContext, from: number, client: ProcRef, failed: () => boolean): Promise<void> {
+  private async waitAttached(
+    ctx: DisplayContext,
+    from: number,
+    client: ProcRef,
+    failed: () => boolean,
+  ): Promise<void> {
     // The cage log is open for appending only; /proc gives a reader of the same file.
     const fd = fs.openSync(`/proc/self/fd/${ctx.logFd}`, 'r');
     let pos = from;
@@ -584,9 +644,13 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
         10,
       );
       if (attached) return;
-      if (failed()) throw this.failure(ctx, 'the xpra server ended before its host client attached');
+      if (failed())
+        throw this.failure(ctx, 'the xpra server ended before its host client attached');
       if (done) throw this.failure(ctx, 'the host xpra client ended before it attached');
-      throw this.failure(ctx, `the host xpra client did not attach within ${ATTACH_TIMEOUT_MS / 1000} s`);
+      throw this.failure(
+        ctx,
+        `the host xpra client did not attach within ${ATTACH_TIMEOUT_MS / 1000} s`,
+      );
     } finally {
       fs.closeSync(fd);
     }
@@ -606,21 +670,43 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
     failed: () => boolean,
     prepared: XpraPrepared,
   ): Promise<XpraRecord> {
-    const up = await waitUntil(async () => failed() || (await this.readyInside(ctx, backend, sandbox)), 30000, 100);
-    if (!up || failed()) throw this.failure(ctx, 'the xpra server in the remote cage did not come up');
+    const up = await waitUntil(
+      async () => failed() || (await this.readyInside(ctx, backend, sandbox)),
+      30000,
+      100,
+    );
+    if (!up || failed())
+      throw this.failure(ctx, 'the xpra server in the remote cage did not come up');
     const script = path.join(ctx.rt.xpraDir, 'remote-proxy');
     fs.writeFileSync(script, remoteProxyScript(shell, ctx.spec.env), { mode: 0o700 });
-    const record: XpraRecord = { server: procRef(serverPid), socket: script, remote: true, scaleEnv: prepared.scaleEnv };
+    const record: XpraRecord = {
+      server: procRef(serverPid),
+      socket: script,
+      remote: true,
+      scaleEnv: prepared.scaleEnv,
+    };
     const logFrom = fs.fstatSync(ctx.logFd).size;
     const client = await this.startClient(ctx, script, true);
-    await Promise.all([this.setResources(ctx, backend, sandbox, prepared), this.waitAttached(ctx, logFrom, client, failed)]);
+    await Promise.all([
+      this.setResources(ctx, backend, sandbox, prepared),
+      this.waitAttached(ctx, logFrom, client, failed),
+    ]);
     return { ...record, client };
   }
 
   /** xpra's socket, the X socket and the cookie, tested by a shell in the cage. */
-  private async readyInside(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord): Promise<boolean> {
+  private async readyInside(
+    ctx: DisplayContext,
+    backend: Backend,
+    sandbox: SandboxRecord,
+  ): Promise<boolean> {
     const test = `test -S ${path.posix.join(IN_CAGE.xpraDir, SOCKET_NAME)} && test -S ${X_SOCKET_IN_CAGE} && test -s "$XAUTHORITY"`;
-    const h = await backend.exec(sandbox, { argv: ['/bin/sh', '-c', test], env: ctx.spec.env, cwd: ctx.spec.cwd, logFd: ctx.logFd });
+    const h = await backend.exec(sandbox, {
+      argv: ['/bin/sh', '-c', test],
+      env: ctx.spec.env,
+      cwd: ctx.spec.cwd,
+      logFd: ctx.logFd,
+    });
     return (await h.exited) === 0;
   }
 
@@ -636,23 +722,49 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
     const argv = xpraClientArgv(socket, ctx.config.border, remote);
     const etcDir = path.join(ctx.rt.dir, 'client-etc');
     // Inside its sandbox the client reaches the socket where the cage has it.
-    const confinedArgv = ['/usr/bin/python3', '-c', XPRA_CLIENT_LAUNCHER, ...xpraClientArgv(path.posix.join(CLIENT_XPRA_DIR, path.basename(socket)), ctx.config.border)];
+    const confinedArgv = [
+      '/usr/bin/python3',
+      '-c',
+      XPRA_CLIENT_LAUNCHER,
+      ...xpraClientArgv(path.posix.join(CLIENT_XPRA_DIR, path.basename(socket)), ctx.config.border),
+    ];
     const sandboxed = remote
       ? undefined
-      : clientSandboxArgs({ display: ctx.hostEnv.DISPLAY ?? '', xauthority: ctx.hostEnv.XAUTHORITY, xpraDir: ctx.rt.xpraDir, lang: ctx.hostEnv.LANG, etcDir }, confinedArgv, 3);
+      : clientSandboxArgs(
+          {
+            display: ctx.hostEnv.DISPLAY ?? '',
+            xauthority: ctx.hostEnv.XAUTHORITY,
+            xpraDir: ctx.rt.xpraDir,
+            lang: ctx.hostEnv.LANG,
+            etcDir,
+          },
+          confinedArgv,
+          3,
+        );
     if (sandboxed) {
       const user = os.userInfo();
       writeClientEtc(etcDir, { name: user.username, uid: user.uid, gid: user.gid });
     }
     if (!sandboxed) {
-      fs.writeSync(ctx.logFd, `kagome: the xpra client of cage ${ctx.config.name} runs unconfined (${remote ? 'a remote cage' : `display ${JSON.stringify(ctx.hostEnv.DISPLAY ?? '')} is not a local socket`})\n`);
-      const child = spawn('/usr/bin/python3', ['-c', XPRA_CLIENT_LAUNCHER, ...argv], { detached: true, env: ctx.hostEnv, stdio: ['ignore', ctx.logFd, ctx.logFd] });
+      fs.writeSync(
+        ctx.logFd,
+        `kagome: the xpra client of cage ${ctx.config.name} runs unconfined (${remote ? 'a remote cage' : `display ${JSON.stringify(ctx.hostEnv.DISPLAY ?? '')} is not a local socket`})\n`,
+      );
+      const child = spawn('/usr/bin/python3', ['-c', XPRA_CLIENT_LAUNCHER, ...argv], {
+        detached: true,
+        env: ctx.hostEnv,
+        stdio: ['ignore', ctx.logFd, ctx.logFd],
+      });
       child.on('error', () => undefined);
       child.unref();
       return this.spawnedAs(procRef(child.pid!), child);
     }
     const bwrap = requireProgram('bwrap', "to confine the cage's xpra client");
-    const child = spawn(bwrap, sandboxed, { detached: true, env: {}, stdio: ['ignore', ctx.logFd, ctx.logFd, 'pipe'] });
+    const child = spawn(bwrap, sandboxed, {
+      detached: true,
+      env: {},
+      stdio: ['ignore', ctx.logFd, ctx.logFd, 'pipe'],
+    });
     child.on('error', () => undefined);
     const info = child.stdio[3] as NodeJS.ReadableStream & { destroy(): void };
     info.on('error', () => undefined);
@@ -660,12 +772,23 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
     // with the client); the client is that init's child. It is what stop signals and
     // re-adoption checks: as a pid 1 itself, xpra could not die of the TERM it re-raises.
     const init = await readBwrapInfo(info).catch(() => {
-      throw new KagomeError('DisplayFailed', `the sandbox of cage ${ctx.config.name}'s xpra client did not start; see ${path.join(ctx.rt.logDir, 'cage.log')}`);
+      throw new KagomeError(
+        'DisplayFailed',
+        `the sandbox of cage ${ctx.config.name}'s xpra client did not start; see ${path.join(ctx.rt.logDir, 'cage.log')}`,
+      );
     });
     child.unref();
     let pid: number | undefined;
-    await waitUntil(() => (pid = childrenOf(init)[0]) !== undefined || !isAlive(procRef(init)), 10000, 5);
-    if (pid === undefined) throw new KagomeError('DisplayFailed', `the sandbox of cage ${ctx.config.name}'s xpra client ended before it started xpra; see ${path.join(ctx.rt.logDir, 'cage.log')}`);
+    await waitUntil(
+      () => (pid = childrenOf(init)[0]) !== undefined || !isAlive(procRef(init)),
+      10000,
+      5,
+    );
+    if (pid === undefined)
+      throw new KagomeError(
+        'DisplayFailed',
+        `the sandbox of cage ${ctx.config.name}'s xpra client ended before it started xpra; see ${path.join(ctx.rt.logDir, 'cage.log')}`,
+      );
     return this.spawnedAs(procRef(pid), child);
   }
 
@@ -677,7 +800,10 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
   }
 
   private failure(ctx: DisplayContext, what: string): KagomeError {
-    return new KagomeError('DisplayFailed', `${what} for cage "${ctx.config.name}"; see ${path.join(ctx.rt.logDir, 'cage.log')}`);
+    return new KagomeError(
+      'DisplayFailed',
+      `${what} for cage "${ctx.config.name}"; see ${path.join(ctx.rt.logDir, 'cage.log')}`,
+    );
   }
 
   isAlive(r: XpraRecord, backend: Backend, sandbox: SandboxRecord): boolean {

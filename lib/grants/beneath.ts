@@ -14,8 +14,17 @@ const NOFOLLOW = fs.constants.O_NOFOLLOW;
 
 function at(dirFd: number, name: Buffer | string): Buffer {
   const bytes = Buffer.from(name);
-  if (bytes.length === 0 || bytes.includes(0x2f) || bytes.includes(0) || bytes.equals(Buffer.from('.')) || bytes.equals(Buffer.from('..'))) {
-    throw new KagomeError('InvalidArgument', `${JSON.stringify(bytes.toString())} is not a single file name`);
+  if (
+    bytes.length === 0 ||
+    bytes.includes(0x2f) ||
+    bytes.includes(0) ||
+    bytes.equals(Buffer.from('.')) ||
+    bytes.equals(Buffer.from('..'))
+  ) {
+    throw new KagomeError(
+      'InvalidArgument',
+      `${JSON.stringify(bytes.toString())} is not a single file name`,
+    );
   }
   return Buffer.concat([Buffer.from(`/proc/self/fd/${dirFd}/`), bytes]);
 }
@@ -64,11 +73,20 @@ export function openFileBeneath(dirFd: number, name: Buffer | string): number | 
 
 /** A new file, created here and nowhere else: O_EXCL never follows a link and fails if anything is there. */
 export function createFileBeneath(dirFd: number, name: Buffer | string, mode: number): number {
-  return fs.openSync(at(dirFd, name), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | NOFOLLOW, mode);
+  return fs.openSync(
+    at(dirFd, name),
+    fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | NOFOLLOW,
+    mode,
+  );
 }
 
 /** Move an entry out from under a cage's reach (rename(2) moves a link itself, never its target). */
-export function renameBeneath(fromDirFd: number, name: Buffer | string, toDirFd: number, toName: string): void {
+export function renameBeneath(
+  fromDirFd: number,
+  name: Buffer | string,
+  toDirFd: number,
+  toName: string,
+): void {
   fs.renameSync(at(fromDirFd, name), at(toDirFd, toName));
 }
 
@@ -86,7 +104,11 @@ export function copyFd(from: number, to: number, limit: number, what: string): n
   for (;;) {
     const n = fs.readSync(from, buf, 0, CHUNK, total);
     if (n === 0) return total;
-    if (total + n > limit) throw new KagomeError('NotPermitted', `${what} is larger than ${limit} bytes, the limit for copies`);
+    if (total + n > limit)
+      throw new KagomeError(
+        'NotPermitted',
+        `${what} is larger than ${limit} bytes, the limit for copies`,
+      );
     let written = 0;
     while (written < n) written += fs.writeSync(to, buf, written, n - written, total + written);
     total += n;
@@ -100,7 +122,7 @@ export function sameContent(a: number, b: number): boolean {
   if (sa.size !== sb.size) return false;
   const ba = Buffer.allocUnsafe(CHUNK);
   const bb = Buffer.allocUnsafe(CHUNK);
-  for (let pos = 0; ; ) {
+  for (let pos = 0; ;) {
     const na = fs.readSync(a, ba, 0, CHUNK, pos);
     const nb = fs.readSync(b, bb, 0, CHUNK, pos);
     if (na !== nb) return false;

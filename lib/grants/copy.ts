@@ -7,7 +7,16 @@ import type { Logger } from '../log.js';
 import { BatchWatcher } from '../../xdg/watcher.js';
 import { shown, type HostFile } from './host-file.js';
 import type { GrantStore, ProvidedGrant, RestoredGrant } from './grant.js';
-import { copyFd, createFileBeneath, mkdirBeneath, openDirBeneath, openFileBeneath, openOwnDir, renameBeneath, sameContent } from './beneath.js';
+import {
+  copyFd,
+  createFileBeneath,
+  mkdirBeneath,
+  openDirBeneath,
+  openFileBeneath,
+  openOwnDir,
+  renameBeneath,
+  sameContent,
+} from './beneath.js';
 
 /** The largest copy made or written back: a cage could otherwise fill the host's disk or the service's memory. */
 export const COPY_LIMIT = 1024 * 1024 * 1024;
@@ -67,7 +76,8 @@ export class CopyStore implements GrantStore {
           const h = cage && id ? this.held.get(key(cage, id)) : undefined;
           if (h?.writable) touched.add(h);
         }
-        for (const h of touched) await this.writeBack(h).catch((e: Error) => this.log.warn(e.message));
+        for (const h of touched)
+          await this.writeBack(h).catch((e: Error) => this.log.warn(e.message));
       },
       onError: (e) => this.log.warn(`watching granted copies: ${e.message}`),
     });
@@ -93,7 +103,10 @@ export class CopyStore implements GrantStore {
    * Make the grant's folder and its copy from `source` (a descriptor the service opened on
    * the host), beneath the cage's folder, never through anything the cage put there.
    */
-  private makeCopy(h: { cage: string; id: string; name: Buffer; writable: boolean }, source: number): void {
+  private makeCopy(
+    h: { cage: string; id: string; name: Buffer; writable: boolean },
+    source: number,
+  ): void {
     const cageFd = openOwnDir(path.join(this.root, h.cage));
     let idFd: number | undefined;
     let fileFd: number | undefined;
@@ -133,15 +146,30 @@ export class CopyStore implements GrantStore {
     fs.rmSync(path.join(this.root, trash), { recursive: true, force: true });
   }
 
-  async add(cage: string, files: readonly HostFile[], opts: { persistent: boolean }): Promise<ProvidedGrant[]> {
+  async add(
+    cage: string,
+    files: readonly HostFile[],
+    opts: { persistent: boolean },
+  ): Promise<ProvidedGrant[]> {
     await this.folderFor(cage);
     const out: ProvidedGrant[] = [];
     for (const f of files) {
       const id = randomBytes(4).toString('hex');
       const name = Buffer.from(path.posix.basename(f.path.toString('latin1')), 'latin1');
-      const h: Held = { cage, id, hostPath: f.path, name, writable: f.writable, dev: f.dev, ino: f.ino };
+      const h: Held = {
+        cage,
+        id,
+        hostPath: f.path,
+        name,
+        writable: f.writable,
+        dev: f.dev,
+        ino: f.ino,
+      };
       // Read through the held descriptor: the very file that was checked.
-      const source = fs.openSync(`/proc/self/fd/${f.fd}`, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+      const source = fs.openSync(
+        `/proc/self/fd/${f.fd}`,
+        fs.constants.O_RDONLY | fs.constants.O_NONBLOCK,
+      );
       try {
         this.makeCopy(h, source);
       } finally {
@@ -160,7 +188,9 @@ export class CopyStore implements GrantStore {
       // lstat: the recorded path is the file's own; a link there now is something else.
       st = fs.lstatSync(g.hostPath);
     } catch {
-      this.log.warn(`granted file ${shown(g.hostPath)} is gone from the host; cage ${cage} keeps its last copy`);
+      this.log.warn(
+        `granted file ${shown(g.hostPath)} is gone from the host; cage ${cage} keeps its last copy`,
+      );
       return;
     }
     // The identity recorded at grant time, not whatever is at the path now: a file put in its
@@ -168,11 +198,25 @@ export class CopyStore implements GrantStore {
     const dev = g.dev ?? st.dev;
     const ino = g.ino ?? st.ino;
     const same = st.isFile() && st.dev === dev && st.ino === ino;
-    if (!same) this.log.warn(`granted file ${shown(g.hostPath)} was replaced on the host since it was granted to cage ${cage}; changes in the cage will not be written to it`);
-    const h: Held = { cage, id: g.id, hostPath: g.hostPath, name: g.name, writable: g.writable, dev, ino };
+    if (!same)
+      this.log.warn(
+        `granted file ${shown(g.hostPath)} was replaced on the host since it was granted to cage ${cage}; changes in the cage will not be written to it`,
+      );
+    const h: Held = {
+      cage,
+      id: g.id,
+      hostPath: g.hostPath,
+      name: g.name,
+      writable: g.writable,
+      dev,
+      ino,
+    };
     await this.folderFor(cage);
     if (same && !this.copyExists(h)) {
-      const source = fs.openSync(g.hostPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+      const source = fs.openSync(
+        g.hostPath,
+        fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+      );
       try {
         const now = fs.fstatSync(source);
         if (now.dev === dev && now.ino === ino) {
@@ -226,25 +270,46 @@ export class CopyStore implements GrantStore {
         idFd = openDirBeneath(cageFd, h.id);
         copy = openFileBeneath(idFd, h.name);
       } catch (e) {
-        throw new KagomeError('NotPermitted', `cage ${h.cage}'s copy of ${shown(h.hostPath)} was not written back: ${e instanceof KagomeError ? e.message : `its folder is not a folder any more (${(e as Error).message})`}`);
+        throw new KagomeError(
+          'NotPermitted',
+          `cage ${h.cage}'s copy of ${shown(h.hostPath)} was not written back: ${e instanceof KagomeError ? e.message : `its folder is not a folder any more (${(e as Error).message})`}`,
+        );
       }
       if (copy === undefined) return; // deleted or mid-rename in the cage: the next event brings the new file
       const size = fs.fstatSync(copy).size;
-      if (size > COPY_LIMIT) throw new KagomeError('NotPermitted', `cage ${h.cage}'s copy of ${shown(h.hostPath)} is ${size} bytes, over the ${COPY_LIMIT}-byte limit for copies; it was not written back`);
+      if (size > COPY_LIMIT)
+        throw new KagomeError(
+          'NotPermitted',
+          `cage ${h.cage}'s copy of ${shown(h.hostPath)} is ${size} bytes, over the ${COPY_LIMIT}-byte limit for copies; it was not written back`,
+        );
       let fd: number;
       try {
-        fd = fs.openSync(h.hostPath, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+        fd = fs.openSync(
+          h.hostPath,
+          fs.constants.O_RDWR | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+        );
       } catch (e) {
-        throw new KagomeError('Failed', `cannot write cage ${h.cage}'s changes back to ${shown(h.hostPath)}: ${(e as Error).message}; its copy stays in the cage`);
+        throw new KagomeError(
+          'Failed',
+          `cannot write cage ${h.cage}'s changes back to ${shown(h.hostPath)}: ${(e as Error).message}; its copy stays in the cage`,
+        );
       }
       try {
         const st = fs.fstatSync(fd);
         if (st.dev !== h.dev || st.ino !== h.ino) {
-          throw new KagomeError('Failed', `${shown(h.hostPath)} was replaced on the host after it was granted to cage ${h.cage}; its changes in the cage were not written back`);
+          throw new KagomeError(
+            'Failed',
+            `${shown(h.hostPath)} was replaced on the host after it was granted to cage ${h.cage}; its changes in the cage were not written back`,
+          );
         }
         if (sameContent(fd, copy)) return;
         // In place, then cut to length: a failure halfway leaves the file as long as it was.
-        const written = copyFd(copy, fd, COPY_LIMIT, `cage ${h.cage}'s copy of ${shown(h.hostPath)}`);
+        const written = copyFd(
+          copy,
+          fd,
+          COPY_LIMIT,
+          `cage ${h.cage}'s copy of ${shown(h.hostPath)}`,
+        );
         fs.ftruncateSync(fd, written);
       } finally {
         fs.closeSync(fd);

@@ -41,19 +41,28 @@ export class DocumentPortalStore implements GrantStore {
   /** Reach the portal (D-Bus activation starts it); throws NotSupported with the reason when it cannot serve. */
   static async connect(bus: Bus): Promise<DocumentPortalStore> {
     if (!fs.existsSync('/dev/fuse')) {
-      throw new KagomeError('NotSupported', 'there is no /dev/fuse on this machine, so the document portal cannot run');
+      throw new KagomeError(
+        'NotSupported',
+        'there is no /dev/fuse on this machine, so the document portal cannot run',
+      );
     }
     let reply: unknown[];
     try {
       reply = await call(bus, 'GetMountPoint', '', []);
     } catch (e) {
-      throw new KagomeError('NotSupported', `the document portal (xdg-document-portal, Debian package xdg-desktop-portal) is not available: ${(e as Error).message}`);
+      throw new KagomeError(
+        'NotSupported',
+        `the document portal (xdg-document-portal, Debian package xdg-desktop-portal) is not available: ${(e as Error).message}`,
+      );
     }
     const mountPoint = (reply[0] as Buffer).toString('utf8').replace(/\0+$/, '');
     try {
       await fsp.stat(path.join(mountPoint, 'by-app'));
     } catch (e) {
-      throw new KagomeError('NotSupported', `the document portal says it is mounted at ${mountPoint}, but that cannot be read: ${(e as Error).message}`);
+      throw new KagomeError(
+        'NotSupported',
+        `the document portal says it is mounted at ${mountPoint}, but that cannot be read: ${(e as Error).message}`,
+      );
     }
     return new DocumentPortalStore(bus, mountPoint);
   }
@@ -65,7 +74,11 @@ export class DocumentPortalStore implements GrantStore {
     return dir;
   }
 
-  async add(cage: string, files: readonly HostFile[], opts: { persistent: boolean }): Promise<ProvidedGrant[]> {
+  async add(
+    cage: string,
+    files: readonly HostFile[],
+    opts: { persistent: boolean },
+  ): Promise<ProvidedGrant[]> {
     const flags = REUSE_EXISTING | (opts.persistent ? PERSISTENT : 0);
     const out: ProvidedGrant[] = new Array(files.length);
     // AddFull takes one permission list per call: one call for read-only files, one for writable ones.
@@ -73,10 +86,21 @@ export class DocumentPortalStore implements GrantStore {
       const all = files.map((f, i) => (f.writable === writable ? i : -1)).filter((i) => i >= 0);
       for (let start = 0; start < all.length; start += MAX_FDS_PER_MESSAGE) {
         const idx = all.slice(start, start + MAX_FDS_PER_MESSAGE);
-        const reply = await call(this.bus, 'AddFull', 'ahusas', [idx.map((i) => files[i]!.fd), flags, cageAppId(cage), writable ? ['read', 'write'] : ['read']]);
+        const reply = await call(this.bus, 'AddFull', 'ahusas', [
+          idx.map((i) => files[i]!.fd),
+          flags,
+          cageAppId(cage),
+          writable ? ['read', 'write'] : ['read'],
+        ]);
         const ids = reply[0] as string[];
         idx.forEach((fileIndex, k) => {
-          out[fileIndex] = { id: ids[k]!, name: Buffer.from(path.posix.basename(files[fileIndex]!.path.toString('latin1')), 'latin1') };
+          out[fileIndex] = {
+            id: ids[k]!,
+            name: Buffer.from(
+              path.posix.basename(files[fileIndex]!.path.toString('latin1')),
+              'latin1',
+            ),
+          };
         });
       }
     }
@@ -110,34 +134,65 @@ export class DocumentPortalStore implements GrantStore {
   async revoke(cage: string, grant: { id: string; name?: Buffer }): Promise<void> {
     if (grant.name) await this.clearBeside(cage, { id: grant.id, name: grant.name });
     try {
-      await call(this.bus, 'RevokePermissions', 'ssas', [grant.id, cageAppId(cage), ALL_PERMISSIONS]);
+      await call(this.bus, 'RevokePermissions', 'ssas', [
+        grant.id,
+        cageAppId(cage),
+        ALL_PERMISSIONS,
+      ]);
       // A document no application may use any more is removed; one that a flatpak app (or
       // another cage) still holds stays.
       const info = await call(this.bus, 'Info', 's', [grant.id]);
-      if (Object.keys((info[1] as Record<string, unknown>) ?? {}).length === 0) await call(this.bus, 'Delete', 's', [grant.id]);
+      if (Object.keys((info[1] as Record<string, unknown>) ?? {}).length === 0)
+        await call(this.bus, 'Delete', 's', [grant.id]);
     } catch (e) {
       // Documents that are already gone (the portal restarted) need no revoking.
-      if (!/NotFound|Invalid document|not found/i.test(String((e as { type?: string }).type ?? '') + (e as Error).message)) throw e;
+      if (
+        !/NotFound|Invalid document|not found/i.test(
+          String((e as { type?: string }).type ?? '') + (e as Error).message,
+        )
+      )
+        throw e;
     }
   }
 
   async close(): Promise<void> {}
 }
 
-async function call(bus: Bus, member: string, signature: string, body: unknown[]): Promise<unknown[]> {
-  const msg = new dbus.Message({ destination: DEST, path: OBJECT, interface: IFACE, member, signature, body });
+async function call(
+  bus: Bus,
+  member: string,
+  signature: string,
+  body: unknown[],
+): Promise<unknown[]> {
+  const msg = new dbus.Message({
+    destination: DEST,
+    path: OBJECT,
+    interface: IFACE,
+    member,
+    signature,
+    body,
+  });
   let timer: NodeJS.Timeout | undefined;
   try {
     const reply = await Promise.race([
       bus.call(msg),
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`the document portal did not answer ${member} within ${CALL_TIMEOUT_MS / 1000} s`)), CALL_TIMEOUT_MS);
+        timer = setTimeout(
+          () =>
+            reject(
+              new Error(
+                `the document portal did not answer ${member} within ${CALL_TIMEOUT_MS / 1000} s`,
+              ),
+            ),
+          CALL_TIMEOUT_MS,
+        );
       }),
     ]);
     return reply?.body ?? [];
   } catch (e) {
     const err = e as { type?: string; text?: string; message?: string };
-    if (err.type) throw Object.assign(new Error(`${err.type}: ${err.text ?? ''}`), { type: err.type });
+    if (err.type)
+      throw Object.assign(new Error(`${err.type}: ${err.text ?? ''}`), { type: err.type });
     throw e;
   } finally {
     clearTimeout(timer);

@@ -29,7 +29,11 @@ export interface GrantStore {
   readonly kind: 'document-portal' | 'copy';
   /** the host folder to bind-mount at <runtime dir>/doc in the cage; ready when this resolves */
   folderFor(cage: string): Promise<string>;
-  add(cage: string, files: readonly HostFile[], opts: { persistent: boolean }): Promise<ProvidedGrant[]>;
+  add(
+    cage: string,
+    files: readonly HostFile[],
+    opts: { persistent: boolean },
+  ): Promise<ProvidedGrant[]>;
   /** the grant's file is no longer seen in the cage; the host file is left exactly as it was */
   revoke(cage: string, grant: { id: string; hostPath: Buffer; writable: boolean }): Promise<void>;
   /** a persistent grant from an earlier session is made visible again, if the store lost it */

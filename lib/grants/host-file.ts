@@ -35,8 +35,15 @@ function procPath(fd: number): string {
 }
 
 /** Open a path to grant. A final symbolic link is refused unless followSymlinks. */
-export function openHostPath(p: Buffer, opts: { followSymlinks: boolean; writable: WriteWish }): HostFile {
-  if (p[0] !== 0x2f) throw new KagomeError('InvalidArgument', `${shown(p)} is not an absolute path; give the full path of the file`);
+export function openHostPath(
+  p: Buffer,
+  opts: { followSymlinks: boolean; writable: WriteWish },
+): HostFile {
+  if (p[0] !== 0x2f)
+    throw new KagomeError(
+      'InvalidArgument',
+      `${shown(p)} is not an absolute path; give the full path of the file`,
+    );
   if (p.includes(0)) throw new KagomeError('InvalidArgument', 'a path contains a NUL byte');
   let fd: number;
   try {
@@ -61,7 +68,10 @@ export function openHostPath(p: Buffer, opts: { followSymlinks: boolean; writabl
 }
 
 /** Open several paths; on the first failure the ones already open are closed and the error is thrown. */
-export function openHostPaths(paths: readonly Buffer[], opts: { followSymlinks: boolean; writable: WriteWish }): HostFile[] {
+export function openHostPaths(
+  paths: readonly Buffer[],
+  opts: { followSymlinks: boolean; writable: WriteWish },
+): HostFile[] {
   const out: HostFile[] = [];
   try {
     for (const p of paths) out.push(openHostPath(p, opts));
@@ -83,10 +93,17 @@ export function adoptPassedFd(fd: number, writable: WriteWish): HostFile {
     let wish = writable;
     if ((flags & O_PATH) === 0) {
       const mode = flags & ACCMODE;
-      if (mode === fs.constants.O_WRONLY) throw new KagomeError('NotPermitted', 'a file passed for granting was opened for writing only; open it for reading (or O_PATH)');
+      if (mode === fs.constants.O_WRONLY)
+        throw new KagomeError(
+          'NotPermitted',
+          'a file passed for granting was opened for writing only; open it for reading (or O_PATH)',
+        );
       if (mode === fs.constants.O_RDONLY) {
         if (writable === true) {
-          throw new KagomeError('NotPermitted', `${shown(pathOfFd(fd))} was passed opened read-only, so it can only be granted read-only; open it read-write, or ask for a read-only grant`);
+          throw new KagomeError(
+            'NotPermitted',
+            `${shown(pathOfFd(fd))} was passed opened read-only, so it can only be granted read-only; open it read-write, or ask for a read-only grant`,
+          );
         }
         wish = false;
       }
@@ -119,9 +136,18 @@ function checked(fd: number, p: Buffer, writable: WriteWish): HostFile {
       `${shown(p)} is a symbolic link${target ? ` to ${shown(target)}` : ''}; kagome grants the file a link points to only when asked (follow-symlinks), so that a link cannot smuggle in a file you did not choose`,
     );
   }
-  if (st.isDirectory()) throw new KagomeError('NotSupported', `${shown(p)} is a folder; kagome grants single files (pick the files in it), so that a cage never gets a whole tree by accident`);
-  if (!st.isFile()) throw new KagomeError('NotSupported', `${shown(p)} is not a regular file (${kindOf(st)}); only regular files can be granted`);
-  if (st.nlink === 0) throw new KagomeError('NoSuchFile', `${shown(p)} was deleted before it could be granted`);
+  if (st.isDirectory())
+    throw new KagomeError(
+      'NotSupported',
+      `${shown(p)} is a folder; kagome grants single files (pick the files in it), so that a cage never gets a whole tree by accident`,
+    );
+  if (!st.isFile())
+    throw new KagomeError(
+      'NotSupported',
+      `${shown(p)} is not a regular file (${kindOf(st)}); only regular files can be granted`,
+    );
+  if (st.nlink === 0)
+    throw new KagomeError('NoSuchFile', `${shown(p)} was deleted before it could be granted`);
   // O_PATH checks no permission: opening through the descriptor does, on this very inode.
   probe(fd, p, fs.constants.O_RDONLY);
   let canWrite = false;
@@ -131,7 +157,10 @@ function checked(fd: number, p: Buffer, writable: WriteWish): HostFile {
       canWrite = true;
     } catch (e) {
       if (writable === true) {
-        throw new KagomeError('NotPermitted', `you can read ${shown(p)} but not write it (${(e as Error).message}); grant it read-only`);
+        throw new KagomeError(
+          'NotPermitted',
+          `you can read ${shown(p)} but not write it (${(e as Error).message}); grant it read-only`,
+        );
       }
     }
   }
@@ -157,12 +186,21 @@ function openError(p: Buffer, e: unknown): KagomeError {
     case 'ENOENT':
       return new KagomeError('NoSuchFile', `${shown(p)} does not exist`);
     case 'ENOTDIR':
-      return new KagomeError('NoSuchFile', `${shown(p)} does not exist (a part of the path is not a folder)`);
+      return new KagomeError(
+        'NoSuchFile',
+        `${shown(p)} does not exist (a part of the path is not a folder)`,
+      );
     case 'EACCES':
     case 'EPERM':
-      return new KagomeError('NotPermitted', `you may not read ${shown(p)} (permission denied), so it cannot be granted`);
+      return new KagomeError(
+        'NotPermitted',
+        `you may not read ${shown(p)} (permission denied), so it cannot be granted`,
+      );
     case 'EROFS':
-      return new KagomeError('NotPermitted', `${shown(p)} is on a read-only file system; grant it read-only`);
+      return new KagomeError(
+        'NotPermitted',
+        `${shown(p)} is on a read-only file system; grant it read-only`,
+      );
     case 'ELOOP':
       return new KagomeError('NotPermitted', `${shown(p)} goes through too many symbolic links`);
     case 'ENAMETOOLONG':
@@ -191,8 +229,15 @@ function readlinkBytes(p: Buffer): Buffer | undefined {
 export function pathOfFd(fd: number): Buffer {
   const p = fs.readlinkSync(procPath(fd), { encoding: 'buffer' });
   const deleted = Buffer.from(' (deleted)');
-  if (p.length > deleted.length && p.subarray(-deleted.length).equals(deleted) && fs.fstatSync(fd).nlink === 0) {
-    throw new KagomeError('NoSuchFile', `${shown(p.subarray(0, -deleted.length))} was deleted before it could be granted`);
+  if (
+    p.length > deleted.length &&
+    p.subarray(-deleted.length).equals(deleted) &&
+    fs.fstatSync(fd).nlink === 0
+  ) {
+    throw new KagomeError(
+      'NoSuchFile',
+      `${shown(p.subarray(0, -deleted.length))} was deleted before it could be granted`,
+    );
   }
   return p;
 }

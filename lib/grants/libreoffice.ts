@@ -38,7 +38,10 @@ export function withoutFcntlLocks(script: string): string | undefined {
  * its copy written to `dir`; none when LibreOffice is not installed or its script sets nothing.
  * The copy is replaced by rename, so cages already running keep the one they mounted.
  */
-export function libreOfficeOps(dir: string, script = SOFFICE_SCRIPT): { ops: SetupOp[]; note?: string } {
+export function libreOfficeOps(
+  dir: string,
+  script = SOFFICE_SCRIPT,
+): { ops: SetupOp[]; note?: string } {
   let text: string;
   try {
     text = fs.readFileSync(script, 'utf8');
@@ -46,7 +49,11 @@ export function libreOfficeOps(dir: string, script = SOFFICE_SCRIPT): { ops: Set
     return { ops: [] };
   }
   const changed = withoutFcntlLocks(text);
-  if (changed === undefined) return { ops: [], note: `${script} no longer sets SAL_ENABLE_FILE_LOCKING; LibreOffice runs in cages as it is` };
+  if (changed === undefined)
+    return {
+      ops: [],
+      note: `${script} no longer sets SAL_ENABLE_FILE_LOCKING; LibreOffice runs in cages as it is`,
+    };
   const copy = path.join(dir, 'libreoffice-soffice');
   let current: string | undefined;
   try {

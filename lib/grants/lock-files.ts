@@ -66,7 +66,10 @@ interface Side {
 async function readLock(side: Side): Promise<LockState> {
   let fh: fsp.FileHandle;
   try {
-    fh = await fsp.open(side.file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | openFlags(side));
+    fh = await fsp.open(
+      side.file,
+      fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | openFlags(side),
+    );
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     return code === 'ENOENT' || code === 'ENOTDIR' ? undefined : 'other';
@@ -87,7 +90,11 @@ async function readLock(side: Side): Promise<LockState> {
 /** Made with O_EXCL, or (a copy of kagome's) rewritten in place. */
 async function writeLock(side: Side, content: Buffer, create: boolean): Promise<void> {
   const c = fs.constants;
-  const fh = await fsp.open(side.file, c.O_WRONLY | openFlags(side) | (create ? c.O_CREAT | c.O_EXCL : c.O_TRUNC), 0o644);
+  const fh = await fsp.open(
+    side.file,
+    c.O_WRONLY | openFlags(side) | (create ? c.O_CREAT | c.O_EXCL : c.O_TRUNC),
+    0o644,
+  );
   try {
     await fh.writeFile(content);
   } finally {
@@ -112,8 +119,11 @@ export class LockMirror {
     private readonly log: Logger,
   ) {
     try {
-      const data = JSON.parse(fs.readFileSync(recordFile, 'utf8')) as { mirrors?: { path: string; content: string }[] };
-      for (const m of data.mirrors ?? []) this.mirrors.set(m.path, Buffer.from(m.content, 'base64'));
+      const data = JSON.parse(fs.readFileSync(recordFile, 'utf8')) as {
+        mirrors?: { path: string; content: string }[];
+      };
+      for (const m of data.mirrors ?? [])
+        this.mirrors.set(m.path, Buffer.from(m.content, 'base64'));
     } catch {
       /* none yet */
     }
@@ -128,7 +138,15 @@ export class LockMirror {
     const k = key(hostPath);
     let doc = this.docs.get(k);
     if (!doc) {
-      doc = { dir, name, lock: lockFileName(name), cages: new Map(), running: false, again: false, idle: Promise.resolve() };
+      doc = {
+        dir,
+        name,
+        lock: lockFileName(name),
+        cages: new Map(),
+        running: false,
+        again: false,
+        idle: Promise.resolve(),
+      };
       this.docs.set(k, doc);
       this.watch(k, doc);
     }
@@ -173,7 +191,11 @@ export class LockMirror {
   }
 
   private hostLock(doc: Doc): Buffer {
-    return Buffer.concat([doc.dir, Buffer.from(doc.dir.equals(Buffer.from('/')) ? '' : '/'), doc.lock]);
+    return Buffer.concat([
+      doc.dir,
+      Buffer.from(doc.dir.equals(Buffer.from('/')) ? '' : '/'),
+      doc.lock,
+    ]);
   }
 
   private watch(k: string, doc: Doc): void {
@@ -182,9 +204,13 @@ export class LockMirror {
     if (!w) {
       let watcher: fs.FSWatcher;
       try {
-        watcher = fs.watch(doc.dir, { encoding: 'buffer', persistent: false }, (_event, file) => this.changed(dk, file));
+        watcher = fs.watch(doc.dir, { encoding: 'buffer', persistent: false }, (_event, file) =>
+          this.changed(dk, file),
+        );
       } catch (e) {
-        this.log.warn(`lock files: cannot watch ${doc.dir.toString()}: ${(e as Error).message}; a program's lock on a document there is not seen by others`);
+        this.log.warn(
+          `lock files: cannot watch ${doc.dir.toString()}: ${(e as Error).message}; a program's lock on a document there is not seen by others`,
+        );
         return;
       }
       watcher.on('error', () => undefined);
@@ -225,14 +251,19 @@ export class LockMirror {
     doc.idle = (async () => {
       do {
         doc.again = false;
-        await this.pass(doc).catch((e: Error) => this.log.warn(`lock files of ${doc.dir.toString()}/${doc.name.toString()}: ${e.message}`));
+        await this.pass(doc).catch((e: Error) =>
+          this.log.warn(`lock files of ${doc.dir.toString()}/${doc.name.toString()}: ${e.message}`),
+        );
       } while (doc.again);
       doc.running = false;
     })();
   }
 
   private async pass(doc: Doc): Promise<void> {
-    const sides: Side[] = [{ file: this.hostLock(doc), host: true }, ...[...doc.cages].map(([cage, id]) => ({ file: this.viewLock(cage, id, doc), host: false }))];
+    const sides: Side[] = [
+      { file: this.hostLock(doc), host: true },
+      ...[...doc.cages].map(([cage, id]) => ({ file: this.viewLock(cage, id, doc), host: false })),
+    ];
     const states = await Promise.all(sides.map(readLock));
     const ours = (i: number) => {
       const s = states[i];
@@ -256,7 +287,8 @@ export class LockMirror {
         } catch (e) {
           const code = (e as NodeJS.ErrnoException).code;
           // EEXIST: a program made its own meanwhile (the next pass sees it); ENOENT: the grant is going.
-          if (code !== 'EEXIST' && code !== 'ENOENT') this.log.warn(`lock files: cannot write ${file.toString()}: ${(e as Error).message}`);
+          if (code !== 'EEXIST' && code !== 'ENOENT')
+            this.log.warn(`lock files: cannot write ${file.toString()}: ${(e as Error).message}`);
         }
       } else if (ours(i)) {
         await fsp.unlink(file).catch(() => undefined);
@@ -275,7 +307,10 @@ export class LockMirror {
   }
 
   private save(): void {
-    const data = JSON.stringify({ version: 1, mirrors: [...this.mirrors].map(([p, c]) => ({ path: p, content: c.toString('base64') })) });
+    const data = JSON.stringify({
+      version: 1,
+      mirrors: [...this.mirrors].map(([p, c]) => ({ path: p, content: c.toString('base64') })),
+    });
     this.saving = this.saving.then(async () => {
       try {
         await fsp.mkdir(path.dirname(this.recordFile), { recursive: true, mode: 0o700 });

@@ -35,7 +35,10 @@ export interface Grant {
 }
 
 /** A Grant as kept on disk: its bytes in base64, nothing derived from where the cage is. */
-type StoredGrant = Omit<Grant, 'cage' | 'hostPath' | 'name' | 'pathInCage'> & { hostPath: string; name: string };
+type StoredGrant = Omit<Grant, 'cage' | 'hostPath' | 'name' | 'pathInCage'> & {
+  hostPath: string;
+  name: string;
+};
 
 /** What the registry asks of a cage's backend. */
 export type GrantBackend = Pick<Backend, 'kind' | 'fileGrants'>;
@@ -80,32 +83,45 @@ export class FileGrants {
 
   private async read(cage: string, persistent: boolean): Promise<StoredGrant[]> {
     try {
-      const data = JSON.parse(await fsp.readFile(this.fileOf(cage, persistent), 'utf8')) as { grants?: StoredGrant[] };
+      const data = JSON.parse(await fsp.readFile(this.fileOf(cage, persistent), 'utf8')) as {
+        grants?: StoredGrant[];
+      };
       return Array.isArray(data.grants) ? data.grants : [];
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn(`grant records ${this.fileOf(cage, persistent)} cannot be read (${(e as Error).message}); treating them as empty`);
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+        this.log.warn(
+          `grant records ${this.fileOf(cage, persistent)} cannot be read (${(e as Error).message}); treating them as empty`,
+        );
       return [];
     }
   }
 
   /** Read-modify-write of one record file, one at a time per file. */
-  private update(cage: string, persistent: boolean, fn: (grants: StoredGrant[]) => StoredGrant[]): Promise<void> {
+  private update(
+    cage: string,
+    persistent: boolean,
+    fn: (grants: StoredGrant[]) => StoredGrant[],
+  ): Promise<void> {
     const file = this.fileOf(cage, persistent);
-    const next = (this.writes.get(file) ?? Promise.resolve()).catch(() => undefined).then(async () => {
-      const before = await this.read(cage, persistent);
-      const grants = fn(before);
-      // Every grant touches both record files (a grant moves between them); most calls change
-      // only one, and a launch with files should not write the other for nothing.
-      if (JSON.stringify(grants) === JSON.stringify(before)) return;
-      if (grants.length === 0) {
-        await fsp.rm(file, { force: true });
-        return;
-      }
-      await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-      const tmp = `${file}.${process.pid}.tmp`;
-      await fsp.writeFile(tmp, JSON.stringify({ version: 1, cage, grants }, null, 2) + '\n', { mode: 0o600 });
-      await fsp.rename(tmp, file);
-    });
+    const next = (this.writes.get(file) ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(async () => {
+        const before = await this.read(cage, persistent);
+        const grants = fn(before);
+        // Every grant touches both record files (a grant moves between them); most calls change
+        // only one, and a launch with files should not write the other for nothing.
+        if (JSON.stringify(grants) === JSON.stringify(before)) return;
+        if (grants.length === 0) {
+          await fsp.rm(file, { force: true });
+          return;
+        }
+        await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+        const tmp = `${file}.${process.pid}.tmp`;
+        await fsp.writeFile(tmp, JSON.stringify({ version: 1, cage, grants }, null, 2) + '\n', {
+          mode: 0o600,
+        });
+        await fsp.rename(tmp, file);
+      });
     this.writes.set(file, next);
     return next;
   }
@@ -117,7 +133,10 @@ export class FileGrants {
       cage,
       hostPath: Buffer.from(s.hostPath, 'base64'),
       name,
-      pathInCage: Buffer.concat([Buffer.from(`${docDirInCage({ runtimeDir: this.runtimeDirInCage })}/${s.id}/`), name]),
+      pathInCage: Buffer.concat([
+        Buffer.from(`${docDirInCage({ runtimeDir: this.runtimeDirInCage })}/${s.id}/`),
+        name,
+      ]),
       writable: s.writable,
       persistent: s.persistent,
       ...(s.dev !== undefined && s.ino !== undefined ? { dev: s.dev, ino: s.ino } : {}),
@@ -155,13 +174,16 @@ export class FileGrants {
     this.copyCages.add(cage);
     if (preferred.kind !== 'copy' && !this.toldCopies.has(backend)) {
       this.toldCopies.add(backend);
-      this.log.info(`file grants: ${backend} cannot mount the document portal's FUSE folder into its containers; files granted to ${backend} cages are copied in and written back when changed`);
+      this.log.info(
+        `file grants: ${backend} cannot mount the document portal's FUSE folder into its containers; files granted to ${backend} cages are copied in and written back when changed`,
+      );
     }
   }
 
   /** A running cage found again after a restart: its grants are served by the store it started with. */
   async cageAdopted(cage: string, backend: GrantBackend, spec: SandboxSpec): Promise<void> {
-    if ((await this.serveWith(cage, backend, spec)) === 'portal') await this.carryLocks(cage, await this.list(cage));
+    if ((await this.serveWith(cage, backend, spec)) === 'portal')
+      await this.carryLocks(cage, await this.list(cage));
   }
 
   /** The lock files beside the cage's read-write documents are carried (lock-files.ts), where its store shows the host files. */
@@ -170,22 +192,39 @@ export class FileGrants {
     if (!store.documentFolder) return;
     this.portalCages.add(cage);
     // In a folder of its own (so is LibreOffice's script): a NAME.json beside the records is cage NAME's.
-    this.locks ??= new LockMirror((c, id) => store.documentFolder!(c, id), path.join(this.dirs.transient, 'lock-files', 'copies.json'), this.log);
-    for (const g of grants) if (g.writable && g.store === store.kind) this.locks.add(cage, g.id, g.hostPath);
+    this.locks ??= new LockMirror(
+      (c, id) => store.documentFolder!(c, id),
+      path.join(this.dirs.transient, 'lock-files', 'copies.json'),
+      this.log,
+    );
+    for (const g of grants)
+      if (g.writable && g.store === store.kind) this.locks.add(cage, g.id, g.hostPath);
   }
 
   /** Which store serves the cage, from what its backend can mount. */
-  private async serveWith(cage: string, backend: GrantBackend, spec: SandboxSpec): Promise<FileGrantMode> {
+  private async serveWith(
+    cage: string,
+    backend: GrantBackend,
+    spec: SandboxSpec,
+  ): Promise<FileGrantMode> {
     const mode = backend.fileGrants(spec);
     this.unreachable.delete(cage);
     if (mode === 'portal') this.copyCages.delete(cage);
     else if (mode === 'copies') await this.useCopiesFor(cage, backend.kind);
-    else this.unreachable.set(cage, `cage "${cage}" runs on another machine (${backend.kind} remote ${spec.remote ?? ''}), which no file of this one can reach; copy files into it with 'lxc file push'`);
+    else
+      this.unreachable.set(
+        cage,
+        `cage "${cage}" runs on another machine (${backend.kind} remote ${spec.remote ?? ''}), which no file of this one can reach; copy files into it with 'lxc file push'`,
+      );
     return mode;
   }
 
   /** Grant files to a cage. The files' descriptors are closed whatever happens. */
-  async add(cage: string, files: readonly HostFile[], opts: { persistent: boolean }): Promise<Grant[]> {
+  async add(
+    cage: string,
+    files: readonly HostFile[],
+    opts: { persistent: boolean },
+  ): Promise<Grant[]> {
     try {
       const unreachable = this.unreachable.get(cage);
       if (unreachable) throw new KagomeError('NotSupported', unreachable);
@@ -205,9 +244,14 @@ export class FileGrants {
       }));
       const ids = new Set(stored.map((s) => s.id));
       // The same file granted again replaces its earlier grant (the portal reuses the document).
-      await this.update(cage, opts.persistent, (old) => [...old.filter((g) => !ids.has(g.id)), ...stored]);
+      await this.update(cage, opts.persistent, (old) => [
+        ...old.filter((g) => !ids.has(g.id)),
+        ...stored,
+      ]);
       await this.update(cage, !opts.persistent, (old) => old.filter((g) => !ids.has(g.id)));
-      this.log.info(`cage ${cage}: granted ${stored.length} file(s) ${opts.persistent ? 'persistently' : 'until it stops'}`);
+      this.log.info(
+        `cage ${cage}: granted ${stored.length} file(s) ${opts.persistent ? 'persistently' : 'until it stops'}`,
+      );
       const granted = stored.map((s) => this.toGrant(cage, s));
       if (this.portalCages.has(cage)) await this.carryLocks(cage, granted);
       return granted;
@@ -225,7 +269,10 @@ export class FileGrants {
     const grants = await this.list(cage);
     const unknown = ids.filter((id) => !grants.some((g) => g.id === id));
     if (unknown.length) {
-      throw new KagomeError('InvalidArgument', `cage "${cage}" has no grant ${unknown.map((u) => JSON.stringify(u)).join(', ')}; 'kagome grants ${cage}' lists its grants`);
+      throw new KagomeError(
+        'InvalidArgument',
+        `cage "${cage}" has no grant ${unknown.map((u) => JSON.stringify(u)).join(', ')}; 'kagome grants ${cage}' lists its grants`,
+      );
     }
     for (const g of grants.filter((x) => ids.includes(x.id))) await this.drop(cage, g);
   }
@@ -237,7 +284,11 @@ export class FileGrants {
   }
 
   /** Called before a cage starts: its file folder joins the sandbox, persistent grants are brought back. */
-  async cageStarting(cage: string, spec: SandboxSpec, backend: GrantBackend = { kind: 'bubblewrap', fileGrants: () => 'portal' }): Promise<void> {
+  async cageStarting(
+    cage: string,
+    spec: SandboxSpec,
+    backend: GrantBackend = { kind: 'bubblewrap', fileGrants: () => 'portal' },
+  ): Promise<void> {
     if ((await this.serveWith(cage, backend, spec)) === 'none') {
       this.log.info(`${this.unreachable.get(cage)}: its file folder stays empty`);
       return;
@@ -262,7 +313,9 @@ export class FileGrants {
         await (await this.storeOfKind(g.store))?.revoke(cage, g).catch(() => undefined);
         await this.moveGrant(cage, g, store);
       } else if (store.restore) {
-        await store.restore(cage, g).catch((e) => this.log.warn(`cage ${cage}: ${asKagomeError(e).message}`));
+        await store
+          .restore(cage, g)
+          .catch((e) => this.log.warn(`cage ${cage}: ${asKagomeError(e).message}`));
       }
     }
     await this.carryLocks(cage, await this.list(cage));
@@ -271,10 +324,20 @@ export class FileGrants {
   private async moveGrant(cage: string, g: Grant, store: GrantStore): Promise<void> {
     if (!store.restore) return;
     try {
-      await store.restore(cage, { id: g.id, hostPath: g.hostPath, name: g.name, writable: g.writable, ...(g.dev !== undefined && g.ino !== undefined ? { dev: g.dev, ino: g.ino } : {}) });
-      await this.update(cage, true, (old) => old.map((s) => (s.id === g.id ? { ...s, store: store.kind } : s)));
+      await store.restore(cage, {
+        id: g.id,
+        hostPath: g.hostPath,
+        name: g.name,
+        writable: g.writable,
+        ...(g.dev !== undefined && g.ino !== undefined ? { dev: g.dev, ino: g.ino } : {}),
+      });
+      await this.update(cage, true, (old) =>
+        old.map((s) => (s.id === g.id ? { ...s, store: store.kind } : s)),
+      );
     } catch (e) {
-      this.log.warn(`cage ${cage}: grant ${g.id} could not be carried over: ${asKagomeError(e).message}`);
+      this.log.warn(
+        `cage ${cage}: grant ${g.id} could not be carried over: ${asKagomeError(e).message}`,
+      );
     }
   }
 
@@ -290,9 +353,12 @@ export class FileGrants {
     }
     const transient = (await this.read(cage, false)).map((s) => this.toGrant(cage, s));
     for (const g of transient) {
-      await this.drop(cage, g).catch((e) => this.log.warn(`cage ${cage}: revoking ${g.id}: ${asKagomeError(e).message}`));
+      await this.drop(cage, g).catch((e) =>
+        this.log.warn(`cage ${cage}: revoking ${g.id}: ${asKagomeError(e).message}`),
+      );
     }
-    if (transient.length) this.log.info(`cage ${cage}: ${transient.length} grant(s) ended with the cage`);
+    if (transient.length)
+      this.log.info(`cage ${cage}: ${transient.length} grant(s) ended with the cage`);
   }
 
   /**
@@ -302,7 +368,10 @@ export class FileGrants {
   async recover(running: ReadonlySet<string>): Promise<void> {
     const namesIn = async (dir: string): Promise<string[]> => {
       try {
-        return (await fsp.readdir(dir)).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)).filter((n) => CAGE_NAME_PATTERN.test(n));
+        return (await fsp.readdir(dir))
+          .filter((f) => f.endsWith('.json'))
+          .map((f) => f.slice(0, -5))
+          .filter((n) => CAGE_NAME_PATTERN.test(n));
       } catch {
         return [];
       }

@@ -19,7 +19,9 @@ export type ImageEngine = 'podman' | 'docker' | 'lxd';
 export const IMAGE_ENGINES: readonly ImageEngine[] = ['podman', 'docker', 'lxd'];
 export const DEFAULT_SUITE = 'bookworm';
 export const DEFAULT_MIRROR = 'http://deb.debian.org/debian';
-export const DEFAULT_RECIPE = path.resolve(fileURLToPath(new URL('../../../packaging/image/debian12.packages', import.meta.url)));
+export const DEFAULT_RECIPE = path.resolve(
+  fileURLToPath(new URL('../../../packaging/image/debian12.packages', import.meta.url)),
+);
 
 type Env = Record<string, string | undefined>;
 
@@ -29,23 +31,39 @@ export function readPackages(file = DEFAULT_RECIPE): string[] {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw new KagomeError('NoSuchFile', `the image recipe ${file} cannot be read (${(e as Error).message}); give a file with one Debian package per line`);
+    throw new KagomeError(
+      'NoSuchFile',
+      `the image recipe ${file} cannot be read (${(e as Error).message}); give a file with one Debian package per line`,
+    );
   }
   const pkgs = text
     .split('\n')
     .map((l) => l.replace(/#.*/, '').trim())
     .filter(Boolean);
   const bad = pkgs.find((p) => !/^[a-z0-9][a-z0-9+.-]+$/.test(p));
-  if (bad) throw new KagomeError('InvalidArgument', `${file}: ${JSON.stringify(bad)} is not a Debian package name`);
+  if (bad)
+    throw new KagomeError(
+      'InvalidArgument',
+      `${file}: ${JSON.stringify(bad)} is not a Debian package name`,
+    );
   return pkgs;
 }
 
 /** A short hash of what the image is made of, so caches know when to rebuild. */
 export function recipeDigest(file = DEFAULT_RECIPE, suite = DEFAULT_SUITE): string {
-  return createHash('sha256').update(JSON.stringify({ suite, packages: readPackages(file), variant: 'apt' })).digest('hex').slice(0, 12);
+  return createHash('sha256')
+    .update(JSON.stringify({ suite, packages: readPackages(file), variant: 'apt' }))
+    .digest('hex')
+    .slice(0, 12);
 }
 
-export function mmdebstrapArgs(opts: { out: string; packages: string[]; suite: string; mirror: string; rootless: boolean }): string[] {
+export function mmdebstrapArgs(opts: {
+  out: string;
+  packages: string[];
+  suite: string;
+  mirror: string;
+  rootless: boolean;
+}): string[] {
   return [
     '--verbose',
     '--variant=apt',
@@ -72,11 +90,27 @@ export async function buildRootfs(opts: RootfsOptions): Promise<void> {
   const mmdebstrap = requireProgram('mmdebstrap', 'to build the base image of container cages');
   const packages = readPackages(opts.packagesFile);
   // mmdebstrap picks its output format by the name's extension: the partial file keeps .tar.
-  const tmp = path.join(path.dirname(opts.out), `.${path.basename(opts.out, '.tar')}.${process.pid}.part.tar`);
-  const args = mmdebstrapArgs({ out: tmp, packages, suite: opts.suite ?? DEFAULT_SUITE, mirror: opts.mirror ?? DEFAULT_MIRROR, rootless: process.getuid?.() !== 0 });
+  const tmp = path.join(
+    path.dirname(opts.out),
+    `.${path.basename(opts.out, '.tar')}.${process.pid}.part.tar`,
+  );
+  const args = mmdebstrapArgs({
+    out: tmp,
+    packages,
+    suite: opts.suite ?? DEFAULT_SUITE,
+    mirror: opts.mirror ?? DEFAULT_MIRROR,
+    rootless: process.getuid?.() !== 0,
+  });
   const progress = new MmdebstrapProgress();
   const last: string[] = [];
-  const child = execa(mmdebstrap, args, { env: opts.env ?? process.env, extendEnv: false, reject: false, all: true, stdin: 'ignore', ...(opts.signal ? { cancelSignal: opts.signal } : {}) });
+  const child = execa(mmdebstrap, args, {
+    env: opts.env ?? process.env,
+    extendEnv: false,
+    reject: false,
+    all: true,
+    stdin: 'ignore',
+    ...(opts.signal ? { cancelSignal: opts.signal } : {}),
+  });
   let buf = '';
   child.all!.on('data', (d: Buffer) => {
     buf += d.toString();
@@ -96,14 +130,21 @@ export async function buildRootfs(opts: RootfsOptions): Promise<void> {
     return;
   }
   await fsp.rm(tmp, { force: true, recursive: true });
-  if (r.isCanceled) throw new KagomeError('Failed', 'the image build was interrupted; nothing was kept');
+  if (r.isCanceled)
+    throw new KagomeError('Failed', 'the image build was interrupted; nothing was kept');
   const tail = last.join('\n');
-  const why = /Could not resolve|Temporary failure resolving|Failed to fetch|Connection failed|Unable to connect/i.test(tail)
-    ? `the package mirror ${opts.mirror ?? DEFAULT_MIRROR} cannot be reached; check the network or give --mirror`
-    : /Unable to locate package|has no installation candidate/i.test(tail)
-      ? 'a package of the recipe does not exist in that suite; check the recipe'
-      : 'see its last lines below';
-  throw new KagomeError('Failed', `mmdebstrap failed (exit ${r.exitCode}) while ${progressPhase(last)}: ${why}\n${tail}`);
+  const why =
+    /Could not resolve|Temporary failure resolving|Failed to fetch|Connection failed|Unable to connect/i.test(
+      tail,
+    )
+      ? `the package mirror ${opts.mirror ?? DEFAULT_MIRROR} cannot be reached; check the network or give --mirror`
+      : /Unable to locate package|has no installation candidate/i.test(tail)
+        ? 'a package of the recipe does not exist in that suite; check the recipe'
+        : 'see its last lines below';
+  throw new KagomeError(
+    'Failed',
+    `mmdebstrap failed (exit ${r.exitCode}) while ${progressPhase(last)}: ${why}\n${tail}`,
+  );
 }
 
 function progressPhase(lines: readonly string[]): string {
@@ -113,11 +154,24 @@ function progressPhase(lines: readonly string[]): string {
   return phase;
 }
 
-const ENGINE_PROGRAM: Record<ImageEngine, string> = { podman: 'podman', docker: 'docker', lxd: 'lxc' };
+const ENGINE_PROGRAM: Record<ImageEngine, string> = {
+  podman: 'podman',
+  docker: 'docker',
+  lxd: 'lxc',
+};
 
 /** LXD's architecture names for `uname -m`. */
 export function lxdArchitecture(machine = os.machine()): string {
-  return { x86_64: 'x86_64', aarch64: 'aarch64', armv7l: 'armv7l', ppc64le: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' }[machine] ?? machine;
+  return (
+    {
+      x86_64: 'x86_64',
+      aarch64: 'aarch64',
+      armv7l: 'armv7l',
+      ppc64le: 'ppc64le',
+      s390x: 's390x',
+      riscv64: 'riscv64',
+    }[machine] ?? machine
+  );
 }
 
 export function lxdMetadata(suite: string, now = new Date()): string {
@@ -132,14 +186,31 @@ export function lxdMetadata(suite: string, now = new Date()): string {
   ].join('\n');
 }
 
-async function engineCmd(engine: ImageEngine, args: string[], env: Env): Promise<{ ok: boolean; text: string }> {
+async function engineCmd(
+  engine: ImageEngine,
+  args: string[],
+  env: Env,
+): Promise<{ ok: boolean; text: string }> {
   const program = requireProgram(ENGINE_PROGRAM[engine], `to import the image into ${engine}`);
-  const r = await execa(program, args, { env, extendEnv: false, reject: false, stdin: 'ignore', all: true });
+  const r = await execa(program, args, {
+    env,
+    extendEnv: false,
+    reject: false,
+    stdin: 'ignore',
+    all: true,
+  });
   return { ok: r.exitCode === 0, text: String(r.all ?? '').trim() };
 }
 
-export async function imageExists(engine: ImageEngine, name: string, env: Env = process.env, remote?: string): Promise<boolean> {
-  if (engine === 'lxd') return (await engineCmd(engine, ['image', 'info', `${remote ? `${remote}:` : ''}${name}`], env)).ok;
+export async function imageExists(
+  engine: ImageEngine,
+  name: string,
+  env: Env = process.env,
+  remote?: string,
+): Promise<boolean> {
+  if (engine === 'lxd')
+    return (await engineCmd(engine, ['image', 'info', `${remote ? `${remote}:` : ''}${name}`], env))
+      .ok;
   return (await engineCmd(engine, ['image', 'inspect', name], env)).ok;
 }
 
@@ -157,7 +228,11 @@ export async function importImage(opts: ImportOptions): Promise<void> {
   const env = opts.env ?? process.env;
   if (opts.engine !== 'lxd') {
     const r = await engineCmd(opts.engine, ['import', opts.tar, opts.name], env);
-    if (!r.ok) throw new KagomeError('Failed', `${opts.engine} import of ${opts.tar} as ${opts.name} failed: ${r.text}`);
+    if (!r.ok)
+      throw new KagomeError(
+        'Failed',
+        `${opts.engine} import of ${opts.tar} as ${opts.name} failed: ${r.text}`,
+      );
     return;
   }
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kagome-image-'));
@@ -167,9 +242,18 @@ export async function importImage(opts: ImportOptions): Promise<void> {
     await execa('tar', ['-C', dir, '-cf', meta, 'metadata.yaml']);
     const target = opts.remote ? `${opts.remote}:` : '';
     // An alias names one image: the old one is dropped (its containers keep their copy).
-    if (await imageExists('lxd', opts.name, env, opts.remote)) await engineCmd('lxd', ['image', 'delete', `${target}${opts.name}`], env);
-    const r = await engineCmd('lxd', ['image', 'import', meta, opts.tar, ...(target ? [target] : []), '--alias', opts.name], env);
-    if (!r.ok) throw new KagomeError('Failed', `lxc image import of ${opts.tar} as ${opts.name} failed: ${r.text}`);
+    if (await imageExists('lxd', opts.name, env, opts.remote))
+      await engineCmd('lxd', ['image', 'delete', `${target}${opts.name}`], env);
+    const r = await engineCmd(
+      'lxd',
+      ['image', 'import', meta, opts.tar, ...(target ? [target] : []), '--alias', opts.name],
+      env,
+    );
+    if (!r.ok)
+      throw new KagomeError(
+        'Failed',
+        `lxc image import of ${opts.tar} as ${opts.name} failed: ${r.text}`,
+      );
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
   }
@@ -178,7 +262,8 @@ export async function importImage(opts: ImportOptions): Promise<void> {
 /** The engine to build for when none is named: the first one installed. */
 export function defaultEngine(envPath = process.env.PATH): ImageEngine | undefined {
   for (const e of IMAGE_ENGINES) {
-    for (const d of (envPath ?? '').split(':')) if (d && fs.existsSync(path.join(d, ENGINE_PROGRAM[e]))) return e;
+    for (const d of (envPath ?? '').split(':'))
+      if (d && fs.existsSync(path.join(d, ENGINE_PROGRAM[e]))) return e;
   }
   return undefined;
 }

@@ -48,12 +48,18 @@ export class MmdebstrapProgress {
     if (n && this.total === 0) this.total = Number(n[1]);
     if (/^Get:\d+ /.test(text) && this.total) {
       this.got++;
-      this.fraction = Math.max(this.fraction, DOWNLOAD.from + (DOWNLOAD.to - DOWNLOAD.from) * Math.min(1, this.got / this.total));
+      this.fraction = Math.max(
+        this.fraction,
+        DOWNLOAD.from + (DOWNLOAD.to - DOWNLOAD.from) * Math.min(1, this.got / this.total),
+      );
       detail = `${Math.min(this.got, this.total)}/${this.total} packages`;
     }
     if (/^Setting up /.test(text) && this.total) {
       this.setUp++;
-      this.fraction = Math.max(this.fraction, SETUP.from + (SETUP.to - SETUP.from) * Math.min(1, this.setUp / this.total));
+      this.fraction = Math.max(
+        this.fraction,
+        SETUP.from + (SETUP.to - SETUP.from) * Math.min(1, this.setUp / this.total),
+      );
       detail = `${Math.min(this.setUp, this.total)}/${this.total} packages`;
     }
     if (this.fraction === before && this.phase === beforePhase) return undefined;

@@ -23,7 +23,12 @@ export class BuildReport {
   ) {
     if (out.isTTY) {
       this.bar = new cliProgress.SingleBar(
-        { format: `${what} [{bar}] {percentage}% | {phase} {detail}`, hideCursor: true, clearOnComplete: false, stream: out },
+        {
+          format: `${what} [{bar}] {percentage}% | {phase} {detail}`,
+          hideCursor: true,
+          clearOnComplete: false,
+          stream: out,
+        },
         cliProgress.Presets.shades_classic,
       );
       this.bar.start(100, 0, { phase: 'starting', detail: '' });
@@ -41,7 +46,13 @@ export class BuildReport {
     const now = Date.now();
     if (this.notifier && now - this.lastNotified >= NOTIFY_EVERY_MS) {
       this.lastNotified = now;
-      this.notify({ summary: this.what, body: `${p.phase}${p.detail ? ` (${p.detail})` : ''}`, progress: pct, icon: 'dialog-information', urgency: 'low' });
+      this.notify({
+        summary: this.what,
+        body: `${p.phase}${p.detail ? ` (${p.detail})` : ''}`,
+        progress: pct,
+        icon: 'dialog-information',
+        urgency: 'low',
+      });
     }
   }
 
@@ -50,13 +61,26 @@ export class BuildReport {
     this.update({ phase, fraction });
   }
 
-  async finish(outcome: { ok: true; message: string } | { ok: false; message: string }): Promise<void> {
+  async finish(
+    outcome: { ok: true; message: string } | { ok: false; message: string },
+  ): Promise<void> {
     this.bar?.stop();
     if (this.notifier) {
       this.notify(
         outcome.ok
-          ? { summary: `${this.what}: done`, body: outcome.message, progress: 100, icon: 'dialog-information', urgency: 'normal' }
-          : { summary: `${this.what}: failed`, body: outcome.message, icon: 'dialog-error', urgency: 'critical' },
+          ? {
+              summary: `${this.what}: done`,
+              body: outcome.message,
+              progress: 100,
+              icon: 'dialog-information',
+              urgency: 'normal',
+            }
+          : {
+              summary: `${this.what}: failed`,
+              body: outcome.message,
+              icon: 'dialog-error',
+              urgency: 'critical',
+            },
       );
     }
     await this.pending;
@@ -65,7 +89,10 @@ export class BuildReport {
   private notify(n: Parameters<Notifier['notify']>[0]): void {
     // In order, each replacing the last: the first call's id is used by the rest.
     this.pending = this.pending.then(async () => {
-      const id = await this.notifier!.notify({ ...n, ...(this.notification !== undefined ? { replaces: this.notification } : {}) });
+      const id = await this.notifier!.notify({
+        ...n,
+        ...(this.notification !== undefined ? { replaces: this.notification } : {}),
+      });
       if (id) this.notification = id;
     });
   }

@@ -54,7 +54,12 @@ export function ownHierarchies(procSelfCgroup: string, mountinfo: string): Hiera
     const [fstype, , superOptions = ''] = post.split(' ');
     if (fstype !== 'cgroup' && fstype !== 'cgroup2') continue;
     const fields = pre.split(' ');
-    mounts.push({ root: unescapeMount(fields[3]!), point: unescapeMount(fields[4]!), v2: fstype === 'cgroup2', controllers: superOptions.split(',') });
+    mounts.push({
+      root: unescapeMount(fields[3]!),
+      point: unescapeMount(fields[4]!),
+      v2: fstype === 'cgroup2',
+      controllers: superOptions.split(','),
+    });
   }
   const out: Hierarchy[] = [];
   for (const line of procSelfCgroup.split('\n')) {
@@ -63,10 +68,17 @@ export function ownHierarchies(procSelfCgroup: string, mountinfo: string): Hiera
     const [, id, names, rel] = m;
     const v2 = id === '0' && names === '';
     const controllers = v2 ? ['*'] : names!.split(',');
-    const mount = mounts.find((mt) => (v2 ? mt.v2 : !mt.v2 && controllers.every((c) => mt.controllers.includes(c))));
+    const mount = mounts.find((mt) =>
+      v2 ? mt.v2 : !mt.v2 && controllers.every((c) => mt.controllers.includes(c)),
+    );
     if (!mount) continue;
     // The mount may show a sub-tree (a cgroup namespace or a bind): strip its root.
-    const inside = mount.root === '/' ? rel! : rel!.startsWith(mount.root) ? rel!.slice(mount.root.length) : undefined;
+    const inside =
+      mount.root === '/'
+        ? rel!
+        : rel!.startsWith(mount.root)
+          ? rel!.slice(mount.root.length)
+          : undefined;
     if (inside === undefined) continue;
     out.push({ controllers, dir: path.join(mount.point, inside).replace(/(.)\/$/, '$1') });
   }
@@ -96,17 +108,22 @@ export type LimitsSupport =
 export function limitsSupport(env: NodeJS.ProcessEnv = process.env): LimitsSupport {
   let hierarchies: Hierarchy[] = [];
   try {
-    hierarchies = ownHierarchies(fs.readFileSync('/proc/self/cgroup', 'utf8'), fs.readFileSync('/proc/self/mountinfo', 'utf8'));
+    hierarchies = ownHierarchies(
+      fs.readFileSync('/proc/self/cgroup', 'utf8'),
+      fs.readFileSync('/proc/self/mountinfo', 'utf8'),
+    );
   } catch {
     /* no /proc: nothing to find */
   }
   const v1 = (c: string) => hierarchies.find((h) => h.controllers.includes(c));
   const memory = v1('memory');
   const pids = v1('pids');
-  if (memory && pids && writable(memory.dir) && writable(pids.dir)) return { how: 'cgroup v1', memory: memory.dir, pids: pids.dir };
+  if (memory && pids && writable(memory.dir) && writable(pids.dir))
+    return { how: 'cgroup v1', memory: memory.dir, pids: pids.dir };
   const runtime = env.XDG_RUNTIME_DIR;
   const systemdRun = findInPath('systemd-run', env.PATH);
-  if (runtime && systemdRun && fs.existsSync(path.join(runtime, 'systemd', 'private'))) return { how: 'systemd scope', systemdRun };
+  if (runtime && systemdRun && fs.existsSync(path.join(runtime, 'systemd', 'private')))
+    return { how: 'systemd scope', systemdRun };
   return {
     how: 'none',
     why: "the service's cgroup is not delegated to this user and no systemd user manager runs (start the service from the user's systemd, or delegate its cgroup)",
@@ -114,7 +131,11 @@ export function limitsSupport(env: NodeJS.ProcessEnv = process.env): LimitsSuppo
 }
 
 /** The cgroupfs way: a folder per cage beneath the delegated ones, with the limits written. */
-export function makeCgroupV1(support: Extract<LimitsSupport, { how: 'cgroup v1' }>, cage: string, limits: CageLimits): CageCgroup {
+export function makeCgroupV1(
+  support: Extract<LimitsSupport, { how: 'cgroup v1' }>,
+  cage: string,
+  limits: CageLimits,
+): CageCgroup {
   const memory = path.join(support.memory, `kagome-${cage}`);
   const pids = path.join(support.pids, `kagome-${cage}`);
   for (const dir of [memory, pids]) {
@@ -126,13 +147,25 @@ export function makeCgroupV1(support: Extract<LimitsSupport, { how: 'cgroup v1' 
     }
     fs.mkdirSync(dir, { recursive: true });
   }
-  fs.writeFileSync(path.join(memory, 'memory.limit_in_bytes'), limits.memoryMax ? String(limits.memoryMax) : '-1');
+  fs.writeFileSync(
+    path.join(memory, 'memory.limit_in_bytes'),
+    limits.memoryMax ? String(limits.memoryMax) : '-1',
+  );
   fs.writeFileSync(path.join(pids, 'pids.max'), limits.tasksMax ? String(limits.tasksMax) : 'max');
-  return { how: 'cgroup v1', made: [memory, pids], procs: [path.join(memory, 'cgroup.procs'), path.join(pids, 'cgroup.procs')] };
+  return {
+    how: 'cgroup v1',
+    made: [memory, pids],
+    procs: [path.join(memory, 'cgroup.procs'), path.join(pids, 'cgroup.procs')],
+  };
 }
 
 /** The command that starts `argv` in a transient systemd scope with the cage's limits. */
-export function systemdScopeArgv(systemdRun: string, cage: string, limits: CageLimits, argv: string[]): string[] {
+export function systemdScopeArgv(
+  systemdRun: string,
+  cage: string,
+  limits: CageLimits,
+  argv: string[],
+): string[] {
   return [
     systemdRun,
     '--user',
@@ -160,7 +193,10 @@ export function scopeOf(pid: number): CageCgroup | undefined {
 
 function ownHierarchiesOf(pid: number): Hierarchy[] {
   try {
-    return ownHierarchies(fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8'), fs.readFileSync('/proc/self/mountinfo', 'utf8'));
+    return ownHierarchies(
+      fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8'),
+      fs.readFileSync('/proc/self/mountinfo', 'utf8'),
+    );
   } catch {
     return [];
   }

@@ -19,7 +19,11 @@ export interface Paths {
 
 export function pathsFromEnv(env: Env): Paths {
   const dirs = baseDirs(env);
-  if (!env.HOME) throw new KagomeError('Failed', 'HOME is not set: kagome needs a home directory to keep cage files and homes in');
+  if (!env.HOME)
+    throw new KagomeError(
+      'Failed',
+      'HOME is not set: kagome needs a home directory to keep cage files and homes in',
+    );
   const runtime = dirs.runtimeDir ?? '';
   return {
     cagesDir: path.join(dirs.configHome, 'kagome', 'cages'),

@@ -83,7 +83,11 @@ export function childrenOf(pid: number): number[] {
   }
 }
 
-export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs: number, pollMs = 10): Promise<boolean> {
+export async function waitUntil(
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  pollMs = 10,
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await cond()) return true;

@@ -66,8 +66,13 @@ export async function readState(file: string): Promise<StateRead | undefined> {
   return typeof checked === 'string' ? { problem: checked } : { state: checked };
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isProcRef = (v: unknown): v is ProcRef => isObject(v) && Number.isSafeInteger(v.pid) && (v.pid as number) > 0 && typeof v.start === 'string';
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+const isProcRef = (v: unknown): v is ProcRef =>
+  isObject(v) &&
+  Number.isSafeInteger(v.pid) &&
+  (v.pid as number) > 0 &&
+  typeof v.start === 'string';
 
 /** The state, or what is wrong with it. */
 export function checkState(v: unknown): CageState | string {
@@ -77,17 +82,29 @@ export function checkState(v: unknown): CageState | string {
       ? `it was written by a newer kagome (state version ${v.version}; this one reads ${STATE_VERSION})`
       : `it has no state version this kagome reads (${JSON.stringify(v.version)})`;
   }
-  for (const k of ['name', 'backend', 'display', 'startedAt'] as const) if (typeof v[k] !== 'string') return `its ${k} is not a string`;
-  for (const k of ['sandbox', 'displayState', 'bridges'] as const) if (!isObject(v[k])) return `its ${k} is not an object`;
-  if (!Object.values(v.bridges as object).every(isObject)) return 'a bridge record is not an object';
+  for (const k of ['name', 'backend', 'display', 'startedAt'] as const)
+    if (typeof v[k] !== 'string') return `its ${k} is not a string`;
+  for (const k of ['sandbox', 'displayState', 'bridges'] as const)
+    if (!isObject(v[k])) return `its ${k} is not an object`;
+  if (!Object.values(v.bridges as object).every(isObject))
+    return 'a bridge record is not an object';
   if (!isProcRef(v.owner)) return 'its owner is not a process';
-  if (!Array.isArray(v.programs) || !v.programs.every(isProcRef)) return 'its programs are not a list of processes';
-  if (v.hostSession !== undefined && typeof v.hostSession !== 'string') return 'its hostSession is not a string';
+  if (!Array.isArray(v.programs) || !v.programs.every(isProcRef))
+    return 'its programs are not a list of processes';
+  if (v.hostSession !== undefined && typeof v.hostSession !== 'string')
+    return 'its hostSession is not a string';
   const c = v.config;
   // An older kagome kept no configuration: such a cage cannot be stopped as it was started.
   if (!isObject(c)) return 'it has no configuration (written by an older kagome)';
-  if (c.name !== v.name || c.backend !== v.backend || c.display !== v.display) return 'its configuration is not the cage it names';
-  if (typeof c.home !== 'string' || !Array.isArray(c.mounts) || !isObject(c.environment) || !isObject(c.clipboard)) return 'its configuration lacks home, mounts, environment or clipboard';
+  if (c.name !== v.name || c.backend !== v.backend || c.display !== v.display)
+    return 'its configuration is not the cage it names';
+  if (
+    typeof c.home !== 'string' ||
+    !Array.isArray(c.mounts) ||
+    !isObject(c.environment) ||
+    !isObject(c.clipboard)
+  )
+    return 'its configuration lacks home, mounts, environment or clipboard';
   return v as unknown as CageState;
 }
 

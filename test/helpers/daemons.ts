@@ -79,7 +79,11 @@ export function readFirstLine(
       if (nl >= 0) done(null, buf.slice(0, nl).trim());
     };
     const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
-      done(new Error(`${what} exited (code ${code}, signal ${signal}) before it was ready:\n${stderrText()}`));
+      done(
+        new Error(
+          `${what} exited (code ${code}, signal ${signal}) before it was ready:\n${stderrText()}`,
+        ),
+      );
     };
     const onError = (err: Error): void => done(err);
     const timer = setTimeout(() => {
@@ -111,7 +115,12 @@ export function unrefDaemon(child: ChildProcess): void {
 }
 
 /** Spawns a daemon and waits until it runs; a missing binary is named with its Debian package. */
-export async function spawnDaemon(command: string, args: string[], options: SpawnOptions, debianPackage: string): Promise<ChildProcess> {
+export async function spawnDaemon(
+  command: string,
+  args: string[],
+  options: SpawnOptions,
+  debianPackage: string,
+): Promise<ChildProcess> {
   const child = spawn(command, args, options);
   try {
     await new Promise<void>((resolve, reject) => {
@@ -120,7 +129,9 @@ export async function spawnDaemon(command: string, args: string[], options: Spaw
     });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new Error(`${command} is not installed (Debian package: ${debianPackage})`, { cause: err });
+      throw new Error(`${command} is not installed (Debian package: ${debianPackage})`, {
+        cause: err,
+      });
     }
     throw err;
   }

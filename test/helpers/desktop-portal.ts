@@ -19,13 +19,31 @@ export interface DesktopPortal {
 }
 
 async function owned(address: string, name: string): Promise<boolean> {
-  const r = await execa('gdbus', ['call', '--address', address, '--dest', 'org.freedesktop.DBus', '--object-path', '/org/freedesktop/DBus', '--method', 'org.freedesktop.DBus.NameHasOwner', name], { reject: false });
+  const r = await execa(
+    'gdbus',
+    [
+      'call',
+      '--address',
+      address,
+      '--dest',
+      'org.freedesktop.DBus',
+      '--object-path',
+      '/org/freedesktop/DBus',
+      '--method',
+      'org.freedesktop.DBus.NameHasOwner',
+      name,
+    ],
+    { reject: false },
+  );
   return r.exitCode === 0 && String(r.stdout).includes('true');
 }
 
 export async function startDesktopPortal(env: Record<string, string>): Promise<DesktopPortal> {
   const address = env.DBUS_SESSION_BUS_ADDRESS!;
-  const opts = { env: { ...env, XDG_CURRENT_DESKTOP: 'gnome', GTK_A11Y: 'none', NO_AT_BRIDGE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'] };
+  const opts = {
+    env: { ...env, XDG_CURRENT_DESKTOP: 'gnome', GTK_A11Y: 'none', NO_AT_BRIDGE: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'],
+  };
   const started: ChildProcess[] = [];
   const logs: (() => string)[] = [];
   const log = () => logs.map((l) => l()).join('\n');
@@ -41,7 +59,11 @@ export async function startDesktopPortal(env: Record<string, string>): Promise<D
       track(child);
       started.push(child);
       logs.push(tail(child.stderr), tail(child.stdout));
-      await waitFor(`${program} on the test bus`, async () => child.exitCode === null && (await owned(address, name)), { timeoutMs: 20_000, pollMs: 100, detail: log });
+      await waitFor(
+        `${program} on the test bus`,
+        async () => child.exitCode === null && (await owned(address, name)),
+        { timeoutMs: 20_000, pollMs: 100, detail: log },
+      );
     }
   } catch (e) {
     await stop();

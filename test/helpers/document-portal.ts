@@ -27,31 +27,47 @@ export function isMounted(mountPoint: string): boolean {
 export async function startDocumentPortal(env: Record<string, string>): Promise<DocumentPortal> {
   const mountPoint = path.join(env.XDG_RUNTIME_DIR!, 'doc');
   const opts = { env, stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'] };
-  const store = await spawnDaemon(path.join(LIBEXEC, 'xdg-permission-store'), ['--replace'], opts, 'xdg-desktop-portal');
+  const store = await spawnDaemon(
+    path.join(LIBEXEC, 'xdg-permission-store'),
+    ['--replace'],
+    opts,
+    'xdg-desktop-portal',
+  );
   track(store);
   let portal: ChildProcess;
   try {
-    portal = await spawnDaemon(path.join(LIBEXEC, 'xdg-document-portal'), ['--replace'], opts, 'xdg-desktop-portal');
+    portal = await spawnDaemon(
+      path.join(LIBEXEC, 'xdg-document-portal'),
+      ['--replace'],
+      opts,
+      'xdg-desktop-portal',
+    );
   } catch (e) {
     await stopChild(store);
     throw e;
   }
   track(portal, () => {
-    if (isMounted(mountPoint)) execFileSync('fusermount3', ['-u', '-z', mountPoint], { stdio: 'ignore' });
+    if (isMounted(mountPoint))
+      execFileSync('fusermount3', ['-u', '-z', mountPoint], { stdio: 'ignore' });
   });
   const logs = [tail(store.stderr), tail(portal.stderr)];
   const log = () => logs.map((l) => l()).join('\n');
   const stop = async () => {
     await stopChild(portal);
-    if (isMounted(mountPoint)) await execa('fusermount3', ['-u', '-z', mountPoint], { reject: false });
+    if (isMounted(mountPoint))
+      await execa('fusermount3', ['-u', '-z', mountPoint], { reject: false });
     await stopChild(store);
   };
   try {
     const mounted = () => {
-      if (portal.exitCode !== null) throw new Error(`xdg-document-portal exited (${portal.exitCode})`);
+      if (portal.exitCode !== null)
+        throw new Error(`xdg-document-portal exited (${portal.exitCode})`);
       return isMounted(mountPoint);
     };
-    await waitFor(`xdg-document-portal to mount ${mountPoint}`, mounted, { timeoutMs: 10_000, pollMs: 20 });
+    await waitFor(`xdg-document-portal to mount ${mountPoint}`, mounted, {
+      timeoutMs: 10_000,
+      pollMs: 20,
+    });
   } catch (e) {
     await stop();
     throw new Error(`${(e as Error).message}:\n${log()}`);

@@ -23,7 +23,8 @@ import { waitFor } from './wait.js';
 // (its client, its options, its error texts) is still exercised for real.
 
 // One per account: rootless podman's store belongs to the user who made it.
-export const CACHE = process.env.KAGOME_TEST_CACHE ?? `/var/tmp/kagome-test-cache-${os.userInfo().username}`;
+export const CACHE =
+  process.env.KAGOME_TEST_CACHE ?? `/var/tmp/kagome-test-cache-${os.userInfo().username}`;
 
 export interface Engine {
   /** environment for the service and the engine's client */
@@ -42,7 +43,8 @@ function podmanRunDir(): string {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   // A name in a shared folder could have been made by someone else first: never use theirs.
   const st = fs.statSync(dir);
-  if (st.uid !== os.userInfo().uid || (st.mode & 0o077) !== 0) throw new Error(`${dir} is not this account's own private folder; remove it`);
+  if (st.uid !== os.userInfo().uid || (st.mode & 0o077) !== 0)
+    throw new Error(`${dir} is not this account's own private folder; remove it`);
   return dir;
 }
 
@@ -99,16 +101,23 @@ export function podmanEnv(): Record<string, string> {
  * gone is removed by any podman): what removeKagomeContainers meets of the service's is stopped.
  */
 async function pinPodmanRunroot(penv: Record<string, string>): Promise<void> {
-  const r = await execa('podman', ['info', '--format', '{{.Store.RunRoot}}'], { env: { ...process.env, ...penv, XDG_RUNTIME_DIR: podmanRunDir() }, reject: false });
+  const r = await execa('podman', ['info', '--format', '{{.Store.RunRoot}}'], {
+    env: { ...process.env, ...penv, XDG_RUNTIME_DIR: podmanRunDir() },
+    reject: false,
+  });
   if (r.exitCode !== 0) throw new Error(`podman cannot open the test store: ${r.stderr}`);
 }
 
 /** Remove the containers kagome made (label io.kagome.cage), whatever a failed test left. */
 export async function removeKagomeContainers(env: Record<string, string>): Promise<void> {
   const all = { ...process.env, ...env };
-  const r = await execa('podman', ['ps', '--all', '--quiet', '--filter', 'label=io.kagome.cage'], { env: all, reject: false });
+  const r = await execa('podman', ['ps', '--all', '--quiet', '--filter', 'label=io.kagome.cage'], {
+    env: all,
+    reject: false,
+  });
   const ids = String(r.stdout).split('\n').filter(Boolean);
-  if (ids.length) await execa('podman', ['rm', '--force', '--time', '0', ...ids], { env: all, reject: false });
+  if (ids.length)
+    await execa('podman', ['rm', '--force', '--time', '0', ...ids], { env: all, reject: false });
 }
 
 export async function startPodman(): Promise<Engine> {
@@ -133,13 +142,20 @@ export async function startDockerApi(): Promise<Engine & { podmanEnv: Record<str
   const env = { ...penv, DOCKER_HOST: `unix://${sock}` };
   const answers = async () => {
     if (fs.existsSync(sock)) {
-      const r = await execa('docker', ['version', '--format', '{{.Server.Version}}'], { env: { ...process.env, ...env }, reject: false });
+      const r = await execa('docker', ['version', '--format', '{{.Server.Version}}'], {
+        env: { ...process.env, ...env },
+        reject: false,
+      });
       if (r.exitCode === 0) return true;
     }
     if (child.exitCode !== null) throw new Error(`podman system service exited: ${stderr}`);
     return false;
   };
-  await waitFor(`podman's Docker API to answer on ${sock}`, answers, { timeoutMs: 20000, pollMs: 50, detail: () => stderr });
+  await waitFor(`podman's Docker API to answer on ${sock}`, answers, {
+    timeoutMs: 20000,
+    pollMs: 50,
+    detail: () => stderr,
+  });
   return {
     env,
     podmanEnv: penv,
@@ -167,9 +183,13 @@ async function killOrphanConmons(penv: Record<string, string>): Promise<void> {
     } catch {
       continue;
     }
-    if (path.basename(args[0] ?? '') !== 'conmon' || !args.some((a) => a.startsWith(graph))) continue;
+    if (path.basename(args[0] ?? '') !== 'conmon' || !args.some((a) => a.startsWith(graph)))
+      continue;
     const id = args[args.indexOf('-c') + 1];
-    const exists = await execa('podman', ['container', 'exists', id ?? ''], { env: { ...process.env, ...penv }, reject: false });
+    const exists = await execa('podman', ['container', 'exists', id ?? ''], {
+      env: { ...process.env, ...penv },
+      reject: false,
+    });
     if (exists.exitCode !== 0) {
       try {
         process.kill(Number(pid), 'SIGKILL');

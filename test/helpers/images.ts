@@ -1,6 +1,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { buildRootfs, DEFAULT_RECIPE, imageExists, importImage, recipeDigest, type ImageEngine } from '../../lib/image/build.js';
+import {
+  buildRootfs,
+  DEFAULT_RECIPE,
+  imageExists,
+  importImage,
+  recipeDigest,
+  type ImageEngine,
+} from '../../lib/image/build.js';
 import { CACHE } from './engines.js';
 import { waitFor } from './wait.js';
 
@@ -29,12 +36,18 @@ export async function cachedRootfs(recipe = DEFAULT_RECIPE, prefix = 'rootfs'): 
       return fs.existsSync(tar) ? { built: true } : undefined;
     }
   };
-  const got = await waitFor(`the lock ${lock}, or another build's ${tar}`, taken, { timeoutMs: 15 * 60_000, pollMs: 1000, detail: () => `remove ${lock} if no other build runs` });
+  const got = await waitFor(`the lock ${lock}, or another build's ${tar}`, taken, {
+    timeoutMs: 15 * 60_000,
+    pollMs: 1000,
+    detail: () => `remove ${lock} if no other build runs`,
+  });
   const { fd } = got;
   if (fd === undefined) return tar;
   try {
     if (fs.existsSync(tar)) return tar;
-    process.stderr.write(`building a root filesystem with mmdebstrap into ${tar} (a minute or two, once per machine)\n`);
+    process.stderr.write(
+      `building a root filesystem with mmdebstrap into ${tar} (a minute or two, once per machine)\n`,
+    );
     const t0 = Date.now();
     await buildRootfs({ out: tar, packagesFile: recipe });
     process.stderr.write(`built in ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
@@ -45,7 +58,10 @@ export async function cachedRootfs(recipe = DEFAULT_RECIPE, prefix = 'rootfs'): 
   }
 }
 
-export async function ensureTestImage(engine: ImageEngine, env: Record<string, string>): Promise<string> {
+export async function ensureTestImage(
+  engine: ImageEngine,
+  env: Record<string, string>,
+): Promise<string> {
   const all = { ...process.env, ...env };
   if (await imageExists(engine, TEST_IMAGE, all)) return TEST_IMAGE;
   const tar = await cachedRootfs();

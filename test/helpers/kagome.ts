@@ -50,7 +50,15 @@ export class World {
    * With `systemData`, XDG_DATA_DIRS starts with a temporary folder (systemApps is its
    * applications/), standing for /usr/share: "installed" programs go there.
    */
-  static async create(opts: { servicesDirs?: string[]; systemData?: boolean; documentPortal?: boolean; pulseaudio?: boolean; xvfb?: XvfbOptions } = {}): Promise<World> {
+  static async create(
+    opts: {
+      servicesDirs?: string[];
+      systemData?: boolean;
+      documentPortal?: boolean;
+      pulseaudio?: boolean;
+      xvfb?: XvfbOptions;
+    } = {},
+  ): Promise<World> {
     const tmp = await makeTempEnv();
     const xvfb = await startXvfb(opts.xvfb);
     const baseEnv: Record<string, string> = {
@@ -64,7 +72,10 @@ export class World {
       fs.mkdirSync(path.join(system, 'applications'), { recursive: true });
       baseEnv.XDG_DATA_DIRS = `${system}:/usr/share`;
     }
-    const bus = await startSessionBus({ env: baseEnv, ...(opts.servicesDirs ? { servicesDirs: opts.servicesDirs } : {}) });
+    const bus = await startSessionBus({
+      env: baseEnv,
+      ...(opts.servicesDirs ? { servicesDirs: opts.servicesDirs } : {}),
+    });
     const env = { ...baseEnv, DBUS_SESSION_BUS_ADDRESS: bus.address };
     const world = new World(tmp, bus, xvfb, env);
     if (opts.documentPortal) world.portal = await startDocumentPortal(env);
@@ -114,9 +125,14 @@ export class World {
   }
 
   /** `wrap` runs the service through another command (e.g. setpriv to drop capabilities). */
-  async startService(opts: { wrap?: string[]; env?: Record<string, string> } = {}): Promise<ServiceProcess> {
+  async startService(
+    opts: { wrap?: string[]; env?: Record<string, string> } = {},
+  ): Promise<ServiceProcess> {
     const argv = [...(opts.wrap ?? []), process.execPath, KAGOME, 'daemon'];
-    const child = spawn(argv[0]!, argv.slice(1), { env: { ...this.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(argv[0]!, argv.slice(1), {
+      env: { ...this.env, ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     track(child);
     const append = (d: Buffer) => (this.serviceLog += d.toString());
     child.stdout!.on('data', append);
@@ -126,7 +142,8 @@ export class World {
     await waitFor(
       'the kagome daemon to take io.kagome.Kagome',
       async () => {
-        if (child.exitCode !== null) throw new Error(`kagome daemon exited (${child.exitCode}):\n${this.serviceLog}`);
+        if (child.exitCode !== null)
+          throw new Error(`kagome daemon exited (${child.exitCode}):\n${this.serviceLog}`);
         return this.nameHasOwner();
       },
       { timeoutMs: 15000, pollMs: 20, detail: () => this.serviceLog },
@@ -139,14 +156,25 @@ export class World {
     const s = this.service;
     if (!s) return;
     s.child.kill('SIGKILL');
-    if (s.child.exitCode === null && s.child.signalCode === null) await new Promise((r) => s.child.once('exit', r));
+    if (s.child.exitCode === null && s.child.signalCode === null)
+      await new Promise((r) => s.child.once('exit', r));
     this.service = undefined;
     // The bus notices the lost connection; wait until the name is free again.
-    await waitFor('the bus to free io.kagome.Kagome', async () => !(await this.nameHasOwner()), { timeoutMs: 5000, pollMs: 20 });
+    await waitFor('the bus to free io.kagome.Kagome', async () => !(await this.nameHasOwner()), {
+      timeoutMs: 5000,
+      pollMs: 20,
+    });
   }
 
   async nameHasOwner(): Promise<boolean> {
-    const [owned] = await this.callRaw('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'NameHasOwner', 's', ['io.kagome.Kagome']);
+    const [owned] = await this.callRaw(
+      'org.freedesktop.DBus',
+      '/org/freedesktop/DBus',
+      'org.freedesktop.DBus',
+      'NameHasOwner',
+      's',
+      ['io.kagome.Kagome'],
+    );
     return owned as boolean;
   }
 
@@ -159,8 +187,24 @@ export class World {
   }
 
   /** A call to any bus name, unchecked: for other services, and for what kagome's contract forbids. */
-  async callRaw(destination: string, objectPath: string, iface: string, member: string, signature: string, body: unknown[]): Promise<unknown[]> {
-    const reply = await this.clientBus().call(new dbus.Message({ destination, path: objectPath, interface: iface, member, signature, body }));
+  async callRaw(
+    destination: string,
+    objectPath: string,
+    iface: string,
+    member: string,
+    signature: string,
+    body: unknown[],
+  ): Promise<unknown[]> {
+    const reply = await this.clientBus().call(
+      new dbus.Message({
+        destination,
+        path: objectPath,
+        interface: iface,
+        member,
+        signature,
+        body,
+      }),
+    );
     return reply?.body ?? [];
   }
 
@@ -174,7 +218,12 @@ export class World {
   }
 
   /** A call with a signature the contract does not have, to see how the service refuses it. */
-  sendUnchecked(iface: string, member: string, signature: string, body: unknown[]): Promise<unknown[]> {
+  sendUnchecked(
+    iface: string,
+    member: string,
+    signature: string,
+    body: unknown[],
+  ): Promise<unknown[]> {
     return this.callRaw(BUS_NAME, OBJECT_PATH, iface, member, signature, body);
   }
 
@@ -195,7 +244,11 @@ export class World {
   }
 
   kagome(args: string[], extraEnv: Record<string, string> = {}) {
-    return execa(process.execPath, [KAGOME, ...args], { env: { ...this.env, ...extraEnv }, reject: false, timeout: 60000 });
+    return execa(process.execPath, [KAGOME, ...args], {
+      env: { ...this.env, ...extraEnv },
+      reject: false,
+      timeout: 60000,
+    });
   }
 
   /** Path of a file in a cage's private home, as the host sees it. */
@@ -212,12 +265,18 @@ export class World {
     await waitFor(`${file} to be written`, () => fs.existsSync(file), { timeoutMs, pollMs: 25 });
     // Never a timeout: once the moment is over, `until` holds and the empty text is returned.
     const settle = Date.now() + 1000;
-    return waitFor(`${file} not to be empty`, () => fs.readFileSync(file, 'utf8'), { timeoutMs: 1000, pollMs: 25, until: (text) => text !== '' || Date.now() >= settle });
+    return waitFor(`${file} not to be empty`, () => fs.readFileSync(file, 'utf8'), {
+      timeoutMs: 1000,
+      pollMs: 25,
+      until: (text) => text !== '' || Date.now() >= settle,
+    });
   }
 
   cageState(cage: string): Record<string, unknown> | undefined {
     try {
-      return JSON.parse(fs.readFileSync(path.join(this.runtimeDir, 'cages', cage, 'state.json'), 'utf8')) as Record<string, unknown>;
+      return JSON.parse(
+        fs.readFileSync(path.join(this.runtimeDir, 'cages', cage, 'state.json'), 'utf8'),
+      ) as Record<string, unknown>;
     } catch {
       return undefined;
     }
@@ -251,8 +310,19 @@ export class World {
       return;
     }
     for (const name of names) {
-      const state = this.cageState(name) as { sandbox?: Record<string, { pid: number } | undefined>; displayState?: Record<string, { pid: number } | undefined> } | undefined;
-      const pids = [state?.sandbox?.init, state?.sandbox?.slirp, state?.sandbox?.bwrap, state?.displayState?.client, state?.displayState?.server];
+      const state = this.cageState(name) as
+        | {
+            sandbox?: Record<string, { pid: number } | undefined>;
+            displayState?: Record<string, { pid: number } | undefined>;
+          }
+        | undefined;
+      const pids = [
+        state?.sandbox?.init,
+        state?.sandbox?.slirp,
+        state?.sandbox?.bwrap,
+        state?.displayState?.client,
+        state?.displayState?.server,
+      ];
       for (const p of pids) {
         if (p?.pid) {
           try {
@@ -270,7 +340,8 @@ export class World {
       try {
         const cages = await this.dbus.Cages1.List();
         for (const [name, p] of Object.entries(cages)) {
-          if (p.State?.value === 'running') await this.dbus.Cages1.Stop(name).catch(() => undefined);
+          if (p.State?.value === 'running')
+            await this.dbus.Cages1.Stop(name).catch(() => undefined);
         }
       } catch {
         /* the service may be gone */

@@ -51,24 +51,37 @@ function sharedLxd(dir: string): Engine & { dir: string } {
     dir,
     stop: async () => {
       const all = { ...process.env, ...env };
-      const list = await execa('lxc', ['list', '--format', 'csv', '--columns', 'n'], { env: all, reject: false });
-      for (const name of String(list.stdout).split('\n').filter((n) => n.startsWith('kagome-'))) {
+      const list = await execa('lxc', ['list', '--format', 'csv', '--columns', 'n'], {
+        env: all,
+        reject: false,
+      });
+      for (const name of String(list.stdout)
+        .split('\n')
+        .filter((n) => n.startsWith('kagome-'))) {
         await execa('lxc', ['delete', '--force', name], { env: all, reject: false });
       }
     },
   };
 }
 
-export async function startLxd(opts: { https?: { address: string; password: string } } = {}): Promise<Engine & { dir: string }> {
+export async function startLxd(
+  opts: { https?: { address: string; password: string } } = {},
+): Promise<Engine & { dir: string }> {
   const shared = opts.https ? process.env.KAGOME_TEST_LXD_FAR : process.env.KAGOME_TEST_LXD_DIR;
   if (shared) return sharedLxd(shared);
   // A user's own LXD (the system one) is never used: stop() deletes every kagome-* container.
-  if (process.getuid?.() !== 0) throw new Error('the LXD tests need the LXD daemons test/as-user starts: start the tests as root through test/as-user (they then run as the user kagome-test), or point KAGOME_TEST_LXD_DIR (and KAGOME_TEST_LXD_FAR, _FAR_ADDRESS, _FAR_PASSWORD) at LXD daemons of your own');
+  if (process.getuid?.() !== 0)
+    throw new Error(
+      'the LXD tests need the LXD daemons test/as-user starts: start the tests as root through test/as-user (they then run as the user kagome-test), or point KAGOME_TEST_LXD_DIR (and KAGOME_TEST_LXD_FAR, _FAR_ADDRESS, _FAR_PASSWORD) at LXD daemons of your own',
+    );
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-lxd-'));
   const env = { LXD_DIR: dir };
   const all = { ...process.env, ...env };
   const log = path.join(dir, 'lxd.log');
-  const child = spawn('lxd', ['--group', 'root', '--logfile', log], { env: all, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn('lxd', ['--group', 'root', '--logfile', log], {
+    env: all,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const cleanupSync = () => {
@@ -84,10 +97,18 @@ export async function startLxd(opts: { https?: { address: string; password: stri
   const ready = await execa('lxd', ['waitready', '--timeout', '60'], { env: all, reject: false });
   if (ready.exitCode !== 0) {
     await stopChild(child);
-    throw new Error(`lxd did not become ready: ${ready.stderr}\n${stderr}\n${fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : ''}`);
+    throw new Error(
+      `lxd did not become ready: ${ready.stderr}\n${stderr}\n${fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : ''}`,
+    );
   }
-  const config = opts.https ? `\n  core.https_address: ${opts.https.address}\n  core.trust_password: ${opts.https.password}` : '{}';
-  const init = await execa('lxd', ['init', '--preseed'], { env: all, input: preseed(config), reject: false });
+  const config = opts.https
+    ? `\n  core.https_address: ${opts.https.address}\n  core.trust_password: ${opts.https.password}`
+    : '{}';
+  const init = await execa('lxd', ['init', '--preseed'], {
+    env: all,
+    input: preseed(config),
+    reject: false,
+  });
   if (init.exitCode !== 0) {
     await stopChild(child);
     throw new Error(`lxd init --preseed failed: ${init.stderr}`);
@@ -122,17 +143,31 @@ function freePort(): Promise<number> {
  * across the network, never through its local socket. `prepare` runs against the remote
  * daemon's own socket (to import the image) before the service starts.
  */
-export async function startLxdRemote(prepare: (localEnv: Record<string, string>) => Promise<unknown>): Promise<Engine> {
+export async function startLxdRemote(
+  prepare: (localEnv: Record<string, string>) => Promise<unknown>,
+): Promise<Engine> {
   const address = process.env.KAGOME_TEST_LXD_FAR_ADDRESS ?? `127.0.0.1:${await freePort()}`;
   const password = process.env.KAGOME_TEST_LXD_FAR_PASSWORD ?? `kagome-test-${process.pid}`;
   const daemon = await startLxd({ https: { address, password } });
   const conf = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-lxc-conf-'));
   try {
     await prepare(daemon.env);
-    const add = await execa('lxc', ['remote', 'add', 'far', `https://${address}`, '--accept-certificate', '--password', password], {
-      env: { ...process.env, LXD_CONF: conf, LXD_DIR: path.join(conf, 'no-local-lxd') },
-      reject: false,
-    });
+    const add = await execa(
+      'lxc',
+      [
+        'remote',
+        'add',
+        'far',
+        `https://${address}`,
+        '--accept-certificate',
+        '--password',
+        password,
+      ],
+      {
+        env: { ...process.env, LXD_CONF: conf, LXD_DIR: path.join(conf, 'no-local-lxd') },
+        reject: false,
+      },
+    );
     if (add.exitCode !== 0) throw new Error(`lxc remote add failed: ${add.stderr}`);
   } catch (e) {
     await daemon.stop();

@@ -5,20 +5,50 @@ import dbus from 'dbus-next';
 const { Interface } = dbus.interface;
 
 export class FakeNotifications extends Interface {
-  calls: { app: string; summary: string; body: string; icon: string; replaces: number; actions: string[]; desktopEntry?: string; progress?: number }[] = [];
+  calls: {
+    app: string;
+    summary: string;
+    body: string;
+    icon: string;
+    replaces: number;
+    actions: string[];
+    desktopEntry?: string;
+    progress?: number;
+  }[] = [];
   private ids = 0;
-  Notify(app: string, replaces: number, icon: string, summary: string, body: string, actions: string[], hints: Record<string, { value: unknown }>): number {
+  Notify(
+    app: string,
+    replaces: number,
+    icon: string,
+    summary: string,
+    body: string,
+    actions: string[],
+    hints: Record<string, { value: unknown }>,
+  ): number {
     const value = hints?.value?.value;
     const entry = hints?.['desktop-entry']?.value;
-    this.calls.push({ app, summary, body, icon, replaces, actions, ...(typeof entry === 'string' ? { desktopEntry: entry } : {}), ...(typeof value === 'number' ? { progress: value } : {}) });
+    this.calls.push({
+      app,
+      summary,
+      body,
+      icon,
+      replaces,
+      actions,
+      ...(typeof entry === 'string' ? { desktopEntry: entry } : {}),
+      ...(typeof value === 'number' ? { progress: value } : {}),
+    });
     // As servers do: a replacing notification keeps its id.
     return replaces || ++this.ids;
   }
 }
-FakeNotifications.configureMembers({ methods: { Notify: { inSignature: 'susssasa{sv}i', outSignature: 'u' } } });
+FakeNotifications.configureMembers({
+  methods: { Notify: { inSignature: 'susssasa{sv}i', outSignature: 'u' } },
+});
 
 /** Owns org.freedesktop.Notifications on the bus at `address` until stopped. */
-export async function startNotifications(address: string): Promise<{ server: FakeNotifications; stop(): void }> {
+export async function startNotifications(
+  address: string,
+): Promise<{ server: FakeNotifications; stop(): void }> {
   const bus = dbus.sessionBus({ busAddress: address });
   const server = new FakeNotifications('org.freedesktop.Notifications');
   bus.export('/org/freedesktop/Notifications', server);

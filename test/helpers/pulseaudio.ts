@@ -55,7 +55,10 @@ export async function startPulseAudio(env: Record<string, string>): Promise<Puls
   };
   const answers = async () => {
     if (child.exitCode !== null) throw new Error(`pulseaudio exited (${child.exitCode})`);
-    return fs.existsSync(socket) && (await execa('pactl', ['info'], { env: pactlEnv, reject: false })).exitCode === 0;
+    return (
+      fs.existsSync(socket) &&
+      (await execa('pactl', ['info'], { env: pactlEnv, reject: false })).exitCode === 0
+    );
   };
   try {
     await waitFor('pulseaudio to answer pactl info', answers, { timeoutMs: 10000, pollMs: 50 });
@@ -88,7 +91,10 @@ type Heard = { peak: number; firstLoudMs: number | undefined };
 function recordHost(server: PulseServer, seconds: number) {
   return execa(
     'sh',
-    ['-c', `timeout ${seconds} parec --device=host.monitor --format=s16le --rate=48000 --channels=1 --latency-msec=10 --raw || true`],
+    [
+      '-c',
+      `timeout ${seconds} parec --device=host.monitor --format=s16le --rate=48000 --channels=1 --latency-msec=10 --raw || true`,
+    ],
     { env: server.env, encoding: 'buffer', reject: false, maxBuffer: 64 * 1024 * 1024 },
   );
 }
@@ -109,7 +115,11 @@ function levels(pcm: Uint8Array, threshold: number): Heard {
  * Records the host sink's monitor for `seconds` and returns the peak level (0..1) and, when
  * sound arrived, how long after the start the first sample above `threshold` came.
  */
-export async function listenToHost(server: PulseServer, seconds: number, threshold = 0.05): Promise<Heard> {
+export async function listenToHost(
+  server: PulseServer,
+  seconds: number,
+  threshold = 0.05,
+): Promise<Heard> {
   const r = await recordHost(server, seconds);
   return levels(r.stdout as unknown as Uint8Array, threshold);
 }
@@ -118,7 +128,11 @@ export async function listenToHost(server: PulseServer, seconds: number, thresho
  * As listenToHost, but resolves once the recording has begun: when parec delivers its first
  * bytes (a monitor sends silence too), or has ended. Sound played after that is in `heard`.
  */
-export async function startListeningToHost(server: PulseServer, seconds: number, threshold = 0.05): Promise<{ heard: Promise<Heard> }> {
+export async function startListeningToHost(
+  server: PulseServer,
+  seconds: number,
+  threshold = 0.05,
+): Promise<{ heard: Promise<Heard> }> {
   const child = recordHost(server, seconds);
   const heard = child.then((r) => levels(r.stdout as unknown as Uint8Array, threshold));
   await new Promise<void>((resolve) => {

@@ -32,8 +32,16 @@ const PACKAGES: Record<string, string> = {
   import: 'imagemagick',
 };
 
-async function run(display: string, cmd: string, args: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  const r = await execa(cmd, args, { env: { DISPLAY: display }, reject: false, stripFinalNewline: true });
+async function run(
+  display: string,
+  cmd: string,
+  args: string[],
+): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const r = await execa(cmd, args, {
+    env: { DISPLAY: display },
+    reject: false,
+    stripFinalNewline: true,
+  });
   if (r.exitCode === undefined) {
     if (r.code === 'ENOENT') {
       throw new Error(`${cmd} is not installed (Debian package: ${PACKAGES[cmd] ?? cmd})`);
@@ -43,15 +51,23 @@ async function run(display: string, cmd: string, args: string[]): Promise<{ exit
   return { exitCode: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
-export async function waitForWindow(display: string, match: WindowMatch, opts: WindowWaitOptions = {}): Promise<FoundWindow> {
+export async function waitForWindow(
+  display: string,
+  match: WindowMatch,
+  opts: WindowWaitOptions = {},
+): Promise<FoundWindow> {
   if (match.wmClass === undefined && match.name === undefined) {
     throw new TypeError('waitForWindow needs wmClass or name to match');
   }
-  return waitFor(`a visible window with ${describe(match)} on ${display}`, async () => (await findWindows(display, match))[0], {
-    timeoutMs: opts.timeoutMs ?? 30_000,
-    pollMs: opts.pollMs ?? 100,
-    detail: async () => `windows that exist:\n${await listWindows(display)}`,
-  });
+  return waitFor(
+    `a visible window with ${describe(match)} on ${display}`,
+    async () => (await findWindows(display, match))[0],
+    {
+      timeoutMs: opts.timeoutMs ?? 30_000,
+      pollMs: opts.pollMs ?? 100,
+      detail: async () => `windows that exist:\n${await listWindows(display)}`,
+    },
+  );
 }
 
 /** Ids of every visible window with a name or a class: what a person would see. */
@@ -76,7 +92,8 @@ export async function countWindows(display: string, wmClass: string): Promise<nu
  */
 export async function windowProperty(display: string, id: string, prop: string): Promise<string> {
   const r = await run(display, 'xprop', ['-id', id, prop]);
-  if (r.exitCode !== 0) throw new Error(`xprop -id ${id} ${prop} failed on ${display}: ${r.stderr.trim()}`);
+  if (r.exitCode !== 0)
+    throw new Error(`xprop -id ${id} ${prop} failed on ${display}: ${r.stderr.trim()}`);
   const out = r.stdout;
   // "NAME(TYPE) = value" or "NAME(TYPE):" followed by indented lines; an unset property
   // prints "NAME:  not found." and an atom nobody ever interned "NAME:  no such atom...".
@@ -96,7 +113,8 @@ export async function windowProperty(display: string, id: string, prop: string):
 
 export async function screenshot(display: string, file: string): Promise<void> {
   const r = await run(display, 'import', ['-display', display, '-window', 'root', file]);
-  if (r.exitCode !== 0) throw new Error(`import -window root ${file} failed on ${display}: ${r.stderr.trim()}`);
+  if (r.exitCode !== 0)
+    throw new Error(`import -window root ${file} failed on ${display}: ${r.stderr.trim()}`);
 }
 
 export async function findWindows(display: string, match: WindowMatch): Promise<FoundWindow[]> {
@@ -104,7 +122,12 @@ export async function findWindows(display: string, match: WindowMatch): Promise<
   // exact comparison happens against what xprop reports.
   const ids = new Set<string>();
   const search = async (flag: string, text: string): Promise<void> => {
-    const r = await run(display, 'xdotool', ['search', '--onlyvisible', flag, `^${ereEscape(text)}$`]);
+    const r = await run(display, 'xdotool', [
+      'search',
+      '--onlyvisible',
+      flag,
+      `^${ereEscape(text)}$`,
+    ]);
     // exit 1 with no output just means "nothing matched"
     if (r.exitCode !== 0 && r.stdout.trim() !== '') {
       throw new Error(`xdotool search failed on ${display}: ${r.stderr.trim()}`);
@@ -180,7 +203,7 @@ export function parseXpropStrings(text: string): string[] {
   for (let m = re.exec(text); m; m = re.exec(text)) {
     const body = m[1] ?? '';
     const bytes: number[] = [];
-    for (let i = 0; i < body.length; ) {
+    for (let i = 0; i < body.length;) {
       const esc = /^\\([0-7]{1,3}|.)/s.exec(body.slice(i));
       if (esc) {
         const e = esc[1] ?? '';

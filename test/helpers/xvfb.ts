@@ -34,7 +34,18 @@ export async function startXvfb(opts: XvfbOptions = {}): Promise<Xvfb> {
   // accepting connections: no guessed numbers racing other servers, no polling.
   const child = await spawnDaemon(
     'Xvfb',
-    [...(opts.display ? [opts.display] : []), '-displayfd', '3', '-nolisten', 'tcp', '-screen', '0', `${width}x${height}x24`, ...(opts.dpi ? ['-dpi', String(opts.dpi)] : []), ...(opts.noreset ? ['-noreset'] : [])],
+    [
+      ...(opts.display ? [opts.display] : []),
+      '-displayfd',
+      '3',
+      '-nolisten',
+      'tcp',
+      '-screen',
+      '0',
+      `${width}x${height}x24`,
+      ...(opts.dpi ? ['-dpi', String(opts.dpi)] : []),
+      ...(opts.noreset ? ['-noreset'] : []),
+    ],
     { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] },
     'xvfb',
   );
@@ -43,14 +54,22 @@ export async function startXvfb(opts: XvfbOptions = {}): Promise<Xvfb> {
 
   let number: string;
   try {
-    number = await readFirstLine('Xvfb', child, child.stdio[3] as Readable, stderr, READY_TIMEOUT_MS);
+    number = await readFirstLine(
+      'Xvfb',
+      child,
+      child.stdio[3] as Readable,
+      stderr,
+      READY_TIMEOUT_MS,
+    );
   } catch (err) {
     await stopChild(child);
     throw err;
   }
   if (!/^\d+$/.test(number)) {
     await stopChild(child);
-    throw new Error(`Xvfb reported an unexpected display number ${JSON.stringify(number)}:\n${stderr()}`);
+    throw new Error(
+      `Xvfb reported an unexpected display number ${JSON.stringify(number)}:\n${stderr()}`,
+    );
   }
   unrefDaemon(child);
 

@@ -24,21 +24,52 @@ function status(pid: number): string {
   }
 }
 
-async function pixelsOf(display: string, env: Record<string, string>, file: string, colour: string): Promise<number> {
+async function pixelsOf(
+  display: string,
+  env: Record<string, string>,
+  file: string,
+  colour: string,
+): Promise<number> {
   await execa('import', ['-window', 'root', file], { env, extendEnv: false });
-  const r = await execa('convert', [file, '-fill', 'black', '+opaque', colour, '-fill', 'white', '-opaque', colour, '-format', '%[fx:mean*w*h]', 'info:'], { env, extendEnv: false });
+  const r = await execa(
+    'convert',
+    [
+      file,
+      '-fill',
+      'black',
+      '+opaque',
+      colour,
+      '-fill',
+      'white',
+      '-opaque',
+      colour,
+      '-format',
+      '%[fx:mean*w*h]',
+      'info:',
+    ],
+    { env, extendEnv: false },
+  );
   void display;
   return Number(r.stdout);
 }
 
 /** Waits until the page's colour covers a good part of the host display; the pixel count. */
-async function waitForPage(w: World, shot: string, colour = COLOUR, log = () => w.cageLog('web')): Promise<number> {
-  return waitFor(`the page drawn on the host display (pixels of ${colour})`, () => pixelsOf(w.display, w.env, shot, colour), {
-    timeoutMs: 60000,
-    pollMs: 500,
-    until: (drawn) => drawn >= 100000,
-    detail: () => log().split('\n').slice(-15).join('\n'),
-  });
+async function waitForPage(
+  w: World,
+  shot: string,
+  colour = COLOUR,
+  log = () => w.cageLog('web'),
+): Promise<number> {
+  return waitFor(
+    `the page drawn on the host display (pixels of ${colour})`,
+    () => pixelsOf(w.display, w.env, shot, colour),
+    {
+      timeoutMs: 60000,
+      pollMs: 500,
+      until: (drawn) => drawn >= 100000,
+      detail: () => log().split('\n').slice(-15).join('\n'),
+    },
+  );
 }
 
 /** Chromium's browser processes in the cage (not its zygotes, renderers or helpers: those have --type=). */
@@ -62,7 +93,11 @@ describe('Chromium in a default cage', () => {
 
   before(async () => {
     const found = await execa('sh', ['-c', 'command -v chromium'], { reject: false });
-    assert.equal(found.exitCode, 0, 'chromium is not installed: packaging/install-deps installs it for this test');
+    assert.equal(
+      found.exitCode,
+      0,
+      'chromium is not installed: packaging/install-deps installs it for this test',
+    );
     w = await World.create();
     w.writeCage('web', '[Cage]\n');
     await w.startService();
@@ -76,26 +111,50 @@ describe('Chromium in a default cage', () => {
     const shot = path.join(w.tmp.root, 'chromium.png');
     // Control: before the launch, nothing of that colour is on the screen.
     assert.equal(await pixelsOf(w.display, w.env, shot, COLOUR), 0);
-    await w.launchCommand('web', ['chromium', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--window-size=800,600', PAGE]);
+    await w.launchCommand('web', [
+      'chromium',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--window-size=800,600',
+      PAGE,
+    ]);
     await waitForPage(w, shot);
 
-    const state = w.cageState('web') as { sandbox: { pidNamespace: string; init: { pid: number } } };
-    const depth = (pid: number) => (/^NSpid:\s+(.*)$/m.exec(status(pid))?.[1] ?? '').trim().split(/\s+/).length;
+    const state = w.cageState('web') as {
+      sandbox: { pidNamespace: string; init: { pid: number } };
+    };
+    const depth = (pid: number) =>
+      (/^NSpid:\s+(.*)$/m.exec(status(pid))?.[1] ?? '').trim().split(/\s+/).length;
     const cageDepth = depth(state.sandbox.init.pid);
-    const all = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number);
+    const all = fs
+      .readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .map(Number);
     const browser = all.filter((p) => {
       try {
-        return /chromium/.test(fs.readFileSync(`/proc/${p}/cmdline`, 'utf8')) && depth(p) >= cageDepth;
+        return (
+          /chromium/.test(fs.readFileSync(`/proc/${p}/cmdline`, 'utf8')) && depth(p) >= cageDepth
+        );
       } catch {
         return false;
       }
     });
-    assert.ok(browser.some((p) => pidsInNamespace(state.sandbox.pidNamespace).includes(p)), 'chromium runs in the cage');
-    for (const pid of browser) assert.match(status(pid), /^Seccomp:\s+2$/m, `chromium ${pid} runs under a seccomp filter`);
+    assert.ok(
+      browser.some((p) => pidsInNamespace(state.sandbox.pidNamespace).includes(p)),
+      'chromium runs in the cage',
+    );
+    for (const pid of browser)
+      assert.match(status(pid), /^Seccomp:\s+2$/m, `chromium ${pid} runs under a seccomp filter`);
     // Its zygote and renderers sandbox themselves in namespaces of their own, below the cage's.
     const sandboxed = browser.filter((p) => depth(p) > cageDepth);
-    assert.ok(sandboxed.length > 0, "no chromium process is in a namespace of its own below the cage's: its sandbox is off");
-    for (const pid of browser) assert.doesNotMatch(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'), /--no-sandbox/);
+    assert.ok(
+      sandboxed.length > 0,
+      "no chromium process is in a namespace of its own below the cage's: its sandbox is off",
+    );
+    for (const pid of browser)
+      assert.doesNotMatch(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'), /--no-sandbox/);
   });
 
   // As on the host: a second launch reaches the running browser (its singleton socket in the
@@ -106,8 +165,17 @@ describe('Chromium in a default cage', () => {
     const mains = () => chromiumMains(w);
     const before = mains();
     assert.equal(before.length, 1, `one browser process runs: ${before.join(' ')}`);
-    await w.launchCommand('web', ['chromium', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', page]);
-    await waitForPage(w, path.join(w.tmp.root, 'chromium-2.png'), second, () => w.programLog('web', 'chromium'));
+    await w.launchCommand('web', [
+      'chromium',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      page,
+    ]);
+    await waitForPage(w, path.join(w.tmp.root, 'chromium-2.png'), second, () =>
+      w.programLog('web', 'chromium'),
+    );
     assert.deepEqual(mains(), before, 'the same browser process, no second one');
   });
 });
@@ -117,7 +185,11 @@ describe('Firefox ESR in a default cage', () => {
 
   before(async () => {
     const found = await execa('sh', ['-c', 'command -v firefox-esr'], { reject: false });
-    assert.equal(found.exitCode, 0, 'firefox-esr is not installed: packaging/install-deps installs it for this test');
+    assert.equal(
+      found.exitCode,
+      0,
+      'firefox-esr is not installed: packaging/install-deps installs it for this test',
+    );
     w = await World.create();
     w.writeCage('web', '[Cage]\n');
     await w.startService();
@@ -132,12 +204,24 @@ describe('Firefox ESR in a default cage', () => {
     const shot = path.join(w.tmp.root, 'firefox.png');
     assert.equal(await pixelsOf(w.display, w.env, shot, COLOUR), 0);
     // Firefox refuses data: pages given on its command line; a file in the cage's home it opens.
-    fs.writeFileSync(w.homeFile('web', 'page.html'), `<body style='background:${COLOUR}'><h1>kagome</h1></body>`);
-    await w.launchCommand('web', ['firefox-esr', '--new-instance', `file://${w.env.HOME}/page.html`]);
+    fs.writeFileSync(
+      w.homeFile('web', 'page.html'),
+      `<body style='background:${COLOUR}'><h1>kagome</h1></body>`,
+    );
+    await w.launchCommand('web', [
+      'firefox-esr',
+      '--new-instance',
+      `file://${w.env.HOME}/page.html`,
+    ]);
     await waitForPage(w, shot);
     const state = w.cageState('web') as { sandbox: { pidNamespace: string } };
-    const content = pidsInNamespace(state.sandbox.pidNamespace).filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('-contentproc'));
-    assert.ok(content.length > 0, 'Firefox started content processes (it did not crash back to one process)');
+    const content = pidsInNamespace(state.sandbox.pidNamespace).filter((p) =>
+      fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('-contentproc'),
+    );
+    assert.ok(
+      content.length > 0,
+      'Firefox started content processes (it did not crash back to one process)',
+    );
     for (const pid of content) assert.match(status(pid), /^Seccomp:\s+2$/m);
   });
 
@@ -146,7 +230,10 @@ describe('Firefox ESR in a default cage', () => {
   // found its profile locked and, after about 15 s, said "Firefox is already running".
   it('a second launch opens a new window in the running Firefox', async () => {
     const second = '#00ccff';
-    fs.writeFileSync(w.homeFile('web', 'again.html'), `<body style='background:${second}'><h1>again</h1></body>`);
+    fs.writeFileSync(
+      w.homeFile('web', 'again.html'),
+      `<body style='background:${second}'><h1>again</h1></body>`,
+    );
     const mains = () => {
       const state = w.cageState('web') as { sandbox: { pidNamespace: string } };
       return pidsInNamespace(state.sandbox.pidNamespace).filter((p) => {
@@ -161,10 +248,24 @@ describe('Firefox ESR in a default cage', () => {
     const before = mains();
     assert.equal(before.length, 1, `one Firefox runs: ${before.join(' ')}`);
     assert.equal(await countWindows(w.display, 'firefox-esr'), 1);
-    await w.launchCommand('web', ['sh', '-c', 'firefox-esr --new-window "file://$HOME/again.html"; echo $? > "$HOME/again.tmp"; mv "$HOME/again.tmp" "$HOME/again.status"']);
-    assert.equal((await w.readFileWhenWritten(w.homeFile('web', 'again.status'), 60000)).trim(), '0', w.programLog('web', 'sh'));
-    await waitForPage(w, path.join(w.tmp.root, 'firefox-2.png'), second, () => w.programLog('web', 'sh'));
-    assert.equal(await countWindows(w.display, 'firefox-esr'), 2, 'a second Firefox window, and no dialog');
+    await w.launchCommand('web', [
+      'sh',
+      '-c',
+      'firefox-esr --new-window "file://$HOME/again.html"; echo $? > "$HOME/again.tmp"; mv "$HOME/again.tmp" "$HOME/again.status"',
+    ]);
+    assert.equal(
+      (await w.readFileWhenWritten(w.homeFile('web', 'again.status'), 60000)).trim(),
+      '0',
+      w.programLog('web', 'sh'),
+    );
+    await waitForPage(w, path.join(w.tmp.root, 'firefox-2.png'), second, () =>
+      w.programLog('web', 'sh'),
+    );
+    assert.equal(
+      await countWindows(w.display, 'firefox-esr'),
+      2,
+      'a second Firefox window, and no dialog',
+    );
     assert.deepEqual(mains(), before, 'the same Firefox, no second one');
   });
 });

@@ -17,10 +17,29 @@ function vmRssKiB(pid: number): number {
 }
 
 /** gdbus sends a handle as the plain index GVariant text gives it, with no descriptor attached. */
-function gdbusGrantBadHandle(w: World, dest: string, objectPath: string, iface: string): Promise<{ exitCode?: number; stderr: string }> {
+function gdbusGrantBadHandle(
+  w: World,
+  dest: string,
+  objectPath: string,
+  iface: string,
+): Promise<{ exitCode?: number; stderr: string }> {
   return execa(
     'gdbus',
-    ['call', '--session', '--timeout', '3', '--dest', dest, '--object-path', objectPath, '--method', `${iface}.GrantFiles`, 'work', '[handle 7]', '{}'],
+    [
+      'call',
+      '--session',
+      '--timeout',
+      '3',
+      '--dest',
+      dest,
+      '--object-path',
+      objectPath,
+      '--method',
+      `${iface}.GrantFiles`,
+      'work',
+      '[handle 7]',
+      '{}',
+    ],
     { env: w.env, extendEnv: false, reject: false },
   );
 }
@@ -59,7 +78,12 @@ describe('the service survives hostile callers', () => {
     const file = path.join(REPO, 'dist', 'test', `plain-dbus-next-${process.pid}.mjs`);
     fs.writeFileSync(file, script);
     try {
-      const plain = execa(process.execPath, [file], { env: w.env, extendEnv: false, reject: false, timeout: 20000 });
+      const plain = execa(process.execPath, [file], {
+        env: w.env,
+        extendEnv: false,
+        reject: false,
+        timeout: 20000,
+      });
       await new Promise<void>((resolve) => plain.stdout!.once('data', () => resolve()));
       await gdbusGrantBadHandle(w, 'io.kagome.Plain', '/io/kagome/Plain', 'io.kagome.Files1');
       const ended = await plain;
@@ -76,7 +100,10 @@ describe('the service survives hostile callers', () => {
     assert.equal(w.service!.child.exitCode, null, 'the service is running');
     const cages = await w.dbus.Cages1.List();
     assert.ok('work' in cages);
-    assert.match(w.service!.log(), /dropped a D-Bus message that could not be read: No FDs available/);
+    assert.match(
+      w.service!.log(),
+      /dropped a D-Bus message that could not be read: No FDs available/,
+    );
   });
 
   it('wrong types, long and invalid names, unknown options: each a named error', async () => {
@@ -105,19 +132,33 @@ describe('the service survives hostile callers', () => {
     const calls: Promise<unknown>[] = [];
     for (let i = 0; i < 200; i++) {
       const kind = i % 3;
-      const p = kind === 0 ? w.dbus.Cages1.Start('flood') : kind === 1 ? w.dbus.Cages1.Stop('flood') : w.launchCommand('flood', ['sleep', '60']);
+      const p =
+        kind === 0
+          ? w.dbus.Cages1.Start('flood')
+          : kind === 1
+            ? w.dbus.Cages1.Stop('flood')
+            : w.launchCommand('flood', ['sleep', '60']);
       calls.push(p.catch((e: { type?: string }) => e));
     }
     const results = await Promise.all(calls);
     for (const r of results) {
-      if (r && typeof r === 'object' && 'type' in r) assert.match(String((r as { type: string }).type), /^io\.kagome\.Error\./, JSON.stringify(r).slice(0, 300));
+      if (r && typeof r === 'object' && 'type' in r)
+        assert.match(
+          String((r as { type: string }).type),
+          /^io\.kagome\.Error\./,
+          JSON.stringify(r).slice(0, 300),
+        );
     }
     assert.equal(w.service!.child.exitCode, null, 'the service is running');
     // Whatever order they ran in, one more Stop leaves nothing of the cage behind.
     await w.dbus.Cages1.Stop('flood');
     const info = await w.dbus.Cages1.Get('flood');
     assert.equal(info.State?.value, 'stopped');
-    const leftovers = (await execa('pgrep', ['-u', String(process.getuid!()), '-f', 'slirp4netns|kagome-flood'], { reject: false })).stdout.trim();
+    const leftovers = (
+      await execa('pgrep', ['-u', String(process.getuid!()), '-f', 'slirp4netns|kagome-flood'], {
+        reject: false,
+      })
+    ).stdout.trim();
     assert.equal(leftovers, '', 'no slirp4netns or bwrap of the cage is left');
     await w.launchCommand('flood', ['true']);
     await w.dbus.Cages1.Stop('flood');
@@ -125,7 +166,12 @@ describe('the service survives hostile callers', () => {
 
   it("the service's memory after all of that stays bounded", () => {
     const after = vmRssKiB(w.service!.child.pid!);
-    console.log(`service VmRSS: ${Math.round(rssBefore / 1024)} MiB before the fuzzing, ${Math.round(after / 1024)} MiB after`);
-    assert.ok(after < rssBefore * 2 + 64 * 1024, `VmRSS ${after} KiB after, ${rssBefore} KiB before`);
+    console.log(
+      `service VmRSS: ${Math.round(rssBefore / 1024)} MiB before the fuzzing, ${Math.round(after / 1024)} MiB after`,
+    );
+    assert.ok(
+      after < rssBefore * 2 + 64 * 1024,
+      `VmRSS ${after} KiB after, ${rssBefore} KiB before`,
+    );
   });
 });

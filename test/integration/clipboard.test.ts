@@ -21,24 +21,53 @@ async function inCage(w: World, cage: string, script: string): Promise<string> {
   const out = w.homeFile(cage, PROBE);
   fs.rmSync(out, { force: true });
   // xclip -i forks and keeps serving the selection; its output goes nowhere, so the probe file is complete.
-  await w.launchCommand(cage, ['sh', '-c', `{ ${script}\n} > "$HOME/${PROBE}.tmp" 2>/dev/null; mv "$HOME/${PROBE}.tmp" "$HOME/${PROBE}"`]);
+  await w.launchCommand(cage, [
+    'sh',
+    '-c',
+    `{ ${script}\n} > "$HOME/${PROBE}.tmp" 2>/dev/null; mv "$HOME/${PROBE}.tmp" "$HOME/${PROBE}"`,
+  ]);
   return w.readFileWhenWritten(out, 20000);
 }
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
-async function cageCopy(w: World, cage: string, text: string, sel: Sel = 'clipboard'): Promise<void> {
-  await inCage(w, cage, `printf %s ${quote(text)} | xclip -selection ${sel} -i >/dev/null 2>&1; echo ok`);
+async function cageCopy(
+  w: World,
+  cage: string,
+  text: string,
+  sel: Sel = 'clipboard',
+): Promise<void> {
+  await inCage(
+    w,
+    cage,
+    `printf %s ${quote(text)} | xclip -selection ${sel} -i >/dev/null 2>&1; echo ok`,
+  );
 }
 
 async function cagePaste(w: World, cage: string, sel: Sel = 'clipboard'): Promise<string> {
   return inCage(w, cage, `xclip -selection ${sel} -o`);
 }
 
-async function hostCopy(w: World, text: string | Buffer, sel: Sel = 'clipboard', target?: string): Promise<void> {
-  await execa('xclip', ['-selection', sel, ...(target ? ['-t', target] : []), '-i'], { env: w.env, input: text, stdout: 'ignore', stderr: 'ignore' });
+async function hostCopy(
+  w: World,
+  text: string | Buffer,
+  sel: Sel = 'clipboard',
+  target?: string,
+): Promise<void> {
+  await execa('xclip', ['-selection', sel, ...(target ? ['-t', target] : []), '-i'], {
+    env: w.env,
+    input: text,
+    stdout: 'ignore',
+    stderr: 'ignore',
+  });
   // xclip forks to serve the selection: wait until that child owns it.
-  const owned = async () => (await execa('xclip', ['-selection', sel, '-o', '-t', 'TARGETS'], { env: w.env, reject: false })).stdout.includes(target ?? 'UTF8_STRING');
+  const owned = async () =>
+    (
+      await execa('xclip', ['-selection', sel, '-o', '-t', 'TARGETS'], {
+        env: w.env,
+        reject: false,
+      })
+    ).stdout.includes(target ?? 'UTF8_STRING');
   await waitFor('the host copy', owned, { timeoutMs: 5000, pollMs: 25 });
 }
 
@@ -84,7 +113,11 @@ describe('clipboard bridge', () => {
     // What was copied before the cage started is there too... once the bridge has run: the first
     // launch started the cage and its bridge, which carried the host's clipboard over.
     await hostCopy(w, 'host → tocage 1');
-    await eventually(() => cagePaste(w, 'tocage'), 'host → tocage 1', 'the host copy inside the cage');
+    await eventually(
+      () => cagePaste(w, 'tocage'),
+      'host → tocage 1',
+      'the host copy inside the cage',
+    );
     await cageCopy(w, 'tocage', 'cage secret');
     await settle();
     assert.equal(await hostPaste(w), 'host → tocage 1');
@@ -109,7 +142,11 @@ describe('clipboard bridge', () => {
     const big = 'x'.repeat(2048);
     await hostCopy(w, big);
     // The bridge says when it refuses a copy: wait for that, then look in the cage.
-    await waitFor('the refusal of the big copy, in the service log', () => /larger than ClipboardMaxSize \(1024 bytes\)/.test(w.service!.log()), { timeoutMs: 10000, pollMs: 25 });
+    await waitFor(
+      'the refusal of the big copy, in the service log',
+      () => /larger than ClipboardMaxSize \(1024 bytes\)/.test(w.service!.log()),
+      { timeoutMs: 10000, pollMs: 25 },
+    );
     assert.equal(await cagePaste(w, 'both'), 'both → host');
     // Just under the limit crosses.
     const fits = 'y'.repeat(1000);
@@ -121,9 +158,17 @@ describe('clipboard bridge', () => {
     await cagePaste(w, 'middle'); // starts it
     await hostCopy(w, 'selected on the host', 'primary');
     await hostCopy(w, 'control for primary');
-    await eventually(() => cagePaste(w, 'middle', 'primary'), 'selected on the host', 'PRIMARY in the middle cage');
+    await eventually(
+      () => cagePaste(w, 'middle', 'primary'),
+      'selected on the host',
+      'PRIMARY in the middle cage',
+    );
     await eventually(() => cagePaste(w, 'both'), 'control for primary', 'the clipboard control');
-    assert.equal(await cagePaste(w, 'both', 'primary'), '', 'PRIMARY reached a cage without ClipboardPrimary');
+    assert.equal(
+      await cagePaste(w, 'both', 'primary'),
+      '',
+      'PRIMARY reached a cage without ClipboardPrimary',
+    );
     await w.dbus.Cages1.Stop('middle');
   });
 
@@ -161,13 +206,21 @@ describe('clipboard bridge', () => {
     assert.equal(toCage.exitCode, 0, toCage.stderr);
     assert.match(toCage.stdout, /copied 15 bytes of text from the host into cage asking/);
     assert.equal(await cagePaste(w, 'asking'), 'asked from host');
-    await waitFor('the notification', () => notifications.server.calls.find((c) => c.summary === 'Clipboard copied into asking'), { timeoutMs: 5000, pollMs: 25 });
+    await waitFor(
+      'the notification',
+      () => notifications.server.calls.find((c) => c.summary === 'Clipboard copied into asking'),
+      { timeoutMs: 5000, pollMs: 25 },
+    );
 
     await cageCopy(w, 'asking', 'second from cage');
     const [kind, bytes] = await w.dbus.Clipboard1.CopyToHost('asking');
     assert.deepEqual([kind, bytes], ['text', 16]);
     assert.equal(await hostPaste(w), 'second from cage');
-    assert.ok(notifications.server.calls.some((c) => c.summary === 'Clipboard copied from asking' && c.body.includes('16 bytes of text')));
+    assert.ok(
+      notifications.server.calls.some(
+        (c) => c.summary === 'Clipboard copied from asking' && c.body.includes('16 bytes of text'),
+      ),
+    );
   });
 
   it('ask: over the size limit, images in a text-only cage, and an empty clipboard are errors that say so', async () => {
@@ -175,11 +228,16 @@ describe('clipboard bridge', () => {
     let e = await w.rejection(w.dbus.Clipboard1.CopyToCage('asking'));
     assert.equal(e.type, 'io.kagome.Error.NotPermitted');
     assert.match(e.text, /larger than ClipboardMaxSize \(1024 bytes\)/);
-    const png = (await execa('convert', ['-size', '4x4', 'xc:red', 'png:-'], { encoding: 'buffer' })).stdout as unknown as Uint8Array;
+    const png = (
+      await execa('convert', ['-size', '4x4', 'xc:red', 'png:-'], { encoding: 'buffer' })
+    ).stdout as unknown as Uint8Array;
     await hostCopy(w, Buffer.from(png), 'clipboard', 'image/png');
     e = await w.rejection(w.dbus.Clipboard1.CopyToCage('asking'));
     assert.equal(e.type, 'io.kagome.Error.NotPermitted');
-    assert.match(e.text, /holds an image; this cage allows text only \(ClipboardImages=true allows images\)/);
+    assert.match(
+      e.text,
+      /holds an image; this cage allows text only \(ClipboardImages=true allows images\)/,
+    );
     e = await w.rejection(w.dbus.Clipboard1.CopyToHost('sealed'));
     assert.equal(e.type, 'io.kagome.Error.NotPermitted');
     e = await w.rejection(w.dbus.Clipboard1.CopyToHost('tocage'));
@@ -196,9 +254,17 @@ describe('clipboard bridge', () => {
     await settle();
     assert.equal(await cagePaste(w, 'sealed'), 'sealed own');
     // both takes from the host: the same copy arrives there, through the host.
-    await eventually(() => cagePaste(w, 'both'), 'from tohost to everyone?', 'the copy in the both cage, via the host');
+    await eventually(
+      () => cagePaste(w, 'both'),
+      'from tohost to everyone?',
+      'the copy in the both cage, via the host',
+    );
     // The cages' own displays are separate: xclip in one cage cannot name the other's display.
-    const other = await inCage(w, 'sealed', 'ls /run/kagome/xpra; xclip -display :100 -selection clipboard -o; echo "rc=$?"');
+    const other = await inCage(
+      w,
+      'sealed',
+      'ls /run/kagome/xpra; xclip -display :100 -selection clipboard -o; echo "rc=$?"',
+    );
     assert.doesNotMatch(other, /from tohost/);
   });
 

@@ -27,29 +27,62 @@ function shotFile(w: World, name: string): string {
 }
 
 async function setHostResources(display: string, text: string): Promise<void> {
-  await execa('xprop', ['-root', '-f', 'RESOURCE_MANAGER', '8s', '-set', 'RESOURCE_MANAGER', text], { env: { DISPLAY: display } });
+  await execa(
+    'xprop',
+    ['-root', '-f', 'RESOURCE_MANAGER', '8s', '-set', 'RESOURCE_MANAGER', text],
+    { env: { DISPLAY: display } },
+  );
 }
 
-async function pixelsOf(env: Record<string, string>, file: string, colour: string): Promise<number> {
+async function pixelsOf(
+  env: Record<string, string>,
+  file: string,
+  colour: string,
+): Promise<number> {
   await execa('import', ['-window', 'root', file], { env, extendEnv: false });
-  const r = await execa('convert', [file, '-fill', 'black', '+opaque', colour, '-fill', 'white', '-opaque', colour, '-format', '%[fx:mean*w*h]', 'info:'], { env, extendEnv: false });
+  const r = await execa(
+    'convert',
+    [
+      file,
+      '-fill',
+      'black',
+      '+opaque',
+      colour,
+      '-fill',
+      'white',
+      '-opaque',
+      colour,
+      '-format',
+      '%[fx:mean*w*h]',
+      'info:',
+    ],
+    { env, extendEnv: false },
+  );
   return Number(r.stdout);
 }
 
 async function waitForPage(w: World, shot: string, cage: string): Promise<number> {
-  return waitFor(`the page drawn on the host display (pixels of ${COLOUR}; see ${shot})`, () => pixelsOf(w.env, shot, COLOUR), {
-    timeoutMs: 60000,
-    pollMs: 500,
-    until: (drawn) => drawn >= 100000,
-    detail: () => w.programLog(cage, 'firefox-esr').split('\n').slice(-10).join('\n'),
-  });
+  return waitFor(
+    `the page drawn on the host display (pixels of ${COLOUR}; see ${shot})`,
+    () => pixelsOf(w.env, shot, COLOUR),
+    {
+      timeoutMs: 60000,
+      pollMs: 500,
+      until: (drawn) => drawn >= 100000,
+      detail: () => w.programLog(cage, 'firefox-esr').split('\n').slice(-10).join('\n'),
+    },
+  );
 }
 
 let probes = 0;
 /** What a shell in the cage prints, run as a program of the cage. */
 async function inCage(w: World, cage: string, script: string): Promise<string> {
   const name = `probe-${++probes}`;
-  await w.launchCommand(cage, ['sh', '-c', `{ ${script}; } > "$HOME/${name}.tmp" 2>&1; mv "$HOME/${name}.tmp" "$HOME/${name}.out"`]);
+  await w.launchCommand(cage, [
+    'sh',
+    '-c',
+    `{ ${script}; } > "$HOME/${name}.tmp" 2>&1; mv "$HOME/${name}.tmp" "$HOME/${name}.out"`,
+  ]);
   return w.readFileWhenWritten(w.homeFile(cage, `${name}.out`), 20000);
 }
 
@@ -96,29 +129,53 @@ describe('an xpra cage on a host display at 120 dpi', () => {
 
   it('a smaller host screen is followed, and the first size again', async () => {
     const env = { DISPLAY: w.display };
-    await execa('xrandr', ['--newmode', 'kg1024', '60', '1024', '1040', '1060', '1080', '768', '770', '772', '774'], { env });
+    await execa(
+      'xrandr',
+      ['--newmode', 'kg1024', '60', '1024', '1040', '1060', '1080', '768', '770', '772', '774'],
+      { env },
+    );
     await execa('xrandr', ['--addmode', 'screen', 'kg1024'], { env });
     await execa('xrandr', ['--output', 'screen', '--mode', 'kg1024'], { env });
-    const facts = await waitFor('the cage screen follows the host to 1024x768', () => inCage(w, 'x', SCREEN_FACTS), { ...WAIT, until: (f) => f.includes('1024x768 pixels') });
+    const facts = await waitFor(
+      'the cage screen follows the host to 1024x768',
+      () => inCage(w, 'x', SCREEN_FACTS),
+      { ...WAIT, until: (f) => f.includes('1024x768 pixels') },
+    );
     assert.match(facts, new RegExp(`resolution:\\s+${DPI}x${DPI} dots per inch`), facts);
     await execa('xrandr', ['--output', 'screen', '--mode', '1280x800'], { env });
-    await waitFor('the cage screen follows the host back to 1280x800', () => inCage(w, 'x', SCREEN_FACTS), { ...WAIT, until: (f) => f.includes('1280x800 pixels') });
+    await waitFor(
+      'the cage screen follows the host back to 1280x800',
+      () => inCage(w, 'x', SCREEN_FACTS),
+      { ...WAIT, until: (f) => f.includes('1280x800 pixels') },
+    );
   });
 
   it('a killed host client is started again, by its watch and else by the next launch', async () => {
     await w.launchCommand('x', ['xlogo', '-name', 'kg-before']);
     await waitForWindow(w.display, { wmClass: 'kg-before' });
-    const client = () => (w.cageState('x') as { displayState: { client: { pid: number } } }).displayState.client.pid;
+    const client = () =>
+      (w.cageState('x') as { displayState: { client: { pid: number } } }).displayState.client.pid;
     const first = client();
     process.kill(first, 'SIGKILL');
-    const second = await waitFor('a new client in the state', () => (client() !== first && alive(client()) ? client() : undefined), WAIT);
+    const second = await waitFor(
+      'a new client in the state',
+      () => (client() !== first && alive(client()) ? client() : undefined),
+      WAIT,
+    );
     // The cage's windows are shown again by the new client.
     await waitForWindow(w.display, { wmClass: 'kg-before' });
-    assert.match(w.service!.log(), /cage x: a part of its xpra display had ended and was started again/);
+    assert.match(
+      w.service!.log(),
+      /cage x: a part of its xpra display had ended and was started again/,
+    );
 
     // Killed again at once: not restarted in a loop, but by the next launch, which shows its window.
     process.kill(second, 'SIGKILL');
-    await waitFor('the service noticed', () => /ended again; the next launch starts it/.test(w.service!.log()), WAIT);
+    await waitFor(
+      'the service noticed',
+      () => /ended again; the next launch starts it/.test(w.service!.log()),
+      WAIT,
+    );
     assert.ok(!alive(second));
     await w.launchCommand('x', ['xlogo', '-name', 'kg-after']);
     await waitForWindow(w.display, { wmClass: 'kg-after' });
@@ -128,20 +185,34 @@ describe('an xpra cage on a host display at 120 dpi', () => {
   // Run once, the profile exists; the next cold start used to map a black window for good.
   it('Firefox with an existing profile draws a page in a cold cage', async () => {
     fs.mkdirSync(path.dirname(w.homeFile('web', 'page.html')), { recursive: true });
-    fs.writeFileSync(w.homeFile('web', 'page.html'), `<body style='background:${COLOUR}'><h1>kagome</h1></body>`);
+    fs.writeFileSync(
+      w.homeFile('web', 'page.html'),
+      `<body style='background:${COLOUR}'><h1>kagome</h1></body>`,
+    );
     const firefox = ['firefox-esr', '--new-instance', `file://${w.env.HOME}/page.html`];
     await w.launchCommand('web', firefox);
     await waitForPage(w, shotFile(w, 'firefox-first.png'), 'web');
     await w.dbus.Cages1.Stop('web');
     // ~/.mozilla/firefox or, for newer profiles, ~/.config/mozilla/firefox.
-    const profiles = ['.mozilla/firefox/profiles.ini', '.config/mozilla/firefox/profiles.ini'].filter((f) => fs.existsSync(w.homeFile('web', f)));
+    const profiles = [
+      '.mozilla/firefox/profiles.ini',
+      '.config/mozilla/firefox/profiles.ini',
+    ].filter((f) => fs.existsSync(w.homeFile('web', f)));
     assert.equal(profiles.length, 1, 'a profile was made');
-    assert.equal(await pixelsOf(w.env, shotFile(w, 'firefox-none.png'), COLOUR), 0, 'the first window is gone');
+    assert.equal(
+      await pixelsOf(w.env, shotFile(w, 'firefox-none.png'), COLOUR),
+      0,
+      'the first window is gone',
+    );
 
     await w.launchCommand('web', firefox);
     await waitForPage(w, shotFile(w, 'firefox-cold.png'), 'web');
     const second = w.programLog('web', 'firefox-esr').split(/^--- /m).at(-1) ?? '';
-    assert.doesNotMatch(second, /DeviceReset/, 'Firefox reset its renderer: the display changed under it');
+    assert.doesNotMatch(
+      second,
+      /DeviceReset/,
+      'Firefox reset its renderer: the display changed under it',
+    );
   });
 });
 
@@ -152,19 +223,41 @@ describe('control: a compositor appearing under Firefox', () => {
   it('makes it reset its renderer, the line the survey saw', async () => {
     const x = await startXvfb();
     const home = fs.mkdtempSync('/tmp/kagome-ff-control-');
-    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, DISPLAY: x.display, LANG: 'C.UTF-8' };
+    const env = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: home,
+      DISPLAY: x.display,
+      LANG: 'C.UTF-8',
+    };
     fs.writeFileSync(path.join(home, 'page.html'), `<body style='background:${COLOUR}'></body>`);
     const run = async (claim: boolean): Promise<string> => {
       let out = '';
-      const ff = spawn('firefox-esr', ['--new-instance', `file://${home}/page.html`], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const ff = spawn('firefox-esr', ['--new-instance', `file://${home}/page.html`], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       ff.stdout.on('data', (d: Buffer) => (out += d.toString()));
       ff.stderr.on('data', (d: Buffer) => (out += d.toString()));
       try {
-        await waitFor('Firefox draws on the bare Xvfb', () => pixelsOf(env, path.join(home, 'shot.png'), COLOUR), { ...WAIT, timeoutMs: 60000, until: (drawn) => drawn > 100000 });
+        await waitFor(
+          'Firefox draws on the bare Xvfb',
+          () => pixelsOf(env, path.join(home, 'shot.png'), COLOUR),
+          { ...WAIT, timeoutMs: 60000, until: (drawn) => drawn > 100000 },
+        );
         if (!claim) return out;
-        const cm = spawn('/usr/bin/python3', ['-c', 'import time\nfrom Xlib import X, display\nd = display.Display()\nw = d.screen().root.create_window(0, 0, 1, 1, 0, X.CopyFromParent)\nw.set_selection_owner(d.intern_atom("_NET_WM_CM_S0"), X.CurrentTime)\nd.sync()\ntime.sleep(60)'], { env, stdio: 'ignore' });
+        const cm = spawn(
+          '/usr/bin/python3',
+          [
+            '-c',
+            'import time\nfrom Xlib import X, display\nd = display.Display()\nw = d.screen().root.create_window(0, 0, 1, 1, 0, X.CopyFromParent)\nw.set_selection_owner(d.intern_atom("_NET_WM_CM_S0"), X.CurrentTime)\nd.sync()\ntime.sleep(60)',
+          ],
+          { env, stdio: 'ignore' },
+        );
         try {
-          await waitFor('Firefox resets its renderer', () => /DeviceReset/.test(out), { ...WAIT, timeoutMs: 20000 });
+          await waitFor('Firefox resets its renderer', () => /DeviceReset/.test(out), {
+            ...WAIT,
+            timeoutMs: 20000,
+          });
         } finally {
           cm.kill('SIGKILL');
         }
@@ -199,7 +292,12 @@ describe('a Xephyr cage on a host display at 120 dpi', () => {
     await w?.cleanup();
   });
 
-  const state = () => (w.cageState('nested') as { displayState: { number: number; authFile: string; wm?: { pid: number } } }).displayState;
+  const state = () =>
+    (
+      w.cageState('nested') as {
+        displayState: { number: number; authFile: string; wm?: { pid: number } };
+      }
+    ).displayState;
 
   it("programs see the host's DPI, Xft.dpi and scale (Xephyr's own is 75 dpi)", async () => {
     const facts = await inCage(w, 'nested', SCREEN_FACTS);
@@ -212,16 +310,28 @@ describe('a Xephyr cage on a host display at 120 dpi', () => {
   /** The xlogo window's frame: its parent (not the root) and _NET_FRAME_EXTENTS. */
   async function frameOf(instance: string): Promise<{ parent: string; extents: number[] }> {
     const shown = async () => {
-      const r = await execa('xdotool', ['search', '--onlyvisible', '--classname', `^${instance}$`], { env: nested, reject: false });
+      const r = await execa(
+        'xdotool',
+        ['search', '--onlyvisible', '--classname', `^${instance}$`],
+        { env: nested, reject: false },
+      );
       return String(r.stdout).trim().split('\n')[0] || undefined;
     };
     const id = await waitFor(`${instance} on the nested display`, shown, WAIT);
     const framed = async () => {
-      const tree = String((await execa('xwininfo', ['-id', id, '-children'], { env: nested })).stdout);
+      const tree = String(
+        (await execa('xwininfo', ['-id', id, '-children'], { env: nested })).stdout,
+      );
       const parent = /Parent window id: (0x[0-9a-f]+)(.*)/.exec(tree);
-      const ext = await execa('xprop', ['-id', id, '_NET_FRAME_EXTENTS'], { env: nested, reject: false });
-      const extents = (/= (.*)$/m.exec(String(ext.stdout))?.[1] ?? '').split(',').map((v) => Number(v.trim()));
-      if (!parent || /the root window/.test(parent[2] ?? '') || extents.length !== 4) return undefined;
+      const ext = await execa('xprop', ['-id', id, '_NET_FRAME_EXTENTS'], {
+        env: nested,
+        reject: false,
+      });
+      const extents = (/= (.*)$/m.exec(String(ext.stdout))?.[1] ?? '')
+        .split(',')
+        .map((v) => Number(v.trim()));
+      if (!parent || /the root window/.test(parent[2] ?? '') || extents.length !== 4)
+        return undefined;
       return { parent: parent[1]!, extents };
     };
     return waitFor(`${instance} framed`, framed, WAIT);
@@ -236,18 +346,31 @@ describe('a Xephyr cage on a host display at 120 dpi', () => {
     await screenshot(w.display, shotFile(w, 'xephyr-framed.png'));
     const wm = state().wm;
     assert.ok(wm && alive(wm.pid), 'the window manager is in the record, for re-adoption');
-    const ns = (w.cageState('nested') as { sandbox: { pidNamespace: string } }).sandbox.pidNamespace;
+    const ns = (w.cageState('nested') as { sandbox: { pidNamespace: string } }).sandbox
+      .pidNamespace;
     assert.ok(
-      pidsInNamespace(ns).some((p) => fs.readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'openbox'),
+      pidsInNamespace(ns).some(
+        (p) => fs.readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'openbox',
+      ),
       'openbox runs in the cage',
     );
   });
 
   it('a window manager that ends is started again, and survives a service restart', async () => {
-    const ns = (w.cageState('nested') as { sandbox: { pidNamespace: string } }).sandbox.pidNamespace;
+    const ns = (w.cageState('nested') as { sandbox: { pidNamespace: string } }).sandbox
+      .pidNamespace;
     const first = state().wm!.pid;
-    for (const p of pidsInNamespace(ns)) if (fs.readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'openbox') process.kill(p, 'SIGKILL');
-    const second = await waitFor('a new window manager', () => (state().wm && state().wm!.pid !== first && alive(state().wm!.pid) ? state().wm!.pid : undefined), WAIT);
+    for (const p of pidsInNamespace(ns))
+      if (fs.readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'openbox')
+        process.kill(p, 'SIGKILL');
+    const second = await waitFor(
+      'a new window manager',
+      () =>
+        state().wm && state().wm!.pid !== first && alive(state().wm!.pid)
+          ? state().wm!.pid
+          : undefined,
+      WAIT,
+    );
     await w.launchCommand('nested', ['xlogo', '-name', 'kg-framed-again']);
     await frameOf('kg-framed-again');
 

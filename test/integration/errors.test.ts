@@ -63,11 +63,17 @@ describe('bad input gets named errors and the service keeps answering', () => {
   });
 
   it('a bad option (unknown key, wrong type, relative cwd) is InvalidArgument', async () => {
-    const e = await w.rejection(w.dbus.Launcher1.LaunchCommand('good', ['xeyes'], { colour: new dbus.Variant('s', 'red') }));
+    const e = await w.rejection(
+      w.dbus.Launcher1.LaunchCommand('good', ['xeyes'], { colour: new dbus.Variant('s', 'red') }),
+    );
     assert.equal(e.type, 'io.kagome.Error.InvalidArgument');
-    const e2 = await w.rejection(w.dbus.Launcher1.LaunchCommand('good', ['xeyes'], { cwd: new dbus.Variant('u', 1) }));
+    const e2 = await w.rejection(
+      w.dbus.Launcher1.LaunchCommand('good', ['xeyes'], { cwd: new dbus.Variant('u', 1) }),
+    );
     assert.match(e2.text, /must be of type s/);
-    const e3 = await w.rejection(w.dbus.Launcher1.LaunchCommand('good', ['xeyes'], { cwd: new dbus.Variant('s', 'rel') }));
+    const e3 = await w.rejection(
+      w.dbus.Launcher1.LaunchCommand('good', ['xeyes'], { cwd: new dbus.Variant('s', 'rel') }),
+    );
     assert.match(e3.text, /absolute/);
     const e4 = await w.rejection(w.dbus.Launcher1.LaunchCommand('good', [], {}));
     assert.equal(e4.type, 'io.kagome.Error.InvalidArgument');
@@ -98,7 +104,10 @@ describe('bad input gets named errors and the service keeps answering', () => {
     assert.equal(e.type, 'io.kagome.Error.BackendFailed');
     // The line bwrap printed, not only "failed to set up".
     assert.match(e.text, /The cage log says: bwrap: .*kagome-cannot-be-here/);
-    const log = fs.readFileSync(path.join(w.runtimeDir, 'cages', 'unbuildable', 'log', 'cage.log'), 'utf8');
+    const log = fs.readFileSync(
+      path.join(w.runtimeDir, 'cages', 'unbuildable', 'log', 'cage.log'),
+      'utf8',
+    );
     const line = /^bwrap: .*kagome-cannot-be-here.*$/m.exec(log)?.[0];
     assert.ok(line, 'the line is in the cage log');
     assert.ok(e.text.includes(line), 'the error quotes the log line whole');
@@ -119,7 +128,9 @@ describe('bad input gets named errors and the service keeps answering', () => {
   });
 
   it('a program that does not exist in the cage is NoSuchProgram', async () => {
-    const e = await w.rejection(w.dbus.Launcher1.LaunchCommand('good', ['definitely-not-installed'], {}));
+    const e = await w.rejection(
+      w.dbus.Launcher1.LaunchCommand('good', ['definitely-not-installed'], {}),
+    );
     assert.equal(e.type, 'io.kagome.Error.NoSuchProgram');
     const e2 = await w.rejection(w.dbus.Launcher1.Launch('good', 'not-installed.desktop', [], {}));
     assert.equal(e2.type, 'io.kagome.Error.NoSuchApp');
@@ -185,7 +196,11 @@ describe('the service as root', () => {
   it('refuses to start, saying why and what to do, and owns no name', async () => {
     // uid 0 in a user namespace is what the service sees when started as root; the suite runs
     // as an ordinary user, so this is the root it can be.
-    const asRoot = await execa('unshare', ['--user', '--map-root-user', process.execPath, KAGOME, 'daemon'], { env: w.env, extendEnv: false, reject: false, timeout: 20000 });
+    const asRoot = await execa(
+      'unshare',
+      ['--user', '--map-root-user', process.execPath, KAGOME, 'daemon'],
+      { env: w.env, extendEnv: false, reject: false, timeout: 20000 },
+    );
     assert.notEqual(asRoot.exitCode, 0);
     assert.match(asRoot.stderr, /does not run as root/);
     assert.match(asRoot.stderr, /\/proc\/sys/);
@@ -194,7 +209,11 @@ describe('the service as root', () => {
   });
 
   it('control: the same command as the ordinary user starts and owns the name', async () => {
-    assert.notEqual(process.getuid?.(), 0, 'the suite runs the product as an ordinary user (test/as-user)');
+    assert.notEqual(
+      process.getuid?.(),
+      0,
+      'the suite runs the product as an ordinary user (test/as-user)',
+    );
     await w.startService();
     assert.equal(await w.nameHasOwner(), true);
   });
@@ -206,8 +225,14 @@ describe('D-Bus activation', () => {
   before(async () => {
     servicesDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-services-'));
     // The real activation file from packaging/, with its Exec pointing at this checkout.
-    const template = fs.readFileSync(path.join(REPO, 'packaging', 'dbus', 'io.kagome.Kagome.service.in'), 'utf8');
-    fs.writeFileSync(path.join(servicesDir, 'io.kagome.Kagome.service'), template.replace(/@bindir@/g, path.join(REPO, 'bin')).replace(/^SystemdService=.*$/m, ''));
+    const template = fs.readFileSync(
+      path.join(REPO, 'packaging', 'dbus', 'io.kagome.Kagome.service.in'),
+      'utf8',
+    );
+    fs.writeFileSync(
+      path.join(servicesDir, 'io.kagome.Kagome.service'),
+      template.replace(/@bindir@/g, path.join(REPO, 'bin')).replace(/^SystemdService=.*$/m, ''),
+    );
     w = await World.create({ servicesDirs: [servicesDir] });
     w.writeCage('good', '[Cage]\n');
   });
@@ -222,11 +247,26 @@ describe('D-Bus activation', () => {
     const cages = await w.dbus.Cages1.List();
     assert.ok('good' in cages);
     assert.equal(await w.nameHasOwner(), true);
-    const [pid] = (await w.callRaw('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'GetConnectionUnixProcessID', 's', ['io.kagome.Kagome'])) as [number];
+    const [pid] = (await w.callRaw(
+      'org.freedesktop.DBus',
+      '/org/freedesktop/DBus',
+      'org.freedesktop.DBus',
+      'GetConnectionUnixProcessID',
+      's',
+      ['io.kagome.Kagome'],
+    )) as [number];
     assert.ok(fs.existsSync(`/proc/${pid}`));
     // A session that ends takes its bus with it: a service left behind would serve nobody.
     await w.bus.stop();
-    await waitFor(`the activated service (pid ${pid}) to exit`, () => !fs.existsSync(`/proc/${pid}`), { timeoutMs: 5000, pollMs: 20 });
-    assert.equal(fs.existsSync(`/proc/${pid}`), false, `the activated service (pid ${pid}) exited when its bus went away`);
+    await waitFor(
+      `the activated service (pid ${pid}) to exit`,
+      () => !fs.existsSync(`/proc/${pid}`),
+      { timeoutMs: 5000, pollMs: 20 },
+    );
+    assert.equal(
+      fs.existsSync(`/proc/${pid}`),
+      false,
+      `the activated service (pid ${pid}) exited when its bus went away`,
+    );
   });
 });

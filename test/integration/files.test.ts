@@ -52,20 +52,40 @@ describe('files into cages through the document portal', () => {
   let probeOut: string;
 
   const grants = (cage: string): Promise<GrantTuple[]> => w.dbus.Files1.ListGrants(cage);
-  const grantPaths = async (cage: string, paths: (string | Buffer)[], opts: Record<string, Variant> = {}): Promise<GrantTuple[]> => {
-    const [granted] = await w.dbus.Files1.GrantPaths(cage, paths.map((p) => Buffer.from(p)), opts);
+  const grantPaths = async (
+    cage: string,
+    paths: (string | Buffer)[],
+    opts: Record<string, Variant> = {},
+  ): Promise<GrantTuple[]> => {
+    const [granted] = await w.dbus.Files1.GrantPaths(
+      cage,
+      paths.map((p) => Buffer.from(p)),
+      opts,
+    );
     return granted;
   };
-  const runInCage = async (cage: string, script: string, args: string[], out: string): Promise<string> => {
+  const runInCage = async (
+    cage: string,
+    script: string,
+    args: string[],
+    out: string,
+  ): Promise<string> => {
     fs.rmSync(w.homeFile(cage, out), { force: true });
-    await w.launchCommand(cage, ['/bin/sh', '-c', `{ ${script}; } > "$HOME/${out}.tmp" 2>&1; mv "$HOME/${out}.tmp" "$HOME/${out}"`, 'sh', ...args]);
+    await w.launchCommand(cage, [
+      '/bin/sh',
+      '-c',
+      `{ ${script}; } > "$HOME/${out}.tmp" 2>&1; mv "$HOME/${out}.tmp" "$HOME/${out}"`,
+      'sh',
+      ...args,
+    ]);
     return w.readFileWhenWritten(w.homeFile(cage, out), 20000);
   };
   const readProbe = async (): Promise<[Buffer, string][]> => {
     await w.readFileWhenWritten(probeOut, 20000);
     return parseProbe(fs.readFileSync(probeOut));
   };
-  const cageInit = (cage: string): number => (w.cageState(cage) as { sandbox: { init: { pid: number } } }).sandbox.init.pid;
+  const cageInit = (cage: string): number =>
+    (w.cageState(cage) as { sandbox: { init: { pid: number } } }).sandbox.init.pid;
 
   before(async () => {
     w = await World.create({ systemData: true, documentPortal: true });
@@ -97,7 +117,12 @@ describe('files into cages through the document portal', () => {
     assert.equal(gRo![3], false);
     assert.equal(gRw![2].toString(), rw, 'the host path is reported');
     assert.match(gRw![1].toString(), /^\/run\/user\/\d+\/doc\/[^/]+\/rw\.txt$/);
-    const out = await runInCage(FILES, 'echo edited >> "$1"; echo "rw=$?"; echo nope >> "$2"; echo "ro=$?"; cat "$2"', [gRw![1].toString(), gRo![1].toString()], 'edit.out');
+    const out = await runInCage(
+      FILES,
+      'echo edited >> "$1"; echo "rw=$?"; echo nope >> "$2"; echo "ro=$?"; cat "$2"',
+      [gRw![1].toString(), gRo![1].toString()],
+      'edit.out',
+    );
     assert.match(out, /^rw=0$/m, out);
     assert.match(out, /^ro=[1-9]/m, out);
     assert.match(out, /keep me/);
@@ -110,8 +135,17 @@ describe('files into cages through the document portal', () => {
     many.forEach((f, i) => fs.writeFileSync(f, `${i}\n`));
     const made = await grantPaths(FILES, many);
     assert.equal(made.length, 40);
-    assert.deepEqual(made.map((g) => g[2].toString()), many, 'in the order asked');
-    const out = await runInCage(FILES, 'cat "$@"', made.map((g) => g[1].toString()), 'many.out');
+    assert.deepEqual(
+      made.map((g) => g[2].toString()),
+      many,
+      'in the order asked',
+    );
+    const out = await runInCage(
+      FILES,
+      'cat "$@"',
+      made.map((g) => g[1].toString()),
+      'many.out',
+    );
     assert.equal(out, many.map((_, i) => `${i}\n`).join(''));
     assert.match(w.service!.log(), /serving io\.kagome\.Kagome/);
     assert.equal(w.service!.child.exitCode, null, 'the service is still running');
@@ -139,30 +173,61 @@ describe('files into cages through the document portal', () => {
       '100%f.txt',
       'back\\slash `tick`.txt',
     ].map((n) => Buffer.from(n));
-    names.push(Buffer.concat([Buffer.from('latin1-'), Buffer.from([0xe9, 0xff]), Buffer.from('.txt')]));
+    names.push(
+      Buffer.concat([Buffer.from('latin1-'), Buffer.from([0xe9, 0xff]), Buffer.from('.txt')]),
+    );
     const hostDir = Buffer.from(path.join(dir, 'names'));
     fs.mkdirSync(hostDir);
-    names.forEach((n, i) => fs.writeFileSync(Buffer.concat([hostDir, Buffer.from('/'), n]), `content ${i}\n`));
-    const pwned = [path.join(hostDir.toString(), 'pwned'), w.homeFile(FILES, 'pwned'), '/pwned', path.join(process.cwd(), 'pwned')];
+    names.forEach((n, i) =>
+      fs.writeFileSync(Buffer.concat([hostDir, Buffer.from('/'), n]), `content ${i}\n`),
+    );
+    const pwned = [
+      path.join(hostDir.toString(), 'pwned'),
+      w.homeFile(FILES, 'pwned'),
+      '/pwned',
+      path.join(process.cwd(), 'pwned'),
+    ];
     for (const p of pwned) fs.rmSync(p, { force: true });
     const check = (got: [Buffer, string][], via: string) => {
       assert.equal(got.length, names.length, `${via}: every file reached the program`);
       const byName = new Map(got.map(([p, c]) => [basename(p).toString('hex'), c]));
       names.forEach((n, i) => {
-        assert.equal(byName.get(n.toString('hex')), `content ${i}\n`, `${via}: ${JSON.stringify(n.toString())} was opened as itself`);
+        assert.equal(
+          byName.get(n.toString('hex')),
+          `content ${i}\n`,
+          `${via}: ${JSON.stringify(n.toString())} was opened as itself`,
+        );
       });
-      for (const [p] of got) assert.match(p.toString('latin1'), /^\/run\/user\/\d+\/doc\//, `${via}: the program got the path the cage sees`);
+      for (const [p] of got)
+        assert.match(
+          p.toString('latin1'),
+          /^\/run\/user\/\d+\/doc\//,
+          `${via}: the program got the path the cage sees`,
+        );
     };
 
     // Over D-Bus, as GLib's launcher and scripts call it: file:// URIs.
     fs.rmSync(probeOut, { force: true });
-    const uris = names.map((n) => pathBytesToFileUri(Buffer.concat([hostDir, Buffer.from('/'), n])));
+    const uris = names.map((n) =>
+      pathBytesToFileUri(Buffer.concat([hostDir, Buffer.from('/'), n])),
+    );
     await w.dbus.Launcher1.Launch(FILES, PROBE, uris, {});
     check(await readProbe(), 'Launch');
 
     // Through kagome-open, as a shadow entry's Exec runs it, with names straight from a glob.
     fs.rmSync(probeOut, { force: true });
-    const r = await execa('/bin/sh', ['-c', 'cd "$1" && exec "$2" --cage files --entry "$3" -- *', 'sh', hostDir.toString(), KAGOME_OPEN, PROBE], { env: w.env, reject: false });
+    const r = await execa(
+      '/bin/sh',
+      [
+        '-c',
+        'cd "$1" && exec "$2" --cage files --entry "$3" -- *',
+        'sh',
+        hostDir.toString(),
+        KAGOME_OPEN,
+        PROBE,
+      ],
+      { env: w.env, reject: false },
+    );
     assert.equal(r.exitCode, 0, String(r.stderr));
     check(await readProbe(), 'kagome-open');
 
@@ -173,16 +238,23 @@ describe('files into cages through the document portal', () => {
 
     for (const p of pwned) assert.equal(fs.existsSync(p), false, `nothing was executed (${p})`);
     const root = `/proc/${cageInit(FILES)}/root`;
-    for (const p of ['/tmp/pwned', '/pwned']) assert.equal(fs.existsSync(root + p), false, `nothing was executed in the cage (${p})`);
+    for (const p of ['/tmp/pwned', '/pwned'])
+      assert.equal(fs.existsSync(root + p), false, `nothing was executed in the cage (${p})`);
   });
 
   it("opens files without a named program with the cage's default for their type", async () => {
     // The cage's own defaults: its private home's mimeapps.list, naming an entry only the cage
     // has (the host has no org.kagome.CageOnly.desktop).
     fs.mkdirSync(w.homeFile(FILES, '.config'), { recursive: true });
-    fs.writeFileSync(w.homeFile(FILES, '.config/mimeapps.list'), `[Default Applications]\ntext/plain=org.kagome.CageOnly.desktop;\n`);
+    fs.writeFileSync(
+      w.homeFile(FILES, '.config/mimeapps.list'),
+      `[Default Applications]\ntext/plain=org.kagome.CageOnly.desktop;\n`,
+    );
     fs.mkdirSync(w.homeFile(FILES, '.local/share/applications'), { recursive: true });
-    fs.writeFileSync(w.homeFile(FILES, '.local/share/applications/org.kagome.CageOnly.desktop'), probeEntry(w.env.HOME!));
+    fs.writeFileSync(
+      w.homeFile(FILES, '.local/share/applications/org.kagome.CageOnly.desktop'),
+      probeEntry(w.env.HOME!),
+    );
     const a = path.join(dir, 'first.txt');
     const b = path.join(dir, 'second.txt');
     fs.writeFileSync(a, 'first\n');
@@ -191,20 +263,33 @@ describe('files into cages through the document portal', () => {
     const r = await w.kagome(['open', FILES, a, b]);
     assert.equal(r.exitCode, 0, String(r.stderr));
     const got = await readProbe();
-    assert.deepEqual(got.map(([, c]) => c).sort(), ['first\n', 'second\n'], 'one program got both files');
+    assert.deepEqual(
+      got.map(([, c]) => c).sort(),
+      ['first\n', 'second\n'],
+      'one program got both files',
+    );
     assert.match(w.service!.log(), /text\/plain opens with org\.kagome\.CageOnly\.desktop/);
     // The same through kagome-open --open, as the file-manager actions run it.
     fs.rmSync(probeOut, { force: true });
-    const k = await execa(KAGOME_OPEN, ['--cage', FILES, '--open', '--', a, b], { env: w.env, reject: false });
+    const k = await execa(KAGOME_OPEN, ['--cage', FILES, '--open', '--', a, b], {
+      env: w.env,
+      reject: false,
+    });
     assert.equal(k.exitCode, 0, String(k.stderr));
     assert.equal((await readProbe()).length, 2);
   });
 
   it('file-manager actions, run as each file manager runs them with two files, open both in the cage', async () => {
     fs.mkdirSync(w.homeFile(FILES, '.config'), { recursive: true });
-    fs.writeFileSync(w.homeFile(FILES, '.config/mimeapps.list'), `[Default Applications]\ntext/plain=org.kagome.CageOnly.desktop;\n`);
+    fs.writeFileSync(
+      w.homeFile(FILES, '.config/mimeapps.list'),
+      `[Default Applications]\ntext/plain=org.kagome.CageOnly.desktop;\n`,
+    );
     fs.mkdirSync(w.homeFile(FILES, '.local/share/applications'), { recursive: true });
-    fs.writeFileSync(w.homeFile(FILES, '.local/share/applications/org.kagome.CageOnly.desktop'), probeEntry(w.env.HOME!));
+    fs.writeFileSync(
+      w.homeFile(FILES, '.local/share/applications/org.kagome.CageOnly.desktop'),
+      probeEntry(w.env.HOME!),
+    );
     const r = await w.kagome(['integrate', 'file-managers', '--cage', FILES]);
     assert.equal(r.exitCode, 0, `${r.stdout}${r.stderr}`);
     const picked = [path.join(dir, "fm 'one'.txt"), path.join(dir, 'fm\ntwo.txt')];
@@ -217,7 +302,11 @@ describe('files into cages through the document portal', () => {
     // Nautilus: the script, in the folder, with the selected names as arguments.
     const script = path.join(w.env.XDG_DATA_HOME!, 'nautilus', 'scripts', `Open in cage ${FILES}`);
     fs.rmSync(probeOut, { force: true });
-    const n = await execa(script, picked.map((f) => path.basename(f)), { cwd: dir, env: w.env, reject: false });
+    const n = await execa(
+      script,
+      picked.map((f) => path.basename(f)),
+      { cwd: dir, env: w.env, reject: false },
+    );
     assert.equal(n.exitCode, 0, String(n.stderr));
     await expectBoth('Nautilus script');
 
@@ -225,26 +314,46 @@ describe('files into cages through the document portal', () => {
     const { Keyfile } = await import('../../xdg/keyfile.js');
     const { parseExec, expandExec } = await import('../../xdg/exec.js');
     for (const [file, group] of [
-      [path.join(w.env.XDG_DATA_HOME!, 'kio', 'servicemenus', `kagome-${FILES}.desktop`), 'Desktop Action open'],
-      [path.join(w.env.XDG_DATA_HOME!, 'file-manager', 'actions', `kagome-${FILES}.desktop`), undefined],
+      [
+        path.join(w.env.XDG_DATA_HOME!, 'kio', 'servicemenus', `kagome-${FILES}.desktop`),
+        'Desktop Action open',
+      ],
+      [
+        path.join(w.env.XDG_DATA_HOME!, 'file-manager', 'actions', `kagome-${FILES}.desktop`),
+        undefined,
+      ],
     ] as const) {
       const kf = Keyfile.parse(fs.readFileSync(file));
       const g = group ?? kf.groups().find((x) => x.startsWith('X-Action-Profile'))!;
       const [argv] = expandExec(parseExec(kf.get(g, 'Exec')!), { files: picked });
       fs.rmSync(probeOut, { force: true });
-      const e = await execa(String(argv![0]), argv!.slice(1).map(String), { env: w.env, reject: false });
+      const e = await execa(String(argv![0]), argv!.slice(1).map(String), {
+        env: w.env,
+        reject: false,
+      });
       assert.equal(e.exitCode, 0, `${file}: ${e.stderr}`);
       await expectBoth(file);
     }
 
     // Thunar: its command with %F replaced by the quoted names, run by a shell.
     const uca = fs.readFileSync(path.join(w.env.XDG_CONFIG_HOME!, 'Thunar', 'uca.xml'), 'utf8');
-    const m = new RegExp(`<unique-id>kagome-${FILES}</unique-id>[\\s\\S]*?<command>([^<]*)</command>`).exec(uca);
+    const m = new RegExp(
+      `<unique-id>kagome-${FILES}</unique-id>[\\s\\S]*?<command>([^<]*)</command>`,
+    ).exec(uca);
     assert.ok(m, 'the Thunar action is in uca.xml');
-    const unxml = (t: string) => t.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, '&');
+    const unxml = (t: string) =>
+      t
+        .replace(/&lt;/g, '<')
+        .replace(/&gt;/g, '>')
+        .replace(/&quot;/g, '"')
+        .replace(/&apos;/g, "'")
+        .replace(/&amp;/g, '&');
     const quoted = picked.map((f) => `'${f.replace(/'/g, `'\\''`)}'`).join(' ');
     fs.rmSync(probeOut, { force: true });
-    const t = await execa('/bin/sh', ['-c', unxml(m![1]!).replace('%F', quoted)], { env: w.env, reject: false });
+    const t = await execa('/bin/sh', ['-c', unxml(m![1]!).replace('%F', quoted)], {
+      env: w.env,
+      reject: false,
+    });
     assert.equal(t.exitCode, 0, String(t.stderr));
     await expectBoth('Thunar');
   });
@@ -264,7 +373,11 @@ describe('files into cages through the document portal', () => {
       [link, 'io.kagome.Error.NotPermitted', /innocent\.txt.* is a symbolic link to .*secret\.txt/],
       [folder, 'io.kagome.Error.NotSupported', /a folder.* is a folder/],
       [fifo, 'io.kagome.Error.NotSupported', /pipe.* is not a regular file \(a named pipe\)/],
-      [path.join(dir, 'missing.txt'), 'io.kagome.Error.NoSuchFile', /missing\.txt.* does not exist/],
+      [
+        path.join(dir, 'missing.txt'),
+        'io.kagome.Error.NoSuchFile',
+        /missing\.txt.* does not exist/,
+      ],
       ['relative.txt', 'io.kagome.Error.InvalidArgument', /not an absolute path/],
     ];
     for (const [p, type, text] of cases) {
@@ -275,7 +388,9 @@ describe('files into cages through the document portal', () => {
     // One bad file among good ones: nothing of the call is granted.
     const good = path.join(dir, 'good.txt');
     fs.writeFileSync(good, 'good\n');
-    const mixed = await w.rejection(w.dbus.Files1.GrantPaths(FILES, [Buffer.from(good), Buffer.from(fifo)], {}));
+    const mixed = await w.rejection(
+      w.dbus.Files1.GrantPaths(FILES, [Buffer.from(good), Buffer.from(fifo)], {}),
+    );
     assert.equal(mixed.type, 'io.kagome.Error.NotSupported');
 
     // A descriptor whose file was deleted between the choice and the grant.
@@ -283,12 +398,15 @@ describe('files into cages through the document portal', () => {
     fs.writeFileSync(doomed, 'bye\n');
     const fd = fs.openSync(doomed, 'r');
     fs.unlinkSync(doomed);
-    const client = dbus.sessionBus({ busAddress: w.bus.address, negotiateUnixFd: true } as { busAddress: string });
+    const client = dbus.sessionBus({ busAddress: w.bus.address, negotiateUnixFd: true } as {
+      busAddress: string;
+    });
     client.on('error', () => undefined);
     try {
       await assert.rejects(
         kagomeClient(client).Files1.GrantFiles(FILES, [fd], {}),
-        (e: { type?: string; text?: string }) => e.type === 'io.kagome.Error.NoSuchFile' && /doomed\.txt.* was deleted/.test(e.text ?? ''),
+        (e: { type?: string; text?: string }) =>
+          e.type === 'io.kagome.Error.NoSuchFile' && /doomed\.txt.* was deleted/.test(e.text ?? ''),
       );
     } finally {
       fs.closeSync(fd);
@@ -321,23 +439,42 @@ describe('files into cages through the document portal', () => {
       ...(await grantPaths(FILES, [files[0]!], { writable: new dbus.Variant('b', true) })),
       ...(await grantPaths(FILES, [files[1]!])),
     ];
-    const out = await runInCage(FILES, 'cat "$1" "$2"', made.map((g) => g[1].toString()), 'stable.out');
+    const out = await runInCage(
+      FILES,
+      'cat "$1" "$2"',
+      made.map((g) => g[1].toString()),
+      'stable.out',
+    );
     assert.equal(out, 'stable\nstable\n');
     assert.deepEqual(await snapshot(), before, 'granted and read');
-    await w.dbus.Files1.Revoke(FILES, made.map((g) => g[0]));
+    await w.dbus.Files1.Revoke(
+      FILES,
+      made.map((g) => g[0]),
+    );
     assert.deepEqual(await snapshot(), before, 'after revoke');
     const ids = new Set((await grants(FILES)).map((g) => g[0]));
-    for (const g of made) assert.equal(ids.has(g[0]), false, 'revoked grants are gone from the list');
-    const gone = await runInCage(FILES, 'test -e "$1"; echo "exists=$?"', [made[0]![1].toString()], 'gone.out');
+    for (const g of made)
+      assert.equal(ids.has(g[0]), false, 'revoked grants are gone from the list');
+    const gone = await runInCage(
+      FILES,
+      'test -e "$1"; echo "exists=$?"',
+      [made[0]![1].toString()],
+      'gone.out',
+    );
     assert.equal(gone, 'exists=1\n', 'a revoked file disappears from the cage at once');
   });
 
-  it('takes descriptors over D-Bus (kagome grant) and hands the cage none of the service\'s', async () => {
+  it("takes descriptors over D-Bus (kagome grant) and hands the cage none of the service's", async () => {
     const f = path.join(dir, 'by-fd.txt');
     fs.writeFileSync(f, 'passed as a descriptor\n');
     const r = await w.kagome(['grant', FILES, '--writable', '--json', f]);
     assert.equal(r.exitCode, 0, String(r.stderr));
-    const [g] = JSON.parse(String(r.stdout)) as { id: string; pathInCage: string; hostPath: string; writable: boolean }[];
+    const [g] = JSON.parse(String(r.stdout)) as {
+      id: string;
+      pathInCage: string;
+      hostPath: string;
+      writable: boolean;
+    }[];
     assert.equal(g!.hostPath, f);
     assert.equal(g!.writable, true);
     const out = await runInCage(FILES, 'cat "$1"; ls -l /proc/self/fd/', [g!.pathInCage], 'fd.out');
@@ -345,21 +482,43 @@ describe('files into cages through the document portal', () => {
     // ls holds 0-2 and its own directory descriptor; anything else came from the service.
     const fds = [...out.matchAll(/ (\d+) -> (.*)$/gm)].map((m) => [Number(m[1]), m[2]] as const);
     const foreign = fds.filter(([n, target]) => n > 2 && !/\/proc\/\d+\/fd/.test(target!));
-    assert.deepEqual(foreign, [], `descriptors inherited by a program in the cage: ${JSON.stringify(fds)}`);
+    assert.deepEqual(
+      foreign,
+      [],
+      `descriptors inherited by a program in the cage: ${JSON.stringify(fds)}`,
+    );
     // The service's own bus socket (usocket) is close-on-exec...
     const cloexec = (pid: number, fd: number | string): boolean =>
-      (Number.parseInt(/^flags:\s*([0-7]+)$/m.exec(fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))![1]!, 8) & 0o2000000) !== 0;
+      (Number.parseInt(
+        /^flags:\s*([0-7]+)$/m.exec(fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))![1]!,
+        8,
+      ) &
+        0o2000000) !==
+      0;
     const pid = w.service!.child.pid!;
-    const sockets = fs.readdirSync(`/proc/${pid}/fd`).filter((n) => fs.readlinkSync(`/proc/${pid}/fd/${n}`).startsWith('socket:'));
+    const sockets = fs
+      .readdirSync(`/proc/${pid}/fd`)
+      .filter((n) => fs.readlinkSync(`/proc/${pid}/fd/${n}`).startsWith('socket:'));
     assert.ok(sockets.length > 0);
-    assert.deepEqual(sockets.filter((n) => !cloexec(pid, n)), [], 'every socket of the service is close-on-exec');
+    assert.deepEqual(
+      sockets.filter((n) => !cloexec(pid, n)),
+      [],
+      'every socket of the service is close-on-exec',
+    );
     // ...which usocket, left to itself, does not do: the same check sees it on a plain client.
-    const raw = dbus.sessionBus({ busAddress: w.bus.address, negotiateUnixFd: true } as { busAddress: string });
+    const raw = dbus.sessionBus({ busAddress: w.bus.address, negotiateUnixFd: true } as {
+      busAddress: string;
+    });
     raw.on('error', () => undefined);
     try {
       await raw.getProxyObject('org.freedesktop.DBus', '/org/freedesktop/DBus');
-      const rawFd = (raw as unknown as { _connection: { stream: { fd: number } } })._connection.stream.fd;
-      assert.equal(cloexec(process.pid, rawFd), false, 'a bare usocket connection is inherited by children');
+      const rawFd = (raw as unknown as { _connection: { stream: { fd: number } } })._connection
+        .stream.fd;
+      assert.equal(
+        cloexec(process.pid, rawFd),
+        false,
+        'a bare usocket connection is inherited by children',
+      );
       assert.equal(isCloexec(rawFd), false);
     } finally {
       raw.disconnect();
@@ -379,7 +538,10 @@ describe('files into cages through the document portal', () => {
     const victim = cageInit('files2');
     await w.killService();
     process.kill(victim, 'SIGKILL');
-    await waitFor('the cage to die', () => !fs.existsSync(`/proc/${victim}`), { timeoutMs: 5000, pollMs: 25 });
+    await waitFor('the cage to die', () => !fs.existsSync(`/proc/${victim}`), {
+      timeoutMs: 5000,
+      pollMs: 25,
+    });
     await w.startService();
     assert.deepEqual(await grants('files2'), [], 'the stopped cage has no grants left');
     assert.deepEqual(fs.readdirSync(appDir), [], 'and the portal no longer shows it any document');
@@ -398,7 +560,10 @@ describe('files into cages through the document portal', () => {
     const [p] = await grantPaths('files2', [b], { persistent: new dbus.Variant('b', true) });
     await w.dbus.Cages1.Stop('files2');
     const left = await grants('files2');
-    assert.deepEqual(left.map((g) => g[2].toString()), [b]);
+    assert.deepEqual(
+      left.map((g) => g[2].toString()),
+      [b],
+    );
     const out = await runInCage('files2', 'cat "$1"', [p![1].toString()], 'persist.out');
     assert.equal(out, 'b\n', 'a persistent grant is there when the cage starts again');
     await w.dbus.Files1.Revoke('files2', [p![0]]);
@@ -433,13 +598,28 @@ describe('files into cages without the document portal (copies)', () => {
     fs.writeFileSync(ro, 'fixed\n');
     const ino = fs.statSync(rw).ino;
     const grantOne = async (p: string, writable: boolean) =>
-      (await w.dbus.Files1.GrantPaths('copy', [Buffer.from(p)], { writable: new dbus.Variant('b', writable) }))[0][0]!;
+      (
+        await w.dbus.Files1.GrantPaths('copy', [Buffer.from(p)], {
+          writable: new dbus.Variant('b', writable),
+        })
+      )[0][0]!;
     const gRw = await grantOne(rw, true);
     const gRo = await grantOne(ro, false);
     fs.rmSync(w.homeFile('copy', 'copy.out'), { force: true });
-    await w.launchCommand('copy', ['/bin/sh', '-c', 'echo two >> "$1"; echo nope >> "$2"; echo "ro=$?" > "$HOME/copy.out"', 'sh', gRw[1].toString(), gRo[1].toString()]);
+    await w.launchCommand('copy', [
+      '/bin/sh',
+      '-c',
+      'echo two >> "$1"; echo nope >> "$2"; echo "ro=$?" > "$HOME/copy.out"',
+      'sh',
+      gRw[1].toString(),
+      gRo[1].toString(),
+    ]);
     assert.match(await w.readFileWhenWritten(w.homeFile('copy', 'copy.out')), /^ro=[1-9]/);
-    await waitFor('the edit to be written back', () => fs.readFileSync(rw, 'utf8'), { timeoutMs: 10000, pollMs: 25, until: (text) => text === 'one\ntwo\n' });
+    await waitFor('the edit to be written back', () => fs.readFileSync(rw, 'utf8'), {
+      timeoutMs: 10000,
+      pollMs: 25,
+      until: (text) => text === 'one\ntwo\n',
+    });
     assert.equal(fs.statSync(rw).ino, ino, 'written into the same file, not replaced');
     assert.equal(fs.readFileSync(ro, 'utf8'), 'fixed\n');
   });
@@ -453,7 +633,15 @@ describe('a file the caller cannot read', () => {
     w.writeCage('locked', '[Cage]\nIdleStop=0\n');
     // Root reads everything: without these capabilities the service is held to file modes
     // like any user, which is what this needs to show.
-    const wrap = process.getuid?.() === 0 ? ['setpriv', '--bounding-set=-dac_override,-dac_read_search', '--inh-caps=-dac_override,-dac_read_search', '--'] : [];
+    const wrap =
+      process.getuid?.() === 0
+        ? [
+            'setpriv',
+            '--bounding-set=-dac_override,-dac_read_search',
+            '--inh-caps=-dac_override,-dac_read_search',
+            '--',
+          ]
+        : [];
     await w.startService({ wrap });
   });
 

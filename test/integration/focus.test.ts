@@ -10,7 +10,11 @@ import { stopChild, track } from '../helpers/daemons.js';
 import { parseXpropStrings, waitForWindow, windowProperty } from '../helpers/x11.js';
 import { waitFor } from '../helpers/wait.js';
 import { xpraClientArgv } from '../../lib/display/xpra.js';
-import { CLIENT_XPRA_DIR, clientSandboxArgs, writeClientEtc } from '../../lib/display/client-sandbox.js';
+import {
+  CLIENT_XPRA_DIR,
+  clientSandboxArgs,
+  writeClientEtc,
+} from '../../lib/display/client-sandbox.js';
 
 // Caged windows as a person at the host's desktop meets them: under a real window manager
 // (openbox, which like many never writes _NET_WM_STATE_FOCUSED), they carry the title the
@@ -133,7 +137,9 @@ interface IconImage {
 }
 
 async function hostIcons(display: string, id: string): Promise<IconImage[]> {
-  const { stdout } = await execa('/usr/bin/python3', ['-c', ICONS, id], { env: { DISPLAY: display } });
+  const { stdout } = await execa('/usr/bin/python3', ['-c', ICONS, id], {
+    env: { DISPLAY: display },
+  });
   return JSON.parse(stdout) as IconImage[];
 }
 
@@ -147,7 +153,11 @@ async function cardinal(display: string, id: string, prop: string): Promise<numb
   }
 }
 
-async function stringProperty(display: string, id: string, prop: string): Promise<string | undefined> {
+async function stringProperty(
+  display: string,
+  id: string,
+  prop: string,
+): Promise<string | undefined> {
   try {
     return parseXpropStrings(await windowProperty(display, id, prop))[0];
   } catch (err) {
@@ -199,16 +209,30 @@ function readOr(file: string, fallback = ''): string {
 
 /** openbox on the test display: a window manager that focuses new windows and titles them. */
 async function startOpenbox(display: string, home: string): Promise<ChildProcess> {
-  const child = spawn('openbox', ['--sm-disable'], { env: { DISPLAY: display, HOME: home, PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' }, stdio: 'ignore' });
+  const child = spawn('openbox', ['--sm-disable'], {
+    env: { DISPLAY: display, HOME: home, PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' },
+    stdio: 'ignore',
+  });
   track(child);
   await waitFor(
     'openbox manages the display',
-    async () => (await execa('xprop', ['-root', '_NET_SUPPORTING_WM_CHECK'], { env: { DISPLAY: display }, reject: false })).stdout,
+    async () =>
+      (
+        await execa('xprop', ['-root', '_NET_SUPPORTING_WM_CHECK'], {
+          env: { DISPLAY: display },
+          reject: false,
+        })
+      ).stdout,
     { ...WAIT, until: (out) => /window id/.test(out) },
   );
-  const { stdout } = await execa('xprop', ['-root', '_NET_SUPPORTED'], { env: { DISPLAY: display } });
+  const { stdout } = await execa('xprop', ['-root', '_NET_SUPPORTED'], {
+    env: { DISPLAY: display },
+  });
   // What made every caged GTK window look unfocused: a window manager without it.
-  assert.ok(!stdout.includes('_NET_WM_STATE_FOCUSED'), 'openbox does not set _NET_WM_STATE_FOCUSED');
+  assert.ok(
+    !stdout.includes('_NET_WM_STATE_FOCUSED'),
+    'openbox does not set _NET_WM_STATE_FOCUSED',
+  );
   return child;
 }
 
@@ -221,9 +245,11 @@ describe('caged windows under a window manager: title, icon, pid, focus and typi
   const probeState = async (cage: string, title: string, want: string) => {
     const file = w.homeFile(cage, `${title}.state`);
     const latest = () => readOr(file).split('\n').at(-1);
-    await waitFor(`${title} becomes ${want}`, latest, { ...WAIT, until: (s) => s === want }).catch((err: Error) => {
-      throw new Error(`${err.message}; its states: ${JSON.stringify(readOr(file).split('\n'))}`);
-    });
+    await waitFor(`${title} becomes ${want}`, latest, { ...WAIT, until: (s) => s === want }).catch(
+      (err: Error) => {
+        throw new Error(`${err.message}; its states: ${JSON.stringify(readOr(file).split('\n'))}`);
+      },
+    );
   };
   const probeTyped = (cage: string, title: string) => readOr(w.homeFile(cage, `${title}.typed`));
 
@@ -248,19 +274,37 @@ describe('caged windows under a window manager: title, icon, pid, focus and typi
     const win = await waitForWindow(w.display, { name: TITLE });
     assert.equal(await stringProperty(w.display, win.id, 'WM_NAME'), TITLE);
     // What openbox shows in the title bar: " (kagome-client)" was added for the client's hostname.
-    assert.equal(await waitFor('openbox titles the window', () => stringProperty(w.display, win.id, '_NET_WM_VISIBLE_NAME'), { ...WAIT, until: (v) => v !== undefined }), TITLE);
+    assert.equal(
+      await waitFor(
+        'openbox titles the window',
+        () => stringProperty(w.display, win.id, '_NET_WM_VISIBLE_NAME'),
+        { ...WAIT, until: (v) => v !== undefined },
+      ),
+      TITLE,
+    );
     assert.equal(await stringProperty(w.display, win.id, 'WM_CLIENT_MACHINE'), os.hostname());
     // A window manager kills _NET_WM_PID on WM_CLIENT_MACHINE when the window hangs: a pid of the client's namespace would be a stranger here.
     const leader = await leaderOf(w.display, win.id);
     assert.ok(leader, 'GDK names its client leader');
-    for (const id of [win.id, leader]) assert.equal(await cardinal(w.display, id, '_NET_WM_PID'), undefined, `_NET_WM_PID on ${id}`);
-    const group = /group leader: (0x[0-9a-f]+)/.exec(await windowProperty(w.display, win.id, 'WM_HINTS'))?.[1];
-    if (group) assert.equal(await cardinal(w.display, group, '_NET_WM_PID'), undefined, `_NET_WM_PID on the group leader ${group}`);
-    const icons = await waitFor('the icon arrives', () => hostIcons(w.display, win.id), { ...WAIT, until: (v) => v.length > 0 });
+    for (const id of [win.id, leader])
+      assert.equal(await cardinal(w.display, id, '_NET_WM_PID'), undefined, `_NET_WM_PID on ${id}`);
+    const group = /group leader: (0x[0-9a-f]+)/.exec(
+      await windowProperty(w.display, win.id, 'WM_HINTS'),
+    )?.[1];
+    if (group)
+      assert.equal(
+        await cardinal(w.display, group, '_NET_WM_PID'),
+        undefined,
+        `_NET_WM_PID on the group leader ${group}`,
+      );
+    const icons = await waitFor('the icon arrives', () => hostIcons(w.display, win.id), {
+      ...WAIT,
+      until: (v) => v.length > 0,
+    });
     assert.deepEqual(
       icons.map((i) => [i.width, i.height, i.colours]),
       [[64, 64, PROBE_ICON_COLOURS]],
-      'the probe\'s own 64x64 four-colour icon, without xpra\'s logo on it',
+      "the probe's own 64x64 four-colour icon, without xpra's logo on it",
     );
   });
 
@@ -271,27 +315,49 @@ describe('caged windows under a window manager: title, icon, pid, focus and typi
     // Nothing to wait for: a wrong report would come within the time typing takes.
     await xdotool(['type', '--delay', '20', 'Kagome-Test_1!@#']);
     await xdotool(['key', 'Return']);
-    assert.equal(await waitFor('typed text', () => probeTyped(CAGE, TITLE), { ...WAIT, until: (t) => t !== '' }), 'Kagome-Test_1!@#');
+    assert.equal(
+      await waitFor('typed text', () => probeTyped(CAGE, TITLE), {
+        ...WAIT,
+        until: (t) => t !== '',
+      }),
+      'Kagome-Test_1!@#',
+    );
     await probeState(CAGE, TITLE, 'active=1 focused=1 backdrop=0');
   });
 
   it('another window takes the focus and gives it back: the program sees both, typing follows (xterm)', async () => {
     await w.launchCommand(CAGE, ['xterm', '-T', 'kagome-focus-xterm']);
     const xterm = await waitForWindow(w.display, { name: 'kagome-focus-xterm' });
-    assert.equal(await waitFor('openbox titles xterm', () => stringProperty(w.display, xterm.id, '_NET_WM_VISIBLE_NAME'), { ...WAIT, until: (v) => v !== undefined }), 'kagome-focus-xterm');
+    assert.equal(
+      await waitFor(
+        'openbox titles xterm',
+        () => stringProperty(w.display, xterm.id, '_NET_WM_VISIBLE_NAME'),
+        { ...WAIT, until: (v) => v !== undefined },
+      ),
+      'kagome-focus-xterm',
+    );
     assert.equal(await cardinal(w.display, xterm.id, '_NET_WM_PID'), undefined);
     await probeState(CAGE, TITLE, 'active=0 focused=0 backdrop=1');
     await xdotool(['windowactivate', '--sync', xterm.id]);
     await xdotool(['type', '--delay', '20', 'echo typed-in-xterm > "$HOME/xterm-typed"']);
     await xdotool(['key', 'Return']);
-    assert.equal((await w.readFileWhenWritten(w.homeFile(CAGE, 'xterm-typed'), 30000)).trim(), 'typed-in-xterm');
+    assert.equal(
+      (await w.readFileWhenWritten(w.homeFile(CAGE, 'xterm-typed'), 30000)).trim(),
+      'typed-in-xterm',
+    );
 
     const probe = await waitForWindow(w.display, { name: TITLE });
     await xdotool(['windowactivate', '--sync', probe.id]);
     await probeState(CAGE, TITLE, 'active=1 focused=1 backdrop=0');
     await xdotool(['type', '--delay', '20', 'again']);
     await xdotool(['key', 'Return']);
-    assert.equal(await waitFor('typed text', () => probeTyped(CAGE, TITLE), { ...WAIT, until: (t) => t.includes('\n') }), 'Kagome-Test_1!@#\nagain');
+    assert.equal(
+      await waitFor('typed text', () => probeTyped(CAGE, TITLE), {
+        ...WAIT,
+        until: (t) => t.includes('\n'),
+      }),
+      'Kagome-Test_1!@#\nagain',
+    );
   });
 
   it('Mousepad: its title, its own icon, and what is typed is saved', async () => {
@@ -300,20 +366,50 @@ describe('caged windows under a window manager: title, icon, pid, focus and typi
     const mousepad = await waitForWindow(w.display, { wmClass: 'Mousepad' });
     const title = await stringProperty(w.display, mousepad.id, 'WM_NAME');
     assert.match(title ?? '', / - Mousepad$/);
-    assert.equal(await waitFor('openbox titles Mousepad', () => stringProperty(w.display, mousepad.id, '_NET_WM_VISIBLE_NAME'), { ...WAIT, until: (v) => v !== undefined }), title);
+    assert.equal(
+      await waitFor(
+        'openbox titles Mousepad',
+        () => stringProperty(w.display, mousepad.id, '_NET_WM_VISIBLE_NAME'),
+        { ...WAIT, until: (v) => v !== undefined },
+      ),
+      title,
+    );
     assert.equal(await cardinal(w.display, mousepad.id, '_NET_WM_PID'), undefined);
 
-    const [hostIcon] = await waitFor('the icon arrives', () => hostIcons(w.display, mousepad.id), { ...WAIT, until: (v) => v.length > 0 });
-    await w.launchCommand(CAGE, ['/usr/bin/python3', '-c', ICONS, 'Mousepad', path.join(w.env.HOME!, 'mousepad-icons.json')]);
-    const cageIcons = JSON.parse(await w.readFileWhenWritten(w.homeFile(CAGE, 'mousepad-icons.json'), 30000)) as IconImage[];
-    const same = cageIcons.find((i) => i.width === hostIcon!.width && i.height === hostIcon!.height);
-    assert.ok(same, `an icon of ${hostIcon!.width}x${hostIcon!.height} among Mousepad's own: ${JSON.stringify(cageIcons.map((i) => [i.width, i.height]))}`);
-    assert.deepEqual([hostIcon!.alpha, hostIcon!.opaque], [same.alpha, same.opaque], 'the host shows the icon Mousepad set');
+    const [hostIcon] = await waitFor('the icon arrives', () => hostIcons(w.display, mousepad.id), {
+      ...WAIT,
+      until: (v) => v.length > 0,
+    });
+    await w.launchCommand(CAGE, [
+      '/usr/bin/python3',
+      '-c',
+      ICONS,
+      'Mousepad',
+      path.join(w.env.HOME!, 'mousepad-icons.json'),
+    ]);
+    const cageIcons = JSON.parse(
+      await w.readFileWhenWritten(w.homeFile(CAGE, 'mousepad-icons.json'), 30000),
+    ) as IconImage[];
+    const same = cageIcons.find(
+      (i) => i.width === hostIcon!.width && i.height === hostIcon!.height,
+    );
+    assert.ok(
+      same,
+      `an icon of ${hostIcon!.width}x${hostIcon!.height} among Mousepad's own: ${JSON.stringify(cageIcons.map((i) => [i.width, i.height]))}`,
+    );
+    assert.deepEqual(
+      [hostIcon!.alpha, hostIcon!.opaque],
+      [same.alpha, same.opaque],
+      'the host shows the icon Mousepad set',
+    );
 
     await xdotool(['windowactivate', '--sync', mousepad.id]);
     await xdotool(['type', '--delay', '20', 'Typed in Mousepad']);
     await xdotool(['key', 'ctrl+s']);
-    assert.match(await w.readFileWhenWritten(w.homeFile(CAGE, note), 30000), /^Typed in Mousepad\n?$/);
+    assert.match(
+      await w.readFileWhenWritten(w.homeFile(CAGE, note), 30000),
+      /^Typed in Mousepad\n?$/,
+    );
   });
 
   it("control: xpra's own client in kagome's sandbox shows an active window as unfocused, badges its icon and names a pid of its namespace", async () => {
@@ -321,9 +417,26 @@ describe('caged windows under a window manager: title, icon, pid, focus and typi
     await w.launchCommand(CONTROL, ['/usr/bin/python3', '-c', PROBE, title]);
     await waitForWindow(w.display, { name: title });
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-control-client-'));
-    writeClientEtc(dir, { name: os.userInfo().username, uid: process.getuid!(), gid: process.getgid!() });
-    const argv = ['/usr/bin/xpra', ...xpraClientArgv(path.posix.join(CLIENT_XPRA_DIR, 'xpra.sock'), undefined)];
-    const args = clientSandboxArgs({ display: w.display, xauthority: undefined, xpraDir: path.join(w.runtimeDir, 'cages', CONTROL, 'xpra'), lang: 'C.UTF-8', etcDir: dir }, argv, 3)!;
+    writeClientEtc(dir, {
+      name: os.userInfo().username,
+      uid: process.getuid!(),
+      gid: process.getgid!(),
+    });
+    const argv = [
+      '/usr/bin/xpra',
+      ...xpraClientArgv(path.posix.join(CLIENT_XPRA_DIR, 'xpra.sock'), undefined),
+    ];
+    const args = clientSandboxArgs(
+      {
+        display: w.display,
+        xauthority: undefined,
+        xpraDir: path.join(w.runtimeDir, 'cages', CONTROL, 'xpra'),
+        lang: 'C.UTF-8',
+        etcDir: dir,
+      },
+      argv,
+      3,
+    )!;
     // It takes the cage's display over from kagome's client, whose window goes.
     const plain = spawn('bwrap', args, { env: {}, stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
     track(plain);
@@ -332,11 +445,17 @@ describe('caged windows under a window manager: title, icon, pid, focus and typi
       const id = await waitFor(
         "xpra's own window for the probe",
         async () => {
-          const r = await execa('xdotool', ['search', '--onlyvisible', '--name', `^${title}$`], { env: { DISPLAY: w.display }, reject: false });
+          const r = await execa('xdotool', ['search', '--onlyvisible', '--name', `^${title}$`], {
+            env: { DISPLAY: w.display },
+            reject: false,
+          });
           for (const dec of r.stdout.split('\n').filter(Boolean)) {
             const hex = '0x' + Number(dec).toString(16);
             // kagome's client's window may go between the search and the look.
-            if ((await cardinal(w.display, hex, '_NET_WM_PID').catch(() => undefined)) !== undefined) return hex;
+            if (
+              (await cardinal(w.display, hex, '_NET_WM_PID').catch(() => undefined)) !== undefined
+            )
+              return hex;
           }
           return '';
         },
@@ -344,9 +463,18 @@ describe('caged windows under a window manager: title, icon, pid, focus and typi
       );
       const pid = (await cardinal(w.display, id, '_NET_WM_PID'))!;
       const cmdline = readOr(`/proc/${pid}/cmdline`);
-      assert.ok(!cmdline.includes('xpra'), `_NET_WM_PID ${pid} is not the client's pid on the host but ${JSON.stringify(cmdline.replace(/\0/g, ' '))}`);
-      const icons = await waitFor('the icon arrives', () => hostIcons(w.display, id), { ...WAIT, until: (v) => v.length > 0 });
-      assert.ok(icons[0]!.count > PROBE_ICON_COLOURS.length, `xpra's logo drawn over the icon: ${icons[0]!.count} colours`);
+      assert.ok(
+        !cmdline.includes('xpra'),
+        `_NET_WM_PID ${pid} is not the client's pid on the host but ${JSON.stringify(cmdline.replace(/\0/g, ' '))}`,
+      );
+      const icons = await waitFor('the icon arrives', () => hostIcons(w.display, id), {
+        ...WAIT,
+        until: (v) => v.length > 0,
+      });
+      assert.ok(
+        icons[0]!.count > PROBE_ICON_COLOURS.length,
+        `xpra's logo drawn over the icon: ${icons[0]!.count} colours`,
+      );
       await xdotool(['windowactivate', '--sync', id]);
       await rewriteNetWmState(w.display, id);
       // Active (it has the X focus in its cage), yet drawn as unfocused.
@@ -371,31 +499,61 @@ describe('caged windows under a window manager: title, icon, pid, focus and typi
       'd.flush()',
       'import sys; sys.stdin.read()',
     ].join('\n');
-    const foreign = spawn('/usr/bin/python3', ['-c', script], { env: { DISPLAY: w.display }, stdio: ['pipe', 'ignore', 'ignore'] });
+    const foreign = spawn('/usr/bin/python3', ['-c', script], {
+      env: { DISPLAY: w.display },
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
     track(foreign);
     others.push(foreign);
     const win = await waitForWindow(w.display, { name: 'kagome-foreign' });
-    assert.equal(await waitFor('openbox titles it', () => stringProperty(w.display, win.id, '_NET_WM_VISIBLE_NAME'), { ...WAIT, until: (v) => v !== undefined }), 'kagome-foreign (kagome-client)');
+    assert.equal(
+      await waitFor(
+        'openbox titles it',
+        () => stringProperty(w.display, win.id, '_NET_WM_VISIBLE_NAME'),
+        { ...WAIT, until: (v) => v !== undefined },
+      ),
+      'kagome-foreign (kagome-client)',
+    );
     foreign.stdin!.end();
   });
 
-  it("typing through XSendEvent (`xdotool type --window`) reaches no GTK 3 window, even uncaged: tests type through XTest", async () => {
+  it('typing through XSendEvent (`xdotool type --window`) reaches no GTK 3 window, even uncaged: tests type through XTest', async () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-host-probe-'));
     const title = 'kagome-host-probe';
-    const probe = spawn('/usr/bin/python3', ['-c', PROBE, title], { env: { DISPLAY: w.display, HOME: home, PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' }, stdio: 'ignore' });
+    const probe = spawn('/usr/bin/python3', ['-c', PROBE, title], {
+      env: { DISPLAY: w.display, HOME: home, PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' },
+      stdio: 'ignore',
+    });
     track(probe);
     others.push(probe);
     try {
       const win = await waitForWindow(w.display, { name: title });
       await xdotool(['windowactivate', '--sync', win.id]);
-      await waitFor('the host probe is active', () => readOr(path.join(home, `${title}.state`)).split('\n').at(-1) ?? '', { ...WAIT, until: (s) => s.startsWith('active=1') });
+      await waitFor(
+        'the host probe is active',
+        () =>
+          readOr(path.join(home, `${title}.state`))
+            .split('\n')
+            .at(-1) ?? '',
+        { ...WAIT, until: (s) => s.startsWith('active=1') },
+      );
       const { stdout: focus } = await xdotool(['getwindowfocus', '-f']);
-      assert.notEqual('0x' + Number(focus).toString(16), win.id, 'GTK keeps the X focus on a child window of its toplevel');
+      assert.notEqual(
+        '0x' + Number(focus).toString(16),
+        win.id,
+        'GTK keeps the X focus on a child window of its toplevel',
+      );
       await xdotool(['type', '--window', win.id, 'sent']);
       await xdotool(['key', '--window', win.id, 'Return']);
       await xdotool(['type', 'xtest']);
       await xdotool(['key', 'Return']);
-      assert.equal(await waitFor('typed text', () => readOr(path.join(home, `${title}.typed`)), { ...WAIT, until: (t) => t !== '' }), 'xtest');
+      assert.equal(
+        await waitFor('typed text', () => readOr(path.join(home, `${title}.typed`)), {
+          ...WAIT,
+          until: (t) => t !== '',
+        }),
+        'xtest',
+      );
     } finally {
       await stopChild(probe);
       fs.rmSync(home, { recursive: true, force: true });

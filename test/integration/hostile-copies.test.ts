@@ -23,17 +23,26 @@ describe('a hostile cage and its copy grants', () => {
   let secret: string;
 
   const grant = async (file: string, opts: { persistent?: boolean } = {}): Promise<GrantTuple> => {
-    const options: Record<string, InstanceType<typeof dbus.Variant>> = { writable: new dbus.Variant('b', true) };
+    const options: Record<string, InstanceType<typeof dbus.Variant>> = {
+      writable: new dbus.Variant('b', true),
+    };
     if (opts.persistent) options.persistent = new dbus.Variant('b', true);
     const [grants] = await w.dbus.Files1.GrantPaths('evil', [Buffer.from(file)], options);
     return grants[0]!;
   };
   /** Where the service keeps a grant's copy: the cage's folder, which the cage writes. */
-  const copyOnHost = (g: GrantTuple) => path.join(w.runtimeDir, 'files', 'evil', g[0], path.basename(g[1].toString()));
+  const copyOnHost = (g: GrantTuple) =>
+    path.join(w.runtimeDir, 'files', 'evil', g[0], path.basename(g[1].toString()));
   const inCage = async (script: string, g: GrantTuple) => {
     const done = w.homeFile('evil', 'done');
     fs.rmSync(done, { force: true });
-    await w.launchCommand('evil', ['/bin/sh', '-c', `${script}\necho ok > "$HOME/done.tmp"; mv "$HOME/done.tmp" "$HOME/done"`, 'sh', g[1].toString()]);
+    await w.launchCommand('evil', [
+      '/bin/sh',
+      '-c',
+      `${script}\necho ok > "$HOME/done.tmp"; mv "$HOME/done.tmp" "$HOME/done"`,
+      'sh',
+      g[1].toString(),
+    ]);
     await w.readFileWhenWritten(done);
   };
 
@@ -59,7 +68,11 @@ describe('a hostile cage and its copy grants', () => {
     await inCage(`rm -f "$1"; ln -s '${secret}' "$1"`, g);
     // Control: a read of the copy's path on the host follows the cage's link to the secret.
     assert.equal(fs.readFileSync(copyOnHost(g), 'utf8'), 'HOST SECRET\n');
-    await waitFor('the refusal in the log', () => /not written back: it is not a regular file/.test(w.service!.log()), { timeoutMs: 10000, pollMs: 25 });
+    await waitFor(
+      'the refusal in the log',
+      () => /not written back: it is not a regular file/.test(w.service!.log()),
+      { timeoutMs: 10000, pollMs: 25 },
+    );
     await w.dbus.Files1.Revoke('evil', [g[0]]);
     assert.equal(fs.readFileSync(victim, 'utf8'), 'victim original\n');
     assert.equal(fs.readFileSync(secret, 'utf8'), 'HOST SECRET\n');
@@ -89,7 +102,11 @@ describe('a hostile cage and its copy grants', () => {
     await inCage('truncate -s 1500M "$1"', g);
     // Control: the file the cage made is that large, as the host sees it.
     assert.equal(fs.statSync(copyOnHost(g)).size, 1500 * 1024 * 1024);
-    await waitFor('the refusal in the log', () => /over the \d+-byte limit for copies/.test(w.service!.log()), { timeoutMs: 10000, pollMs: 25 });
+    await waitFor(
+      'the refusal in the log',
+      () => /over the \d+-byte limit for copies/.test(w.service!.log()),
+      { timeoutMs: 10000, pollMs: 25 },
+    );
     assert.equal(fs.readFileSync(victim, 'utf8'), 'victim original\n');
     assert.equal(fs.statSync(victim).size, 16);
     const after = vmRssKiB(w.service!.child.pid!);

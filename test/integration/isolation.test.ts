@@ -11,7 +11,13 @@ import { hostDisplayAndBusProbe } from '../helpers/probes.js';
 // "open" or "closed"; the probes are first run on the host, where everything must be "open",
 // so a probe that cannot see anything anywhere cannot pass by accident.
 
-function probeScript(hostDisplayNumber: string, busPath: string, hostSecret: string, otherCageFile: string, otherRuntime: string): string {
+function probeScript(
+  hostDisplayNumber: string,
+  busPath: string,
+  hostSecret: string,
+  otherCageFile: string,
+  otherRuntime: string,
+): string {
   return [
     ...hostDisplayAndBusProbe(hostDisplayNumber, busPath),
     `test -e '${hostSecret}' && echo "home open" || echo "home closed"`,
@@ -22,7 +28,12 @@ function probeScript(hostDisplayNumber: string, busPath: string, hostSecret: str
 }
 
 function parse(out: string): Record<string, string> {
-  return Object.fromEntries(out.trim().split('\n').map((l) => l.split(' ') as [string, string]));
+  return Object.fromEntries(
+    out
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' ') as [string, string]),
+  );
 }
 
 describe('a cage cannot reach the host or other cages', () => {
@@ -41,13 +52,27 @@ describe('a cage cannot reach the host or other cages', () => {
     const busPath = w.bus.address.replace(/^unix:path=/, '').replace(/,.*$/, '');
     assert.ok(busPath.startsWith('/'), `expected a path bus address, got ${w.bus.address}`);
     const displayNumber = w.display.replace(/^:/, '');
-    script = probeScript(displayNumber, busPath, hostSecret, otherFile, path.join(w.runtimeDir, 'cages', 'other'));
+    script = probeScript(
+      displayNumber,
+      busPath,
+      hostSecret,
+      otherFile,
+      path.join(w.runtimeDir, 'cages', 'other'),
+    );
     await w.startService();
-    await w.launchCommand('other', ['sh', '-c', 'echo x > "$HOME/other-secret.txt"; cp /bin/sleep "$HOME/other-cage-sleeper"; exec "$HOME/other-cage-sleeper" 600']);
+    await w.launchCommand('other', [
+      'sh',
+      '-c',
+      'echo x > "$HOME/other-secret.txt"; cp /bin/sleep "$HOME/other-cage-sleeper"; exec "$HOME/other-cage-sleeper" 600',
+    ]);
     await w.readFileWhenWritten(otherFile);
 
     for (const cage of ['offline', 'online']) {
-      await w.launchCommand(cage, ['sh', '-c', `{\n${script}\n} > "$HOME/probe.tmp" 2>&1; mv "$HOME/probe.tmp" "$HOME/probe.out"`]);
+      await w.launchCommand(cage, [
+        'sh',
+        '-c',
+        `{\n${script}\n} > "$HOME/probe.tmp" 2>&1; mv "$HOME/probe.tmp" "$HOME/probe.out"`,
+      ]);
       results[cage] = parse(await w.readFileWhenWritten(w.homeFile(cage, 'probe.out')));
     }
   });
@@ -93,7 +118,11 @@ describe('a cage cannot reach the host or other cages', () => {
 
   it('Network=full has a network of its own (slirp4netns), Network=none only loopback', async () => {
     for (const cage of ['offline', 'online']) {
-      await w.launchCommand(cage, ['sh', '-c', 'cat /proc/net/dev > "$HOME/net.tmp"; mv "$HOME/net.tmp" "$HOME/net.out"']);
+      await w.launchCommand(cage, [
+        'sh',
+        '-c',
+        'cat /proc/net/dev > "$HOME/net.tmp"; mv "$HOME/net.tmp" "$HOME/net.out"',
+      ]);
     }
     assert.doesNotMatch(await w.readFileWhenWritten(w.homeFile('offline', 'net.out')), /tap0/);
     assert.match(await w.readFileWhenWritten(w.homeFile('online', 'net.out')), /tap0/);

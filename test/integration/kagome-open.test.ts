@@ -7,7 +7,18 @@
 
 import assert from 'node:assert/strict';
 import { pathBytesToFileUri } from '../../xdg/exec.js';
-import { access, chmod, copyFile, lstat, mkdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  access,
+  chmod,
+  copyFile,
+  lstat,
+  mkdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
@@ -17,7 +28,13 @@ import { execa, type ResultPromise } from 'execa';
 import { startSessionBus, type SessionBus } from '../helpers/dbus-session.js';
 import { makeTempEnv, type TempEnv } from '../helpers/tmpenv.js';
 import { startXvfb, type Xvfb } from '../helpers/xvfb.js';
-import { countWindows, parseXpropStrings, screenshot, waitForWindow, windowProperty } from '../helpers/x11.js';
+import {
+  countWindows,
+  parseXpropStrings,
+  screenshot,
+  waitForWindow,
+  windowProperty,
+} from '../helpers/x11.js';
 import { BUS_NAME, LAUNCHER_IFACE, OBJECT_PATH, memberTable } from '../../dbus/contract.js';
 
 const KAGOME_OPEN = fileURLToPath(new URL('../../../bin/kagome-open', import.meta.url));
@@ -49,9 +66,20 @@ class FakeLauncher extends dbus.interface.Interface {
     super(LAUNCHER_IFACE);
   }
 
-  Launch(cage: string, desktopId: string, uris: string[], options: Record<string, Variant>): string {
+  Launch(
+    cage: string,
+    desktopId: string,
+    uris: string[],
+    options: Record<string, Variant>,
+  ): string {
     if (cage === FAIL_CAGE) throw new dbus.DBusError('io.kagome.Error.NoSuchCage', FAIL_MESSAGE);
-    this.calls.push({ method: 'Launch', cage, desktopId, args: uris, options: plainOptions(options) });
+    this.calls.push({
+      method: 'Launch',
+      cage,
+      desktopId,
+      args: uris,
+      options: plainOptions(options),
+    });
     return LAUNCH_PATH;
   }
 
@@ -126,7 +154,7 @@ describe('kagome-open', () => {
       'with space',
       "single'quote",
       'double"quote',
-      "both ' and \" quotes",
+      'both \' and " quotes',
       'new\nline',
       'tab\there',
       '-x',
@@ -176,7 +204,10 @@ describe('kagome-open', () => {
   type Transport = 'busctl' | 'gdbus';
 
   /** With --entry, kagome-open sends files as file:// URIs (relative to its cwd); URIs and '' pass as they are. */
-  const asUri = (a: string): string => (a === '' || /^[A-Za-z][A-Za-z0-9+.-]*:/.test(a) ? a : pathBytesToFileUri(Buffer.from(a.startsWith('/') ? a : `${workdir}/${a}`)));
+  const asUri = (a: string): string =>
+    a === '' || /^[A-Za-z][A-Za-z0-9+.-]*:/.test(a)
+      ? a
+      : pathBytesToFileUri(Buffer.from(a.startsWith('/') ? a : `${workdir}/${a}`));
 
   async function kagomeOpen(
     transport: Transport | 'none',
@@ -186,7 +217,12 @@ describe('kagome-open', () => {
     return execa(shells[opts.shell ?? 'dash'], [opts.script ?? KAGOME_OPEN, ...args], {
       cwd: workdir,
       extendEnv: false,
-      env: { PATH: paths[transport], LANG: 'C.UTF-8', DBUS_SESSION_BUS_ADDRESS: bus.address, ...opts.env },
+      env: {
+        PATH: paths[transport],
+        LANG: 'C.UTF-8',
+        DBUS_SESSION_BUS_ADDRESS: bus.address,
+        ...opts.env,
+      },
       reject: false,
       stripFinalNewline: false,
     });
@@ -197,7 +233,8 @@ describe('kagome-open', () => {
   }
 
   async function assertNoSideEffects(): Promise<void> {
-    for (const s of sentinels) assert.equal(await exists(s), false, `${s} was created: an argument got evaluated`);
+    for (const s of sentinels)
+      assert.equal(await exists(s), false, `${s} was created: an argument got evaluated`);
     if (!tmpPwnedExisted) assert.equal(await exists('/tmp/pwned'), false, '/tmp/pwned was created');
   }
 
@@ -208,8 +245,17 @@ describe('kagome-open', () => {
           takeCalls();
           const r = await kagomeOpen(
             transport,
-            ['--cage', 'web', '--entry', 'org.example.Browser.desktop', '--action', 'new-window', '--', ...nasty],
-            { shell, env: { DESKTOP_STARTUP_ID: "id 'with' \"quotes\"_TIME1" } },
+            [
+              '--cage',
+              'web',
+              '--entry',
+              'org.example.Browser.desktop',
+              '--action',
+              'new-window',
+              '--',
+              ...nasty,
+            ],
+            { shell, env: { DESKTOP_STARTUP_ID: 'id \'with\' "quotes"_TIME1' } },
           );
           assert.equal(r.stderr, '');
           assert.equal(r.stdout, '');
@@ -223,7 +269,7 @@ describe('kagome-open', () => {
               options: {
                 cwd: { signature: 's', value: workdir },
                 action: { signature: 's', value: 'new-window' },
-                'startup-id': { signature: 's', value: "id 'with' \"quotes\"_TIME1" },
+                'startup-id': { signature: 's', value: 'id \'with\' "quotes"_TIME1' },
               },
             },
           ]);
@@ -238,16 +284,25 @@ describe('kagome-open', () => {
         assert.equal(r.stderr, '');
         assert.equal(r.exitCode, 0);
         assert.deepEqual(takeCalls(), [
-          { method: 'LaunchCommand', cage: 'dev', args: argv, options: { cwd: { signature: 's', value: workdir } } },
+          {
+            method: 'LaunchCommand',
+            cage: 'dev',
+            args: argv,
+            options: { cwd: { signature: 's', value: workdir } },
+          },
         ]);
         await assertNoSideEffects();
       });
 
       it('Launch without ARGs sends an empty list; XDG_ACTIVATION_TOKEN becomes startup-id', async () => {
         takeCalls();
-        const r = await kagomeOpen(transport, ['--cage', 'web', '--entry', 'org.example.Browser.desktop'], {
-          env: { XDG_ACTIVATION_TOKEN: 'wayland-token-1', DESKTOP_STARTUP_ID: 'x11-id' },
-        });
+        const r = await kagomeOpen(
+          transport,
+          ['--cage', 'web', '--entry', 'org.example.Browser.desktop'],
+          {
+            env: { XDG_ACTIVATION_TOKEN: 'wayland-token-1', DESKTOP_STARTUP_ID: 'x11-id' },
+          },
+        );
         assert.equal(r.stderr, '');
         assert.equal(r.exitCode, 0);
         assert.deepEqual(takeCalls(), [
@@ -266,7 +321,15 @@ describe('kagome-open', () => {
 
       it('without -- the first non-option ARG still ends option parsing', async () => {
         takeCalls();
-        const r = await kagomeOpen(transport, ['--cage', 'web', '--entry', 'a.desktop', 'file:///x', '--help', '-x']);
+        const r = await kagomeOpen(transport, [
+          '--cage',
+          'web',
+          '--entry',
+          'a.desktop',
+          'file:///x',
+          '--help',
+          '-x',
+        ]);
         assert.equal(r.stderr, '');
         assert.equal(r.exitCode, 0);
         assert.deepEqual(takeCalls()[0]?.args, ['file:///x', asUri('--help'), asUri('-x')]);
@@ -275,9 +338,13 @@ describe('kagome-open', () => {
       it('keeps non-ASCII arguments intact in the C locale', async () => {
         takeCalls();
         const args = ['é 日本語 🦀', 'ü\n'];
-        const r = await kagomeOpen(transport, ['--cage', 'web', '--entry', 'a.desktop', '--', ...args], {
-          env: { LANG: 'C', LC_ALL: 'C' },
-        });
+        const r = await kagomeOpen(
+          transport,
+          ['--cage', 'web', '--entry', 'a.desktop', '--', ...args],
+          {
+            env: { LANG: 'C', LC_ALL: 'C' },
+          },
+        );
         assert.equal(r.stderr, '');
         assert.equal(r.exitCode, 0);
         assert.deepEqual(takeCalls()[0]?.args, args.map(asUri));
@@ -304,7 +371,10 @@ describe('kagome-open', () => {
             env: { DBUS_SESSION_BUS_ADDRESS: other.address },
           });
           assert.equal(r.exitCode, 1);
-          assert.match(r.stderr, /^kagome-open: org\.freedesktop\.DBus\.Error\.ServiceUnknown: .*io\.kagome\.Kagome/);
+          assert.match(
+            r.stderr,
+            /^kagome-open: org\.freedesktop\.DBus\.Error\.ServiceUnknown: .*io\.kagome\.Kagome/,
+          );
         } finally {
           await other.stop();
         }
@@ -313,15 +383,28 @@ describe('kagome-open', () => {
       it('sends a file name that is not UTF-8 as a percent-encoded URI, and refuses such a command argument', async () => {
         takeCalls();
         const run = (args: string) =>
-          execa(shells.dash, ['-c', `exec "$1" "$0" --cage web ${args} -- ok "$(printf "bad\\377byte")"`, KAGOME_OPEN, shells.dash], {
-            cwd: workdir,
-            extendEnv: false,
-            env: { PATH: paths[transport], DBUS_SESSION_BUS_ADDRESS: bus.address },
-            reject: false,
-          });
+          execa(
+            shells.dash,
+            [
+              '-c',
+              `exec "$1" "$0" --cage web ${args} -- ok "$(printf "bad\\377byte")"`,
+              KAGOME_OPEN,
+              shells.dash,
+            ],
+            {
+              cwd: workdir,
+              extendEnv: false,
+              env: { PATH: paths[transport], DBUS_SESSION_BUS_ADDRESS: bus.address },
+              reject: false,
+            },
+          );
         const entry = await run('--entry a.desktop');
         assert.equal(entry.exitCode, 0, entry.stderr);
-        const bytes = Buffer.concat([Buffer.from(workdir + '/bad'), Buffer.from([0xff]), Buffer.from('byte')]);
+        const bytes = Buffer.concat([
+          Buffer.from(workdir + '/bad'),
+          Buffer.from([0xff]),
+          Buffer.from('byte'),
+        ]);
         assert.deepEqual(takeCalls()[0]?.args, [asUri('ok'), pathBytesToFileUri(bytes)]);
         assert.match(pathBytesToFileUri(bytes), /bad%FFbyte$/);
         const command = await run('');
@@ -335,13 +418,28 @@ describe('kagome-open', () => {
   it('busctl really needs the -- that kagome-open puts before its arguments', async () => {
     takeCalls();
     const env = { PATH: paths.busctl, DBUS_SESSION_BUS_ADDRESS: bus.address };
-    const call = ['call', BUS_NAME, OBJECT_PATH, LAUNCHER_IFACE, 'LaunchCommand', memberTable(LAUNCHER_IFACE).methods.LaunchCommand!.inSignature];
+    const call = [
+      'call',
+      BUS_NAME,
+      OBJECT_PATH,
+      LAUNCHER_IFACE,
+      'LaunchCommand',
+      memberTable(LAUNCHER_IFACE).methods.LaunchCommand!.inSignature,
+    ];
     // Without it, getopt permutes a file named "-x" (or "--help") into an option.
-    const bare = await execa('busctl', ['--user', ...call, 'dev', '1', '-x', '0'], { env, extendEnv: false, reject: false });
+    const bare = await execa('busctl', ['--user', ...call, 'dev', '1', '-x', '0'], {
+      env,
+      extendEnv: false,
+      reject: false,
+    });
     assert.notEqual(bare.exitCode, 0);
     assert.match(bare.stderr, /invalid option/);
     assert.deepEqual(takeCalls(), []);
-    const guarded = await execa('busctl', ['--user', '--', ...call, 'dev', '1', '-x', '0'], { env, extendEnv: false, reject: false });
+    const guarded = await execa('busctl', ['--user', '--', ...call, 'dev', '1', '-x', '0'], {
+      env,
+      extendEnv: false,
+      reject: false,
+    });
     assert.equal(guarded.exitCode, 0, guarded.stderr);
     assert.deepEqual(takeCalls()[0]?.args, ['-x']);
   });
@@ -362,20 +460,46 @@ describe('kagome-open', () => {
     );
     const env = { KAGOME_FAKE_OUT: record, DESKTOP_STARTUP_ID: 'sid' };
 
-    const withEntry = await kagomeOpen('none', ['--cage', 'web', '--entry', 'a.desktop', '--action', 'new', '--', ...nasty], {
-      script,
-      env,
-    });
+    const withEntry = await kagomeOpen(
+      'none',
+      ['--cage', 'web', '--entry', 'a.desktop', '--action', 'new', '--', ...nasty],
+      {
+        script,
+        env,
+      },
+    );
     assert.equal(withEntry.stderr, '');
     assert.equal(withEntry.exitCode, 0);
     assert.deepEqual(JSON.parse(await readFile(record, 'utf8')), {
-      argv: ['launch', 'web', '--entry', 'a.desktop', '--action', 'new', '--cwd', workdir, '--', ...nasty.map(asUri)],
+      argv: [
+        'launch',
+        'web',
+        '--entry',
+        'a.desktop',
+        '--action',
+        'new',
+        '--cwd',
+        workdir,
+        '--',
+        ...nasty.map(asUri),
+      ],
       startup: 'sid',
     });
 
-    const command = await kagomeOpen('none', ['--cage', 'dev', '--', 'prog', '-x'], { script, env });
+    const command = await kagomeOpen('none', ['--cage', 'dev', '--', 'prog', '-x'], {
+      script,
+      env,
+    });
     assert.equal(command.exitCode, 0, command.stderr);
-    assert.deepEqual(JSON.parse(await readFile(record, 'utf8')).argv, ['launch', 'dev', '--cwd', workdir, '--', 'prog', '-x']);
+    assert.deepEqual(JSON.parse(await readFile(record, 'utf8')).argv, [
+      'launch',
+      'dev',
+      '--cwd',
+      workdir,
+      '--',
+      'prog',
+      '-x',
+    ]);
     await assertNoSideEffects();
 
     await rm(join(dir, 'kagome'));
@@ -400,7 +524,11 @@ describe('kagome-open', () => {
     ]) {
       const r = await kagomeOpen('busctl', args);
       assert.equal(r.exitCode, 2, `exit status for ${JSON.stringify(args)}`);
-      assert.match(r.stderr, /^kagome-open: .*\nusage: kagome-open --cage CAGE/, `stderr for ${JSON.stringify(args)}`);
+      assert.match(
+        r.stderr,
+        /^kagome-open: .*\nusage: kagome-open --cage CAGE/,
+        `stderr for ${JSON.stringify(args)}`,
+      );
     }
     assert.deepEqual(takeCalls(), []);
     const help = await kagomeOpen('busctl', ['--help']);
@@ -410,7 +538,13 @@ describe('kagome-open', () => {
 
   it('accepts --opt=value spellings', async () => {
     takeCalls();
-    const r = await kagomeOpen('busctl', ['--cage=web', '--entry=a.desktop', '--action=new', '--', 'x']);
+    const r = await kagomeOpen('busctl', [
+      '--cage=web',
+      '--entry=a.desktop',
+      '--action=new',
+      '--',
+      'x',
+    ]);
     assert.equal(r.exitCode, 0, r.stderr);
     const [call] = takeCalls();
     assert.equal(call?.cage, 'web');
@@ -493,7 +627,10 @@ describe('test helpers', () => {
         join(services, 'io.kagome.Test.Activated.service'),
         `[D-BUS Service]\nName=io.kagome.Test.Activated\nExec=/bin/sh -c 'env > ${out}; exit 3'\n`,
       );
-      const bus = await startSessionBus({ servicesDirs: [services], env: { KAGOME_TEST_MARK: 'marked' } });
+      const bus = await startSessionBus({
+        servicesDirs: [services],
+        env: { KAGOME_TEST_MARK: 'marked' },
+      });
       try {
         assert.match(bus.address, /^unix:path=/);
         assert.equal(bus.env.DBUS_SESSION_BUS_ADDRESS, bus.address);
@@ -503,14 +640,30 @@ describe('test helpers', () => {
         // full 25 s activation timeout, in case the service had daemonized.)
         const started = await execa(
           'busctl',
-          ['--user', 'call', 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'StartServiceByName', 'su', 'io.kagome.Test.Activated', '0'],
+          [
+            '--user',
+            'call',
+            'org.freedesktop.DBus',
+            '/org/freedesktop/DBus',
+            'org.freedesktop.DBus',
+            'StartServiceByName',
+            'su',
+            'io.kagome.Test.Activated',
+            '0',
+          ],
           { env: { DBUS_SESSION_BUS_ADDRESS: bus.address }, reject: false },
         );
         assert.match(started.stderr, /io\.kagome\.Test\.Activated exited with status 3/, bus.log());
         const text = await readFile(out, 'utf8');
         const lines = text.split('\n');
-        assert.ok(lines.includes('KAGOME_TEST_MARK=marked'), `activated service env:\n${text}\ndaemon log:\n${bus.log()}`);
-        assert.ok(lines.includes(`DBUS_SESSION_BUS_ADDRESS=${bus.address}`), `activated service env:\n${text}`);
+        assert.ok(
+          lines.includes('KAGOME_TEST_MARK=marked'),
+          `activated service env:\n${text}\ndaemon log:\n${bus.log()}`,
+        );
+        assert.ok(
+          lines.includes(`DBUS_SESSION_BUS_ADDRESS=${bus.address}`),
+          `activated service env:\n${text}`,
+        );
       } finally {
         await bus.stop();
       }
@@ -550,18 +703,32 @@ describe('test helpers', () => {
       assert.equal(await countWindows(xvfb.display, 'XEyes'), 0);
       const xeyes = execa('xeyes', { env: { DISPLAY: xvfb.display }, reject: false });
       clients.push(xeyes);
-      const byClass = await waitForWindow(xvfb.display, { wmClass: 'XEyes' }, { timeoutMs: 10_000 });
+      const byClass = await waitForWindow(
+        xvfb.display,
+        { wmClass: 'XEyes' },
+        { timeoutMs: 10_000 },
+      );
       assert.deepEqual(byClass.wmClass, ['xeyes', 'XEyes']);
       assert.equal(byClass.name, 'xeyes');
       assert.match(byClass.id, /^0x[0-9a-f]+$/);
-      const byInstance = await waitForWindow(xvfb.display, { wmClass: 'xeyes', name: 'xeyes' }, { timeoutMs: 2000 });
+      const byInstance = await waitForWindow(
+        xvfb.display,
+        { wmClass: 'xeyes', name: 'xeyes' },
+        { timeoutMs: 2000 },
+      );
       assert.equal(byInstance.id, byClass.id);
       assert.equal(await countWindows(xvfb.display, 'XEyes'), 1);
       // xdotool matches case-insensitively; the helper must not
       assert.equal(await countWindows(xvfb.display, 'XEYES'), 0);
       assert.equal(await windowProperty(xvfb.display, byClass.id, 'WM_CLASS'), '"xeyes", "XEyes"');
-      assert.match(await windowProperty(xvfb.display, byClass.id, 'WM_NORMAL_HINTS'), /program specified size: 150 by 100/);
-      await assert.rejects(windowProperty(xvfb.display, byClass.id, '_NET_WM_PID'), /has no _NET_WM_PID property/);
+      assert.match(
+        await windowProperty(xvfb.display, byClass.id, 'WM_NORMAL_HINTS'),
+        /program specified size: 150 by 100/,
+      );
+      await assert.rejects(
+        windowProperty(xvfb.display, byClass.id, '_NET_WM_PID'),
+        /has no _NET_WM_PID property/,
+      );
     });
 
     it('waitForWindow times out naming the windows that do exist', async () => {
@@ -569,7 +736,10 @@ describe('test helpers', () => {
       await assert.rejects(
         waitForWindow(xvfb.display, { wmClass: 'NoSuchProgram' }, { timeoutMs: 700, pollMs: 100 }),
         (err: Error) => {
-          assert.match(err.message, /a visible window with WM_CLASS "NoSuchProgram" on :\d+: not within/);
+          assert.match(
+            err.message,
+            /a visible window with WM_CLASS "NoSuchProgram" on :\d+: not within/,
+          );
           assert.match(err.message, /within 0.7 s/);
           assert.match(err.message, /"xeyes": \("xeyes" "XEyes"\)/);
           return true;
@@ -588,7 +758,12 @@ describe('test helpers', () => {
     });
 
     it('parseXpropStrings undoes xprop escapes', () => {
-      assert.deepEqual(parseXpropStrings('"a\\"b", "c\\\\d", "\\303\\251", "x\\ny"'), ['a"b', 'c\\d', 'é', 'x\ny']);
+      assert.deepEqual(parseXpropStrings('"a\\"b", "c\\\\d", "\\303\\251", "x\\ny"'), [
+        'a"b',
+        'c\\d',
+        'é',
+        'x\ny',
+      ]);
     });
 
     it('stop() ends Xvfb', async () => {

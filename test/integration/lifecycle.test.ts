@@ -98,15 +98,25 @@ describe('cage lifecycle', () => {
   });
 
   it('20 simultaneous launches into a stopped cage start it once and run 20 programs', async () => {
-    const launches = Array.from({ length: 20 }, (_, i) => w.launchCommand('busy', ['sleep', String(300 + i)]));
+    const launches = Array.from({ length: 20 }, (_, i) =>
+      w.launchCommand('busy', ['sleep', String(300 + i)]),
+    );
     const paths = await Promise.all(launches);
     assert.equal(new Set(paths).size, 20);
-    assert.equal(states.filter(([c, s]) => c === 'busy' && s === 'starting').length, 1, JSON.stringify(states));
+    assert.equal(
+      states.filter(([c, s]) => c === 'busy' && s === 'starting').length,
+      1,
+      JSON.stringify(states),
+    );
     assert.equal(bwrapProcessesFor('kagome-busy'), 1);
     const state = w.cageState('busy') as { sandbox: { pidNamespace: string } };
     // The reply comes once each program is on its way into the cage; give the last ones a moment to exec.
     const sleeps = () => processesInNamespace(state.sandbox.pidNamespace, 'sleep').length;
-    await waitFor('21 sleeps in the cage', sleeps, { timeoutMs: 5000, pollMs: 20, until: (n) => n >= 21 });
+    await waitFor('21 sleeps in the cage', sleeps, {
+      timeoutMs: 5000,
+      pollMs: 20,
+      until: (n) => n >= 21,
+    });
     assert.equal(sleeps(), 20 + 1 /* the cage's keeper */);
     const programs = await w.dbus.Cages1.ListPrograms('busy');
     assert.equal(programs.length, 20);
@@ -127,8 +137,15 @@ describe('cage lifecycle', () => {
     };
     const service = sockets(w.service!.child.pid!);
     assert.ok(service.size > 0, 'the service has no sockets at all?');
-    const state = w.cageState('busy') as { sandbox: { pidNamespace: string; bwrap: { pid: number } }; displayState: { client: { pid: number } } };
-    const inCage = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number).filter((p) => nsOf(p) === state.sandbox.pidNamespace);
+    const state = w.cageState('busy') as {
+      sandbox: { pidNamespace: string; bwrap: { pid: number } };
+      displayState: { client: { pid: number } };
+    };
+    const inCage = fs
+      .readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .map(Number)
+      .filter((p) => nsOf(p) === state.sandbox.pidNamespace);
     assert.ok(inCage.length >= 21);
     for (const pid of [...inCage, state.sandbox.bwrap.pid, state.displayState.client.pid]) {
       let theirs: Set<string>;
@@ -138,20 +155,39 @@ describe('cage lifecycle', () => {
         continue;
       }
       const shared = [...theirs].filter((s) => service.has(s));
-      assert.deepEqual(shared, [], `process ${pid} (${fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')}) holds the service's sockets`);
+      assert.deepEqual(
+        shared,
+        [],
+        `process ${pid} (${fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')}) holds the service's sockets`,
+      );
     }
   });
 
   it('the service, every process of the cage, the helpers carrying programs and the host window client run as the ordinary user with no capabilities', async () => {
     const uid = process.getuid!();
     // The suite must never drift back to running the product as root (test/as-user).
-    assert.notEqual(uid, 0, 'the integration suite runs as root: run npm test, which runs it as an ordinary account');
+    assert.notEqual(
+      uid,
+      0,
+      'the integration suite runs as root: run npm test, which runs it as an ordinary account',
+    );
     const status = (pid: number) => fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-    const field = (text: string, name: string) => new RegExp(`^${name}:\\s+(.*)$`, 'm').exec(text)?.[1]?.trim().split(/\s+/) ?? [];
-    const state = w.cageState('busy') as { sandbox: { pidNamespace: string; bwrap: { pid: number } }; displayState: { client: { pid: number } } };
+    const field = (text: string, name: string) =>
+      new RegExp(`^${name}:\\s+(.*)$`, 'm').exec(text)?.[1]?.trim().split(/\s+/) ?? [];
+    const state = w.cageState('busy') as {
+      sandbox: { pidNamespace: string; bwrap: { pid: number } };
+      displayState: { client: { pid: number } };
+    };
     // The client's own sandbox holds bwrap's capabilities until it has exec'd xpra.
-    await waitFor('the host client to exec xpra', () => comm(state.displayState.client.pid), { timeoutMs: 10000, pollMs: 20, until: (c) => c === 'xpra' });
-    const all = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number);
+    await waitFor('the host client to exec xpra', () => comm(state.displayState.client.pid), {
+      timeoutMs: 10000,
+      pollMs: 20,
+      until: (c) => c === 'xpra',
+    });
+    const all = fs
+      .readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .map(Number);
     const inCage = all.filter((p) => nsOf(p) === state.sandbox.pidNamespace);
     const carriers = all.filter((p) => {
       try {
@@ -160,9 +196,18 @@ describe('cage lifecycle', () => {
         return false;
       }
     });
-    assert.ok(inCage.length >= 21 && carriers.length >= 20, `${inCage.length} cage processes, ${carriers.length} kagome-enter`);
+    assert.ok(
+      inCage.length >= 21 && carriers.length >= 20,
+      `${inCage.length} cage processes, ${carriers.length} kagome-enter`,
+    );
     const checked: string[] = [];
-    for (const pid of [w.service!.child.pid!, state.sandbox.bwrap.pid, state.displayState.client.pid, ...carriers, ...inCage]) {
+    for (const pid of [
+      w.service!.child.pid!,
+      state.sandbox.bwrap.pid,
+      state.displayState.client.pid,
+      ...carriers,
+      ...inCage,
+    ]) {
       let text: string;
       try {
         text = status(pid);
@@ -170,11 +215,19 @@ describe('cage lifecycle', () => {
         continue; // ended meanwhile
       }
       const name = field(text, 'Name').join(' ');
-      assert.deepEqual(field(text, 'Uid'), [String(uid), String(uid), String(uid), String(uid)], `${name} (${pid}) runs as uid ${uid}`);
-      for (const set of ['CapEff', 'CapPrm', 'CapAmb']) assert.equal(field(text, set)[0], '0000000000000000', `${name} (${pid}) has ${set}`);
+      assert.deepEqual(
+        field(text, 'Uid'),
+        [String(uid), String(uid), String(uid), String(uid)],
+        `${name} (${pid}) runs as uid ${uid}`,
+      );
+      for (const set of ['CapEff', 'CapPrm', 'CapAmb'])
+        assert.equal(field(text, set)[0], '0000000000000000', `${name} (${pid}) has ${set}`);
       checked.push(name);
     }
-    assert.ok(checked.includes('xpra') && checked.includes('bwrap') && checked.includes('sleep'), checked.join(' '));
+    assert.ok(
+      checked.includes('xpra') && checked.includes('bwrap') && checked.includes('sleep'),
+      checked.join(' '),
+    );
   });
 
   it('the host xpra client is confined: no home, no session bus, no network, nothing of the host but the display and the cage socket', async () => {
@@ -182,7 +235,11 @@ describe('cage lifecycle', () => {
     const client = state.displayState.client.pid;
     const service = w.service!.child.pid!;
     // bwrap reports the client's pid before it has set the sandbox up and exec'd xpra.
-    await waitFor('the host client to exec xpra', () => comm(client), { timeoutMs: 10000, pollMs: 20, until: (c) => c === 'xpra' });
+    await waitFor('the host client to exec xpra', () => comm(client), {
+      timeoutMs: 10000,
+      pollMs: 20,
+      until: (c) => c === 'xpra',
+    });
     const secret = `${w.env.HOME}/client-must-not-see.txt`;
     fs.writeFileSync(secret, 'host file');
     const sees = (pid: number, p: string) => fs.existsSync(`/proc/${pid}/root${p}`);
@@ -190,20 +247,39 @@ describe('cage lifecycle', () => {
     // Control: the service, an unconfined host process of the same user, sees all of it.
     assert.ok(sees(service, secret));
     assert.ok(environ(service).some((e) => e.startsWith('DBUS_SESSION_BUS_ADDRESS=')));
-    assert.equal(fs.readFileSync(`/proc/${client}/comm`, 'utf8').trim(), 'xpra', fs.readFileSync(`/proc/${client}/cmdline`, 'utf8').replace(/\0/g, ' ') + ' children: ' + fs.readFileSync(`/proc/${client}/task/${client}/children`, 'utf8'));
+    assert.equal(
+      fs.readFileSync(`/proc/${client}/comm`, 'utf8').trim(),
+      'xpra',
+      fs.readFileSync(`/proc/${client}/cmdline`, 'utf8').replace(/\0/g, ' ') +
+        ' children: ' +
+        fs.readFileSync(`/proc/${client}/task/${client}/children`, 'utf8'),
+    );
     assert.equal(sees(client, secret), false, 'the client sees the host home');
     const busSocket = w.bus.address.replace(/^unix:path=/, '').replace(/,.*$/, '');
     const stateFile = `${w.runtimeDir}/cages/busy/state.json`;
     assert.ok(sees(service, busSocket) && sees(service, stateFile));
     assert.equal(sees(client, busSocket), false, 'the client sees the session bus socket');
     assert.equal(sees(client, stateFile), false, "the client sees the service's runtime files");
-    assert.ok(!environ(client).some((e) => /^(DBUS_SESSION_BUS_ADDRESS|XDG_RUNTIME_DIR)=/.test(e)), environ(client).join(' '));
-    assert.notEqual(fs.readlinkSync(`/proc/${client}/ns/net`), fs.readlinkSync(`/proc/${service}/ns/net`), 'the client has a network of its own (none)');
-    assert.ok(sees(client, `/tmp/.X11-unix/X${w.display.replace(/^:/, '')}`), 'the client has the host display socket');
+    assert.ok(
+      !environ(client).some((e) => /^(DBUS_SESSION_BUS_ADDRESS|XDG_RUNTIME_DIR)=/.test(e)),
+      environ(client).join(' '),
+    );
+    assert.notEqual(
+      fs.readlinkSync(`/proc/${client}/ns/net`),
+      fs.readlinkSync(`/proc/${service}/ns/net`),
+      'the client has a network of its own (none)',
+    );
+    assert.ok(
+      sees(client, `/tmp/.X11-unix/X${w.display.replace(/^:/, '')}`),
+      'the client has the host display socket',
+    );
   });
 
   it('stop ends every process of the cage and its window client, and forgets its state', async () => {
-    const state = w.cageState('busy') as { sandbox: { pidNamespace: string; init: { pid: number } }; displayState: { client: { pid: number } } };
+    const state = w.cageState('busy') as {
+      sandbox: { pidNamespace: string; init: { pid: number } };
+      displayState: { client: { pid: number } };
+    };
     await w.dbus.Cages1.Stop('busy');
     assert.equal(processesInNamespace(state.sandbox.pidNamespace, 'sleep').length, 0);
     assert.equal(alive(state.sandbox.init.pid), false, 'the cage is still running');
@@ -221,22 +297,38 @@ describe('cage lifecycle', () => {
     // A sleep, not a wait: nothing happens when all is well, and a restarted service would
     // bring a lost client back, so the window must be counted now, after a moment to go.
     await new Promise((r) => setTimeout(r, 1000));
-    assert.equal(await countWindows(w.display, 'XEyes'), 1, 'the window went away with the service');
+    assert.equal(
+      await countWindows(w.display, 'XEyes'),
+      1,
+      'the window went away with the service',
+    );
     await w.startService();
     const cages = await w.dbus.Cages1.List();
     assert.equal(cages.survivor!.State!.value, 'running');
-    assert.equal(cages.survivor!.Programs!.value, 1, 'the program started before the restart is still counted');
+    assert.equal(
+      cages.survivor!.Programs!.value,
+      1,
+      'the program started before the restart is still counted',
+    );
     await w.launchCommand('survivor', ['xlogo']);
     await waitForWindow(w.display, { wmClass: 'XLogo' });
     const after = w.cageState('survivor') as { sandbox: { init: { pid: number } } };
-    assert.equal(after.sandbox.init.pid, before.sandbox.init.pid, 'the second program went into the same cage');
+    assert.equal(
+      after.sandbox.init.pid,
+      before.sandbox.init.pid,
+      'the second program went into the same cage',
+    );
     assert.equal(await countWindows(w.display, 'XEyes'), 1);
   });
 
   it('a cage with IdleStop stops by itself after its last program exits', async () => {
     await w.launchCommand('sleepy', ['true']);
     const stopped = () => states.some(([c, s]) => c === 'sleepy' && s === 'stopped');
-    await waitFor("sleepy's StateChanged to stopped", stopped, { timeoutMs: 15000, pollMs: 50, detail: () => JSON.stringify(states) });
+    await waitFor("sleepy's StateChanged to stopped", stopped, {
+      timeoutMs: 15000,
+      pollMs: 50,
+      detail: () => JSON.stringify(states),
+    });
     assert.ok(stopped(), JSON.stringify(states));
     assert.equal(w.cageState('sleepy'), undefined);
   });
@@ -258,13 +350,21 @@ describe('Network=full as an ordinary user', () => {
   it('starts 20 times in a row, each time with its user-mode network up', async () => {
     for (let i = 0; i < 20; i++) {
       await w.dbus.Cages1.Start('net');
-      const state = w.cageState('net') as { sandbox: { slirp?: { pid: number }; init: { pid: number } } };
-      assert.ok(state.sandbox.slirp && alive(state.sandbox.slirp.pid), `start ${i + 1}: slirp4netns is running`);
+      const state = w.cageState('net') as {
+        sandbox: { slirp?: { pid: number }; init: { pid: number } };
+      };
+      assert.ok(
+        state.sandbox.slirp && alive(state.sandbox.slirp.pid),
+        `start ${i + 1}: slirp4netns is running`,
+      );
       const dev = fs.readFileSync(`/proc/${state.sandbox.init.pid}/net/dev`, 'utf8');
       assert.match(dev, /tap0:/, `start ${i + 1}: the cage has its tap device`);
       await w.dbus.Cages1.Stop('net');
       const slirp = state.sandbox.slirp.pid;
-      await waitFor(`stop ${i + 1}: slirp4netns to end`, () => !alive(slirp), { timeoutMs: 3000, pollMs: 20 });
+      await waitFor(`stop ${i + 1}: slirp4netns to end`, () => !alive(slirp), {
+        timeoutMs: 3000,
+        pollMs: 20,
+      });
       assert.equal(alive(state.sandbox.slirp.pid), false, `stop ${i + 1}: slirp4netns ended`);
     }
   });
@@ -300,7 +400,9 @@ describe('a cage has a task limit', () => {
     await w.launchCommand(cage, ['python3', '-c', script]);
     await w.readFileWhenWritten(w.homeFile(cage, 'forks.done'), 30000);
     const state = w.cageState(cage) as { sandbox: { pidNamespace: string } };
-    return fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p) && nsOf(Number(p)) === state.sandbox.pidNamespace).length;
+    return fs
+      .readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p) && nsOf(Number(p)) === state.sandbox.pidNamespace).length;
   }
 
   it('control: without a limit, 150 forks in a cage all run', async () => {
@@ -336,27 +438,67 @@ describe('a cage has a memory limit', () => {
   /** Runs a program that fills 1 GiB in the cage; its exit status (137: killed). */
   async function fillGiB(cage: string): Promise<number> {
     const fill = 'b = bytearray(1 << 30)\nfor i in range(0, len(b), 4096): b[i] = 1';
-    await w.launchCommand(cage, ['sh', '-c', `python3 -c "$1"; echo $? > "$HOME/fill.done"`, 'fill', fill]);
+    await w.launchCommand(cage, [
+      'sh',
+      '-c',
+      `python3 -c "$1"; echo $? > "$HOME/fill.done"`,
+      'fill',
+      fill,
+    ]);
     return Number((await w.readFileWhenWritten(w.homeFile(cage, 'fill.done'), 60000)).trim());
   }
 
-  it('control: without a limit, 1 GiB is filled', { skip: !delegated && !process.env.CI && 'no delegated cgroup (run through test/as-user as root)' }, async () => {
-    assert.equal(await fillGiB('large'), 0);
-  });
+  it(
+    'control: without a limit, 1 GiB is filled',
+    {
+      skip:
+        !delegated && !process.env.CI && 'no delegated cgroup (run through test/as-user as root)',
+    },
+    async () => {
+      assert.equal(await fillGiB('large'), 0);
+    },
+  );
 
-  it('with MemoryMax=480M, a program that fills 1 GiB is killed in its cage, which goes on', { skip: !delegated && !process.env.CI && 'no delegated cgroup (run through test/as-user as root)' }, async () => {
-    assert.ok(delegated, 'CI runs the tests through test/as-user, which delegates a cgroup: it did not');
-    assert.equal(await fillGiB('small'), 137);
-    // The programs carried in are in the cage's cgroup, not the service's.
-    const state = w.cageState('small') as { sandbox: { init: { pid: number }; cgroup?: { procs: string[] } } };
-    assert.ok(state.sandbox.cgroup, 'the state names the cage cgroup');
-    assert.match(fs.readFileSync(`/proc/${state.sandbox.init.pid}/cgroup`, 'utf8'), /:memory:.*\/kagome-small$/m);
-    fs.rmSync(w.homeFile('small', 'fill.done'));
-    await w.launchCommand('small', ['sh', '-c', 'cat /proc/self/cgroup > "$HOME/cg.txt"']);
-    assert.match(await w.readFileWhenWritten(w.homeFile('small', 'cg.txt')), /:memory:\/$/m, 'a launched program sees the cage cgroup as its root');
-    const r = await execa(process.execPath, [KAGOME, 'cage', 'show', 'small'], { env: w.env, extendEnv: false, reject: false });
-    assert.match(r.stdout, /^memory: at most 480 MiB \(held through a cgroup v1\)$/m, r.stdout + r.stderr);
-  });
+  it(
+    'with MemoryMax=480M, a program that fills 1 GiB is killed in its cage, which goes on',
+    {
+      skip:
+        !delegated && !process.env.CI && 'no delegated cgroup (run through test/as-user as root)',
+    },
+    async () => {
+      assert.ok(
+        delegated,
+        'CI runs the tests through test/as-user, which delegates a cgroup: it did not',
+      );
+      assert.equal(await fillGiB('small'), 137);
+      // The programs carried in are in the cage's cgroup, not the service's.
+      const state = w.cageState('small') as {
+        sandbox: { init: { pid: number }; cgroup?: { procs: string[] } };
+      };
+      assert.ok(state.sandbox.cgroup, 'the state names the cage cgroup');
+      assert.match(
+        fs.readFileSync(`/proc/${state.sandbox.init.pid}/cgroup`, 'utf8'),
+        /:memory:.*\/kagome-small$/m,
+      );
+      fs.rmSync(w.homeFile('small', 'fill.done'));
+      await w.launchCommand('small', ['sh', '-c', 'cat /proc/self/cgroup > "$HOME/cg.txt"']);
+      assert.match(
+        await w.readFileWhenWritten(w.homeFile('small', 'cg.txt')),
+        /:memory:\/$/m,
+        'a launched program sees the cage cgroup as its root',
+      );
+      const r = await execa(process.execPath, [KAGOME, 'cage', 'show', 'small'], {
+        env: w.env,
+        extendEnv: false,
+        reject: false,
+      });
+      assert.match(
+        r.stdout,
+        /^memory: at most 480 MiB \(held through a cgroup v1\)$/m,
+        r.stdout + r.stderr,
+      );
+    },
+  );
 });
 
 // A stop closes programs as a logout does: their windows are asked to close, then SIGTERM,
@@ -401,13 +543,24 @@ describe('stopping a cage closes its programs as a logout does', () => {
     it(`asks windows to close, then sends SIGTERM, then kills what is left (${cage === 'closing' ? 'xpra' : 'Xephyr'})`, async () => {
       const modes = ['closes', 'ignores-close', 'stubborn'];
       for (const mode of modes) await w.launchCommand(cage, ['python3', '-c', PROGRAM, mode]);
-      for (const mode of modes) assert.equal(await w.readFileWhenWritten(w.homeFile(cage, `${mode}.status`), 30000), 'mapped');
+      for (const mode of modes)
+        assert.equal(
+          await w.readFileWhenWritten(w.homeFile(cage, `${mode}.status`), 30000),
+          'mapped',
+        );
       await w.dbus.Cages1.Stop(cage);
       const status = (mode: string) => fs.readFileSync(w.homeFile(cage, `${mode}.status`), 'utf8');
       assert.equal(status('closes'), 'WM_DELETE_WINDOW', 'the window was asked to close');
-      assert.equal(status('ignores-close'), 'SIGTERM', 'a program that keeps its window open gets SIGTERM');
+      assert.equal(
+        status('ignores-close'),
+        'SIGTERM',
+        'a program that keeps its window open gets SIGTERM',
+      );
       assert.equal(status('stubborn'), 'mapped', 'one that ignores both is killed');
-      assert.match(w.service!.log(), new RegExp(`cage ${cage}: programs still running after SIGTERM are killed with the cage`));
+      assert.match(
+        w.service!.log(),
+        new RegExp(`cage ${cage}: programs still running after SIGTERM are killed with the cage`),
+      );
       assert.equal(w.cageState(cage), undefined, 'the cage stopped');
     });
   }

@@ -26,7 +26,10 @@ const VARS = {
   hostLan: 'KAGOME_TEST_INET_HOST_LAN',
   token: 'KAGOME_TEST_INET_TOKEN',
 } as const;
-const NET = Object.fromEntries(Object.entries(VARS).map(([k, v]) => [k, process.env[v]])) as Record<keyof typeof VARS, string | undefined>;
+const NET = Object.fromEntries(Object.entries(VARS).map(([k, v]) => [k, process.env[v]])) as Record<
+  keyof typeof VARS,
+  string | undefined
+>;
 const missing = Object.values(VARS).filter((v) => !process.env[v]);
 const WHY_SKIPPED = `no test network (${missing.join(', ')} unset): test/as-user makes it when started as root`;
 
@@ -84,140 +87,207 @@ report('dns-other-port', lambda: dns(54))
 
 type Results = Record<string, string>;
 
-describe('Network=internet in bubblewrap cages', { skip: missing.length > 0 && !process.env.CI ? WHY_SKIPPED : false }, () => {
-  let w: World;
-  let tcpServer: net.Server;
-  let udpServer: dgram.Socket;
-  /** the tags the host's own services received, from whichever cage */
-  const received: string[] = [];
-  /** the host's addresses the probes try: the test network's and the machine's other IPv4 ones */
-  let hostAddresses: string[];
-  const results: Record<string, Results> = {};
-  let attempts = '';
+describe(
+  'Network=internet in bubblewrap cages',
+  { skip: missing.length > 0 && !process.env.CI ? WHY_SKIPPED : false },
+  () => {
+    let w: World;
+    let tcpServer: net.Server;
+    let udpServer: dgram.Socket;
+    /** the tags the host's own services received, from whichever cage */
+    const received: string[] = [];
+    /** the host's addresses the probes try: the test network's and the machine's other IPv4 ones */
+    let hostAddresses: string[];
+    const results: Record<string, Results> = {};
+    let attempts = '';
 
-  async function probe(cage: string, tag: string, before = ''): Promise<Results> {
-    const cfg = JSON.stringify({ ...NET, hostAddresses, tcpPort: (tcpServer.address() as net.AddressInfo).port, udpPort: udpServer.address().port, tag });
-    const script = `${before}python3 -c '${PROBE.replace(/'/g, `'\\''`)}' '${cfg}' > "$HOME/net.tmp" 2>&1; mv "$HOME/net.tmp" "$HOME/net.out"`;
-    fs.rmSync(w.homeFile(cage, 'net.out'), { force: true });
-    await w.launchCommand(cage, ['sh', '-c', script]);
-    const out = await w.readFileWhenWritten(w.homeFile(cage, 'net.out'), 120000);
-    const parsed: Results = {};
-    for (const line of out.split('\n')) {
-      if (!line.startsWith('{')) continue;
-      Object.assign(parsed, JSON.parse(line) as Results);
+    async function probe(cage: string, tag: string, before = ''): Promise<Results> {
+      const cfg = JSON.stringify({
+        ...NET,
+        hostAddresses,
+        tcpPort: (tcpServer.address() as net.AddressInfo).port,
+        udpPort: udpServer.address().port,
+        tag,
+      });
+      const script = `${before}python3 -c '${PROBE.replace(/'/g, `'\\''`)}' '${cfg}' > "$HOME/net.tmp" 2>&1; mv "$HOME/net.tmp" "$HOME/net.out"`;
+      fs.rmSync(w.homeFile(cage, 'net.out'), { force: true });
+      await w.launchCommand(cage, ['sh', '-c', script]);
+      const out = await w.readFileWhenWritten(w.homeFile(cage, 'net.out'), 120000);
+      const parsed: Results = {};
+      for (const line of out.split('\n')) {
+        if (!line.startsWith('{')) continue;
+        Object.assign(parsed, JSON.parse(line) as Results);
+      }
+      assert.ok(
+        parsed.internet !== undefined && parsed['dns-other-port'] !== undefined,
+        `every probe ran in ${cage}:\n${out}`,
+      );
+      return parsed;
     }
-    assert.ok(parsed.internet !== undefined && parsed['dns-other-port'] !== undefined, `every probe ran in ${cage}:\n${out}`);
-    return parsed;
-  }
 
-  before(async () => {
-    if (missing.length) assert.fail(`${WHY_SKIPPED}; under CI these tests must run, not skip`);
-    tcpServer = net.createServer((s) => {
-      s.on('error', () => undefined);
-      s.write('kagome-host\n');
-      s.once('data', (d) => received.push(d.toString().trim()));
+    before(async () => {
+      if (missing.length) assert.fail(`${WHY_SKIPPED}; under CI these tests must run, not skip`);
+      tcpServer = net.createServer((s) => {
+        s.on('error', () => undefined);
+        s.write('kagome-host\n');
+        s.once('data', (d) => received.push(d.toString().trim()));
+      });
+      await new Promise<void>((resolve) => tcpServer.listen(0, '0.0.0.0', resolve));
+      udpServer = dgram.createSocket('udp4');
+      udpServer.on('message', (m) => received.push(m.toString()));
+      await new Promise<void>((resolve) => udpServer.bind(0, '0.0.0.0', resolve));
+      // Other runs' test links (kgiPID) come and go while this one runs: a cage holds the
+      // addresses there were when it started.
+      const others = Object.entries(os.networkInterfaces())
+        .filter(([name]) => !name.startsWith('kgi'))
+        .flatMap(([, l]) => l ?? [])
+        .filter((i) => !i.internal && i.family === 'IPv4')
+        .map((i) => i.address);
+      hostAddresses = [...new Set([NET.host!, NET.hostLan!, ...others])];
+
+      w = await World.create();
+      w.writeCage('inet', '[Cage]\nNetwork=internet\n');
+      w.writeCage('full', '[Cage]\nNetwork=full\n');
+      await w.startService();
+      results.full = await probe('full', 'from-full');
+      // What a program in the cage would try first: list the rules, flush them, and flush them
+      // again from a user namespace of its own, where it holds every capability. Then the probes.
+      const tries = [
+        '/usr/sbin/nft list ruleset',
+        '/usr/sbin/nft flush ruleset',
+        'unshare -r /usr/sbin/nft flush ruleset',
+        'unshare -r id -u',
+      ];
+      const before = tries
+        .map(
+          (t) =>
+            `{ ${t}; echo "exit $?"; } > "$HOME/try.tmp" 2>&1; cat "$HOME/try.tmp" >> "$HOME/tries.out"; echo "== ${t}" >> "$HOME/tries.out"; `,
+        )
+        .join('');
+      results.inet = await probe('inet', 'from-inet', before);
+      attempts = fs.readFileSync(w.homeFile('inet', 'tries.out'), 'utf8');
     });
-    await new Promise<void>((resolve) => tcpServer.listen(0, '0.0.0.0', resolve));
-    udpServer = dgram.createSocket('udp4');
-    udpServer.on('message', (m) => received.push(m.toString()));
-    await new Promise<void>((resolve) => udpServer.bind(0, '0.0.0.0', resolve));
-    // Other runs' test links (kgiPID) come and go while this one runs: a cage holds the
-    // addresses there were when it started.
-    const others = Object.entries(os.networkInterfaces())
-      .filter(([name]) => !name.startsWith('kgi'))
-      .flatMap(([, l]) => l ?? [])
-      .filter((i) => !i.internal && i.family === 'IPv4')
-      .map((i) => i.address);
-    hostAddresses = [...new Set([NET.host!, NET.hostLan!, ...others])];
 
-    w = await World.create();
-    w.writeCage('inet', '[Cage]\nNetwork=internet\n');
-    w.writeCage('full', '[Cage]\nNetwork=full\n');
-    await w.startService();
-    results.full = await probe('full', 'from-full');
-    // What a program in the cage would try first: list the rules, flush them, and flush them
-    // again from a user namespace of its own, where it holds every capability. Then the probes.
-    const tries = ['/usr/sbin/nft list ruleset', '/usr/sbin/nft flush ruleset', 'unshare -r /usr/sbin/nft flush ruleset', 'unshare -r id -u'];
-    const before = tries.map((t) => `{ ${t}; echo "exit $?"; } > "$HOME/try.tmp" 2>&1; cat "$HOME/try.tmp" >> "$HOME/tries.out"; echo "== ${t}" >> "$HOME/tries.out"; `).join('');
-    results.inet = await probe('inet', 'from-inet', before);
-    attempts = fs.readFileSync(w.homeFile('inet', 'tries.out'), 'utf8');
-  });
+    after(async () => {
+      await w?.cleanup();
+      tcpServer?.close();
+      udpServer?.close();
+    });
 
-  after(async () => {
-    await w?.cleanup();
-    tcpServer?.close();
-    udpServer?.close();
-  });
+    it('control: a Network=full cage reaches the host on its own addresses and the LAN', async () => {
+      const r = results.full!;
+      // slirp4netns relays a datagram after the send has returned.
+      const heard = () => hostAddresses.every((a) => received.includes(`from-full udp ${a}`));
+      await waitFor("the full cage's datagrams on every host address", heard, {
+        timeoutMs: 10000,
+        pollMs: 25,
+        detail: () => `heard: ${JSON.stringify(received)}; the cage's probe: ${JSON.stringify(r)}`,
+      });
+      assert.equal(r.internet, 'token', JSON.stringify(r));
+      assert.equal(r.lan, 'token', JSON.stringify(r));
+      for (const a of hostAddresses) {
+        assert.equal(r[`host-tcp ${a}`], 'banner', `${a}: ${JSON.stringify(r)}`);
+        for (const proto of ['tcp', 'udp'])
+          assert.ok(
+            received.includes(`from-full ${proto} ${a}`),
+            `the host's ${proto} service heard the full cage on ${a}: ${JSON.stringify(received)}`,
+          );
+      }
+    });
 
-  it('control: a Network=full cage reaches the host on its own addresses and the LAN', async () => {
-    const r = results.full!;
-    // slirp4netns relays a datagram after the send has returned.
-    const heard = () => hostAddresses.every((a) => received.includes(`from-full udp ${a}`));
-    await waitFor("the full cage's datagrams on every host address", heard, { timeoutMs: 10000, pollMs: 25, detail: () => `heard: ${JSON.stringify(received)}; the cage's probe: ${JSON.stringify(r)}` });
-    assert.equal(r.internet, 'token', JSON.stringify(r));
-    assert.equal(r.lan, 'token', JSON.stringify(r));
-    for (const a of hostAddresses) {
-      assert.equal(r[`host-tcp ${a}`], 'banner', `${a}: ${JSON.stringify(r)}`);
-      for (const proto of ['tcp', 'udp']) assert.ok(received.includes(`from-full ${proto} ${a}`), `the host's ${proto} service heard the full cage on ${a}: ${JSON.stringify(received)}`);
-    }
-  });
+    it('a Network=internet cage reaches the internet', () => {
+      assert.equal(results.inet!.internet, 'token', JSON.stringify(results.inet));
+    });
 
-  it('a Network=internet cage reaches the internet', () => {
-    assert.equal(results.inet!.internet, 'token', JSON.stringify(results.inet));
-  });
+    it("refuses the host's own addresses at once, TCP with a reset and UDP at the send, and nothing arrives", () => {
+      const r = results.inet!;
+      for (const a of hostAddresses) {
+        assert.equal(r[`host-tcp ${a}`], 'ECONNREFUSED', `${a}: ${JSON.stringify(r)}`);
+        assert.equal(r[`host-udp ${a}`], 'EPERM', `${a}: ${JSON.stringify(r)}`);
+      }
+      assert.deepEqual(
+        received.filter((t) => t.startsWith('from-inet')),
+        [],
+        "the host's services heard nothing from the internet cage",
+      );
+    });
 
-  it("refuses the host's own addresses at once, TCP with a reset and UDP at the send, and nothing arrives", () => {
-    const r = results.inet!;
-    for (const a of hostAddresses) {
-      assert.equal(r[`host-tcp ${a}`], 'ECONNREFUSED', `${a}: ${JSON.stringify(r)}`);
-      assert.equal(r[`host-udp ${a}`], 'EPERM', `${a}: ${JSON.stringify(r)}`);
-    }
-    assert.deepEqual(
-      received.filter((t) => t.startsWith('from-inet')),
-      [],
-      "the host's services heard nothing from the internet cage",
-    );
-  });
+    it("refuses a host on the private LAN and slirp4netns's gateway", () => {
+      const r = results.inet!;
+      assert.equal(r.lan, 'ECONNREFUSED', JSON.stringify(r));
+      assert.equal(r.gateway, 'ECONNREFUSED', JSON.stringify(r));
+    });
 
-  it("refuses a host on the private LAN and slirp4netns's gateway", () => {
-    const r = results.inet!;
-    assert.equal(r.lan, 'ECONNREFUSED', JSON.stringify(r));
-    assert.equal(r.gateway, 'ECONNREFUSED', JSON.stringify(r));
-  });
+    it("lets DNS through to slirp4netns's forwarder, and nothing else there", () => {
+      const r = results.inet!;
+      assert.ok(
+        r.dns === 'reply' || r.dns === 'timeout',
+        `the DNS query was sent, not refused: ${JSON.stringify(r)}`,
+      );
+      assert.equal(r['dns-other-port'], 'EPERM', JSON.stringify(r));
+    });
 
-  it("lets DNS through to slirp4netns's forwarder, and nothing else there", () => {
-    const r = results.inet!;
-    assert.ok(r.dns === 'reply' || r.dns === 'timeout', `the DNS query was sent, not refused: ${JSON.stringify(r)}`);
-    assert.equal(r['dns-other-port'], 'EPERM', JSON.stringify(r));
-  });
+    it('the cage can neither read nor remove its rules, not even from a user namespace of its own', () => {
+      const exits = [...attempts.matchAll(/exit (\d+)\n== (.*)/g)].map((m) => [m[2], m[1]]);
+      assert.deepEqual(
+        exits,
+        [
+          ['/usr/sbin/nft list ruleset', '1'],
+          ['/usr/sbin/nft flush ruleset', '1'],
+          ['unshare -r /usr/sbin/nft flush ruleset', '1'],
+          // Control: the cage may make user namespaces, so the flush above had its capabilities.
+          ['unshare -r id -u', '0'],
+        ],
+        attempts,
+      );
+      assert.doesNotMatch(attempts, /table inet kagome/, 'the cage listed the rules');
+    });
 
-  it('the cage can neither read nor remove its rules, not even from a user namespace of its own', () => {
-    const exits = [...attempts.matchAll(/exit (\d+)\n== (.*)/g)].map((m) => [m[2], m[1]]);
-    assert.deepEqual(exits, [
-      ['/usr/sbin/nft list ruleset', '1'],
-      ['/usr/sbin/nft flush ruleset', '1'],
-      ['unshare -r /usr/sbin/nft flush ruleset', '1'],
-      // Control: the cage may make user namespaces, so the flush above had its capabilities.
-      ['unshare -r id -u', '0'],
-    ], attempts);
-    assert.doesNotMatch(attempts, /table inet kagome/, 'the cage listed the rules');
-  });
+    it('the rules are in the cage, seen from its outer user namespace, with the DNS exception first', async () => {
+      const state = w.cageState('inet') as { sandbox: { init: { pid: number; start: string } } };
+      const listed = await execa(
+        path.join(REPO, 'dist', 'libexec', 'kagome-enter'),
+        [
+          '--outer-userns',
+          '--net',
+          String(state.sandbox.init.pid),
+          state.sandbox.init.start,
+          '--',
+          '/usr/sbin/nft',
+          'list',
+          'ruleset',
+        ],
+        { reject: false },
+      );
+      assert.equal(listed.exitCode, 0, listed.stderr);
+      const egress = /chain egress \{([^]*?)\n\t\}/.exec(listed.stdout)?.[1] ?? '';
+      const lines = egress
+        .trim()
+        .split('\n')
+        .map((l) => l.trim());
+      assert.deepEqual(
+        lines.slice(0, 3),
+        [
+          'oifname "lo" accept',
+          'ip daddr 10.0.2.3 udp dport 53 accept',
+          'ip daddr 10.0.2.3 tcp dport 53 accept',
+        ],
+        listed.stdout,
+      );
+      for (const a of [NET.host!, NET.hostLan!, '10.0.2.2'])
+        assert.match(
+          egress,
+          new RegExp(`ip daddr \\{[^}]*\\b${a.replace(/\./g, '\\.')}\\b[^}]*\\} jump refuse`),
+          a,
+        );
+    });
 
-  it('the rules are in the cage, seen from its outer user namespace, with the DNS exception first', async () => {
-    const state = w.cageState('inet') as { sandbox: { init: { pid: number; start: string } } };
-    const listed = await execa(path.join(REPO, 'dist', 'libexec', 'kagome-enter'), ['--outer-userns', '--net', String(state.sandbox.init.pid), state.sandbox.init.start, '--', '/usr/sbin/nft', 'list', 'ruleset'], { reject: false });
-    assert.equal(listed.exitCode, 0, listed.stderr);
-    const egress = /chain egress \{([^]*?)\n\t\}/.exec(listed.stdout)?.[1] ?? '';
-    const lines = egress.trim().split('\n').map((l) => l.trim());
-    assert.deepEqual(lines.slice(0, 3), ['oifname "lo" accept', 'ip daddr 10.0.2.3 udp dport 53 accept', 'ip daddr 10.0.2.3 tcp dport 53 accept'], listed.stdout);
-    for (const a of [NET.host!, NET.hostLan!, '10.0.2.2']) assert.match(egress, new RegExp(`ip daddr \\{[^}]*\\b${a.replace(/\./g, '\\.')}\\b[^}]*\\} jump refuse`), a);
-  });
-
-  it('kagome cage show says internet', async () => {
-    const shown = await w.kagome(['cage', 'show', 'inet']);
-    assert.match(shown.stdout, /^network: internet$/m, shown.stderr);
-  });
-});
+    it('kagome cage show says internet', async () => {
+      const shown = await w.kagome(['cage', 'show', 'inet']);
+      assert.match(shown.stdout, /^network: internet$/m, shown.stderr);
+    });
+  },
+);
 
 describe('Network=internet where it cannot hold', () => {
   let w: World;
@@ -228,7 +298,11 @@ describe('Network=internet where it cannot hold', () => {
     // An nft that fails as a real one does on a kernel without nf_tables.
     bin = path.join(w.tmp.root, 'fake-bin');
     fs.mkdirSync(bin);
-    fs.writeFileSync(path.join(bin, 'nft'), '#!/bin/sh\ncat >/dev/null\necho "Error: Could not process rule: Operation not supported (kagome test)" >&2\nexit 1\n', { mode: 0o755 });
+    fs.writeFileSync(
+      path.join(bin, 'nft'),
+      '#!/bin/sh\ncat >/dev/null\necho "Error: Could not process rule: Operation not supported (kagome test)" >&2\nexit 1\n',
+      { mode: 0o755 },
+    );
     w.writeCage('inet', '[Cage]\nNetwork=internet\n');
     w.writeCage('pod', '[Cage]\nBackend=podman\nNetwork=internet\n');
     await w.startService({ env: { PATH: `${bin}:${w.env.PATH}` } });

@@ -25,7 +25,11 @@ import { cachedRootfs } from '../helpers/images.js';
 
 const SUITE = 'bookworm';
 
-async function run(cmd: string, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) {
+async function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string> } = {},
+) {
   const r = await execa(cmd, args, { reject: false, all: true, stdin: 'ignore', ...opts });
   return { code: r.exitCode, out: String(r.all ?? ''), stdout: String(r.stdout ?? '') };
 }
@@ -34,7 +38,12 @@ async function run(cmd: string, args: string[], opts: { cwd?: string; env?: Reco
 function names(field: string): string[] {
   return field
     .split(',')
-    .map((rel) => rel.split('|')[0]!.replace(/\(.*\)/, '').trim())
+    .map((rel) =>
+      rel
+        .split('|')[0]!
+        .replace(/\(.*\)/, '')
+        .trim(),
+    )
     .filter(Boolean);
 }
 
@@ -48,7 +57,9 @@ async function repackedNodejs(): Promise<string> {
   const tmp = fs.mkdtempSync(path.join(CACHE, '.nodejs-repack-'));
   try {
     // fakeroot: the files are root's in the .deb. gzip -1: it is a cache, made once.
-    const r = await run('fakeroot', ['-u', 'dpkg-repack', '-d-Zgzip', '-d-z1', 'nodejs'], { cwd: tmp });
+    const r = await run('fakeroot', ['-u', 'dpkg-repack', '-d-Zgzip', '-d-z1', 'nodejs'], {
+      cwd: tmp,
+    });
     const deb = fs.readdirSync(tmp).find((f) => f.endsWith('.deb'));
     assert.ok(r.code === 0 && deb, `dpkg-repack nodejs failed:\n${r.out.slice(-3000)}`);
     fs.mkdirSync(dir, { recursive: true });
@@ -64,7 +75,8 @@ function removeTree(dir: string): void {
   if (!fs.existsSync(dir)) return;
   (function writable(d: string) {
     fs.chmodSync(d, 0o700);
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) writable(path.join(d, e.name));
+    for (const e of fs.readdirSync(d, { withFileTypes: true }))
+      if (e.isDirectory()) writable(path.join(d, e.name));
   })(dir);
   fs.rmSync(dir, { recursive: true, force: true });
 }
@@ -74,16 +86,23 @@ describe('the Debian package', () => {
   let deb: string;
   let control: Record<string, string>;
   let listing: string;
-  const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string };
+  const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as {
+    version: string;
+  };
 
   before(async () => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-package-'));
     // The tree is built (the test command builds it first): package what is there.
-    const r = await run(path.join(REPO, 'packaging', 'build-deb'), ['--prebuilt', path.join(work, 'out')]);
+    const r = await run(path.join(REPO, 'packaging', 'build-deb'), [
+      '--prebuilt',
+      path.join(work, 'out'),
+    ]);
     assert.equal(r.code, 0, `packaging/build-deb failed:\n${r.out}`);
     deb = r.stdout.trim().split('\n').pop()!;
     const fields = (await run('dpkg-deb', ['-f', deb])).out;
-    control = Object.fromEntries([...fields.matchAll(/^([\w-]+): (.*(?:\n .*)*)/gm)].map((m) => [m[1]!, m[2]!]));
+    control = Object.fromEntries(
+      [...fields.matchAll(/^([\w-]+): (.*(?:\n .*)*)/gm)].map((m) => [m[1]!, m[2]!]),
+    );
     listing = (await run('dpkg-deb', ['-c', deb])).out;
   });
   after(() => {
@@ -97,10 +116,25 @@ describe('the Debian package', () => {
     assert.equal(control.Version, `${pkg.version}-1`);
     assert.equal(control.Architecture, arch);
     const depends = names(control.Depends!);
-    for (const p of ['nodejs', 'bubblewrap', 'xpra', 'xvfb', 'xauth', 'dbus', 'python3', 'python3-seccomp', 'python3-xlib', 'xclip', 'x11-utils']) assert.ok(depends.includes(p), `Depends lacks ${p}: ${control.Depends}`);
+    for (const p of [
+      'nodejs',
+      'bubblewrap',
+      'xpra',
+      'xvfb',
+      'xauth',
+      'dbus',
+      'python3',
+      'python3-seccomp',
+      'python3-xlib',
+      'xclip',
+      'x11-utils',
+    ])
+      assert.ok(depends.includes(p), `Depends lacks ${p}: ${control.Depends}`);
     assert.match(control.Depends!, /nodejs \(>= 20\.10\), nodejs \(<< 21\)/);
-    for (const p of ['slirp4netns', 'nftables', 'xdg-desktop-portal', 'pulseaudio-utils']) assert.ok(names(control.Recommends!).includes(p), `Recommends lacks ${p}`);
-    for (const p of ['xserver-xephyr', 'podman', 'lxd', 'mmdebstrap']) assert.ok(names(control.Suggests!).includes(p), `Suggests lacks ${p}`);
+    for (const p of ['slirp4netns', 'nftables', 'xdg-desktop-portal', 'pulseaudio-utils'])
+      assert.ok(names(control.Recommends!).includes(p), `Recommends lacks ${p}`);
+    for (const p of ['xserver-xephyr', 'podman', 'lxd', 'mmdebstrap'])
+      assert.ok(names(control.Suggests!).includes(p), `Suggests lacks ${p}`);
 
     const entries = new Map(
       listing
@@ -129,40 +163,80 @@ describe('the Debian package', () => {
       'usr/share/man/man1/kagome-open.1.gz',
     ])
       has(p);
-    for (const p of ['usr/lib/kagome/bin/kagome', 'usr/lib/kagome/bin/kagome-open', 'usr/lib/kagome/dist/libexec/kagome-enter']) assert.equal(entries.get(p)?.mode, '-rwxr-xr-x', p);
+    for (const p of [
+      'usr/lib/kagome/bin/kagome',
+      'usr/lib/kagome/bin/kagome-open',
+      'usr/lib/kagome/dist/libexec/kagome-enter',
+    ])
+      assert.equal(entries.get(p)?.mode, '-rwxr-xr-x', p);
     assert.equal(entries.get('usr/bin/kagome')?.target, '../lib/kagome/bin/kagome');
     assert.equal(entries.get('usr/bin/kagome-open')?.target, '../lib/kagome/bin/kagome-open');
-    assert.equal(entries.get('usr/lib/systemd/user/graphical-session.target.wants/kagome.service')?.target, '../kagome.service');
+    assert.equal(
+      entries.get('usr/lib/systemd/user/graphical-session.target.wants/kagome.service')?.target,
+      '../kagome.service',
+    );
     for (const [p, e] of entries) assert.equal(e.owner, 'root/root', p);
     // Production modules only; no tests, benchmarks or source maps of the tree.
     const paths = [...entries.keys()];
-    for (const gone of ['node_modules/typescript', 'node_modules/sinon', 'node_modules/node-gyp', 'node_modules/@types', 'dist/test', 'dist/bench', 'dist/bin/demo.js']) {
-      assert.ok(!paths.some((p) => p.startsWith(`usr/lib/kagome/${gone}`)), `${gone} is in the package`);
+    for (const gone of [
+      'node_modules/typescript',
+      'node_modules/sinon',
+      'node_modules/node-gyp',
+      'node_modules/@types',
+      'dist/test',
+      'dist/bench',
+      'dist/bin/demo.js',
+    ]) {
+      assert.ok(
+        !paths.some((p) => p.startsWith(`usr/lib/kagome/${gone}`)),
+        `${gone} is in the package`,
+      );
     }
-    assert.deepEqual(paths.filter((p) => (p.startsWith('usr/lib/kagome/dist/') && p.endsWith('.map')) || p.endsWith('.npmignore')), []);
+    assert.deepEqual(
+      paths.filter(
+        (p) =>
+          (p.startsWith('usr/lib/kagome/dist/') && p.endsWith('.map')) || p.endsWith('.npmignore'),
+      ),
+      [],
+    );
 
     const x = path.join(work, 'x');
     assert.equal((await run('dpkg-deb', ['-x', deb, x])).code, 0);
     const read = (p: string) => fs.readFileSync(path.join(x, p), 'utf8');
-    assert.match(read('usr/share/dbus-1/services/io.kagome.Kagome.service'), /^Exec=\/usr\/bin\/kagome daemon$/m);
+    assert.match(
+      read('usr/share/dbus-1/services/io.kagome.Kagome.service'),
+      /^Exec=\/usr\/bin\/kagome daemon$/m,
+    );
     const unit = read('usr/lib/systemd/user/kagome.service');
     assert.match(unit, /^ExecStart=\/usr\/bin\/kagome daemon$/m);
     assert.match(unit, /^Documentation=file:\/\/\/usr\/share\/doc\/kagome\/README\.md$/m);
     assert.match(unit, /^WantedBy=graphical-session\.target$/m);
     assert.doesNotMatch(unit, /@\w+@/);
     assert.match(read('usr/lib/kagome/bin/kagome'), /^#!\/usr\/bin\/node\n/);
-    assert.match(read('usr/share/doc/kagome/copyright'), /^Format: https:\/\/www\.debian\.org\/doc\/packaging-manuals\/copyright-format\/1\.0\/$/m);
+    assert.match(
+      read('usr/share/doc/kagome/copyright'),
+      /^Format: https:\/\/www\.debian\.org\/doc\/packaging-manuals\/copyright-format\/1\.0\/$/m,
+    );
     // The man page is the CLI's own help: every subcommand `kagome --help` lists is in it.
     const man = (await execa('zcat', [path.join(x, 'usr/share/man/man1/kagome.1.gz')])).stdout;
-    const help = (await execa(process.execPath, [path.join(REPO, 'bin', 'kagome'), '--help'])).stdout;
-    const commands = [...help.split('Commands:')[1]!.matchAll(/^ {2}([a-z][a-z-]*)/gm)].map((m) => m[1]!).filter((c) => c !== 'help');
+    const help = (await execa(process.execPath, [path.join(REPO, 'bin', 'kagome'), '--help']))
+      .stdout;
+    const commands = [...help.split('Commands:')[1]!.matchAll(/^ {2}([a-z][a-z-]*)/gm)]
+      .map((m) => m[1]!)
+      .filter((c) => c !== 'help');
     assert.ok(commands.length > 10, help);
-    for (const c of commands) assert.match(man, new RegExp(`^\\.SS "kagome ${c}"$`, 'm'), `kagome ${c} is not in the man page`);
+    for (const c of commands)
+      assert.match(
+        man,
+        new RegExp(`^\\.SS "kagome ${c}"$`, 'm'),
+        `kagome ${c} is not in the man page`,
+      );
     assert.match(man, /\\-\\-terminal/);
     // A file of kagome's that the help names is where the package puts it, not where it was built.
     assert.match(man, /"\/usr\/lib\/kagome\/packaging\/image\/debian12\.packages"/);
     assert.doesNotMatch(man, /kagome\\-deb\\-|\/tmp\//);
-    const openMan = (await execa('zcat', [path.join(x, 'usr/share/man/man1/kagome-open.1.gz')])).stdout;
+    const openMan = (await execa('zcat', [path.join(x, 'usr/share/man/man1/kagome-open.1.gz')]))
+      .stdout;
     assert.match(openMan, /^\.SH SYNOPSIS\n\.B kagome-open\n.*--cage CAGE/m);
   });
 
@@ -180,8 +254,13 @@ describe('the Debian package', () => {
     const nodejs = await repackedNodejs();
     const nodeDepends = (await run('dpkg-deb', ['-f', nodejs, 'Depends'])).out;
     const recipe = path.join(work, 'root.packages');
-    const wanted = [...new Set([...names(control.Depends!), ...names(nodeDepends)])].filter((p) => p !== 'nodejs').sort();
-    fs.writeFileSync(recipe, `# package.test.ts: the Depends of kagome_${control.Version} and of nodejs (${SUITE})\n${wanted.join('\n')}\n`);
+    const wanted = [...new Set([...names(control.Depends!), ...names(nodeDepends)])]
+      .filter((p) => p !== 'nodejs')
+      .sort();
+    fs.writeFileSync(
+      recipe,
+      `# package.test.ts: the Depends of kagome_${control.Version} and of nodejs (${SUITE})\n${wanted.join('\n')}\n`,
+    );
     const tar = await cachedRootfs(recipe, 'deb-root');
 
     const root = path.join(work, 'root');
@@ -197,24 +276,76 @@ describe('the Debian package', () => {
     fs.copyFileSync(nodejs, path.join(debs, 'nodejs.deb'));
     fs.copyFileSync(deb, path.join(debs, path.basename(deb)));
     r = await run('bwrap', [
-      '--unshare-user', '--uid', '0', '--gid', '0', '--unshare-pid', '--unshare-net',
-      '--bind', root, '/', '--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp', '--ro-bind', debs, '/debs',
-      '--clearenv', '--setenv', 'PATH', '/usr/sbin:/usr/bin:/sbin:/bin', '--setenv', 'LANG', 'C.UTF-8',
-      '--', 'sh', '-c', 'dpkg -i /debs/nodejs.deb && dpkg -i /debs/kagome_*.deb',
+      '--unshare-user',
+      '--uid',
+      '0',
+      '--gid',
+      '0',
+      '--unshare-pid',
+      '--unshare-net',
+      '--bind',
+      root,
+      '/',
+      '--dev',
+      '/dev',
+      '--proc',
+      '/proc',
+      '--tmpfs',
+      '/tmp',
+      '--ro-bind',
+      debs,
+      '/debs',
+      '--clearenv',
+      '--setenv',
+      'PATH',
+      '/usr/sbin:/usr/bin:/sbin:/bin',
+      '--setenv',
+      'LANG',
+      'C.UTF-8',
+      '--',
+      'sh',
+      '-c',
+      'dpkg -i /debs/nodejs.deb && dpkg -i /debs/kagome_*.deb',
     ]);
     assert.equal(r.code, 0, `dpkg -i in the root:\n${r.out}`);
-    const status = await run('dpkg-query', [`--admindir=${path.join(root, 'var/lib/dpkg')}`, '-W', '-f', '${Status} ${Version}', 'kagome']);
+    const status = await run('dpkg-query', [
+      `--admindir=${path.join(root, 'var/lib/dpkg')}`,
+      '-W',
+      '-f',
+      '${Status} ${Version}',
+      'kagome',
+    ]);
     assert.equal(status.out, `install ok installed ${control.Version}`);
-    assert.equal(fs.readlinkSync(path.join(root, 'usr/lib/systemd/user/graphical-session.target.wants/kagome.service')), '../kagome.service');
+    assert.equal(
+      fs.readlinkSync(
+        path.join(root, 'usr/lib/systemd/user/graphical-session.target.wants/kagome.service'),
+      ),
+      '../kagome.service',
+    );
     // Only what the Depends brought: no Recommends.
     for (const p of ['slirp4netns', 'xdg-desktop-portal', 'pulseaudio-utils']) {
-      assert.notEqual((await run('dpkg-query', [`--admindir=${path.join(root, 'var/lib/dpkg')}`, '-W', '-f', '${Status}', p])).out, 'install ok installed', `${p} is in the root`);
+      assert.notEqual(
+        (
+          await run('dpkg-query', [
+            `--admindir=${path.join(root, 'var/lib/dpkg')}`,
+            '-W',
+            '-f',
+            '${Status}',
+            p,
+          ])
+        ).out,
+        'install ok installed',
+        `${p} is in the root`,
+      );
     }
 
     // The user, as adduser would make them; a machine id, as the first boot writes it.
     const me = os.userInfo();
     const home = `/home/${me.username}`;
-    fs.appendFileSync(path.join(root, 'etc/passwd'), `${me.username}:x:${me.uid}:${me.gid}::${home}:/bin/sh\n`);
+    fs.appendFileSync(
+      path.join(root, 'etc/passwd'),
+      `${me.username}:x:${me.uid}:${me.gid}::${home}:/bin/sh\n`,
+    );
     fs.appendFileSync(path.join(root, 'etc/group'), `${me.username}:x:${me.gid}:\n`);
     fs.writeFileSync(path.join(root, 'etc/machine-id'), `${randomBytes(16).toString('hex')}\n`);
     fs.mkdirSync(path.join(root, home), { mode: 0o755 });
@@ -223,16 +354,60 @@ describe('the Debian package', () => {
     const runtime = `/run/user/${me.uid}`;
 
     r = await run('bwrap', [
-      '--ro-bind', root, '/',
-      '--dev', '/dev', '--proc', '/proc', '--ro-bind', '/sys', '/sys',
-      '--tmpfs', '/tmp', '--tmpfs', '/run', '--perms', '0700', '--dir', runtime,
-      '--bind', hostHome, home,
-      '--ro-bind', path.join(REPO, 'test', 'fixtures', 'package', 'in-root.sh'), '/tmp/in-root.sh',
-      '--unshare-pid', '--unshare-ipc', '--unshare-net', '--unshare-uts', '--die-with-parent', '--new-session',
-      '--chdir', home, '--clearenv',
-      '--setenv', 'HOME', home, '--setenv', 'USER', me.username, '--setenv', 'LOGNAME', me.username,
-      '--setenv', 'PATH', '/usr/bin:/bin', '--setenv', 'LANG', 'C.UTF-8', '--setenv', 'XDG_RUNTIME_DIR', runtime,
-      '--', '/bin/sh', '/tmp/in-root.sh',
+      '--ro-bind',
+      root,
+      '/',
+      '--dev',
+      '/dev',
+      '--proc',
+      '/proc',
+      '--ro-bind',
+      '/sys',
+      '/sys',
+      '--tmpfs',
+      '/tmp',
+      '--tmpfs',
+      '/run',
+      '--perms',
+      '0700',
+      '--dir',
+      runtime,
+      '--bind',
+      hostHome,
+      home,
+      '--ro-bind',
+      path.join(REPO, 'test', 'fixtures', 'package', 'in-root.sh'),
+      '/tmp/in-root.sh',
+      '--unshare-pid',
+      '--unshare-ipc',
+      '--unshare-net',
+      '--unshare-uts',
+      '--die-with-parent',
+      '--new-session',
+      '--chdir',
+      home,
+      '--clearenv',
+      '--setenv',
+      'HOME',
+      home,
+      '--setenv',
+      'USER',
+      me.username,
+      '--setenv',
+      'LOGNAME',
+      me.username,
+      '--setenv',
+      'PATH',
+      '/usr/bin:/bin',
+      '--setenv',
+      'LANG',
+      'C.UTF-8',
+      '--setenv',
+      'XDG_RUNTIME_DIR',
+      runtime,
+      '--',
+      '/bin/sh',
+      '/tmp/in-root.sh',
     ]);
     const out = r.out;
     assert.equal(r.code, 0, `the session in the root failed:\n${out}`);
@@ -243,7 +418,10 @@ describe('the Debian package', () => {
     assert.equal(line('doctor-exit'), '0', out);
     // The session bus started the service by the package's activation file.
     assert.equal(line('service')?.trim(), '/usr/bin/node /usr/bin/kagome daemon', out);
-    assert.equal(fs.readFileSync(path.join(hostHome, '.local/share/kagome/homes/pkg/marker'), 'utf8'), `written in the cage by ${me.username}\n`);
+    assert.equal(
+      fs.readFileSync(path.join(hostHome, '.local/share/kagome/homes/pkg/marker'), 'utf8'),
+      `written in the cage by ${me.username}\n`,
+    );
     assert.match(line('window') ?? '', /"kagome-package-test" "Xmessage"/, out);
     assert.equal(line('stopped'), '0', out);
   });

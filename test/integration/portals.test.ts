@@ -184,7 +184,8 @@ os.rename(out + '.tmp', out)
 const BROWSER_ID = 'org.kagome.FakeBrowser.desktop';
 // A "browser" that writes its arguments, and the content of a local file it was given, to
 // $HOME/opened.log: where a link arrived, and what it could read.
-const FAKE_BROWSER = 'for a in "$@"; do printf \'arg=%s\\n\' "$a"; p="${a#file://}"; [ -f "$p" ] && printf \'content=%s\\n\' "$(cat "$p")"; done >> "$HOME/opened.log"; true\n';
+const FAKE_BROWSER =
+  'for a in "$@"; do printf \'arg=%s\\n\' "$a"; p="${a#file://}"; [ -f "$p" ] && printf \'content=%s\\n\' "$(cat "$p")"; done >> "$HOME/opened.log"; true\n';
 const browserEntry = (home: string) => `[Desktop Entry]
 Type=Application
 Name=Fake Browser
@@ -215,34 +216,59 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
   let portal: DesktopPortal | undefined;
   let notifications: Awaited<ReturnType<typeof startNotifications>> | undefined;
   let fakes: dbus.MessageBus | undefined;
-  const fakeServices = { secrets: new Fake('org.example.Fake'), systemd: new Fake('org.example.Fake') };
+  const fakeServices = {
+    secrets: new Fake('org.example.Fake'),
+    systemd: new Fake('org.example.Fake'),
+  };
   let n = 0;
   let picked: string;
   let secret: string;
 
-  const busRecord = (cage: string): BusRecord | undefined => (w.cageState(cage) as { bridges?: Record<string, BusRecord> } | undefined)?.bridges?.['session-bus'];
+  const busRecord = (cage: string): BusRecord | undefined =>
+    (w.cageState(cage) as { bridges?: Record<string, BusRecord> } | undefined)?.bridges?.[
+      'session-bus'
+    ];
   const run = async (cage: string, script: string): Promise<string> => {
     const out = `run-${++n}.out`;
-    await w.launchCommand(cage, ['sh', '-c', `{ ${script}; } > "$HOME/${out}.tmp" 2>&1; mv "$HOME/${out}.tmp" "$HOME/${out}"`]);
+    await w.launchCommand(cage, [
+      'sh',
+      '-c',
+      `{ ${script}; } > "$HOME/${out}.tmp" 2>&1; mv "$HOME/${out}.tmp" "$HOME/${out}"`,
+    ]);
     return w.readFileWhenWritten(w.homeFile(cage, out), 30000);
   };
   const x = (args: string[]) => execa('xdotool', args, { env: { DISPLAY: w.display } });
-  const logs = () => `--- cage log\n${w.cageLog('files')}\n--- program log\n${w.programLog('files', 'python3')}\n--- portal\n${portal?.log() ?? ''}`;
+  const logs = () =>
+    `--- cage log\n${w.cageLog('files')}\n--- program log\n${w.programLog('files', 'python3')}\n--- portal\n${portal?.log() ?? ''}`;
 
   /**
    * Opens the chooser in the cage (to open a file, or to save `content`), waits for its dialog
    * on the host display, then `answer`s it: the host path typed, or Escape.
    */
-  const choose = async (answer: 'pick' | 'cancel', save?: { path: string; content: string }): Promise<string> => {
+  const choose = async (
+    answer: 'pick' | 'cancel',
+    save?: { path: string; content: string },
+  ): Promise<string> => {
     const out = `chooser-${++n}.out`;
-    await w.launchCommand('files', ['python3', '-c', CHOOSER, `${w.env.HOME}/${out}`, save ? 'save' : 'open', save?.content ?? '']);
+    await w.launchCommand('files', [
+      'python3',
+      '-c',
+      CHOOSER,
+      `${w.env.HOME}/${out}`,
+      save ? 'save' : 'open',
+      save?.content ?? '',
+    ]);
     const dialog = await waitForWindow(w.display, { name: TITLE }, { timeoutMs: 60_000 });
     // No window manager on the test display: the test gives the dialog the keyboard, as one would.
-    await waitFor('the dialog has the keyboard', async () => {
-      await x(['windowfocus', dialog.id]);
-      const focused = Number((await x(['getwindowfocus'])).stdout.trim());
-      return focused === Number(dialog.id);
-    }, { timeoutMs: 10_000, pollMs: 200 });
+    await waitFor(
+      'the dialog has the keyboard',
+      async () => {
+        await x(['windowfocus', dialog.id]);
+        const focused = Number((await x(['getwindowfocus'])).stdout.trim());
+        return focused === Number(dialog.id);
+      },
+      { timeoutMs: 10_000, pollMs: 200 },
+    );
     if (answer === 'pick') {
       // Opening, a "/" opens GTK's location entry; saving, the name entry has the keyboard
       // and takes a whole path. The path, then Return, chooses the file.
@@ -264,10 +290,14 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
     w.writeCage('browser', '[Cage]\n');
     // The fake browser: installed on the host, and the browser cage's own default for links.
     fs.mkdirSync(w.homeFile('browser', '.config'), { recursive: true });
-    for (const home of [w.env.HOME!, w.homeFile('browser', '')]) fs.writeFileSync(path.join(home, 'fakebrowser.sh'), FAKE_BROWSER);
+    for (const home of [w.env.HOME!, w.homeFile('browser', '')])
+      fs.writeFileSync(path.join(home, 'fakebrowser.sh'), FAKE_BROWSER);
     fs.writeFileSync(path.join(w.systemApps, BROWSER_ID), browserEntry(w.env.HOME!));
     fs.mkdirSync(w.homeFile('browser', '.local/share/applications'), { recursive: true });
-    fs.writeFileSync(w.homeFile('browser', `.local/share/applications/${BROWSER_ID}`), browserEntry(w.env.HOME!));
+    fs.writeFileSync(
+      w.homeFile('browser', `.local/share/applications/${BROWSER_ID}`),
+      browserEntry(w.env.HOME!),
+    );
     const defaults = `[Default Applications]\nx-scheme-handler/https=${BROWSER_ID};\nx-scheme-handler/mailto=${BROWSER_ID};\n`;
     fs.writeFileSync(w.homeFile('browser', '.config/mimeapps.list'), defaults);
     // The host's default for links is the fake browser too.
@@ -306,15 +336,22 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
   it('a GTK program in the cage opens the host dialog and reads the file picked there, through the document portal', async () => {
     const got = await choose('pick');
     const docRoot = path.join(w.env.XDG_RUNTIME_DIR!, 'doc');
-    const m = new RegExp(`^path=${docRoot.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/([^/]+)/picked\\.txt\ncontent=chosen on the host\n$`).exec(got);
+    const m = new RegExp(
+      `^path=${docRoot.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/([^/]+)/picked\\.txt\ncontent=chosen on the host\n$`,
+    ).exec(got);
     assert.ok(m, `${got}\n${logs()}`);
     const id = m[1]!;
     // The portal named the cage: the document is granted to its app id, not to another cage's.
-    assert.ok(fs.existsSync(path.join(docRoot, 'by-app', 'io.kagome.Cage_files', id, 'picked.txt')));
+    assert.ok(
+      fs.existsSync(path.join(docRoot, 'by-app', 'io.kagome.Cage_files', id, 'picked.txt')),
+    );
     await run('other', 'true');
     assert.equal(fs.existsSync(path.join(docRoot, 'by-app', 'io.kagome.Cage_other', id)), false);
     // Nothing else of the host: the file beside it and the folder are not in the cage.
-    const inCage = await run('files', `cat ${JSON.stringify(secret)} || echo no-secret; ls ${JSON.stringify(path.dirname(picked))} || echo no-folder; ls ${JSON.stringify(docRoot)}`);
+    const inCage = await run(
+      'files',
+      `cat ${JSON.stringify(secret)} || echo no-secret; ls ${JSON.stringify(path.dirname(picked))} || echo no-folder; ls ${JSON.stringify(docRoot)}`,
+    );
     assert.match(inCage, /no-secret\n/);
     assert.match(inCage, /no-folder\n/);
     assert.ok(!inCage.includes('never for the cage'));
@@ -325,28 +362,47 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
     assert.equal(await choose('cancel'), 'cancelled\n');
   });
 
-  it('Save: the file named in the host dialog is made on the host with what the cage wrote, through its document-portal folder', { todo: SAVE_TODO }, async () => {
-    const dir = path.dirname(picked);
-    const saved = path.join(dir, 'saved-by-cage.txt');
-    const got = await choose('pick', { path: saved, content: 'written in the cage\n' });
-    const docRoot = path.join(w.env.XDG_RUNTIME_DIR!, 'doc');
-    const m = new RegExp(`^path=${docRoot.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/([^/]+)/saved-by-cage\\.txt\ncontent=written in the cage\n$`).exec(got);
-    assert.ok(m, `${got}\n${logs()}`);
-    const id = m[1]!;
-    // The host file is the one named, with what the cage wrote through the portal's folder.
-    assert.equal(fs.readFileSync(saved, 'utf8'), 'written in the cage\n');
-    assert.ok(fs.existsSync(path.join(docRoot, 'by-app', 'io.kagome.Cage_files', id, 'saved-by-cage.txt')));
-    assert.equal(fs.existsSync(path.join(docRoot, 'by-app', 'io.kagome.Cage_other', id)), false);
-    // That file and nothing else: the folder it was saved in and the file beside it stay out.
-    const inCage = await run('files', `cat ${JSON.stringify(secret)} || echo no-secret; ls ${JSON.stringify(dir)} || echo no-folder; ls ${JSON.stringify(path.join(docRoot, id))}`);
-    assert.match(inCage, /no-secret\n/);
-    assert.match(inCage, /no-folder\n/);
-    assert.equal(inCage.trim().split('\n').at(-1), 'saved-by-cage.txt', inCage);
-  });
+  it(
+    'Save: the file named in the host dialog is made on the host with what the cage wrote, through its document-portal folder',
+    { todo: SAVE_TODO },
+    async () => {
+      const dir = path.dirname(picked);
+      const saved = path.join(dir, 'saved-by-cage.txt');
+      const got = await choose('pick', { path: saved, content: 'written in the cage\n' });
+      const docRoot = path.join(w.env.XDG_RUNTIME_DIR!, 'doc');
+      const m = new RegExp(
+        `^path=${docRoot.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/([^/]+)/saved-by-cage\\.txt\ncontent=written in the cage\n$`,
+      ).exec(got);
+      assert.ok(m, `${got}\n${logs()}`);
+      const id = m[1]!;
+      // The host file is the one named, with what the cage wrote through the portal's folder.
+      assert.equal(fs.readFileSync(saved, 'utf8'), 'written in the cage\n');
+      assert.ok(
+        fs.existsSync(
+          path.join(docRoot, 'by-app', 'io.kagome.Cage_files', id, 'saved-by-cage.txt'),
+        ),
+      );
+      assert.equal(fs.existsSync(path.join(docRoot, 'by-app', 'io.kagome.Cage_other', id)), false);
+      // That file and nothing else: the folder it was saved in and the file beside it stay out.
+      const inCage = await run(
+        'files',
+        `cat ${JSON.stringify(secret)} || echo no-secret; ls ${JSON.stringify(dir)} || echo no-folder; ls ${JSON.stringify(path.join(docRoot, id))}`,
+      );
+      assert.match(inCage, /no-secret\n/);
+      assert.match(inCage, /no-folder\n/);
+      assert.equal(inCage.trim().split('\n').at(-1), 'saved-by-cage.txt', inCage);
+    },
+  );
 
   it('Save cancelled: nothing is written', { todo: SAVE_TODO }, async () => {
     const before = fs.readdirSync(path.dirname(picked)).sort();
-    assert.equal(await choose('cancel', { path: path.join(path.dirname(picked), 'never.txt'), content: 'never\n' }), 'cancelled\n');
+    assert.equal(
+      await choose('cancel', {
+        path: path.join(path.dirname(picked), 'never.txt'),
+        content: 'never\n',
+      }),
+      'cancelled\n',
+    );
     assert.deepEqual(fs.readdirSync(path.dirname(picked)).sort(), before);
   });
 
@@ -360,9 +416,15 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
     return Number(/^response=(\d+)/.exec(got)?.[1]);
   };
   const browserLog = () => fs.readFileSync(w.homeFile('browser', 'opened.log'), 'utf8');
-  const arrived = (uri: string) => waitFor(`${uri} in the browser cage`, () => fs.existsSync(w.homeFile('browser', 'opened.log')) && browserLog().includes(`arg=${uri}\n`), { timeoutMs: 60_000, detail: () => w.service!.log() });
+  const arrived = (uri: string) =>
+    waitFor(
+      `${uri} in the browser cage`,
+      () =>
+        fs.existsSync(w.homeFile('browser', 'opened.log')) && browserLog().includes(`arg=${uri}\n`),
+      { timeoutMs: 60_000, detail: () => w.service!.log() },
+    );
 
-  it('OpenLinks=cage:NAME: a link opened in one cage arrives in the other, with that cage\'s default program', async () => {
+  it("OpenLinks=cage:NAME: a link opened in one cage arrives in the other, with that cage's default program", async () => {
     const uri = 'https://example.org/from-other?x=1#y';
     assert.equal(await openLink('other', uri), 0);
     await arrived(uri);
@@ -396,38 +458,81 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
   it('a hostile cage sending file:, control characters or 1 MB links is refused and the service goes on; the same links given to the launch are handed on (the control)', async () => {
     const out = `bad-links-${++n}.json`;
     // From the cage whose links go to the browser cage: only the check stands in the way.
-    await w.launchCommand('other', ['python3', '-c', BAD_LINKS, portalAddressInCage(), `${w.env.HOME}/${out}`, secret]);
+    await w.launchCommand('other', [
+      'python3',
+      '-c',
+      BAD_LINKS,
+      portalAddressInCage(),
+      `${w.env.HOME}/${out}`,
+      secret,
+    ]);
     const got = JSON.parse(
       await w.readFileWhenWritten(w.homeFile('other', out), 90_000).catch((e: Error) => {
         throw new Error(`${e.message}\n${w.programLog('other', 'python3')}\n${w.service!.log()}`);
       }),
     ) as Record<string, string>;
-    for (const key of ['shadow', 'secret', 'javascript']) assert.match(got[key]!, /^refused io\.kagome\.Error\.NotPermitted/, `${key}: ${JSON.stringify(got)}`);
-    for (const key of ['newline', 'escape', 'huge']) assert.match(got[key]!, /^refused io\.kagome\.Error\.InvalidArgument/, `${key}: ${JSON.stringify(got)}`);
+    for (const key of ['shadow', 'secret', 'javascript'])
+      assert.match(
+        got[key]!,
+        /^refused io\.kagome\.Error\.NotPermitted/,
+        `${key}: ${JSON.stringify(got)}`,
+      );
+    for (const key of ['newline', 'escape', 'huge'])
+      assert.match(
+        got[key]!,
+        /^refused io\.kagome\.Error\.InvalidArgument/,
+        `${key}: ${JSON.stringify(got)}`,
+      );
     // The host's own callers are not cages: refused.
-    const host = await w.rejection(w.dbus.CagePortal1.OpenURI('https://example.org/from-the-host', {}));
+    const host = await w.rejection(
+      w.dbus.CagePortal1.OpenURI('https://example.org/from-the-host', {}),
+    );
     assert.equal(host.type, 'io.kagome.Error.NotPermitted', host.text);
     // The service goes on: a good link still arrives.
     const after = 'https://example.org/after-the-attack';
     assert.equal(await openLink('other', after), 0);
     await arrived(after);
-    assert.ok(!browserLog().includes('example.org/\n') && !browserLog().includes('secret'), browserLog());
+    assert.ok(
+      !browserLog().includes('example.org/\n') && !browserLog().includes('secret'),
+      browserLog(),
+    );
 
     // The control: the launch a link ends in, given those links without kagome's check, grants
     // the host file named by a file: URI to the cage and passes a newline into argv.
-    await w.dbus.Launcher1.Launch('browser', BROWSER_ID, [`file://${secret}`, 'https://example.org/\n--new-window'], {});
-    await waitFor('the control in the browser cage', () => browserLog().includes('content=never for the cage'), { timeoutMs: 60_000, detail: browserLog });
+    await w.dbus.Launcher1.Launch(
+      'browser',
+      BROWSER_ID,
+      [`file://${secret}`, 'https://example.org/\n--new-window'],
+      {},
+    );
+    await waitFor(
+      'the control in the browser cage',
+      () => browserLog().includes('content=never for the cage'),
+      { timeoutMs: 60_000, detail: browserLog },
+    );
     assert.ok(browserLog().includes('arg=https://example.org/\n--new-window\n'), browserLog());
   });
 
   it("a GLib program's notification reaches the host's notification server through the portal, named by the cage's app id", async () => {
     const out = `notify-${++n}.out`;
-    await w.launchCommand('files', ['python3', '-c', NOTIFY, `${w.env.HOME}/${out}`, 'From the cage', 'caged <b>body</b>']);
+    await w.launchCommand('files', [
+      'python3',
+      '-c',
+      NOTIFY,
+      `${w.env.HOME}/${out}`,
+      'From the cage',
+      'caged <b>body</b>',
+    ]);
     await w.readFileWhenWritten(w.homeFile('files', out), 30_000);
-    const got = await waitFor('the notification on the host', () => notifications!.server.calls.find((c) => c.summary === 'From the cage'), {
-      timeoutMs: 30_000,
-      detail: () => `${JSON.stringify(notifications!.server.calls)}\n${w.programLog('files', 'python3')}\n${portal?.log() ?? ''}`,
-    });
+    const got = await waitFor(
+      'the notification on the host',
+      () => notifications!.server.calls.find((c) => c.summary === 'From the cage'),
+      {
+        timeoutMs: 30_000,
+        detail: () =>
+          `${JSON.stringify(notifications!.server.calls)}\n${w.programLog('files', 'python3')}\n${portal?.log() ?? ''}`,
+      },
+    );
     // The portal names the cage by its app id (the desktop-entry hint, which servers use for the
     // name and icon); xdg-desktop-portal-gtk 1.14 leaves app_name empty. No actions cross.
     assert.equal(got.desktopEntry, 'io.kagome.Cage_files', JSON.stringify(got));
@@ -441,10 +546,20 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
       await w.launchCommand(cage, ['python3', '-c', DIRECT_NOTIFY, `${w.env.HOME}/${out}`, title]);
       return w.readFileWhenWritten(w.homeFile(cage, out), 30_000);
     };
-    assert.match(await call('other', 'refused title'), /^refused org\.freedesktop\.DBus\.Error\.AccessDenied/);
+    assert.match(
+      await call('other', 'refused title'),
+      /^refused org\.freedesktop\.DBus\.Error\.AccessDenied/,
+    );
     assert.equal(await call('files', 'allowed title'), 'ok\n');
-    await waitFor('the allowed notification', () => notifications!.server.calls.some((c) => c.summary === 'allowed title'), { timeoutMs: 30_000 });
-    assert.equal(notifications!.server.calls.filter((c) => c.summary === 'refused title').length, 0);
+    await waitFor(
+      'the allowed notification',
+      () => notifications!.server.calls.some((c) => c.summary === 'allowed title'),
+      { timeoutMs: 30_000 },
+    );
+    assert.equal(
+      notifications!.server.calls.filter((c) => c.summary === 'refused title').length,
+      0,
+    );
   });
 
   it('the proxy lets nothing else of the host bus through; the host bus given directly lets it all (the control)', async () => {
@@ -452,44 +567,104 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
       const out = `attack-${++n}.json`;
       for (const f of ['listening', 'sent']) fs.rmSync(w.homeFile(cage, f), { force: true });
       await w.launchCommand(cage, ['python3', '-c', ATTACK, address, `${w.env.HOME}/${out}`]);
-      await waitFor('the attacker listens', () => fs.existsSync(w.homeFile(cage, 'listening')), { timeoutMs: 30_000, detail: () => w.programLog(cage, 'python3') });
+      await waitFor('the attacker listens', () => fs.existsSync(w.homeFile(cage, 'listening')), {
+        timeoutMs: 30_000,
+        detail: () => w.programLog(cage, 'python3'),
+      });
       // A call on the host's bus the attacker must not see.
-      await w.callRaw('org.freedesktop.secrets', '/org/freedesktop/secrets', 'org.example.Probe', 'Leak', '', []).catch(() => undefined);
+      await w
+        .callRaw(
+          'org.freedesktop.secrets',
+          '/org/freedesktop/secrets',
+          'org.example.Probe',
+          'Leak',
+          '',
+          [],
+        )
+        .catch(() => undefined);
       fs.writeFileSync(w.homeFile(cage, 'sent'), '');
-      return JSON.parse(await w.readFileWhenWritten(w.homeFile(cage, out), 60_000)) as Record<string, unknown>;
+      return JSON.parse(await w.readFileWhenWritten(w.homeFile(cage, out), 60_000)) as Record<
+        string,
+        unknown
+      >;
     };
-    const control = await attack('direct', `unix:path=/run/hostbus/${path.basename(busSocketPath(w.bus.address)!)}`);
-    for (const key of ['kagome', 'notifications', 'secrets', 'systemd', 'own', 'own-cage-id', 'list', 'eavesdrop-match', 'monitor']) {
+    const control = await attack(
+      'direct',
+      `unix:path=/run/hostbus/${path.basename(busSocketPath(w.bus.address)!)}`,
+    );
+    for (const key of [
+      'kagome',
+      'notifications',
+      'secrets',
+      'systemd',
+      'own',
+      'own-cage-id',
+      'list',
+      'eavesdrop-match',
+      'monitor',
+    ]) {
       assert.match(String(control[key]), /^ok/, `control ${key}: ${JSON.stringify(control)}`);
     }
     assert.deepEqual(control.eavesdropped, ['Leak'], JSON.stringify(control));
-    assert.equal(notifications!.server.calls.filter((c) => c.summary === 'from the cage').length, 1);
+    assert.equal(
+      notifications!.server.calls.filter((c) => c.summary === 'from the cage').length,
+      1,
+    );
     const secretsCalls = fakeServices.secrets.calls;
 
     const hostile = await attack('files', portalAddressInCage());
-    for (const key of ['kagome', 'notifications', 'secrets', 'systemd', 'own', 'own-cage-id', 'monitor']) {
-      assert.match(String(hostile[key]), /^refused/, `through the proxy ${key}: ${JSON.stringify(hostile)}`);
+    for (const key of [
+      'kagome',
+      'notifications',
+      'secrets',
+      'systemd',
+      'own',
+      'own-cage-id',
+      'monitor',
+    ]) {
+      assert.match(
+        String(hostile[key]),
+        /^refused/,
+        `through the proxy ${key}: ${JSON.stringify(hostile)}`,
+      );
     }
     assert.deepEqual(hostile.eavesdropped, [], JSON.stringify(hostile));
     // The names it may list are the bus's own, the portal's and kagome's (whose one cage method,
     // CagePortal1.OpenURI, it may call: Cages1.List above was refused), nothing else of the desktop.
-    for (const name of ['org.freedesktop.Notifications', 'org.freedesktop.secrets', 'org.freedesktop.systemd1']) {
-      assert.ok(!String(hostile.list).includes(`'${name}'`), `${name} listed: ${String(hostile.list)}`);
+    for (const name of [
+      'org.freedesktop.Notifications',
+      'org.freedesktop.secrets',
+      'org.freedesktop.systemd1',
+    ]) {
+      assert.ok(
+        !String(hostile.list).includes(`'${name}'`),
+        `${name} listed: ${String(hostile.list)}`,
+      );
     }
-    assert.equal(notifications!.server.calls.filter((c) => c.summary === 'from the cage').length, 1, 'no notification through the proxy');
+    assert.equal(
+      notifications!.server.calls.filter((c) => c.summary === 'from the cage').length,
+      1,
+      'no notification through the proxy',
+    );
     assert.equal(fakeServices.secrets.calls, secretsCalls);
   });
 
   it('the proxy and the relay outlive a restart of the service; a proxy gone is started again; both go with the cage', async () => {
     const before = busRecord('files');
-    assert.ok(before?.proxy && isAlive(before.proxy) && before.relay && isAlive(before.relay), JSON.stringify(before));
+    assert.ok(
+      before?.proxy && isAlive(before.proxy) && before.relay && isAlive(before.relay),
+      JSON.stringify(before),
+    );
     await w.killService();
     assert.ok(isAlive(before.proxy), 'the proxy lives on without the service');
     process.kill(before.proxy.pid, 'SIGKILL');
     await waitFor('the proxy gone', () => !isAlive(before.proxy), { timeoutMs: 10_000 });
     await w.startService();
     const after = busRecord('files');
-    assert.ok(after?.proxy && isAlive(after.proxy) && after.relay && isAlive(after.relay), JSON.stringify(after));
+    assert.ok(
+      after?.proxy && isAlive(after.proxy) && after.relay && isAlive(after.relay),
+      JSON.stringify(after),
+    );
     assert.notDeepEqual(after.proxy, before.proxy);
     assert.equal(String((await w.dbus.Cages1.Get('files')).SessionBusState?.value), 'up');
     assert.match(await choose('pick'), /content=chosen on the host\n$/);

@@ -9,8 +9,6 @@ import { SYSCALL_ATTEMPTS as ATTEMPTS, parseAttempts as parse } from '../helpers
 // made on the host by the same script, where it must not be refused the way the filter
 // refuses it, so a test cannot pass because the machine forbids the call anyway.
 
-
-
 describe('the seccomp filter of bubblewrap cages', () => {
   let w: World;
   let host: Record<string, string>;
@@ -20,12 +18,20 @@ describe('the seccomp filter of bubblewrap cages', () => {
     w = await World.create();
     w.writeCage('filtered', '[Cage]\n');
     w.writeCage('nonested', '[Cage]\nNestedSandbox=false\n');
-    const onHost = await execa('/usr/bin/python3', ['-c', ATTEMPTS], { reject: false, env: w.env, extendEnv: false });
+    const onHost = await execa('/usr/bin/python3', ['-c', ATTEMPTS], {
+      reject: false,
+      env: w.env,
+      extendEnv: false,
+    });
     host = parse(onHost.stdout);
     await execa('keyctl', ['purge', 'user', 'kagome-seccomp-test'], { reject: false });
     await w.startService();
     for (const cage of ['filtered', 'nonested']) {
-      await w.launchCommand(cage, ['sh', '-c', `python3 -c '${ATTEMPTS.replace(/'/g, `'\\''`)}' > "$HOME/seccomp.tmp" 2>&1; mv "$HOME/seccomp.tmp" "$HOME/seccomp.out"`]);
+      await w.launchCommand(cage, [
+        'sh',
+        '-c',
+        `python3 -c '${ATTEMPTS.replace(/'/g, `'\\''`)}' > "$HOME/seccomp.tmp" 2>&1; mv "$HOME/seccomp.tmp" "$HOME/seccomp.out"`,
+      ]);
       inCage[cage] = parse(await w.readFileWhenWritten(w.homeFile(cage, 'seccomp.out'), 20000));
     }
   });
@@ -39,7 +45,10 @@ describe('the seccomp filter of bubblewrap cages', () => {
     assert.equal(host.add_key, 'ok', 'the host user may add a key to its keyring');
     assert.equal(host.tiocsti, 'ok', 'TIOCSTI works on the host (dev.tty.legacy_tiocsti=1)');
     assert.notEqual(host.perf_event_open, 'EPERM');
-    assert.ok(host.af_packet && host.af_packet !== 'EAFNOSUPPORT', `AF_PACKET exists on the host (${host.af_packet})`);
+    assert.ok(
+      host.af_packet && host.af_packet !== 'EAFNOSUPPORT',
+      `AF_PACKET exists on the host (${host.af_packet})`,
+    );
     assert.notEqual(host.fsopen, 'ENOSYS');
     assert.equal(host.userns, 'ok');
     assert.equal(host.personality, 'ok');
@@ -47,7 +56,11 @@ describe('the seccomp filter of bubblewrap cages', () => {
 
   it("a cage cannot touch the host user's kernel keyring, nor list its keys", async () => {
     assert.equal(inCage.filtered!.add_key, 'EPERM');
-    const keys = await w.launchCommand('filtered', ['sh', '-c', '{ cat /proc/keys /proc/key-users; echo done; } > "$HOME/keys.tmp" 2>&1; mv "$HOME/keys.tmp" "$HOME/keys.out"']);
+    const keys = await w.launchCommand('filtered', [
+      'sh',
+      '-c',
+      '{ cat /proc/keys /proc/key-users; echo done; } > "$HOME/keys.tmp" 2>&1; mv "$HOME/keys.tmp" "$HOME/keys.out"',
+    ]);
     assert.ok(keys);
     const listed = await w.readFileWhenWritten(w.homeFile('filtered', 'keys.out'));
     assert.equal(listed.trim(), 'done', `the cage sees no keys: ${listed}`);

@@ -36,7 +36,8 @@ GLib.MainLoop().run()
 `;
 
 const PING = `gdbus call --session --timeout 10 --dest ${NAME} --object-path ${OBJECT} --method ${NAME}.Ping`;
-const LIST_NAMES = 'gdbus call --session --timeout 10 --dest org.freedesktop.DBus --object-path /org/freedesktop/DBus --method org.freedesktop.DBus.ListNames';
+const LIST_NAMES =
+  'gdbus call --session --timeout 10 --dest org.freedesktop.DBus --object-path /org/freedesktop/DBus --method org.freedesktop.DBus.ListNames';
 
 interface BusRecord {
   policy: string;
@@ -51,15 +52,32 @@ describe('each cage has a session bus of its own', () => {
   /** Runs a shell script in the cage; its output (stdout and stderr) once it has finished. */
   const run = async (cage: string, script: string): Promise<string> => {
     const out = `run-${++n}.out`;
-    await w.launchCommand(cage, ['sh', '-c', `{ ${script}; } > "$HOME/${out}.tmp" 2>&1; mv "$HOME/${out}.tmp" "$HOME/${out}"`]);
+    await w.launchCommand(cage, [
+      'sh',
+      '-c',
+      `{ ${script}; } > "$HOME/${out}.tmp" 2>&1; mv "$HOME/${out}.tmp" "$HOME/${out}"`,
+    ]);
     return w.readFileWhenWritten(w.homeFile(cage, out), 30000);
   };
-  const busRecord = (cage: string): BusRecord | undefined => (w.cageState(cage) as { bridges?: Record<string, BusRecord> } | undefined)?.bridges?.['session-bus'];
+  const busRecord = (cage: string): BusRecord | undefined =>
+    (w.cageState(cage) as { bridges?: Record<string, BusRecord> } | undefined)?.bridges?.[
+      'session-bus'
+    ];
   const cageProps = async (cage: string): Promise<Record<string, unknown>> => {
     const props = await w.dbus.Cages1.Get(cage);
     return Object.fromEntries(Object.entries(props).map(([k, v]) => [k, v.value as unknown]));
   };
-  const hostNames = async (): Promise<string[]> => (await w.callRaw('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'ListNames', '', []))[0] as string[];
+  const hostNames = async (): Promise<string[]> =>
+    (
+      await w.callRaw(
+        'org.freedesktop.DBus',
+        '/org/freedesktop/DBus',
+        'org.freedesktop.DBus',
+        'ListNames',
+        '',
+        [],
+      )
+    )[0] as string[];
 
   before(async () => {
     w = await World.create();
@@ -69,8 +87,18 @@ describe('each cage has a session bus of its own', () => {
     await w.startService();
     // The host's test bus has names a cage must never see: the service's and a notification server's.
     notifications = await startNotifications(w.bus.address);
-    await w.launchCommand('one', ['python3', '-c', OWNER, 'pong from one', `${w.env.HOME}/owner.out`]);
-    assert.equal(await w.readFileWhenWritten(w.homeFile('one', 'owner.out'), 30000), 'owned', w.programLog('one', 'python3'));
+    await w.launchCommand('one', [
+      'python3',
+      '-c',
+      OWNER,
+      'pong from one',
+      `${w.env.HOME}/owner.out`,
+    ]);
+    assert.equal(
+      await w.readFileWhenWritten(w.homeFile('one', 'owner.out'), 30000),
+      'owned',
+      w.programLog('one', 'python3'),
+    );
   });
 
   after(async () => {
@@ -80,7 +108,10 @@ describe('each cage has a session bus of its own', () => {
 
   it('programs in a cage find each other over its bus, at the fixed address', async () => {
     assert.equal(await run('one', PING), "('pong from one',)\n");
-    const env = await run('one', 'echo "$DBUS_SESSION_BUS_ADDRESS"; test -S "$XDG_RUNTIME_DIR/bus" && echo socket');
+    const env = await run(
+      'one',
+      'echo "$DBUS_SESSION_BUS_ADDRESS"; test -S "$XDG_RUNTIME_DIR/bus" && echo socket',
+    );
     assert.equal(env, `unix:path=/run/user/${process.getuid!()}/bus\nsocket\n`);
     const props = await cageProps('one');
     assert.equal(props.SessionBus, 'private');
@@ -91,7 +122,8 @@ describe('each cage has a session bus of its own', () => {
   it("a second cage sees neither the first cage's names nor the host's", async () => {
     // Control: the host's bus has the names, so their absence below means something.
     const onHost = await hostNames();
-    for (const name of ['io.kagome.Kagome', 'org.freedesktop.Notifications']) assert.ok(onHost.includes(name), `${name} on the host bus: ${onHost.join(' ')}`);
+    for (const name of ['io.kagome.Kagome', 'org.freedesktop.Notifications'])
+      assert.ok(onHost.includes(name), `${name} on the host bus: ${onHost.join(' ')}`);
     assert.ok(!onHost.includes(NAME), "the cage's name is not on the host's bus");
 
     const inOne = await run('one', LIST_NAMES);
@@ -110,7 +142,10 @@ describe('each cage has a session bus of its own', () => {
   });
 
   it('SessionBus=none gives no bus at all', async () => {
-    const out = await run('nobus', `echo "address=$DBUS_SESSION_BUS_ADDRESS"; test -e "$XDG_RUNTIME_DIR/bus" && echo socket; ${LIST_NAMES} >/dev/null 2>&1 && echo connected || echo no-bus`);
+    const out = await run(
+      'nobus',
+      `echo "address=$DBUS_SESSION_BUS_ADDRESS"; test -e "$XDG_RUNTIME_DIR/bus" && echo socket; ${LIST_NAMES} >/dev/null 2>&1 && echo connected || echo no-bus`,
+    );
     assert.equal(out, 'address=\nno-bus\n');
     const props = await cageProps('nobus');
     assert.equal(props.SessionBus, 'none');
@@ -136,7 +171,10 @@ describe('each cage has a session bus of its own', () => {
     const carrier = busRecord('one')?.daemon;
     assert.ok(carrier && isAlive(carrier));
     // dbus-daemon itself, the child of the process that carried it in.
-    const daemons = childrenOf(carrier.pid).map((pid) => ({ pid, start: processStartTime(pid) ?? '' }));
+    const daemons = childrenOf(carrier.pid).map((pid) => ({
+      pid,
+      start: processStartTime(pid) ?? '',
+    }));
     assert.equal(daemons.length, 1, `one child of the carrier: ${JSON.stringify(daemons)}`);
     await w.dbus.Cages1.Stop('one');
     assert.equal(isAlive(carrier), false);

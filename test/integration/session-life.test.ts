@@ -16,14 +16,27 @@ import { waitFor } from '../helpers/wait.js';
  * An xterm whose shell writes `closed` into the cage's home when xterm hangs it up: xterm does
  * that when asked to close its window (WM_DELETE_WINDOW) or sent SIGTERM, not when it is killed.
  */
-const CLOSABLE = ['xterm', '-e', 'sh', '-c', 'trap "echo closed > $HOME/closed; exit 0" HUP TERM; while :; do sleep 1; done'];
+const CLOSABLE = [
+  'xterm',
+  '-e',
+  'sh',
+  '-c',
+  'trap "echo closed > $HOME/closed; exit 0" HUP TERM; while :; do sleep 1; done',
+];
 
 describe('the desktop session ends and comes back', () => {
   let w: World;
 
-  const stateOf = async (cage: string): Promise<string> => String((await w.dbus.Cages1.Get(cage)).State!.value);
-  const programsOf = async (cage: string): Promise<number> => Number((await w.dbus.Cages1.Get(cage)).Programs!.value);
-  const stopped = (cage: string, what: string) => waitFor(what, () => stateOf(cage), { timeoutMs: 60000, pollMs: 100, until: (state) => state === 'stopped' });
+  const stateOf = async (cage: string): Promise<string> =>
+    String((await w.dbus.Cages1.Get(cage)).State!.value);
+  const programsOf = async (cage: string): Promise<number> =>
+    Number((await w.dbus.Cages1.Get(cage)).Programs!.value);
+  const stopped = (cage: string, what: string) =>
+    waitFor(what, () => stateOf(cage), {
+      timeoutMs: 60000,
+      pollMs: 100,
+      until: (state) => state === 'stopped',
+    });
 
   /** A default cage running a closable xterm and a kept one running xeyes, both shown. */
   const twoCages = async (stop: string, keep: string): Promise<void> => {
@@ -49,10 +62,18 @@ describe('the desktop session ends and comes back', () => {
 
     await w.endDisplay();
     await stopped('work', 'the default cage stopping');
-    assert.equal(await w.readFileWhenWritten(w.homeFile('work', 'closed')), 'closed\n', 'the program was killed, not closed');
+    assert.equal(
+      await w.readFileWhenWritten(w.homeFile('work', 'closed')),
+      'closed\n',
+      'the program was killed, not closed',
+    );
     assert.equal(w.cageState('work'), undefined);
     assert.equal(await stateOf('music'), 'running');
-    assert.equal(await programsOf('music'), 1, "the kept cage's program did not survive the logout");
+    assert.equal(
+      await programsOf('music'),
+      1,
+      "the kept cage's program did not survive the logout",
+    );
     assert.match(w.service!.log(), /cage music: kept running after the logout/);
 
     // Nothing can be shown while no one is logged in: a launch says so.
@@ -77,7 +98,11 @@ describe('the desktop session ends and comes back', () => {
     await w.startService();
     assert.equal(await stateOf('office'), 'running');
     assert.equal(await stateOf('radio'), 'running');
-    assert.equal(fs.existsSync(w.homeFile('office', 'closed')), false, 'a restart in the same session closed a program');
+    assert.equal(
+      fs.existsSync(w.homeFile('office', 'closed')),
+      false,
+      'a restart in the same session closed a program',
+    );
     assert.equal(await countWindows(w.display, 'XTerm'), 1);
 
     // systemd stops the unit at logout, here before the server ends, so the service cannot tell.
@@ -86,9 +111,17 @@ describe('the desktop session ends and comes back', () => {
     await w.newDisplay();
     await w.startService();
     await stopped('office', 'the default cage stopping at the start in a new session');
-    assert.equal(await w.readFileWhenWritten(w.homeFile('office', 'closed')), 'closed\n', 'the program was killed, not closed');
+    assert.equal(
+      await w.readFileWhenWritten(w.homeFile('office', 'closed')),
+      'closed\n',
+      'the program was killed, not closed',
+    );
     assert.equal(await stateOf('radio'), 'running');
     await waitForWindow(w.display, { wmClass: 'XEyes' }, { timeoutMs: 60000 });
-    assert.equal(await countWindows(w.display, 'XTerm'), 0, "the stopped cage's program was shown in the new session");
+    assert.equal(
+      await countWindows(w.display, 'XTerm'),
+      0,
+      "the stopped cage's program was shown in the new session",
+    );
   });
 });

@@ -69,14 +69,22 @@ describe('the working directory of a program in a cage is inside the cage, howev
   let probeInCage: string;
 
   const dirOf = (place: Place): string => (place === 'home' ? w.env.HOME! : outside);
-  const diagnostics = (): string => `\n--- service log ---\n${w.service?.log() ?? ''}\n--- cage log ---\n${w.cageLog(CAGE)}`;
+  const diagnostics = (): string =>
+    `\n--- service log ---\n${w.service?.log() ?? ''}\n--- cage log ---\n${w.cageLog(CAGE)}`;
 
   /** The probe run on the host in `dir`: it must see the leak the cage must not have. */
   async function control(place: Place, tag: string): Promise<void> {
     const dir = dirOf(place);
-    const r = await execa('sh', ['-c', PROBE, 'probe', `host-${tag}`], { cwd: dir, env: w.env, extendEnv: false, reject: false });
+    const r = await execa('sh', ['-c', PROBE, 'probe', `host-${tag}`], {
+      cwd: dir,
+      env: w.env,
+      extendEnv: false,
+      reject: false,
+    });
     assert.equal(r.exitCode, 0, `the probe failed on the host: ${r.stderr}`);
-    const host = parseProbe(fs.readFileSync(path.join(w.env.HOME!, `probe-host-${tag}.out`), 'utf8'));
+    const host = parseProbe(
+      fs.readFileSync(path.join(w.env.HOME!, `probe-host-${tag}.out`), 'utf8'),
+    );
     assert.equal(host.pwd, dir, 'on the host the probe works in the host directory');
     assert.equal(host.read, `yes ${SECRET}`, `on the host ./secret.txt is readable from ${dir}`);
     assert.equal(host.up, hostRoot, 'on the host `..` leads to the host root');
@@ -88,7 +96,10 @@ describe('the working directory of a program in a cage is inside the cage, howev
    * that folder as the working directory, and the probe's findings in the cage.
    * `launch` returns the name the probe was given (a tag or a file name).
    */
-  async function probeEachPlace(way: string, launch: (dir: string, tag: string) => Promise<string>): Promise<void> {
+  async function probeEachPlace(
+    way: string,
+    launch: (dir: string, tag: string) => Promise<string>,
+  ): Promise<void> {
     for (const place of ['home', 'outside'] as const) {
       const tag = `${way}-${place}`;
       await control(place, tag);
@@ -105,7 +116,11 @@ describe('the working directory of a program in a cage is inside the cage, howev
       assert.doesNotMatch(text, new RegExp(SECRET), `${where}: the host's secret reached the cage`);
       assert.equal(caged.read, 'no', `${where}: ./secret.txt was readable in the cage`);
       assert.equal(caged.root, cageRoot, `${where}: the probe ran in the cage`);
-      assert.equal(caged.up, cageRoot, `${where}: \`..\` from the working directory left the cage's root`);
+      assert.equal(
+        caged.up,
+        cageRoot,
+        `${where}: \`..\` from the working directory left the cage's root`,
+      );
       assert.notEqual(caged.up, hostRoot, `${where}: \`..\` reached the host's root`);
       // The host's home is the cage's own home there; a folder the cage lacks falls back to it.
       assert.equal(caged.pwd, w.env.HOME, `${where}: the working directory`);
@@ -135,7 +150,10 @@ describe('the working directory of a program in a cage is inside the cage, howev
       path.join(w.systemApps, ENTRY),
       `[Desktop Entry]\nType=Application\nName=Workdir Probe\nExec=sh ${probeInCage} %f\nMimeType=text/plain;\n`,
     );
-    fs.writeFileSync(path.join(w.env.XDG_CONFIG_HOME!, 'mimeapps.list'), `[Default Applications]\ntext/plain=${ENTRY};\n`);
+    fs.writeFileSync(
+      path.join(w.env.XDG_CONFIG_HOME!, 'mimeapps.list'),
+      `[Default Applications]\ntext/plain=${ENTRY};\n`,
+    );
     await w.startService();
     await w.dbus.Cages1.Start(CAGE);
     const init = (w.cageState(CAGE) as { sandbox: { init: { pid: number } } }).sandbox.init.pid;
@@ -153,7 +171,18 @@ describe('the working directory of a program in a cage is inside the cage, howev
 
   it('`kagome launch CAGE --cwd DIR -- PROGRAM`', async () => {
     await probeEachPlace('cli', async (dir, tag) => {
-      const r = await w.kagome(['launch', CAGE, '--cwd', dir, '--', 'sh', '-c', PROBE, 'probe', tag]);
+      const r = await w.kagome([
+        'launch',
+        CAGE,
+        '--cwd',
+        dir,
+        '--',
+        'sh',
+        '-c',
+        PROBE,
+        'probe',
+        tag,
+      ]);
       assert.equal(r.exitCode, 0, `${r.stderr}${diagnostics()}`);
       return tag;
     });
@@ -161,7 +190,9 @@ describe('the working directory of a program in a cage is inside the cage, howev
 
   it('D-Bus LaunchCommand with the cwd option', async () => {
     await probeEachPlace('launch-command', async (dir, tag) => {
-      await w.dbus.Launcher1.LaunchCommand(CAGE, ['sh', '-c', PROBE, 'probe', tag], { cwd: new dbus.Variant('s', dir) });
+      await w.dbus.Launcher1.LaunchCommand(CAGE, ['sh', '-c', PROBE, 'probe', tag], {
+        cwd: new dbus.Variant('s', dir),
+      });
       return tag;
     });
   });
@@ -176,11 +207,29 @@ describe('the working directory of a program in a cage is inside the cage, howev
 
   it('kagome-open from a shell working in the host directory', async () => {
     await probeEachPlace('kagome-open', async (dir, tag) => {
-      const r = await execa('sh', ['-c', 'cd -- "$1" && shift && exec "$@"', 'sh', dir, KAGOME_OPEN, '--cage', CAGE, '--', 'sh', '-c', PROBE, 'probe', tag], {
-        env: w.env,
-        extendEnv: false,
-        reject: false,
-      });
+      const r = await execa(
+        'sh',
+        [
+          '-c',
+          'cd -- "$1" && shift && exec "$@"',
+          'sh',
+          dir,
+          KAGOME_OPEN,
+          '--cage',
+          CAGE,
+          '--',
+          'sh',
+          '-c',
+          PROBE,
+          'probe',
+          tag,
+        ],
+        {
+          env: w.env,
+          extendEnv: false,
+          reject: false,
+        },
+      );
       assert.equal(r.exitCode, 0, `${r.stderr}${diagnostics()}`);
       return tag;
     });
@@ -188,10 +237,19 @@ describe('the working directory of a program in a cage is inside the cage, howev
 
   it('`gio launch` of the shadow entry made by `kagome app add`', async () => {
     const shadow = path.join(w.userApps, ENTRY);
-    assert.match(fs.readFileSync(shadow, 'utf8'), /^Exec=\S*kagome-open --cage walls --entry kagome-workdir-probe\.desktop -- %f$/m);
+    assert.match(
+      fs.readFileSync(shadow, 'utf8'),
+      /^Exec=\S*kagome-open --cage walls --entry kagome-workdir-probe\.desktop -- %f$/m,
+    );
     await probeEachPlace('gio', async (dir, tag) => {
       const name = fileToOpen(dir, tag);
-      const r = await execa('gio', ['launch', shadow, path.join(dir, name)], { cwd: dir, env: w.env, extendEnv: false, reject: false, timeout: 20000 });
+      const r = await execa('gio', ['launch', shadow, path.join(dir, name)], {
+        cwd: dir,
+        env: w.env,
+        extendEnv: false,
+        reject: false,
+        timeout: 20000,
+      });
       assert.equal(r.exitCode, 0, `${r.stdout}${r.stderr}${diagnostics()}`);
       return name;
     });
@@ -201,7 +259,13 @@ describe('the working directory of a program in a cage is inside the cage, howev
     await probeEachPlace('xdg-open', async (dir, tag) => {
       const name = fileToOpen(dir, tag);
       // Named relative to the working directory, as typed in a terminal.
-      const r = await execa('xdg-open', [name], { cwd: dir, env: w.env, extendEnv: false, reject: false, timeout: 20000 });
+      const r = await execa('xdg-open', [name], {
+        cwd: dir,
+        env: w.env,
+        extendEnv: false,
+        reject: false,
+        timeout: 20000,
+      });
       assert.equal(r.exitCode, 0, `${r.stdout}${r.stderr}${diagnostics()}`);
       return name;
     });
@@ -209,7 +273,11 @@ describe('the working directory of a program in a cage is inside the cage, howev
 
   it('the CLI without --cwd uses its own working directory, still looked up inside the cage', async () => {
     await probeEachPlace('cli-implicit', async (dir, tag) => {
-      const r = await execa(process.execPath, [KAGOME, 'launch', CAGE, '--', 'sh', '-c', PROBE, 'probe', tag], { cwd: dir, env: w.env, extendEnv: false, reject: false, timeout: 60000 });
+      const r = await execa(
+        process.execPath,
+        [KAGOME, 'launch', CAGE, '--', 'sh', '-c', PROBE, 'probe', tag],
+        { cwd: dir, env: w.env, extendEnv: false, reject: false, timeout: 60000 },
+      );
       assert.equal(r.exitCode, 0, `${r.stderr}${diagnostics()}`);
       return tag;
     });

@@ -11,7 +11,11 @@ import { stopChild, track } from '../helpers/daemons.js';
 import { waitForWindow } from '../helpers/x11.js';
 import { waitFor } from '../helpers/wait.js';
 import { XPRA_CLIENT_LAUNCHER, xpraClientArgv } from '../../lib/display/xpra.js';
-import { CLIENT_XPRA_DIR, clientSandboxArgs, writeClientEtc } from '../../lib/display/client-sandbox.js';
+import {
+  CLIENT_XPRA_DIR,
+  clientSandboxArgs,
+  writeClientEtc,
+} from '../../lib/display/client-sandbox.js';
 
 // What a program in a cage learns of the host through the cage's xpra server. The server keeps
 // the host client's hello and shows it to anyone who reaches its socket (`xpra info`), and the
@@ -48,7 +52,12 @@ function hostMarks(paths: string[]): HostMarks {
   } catch {
     machineId = undefined;
   }
-  return { hostname: os.hostname(), paths, realName: realName && realName !== os.userInfo().username ? realName : undefined, machineId };
+  return {
+    hostname: os.hostname(),
+    paths,
+    realName: realName && realName !== os.userInfo().username ? realName : undefined,
+    machineId,
+  };
 }
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -57,7 +66,8 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 function hostTraces(text: string, m: HostMarks): string[] {
   const found: string[] = [];
   // The hostname may be short ("vm"): only as a whole value, the way xpra prints one.
-  if (new RegExp(`(^|[\\s='"(,\\[])${escape(m.hostname)}($|[\\s'",)\\]])`, 'm').test(text)) found.push(`hostname ${m.hostname}`);
+  if (new RegExp(`(^|[\\s='"(,\\[])${escape(m.hostname)}($|[\\s'",)\\]])`, 'm').test(text))
+    found.push(`hostname ${m.hostname}`);
   for (const p of m.paths) if (text.includes(p)) found.push(`host path ${p}`);
   if (m.realName && text.includes(m.realName)) found.push(`real name ${m.realName}`);
   if (m.machineId && text.includes(m.machineId)) found.push('machine id');
@@ -75,8 +85,16 @@ async function nameWorkspace(display: string): Promise<ChildProcess> {
   const env = { DISPLAY: display, LANG: 'C.UTF-8' };
   const holder = spawn('xprop', ['-root', '-spy', '_NET_DESKTOP_NAMES'], { env, stdio: 'ignore' });
   track(holder);
-  await execa('xprop', ['-root', '-f', '_NET_NUMBER_OF_DESKTOPS', '32c', '-set', '_NET_NUMBER_OF_DESKTOPS', '1'], { env });
-  await execa('xprop', ['-root', '-f', '_NET_DESKTOP_NAMES', '8u', '-set', '_NET_DESKTOP_NAMES', WORKSPACE], { env });
+  await execa(
+    'xprop',
+    ['-root', '-f', '_NET_NUMBER_OF_DESKTOPS', '32c', '-set', '_NET_NUMBER_OF_DESKTOPS', '1'],
+    { env },
+  );
+  await execa(
+    'xprop',
+    ['-root', '-f', '_NET_DESKTOP_NAMES', '8u', '-set', '_NET_DESKTOP_NAMES', WORKSPACE],
+    { env },
+  );
   const { stdout } = await execa('xprop', ['-root', '_NET_DESKTOP_NAMES'], { env });
   assert.ok(stdout.includes(WORKSPACE), `the host display keeps its workspace name: ${stdout}`);
   return holder;
@@ -86,7 +104,23 @@ async function nameWorkspace(display: string): Promise<ChildProcess> {
 function plainClient(socket: string, env: Record<string, string>): ChildProcess {
   const child = spawn(
     'xpra',
-    ['attach', `socket:${socket}`, '--opengl=no', '--pulseaudio=no', '--speaker=disabled', '--microphone=disabled', '--mdns=no', '--notifications=no', '--tray=no', '--clipboard=no', '--webcam=no', '--printing=no', '--file-transfer=no', '-d', 'none'],
+    [
+      'attach',
+      `socket:${socket}`,
+      '--opengl=no',
+      '--pulseaudio=no',
+      '--speaker=disabled',
+      '--microphone=disabled',
+      '--mdns=no',
+      '--notifications=no',
+      '--tray=no',
+      '--clipboard=no',
+      '--webcam=no',
+      '--printing=no',
+      '--file-transfer=no',
+      '-d',
+      'none',
+    ],
     { env: { ...env, XDG_CURRENT_DESKTOP: DESKTOP }, stdio: 'ignore' },
   );
   track(child);
@@ -116,7 +150,11 @@ describe('xpra info from inside a cage', () => {
   let runs = 0;
   async function infoFromInside(cage: string): Promise<string> {
     const name = `xpra-info-${++runs}`;
-    await w.launchCommand(cage, ['sh', '-c', `xpra info ${IN_CAGE_SOCKET} > "$HOME/${name}.tmp" 2>&1; mv "$HOME/${name}.tmp" "$HOME/${name}"`]);
+    await w.launchCommand(cage, [
+      'sh',
+      '-c',
+      `xpra info ${IN_CAGE_SOCKET} > "$HOME/${name}.tmp" 2>&1; mv "$HOME/${name}.tmp" "$HOME/${name}"`,
+    ]);
     return w.readFileWhenWritten(w.homeFile(cage, name), 60000);
   }
 
@@ -124,8 +162,19 @@ describe('xpra info from inside a cage', () => {
     await w.launchCommand('probed', ['xeyes']);
     await waitForWindow(w.display, { wmClass: 'XEyes' });
     const info = await infoFromInside('probed');
-    assert.match(info, /^client\.desktop_size=\(1280, 800\)$/m, `the host client is attached: ${info.slice(0, 2000)}`);
-    assert.deepEqual(hostTraces(info, marks), [], info.split('\n').filter((l) => hostTraces(l, marks).length > 0).join('\n'));
+    assert.match(
+      info,
+      /^client\.desktop_size=\(1280, 800\)$/m,
+      `the host client is attached: ${info.slice(0, 2000)}`,
+    );
+    assert.deepEqual(
+      hostTraces(info, marks),
+      [],
+      info
+        .split('\n')
+        .filter((l) => hostTraces(l, marks).length > 0)
+        .join('\n'),
+    );
     // The workspaces keep their number, under plain names.
     assert.match(info, /^client\.desktop_names=\('Desktop 1',\)$/m);
   });
@@ -171,14 +220,26 @@ describe('xpra info from inside a cage', () => {
     assert.match(typed, /^x*Kagome$/);
   });
 
-  it('control: the same probe finds the host in what an unconfined xpra client without kagome\'s launcher sends', async () => {
+  it("control: the same probe finds the host in what an unconfined xpra client without kagome's launcher sends", async () => {
     await w.launchCommand('control', ['xlogo']);
     await waitForWindow(w.display, { wmClass: 'XLogo' });
     // It takes the cage's display over from kagome's client.
-    plain.push(plainClient(path.join(w.runtimeDir, 'cages', 'control', 'xpra', 'xpra.sock'), w.env));
-    const info = await waitFor("the plain client's info inside the cage", () => infoFromInside('control'), { timeoutMs: 60000, pollMs: 0, until: (i) => i.includes(marks.paths[0]!) });
+    plain.push(
+      plainClient(path.join(w.runtimeDir, 'cages', 'control', 'xpra', 'xpra.sock'), w.env),
+    );
+    const info = await waitFor(
+      "the plain client's info inside the cage",
+      () => infoFromInside('control'),
+      { timeoutMs: 60000, pollMs: 0, until: (i) => i.includes(marks.paths[0]!) },
+    );
     const traces = hostTraces(info, marks);
-    for (const t of [`hostname ${marks.hostname}`, `host path ${w.runtimeDir}`, 'workspace names', 'window manager']) assert.ok(traces.includes(t), `${t} in ${JSON.stringify(traces)}`);
+    for (const t of [
+      `hostname ${marks.hostname}`,
+      `host path ${w.runtimeDir}`,
+      'workspace names',
+      'window manager',
+    ])
+      assert.ok(traces.includes(t), `${t} in ${JSON.stringify(traces)}`);
   });
 });
 
@@ -221,7 +282,18 @@ const FAKE_SERVER = [
 ].join('\n');
 
 /** Keys of the hello that say who and where the host is. */
-const HOST_KEYS = ['hostname', 'username', 'name', 'argv', 'machine_id', 'display', 'wm_name', 'server_uuid', 'icc', 'display-icc'];
+const HOST_KEYS = [
+  'hostname',
+  'username',
+  'name',
+  'argv',
+  'machine_id',
+  'display',
+  'wm_name',
+  'server_uuid',
+  'icc',
+  'display-icc',
+];
 const HOST_PREFIXES = ['platform.', 'build.', 'theme.', 'sound.pulseaudio', 'sound.device'];
 
 describe("the hello of kagome's host xpra client, as a server the cage controls receives it", () => {
@@ -237,7 +309,13 @@ describe("the hello of kagome's host xpra client, as a server the cage controls 
     holder = await nameWorkspace(x.display);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-hello-'));
     marks = hostMarks([dir]);
-    hostEnv = { PATH: '/usr/bin:/bin', HOME: os.homedir(), LANG: 'C.UTF-8', USER: os.userInfo().username, DISPLAY: x.display };
+    hostEnv = {
+      PATH: '/usr/bin:/bin',
+      HOME: os.homedir(),
+      LANG: 'C.UTF-8',
+      USER: os.userInfo().username,
+      DISPLAY: x.display,
+    };
   });
 
   after(async () => {
@@ -248,12 +326,16 @@ describe("the hello of kagome's host xpra client, as a server the cage controls 
 
   let runs = 0;
   /** Starts a fake server in a folder of its own, then the client `start` makes for that folder. */
-  async function helloOf(start: (xpraDir: string) => ChildProcess): Promise<Record<string, unknown>> {
+  async function helloOf(
+    start: (xpraDir: string) => ChildProcess,
+  ): Promise<Record<string, unknown>> {
     const xpraDir = path.join(dir, `xpra-${++runs}`);
     fs.mkdirSync(xpraDir, { mode: 0o700 });
     const socket = path.join(xpraDir, 'xpra.sock');
     const out = path.join(dir, `hello-${runs}.json`);
-    const server = spawn('/usr/bin/python3', ['-c', FAKE_SERVER, socket, out], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const server = spawn('/usr/bin/python3', ['-c', FAKE_SERVER, socket, out], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     track(server);
     let serverErr = '';
     server.stderr!.on('data', (d: Buffer) => (serverErr += d.toString()));
@@ -261,17 +343,29 @@ describe("the hello of kagome's host xpra client, as a server the cage controls 
     // The server exits once it has recorded the hello: an exit before the file is there is a failure.
     const unlessEnded = (file: string) => () => {
       if (fs.existsSync(file)) return true;
-      if (server.exitCode !== null) throw new Error(`the fake server exited (${server.exitCode}): ${serverErr}`);
+      if (server.exitCode !== null)
+        throw new Error(`the fake server exited (${server.exitCode}): ${serverErr}`);
       return false;
     };
-    await waitFor('the fake server to listen', unlessEnded(socket), { timeoutMs: 30000, pollMs: 20, detail: () => serverErr });
+    await waitFor('the fake server to listen', unlessEnded(socket), {
+      timeoutMs: 30000,
+      pollMs: 20,
+      detail: () => serverErr,
+    });
     assert.ok(fs.existsSync(socket), `the fake server did not listen: ${serverErr}`);
     const client = start(xpraDir);
     track(client);
     try {
-      await waitFor('a hello recorded', unlessEnded(out), { timeoutMs: started + 60000 - Date.now(), pollMs: 20, detail: () => serverErr });
+      await waitFor('a hello recorded', unlessEnded(out), {
+        timeoutMs: started + 60000 - Date.now(),
+        pollMs: 20,
+        detail: () => serverErr,
+      });
       assert.ok(fs.existsSync(out), `no hello recorded: ${serverErr}`);
-      const packet = JSON.parse(fs.readFileSync(out, 'utf8')) as { type: string; caps: Record<string, unknown> };
+      const packet = JSON.parse(fs.readFileSync(out, 'utf8')) as {
+        type: string;
+        caps: Record<string, unknown>;
+      };
       assert.equal(packet.type, 'hello');
       return packet.caps;
     } finally {
@@ -280,7 +374,10 @@ describe("the hello of kagome's host xpra client, as a server the cage controls 
     }
   }
 
-  const hostKeys = (caps: Record<string, unknown>) => Object.keys(caps).filter((k) => HOST_KEYS.includes(k) || HOST_PREFIXES.some((p) => k.startsWith(p)));
+  const hostKeys = (caps: Record<string, unknown>) =>
+    Object.keys(caps).filter(
+      (k) => HOST_KEYS.includes(k) || HOST_PREFIXES.some((p) => k.startsWith(p)),
+    );
 
   it("control: xpra's own client, unconfined, tells the host's name, user, real name, machine id, paths, window manager and workspaces", async () => {
     control = await helloOf((xpraDir) => plainClient(path.join(xpraDir, 'xpra.sock'), hostEnv));
@@ -292,13 +389,24 @@ describe("the hello of kagome's host xpra client, as a server the cage controls 
     assert.ok(String(control['platform.release']).length > 0);
     marks.userUuid = String(control.uuid);
     const traces = hostTraces(JSON.stringify(control), marks);
-    for (const t of [`hostname ${marks.hostname}`, `host path ${dir}`, 'workspace names', 'window manager', "xpra's user id"]) assert.ok(traces.includes(t), `${t} in ${JSON.stringify(traces)}`);
+    for (const t of [
+      `hostname ${marks.hostname}`,
+      `host path ${dir}`,
+      'workspace names',
+      'window manager',
+      "xpra's user id",
+    ])
+      assert.ok(traces.includes(t), `${t} in ${JSON.stringify(traces)}`);
   });
 
   it("kagome's launcher, unconfined (a remote cage's client), leaves all of it out and keeps the screen and keyboard", async () => {
     assert.ok(control, 'the control ran');
     const caps = await helloOf((xpraDir) =>
-      spawn('/usr/bin/python3', ['-c', XPRA_CLIENT_LAUNCHER, ...xpraClientArgv(path.join(xpraDir, 'xpra.sock'), '#ff0000')], { env: { ...hostEnv, XDG_CURRENT_DESKTOP: DESKTOP }, stdio: 'ignore' }),
+      spawn(
+        '/usr/bin/python3',
+        ['-c', XPRA_CLIENT_LAUNCHER, ...xpraClientArgv(path.join(xpraDir, 'xpra.sock'), '#ff0000')],
+        { env: { ...hostEnv, XDG_CURRENT_DESKTOP: DESKTOP }, stdio: 'ignore' },
+      ),
     );
     assert.deepEqual(hostKeys(caps), []);
     assert.deepEqual(hostTraces(JSON.stringify(caps), marks), []);
@@ -310,13 +418,26 @@ describe("the hello of kagome's host xpra client, as a server the cage controls 
     assert.equal(caps.platform, 'linux');
   });
 
-  it('kagome\'s launcher in its sandbox, started as the service starts it, leaves all of it out too', async () => {
+  it("kagome's launcher in its sandbox, started as the service starts it, leaves all of it out too", async () => {
     assert.ok(control, 'the control ran');
     const caps = await helloOf((xpraDir) => {
       const etcDir = path.join(path.dirname(xpraDir), `${path.basename(xpraDir)}-etc`);
-      writeClientEtc(etcDir, { name: os.userInfo().username, uid: process.getuid!(), gid: process.getgid!() });
-      const argv = ['/usr/bin/python3', '-c', XPRA_CLIENT_LAUNCHER, ...xpraClientArgv(path.posix.join(CLIENT_XPRA_DIR, 'xpra.sock'), '#ff0000')];
-      const args = clientSandboxArgs({ display: x.display, xauthority: undefined, xpraDir, lang: 'C.UTF-8', etcDir }, argv, 3)!;
+      writeClientEtc(etcDir, {
+        name: os.userInfo().username,
+        uid: process.getuid!(),
+        gid: process.getgid!(),
+      });
+      const argv = [
+        '/usr/bin/python3',
+        '-c',
+        XPRA_CLIENT_LAUNCHER,
+        ...xpraClientArgv(path.posix.join(CLIENT_XPRA_DIR, 'xpra.sock'), '#ff0000'),
+      ];
+      const args = clientSandboxArgs(
+        { display: x.display, xauthority: undefined, xpraDir, lang: 'C.UTF-8', etcDir },
+        argv,
+        3,
+      )!;
       return spawn('bwrap', args, { env: {}, stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
     });
     assert.deepEqual(hostKeys(caps), []);

@@ -103,7 +103,8 @@ describe('windows shown, hidden and named quickly in an xpra cage', () => {
   let w: World;
 
   /** Names of the windows of this WM_CLASS shown on the host display, sorted. */
-  const shownNames = async (cls: string): Promise<string[]> => (await findWindows(w.display, { wmClass: cls })).map((f) => f.name).sort();
+  const shownNames = async (cls: string): Promise<string[]> =>
+    (await findWindows(w.display, { wmClass: cls })).map((f) => f.name).sort();
 
   before(async () => {
     w = await World.create();

@@ -37,7 +37,10 @@ async function fakeUpdateDatabase(dir: string): Promise<void> {
     const text = await readFile(path.join(dir, name), 'utf8');
     if (text.includes('X-Kagome-Cage=') && /^MimeType=/m.test(text)) ids.push(name);
   }
-  await writeFile(path.join(dir, 'mimeinfo.cache'), ids.length > 0 ? `[MIME Cache]\ntext/plain=${ids.join(';')};\n` : '[MIME Cache]\n');
+  await writeFile(
+    path.join(dir, 'mimeinfo.cache'),
+    ids.length > 0 ? `[MIME Cache]\ntext/plain=${ids.join(';')};\n` : '[MIME Cache]\n',
+  );
 }
 
 async function makeWorld(): Promise<World> {
@@ -61,7 +64,14 @@ async function makeWorld(): Promise<World> {
     updateDatabase,
     programExists: async () => true,
   });
-  return { root, dataHome, sysApps, userApps: path.join(dataHome, 'applications'), updateDatabase, shadows };
+  return {
+    root,
+    dataHome,
+    sysApps,
+    userApps: path.join(dataHome, 'applications'),
+    updateDatabase,
+    shadows,
+  };
 }
 
 /** Every file and folder below `dir` with its bytes (hex), for before/after comparisons. */
@@ -100,10 +110,11 @@ async function rejection(p: Promise<unknown>): Promise<KagomeError> {
 }
 
 const text = (p: string): Promise<string> => readFile(p, 'utf8');
-const exists = async (p: string): Promise<boolean> => stat(p).then(
-  () => true,
-  () => false,
-);
+const exists = async (p: string): Promise<boolean> =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
 const shadowInfo = async (p: string) => readShadow(Keyfile.parse(await text(p)));
 
 describe('AppShadows', () => {
@@ -116,7 +127,7 @@ describe('AppShadows', () => {
   });
 
   describe('add and preview', () => {
-    it('writes the shadow under the original\'s own ID, listed as active and primary', async () => {
+    it("writes the shadow under the original's own ID, listed as active and primary", async () => {
       const record = await w.shadows.add('work', EDITOR);
       const file = path.join(w.userApps, EDITOR);
       assert.equal(record.path, file);
@@ -131,7 +142,15 @@ describe('AppShadows', () => {
         intact: true,
       });
       assert.deepEqual(await w.shadows.list(), [
-        { cage: 'work', entryId: EDITOR, shadowId: EDITOR, path: file, primary: true, state: 'active', sourcePath: path.join(w.sysApps, EDITOR) },
+        {
+          cage: 'work',
+          entryId: EDITOR,
+          shadowId: EDITOR,
+          path: file,
+          primary: true,
+          state: 'active',
+          sourcePath: path.join(w.sysApps, EDITOR),
+        },
       ]);
       assert.ok(w.updateDatabase.calledWith(w.userApps));
     });
@@ -183,7 +202,10 @@ describe('AppShadows', () => {
 
     it('writes nothing for an entry with a broken Exec', async () => {
       await mkdir(w.userApps, { recursive: true });
-      await writeFile(path.join(w.userApps, EDITOR), '[Desktop Entry]\nType=Application\nName=Broken\nExec=exampleeditor "unclosed\n');
+      await writeFile(
+        path.join(w.userApps, EDITOR),
+        '[Desktop Entry]\nType=Application\nName=Broken\nExec=exampleeditor "unclosed\n',
+      );
       const before = await snapshot(w.root);
       const e = await rejection(w.shadows.add('work', EDITOR));
       assert.equal(e.errorName, 'InvalidDesktopEntry');
@@ -242,12 +264,21 @@ describe('AppShadows', () => {
 
     it('leaves the applications folder exactly as it was when the last cage is removed, MIME cache included', async () => {
       await mkdir(w.userApps, { recursive: true });
-      await writeFile(path.join(w.userApps, 'mimeapps.list'), '[Default Applications]\ntext/plain=other.desktop;\n');
-      await writeFile(path.join(w.userApps, 'other.desktop'), '[Desktop Entry]\nType=Application\nName=Other\nExec=other\n');
+      await writeFile(
+        path.join(w.userApps, 'mimeapps.list'),
+        '[Default Applications]\ntext/plain=other.desktop;\n',
+      );
+      await writeFile(
+        path.join(w.userApps, 'other.desktop'),
+        '[Desktop Entry]\nType=Application\nName=Other\nExec=other\n',
+      );
       const before = await snapshot(w.userApps);
       await w.shadows.add('work', EDITOR);
       await w.shadows.add('web', EDITOR);
-      assert.equal(await text(path.join(w.userApps, 'mimeinfo.cache')), `[MIME Cache]\ntext/plain=kagome-web-${EDITOR};${EDITOR};\n`);
+      assert.equal(
+        await text(path.join(w.userApps, 'mimeinfo.cache')),
+        `[MIME Cache]\ntext/plain=kagome-web-${EDITOR};${EDITOR};\n`,
+      );
       await w.shadows.remove('web', EDITOR);
       await w.shadows.remove('work', EDITOR);
       assert.deepEqual(await snapshot(w.userApps), before);
@@ -256,7 +287,9 @@ describe('AppShadows', () => {
 
     it('moves a user entry at the same path aside on add and back, byte for byte, on remove', async () => {
       await mkdir(w.userApps, { recursive: true });
-      const userEntry = Buffer.from('# mine\n[Desktop Entry]\nType=Application\nName=My Editor\nExec=exampleeditor --mine %f\nX-Mine=1\n');
+      const userEntry = Buffer.from(
+        '# mine\n[Desktop Entry]\nType=Application\nName=My Editor\nExec=exampleeditor --mine %f\nX-Mine=1\n',
+      );
       const atId = path.join(w.userApps, EDITOR);
       const aside = path.join(w.dataHome, 'kagome', 'originals', 'applications', EDITOR);
       await writeFile(atId, userEntry);
@@ -318,7 +351,10 @@ describe('AppShadows', () => {
     it('updates the shadow when the original changed', async () => {
       await writeFile(path.join(w.sysApps, EDITOR), editorText('Editor 2'));
       const report = await w.shadows.sync();
-      assert.deepEqual(report.updated.map((r) => [r.cage, r.entryId, r.path]), [['work', EDITOR, file]]);
+      assert.deepEqual(
+        report.updated.map((r) => [r.cage, r.entryId, r.path]),
+        [['work', EDITOR, file]],
+      );
       assert.deepEqual({ ...report, updated: [] }, empty);
       assert.equal(await text(file), await w.shadows.preview('work', EDITOR));
       assert.equal(Keyfile.parse(await text(file)).get(DE, 'Name'), 'Editor 2 [work]');
@@ -343,7 +379,10 @@ describe('AppShadows', () => {
 
       await writeFile(path.join(w.sysApps, EDITOR), editorText());
       const back = await w.shadows.sync();
-      assert.deepEqual(back.revived.map((r) => [r.cage, r.path, r.state]), [['work', file, 'active']]);
+      assert.deepEqual(
+        back.revived.map((r) => [r.cage, r.path, r.state]),
+        [['work', file, 'active']],
+      );
       assert.deepEqual(back.dormant, []);
       assert.equal(await exists(dormantFile), false);
       assert.equal(await text(file), shadowText);
@@ -354,7 +393,14 @@ describe('AppShadows', () => {
     });
 
     it('makes the shadow dormant, saying why, when the original is no longer valid UTF-8', async () => {
-      await writeFile(path.join(w.sysApps, EDITOR), Buffer.concat([Buffer.from('[Desktop Entry]\nType=Application\nName=Edit'), Buffer.from([0xff, 0xfe]), Buffer.from('\nExec=exampleeditor\n')]));
+      await writeFile(
+        path.join(w.sysApps, EDITOR),
+        Buffer.concat([
+          Buffer.from('[Desktop Entry]\nType=Application\nName=Edit'),
+          Buffer.from([0xff, 0xfe]),
+          Buffer.from('\nExec=exampleeditor\n'),
+        ]),
+      );
       const report = await w.shadows.sync();
       assert.equal(report.dormant.length, 1);
       assert.match(report.dormant[0]?.reason ?? '', /UTF-8/);
@@ -364,7 +410,10 @@ describe('AppShadows', () => {
 
     it('reports an original with a broken Exec as a problem and leaves the shadow alone', async () => {
       const before = await text(file);
-      await writeFile(path.join(w.sysApps, EDITOR), '[Desktop Entry]\nType=Application\nName=Editor\nExec=exampleeditor "unclosed\n');
+      await writeFile(
+        path.join(w.sysApps, EDITOR),
+        '[Desktop Entry]\nType=Application\nName=Editor\nExec=exampleeditor "unclosed\n',
+      );
       const report = await w.shadows.sync();
       assert.equal(report.problems.length, 1);
       assert.equal(report.problems[0]?.record.entryId, EDITOR);
@@ -379,27 +428,30 @@ describe('AppShadows', () => {
       await writeFile(file, edited);
       await writeFile(path.join(w.sysApps, EDITOR), editorText('Editor 2'));
       const report = await w.shadows.sync();
-      assert.deepEqual(report.edited.map((r) => [r.cage, r.path, r.state]), [['work', file, 'edited']]);
+      assert.deepEqual(
+        report.edited.map((r) => [r.cage, r.path, r.state]),
+        [['work', file, 'edited']],
+      );
       assert.deepEqual({ ...report, edited: [] }, empty);
       assert.equal(await text(file), edited);
       assert.ok(w.updateDatabase.notCalled);
     });
 
     it('reports a shadow replaced by a non-shadow entry once', async () => {
-      await writeFile(file, '[Desktop Entry]\nType=Application\nName=Editor\nExec=exampleeditor %F\n');
+      await writeFile(
+        file,
+        '[Desktop Entry]\nType=Application\nName=Editor\nExec=exampleeditor %F\n',
+      );
       const first = await w.shadows.sync();
       assert.deepEqual(first.replaced, [file]);
       const second = await w.shadows.sync();
       assert.deepEqual(second, empty);
     });
 
-    it(
-      'does not report a hand-edited shadow as edited while its original is unchanged',
-      async () => {
-        await writeFile(file, (await text(file)) + '# my note\n');
-        assert.deepEqual((await w.shadows.sync()).edited, []);
-      },
-    );
+    it('does not report a hand-edited shadow as edited while its original is unchanged', async () => {
+      await writeFile(file, (await text(file)) + '# my note\n');
+      assert.deepEqual((await w.shadows.sync()).edited, []);
+    });
 
     it('with IDs, checks only the shadows of those IDs', async () => {
       const before = await text(file);
@@ -408,7 +460,10 @@ describe('AppShadows', () => {
       assert.equal(await text(file), before);
       assert.ok(w.updateDatabase.notCalled);
       const report = await w.shadows.sync(new Set([EDITOR]));
-      assert.deepEqual(report.updated.map((r) => r.path), [file]);
+      assert.deepEqual(
+        report.updated.map((r) => r.path),
+        [file],
+      );
       assert.ok(w.updateDatabase.calledOnce);
     });
   });

@@ -57,7 +57,10 @@ describe('printfEscape', () => {
   it('keeps printable ASCII, doubles a backslash, writes any other byte as \\0NNN', () => {
     assert.equal(printfEscape('abc XYZ-%b$(x)"\''), 'abc XYZ-%b$(x)"\'');
     assert.equal(printfEscape('\\c'), '\\\\c');
-    assert.equal(printfEscape(Buffer.from([0x01, 0x0a, 0x7f, 0x80, 0xff])), '\\0001\\0012\\0177\\0200\\0377');
+    assert.equal(
+      printfEscape(Buffer.from([0x01, 0x0a, 0x7f, 0x80, 0xff])),
+      '\\0001\\0012\\0177\\0200\\0377',
+    );
     assert.equal(printfEscape('é'), '\\0303\\0251', 'text is its UTF-8 bytes');
     assert.equal(printfEscape(''), '');
   });
@@ -82,7 +85,10 @@ describe('execArgv with bytes, run for real', () => {
     const singles = Array.from({ length: 255 }, (_, i) => Buffer.from([i + 1]));
     const all = Buffer.from(Array.from({ length: 255 }, (_, i) => i + 1));
     const args = [...singles, all, Buffer.concat([all].concat(singles.slice().reverse()))];
-    assert.deepEqual(received([...prefix, ...args], dir), [...prefix.map((s) => Buffer.from(s)), ...args]);
+    assert.deepEqual(received([...prefix, ...args], dir), [
+      ...prefix.map((s) => Buffer.from(s)),
+      ...args,
+    ]);
   });
 
   it('delivers what printf, sh and $(...) would mangle, and runs none of it', () => {
@@ -120,32 +126,59 @@ describe('execArgv with bytes, run for real', () => {
       '\t',
       'x',
       'ä 日本語 🦀',
-      Buffer.concat([Buffer.from('bad '), Buffer.from([0xc3, 0x28, 0xa0, 0xa1, 0xf0, 0x28, 0x8c, 0xbc]), Buffer.from('\n')]),
+      Buffer.concat([
+        Buffer.from('bad '),
+        Buffer.from([0xc3, 0x28, 0xa0, 0xa1, 0xf0, 0x28, 0x8c, 0xbc]),
+        Buffer.from('\n'),
+      ]),
       Buffer.alloc(0),
     ];
     const got = received([...prefix, ...args], dir);
     assert.equal(got.length, prefix.length + args.length, 'argument count');
-    assert.deepEqual(got, [...prefix, ...args].map((a) => Buffer.from(a)));
+    assert.deepEqual(
+      got,
+      [...prefix, ...args].map((a) => Buffer.from(a)),
+    );
     const created = fs.readdirSync(dir).filter((n) => n.startsWith('pwned'));
     assert.deepEqual(created, [], 'nothing was executed');
   });
 
   it('the program itself may be bytes, and its exit status comes through', () => {
-    const run = execArgv([Buffer.from(PYTHON), '-c', 'import sys; sys.exit(7)', Buffer.from([0xfe])]);
+    const run = execArgv([
+      Buffer.from(PYTHON),
+      '-c',
+      'import sys; sys.exit(7)',
+      Buffer.from([0xfe]),
+    ]);
     const r = spawnSync(run[0]!, run.slice(1));
     assert.equal(r.status, 7);
   });
 
   it('many arguments, in order', () => {
-    const args = Array.from({ length: 1000 }, (_, i) => (i % 2 ? String(i) : Buffer.from([0x80 + (i % 128), 0x0a])));
-    assert.deepEqual(received([...prefix, ...args], dir), [...prefix, ...args].map((a) => Buffer.from(a)));
+    const args = Array.from({ length: 1000 }, (_, i) =>
+      i % 2 ? String(i) : Buffer.from([0x80 + (i % 128), 0x0a]),
+    );
+    assert.deepEqual(
+      received([...prefix, ...args], dir),
+      [...prefix, ...args].map((a) => Buffer.from(a)),
+    );
   });
 
   it('random byte strings arrive exactly', () => {
     const args: Buffer[] = [];
     for (let i = 0; i < 300; i++) {
-      args.push(Buffer.from(Array.from({ length: Math.floor(Math.random() * 40) }, () => 1 + Math.floor(Math.random() * 255))));
+      args.push(
+        Buffer.from(
+          Array.from(
+            { length: Math.floor(Math.random() * 40) },
+            () => 1 + Math.floor(Math.random() * 255),
+          ),
+        ),
+      );
     }
-    assert.deepEqual(received([...prefix, ...args], dir), [...prefix.map((s) => Buffer.from(s)), ...args]);
+    assert.deepEqual(received([...prefix, ...args], dir), [
+      ...prefix.map((s) => Buffer.from(s)),
+      ...args,
+    ]);
   });
 });

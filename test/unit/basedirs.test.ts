@@ -52,7 +52,10 @@ describe('baseDirs', () => {
     assert.deepEqual(d.dataDirs, ['/opt/share']);
     // Nothing usable left: as if unset.
     assert.deepEqual(d.configDirs, ['/etc/xdg']);
-    assert.deepEqual(baseDirs({ HOME: '/h', XDG_DATA_DIRS: '' }).dataDirs, ['/usr/local/share', '/usr/share']);
+    assert.deepEqual(baseDirs({ HOME: '/h', XDG_DATA_DIRS: '' }).dataDirs, [
+      '/usr/local/share',
+      '/usr/share',
+    ]);
   });
 
   it('fails only when a HOME-based directory is needed and HOME is unusable', () => {
@@ -61,7 +64,11 @@ describe('baseDirs', () => {
     assert.equal(d.runtimeDir, '/run/user/1');
     assert.throws(
       () => d.dataHome,
-      (e: unknown) => e instanceof KagomeError && e.errorName === 'Failed' && /XDG_DATA_HOME/.test(e.message) && /HOME/.test(e.message),
+      (e: unknown) =>
+        e instanceof KagomeError &&
+        e.errorName === 'Failed' &&
+        /XDG_DATA_HOME/.test(e.message) &&
+        /HOME/.test(e.message),
     );
     assert.throws(() => baseDirs({ HOME: 'relative' }).cacheHome, KagomeError);
   });

@@ -5,11 +5,21 @@ import { bwrapArgs, enterArgs, hostRootOps } from '../../lib/backends/bubblewrap
 import { seccompRules, type SeccompRule } from '../../lib/backends/seccomp.js';
 import { cageSpec, identityFiles, type HostFacts, type SandboxSpec } from '../../lib/sandbox.js';
 
-const HOST: HostFacts = { uid: 1000, gid: 1001, user: 'alice', home: '/home/alice', lang: 'de_DE.UTF-8' };
+const HOST: HostFacts = {
+  uid: 1000,
+  gid: 1001,
+  user: 'alice',
+  home: '/home/alice',
+  lang: 'de_DE.UTF-8',
+};
 const ETC = '/run/user/1000/kagome/cages/web/etc';
 const KEEPER = ['/bin/sh', '-c', 'exec sleep infinity'];
 
-function spec(cageFile: string, host: HostFacts = HOST, homesDir = `${host.home}/.local/share/kagome/homes`): SandboxSpec {
+function spec(
+  cageFile: string,
+  host: HostFacts = HOST,
+  homesDir = `${host.home}/.local/share/kagome/homes`,
+): SandboxSpec {
   const config = parseCageFile(cageFile, '/cfg/web.cage', 'web', { hostHome: host.home, homesDir });
   return cageSpec(config, host);
 }
@@ -27,7 +37,13 @@ function binds(args: string[]): Mount[] {
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a === '--') break;
-    if (a === '--bind' || a === '--ro-bind' || a === '--ro-bind-try' || a === '--bind-try' || a === '--dev-bind') {
+    if (
+      a === '--bind' ||
+      a === '--ro-bind' ||
+      a === '--ro-bind-try' ||
+      a === '--bind-try' ||
+      a === '--dev-bind'
+    ) {
       out.push({ flag: a, source: args[i + 1]!, dest: args[i + 2]!, index: i });
       i += 2;
     }
@@ -59,14 +75,23 @@ describe('bwrapArgs namespaces and process', () => {
   for (const network of ['none', 'full'] as const) {
     it(`unshares every namespace, including the network, for Network=${network}`, () => {
       const args = bwrapArgs(spec(`[Cage]\nNetwork=${network}\n`), ETC, KEEPER, { infoFd: 3 });
-      for (const flag of ['--unshare-user', '--unshare-ipc', '--unshare-pid', '--unshare-uts', '--unshare-net']) {
+      for (const flag of [
+        '--unshare-user',
+        '--unshare-ipc',
+        '--unshare-pid',
+        '--unshare-uts',
+        '--unshare-net',
+      ]) {
         assert.ok(args.includes(flag), `${flag} in ${args.join(' ')}`);
       }
       assert.ok(!args.includes('--share-net'));
       assert.ok(!args.includes('--unshare-all'), 'explicit flags only');
       assert.ok(args.includes('--new-session'));
       assert.ok(args.includes('--clearenv'));
-      assert.ok(args.indexOf('--clearenv') < args.indexOf('--setenv'), '--clearenv before any --setenv');
+      assert.ok(
+        args.indexOf('--clearenv') < args.indexOf('--setenv'),
+        '--clearenv before any --setenv',
+      );
     });
   }
 
@@ -102,7 +127,14 @@ describe('bwrapArgs filesystem', () => {
       assert.equal(m.source, `${ETC}/${f}`);
       assert.ok(m.index > etc.index, `/etc/${f} is mounted over /etc, not under it`);
     }
-    assert.ok(!b.some((m) => m.flag !== '--ro-bind' && m.flag !== '--ro-bind-try' && (m.dest === '/usr' || m.dest.startsWith('/etc'))));
+    assert.ok(
+      !b.some(
+        (m) =>
+          m.flag !== '--ro-bind' &&
+          m.flag !== '--ro-bind-try' &&
+          (m.dest === '/usr' || m.dest.startsWith('/etc')),
+      ),
+    );
   });
 
   it('never binds the host home, the host X sockets or the host session bus', () => {
@@ -140,7 +172,10 @@ describe('bwrapArgs filesystem', () => {
     const args = bwrapArgs(spec('[Cage]\n'), ETC, KEEPER, { infoFd: 3 });
     const home = binds(args).filter((m) => m.dest === '/home/alice');
     assert.equal(home.length, 1);
-    assert.deepEqual([home[0]!.flag, home[0]!.source], ['--bind', '/home/alice/.local/share/kagome/homes/web']);
+    assert.deepEqual(
+      [home[0]!.flag, home[0]!.source],
+      ['--bind', '/home/alice/.local/share/kagome/homes/web'],
+    );
   });
 
   it('mounts the home and the shared folders after the tmpfs /tmp (a home under /tmp stays visible)', () => {
@@ -161,15 +196,28 @@ describe('bwrapArgs filesystem', () => {
   });
 
   it('uses --ro-bind for ReadOnly and --bind for ReadWrite, in file order', () => {
-    const args = bwrapArgs(spec('[Cage]\nReadOnly=/srv/photos;/opt/tools:/tools\nReadWrite=~/Projects/site:~/site\n'), ETC, KEEPER, {
-      infoFd: 3,
-    });
+    const args = bwrapArgs(
+      spec('[Cage]\nReadOnly=/srv/photos;/opt/tools:/tools\nReadWrite=~/Projects/site:~/site\n'),
+      ETC,
+      KEEPER,
+      {
+        infoFd: 3,
+      },
+    );
     const ro1 = indexOf(args, '--ro-bind', '/srv/photos', '/srv/photos');
     const ro2 = indexOf(args, '--ro-bind', '/opt/tools', '/tools');
     const rw = indexOf(args, '--bind', '/home/alice/Projects/site', '/home/alice/site');
-    const home = indexOf(args, '--bind', '/home/alice/.local/share/kagome/homes/web', '/home/alice');
+    const home = indexOf(
+      args,
+      '--bind',
+      '/home/alice/.local/share/kagome/homes/web',
+      '/home/alice',
+    );
     assert.ok(ro1 > 0 && ro2 > ro1 && rw > ro2, `${ro1} ${ro2} ${rw}`);
-    assert.ok(home < rw, 'a folder shared into the home is mounted over the cage home, not hidden by it');
+    assert.ok(
+      home < rw,
+      'a folder shared into the home is mounted over the cage home, not hidden by it',
+    );
     assert.equal(indexOf(args, '--bind', '/srv/photos', '/srv/photos'), -1);
     assert.equal(indexOf(args, '--ro-bind', '/home/alice/Projects/site', '/home/alice/site'), -1);
   });
@@ -187,17 +235,30 @@ describe('bwrapArgs filesystem', () => {
     const full = hostRootOps(ETC, 'full');
     assert.deepEqual(hostRootOps(ETC, 'internet'), full);
     assert.equal(full.length, none.length + 1);
-    assert.deepEqual(full.at(-1), { op: 'ro-bind', source: `${ETC}/resolv.conf`, dest: '/etc/resolv.conf' });
+    assert.deepEqual(full.at(-1), {
+      op: 'ro-bind',
+      source: `${ETC}/resolv.conf`,
+      dest: '/etc/resolv.conf',
+    });
     assert.ok(!none.some((o) => 'dest' in o && o.dest === '/etc/resolv.conf'));
     assert.ok(none.some((o) => o.op === 'tmpfs' && o.dest === '/tmp'));
     assert.ok(none.some((o) => o.op === 'proc' && o.dest === '/proc'));
     assert.ok(none.some((o) => o.op === 'dev' && o.dest === '/dev'));
-    assert.ok(!none.some((o) => (o.op === 'bind' || o.op === 'ro-bind') && (o.source === '/home' || o.source === '/tmp' || o.source === '/run')));
+    assert.ok(
+      !none.some(
+        (o) =>
+          (o.op === 'bind' || o.op === 'ro-bind') &&
+          (o.source === '/home' || o.source === '/tmp' || o.source === '/run'),
+      ),
+    );
   });
 
   it('marks optional host files with --ro-bind-try', () => {
     const args = bwrapArgs(spec('[Cage]\n'), ETC, KEEPER, { infoFd: 3 });
-    assert.notEqual(indexOf(args, '--ro-bind-try', '/var/cache/fontconfig', '/var/cache/fontconfig'), -1);
+    assert.notEqual(
+      indexOf(args, '--ro-bind-try', '/var/cache/fontconfig', '/var/cache/fontconfig'),
+      -1,
+    );
     assert.equal(indexOf(args, '--ro-bind', '/var/cache/fontconfig', '/var/cache/fontconfig'), -1);
   });
 });
@@ -249,7 +310,10 @@ describe('cageSpec', () => {
 
   it('keeps the hostname within 63 characters', () => {
     const name = 'n'.repeat(64);
-    const config = parseCageFile('[Cage]\n', '/cfg/x.cage', name, { hostHome: HOST.home, homesDir: '/h' });
+    const config = parseCageFile('[Cage]\n', '/cfg/x.cage', name, {
+      hostHome: HOST.home,
+      homesDir: '/h',
+    });
     assert.equal(cageSpec(config, HOST).hostname.length, 63);
   });
 });
@@ -266,7 +330,11 @@ describe('enterArgs', () => {
     const args = enterArgs({ pid: 7, start: '1' }, '/', '/', argv);
     assert.deepEqual(args.slice(-argv.length), argv);
     assert.equal(args[args.length - argv.length - 1], '--');
-    assert.notEqual(args[0], '--outer-userns', 'the program can never turn into the helper\'s own option');
+    assert.notEqual(
+      args[0],
+      '--outer-userns',
+      "the program can never turn into the helper's own option",
+    );
   });
 });
 
@@ -293,19 +361,38 @@ describe('identityFiles', () => {
 
 describe('the seccomp filter in the command lines', () => {
   it('bwrap reads the filter from the descriptor it is given', () => {
-    const args = bwrapArgs(cageSpec(parseCageFile('[Cage]\n', '/cfg/x.cage', 'x', { hostHome: HOST.home, homesDir: '/h' }), HOST), '/etc-dir', ['k'], { infoFd: 3, seccompFd: 6 });
+    const args = bwrapArgs(
+      cageSpec(
+        parseCageFile('[Cage]\n', '/cfg/x.cage', 'x', { hostHome: HOST.home, homesDir: '/h' }),
+        HOST,
+      ),
+      '/etc-dir',
+      ['k'],
+      { infoFd: 3, seccompFd: 6 },
+    );
     assert.notEqual(indexOf(args, '--seccomp', '6'), -1);
-    assert.ok(args.indexOf('--seccomp') < args.indexOf('--'), 'an option of bwrap, not of the program');
+    assert.ok(
+      args.indexOf('--seccomp') < args.indexOf('--'),
+      'an option of bwrap, not of the program',
+    );
   });
 
   it("kagome-enter sets the cage's task limit on every program it carries in", () => {
     const args = enterArgs({ pid: 9, start: '5' }, '/w', '/h', ['prog'], '/f.bpf', 64);
     assert.deepEqual(args.slice(0, 6), ['--seccomp', '/f.bpf', '--nproc', '64', '9', '5']);
-    assert.ok(!enterArgs({ pid: 9, start: '5' }, '/w', '/h', ['prog'], '/f.bpf').includes('--nproc'));
+    assert.ok(
+      !enterArgs({ pid: 9, start: '5' }, '/w', '/h', ['prog'], '/f.bpf').includes('--nproc'),
+    );
   });
 
   it('kagome-enter gets the same filter file before everything else', () => {
-    const args = enterArgs({ pid: 9, start: '5' }, '/w', '/h', ['prog'], '/run/user/1/kagome/cache/seccomp-x.bpf');
+    const args = enterArgs(
+      { pid: 9, start: '5' },
+      '/w',
+      '/h',
+      ['prog'],
+      '/run/user/1/kagome/cache/seccomp-x.bpf',
+    );
     assert.deepEqual(args.slice(0, 2), ['--seccomp', '/run/user/1/kagome/cache/seccomp-x.bpf']);
     assert.deepEqual(args.slice(2), ['9', '5', '/w', '/h', '--', 'prog']);
   });
@@ -322,29 +409,71 @@ describe('the seccomp filter in the command lines', () => {
 });
 
 describe('seccompRules', () => {
-  const find = (rules: SeccompRule[], syscall: string) => rules.filter((r) => r.syscall === syscall);
+  const find = (rules: SeccompRule[], syscall: string) =>
+    rules.filter((r) => r.syscall === syscall);
 
-  it("blocks what flatpak blocks: the keyring, dmesg, perf, NUMA, the mount family", () => {
+  it('blocks what flatpak blocks: the keyring, dmesg, perf, NUMA, the mount family', () => {
     const rules = seccompRules({ nestedSandbox: true });
-    for (const s of ['add_key', 'keyctl', 'request_key', 'syslog', 'uselib', 'acct', 'modify_ldt', 'quotactl', 'perf_event_open', 'move_pages', 'mbind', 'mount', 'umount2', 'pivot_root']) {
-      assert.deepEqual(find(rules, s).map((r) => r.errno), ['EPERM'], s);
+    for (const s of [
+      'add_key',
+      'keyctl',
+      'request_key',
+      'syslog',
+      'uselib',
+      'acct',
+      'modify_ldt',
+      'quotactl',
+      'perf_event_open',
+      'move_pages',
+      'mbind',
+      'mount',
+      'umount2',
+      'pivot_root',
+    ]) {
+      assert.deepEqual(
+        find(rules, s).map((r) => r.errno),
+        ['EPERM'],
+        s,
+      );
     }
-    for (const s of ['clone3', 'open_tree', 'move_mount', 'fsopen', 'fsconfig', 'fsmount', 'fspick', 'mount_setattr']) assert.deepEqual(find(rules, s).map((r) => r.errno), ['ENOSYS'], s);
-    assert.equal(find(rules, 'chroot').length, 0, "browsers' sandboxes chroot their content processes");
+    for (const s of [
+      'clone3',
+      'open_tree',
+      'move_mount',
+      'fsopen',
+      'fsconfig',
+      'fsmount',
+      'fspick',
+      'mount_setattr',
+    ])
+      assert.deepEqual(
+        find(rules, s).map((r) => r.errno),
+        ['ENOSYS'],
+        s,
+      );
+    assert.equal(
+      find(rules, 'chroot').length,
+      0,
+      "browsers' sandboxes chroot their content processes",
+    );
   });
 
   it('refuses TIOCSTI and TIOCLINUX by the low 32 bits of the request', () => {
     const ioctl = find(seccompRules({ nestedSandbox: true }), 'ioctl');
     assert.deepEqual(
       ioctl.map((r) => r.args),
-      [[{ index: 1, op: 'MASKED_EQ', mask: 0xffffffff, value: 0x5412 }], [{ index: 1, op: 'MASKED_EQ', mask: 0xffffffff, value: 0x541c }]],
+      [
+        [{ index: 1, op: 'MASKED_EQ', mask: 0xffffffff, value: 0x5412 }],
+        [{ index: 1, op: 'MASKED_EQ', mask: 0xffffffff, value: 0x541c }],
+      ],
     );
   });
 
   it('allows only unix, inet, inet6 and netlink sockets', () => {
     const socket = find(seccompRules({ nestedSandbox: true }), 'socket');
     const refused = socket.filter((r) => r.args![0]!.op === 'EQ').map((r) => r.args![0]!.value);
-    for (const allowed of [0, 1, 2, 10, 16]) assert.ok(!refused.includes(allowed), `family ${allowed}`);
+    for (const allowed of [0, 1, 2, 10, 16])
+      assert.ok(!refused.includes(allowed), `family ${allowed}`);
     for (const other of [3, 4, 5, 9, 11, 15]) assert.ok(refused.includes(other), `family ${other}`);
     assert.deepEqual(socket.at(-1)!.args, [{ index: 0, op: 'GE', value: 17 }]);
     assert.ok(socket.every((r) => r.errno === 'EAFNOSUPPORT'));
@@ -353,6 +482,9 @@ describe('seccompRules', () => {
   it('leaves user namespaces to the cage unless NestedSandbox=false', () => {
     assert.equal(find(seccompRules({ nestedSandbox: true }), 'unshare').length, 0);
     const off = seccompRules({ nestedSandbox: false });
-    for (const s of ['unshare', 'clone']) assert.deepEqual(find(off, s)[0]!.args, [{ index: 0, op: 'MASKED_EQ', mask: 0x10000000, value: 0x10000000 }]);
+    for (const s of ['unshare', 'clone'])
+      assert.deepEqual(find(off, s)[0]!.args, [
+        { index: 0, op: 'MASKED_EQ', mask: 0x10000000, value: 0x10000000 },
+      ]);
   });
 });

@@ -9,16 +9,25 @@ import type { Logger } from '../../lib/log.js';
 describe('unixPathAddress', () => {
   it('keeps a unix:path= address with its parameters', () => {
     assert.equal(unixPathAddress('unix:path=/run/user/1000/bus'), 'unix:path=/run/user/1000/bus');
-    assert.equal(unixPathAddress('unix:guid=0123abcd,path=/tmp/bus'), 'unix:guid=0123abcd,path=/tmp/bus');
+    assert.equal(
+      unixPathAddress('unix:guid=0123abcd,path=/tmp/bus'),
+      'unix:guid=0123abcd,path=/tmp/bus',
+    );
   });
 
   it('picks the unix:path= one of several addresses', () => {
-    assert.equal(unixPathAddress('tcp:host=localhost,port=1234;unix:path=/b/bus,guid=1'), 'unix:path=/b/bus,guid=1');
+    assert.equal(
+      unixPathAddress('tcp:host=localhost,port=1234;unix:path=/b/bus,guid=1'),
+      'unix:path=/b/bus,guid=1',
+    );
     assert.equal(unixPathAddress('unix:abstract=/tmp/dbus-x;unix:path=/a/bus'), 'unix:path=/a/bus');
   });
 
   it('refuses abstract-only and tcp addresses, naming the address', () => {
-    assert.throws(() => unixPathAddress('unix:abstract=/tmp/dbus-x,guid=9'), /unix:abstract=\/tmp\/dbus-x,guid=9 has no unix:path=/);
+    assert.throws(
+      () => unixPathAddress('unix:abstract=/tmp/dbus-x,guid=9'),
+      /unix:abstract=\/tmp\/dbus-x,guid=9 has no unix:path=/,
+    );
     assert.throws(() => unixPathAddress('tcp:host=localhost,port=1234'), /no unix:path= socket/);
   });
 
@@ -89,7 +98,9 @@ describe('BusNotifier', () => {
   });
 
   it('resolves to undefined when there is no notification server', async () => {
-    const call = sinon.stub<Parameters<NotifyCall>, ReturnType<NotifyCall>>().rejects(new Error('org.freedesktop.DBus.Error.ServiceUnknown'));
+    const call = sinon
+      .stub<Parameters<NotifyCall>, ReturnType<NotifyCall>>()
+      .rejects(new Error('org.freedesktop.DBus.Error.ServiceUnknown'));
     const log = fakeLog();
     const n = new BusNotifier(call, log);
     assert.equal(await n.notify({ summary: 's', body: 'b' }), undefined);

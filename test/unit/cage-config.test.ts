@@ -1,11 +1,20 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { FileError, KagomeError } from '../../lib/errors.js';
-import { defaultBorder, formatCageFile, parseCageFile, type CageConfig } from '../../lib/cage/config.js';
+import {
+  defaultBorder,
+  formatCageFile,
+  parseCageFile,
+  type CageConfig,
+} from '../../lib/cage/config.js';
 import { checkCageName } from '../../lib/cage/name.js';
 
 const FILE = '/cfg/kagome/cages/web.cage';
-const CTX = { hostHome: '/home/alice', homesDir: '/home/alice/.local/share/kagome/homes', totalMemory: 8 * 1024 ** 3 };
+const CTX = {
+  hostHome: '/home/alice',
+  homesDir: '/home/alice/.local/share/kagome/homes',
+  totalMemory: 8 * 1024 ** 3,
+};
 
 const parse = (text: string, name = 'web'): CageConfig => parseCageFile(text, FILE, name, CTX);
 
@@ -27,8 +36,12 @@ function assertRefused(text: string, line: number, key: string, ...mentions: str
   const e = parseError(text);
   assert.equal(e.line, line);
   assert.equal(e.key, key);
-  assert.ok(e.message.startsWith(`${FILE}:${line}: ${key}:`), `place and key in ${JSON.stringify(e.message)}`);
-  for (const m of mentions) assert.ok(e.message.includes(m), `${JSON.stringify(e.message)} mentions ${JSON.stringify(m)}`);
+  assert.ok(
+    e.message.startsWith(`${FILE}:${line}: ${key}:`),
+    `place and key in ${JSON.stringify(e.message)}`,
+  );
+  for (const m of mentions)
+    assert.ok(e.message.includes(m), `${JSON.stringify(e.message)} mentions ${JSON.stringify(m)}`);
   return e;
 }
 
@@ -62,9 +75,24 @@ describe('parseCageFile defaults', () => {
   });
 
   it('refuses to bind a folder from where the cage can write (a link there would be bound at the next start)', () => {
-    assertRefused('[Cage]\nReadWrite=/srv/projects;\nReadOnly=/srv/projects/tools;\n', 3, 'ReadOnly', '/srv/projects/tools lies inside /srv/projects');
-    assertRefused('[Cage]\nReadWrite=/srv/a;/srv/a/b;\n', 2, 'ReadWrite', '/srv/a/b lies inside /srv/a');
-    assertRefused('[Cage]\nReadOnly=/home/alice/.local/share/kagome/homes/web/x;\n', 2, 'ReadOnly', "the cage's home");
+    assertRefused(
+      '[Cage]\nReadWrite=/srv/projects;\nReadOnly=/srv/projects/tools;\n',
+      3,
+      'ReadOnly',
+      '/srv/projects/tools lies inside /srv/projects',
+    );
+    assertRefused(
+      '[Cage]\nReadWrite=/srv/a;/srv/a/b;\n',
+      2,
+      'ReadWrite',
+      '/srv/a/b lies inside /srv/a',
+    );
+    assertRefused(
+      '[Cage]\nReadOnly=/home/alice/.local/share/kagome/homes/web/x;\n',
+      2,
+      'ReadOnly',
+      "the cage's home",
+    );
     assertRefused('[Cage]\nReadWrite=/home/alice/.local;\n', 2, 'ReadWrite', "the cage's home");
     // Side by side, read-only around the home, or a read-only folder holding a writable one: fine.
     assert.equal(parse('[Cage]\nReadWrite=/srv/a;/srv/ab;\nReadOnly=/srv/b;\n').mounts.length, 3);
@@ -101,12 +129,20 @@ describe('parseCageFile defaults', () => {
   });
 
   it('reads the sound and clipboard policies', () => {
-    const c = parse('[Cage]\nSound=duplex\nClipboard=to-host\nClipboardPrimary=true\nClipboardMaxSize=1M\nClipboardImages=true\n');
+    const c = parse(
+      '[Cage]\nSound=duplex\nClipboard=to-host\nClipboardPrimary=true\nClipboardMaxSize=1M\nClipboardImages=true\n',
+    );
     assert.equal(c.sound, 'duplex');
-    assert.deepEqual(c.clipboard, { direction: 'to-host', primary: true, maxBytes: 1024 * 1024, images: true });
+    assert.deepEqual(c.clipboard, {
+      direction: 'to-host',
+      primary: true,
+      maxBytes: 1024 * 1024,
+      images: true,
+    });
     assert.equal(parse('[Cage]\nClipboardMaxSize=4096\n').clipboard.maxBytes, 4096);
     assert.equal(parse('[Cage]\nClipboardMaxSize=64k\n').clipboard.maxBytes, 65536);
-    for (const d of ['none', 'to-cage', 'to-host', 'both', 'ask']) assert.equal(parse(`[Cage]\nClipboard=${d}\n`).clipboard.direction, d);
+    for (const d of ['none', 'to-cage', 'to-host', 'both', 'ask'])
+      assert.equal(parse(`[Cage]\nClipboard=${d}\n`).clipboard.direction, d);
   });
 
   it('refuses sound and clipboard values it does not know, saying what is allowed', () => {
@@ -114,7 +150,8 @@ describe('parseCageFile defaults', () => {
     assertRefused('[Cage]\nClipboard=yes\n', 2, 'Clipboard', 'none, to-cage, to-host, both, ask');
     assertRefused('[Cage]\nClipboardPrimary=yes\n', 2, 'ClipboardPrimary', 'true or false');
     assertRefused('[Cage]\nClipboardImages=1\n', 2, 'ClipboardImages', 'true or false');
-    for (const bad of ['0', '1G', '100M', '-5', 'big', '1.5M']) assertRefused(`[Cage]\nClipboardMaxSize=${bad}\n`, 2, 'ClipboardMaxSize', '256K');
+    for (const bad of ['0', '1G', '100M', '-5', 'big', '1.5M'])
+      assertRefused(`[Cage]\nClipboardMaxSize=${bad}\n`, 2, 'ClipboardMaxSize', '256K');
   });
 
   it('reads SessionBus: a private bus by default, portal, none for no bus, nothing else', () => {
@@ -122,9 +159,22 @@ describe('parseCageFile defaults', () => {
     assert.equal(parse('[Cage]\nSessionBus=none\n').sessionBus, 'none');
     assert.equal(parse('[Cage]\nSessionBus=private\n').sessionBus, 'private');
     assert.equal(parse('[Cage]\nSessionBus=portal\n').sessionBus, 'portal');
-    for (const bad of ['host', 'yes', 'Private', '']) assertRefused(`[Cage]\nSessionBus=${bad}\n`, 2, 'SessionBus', 'private, portal, none');
-    for (const backend of ['podman', 'docker', 'lxd']) assertRefused(`[Cage]\nBackend=${backend}\nSessionBus=portal\n`, 3, 'SessionBus', 'bubblewrap', 'SessionBus=private');
-    assertRefused('[Cage]\nEnvironment=DBUS_SESSION_BUS_ADDRESS=unix:path=/tmp/x\n', 2, 'Environment', 'DBUS_SESSION_BUS_ADDRESS');
+    for (const bad of ['host', 'yes', 'Private', ''])
+      assertRefused(`[Cage]\nSessionBus=${bad}\n`, 2, 'SessionBus', 'private, portal, none');
+    for (const backend of ['podman', 'docker', 'lxd'])
+      assertRefused(
+        `[Cage]\nBackend=${backend}\nSessionBus=portal\n`,
+        3,
+        'SessionBus',
+        'bubblewrap',
+        'SessionBus=private',
+      );
+    assertRefused(
+      '[Cage]\nEnvironment=DBUS_SESSION_BUS_ADDRESS=unix:path=/tmp/x\n',
+      2,
+      'Environment',
+      'DBUS_SESSION_BUS_ADDRESS',
+    );
   });
 
   it('reads OnLogout: stop by default, keep, nothing else', () => {
@@ -139,7 +189,8 @@ describe('parseCageFile defaults', () => {
       assert.throws(() => parse(`[Cage]\nOpenLinks=${bad}\n`), /OpenLinks/, bad);
     assert.equal(parse('[Cage]\n').onLogout, 'stop');
     assert.equal(parse('[Cage]\nOnLogout=keep\n').onLogout, 'keep');
-    for (const bad of ['yes', 'Keep', 'detach', '']) assertRefused(`[Cage]\nOnLogout=${bad}\n`, 2, 'OnLogout', 'stop, keep');
+    for (const bad of ['yes', 'Keep', 'detach', ''])
+      assertRefused(`[Cage]\nOnLogout=${bad}\n`, 2, 'OnLogout', 'stop, keep');
   });
 
   it('keeps the sound server for kagome to set', () => {
@@ -215,8 +266,11 @@ describe('parseCageFile keys', () => {
     assert.equal(parse('[Cage]\nIdleStop=3600\n').idleStopSeconds, 3600);
   });
 
-  it('reads AppName, the menu name format of the cage\'s apps', () => {
-    assert.equal(parse('[Cage]\nAppName={name} (sandboxed in {cage})\n').appName, '{name} (sandboxed in {cage})');
+  it("reads AppName, the menu name format of the cage's apps", () => {
+    assert.equal(
+      parse('[Cage]\nAppName={name} (sandboxed in {cage})\n').appName,
+      '{name} (sandboxed in {cage})',
+    );
     assert.equal(parse('[Cage]\nAppName={name}\n').appName, '{name}');
     assert.equal(parse('[Cage]\nAppName=\n').appName, '{name} [{cage}]');
   });
@@ -236,13 +290,27 @@ describe('parseCageFile errors', () => {
   });
 
   it('refuses Network=host, listing none, full and internet', () => {
-    assertRefused('[Cage]\nDescription=x\nNetwork=host\n', 3, 'Network', '"host"', 'none, full, internet');
+    assertRefused(
+      '[Cage]\nDescription=x\nNetwork=host\n',
+      3,
+      'Network',
+      '"host"',
+      'none, full, internet',
+    );
   });
 
   it('takes Network=internet for bubblewrap cages and refuses it for container cages, naming the way out', () => {
     assert.equal(parse('[Cage]\nNetwork=internet\n').network, 'internet');
     for (const backend of ['podman', 'docker', 'lxd']) {
-      assertRefused(`[Cage]\nBackend=${backend}\nNetwork=internet\n`, 3, 'Network', '"internet"', 'bubblewrap', backend, 'Network=full');
+      assertRefused(
+        `[Cage]\nBackend=${backend}\nNetwork=internet\n`,
+        3,
+        'Network',
+        '"internet"',
+        'bubblewrap',
+        backend,
+        'Network=full',
+      );
     }
   });
 
@@ -280,8 +348,20 @@ describe('parseCageFile errors', () => {
   });
 
   it('refuses reserved and malformed environment entries', () => {
-    assertRefused('[Cage]\nEnvironment=DISPLAY=:0\n', 2, 'Environment', 'DISPLAY', 'cannot be overridden');
-    for (const name of ['XAUTHORITY', 'HOME', 'XDG_RUNTIME_DIR', 'DBUS_SESSION_BUS_ADDRESS', 'WAYLAND_DISPLAY']) {
+    assertRefused(
+      '[Cage]\nEnvironment=DISPLAY=:0\n',
+      2,
+      'Environment',
+      'DISPLAY',
+      'cannot be overridden',
+    );
+    for (const name of [
+      'XAUTHORITY',
+      'HOME',
+      'XDG_RUNTIME_DIR',
+      'DBUS_SESSION_BUS_ADDRESS',
+      'WAYLAND_DISPLAY',
+    ]) {
       assertRefused(`[Cage]\nEnvironment=A=1;${name}=x\n`, 2, 'Environment', name);
     }
     assertRefused('[Cage]\nEnvironment=NOVALUE\n', 2, 'Environment', 'NAME=VALUE');
@@ -301,7 +381,16 @@ describe('parseCageFile errors', () => {
   });
 
   it('refuses an unknown key, listing the allowed keys', () => {
-    const e = assertRefused('[Cage]\nDisplay=xpra\nFoo=1\n', 3, 'Foo', 'Backend', 'Display', 'Network', 'Description', 'X-*');
+    const e = assertRefused(
+      '[Cage]\nDisplay=xpra\nFoo=1\n',
+      3,
+      'Foo',
+      'Backend',
+      'Display',
+      'Network',
+      'Description',
+      'X-*',
+    );
     assert.ok(e.message.includes('unknown key'));
   });
 
@@ -330,7 +419,10 @@ describe('parseCageFile errors', () => {
   });
 
   it('refuses an invalid cage name with InvalidArgument', () => {
-    assert.throws(() => parse('[Cage]\n', '../x'), (e: unknown) => e instanceof KagomeError && e.errorName === 'InvalidArgument');
+    assert.throws(
+      () => parse('[Cage]\n', '../x'),
+      (e: unknown) => e instanceof KagomeError && e.errorName === 'InvalidArgument',
+    );
   });
 });
 
@@ -382,7 +474,10 @@ describe('formatCageFile', () => {
   it('writes only the essentials when nothing is chosen', () => {
     const text = formatCageFile({});
     assert.match(text, /^\[Cage\]\n/);
-    assert.ok(!/^(Home|IdleStop|Border|ReadOnly|ReadWrite|Environment|Description)=/m.test(text), text);
+    assert.ok(
+      !/^(Home|IdleStop|Border|ReadOnly|ReadWrite|Environment|Description)=/m.test(text),
+      text,
+    );
     const c = parse(text);
     assert.equal(c.backend, 'bubblewrap');
     assert.equal(c.display, 'xpra');
@@ -402,11 +497,29 @@ describe('checkCageName', () => {
   });
 
   it('refuses invalid names with InvalidArgument', () => {
-    const bad: unknown[] = ['', '../x', '..', 'a/b', 'x'.repeat(65), 'a b', 'é', 'a.b', 'a\n', undefined, null, 42, ['a'], { name: 'a' }];
+    const bad: unknown[] = [
+      '',
+      '../x',
+      '..',
+      'a/b',
+      'x'.repeat(65),
+      'a b',
+      'é',
+      'a.b',
+      'a\n',
+      undefined,
+      null,
+      42,
+      ['a'],
+      { name: 'a' },
+    ];
     for (const n of bad) {
       assert.throws(
         () => checkCageName(n),
-        (e: unknown) => e instanceof KagomeError && e.errorName === 'InvalidArgument' && /1 to 64 characters/.test(e.message),
+        (e: unknown) =>
+          e instanceof KagomeError &&
+          e.errorName === 'InvalidArgument' &&
+          /1 to 64 characters/.test(e.message),
         `should refuse ${String(n)}`,
       );
     }
@@ -432,7 +545,10 @@ describe('parseCageFile: container backends', () => {
       assert.equal(c.image, 'kagome/debian12');
       assert.equal(c.remote, undefined);
     }
-    assert.equal(parse('[Cage]\nBackend=podman\nImage=registry.example.org/team/app:1.2\n').image, 'registry.example.org/team/app:1.2');
+    assert.equal(
+      parse('[Cage]\nBackend=podman\nImage=registry.example.org/team/app:1.2\n').image,
+      'registry.example.org/team/app:1.2',
+    );
   });
 
   it('refuses Image= for bubblewrap, saying which backends take one', () => {
@@ -440,7 +556,8 @@ describe('parseCageFile: container backends', () => {
   });
 
   it('refuses image names an engine could read as an option or that hold spaces', () => {
-    for (const bad of ['-rm', 'a b', 'x;y', '../x y']) assertRefused(`[Cage]\nBackend=docker\nImage=${bad}\n`, 3, 'Image', 'kagome/debian12');
+    for (const bad of ['-rm', 'a b', 'x;y', '../x y'])
+      assertRefused(`[Cage]\nBackend=docker\nImage=${bad}\n`, 3, 'Image', 'kagome/debian12');
   });
 
   it('takes Remote= for LXD only, as a remote name', () => {

@@ -9,7 +9,10 @@ import { KagomeError } from '../../lib/errors.js';
 // contentTypeOf against real files and the real gio: by name first, then by content, for any
 // name a file can have, and several files in one gio process.
 
-const PNG = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489', 'hex');
+const PNG = Buffer.from(
+  '89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489',
+  'hex',
+);
 
 describe('contentTypeOf (real gio)', () => {
   let dir: string;
@@ -26,7 +29,11 @@ describe('contentTypeOf (real gio)', () => {
 
   it('types by name', async () => {
     assert.equal(await contentTypeOf(file('notes.txt', 'hello\n')), 'text/plain');
-    assert.equal(await contentTypeOf(path.join(dir, 'notes.txt')), 'text/plain', 'a string path too');
+    assert.equal(
+      await contentTypeOf(path.join(dir, 'notes.txt')),
+      'text/plain',
+      'a string path too',
+    );
   });
 
   it('types by content when the name says nothing', async () => {
@@ -35,15 +42,32 @@ describe('contentTypeOf (real gio)', () => {
 
   it('types files whose names have a newline or bytes that are not UTF-8', async () => {
     assert.equal(await contentTypeOf(file('new\nline.txt', 'x\n')), 'text/plain');
-    assert.equal(await contentTypeOf(file('new\nline picture', PNG)), 'image/png', 'content, so gio opened the right file');
-    assert.equal(await contentTypeOf(file(Buffer.from([0x62, 0x61, 0x64, 0xff, 0xfe, 0x2e, 0x74, 0x78, 0x74]), 'x\n')), 'text/plain');
+    assert.equal(
+      await contentTypeOf(file('new\nline picture', PNG)),
+      'image/png',
+      'content, so gio opened the right file',
+    );
+    assert.equal(
+      await contentTypeOf(
+        file(Buffer.from([0x62, 0x61, 0x64, 0xff, 0xfe, 0x2e, 0x74, 0x78, 0x74]), 'x\n'),
+      ),
+      'text/plain',
+    );
     assert.equal(await contentTypeOf(file(Buffer.from([0xff, 0xff]), PNG)), 'image/png');
-    assert.equal(await contentTypeOf(file('100% ?#&;=+.txt', 'x\n')), 'text/plain', 'URI syntax in the name');
+    assert.equal(
+      await contentTypeOf(file('100% ?#&;=+.txt', 'x\n')),
+      'text/plain',
+      'URI syntax in the name',
+    );
   });
 
   it('is not fooled by a path that prints like gio output', async () => {
     // Folder names can hold '/' and newlines between them: a forged attribute line, if gio prints it raw.
-    const sub = path.join(dir, 'x\nattributes:\n  standard::content-type: image', 'png\nuri: file:///etc');
+    const sub = path.join(
+      dir,
+      'x\nattributes:\n  standard::content-type: image',
+      'png\nuri: file:///etc',
+    );
     fs.mkdirSync(sub, { recursive: true });
     const p = path.join(sub, 'notes.txt');
     fs.writeFileSync(p, 'hello\n');
@@ -67,11 +91,26 @@ describe('contentTypeOf (real gio)', () => {
   it('types several files in order, and names the file that cannot be typed', async () => {
     const txt = file('many.txt', 'x\n');
     const png = file('many', PNG);
-    assert.deepEqual(await contentTypesOf([png, txt, png, file('nl\nmany', PNG)]), ['image/png', 'text/plain', 'image/png', 'image/png']);
+    assert.deepEqual(await contentTypesOf([png, txt, png, file('nl\nmany', PNG)]), [
+      'image/png',
+      'text/plain',
+      'image/png',
+      'image/png',
+    ]);
     const missing = path.join(dir, 'missing.txt');
-    await assert.rejects(contentTypesOf([txt, missing]), (e: unknown) => e instanceof KagomeError && e.errorName === 'NoSuchFile' && e.message.includes('missing.txt'));
+    await assert.rejects(
+      contentTypesOf([txt, missing]),
+      (e: unknown) =>
+        e instanceof KagomeError &&
+        e.errorName === 'NoSuchFile' &&
+        e.message.includes('missing.txt'),
+    );
     // Through contentTypeOf, one bad file fails only its own promise.
-    const settled = await Promise.allSettled([contentTypeOf(txt), contentTypeOf(missing), contentTypeOf(png)]);
+    const settled = await Promise.allSettled([
+      contentTypeOf(txt),
+      contentTypeOf(missing),
+      contentTypeOf(png),
+    ]);
     assert.deepEqual(
       settled.map((s) => s.status),
       ['fulfilled', 'rejected', 'fulfilled'],
@@ -92,14 +131,19 @@ describe('contentTypeOf (real gio)', () => {
       // A gio on PATH that records each run, then runs the real one.
       bin = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-gio-'));
       log = path.join(bin, 'runs');
-      fs.writeFileSync(path.join(bin, 'gio'), `#!/bin/sh\necho run >> '${log}'\nexec /usr/bin/gio "$@"\n`, { mode: 0o755 });
+      fs.writeFileSync(
+        path.join(bin, 'gio'),
+        `#!/bin/sh\necho run >> '${log}'\nexec /usr/bin/gio "$@"\n`,
+        { mode: 0o755 },
+      );
       savedPath = process.env.PATH;
     });
     after(() => {
       process.env.PATH = savedPath;
       fs.rmSync(bin, { recursive: true, force: true });
     });
-    const runs = () => (fs.existsSync(log) ? fs.readFileSync(log, 'utf8').split('\n').filter(Boolean).length : 0);
+    const runs = () =>
+      fs.existsSync(log) ? fs.readFileSync(log, 'utf8').split('\n').filter(Boolean).length : 0;
 
     it('uses one gio for the files asked for in the same tick', async () => {
       process.env.PATH = `${bin}:${savedPath}`;
@@ -113,7 +157,10 @@ describe('contentTypeOf (real gio)', () => {
       process.env.PATH = bin + '/nothing-here';
       await assert.rejects(
         contentTypeOf(path.join(dir, 'notes.txt')),
-        (e: unknown) => e instanceof KagomeError && e.errorName === 'MissingProgram' && e.message.includes('libglib2.0-bin'),
+        (e: unknown) =>
+          e instanceof KagomeError &&
+          e.errorName === 'MissingProgram' &&
+          e.message.includes('libglib2.0-bin'),
       );
     });
   });

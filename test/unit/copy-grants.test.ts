@@ -40,9 +40,15 @@ describe('CopyStore', () => {
     fs.chmodSync(p, mode);
     return p;
   };
-  const copyOf = (cage: string, g: ProvidedGrant): Buffer => Buffer.concat([Buffer.from(path.join(files(), cage, g.id) + '/'), g.name]);
+  const copyOf = (cage: string, g: ProvidedGrant): Buffer =>
+    Buffer.concat([Buffer.from(path.join(files(), cage, g.id) + '/'), g.name]);
   /** Grants one host file as openHostPath holds it; the test owns (and closes) the descriptor. */
-  const grant = async (p: Buffer, writable: boolean, cage = 'web', persistent = false): Promise<{ g: ProvidedGrant; copy: Buffer }> => {
+  const grant = async (
+    p: Buffer,
+    writable: boolean,
+    cage = 'web',
+    persistent = false,
+  ): Promise<{ g: ProvidedGrant; copy: Buffer }> => {
     const f = openHostPath(p, { followSymlinks: false, writable });
     try {
       const [g, ...rest] = await store.add(cage, [f], { persistent });
@@ -78,13 +84,21 @@ describe('CopyStore', () => {
       assert.equal(fs.readFileSync(ro.copy, 'utf8'), 'two\n');
       assert.equal(fs.statSync(rw.copy).mode & 0o777, 0o600);
       assert.equal(fs.statSync(ro.copy).mode & 0o777, 0o400);
-      assert.notEqual(fs.statSync(rw.copy).ino, fs.statSync(path.join(root, 'host', 'rw.txt')).ino, 'a copy, not a link');
+      assert.notEqual(
+        fs.statSync(rw.copy).ino,
+        fs.statSync(path.join(root, 'host', 'rw.txt')).ino,
+        'a copy, not a link',
+      );
       assert.deepEqual(fs.readdirSync(path.join(files(), 'web')).sort(), [rw.g.id, ro.g.id].sort());
       assert.equal(await store.folderFor('web'), path.join(files(), 'web'));
     });
 
     it('keeps a name that is not UTF-8 byte for byte, and binary content exactly', async () => {
-      const name = Buffer.concat([Buffer.from('caf'), Buffer.from([0xe9, 0xff]), Buffer.from('\n.bin')]);
+      const name = Buffer.concat([
+        Buffer.from('caf'),
+        Buffer.from([0xe9, 0xff]),
+        Buffer.from('\n.bin'),
+      ]);
       const content = Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7) % 256));
       const p = hostFile(name, '');
       fs.writeFileSync(p, content);
@@ -110,7 +124,11 @@ describe('CopyStore', () => {
       const before = fs.statSync(host);
       const { copy } = await grant(host, true);
       fs.writeFileSync(copy, 'v2, longer than before\n');
-      await waitFor('the write-back', () => fs.readFileSync(host, 'utf8') === 'v2, longer than before\n', WAIT);
+      await waitFor(
+        'the write-back',
+        () => fs.readFileSync(host, 'utf8') === 'v2, longer than before\n',
+        WAIT,
+      );
       // Shorter content: the host file is truncated, not left with a tail of the old one.
       fs.writeFileSync(copy, 'v3\n');
       await waitFor('the second write-back', () => fs.readFileSync(host, 'utf8') === 'v3\n', WAIT);
@@ -157,7 +175,10 @@ describe('CopyStore', () => {
       const inoAfterSwap = fs.statSync(host).ino;
       fs.writeFileSync(copy, 'from the cage\n');
       await waitFor('the warning', () => log.warn.called, WAIT);
-      assert.match(String(log.warn.firstCall.args[0]), /"[^"]*swapped\.txt" was replaced on the host after it was granted to cage web; its changes in the cage were not written back/);
+      assert.match(
+        String(log.warn.firstCall.args[0]),
+        /"[^"]*swapped\.txt" was replaced on the host after it was granted to cage web; its changes in the cage were not written back/,
+      );
       await sleep(QUIET_MS);
       assert.equal(fs.readFileSync(host, 'utf8'), 'someone else\n');
       assert.equal(fs.statSync(host).ino, inoAfterSwap);
@@ -171,7 +192,10 @@ describe('CopyStore', () => {
       fs.symlinkSync(elsewhere, host);
       fs.writeFileSync(copy, 'from the cage\n');
       await waitFor('the warning', () => log.warn.called, WAIT);
-      assert.match(String(log.warn.firstCall.args[0]), /cannot write cage web's changes back to "[^"]*linked\.txt"/);
+      assert.match(
+        String(log.warn.firstCall.args[0]),
+        /cannot write cage web's changes back to "[^"]*linked\.txt"/,
+      );
       assert.equal(fs.readFileSync(elsewhere, 'utf8'), 'untouched\n');
     });
   });
@@ -186,7 +210,10 @@ describe('CopyStore', () => {
       await store.revoke('web', { id: g.id });
       assert.equal(fs.readFileSync(host, 'utf8'), 'b\n');
       assert.equal(fs.existsSync(path.join(files(), 'web', g.id)), false);
-      assert.ok(fs.existsSync(path.join(files(), 'web')), 'the cage folder stays (it is bound into the cage)');
+      assert.ok(
+        fs.existsSync(path.join(files(), 'web')),
+        'the cage folder stays (it is bound into the cage)',
+      );
       // Revoked: later changes at that place are not written back.
       fs.mkdirSync(path.join(files(), 'web', g.id));
       fs.writeFileSync(copy, 'c\n');
@@ -208,15 +235,29 @@ describe('CopyStore', () => {
       await store.close();
       fs.rmSync(files(), { recursive: true, force: true });
       store = new CopyStore(files(), log);
-      await store.restore('web', { id: rw.g.id, hostPath: rwHost, name: rw.g.name, writable: true });
-      await store.restore('web', { id: ro.g.id, hostPath: roHost, name: ro.g.name, writable: false });
+      await store.restore('web', {
+        id: rw.g.id,
+        hostPath: rwHost,
+        name: rw.g.name,
+        writable: true,
+      });
+      await store.restore('web', {
+        id: ro.g.id,
+        hostPath: roHost,
+        name: ro.g.name,
+        writable: false,
+      });
       assert.equal(fs.readFileSync(rw.copy, 'utf8'), 'rw\n');
       assert.equal(fs.readFileSync(ro.copy, 'utf8'), 'ro\n');
       assert.equal(fs.statSync(rw.copy).mode & 0o777, 0o600);
       assert.equal(fs.statSync(ro.copy).mode & 0o777, 0o400);
       // Taken up again: a change is written back.
       fs.writeFileSync(rw.copy, 'changed\n');
-      await waitFor('the write-back after restore', () => fs.readFileSync(rwHost, 'utf8') === 'changed\n', WAIT);
+      await waitFor(
+        'the write-back after restore',
+        () => fs.readFileSync(rwHost, 'utf8') === 'changed\n',
+        WAIT,
+      );
     });
 
     it('restore keeps an existing copy as it is', async () => {
@@ -231,8 +272,16 @@ describe('CopyStore', () => {
 
     it('restore of a host file that is gone warns and creates nothing', async () => {
       const gone = Buffer.from(path.join(root, 'host', 'gone.txt'));
-      await store.restore('web', { id: 'abcd1234', hostPath: gone, name: Buffer.from('gone.txt'), writable: true });
-      assert.match(String(log.warn.firstCall.args[0]), /granted file "[^"]*gone\.txt" is gone from the host; cage web keeps its last copy/);
+      await store.restore('web', {
+        id: 'abcd1234',
+        hostPath: gone,
+        name: Buffer.from('gone.txt'),
+        writable: true,
+      });
+      assert.match(
+        String(log.warn.firstCall.args[0]),
+        /granted file "[^"]*gone\.txt" is gone from the host; cage web keeps its last copy/,
+      );
       assert.equal(fs.existsSync(path.join(files(), 'web', 'abcd1234')), false);
     });
   });
@@ -250,7 +299,10 @@ describe('CopyStore.close', () => {
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   /** Runs a child that grants a file, optionally closes the store; resolves with whether it exited in time. */
-  function runChild(close: boolean, ms: number): Promise<{ exited: boolean; code: number | null; stderr: string }> {
+  function runChild(
+    close: boolean,
+    ms: number,
+  ): Promise<{ exited: boolean; code: number | null; stderr: string }> {
     const script = `
       import fs from 'node:fs';
       import { CopyStore } from ${JSON.stringify(copyModule)};
@@ -264,7 +316,9 @@ describe('CopyStore.close', () => {
       ${close ? 'await store.close();' : ''}
       console.error('ready');`;
     return new Promise((resolve) => {
-      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       let stderr = '';
       child.stderr.on('data', (d) => (stderr += d));
       const timer = setTimeout(() => {
@@ -295,7 +349,12 @@ describe('CopyStore.restore of a grant from an earlier session', () => {
   it('never writes into a host file that was put in place of the granted one meanwhile', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-restore-'));
     const warn = sinon.stub();
-    const store = new CopyStore(path.join(dir, 'files'), { debug() {}, info() {}, warn, error() {} } as Logger);
+    const store = new CopyStore(path.join(dir, 'files'), {
+      debug() {},
+      info() {},
+      warn,
+      error() {},
+    } as Logger);
     try {
       const host = path.join(dir, 'doc.txt');
       fs.writeFileSync(host, 'granted\n');
@@ -306,11 +365,28 @@ describe('CopyStore.restore of a grant from an earlier session', () => {
       const copyDir = path.join(dir, 'files', 'web', 'g1');
       fs.mkdirSync(copyDir, { recursive: true });
       fs.writeFileSync(path.join(copyDir, 'doc.txt'), 'old copy\n');
-      await store.restore('web', { id: 'g1', hostPath: Buffer.from(host), name: Buffer.from('doc.txt'), writable: true, dev, ino });
-      assert.match(String(warn.firstCall?.args[0]), /doc\.txt" was replaced on the host since it was granted/);
+      await store.restore('web', {
+        id: 'g1',
+        hostPath: Buffer.from(host),
+        name: Buffer.from('doc.txt'),
+        writable: true,
+        dev,
+        ino,
+      });
+      assert.match(
+        String(warn.firstCall?.args[0]),
+        /doc\.txt" was replaced on the host since it was granted/,
+      );
       fs.writeFileSync(path.join(copyDir, 'doc.txt'), 'edited in the cage\n');
       // The watcher's write-back says why it did not write: wait for that, then look.
-      const refused = () => warn.getCalls().some((c) => /doc\.txt" was replaced on the host after it was granted to cage web; its changes in the cage were not written back/.test(String(c.args[0])));
+      const refused = () =>
+        warn
+          .getCalls()
+          .some((c) =>
+            /doc\.txt" was replaced on the host after it was granted to cage web; its changes in the cage were not written back/.test(
+              String(c.args[0]),
+            ),
+          );
       await waitFor('the refused write-back', refused, WAIT);
       assert.equal(fs.readFileSync(host, 'utf8'), 'someone else\n');
     } finally {

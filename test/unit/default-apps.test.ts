@@ -24,21 +24,49 @@ describe('the program a file opens with in a cage', () => {
   };
   const fakeManager = () =>
     ({
-      view: () => ({ hostPathOf: (p: string) => path.join(root, 'cage', p), env: { HOME: '/home/u', XDG_DATA_DIRS: '/usr/share' } }),
-      programs: () => running.map((argv, i) => ({ id: i + 1, cage: 'web', argv, pid: 1000 + i, pidStart: '', startedAt: new Date() }) as ProgramInfo),
+      view: () => ({
+        hostPathOf: (p: string) => path.join(root, 'cage', p),
+        env: { HOME: '/home/u', XDG_DATA_DIRS: '/usr/share' },
+      }),
+      programs: () =>
+        running.map(
+          (argv, i) =>
+            ({
+              id: i + 1,
+              cage: 'web',
+              argv,
+              pid: 1000 + i,
+              pidStart: '',
+              startedAt: new Date(),
+            }) as ProgramInfo,
+        ),
     }) as unknown as CageManager;
-  const chosen = async () => (await new CageDefaultApps(fakeManager(), silentLogger).appsFor('web', [page]))[0]!.id;
+  const chosen = async () =>
+    (await new CageDefaultApps(fakeManager(), silentLogger).appsFor('web', [page]))[0]!.id;
 
   beforeEach(() => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-defaults-'));
     running = [];
-    const entry = (id: string, exec: string) => write(`cage/usr/share/applications/${id}`, `[Desktop Entry]\nType=Application\nName=${id}\nExec=${exec}\nMimeType=text/html;\n`);
+    const entry = (id: string, exec: string) =>
+      write(
+        `cage/usr/share/applications/${id}`,
+        `[Desktop Entry]\nType=Application\nName=${id}\nExec=${exec}\nMimeType=text/html;\n`,
+      );
     entry('chromium.desktop', '/usr/bin/chromium %U');
     entry('firefox-esr.desktop', '/usr/lib/firefox-esr/firefox-esr %u');
     entry('editor.desktop', 'editor %f');
-    write('cage/usr/share/applications/mimeinfo.cache', '[MIME Cache]\ntext/html=chromium.desktop;firefox-esr.desktop;editor.desktop;\n');
+    write(
+      'cage/usr/share/applications/mimeinfo.cache',
+      '[MIME Cache]\ntext/html=chromium.desktop;firefox-esr.desktop;editor.desktop;\n',
+    );
     write('page.html', '<!DOCTYPE html><html><body>hello</body></html>\n');
-    page = { fd: -1, path: Buffer.from(path.join(root, 'page.html')), dev: 0, ino: 0, writable: false } as HostFile;
+    page = {
+      fd: -1,
+      path: Buffer.from(path.join(root, 'page.html')),
+      dev: 0,
+      ino: 0,
+      writable: false,
+    } as HostFile;
   });
 
   afterEach(() => fs.rmSync(root, { recursive: true, force: true }));

@@ -18,11 +18,14 @@ class MemFs implements DesktopIndexFs {
 
   add(path: string, node: Node): void {
     this.nodes.set(path, node);
-    for (let d = posix.dirname(path); d !== '/' && !this.nodes.has(d); d = posix.dirname(d)) this.nodes.set(d, { dir: true });
+    for (let d = posix.dirname(path); d !== '/' && !this.nodes.has(d); d = posix.dirname(d))
+      this.nodes.set(d, { dir: true });
   }
 
   private enoent(path: string): Error {
-    return Object.assign(new Error(`ENOENT: no such file or directory, '${path}'`), { code: 'ENOENT' });
+    return Object.assign(new Error(`ENOENT: no such file or directory, '${path}'`), {
+      code: 'ENOENT',
+    });
   }
 
   /** Resolve symlinks in every component; throws ENOENT or ELOOP. */
@@ -70,12 +73,16 @@ class MemFs implements DesktopIndexFs {
     const node = this.nodes.get(real)!;
     if (typeof node === 'string') return Buffer.from(node);
     if (node instanceof Uint8Array) return node;
-    if ('unreadable' in node) throw Object.assign(new Error(`EACCES: permission denied, open '${path}'`), { code: 'EACCES' });
+    if ('unreadable' in node)
+      throw Object.assign(new Error(`EACCES: permission denied, open '${path}'`), {
+        code: 'EACCES',
+      });
     throw Object.assign(new Error(`EISDIR: '${path}'`), { code: 'EISDIR' });
   }
 }
 
-const app = (name: string, extra = ''): string => `[Desktop Entry]\nType=Application\nName=${name}\nExec=${name.toLowerCase()}\n${extra}`;
+const app = (name: string, extra = ''): string =>
+  `[Desktop Entry]\nType=Application\nName=${name}\nExec=${name.toLowerCase()}\n${extra}`;
 const HOME = '/home/u/.local/share';
 const USR = '/usr/share';
 const LOCAL = '/usr/local/share';
@@ -87,17 +94,38 @@ const names = (m: Map<string, { keyfile: Keyfile }>) =>
 
 describe('desktopFileId', () => {
   it('turns subdirectories into dashes', () => {
-    assert.equal(desktopFileId('/usr/share/applications', '/usr/share/applications/foo.desktop'), 'foo.desktop');
-    assert.equal(desktopFileId('/usr/share/applications/', '/usr/share/applications/kde4/foo-bar.desktop'), 'kde4-foo-bar.desktop');
-    assert.equal(desktopFileId('/usr/share/applications', '/usr/share/applications/a/b/c.desktop'), 'a-b-c.desktop');
+    assert.equal(
+      desktopFileId('/usr/share/applications', '/usr/share/applications/foo.desktop'),
+      'foo.desktop',
+    );
+    assert.equal(
+      desktopFileId('/usr/share/applications/', '/usr/share/applications/kde4/foo-bar.desktop'),
+      'kde4-foo-bar.desktop',
+    );
+    assert.equal(
+      desktopFileId('/usr/share/applications', '/usr/share/applications/a/b/c.desktop'),
+      'a-b-c.desktop',
+    );
   });
 
   it('returns undefined outside the directory or for other files', () => {
-    assert.equal(desktopFileId('/usr/share/applications', '/usr/share/applications2/foo.desktop'), undefined);
+    assert.equal(
+      desktopFileId('/usr/share/applications', '/usr/share/applications2/foo.desktop'),
+      undefined,
+    );
     assert.equal(desktopFileId('/usr/share/applications', '/usr/share/foo.desktop'), undefined);
-    assert.equal(desktopFileId('/usr/share/applications', '/usr/share/applications/../x/foo.desktop'), undefined);
-    assert.equal(desktopFileId('/usr/share/applications', '/usr/share/applications/foo.txt'), undefined);
-    assert.equal(desktopFileId('/usr/share/applications', '/usr/share/applications/.desktop'), undefined);
+    assert.equal(
+      desktopFileId('/usr/share/applications', '/usr/share/applications/../x/foo.desktop'),
+      undefined,
+    );
+    assert.equal(
+      desktopFileId('/usr/share/applications', '/usr/share/applications/foo.txt'),
+      undefined,
+    );
+    assert.equal(
+      desktopFileId('/usr/share/applications', '/usr/share/applications/.desktop'),
+      undefined,
+    );
   });
 });
 
@@ -114,7 +142,8 @@ describe('DesktopIndex.lookup', () => {
     [`${USR}/applications/gone.desktop`]: app('Gone'),
     [`${HOME}/applications/broken.desktop`]: '[Desktop Entry]\nthis is not a keyfile\n',
     [`${USR}/applications/broken.desktop`]: app('Fallback for broken'),
-    [`${USR}/applications/link.desktop`]: '[Desktop Entry]\nType=Link\nURL=https://example.org/\nName=Link\n',
+    [`${USR}/applications/link.desktop`]:
+      '[Desktop Entry]\nType=Link\nURL=https://example.org/\nName=Link\n',
     [`${USR}/applications/tryexec-missing.desktop`]: app('Missing', 'TryExec=absent\n'),
     [`${USR}/applications/tryexec-present.desktop`]: app('Present', 'TryExec=present\n'),
     [`${USR}/applications/symlinked.desktop`]: { link: '/opt/real/thing.desktop' },
@@ -136,13 +165,24 @@ describe('DesktopIndex.lookup', () => {
   it('finds entries in subdirectories, also with dashes in names', async () => {
     const hit = await index.lookup('kde4-okular.desktop');
     assert.equal(hit?.path, `${USR}/applications/kde4/okular.desktop`);
-    assert.equal((await index.lookup('a-b-c-d.desktop'))?.path, `${USR}/applications/a-b/c-d.desktop`);
-    assert.equal(await name('kde4/okular.desktop').catch((e: unknown) => e instanceof KagomeError && e.errorName), 'InvalidArgument');
+    assert.equal(
+      (await index.lookup('a-b-c-d.desktop'))?.path,
+      `${USR}/applications/a-b/c-d.desktop`,
+    );
+    assert.equal(
+      await name('kde4/okular.desktop').catch(
+        (e: unknown) => e instanceof KagomeError && e.errorName,
+      ),
+      'InvalidArgument',
+    );
   });
 
   it('skips entries the predicate rejects', async () => {
     assert.equal(await name('shadowed.desktop'), 'Kagome shadow');
-    assert.equal(await name('shadowed.desktop', (kf) => kf.has('Desktop Entry', 'X-Kagome-Cage')), 'Original');
+    assert.equal(
+      await name('shadowed.desktop', (kf) => kf.has('Desktop Entry', 'X-Kagome-Cage')),
+      'Original',
+    );
   });
 
   it('honours Hidden, Type and TryExec, and falls back past broken files', async () => {
@@ -155,11 +195,25 @@ describe('DesktopIndex.lookup', () => {
   });
 
   it('rejects IDs that are not desktop file IDs', async () => {
-    for (const id of ['', '.desktop', 'foo', '../etc/passwd.desktop', 'a/b.desktop', 'a\0.desktop']) {
-      await assert.rejects(index.lookup(id), (e: unknown) => e instanceof KagomeError && e.errorName === 'InvalidArgument', JSON.stringify(id));
+    for (const id of [
+      '',
+      '.desktop',
+      'foo',
+      '../etc/passwd.desktop',
+      'a/b.desktop',
+      'a\0.desktop',
+    ]) {
+      await assert.rejects(
+        index.lookup(id),
+        (e: unknown) => e instanceof KagomeError && e.errorName === 'InvalidArgument',
+        JSON.stringify(id),
+      );
     }
     // '..' as a would-be directory must not climb out of applications/.
-    const fs2 = new MemFs({ [`${USR}/x.desktop`]: app('Outside'), [`${USR}/applications/y.desktop`]: app('Y') });
+    const fs2 = new MemFs({
+      [`${USR}/x.desktop`]: app('Outside'),
+      [`${USR}/applications/y.desktop`]: app('Y'),
+    });
     const idx2 = new DesktopIndex({ dataDirs: [USR], fs: fs2, programExists });
     assert.equal(await idx2.lookup('..-x.desktop'), undefined);
   });
@@ -177,7 +231,8 @@ describe('DesktopIndex.scan', () => {
       [`${USR}/applications/gone.desktop`]: app('Gone'),
       [`${USR}/applications/broken.desktop`]: app('Fallback for broken'),
       [`${USR}/applications/kde4/okular.desktop`]: app('Okular'),
-      [`${USR}/applications/link.desktop`]: '[Desktop Entry]\nType=Link\nURL=https://example.org/\nName=Link\n',
+      [`${USR}/applications/link.desktop`]:
+        '[Desktop Entry]\nType=Link\nURL=https://example.org/\nName=Link\n',
       [`${USR}/applications/no-group.desktop`]: '[Other]\nType=Application\n',
       [`${USR}/applications/bad-hidden.desktop`]: app('Bad hidden', 'Hidden=yes\n'),
       [`${USR}/applications/secret.desktop`]: { unreadable: true },
@@ -192,11 +247,19 @@ describe('DesktopIndex.scan', () => {
       'kde4-okular.desktop': 'Okular',
       'tryexec-abs.desktop': 'Absolute',
     });
-    assert.deepEqual([...entries.keys()], ['broken.desktop', 'editor.desktop', 'kde4-okular.desktop', 'tryexec-abs.desktop']);
-    assert.equal(entries.get('kde4-okular.desktop')?.path, `${USR}/applications/kde4/okular.desktop`);
+    assert.deepEqual(
+      [...entries.keys()],
+      ['broken.desktop', 'editor.desktop', 'kde4-okular.desktop', 'tryexec-abs.desktop'],
+    );
+    assert.equal(
+      entries.get('kde4-okular.desktop')?.path,
+      `${USR}/applications/kde4/okular.desktop`,
+    );
     assert.equal(entries.get('editor.desktop')?.id, 'editor.desktop');
 
-    const why = Object.fromEntries(problems.map((p) => [p.path.replace(/^.*\/applications\//, ''), p.reason]));
+    const why = Object.fromEntries(
+      problems.map((p) => [p.path.replace(/^.*\/applications\//, ''), p.reason]),
+    );
     assert.deepEqual(Object.keys(why).sort(), [
       'bad-hidden.desktop',
       'broken.desktop',
@@ -213,7 +276,10 @@ describe('DesktopIndex.scan', () => {
     assert.match(why['secret.desktop']!, /EACCES/);
     assert.match(why['dangling.desktop']!, /ENOENT/);
     assert.match(why['tryexec-missing.desktop']!, /TryExec program "absent"/);
-    assert.equal(problems.find((p) => p.path.endsWith('broken.desktop'))?.path, `${HOME}/applications/broken.desktop`);
+    assert.equal(
+      problems.find((p) => p.path.endsWith('broken.desktop'))?.path,
+      `${HOME}/applications/broken.desktop`,
+    );
     assert.equal(problems.find((p) => p.path.endsWith('link.desktop'))?.id, 'link.desktop');
   });
 
@@ -230,8 +296,13 @@ describe('DesktopIndex.scan', () => {
     const skip = (kf: Keyfile) => kf.has('Desktop Entry', 'X-Kagome-Cage');
     const index = new DesktopIndex({ dataDirs, fs, programExists });
     const { entries } = await index.scan({ skip });
-    assert.deepEqual(names(entries), { 'a-b.desktop': 'Top level', 'x-y-z.desktop': 'x/y-z', 'p-q-r.desktop': 'unrelated' });
-    for (const [id, e] of entries) assert.equal((await index.lookup(id, { skip }))?.path, e.path, id);
+    assert.deepEqual(names(entries), {
+      'a-b.desktop': 'Top level',
+      'x-y-z.desktop': 'x/y-z',
+      'p-q-r.desktop': 'unrelated',
+    });
+    for (const [id, e] of entries)
+      assert.equal((await index.lookup(id, { skip }))?.path, e.path, id);
     assert.equal(await index.lookup('p-q.desktop', { skip }), undefined);
   });
 
@@ -242,7 +313,11 @@ describe('DesktopIndex.scan', () => {
       [`${USR}/applications/sub/loop`]: { link: '..' },
       [`${USR}/applications/self`]: { link: '.' },
     });
-    const { entries, problems } = await new DesktopIndex({ dataDirs: ['/nonexistent', USR, USR], fs, programExists }).scan();
+    const { entries, problems } = await new DesktopIndex({
+      dataDirs: ['/nonexistent', USR, USR],
+      fs,
+      programExists,
+    }).scan();
     assert.deepEqual(names(entries), { 'ok.desktop': 'Ok', 'sub-inner.desktop': 'Inner' });
     assert.deepEqual(
       problems.map((p) => [p.path, p.reason]),
@@ -254,7 +329,10 @@ describe('DesktopIndex.scan', () => {
   });
 
   it('reads each file of a directory listed twice only once', async () => {
-    const fs = new MemFs({ [`${USR}/applications/ok.desktop`]: app('Ok'), ['/usr/share2']: { link: USR } });
+    const fs = new MemFs({
+      [`${USR}/applications/ok.desktop`]: app('Ok'),
+      ['/usr/share2']: { link: USR },
+    });
     await new DesktopIndex({ dataDirs: [USR, '/usr/share2'], fs, programExists }).scan();
     assert.deepEqual(fs.reads, [`${USR}/applications/ok.desktop`]);
   });

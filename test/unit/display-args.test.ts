@@ -1,12 +1,19 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_SCREEN, XPRA_DISPLAY, XPRA_SERVER_LAUNCHER, xpraClientArgv, xpraServerArgv } from '../../lib/display/xpra.js';
+import {
+  DEFAULT_SCREEN,
+  XPRA_DISPLAY,
+  XPRA_SERVER_LAUNCHER,
+  xpraClientArgv,
+  xpraServerArgv,
+} from '../../lib/display/xpra.js';
 import { newCookie, xauthorityEntry } from '../../lib/display/xauth.js';
 
 const SOCKET = '/run/user/1000/kagome/cages/web/xpra/xpra.sock';
 
 /** Every `--name=value` option for one name. */
-const option = (argv: string[], name: string): string[] => argv.filter((a) => a.startsWith(`--${name}=`));
+const option = (argv: string[], name: string): string[] =>
+  argv.filter((a) => a.startsWith(`--${name}=`));
 
 describe('xpra command lines', () => {
   const server = xpraServerArgv();
@@ -33,7 +40,13 @@ describe('xpra command lines', () => {
     assert.equal(server[1], '-c');
     assert.equal(server[3], '/run/kagome/xpra/xpra.sock');
     // xpra's own entry point, with kagome's changes to its window manager (XPRA_SERVER_LAUNCHER).
-    assert.deepEqual(server.slice(4, 9), ['python3', '-c', XPRA_SERVER_LAUNCHER, 'start', XPRA_DISPLAY]);
+    assert.deepEqual(server.slice(4, 9), [
+      'python3',
+      '-c',
+      XPRA_SERVER_LAUNCHER,
+      'start',
+      XPRA_DISPLAY,
+    ]);
     assert.deepEqual(option(server, 'bind'), ['--bind=none']);
     assert.deepEqual(option(server, 'daemon'), ['--daemon=no']);
     assert.deepEqual(option(server, 'start-new-commands'), ['--start-new-commands=no']);
@@ -54,7 +67,8 @@ describe('xpra command lines', () => {
   });
 
   it("keeps the client's log lines from the server, which is the cage's", () => {
-    for (const argv of [client, xpraClientArgv(SOCKET, undefined, true)]) assert.deepEqual(option(argv, 'remote-logging'), ['--remote-logging=no']);
+    for (const argv of [client, xpraClientArgv(SOCKET, undefined, true)])
+      assert.deepEqual(option(argv, 'remote-logging'), ['--remote-logging=no']);
   });
 
   it('draws the border in the cage colour, or none when undefined', () => {

@@ -26,7 +26,13 @@ function rng(seed: number): () => number {
   };
 }
 
-const NOT_UTF8 = Buffer.concat([Buffer.from('/home/u/caf'), Buffer.from([0xe9]), Buffer.from(' '), Buffer.from([0xff, 0x80]), Buffer.from('.txt')]);
+const NOT_UTF8 = Buffer.concat([
+  Buffer.from('/home/u/caf'),
+  Buffer.from([0xe9]),
+  Buffer.from(' '),
+  Buffer.from([0xff, 0x80]),
+  Buffer.from('.txt'),
+]);
 const NOT_UTF8_URI = 'file:///home/u/caf%E9%20%FF%80.txt';
 
 describe('pathBytesToFileUri', () => {
@@ -35,22 +41,46 @@ describe('pathBytesToFileUri', () => {
     assert.equal(pathBytesToFileUri(NOT_UTF8), NOT_UTF8_URI);
     assert.equal(pathBytesToFileUri(Buffer.from('/')), 'file:///');
     assert.equal(pathBytesToFileUri(Buffer.from("/a-_.!~*'()Z9")), "file:///a-_.!~*'()Z9");
-    assert.equal(pathBytesToFileUri(Buffer.from('/%/?/#/ /\n/\\')), 'file:///%25/%3F/%23/%20/%0A/%5C');
-    assert.equal(pathBytesToFileUri(Buffer.from([0x2f, 0x01, 0x7f, 0x80, 0xff])), 'file:///%01%7F%80%FF');
+    assert.equal(
+      pathBytesToFileUri(Buffer.from('/%/?/#/ /\n/\\')),
+      'file:///%25/%3F/%23/%20/%0A/%5C',
+    );
+    assert.equal(
+      pathBytesToFileUri(Buffer.from([0x2f, 0x01, 0x7f, 0x80, 0xff])),
+      'file:///%01%7F%80%FF',
+    );
   });
 
   it('refuses a relative or empty path', () => {
     for (const p of [Buffer.from('rel/x'), Buffer.alloc(0), Buffer.from([0xff, 0x2f])]) {
-      assert.throws(() => pathBytesToFileUri(p), (e: { errorName?: string; message: string }) => e.errorName === 'InvalidArgument' && /relative path/.test(e.message));
+      assert.throws(
+        () => pathBytesToFileUri(p),
+        (e: { errorName?: string; message: string }) =>
+          e.errorName === 'InvalidArgument' && /relative path/.test(e.message),
+      );
     }
   });
 
   it('encodes UTF-8 paths exactly as pathToFileUri does', () => {
-    const fixed = ['/home/u/ä ö/日本語 🦀.txt', "/t/!'()*~-_.", '/p/%41', '/a b/c?d#e&f=g+h;i,j:k@l$m', '/\t\r\n', '/Ω/\u00a0/\u2028/\ufeff', '/𝄞/👩‍👩‍👧'];
+    const fixed = [
+      '/home/u/ä ö/日本語 🦀.txt',
+      "/t/!'()*~-_.",
+      '/p/%41',
+      '/a b/c?d#e&f=g+h;i,j:k@l$m',
+      '/\t\r\n',
+      '/Ω/\u00a0/\u2028/\ufeff',
+      '/𝄞/👩‍👩‍👧',
+    ];
     for (const t of fixed) assert.equal(pathBytesToFileUri(Buffer.from(t)), pathToFileUri(t), t);
     const random = rng(1);
     // Code points from ASCII, Latin, CJK, emoji and the rest of the planes, no surrogates.
-    const ranges: [number, number][] = [[0x01, 0x7f], [0x80, 0x7ff], [0x800, 0xd7ff], [0xe000, 0xfffd], [0x10000, 0x10ffff]];
+    const ranges: [number, number][] = [
+      [0x01, 0x7f],
+      [0x80, 0x7ff],
+      [0x800, 0xd7ff],
+      [0xe000, 0xfffd],
+      [0x10000, 0x10ffff],
+    ];
     for (let i = 0; i < 2000; i++) {
       const segments: string[] = [];
       for (let s = 0, n = 1 + Math.floor(random() * 4); s < n; s++) {
@@ -73,11 +103,18 @@ describe('fileUriToPathBytes', () => {
   // Decoding gives the exact bytes; anything that is not a local file:// URI is undefined.
   it('decodes %XX into any byte, upper or lower case', () => {
     assert.deepEqual(fileUriToPathBytes(NOT_UTF8_URI), NOT_UTF8);
-    assert.deepEqual(fileUriToPathBytes('file:///caf%e9%ff%Fe%fE'), Buffer.concat([Buffer.from('/caf'), Buffer.from([0xe9, 0xff, 0xfe, 0xfe])]));
+    assert.deepEqual(
+      fileUriToPathBytes('file:///caf%e9%ff%Fe%fE'),
+      Buffer.concat([Buffer.from('/caf'), Buffer.from([0xe9, 0xff, 0xfe, 0xfe])]),
+    );
     assert.deepEqual(fileUriToPathBytes('file:///a%2eb%41'), Buffer.from('/a.bA'));
     assert.deepEqual(fileUriToPathBytes('file:///%e9'), Buffer.from([0x2f, 0xe9]));
     assert.deepEqual(fileUriToPathBytes('file:///%25'), Buffer.from('/%'));
-    assert.deepEqual(fileUriToPathBytes('file:///%252F'), Buffer.from('/%2F'), 'an escaped % is not an escaped /');
+    assert.deepEqual(
+      fileUriToPathBytes('file:///%252F'),
+      Buffer.from('/%2F'),
+      'an escaped % is not an escaped /',
+    );
     assert.deepEqual(fileUriToPathBytes('file:///'), Buffer.from('/'));
   });
 
@@ -124,7 +161,10 @@ describe('fileUriToPathBytes', () => {
     for (let i = 0; i < 2000; i++) {
       const len = 1 + Math.floor(random() * 60);
       // Any byte but NUL, '/' included: a path is bytes 0x01-0xff.
-      const p = Buffer.from([0x2f, ...Array.from({ length: len }, () => 1 + Math.floor(random() * 255))]);
+      const p = Buffer.from([
+        0x2f,
+        ...Array.from({ length: len }, () => 1 + Math.floor(random() * 255)),
+      ]);
       const uri = pathBytesToFileUri(p);
       assert.match(uri, /^file:\/\/\/[A-Za-z0-9\-_.!~*'()/%]*$/, 'the URI is ASCII');
       assert.deepEqual(fileUriToPathBytes(uri), p, p.toString('hex'));
@@ -149,7 +189,10 @@ describe('argValue', () => {
     const v = argValue(bad);
     assert.ok(Buffer.isBuffer(v));
     assert.deepEqual(v, bad);
-    assert.ok(Buffer.isBuffer(argValue(Buffer.from([0xed, 0xa0, 0x80]))), 'an encoded surrogate is not UTF-8');
+    assert.ok(
+      Buffer.isBuffer(argValue(Buffer.from([0xed, 0xa0, 0x80]))),
+      'an encoded surrogate is not UTF-8',
+    );
   });
 });
 
@@ -159,14 +202,27 @@ describe('expandExec with names that are not UTF-8', () => {
   const other = Buffer.concat([Buffer.from('/tmp/'), Buffer.from([0xfe, 0x0a])]);
 
   it('%f gives a Buffer with the exact bytes, one run per file', () => {
-    const runs = expandExec(parseExec('view %f'), { uris: [NOT_UTF8_URI, pathBytesToFileUri(other)] });
+    const runs = expandExec(parseExec('view %f'), {
+      uris: [NOT_UTF8_URI, pathBytesToFileUri(other)],
+    });
     assert.equal(runs.length, 2);
     assert.ok(Buffer.isBuffer(runs[0]![1]));
-    assert.deepEqual(runs, [['view', NOT_UTF8], ['view', other]]);
+    assert.deepEqual(runs, [
+      ['view', NOT_UTF8],
+      ['view', other],
+    ]);
   });
 
   it('%F gives all names in one run, bytes where needed and strings where possible', () => {
-    const runs = expandExec(parseExec('view --flag %F'), { uris: [NOT_UTF8_URI, 'file:///ok/%C3%A9', 'https://example.com/x', 'file:///a%2Fb', pathBytesToFileUri(other)] });
+    const runs = expandExec(parseExec('view --flag %F'), {
+      uris: [
+        NOT_UTF8_URI,
+        'file:///ok/%C3%A9',
+        'https://example.com/x',
+        'file:///a%2Fb',
+        pathBytesToFileUri(other),
+      ],
+    });
     assert.deepEqual(runs, [['view', '--flag', NOT_UTF8, '/ok/é', other]]);
     assert.equal(typeof runs[0]![3], 'string');
   });
@@ -178,18 +234,31 @@ describe('expandExec with names that are not UTF-8', () => {
     const arg = runs[0]![1];
     assert.ok(Buffer.isBuffer(arg));
     assert.deepEqual(arg, Buffer.concat([Buffer.from('--file='), NOT_UTF8]));
-    assert.deepEqual(expandExec(parseExec('view --file=%f'), { uris: ['file:///ok/%C3%A9'] }), [['view', '--file=/ok/é']]);
-    assert.deepEqual(expandExec(parseExec('view a%fb'), { uris: ['file:///%FF'] }), [['view', Buffer.from([0x61, 0x2f, 0xff, 0x62])]]);
+    assert.deepEqual(expandExec(parseExec('view --file=%f'), { uris: ['file:///ok/%C3%A9'] }), [
+      ['view', '--file=/ok/é'],
+    ]);
+    assert.deepEqual(expandExec(parseExec('view a%fb'), { uris: ['file:///%FF'] }), [
+      ['view', Buffer.from([0x61, 0x2f, 0xff, 0x62])],
+    ]);
   });
 
   it('%u and %U pass a file URI of such a name on as the URI', () => {
-    assert.deepEqual(expandExec(parseExec('view %u'), { uris: [NOT_UTF8_URI] }), [['view', NOT_UTF8_URI]]);
-    assert.deepEqual(expandExec(parseExec('view %U'), { uris: [NOT_UTF8_URI, 'https://x/'] }), [['view', NOT_UTF8_URI, 'https://x/']]);
-    assert.deepEqual(expandExec(parseExec('view --uri=%u'), { uris: [NOT_UTF8_URI] }), [['view', `--uri=${NOT_UTF8_URI}`]]);
+    assert.deepEqual(expandExec(parseExec('view %u'), { uris: [NOT_UTF8_URI] }), [
+      ['view', NOT_UTF8_URI],
+    ]);
+    assert.deepEqual(expandExec(parseExec('view %U'), { uris: [NOT_UTF8_URI, 'https://x/'] }), [
+      ['view', NOT_UTF8_URI, 'https://x/'],
+    ]);
+    assert.deepEqual(expandExec(parseExec('view --uri=%u'), { uris: [NOT_UTF8_URI] }), [
+      ['view', `--uri=${NOT_UTF8_URI}`],
+    ]);
   });
 
   it('%f drops URIs that name no local file', () => {
-    assert.deepEqual(expandExec(parseExec('view %f'), { uris: ['file:///a%00', 'file://host/x'] }), [['view']]);
+    assert.deepEqual(
+      expandExec(parseExec('view %f'), { uris: ['file:///a%00', 'file://host/x'] }),
+      [['view']],
+    );
     assert.deepEqual(expandExec(parseExec('view --file=%f'), { uris: ['http://x/y'] }), [['view']]);
   });
 });

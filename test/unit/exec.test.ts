@@ -41,8 +41,19 @@ describe('parseExec', () => {
   });
 
   it('handles double quotes and their escapes', () => {
-    assert.deepEqual(parseExec('fooview --title "Foo; Bar" %F'), ['fooview', '--title', 'Foo; Bar', F]);
-    assert.deepEqual(parseExec('p "a\\"b" "c\\`d" "e\\$f" "g\\\\h"'), ['p', 'a"b', 'c`d', 'e$f', 'g\\h']);
+    assert.deepEqual(parseExec('fooview --title "Foo; Bar" %F'), [
+      'fooview',
+      '--title',
+      'Foo; Bar',
+      F,
+    ]);
+    assert.deepEqual(parseExec('p "a\\"b" "c\\`d" "e\\$f" "g\\\\h"'), [
+      'p',
+      'a"b',
+      'c`d',
+      'e$f',
+      'g\\h',
+    ]);
     assert.deepEqual(parseExec('p ""'), ['p', '']);
     assert.deepEqual(parseExec('p "" ""'), ['p', '', '']);
     // Other backslashes inside double quotes are literal, as in a shell.
@@ -54,19 +65,46 @@ describe('parseExec', () => {
   });
 
   it('applies both levels of escaping to a line from a file', () => {
-    assert.deepEqual(execOfLine('Exec=sh -c "echo \\\\"hi\\\\" \\\\$HOME"'), ['sh', '-c', 'echo "hi" $HOME']);
+    assert.deepEqual(execOfLine('Exec=sh -c "echo \\\\"hi\\\\" \\\\$HOME"'), [
+      'sh',
+      '-c',
+      'echo "hi" $HOME',
+    ]);
     assert.deepEqual(execOfLine('Exec=p "a\\\\\\\\b"'), ['p', 'a\\b']);
     assert.deepEqual(execOfLine('Exec=p\\sq'), ['p', 'q']);
-    assert.deepEqual(execOfLine('Exec=fooview --title "Foo; Bar" %F'), ['fooview', '--title', 'Foo; Bar', F]);
+    assert.deepEqual(execOfLine('Exec=fooview --title "Foo; Bar" %F'), [
+      'fooview',
+      '--title',
+      'Foo; Bar',
+      F,
+    ]);
   });
 
   it('accepts shell-style forms that real desktops accept', () => {
-    assert.deepEqual(parseExec('env WINEPREFIX="/home/u/.wine" wine x.exe'), ['env', 'WINEPREFIX=/home/u/.wine', 'wine', 'x.exe']);
-    assert.deepEqual(parseExec("sh -c 'echo $HOME \"x\"'"), ['sh', '-c', 'echo $HOME "x"']);
-    assert.deepEqual(parseExec('wine C:\\\\Program\\ Files\\\\x.exe'), ['wine', 'C:\\Program Files\\x.exe']);
+    assert.deepEqual(parseExec('env WINEPREFIX="/home/u/.wine" wine x.exe'), [
+      'env',
+      'WINEPREFIX=/home/u/.wine',
+      'wine',
+      'x.exe',
+    ]);
+    assert.deepEqual(parseExec('sh -c \'echo $HOME "x"\''), ['sh', '-c', 'echo $HOME "x"']);
+    assert.deepEqual(parseExec('wine C:\\\\Program\\ Files\\\\x.exe'), [
+      'wine',
+      'C:\\Program Files\\x.exe',
+    ]);
     assert.deepEqual(parseExec('p a"b c"d'), ['p', 'ab cd']);
     assert.deepEqual(parseExec('p ~/x $HOME a|b a&b a;b *?# (x) `y` <in >out'), [
-      'p', '~/x', '$HOME', 'a|b', 'a&b', 'a;b', '*?#', '(x)', '`y`', '<in', '>out',
+      'p',
+      '~/x',
+      '$HOME',
+      'a|b',
+      'a&b',
+      'a;b',
+      '*?#',
+      '(x)',
+      '`y`',
+      '<in',
+      '>out',
     ]);
   });
 
@@ -75,7 +113,12 @@ describe('parseExec', () => {
     assert.deepEqual(parseExec('p %F'), ['p', F]);
     assert.deepEqual(parseExec('p %u'), ['p', u]);
     assert.deepEqual(parseExec('p %U'), ['p', U]);
-    assert.deepEqual(parseExec('p %i %c %k'), ['p', { fieldCode: 'i' }, { fieldCode: 'c' }, { fieldCode: 'k' }]);
+    assert.deepEqual(parseExec('p %i %c %k'), [
+      'p',
+      { fieldCode: 'i' },
+      { fieldCode: 'c' },
+      { fieldCode: 'k' },
+    ]);
     assert.deepEqual(parseExec('p 100%% "50%%" %%%%'), ['p', '100%', '50%', '%%']);
     assert.deepEqual(parseExec('p --file=%f --name=%c:%k'), [
       'p',
@@ -121,9 +164,13 @@ describe('parseExec', () => {
 
 describe('expandExec', () => {
   it('expands %F and %U to all files', () => {
-    assert.deepEqual(expandExec(parseExec('p --x %F'), { files: ['/a', '/b c'] }), [['p', '--x', '/a', '/b c']]);
+    assert.deepEqual(expandExec(parseExec('p --x %F'), { files: ['/a', '/b c'] }), [
+      ['p', '--x', '/a', '/b c'],
+    ]);
     assert.deepEqual(expandExec(parseExec('p %F'), {}), [['p']]);
-    assert.deepEqual(expandExec(parseExec('p %U'), { uris: ['https://e.org/', 'file:///x'] }), [['p', 'https://e.org/', 'file:///x']]);
+    assert.deepEqual(expandExec(parseExec('p %U'), { uris: ['https://e.org/', 'file:///x'] }), [
+      ['p', 'https://e.org/', 'file:///x'],
+    ]);
   });
 
   it('runs the program once per file for %f and %u', () => {
@@ -131,7 +178,10 @@ describe('expandExec', () => {
       ['p', '/a', 'end'],
       ['p', '/b', 'end'],
     ]);
-    assert.deepEqual(expandExec(parseExec('p %u'), { uris: ['http://a', 'http://b'] }), [['p', 'http://a'], ['p', 'http://b']]);
+    assert.deepEqual(expandExec(parseExec('p %u'), { uris: ['http://a', 'http://b'] }), [
+      ['p', 'http://a'],
+      ['p', 'http://b'],
+    ]);
     assert.deepEqual(expandExec(parseExec('p %f'), {}), [['p']]);
   });
 
@@ -144,18 +194,34 @@ describe('expandExec', () => {
   });
 
   it('turns files into percent-encoded file URIs for %u/%U', () => {
-    assert.deepEqual(expandExec(parseExec('p %U'), { files: ['/home/u/a b#1?.txt', '/tmp/ü%'], uris: ['mailto:x@y'] }), [
-      ['p', 'file:///home/u/a%20b%231%3F.txt', 'file:///tmp/%C3%BC%25', 'mailto:x@y'],
+    assert.deepEqual(
+      expandExec(parseExec('p %U'), {
+        files: ['/home/u/a b#1?.txt', '/tmp/ü%'],
+        uris: ['mailto:x@y'],
+      }),
+      [['p', 'file:///home/u/a%20b%231%3F.txt', 'file:///tmp/%C3%BC%25', 'mailto:x@y']],
+    );
+    assert.deepEqual(expandExec(parseExec('p %u'), { files: ['rel/x'], cwd: '/w' }), [
+      ['p', 'file:///w/rel/x'],
     ]);
-    assert.deepEqual(expandExec(parseExec('p %u'), { files: ['rel/x'], cwd: '/w' }), [['p', 'file:///w/rel/x']]);
-    assert.throws(() => expandExec(parseExec('p %u'), { files: ['rel/x'] }), (e: unknown) => e instanceof KagomeError && e.errorName === 'InvalidArgument');
+    assert.throws(
+      () => expandExec(parseExec('p %u'), { files: ['rel/x'] }),
+      (e: unknown) => e instanceof KagomeError && e.errorName === 'InvalidArgument',
+    );
   });
 
   it('turns file URIs into paths for %f/%F and drops other URIs', () => {
     assert.deepEqual(
       expandExec(parseExec('p %F'), {
         files: ['/a'],
-        uris: ['file:///b%20c', 'https://e.org/x', 'file://localhost/d', 'file://otherhost/e', 'file:///f%2Fg', 'not a uri'],
+        uris: [
+          'file:///b%20c',
+          'https://e.org/x',
+          'file://localhost/d',
+          'file://otherhost/e',
+          'file:///f%2Fg',
+          'not a uri',
+        ],
       }),
       [['p', '/a', '/b c', '/d']],
     );
@@ -164,14 +230,32 @@ describe('expandExec', () => {
 
   it('expands %i, %c, %k and %%', () => {
     const args = parseExec('p %i --name %c --from=%k %k 100%%');
-    assert.deepEqual(expandExec(args, { icon: 'fooview', name: 'Fooview', desktopFile: '/usr/share/applications/foo.desktop' }), [
-      ['p', '--icon', 'fooview', '--name', 'Fooview', '--from=/usr/share/applications/foo.desktop', '/usr/share/applications/foo.desktop', '100%'],
-    ]);
+    assert.deepEqual(
+      expandExec(args, {
+        icon: 'fooview',
+        name: 'Fooview',
+        desktopFile: '/usr/share/applications/foo.desktop',
+      }),
+      [
+        [
+          'p',
+          '--icon',
+          'fooview',
+          '--name',
+          'Fooview',
+          '--from=/usr/share/applications/foo.desktop',
+          '/usr/share/applications/foo.desktop',
+          '100%',
+        ],
+      ],
+    );
     assert.deepEqual(expandExec(args, { icon: '' }), [['p', '--name', '--from=', '100%']]);
   });
 
   it('ignores files when the line takes none', () => {
-    assert.deepEqual(expandExec(parseExec('p -x'), { files: ['/a'], uris: ['http://b'] }), [['p', '-x']]);
+    assert.deepEqual(expandExec(parseExec('p -x'), { files: ['/a'], uris: ['http://b'] }), [
+      ['p', '-x'],
+    ]);
   });
 });
 
@@ -180,7 +264,7 @@ describe('file URIs', () => {
     assert.equal(pathToFileUri('/a b/ü/c#d'), 'file:///a%20b/%C3%BC/c%23d');
     assert.equal(pathToFileUri('/'), 'file:///');
     assert.equal(fileUriToPath('file:///a%20b/%C3%BC/c%23d'), '/a b/ü/c#d');
-    for (const p of ['/x', '/with space/and%percent', "/q'uote\"s/[b]{c}", '/日本/ファイル']) {
+    for (const p of ['/x', '/with space/and%percent', '/q\'uote"s/[b]{c}', '/日本/ファイル']) {
       assert.equal(fileUriToPath(pathToFileUri(p)), p);
     }
     assert.equal(fileUriToPath('http://x/y'), undefined);
@@ -208,14 +292,32 @@ describe('quoteExecArg and formatExec', () => {
   });
 
   it('formats argv and field codes', () => {
-    assert.equal(formatExec(['fooview', '--title', 'Foo; Bar', { fieldCode: 'F' }]), 'fooview --title "Foo; Bar" %F');
+    assert.equal(
+      formatExec(['fooview', '--title', 'Foo; Bar', { fieldCode: 'F' }]),
+      'fooview --title "Foo; Bar" %F',
+    );
     assert.equal(formatExec(['p', ['--file=', f], { fieldCode: 'i' }]), 'p --file=%f %i');
     assert.equal(formatExec(['p', { fieldCode: '%U' }]), 'p %U');
     assert.equal(formatExec(['p', ['lit', 'eral']]), 'p literal');
   });
 
   it('round trips awkward arguments through the parser and the keyfile', () => {
-    const argv = ['/opt/my app/bin', '', 'a"b', '$X', '`y`', 'c\\d', 'e\\\\', '100%', '%f', "q'uote", 'tab\there', 'nl\nhere', ' lead', 'ü'];
+    const argv = [
+      '/opt/my app/bin',
+      '',
+      'a"b',
+      '$X',
+      '`y`',
+      'c\\d',
+      'e\\\\',
+      '100%',
+      '%f',
+      "q'uote",
+      'tab\there',
+      'nl\nhere',
+      ' lead',
+      'ü',
+    ];
     const line = formatExec(argv);
     assert.deepEqual(expandExec(parseExec(line)), [argv]);
     const kf = Keyfile.create();
@@ -226,7 +328,8 @@ describe('quoteExecArg and formatExec', () => {
   });
 
   it('rejects what cannot be written', () => {
-    const invalidArg = (e: unknown) => e instanceof KagomeError && e.errorName === 'InvalidArgument';
+    const invalidArg = (e: unknown) =>
+      e instanceof KagomeError && e.errorName === 'InvalidArgument';
     assert.throws(() => formatExec([]), invalidArg);
     assert.throws(() => formatExec(['p', f, F]), invalidArg);
     assert.throws(() => formatExec([F]), invalidArg);

@@ -5,7 +5,17 @@
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmod, lstat, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  lstat,
+  mkdir,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { makeTempEnv, type TempEnv } from '../helpers/tmpenv.js';
@@ -49,30 +59,48 @@ async function makeWorld(configDirs: string[] = []): Promise<World> {
   const bin = path.join(t.root, BIN_DIR);
   await mkdir(bin);
   const kagomeOpen = path.join(bin, 'kagome-open');
-  await writeFile(kagomeOpen, '#!/bin/sh\nfor a do printf \'%s\\0\' "$a"; done > "$ARGV_OUT"\n', { mode: 0o755 });
+  await writeFile(kagomeOpen, '#!/bin/sh\nfor a do printf \'%s\\0\' "$a"; done > "$ARGV_OUT"\n', {
+    mode: 0o755,
+  });
   const sel = path.join(t.root, 'selected files');
   await mkdir(sel);
   for (const n of NASTY) await writeFile(path.join(sel, n), '');
   return {
     t,
-    opts: { dataHome: t.env.XDG_DATA_HOME, configHome: t.env.XDG_CONFIG_HOME, configDirs, kagomeOpen },
+    opts: {
+      dataHome: t.env.XDG_DATA_HOME,
+      configHome: t.env.XDG_CONFIG_HOME,
+      configDirs,
+      kagomeOpen,
+    },
     sel,
     files: NASTY.map((n) => path.join(sel, n)),
     argvFile: path.join(t.root, 'argv'),
   };
 }
 
-const install = (w: World, cages = CAGES, existing = new Set(cages.map((c) => c.name))): Promise<SyncReport> => installFileManagerActions(w.opts, cages, existing);
+const install = (
+  w: World,
+  cages = CAGES,
+  existing = new Set(cages.map((c) => c.name)),
+): Promise<SyncReport> => installFileManagerActions(w.opts, cages, existing);
 
 function ok(r: SyncReport): SyncReport {
-  assert.deepEqual(r.problems.map((p) => p.error.message), []);
+  assert.deepEqual(
+    r.problems.map((p) => p.error.message),
+    [],
+  );
   return r;
 }
 
 /** Runs argv as a file manager's spawn would, and returns what kagome-open received. */
 async function run(w: World, argv: string[], cwd = w.sel): Promise<string[]> {
   await rm(w.argvFile, { force: true });
-  const r = spawnSync(argv[0]!, argv.slice(1), { cwd, env: { ...process.env, ARGV_OUT: w.argvFile }, encoding: 'utf8' });
+  const r = spawnSync(argv[0]!, argv.slice(1), {
+    cwd,
+    env: { ...process.env, ARGV_OUT: w.argvFile },
+    encoding: 'utf8',
+  });
   assert.equal(r.status, 0, `${JSON.stringify(argv)} failed: ${r.stderr}${r.error ?? ''}`);
   return received(w);
 }
@@ -80,11 +108,20 @@ async function run(w: World, argv: string[], cwd = w.sel): Promise<string[]> {
 async function received(w: World): Promise<string[]> {
   const out = (await readFile(w.argvFile)).toString('utf8').split('\0');
   assert.equal(out.pop(), '', 'argv ends with a NUL');
-  assert.ok(!existsSync(path.join(w.sel, 'pwned')) && !existsSync(path.join(w.sel, 'pwned2')), 'a file name was run as a command');
+  assert.ok(
+    !existsSync(path.join(w.sel, 'pwned')) && !existsSync(path.join(w.sel, 'pwned2')),
+    'a file name was run as a command',
+  );
   return out;
 }
 
-const expected = (w: World, cage: string, files = w.files): string[] => ['--cage', cage, '--open', '--', ...files];
+const expected = (w: World, cage: string, files = w.files): string[] => [
+  '--cage',
+  cage,
+  '--open',
+  '--',
+  ...files,
+];
 
 // GLib's own g_shell_parse_argv (Nemo's g_spawn_command_line_async, caja-actions and libfm
 // all split their expanded command with it), called through ctypes: no reimplementation to
@@ -112,7 +149,8 @@ function gShellParseArgv(command: string): string[] {
 const gShellQuote = (s: string): string => `'${s.replaceAll("'", `'\\''`)}'`;
 
 /** Nemo (5.6 and later) with Quote unset: eel_str_escape_shell_characters. */
-const nemoEscape = (s: string): string => s.replace(/[ \t'"\\#\n]/g, (c) => (c === '\n' ? `'\n'` : `\\${c}`));
+const nemoEscape = (s: string): string =>
+  s.replace(/[ \t'"\\#\n]/g, (c) => (c === '\n' ? `'\n'` : `\\${c}`));
 
 /**
  * nemo_action_activate: tokens are found at the first '%' left, from after the last insertion;
@@ -128,7 +166,8 @@ function nemoCommand(exec: string, files: string[]): string {
     let insert: string;
     if (code === '%F') insert = files.map(nemoEscape).join(' ');
     else if (code === '%%') insert = '%';
-    else if (['%U', '%P', '%R', '%f', '%p', '%N', '%D', '%e', '%X'].includes(code)) throw new Error(`unexpected Nemo token ${code}`);
+    else if (['%U', '%P', '%R', '%f', '%p', '%N', '%D', '%e', '%X'].includes(code))
+      throw new Error(`unexpected Nemo token ${code}`);
     else return out;
     out = out.slice(0, at) + insert + out.slice(at + 2);
     from = at + insert.length;
@@ -159,7 +198,8 @@ function thunarCommand(command: string, files: string[]): string {
   for (let i = 0; i < first.length; i++) {
     if (first[i] === '%' && i + 1 < first.length) {
       const c = first[++i]!;
-      if (c === 'f' || c === 'F') out += (c === 'f' ? files.slice(0, 1) : files).map(gShellQuote).join(' ');
+      if (c === 'f' || c === 'F')
+        out += (c === 'f' ? files.slice(0, 1) : files).map(gShellQuote).join(' ');
       else if (c === '%') out += '%';
       // Thunar drops any other code: the generated command must not depend on one.
       else throw new Error(`unexpected code %${c}`);
@@ -195,10 +235,14 @@ function parseUca(file: string): UcaAction[] {
 }
 
 const ucaFile = (w: World): string => path.join(w.t.env.XDG_CONFIG_HOME, 'Thunar', 'uca.xml');
-const nautilusScript = (w: World, cage: string): string => path.join(w.t.env.XDG_DATA_HOME, 'nautilus', 'scripts', `Open in cage ${cage}`);
-const nemoFile = (w: World, cage: string): string => path.join(w.t.env.XDG_DATA_HOME, 'nemo', 'actions', `kagome-${cage}.nemo_action`);
-const dolphinFile = (w: World, cage: string): string => path.join(w.t.env.XDG_DATA_HOME, 'kio', 'servicemenus', `kagome-${cage}.desktop`);
-const fmaFile = (w: World, cage: string): string => path.join(w.t.env.XDG_DATA_HOME, 'file-manager', 'actions', `kagome-${cage}.desktop`);
+const nautilusScript = (w: World, cage: string): string =>
+  path.join(w.t.env.XDG_DATA_HOME, 'nautilus', 'scripts', `Open in cage ${cage}`);
+const nemoFile = (w: World, cage: string): string =>
+  path.join(w.t.env.XDG_DATA_HOME, 'nemo', 'actions', `kagome-${cage}.nemo_action`);
+const dolphinFile = (w: World, cage: string): string =>
+  path.join(w.t.env.XDG_DATA_HOME, 'kio', 'servicemenus', `kagome-${cage}.desktop`);
+const fmaFile = (w: World, cage: string): string =>
+  path.join(w.t.env.XDG_DATA_HOME, 'file-manager', 'actions', `kagome-${cage}.desktop`);
 
 async function keyfileExec(file: string, group: string): Promise<string> {
   const exec = Keyfile.parse(await readFile(file), { file }).get(group, 'Exec');
@@ -226,18 +270,27 @@ describe('file manager actions: commands reach kagome-open with the files byte f
       assert.deepEqual(await run(w, [nautilusScript(w, cage), ...NASTY]), expected(w, cage));
       // Absolute names (Nautilus passes those for files outside the folder, e.g. in search
       // results) stay as they are.
-      assert.deepEqual(await run(w, [nautilusScript(w, cage), ...w.files], w.t.root), expected(w, cage));
+      assert.deepEqual(
+        await run(w, [nautilusScript(w, cage), ...w.files], w.t.root),
+        expected(w, cage),
+      );
     });
   }
 
   it('Nautilus: a relative name that looks like a URI reaches kagome-open as an absolute path', async () => {
-    assert.deepEqual(await run(w, [nautilusScript(w, 'web'), 'notes:2024.txt']), expected(w, 'web', [path.join(w.sel, 'notes:2024.txt')]));
+    assert.deepEqual(
+      await run(w, [nautilusScript(w, 'web'), 'notes:2024.txt']),
+      expected(w, 'web', [path.join(w.sel, 'notes:2024.txt')]),
+    );
   });
 
   it('Nemo: as nemo_action_activate expands %F (Quote unset) and g_spawn_command_line_async splits it', async () => {
     for (const c of CAGES) {
       const exec = await keyfileExec(nemoFile(w, c.name), 'Nemo Action');
-      assert.deepEqual(await run(w, gShellParseArgv(nemoCommand(exec, w.files))), expected(w, c.name));
+      assert.deepEqual(
+        await run(w, gShellParseArgv(nemoCommand(exec, w.files))),
+        expected(w, c.name),
+      );
       // The same line read by the Desktop Entry rules means the same.
       assert.deepEqual(await runDesktopExec(w, exec), expected(w, c.name));
     }
@@ -245,14 +298,20 @@ describe('file manager actions: commands reach kagome-open with the files byte f
 
   it('Dolphin: the service menu action, expanded by the Desktop Entry rules', async () => {
     for (const c of CAGES) {
-      assert.deepEqual(await runDesktopExec(w, await keyfileExec(dolphinFile(w, c.name), 'Desktop Action open')), expected(w, c.name));
+      assert.deepEqual(
+        await runDesktopExec(w, await keyfileExec(dolphinFile(w, c.name), 'Desktop Action open')),
+        expected(w, c.name),
+      );
     }
   });
 
-  it('Caja and PCManFM: as caja-actions and libfm put in g_shell_quote\'d files and split with g_shell_parse_argv', async () => {
+  it("Caja and PCManFM: as caja-actions and libfm put in g_shell_quote'd files and split with g_shell_parse_argv", async () => {
     for (const c of CAGES) {
       const exec = await keyfileExec(fmaFile(w, c.name), 'X-Action-Profile open');
-      assert.deepEqual(await run(w, gShellParseArgv(fmaCommand(exec, w.files))), expected(w, c.name));
+      assert.deepEqual(
+        await run(w, gShellParseArgv(fmaCommand(exec, w.files))),
+        expected(w, c.name),
+      );
       assert.deepEqual(await runDesktopExec(w, exec), expected(w, c.name));
     }
   });
@@ -262,7 +321,10 @@ describe('file manager actions: commands reach kagome-open with the files byte f
     for (const c of CAGES) {
       const a = actions.find((x) => x.id === `kagome-${c.name}`);
       assert.ok(a, `kagome-${c.name} is in uca.xml`);
-      assert.deepEqual(await run(w, ['/bin/sh', '-c', thunarCommand(a.command, w.files)]), expected(w, c.name));
+      assert.deepEqual(
+        await run(w, ['/bin/sh', '-c', thunarCommand(a.command, w.files)]),
+        expected(w, c.name),
+      );
     }
   });
 });
@@ -298,7 +360,10 @@ const INHERENT: Record<string, string[]> = {
 
 function validate(file: string): string[] {
   const r = spawnSync('desktop-file-validate', [file], { encoding: 'utf8' });
-  assert.ok(!r.error, `desktop-file-validate could not run (packaging/install-deps installs desktop-file-utils): ${r.error}`);
+  assert.ok(
+    !r.error,
+    `desktop-file-validate could not run (packaging/install-deps installs desktop-file-utils): ${r.error}`,
+  );
   const lines = (r.stdout + r.stderr).split('\n').filter((l) => l !== '');
   if (r.status !== 0) assert.ok(lines.length > 0, 'a failure says why');
   return lines.map((l) => (l.startsWith(`${file}: `) ? l.slice(file.length + 2) : l));
@@ -334,15 +399,23 @@ describe('file manager actions: desktop-file-validate', () => {
     it(`${format}: nothing but what the format itself implies`, async () => {
       for (const c of CAGES) {
         const f = file(w, c.name);
-        assert.deepEqual(validate(f).filter((l) => !INHERENT[format]!.includes(l)), [], f);
-        if (group) assert.deepEqual(await validateExec(w, await keyfileExec(f, group)), [], `Exec of ${f}`);
+        assert.deepEqual(
+          validate(f).filter((l) => !INHERENT[format]!.includes(l)),
+          [],
+          f,
+        );
+        if (group)
+          assert.deepEqual(await validateExec(w, await keyfileExec(f, group)), [], `Exec of ${f}`);
       }
     });
   }
 
   it('the check can fail: a broken Exec in the service menu action is reported', async () => {
     const f = path.join(w.t.root, 'broken.desktop');
-    await writeFile(f, (await readFile(dolphinFile(w, 'web'), 'utf8')).replace(/^Exec=.*$/m, 'Exec=/bin/x $HOME %x'));
+    await writeFile(
+      f,
+      (await readFile(dolphinFile(w, 'web'), 'utf8')).replace(/^Exec=.*$/m, 'Exec=/bin/x $HOME %x'),
+    );
     assert.ok(validate(f).filter((l) => !INHERENT.dolphin!.includes(l)).length >= 2);
   });
 });
@@ -354,7 +427,11 @@ describe('file manager actions: Thunar uca.xml', () => {
   });
   afterEach(() => w.t.cleanup());
 
-  const kagomeIds = (actions: UcaAction[]): string[] => actions.filter((a) => a.id.startsWith('kagome-')).map((a) => a.id).sort();
+  const kagomeIds = (actions: UcaAction[]): string[] =>
+    actions
+      .filter((a) => a.id.startsWith('kagome-'))
+      .map((a) => a.id)
+      .sort();
   const write = async (text: string): Promise<void> => {
     await mkdir(path.dirname(ucaFile(w)), { recursive: true });
     await writeFile(ucaFile(w), text);
@@ -367,7 +444,13 @@ describe('file manager actions: Thunar uca.xml', () => {
     const a = actions.find((x) => x.id === 'kagome-my_work')!;
     assert.equal(a.name, 'Open in cage my__work', 'an underscore is no mnemonic in the menu');
     assert.equal(a.patterns, '*');
-    assert.deepEqual(a.flags, ['audio-files', 'image-files', 'other-files', 'text-files', 'video-files']);
+    assert.deepEqual(a.flags, [
+      'audio-files',
+      'image-files',
+      'other-files',
+      'text-files',
+      'video-files',
+    ]);
     assert.match(a.description, /100% "secure" & <private> second line/);
     ok(await removeFileManagerActions(w.opts));
     assert.ok(!existsSync(ucaFile(w)), 'remove leaves no file behind where there was none');
@@ -422,8 +505,16 @@ describe('file manager actions: Thunar uca.xml', () => {
     ok(await install(w));
     const text = await readFile(ucaFile(w), 'utf8');
     const actions = parseUca(ucaFile(w));
-    assert.deepEqual(kagomeIds(actions), ['kagome-', 'kagome-my_work', 'kagome-web', 'kagome-web-x y']);
-    assert.ok(text.startsWith(USER.slice(0, USER.lastIndexOf('</actions>'))), "everything of the user's is there, unchanged, before kagome's");
+    assert.deepEqual(kagomeIds(actions), [
+      'kagome-',
+      'kagome-my_work',
+      'kagome-web',
+      'kagome-web-x y',
+    ]);
+    assert.ok(
+      text.startsWith(USER.slice(0, USER.lastIndexOf('</actions>'))),
+      "everything of the user's is there, unchanged, before kagome's",
+    );
     ok(await removeFileManagerActions(w.opts));
     assert.equal(await readFile(ucaFile(w), 'utf8'), USER);
   });
@@ -434,20 +525,26 @@ describe('file manager actions: Thunar uca.xml', () => {
     const first = await readFile(ucaFile(w), 'utf8');
     const r = ok(await install(w));
     assert.equal(await readFile(ucaFile(w), 'utf8'), first);
-    assert.deepEqual(r.changes.filter((c) => c.fileManager === 'thunar').map((c) => c.change), ['unchanged']);
+    assert.deepEqual(
+      r.changes.filter((c) => c.fileManager === 'thunar').map((c) => c.change),
+      ['unchanged'],
+    );
     assert.equal(parseUca(ucaFile(w)).filter((a) => a.id === 'kagome-web').length, 1);
   });
 
-  it('a file as Thunar rewrites it (with kagome\'s action reformatted) is merged the same way', async () => {
+  it("a file as Thunar rewrites it (with kagome's action reformatted) is merged the same way", async () => {
     ok(await install(w));
-    const thunarStyle = (await readFile(ucaFile(w), 'utf8')).replace(/<unique-id>kagome-web<\/unique-id>\n/, '<submenu></submenu>\n\t<unique-id>kagome-web</unique-id>\n\t<range></range>\n');
+    const thunarStyle = (await readFile(ucaFile(w), 'utf8')).replace(
+      /<unique-id>kagome-web<\/unique-id>\n/,
+      '<submenu></submenu>\n\t<unique-id>kagome-web</unique-id>\n\t<range></range>\n',
+    );
     await write(thunarStyle);
     ok(await install(w));
     assert.deepEqual(kagomeIds(parseUca(ucaFile(w))), ['kagome-my_work', 'kagome-web']);
     assert.doesNotMatch(await readFile(ucaFile(w), 'utf8'), /<range>/);
   });
 
-  it('stale actions of cages that are gone are taken out; other cages\' stay', async () => {
+  it("stale actions of cages that are gone are taken out; other cages' stay", async () => {
     ok(await install(w));
     const r = ok(await installFileManagerActions(w.opts, [CAGES[0]!], new Set(['web'])));
     assert.deepEqual(kagomeIds(parseUca(ucaFile(w))), ['kagome-web']);
@@ -460,8 +557,16 @@ describe('file manager actions: Thunar uca.xml', () => {
   });
 
   for (const [what, text, reason] of [
-    ['no <actions> root', '<?xml version="1.0"?>\n<menu><action/></menu>\n', /root element is <menu>, not <actions>/],
-    ['an unclosed element', '<actions>\n<action>\n<name>x</name>\n</actions>\n', /<\/actions> closes <action>/],
+    [
+      'no <actions> root',
+      '<?xml version="1.0"?>\n<menu><action/></menu>\n',
+      /root element is <menu>, not <actions>/,
+    ],
+    [
+      'an unclosed element',
+      '<actions>\n<action>\n<name>x</name>\n</actions>\n',
+      /<\/actions> closes <action>/,
+    ],
     ['a bare &', '<actions><action><name>a & b</name></action></actions>', /"&"/],
     ['text outside the root', 'hello <actions/>', /outside the <actions> element/],
     ['an unclosed comment', '<actions><!-- x </actions>', /never closed/],
@@ -473,7 +578,10 @@ describe('file manager actions: Thunar uca.xml', () => {
       assert.equal(p.length, 1);
       assert.ok(p[0]!.error.message.startsWith(ucaFile(w) + ':'), p[0]!.error.message);
       assert.match(p[0]!.error.message, reason);
-      assert.match(p[0]!.error.message, /kagome did not change the file.*run 'kagome integrate file-managers' again/);
+      assert.match(
+        p[0]!.error.message,
+        /kagome did not change the file.*run 'kagome integrate file-managers' again/,
+      );
       assert.equal(await readFile(ucaFile(w), 'utf8'), text);
       // The other file managers are done all the same.
       assert.ok(existsSync(nemoFile(w, 'web')));
@@ -487,10 +595,17 @@ describe('file manager actions: Thunar uca.xml', () => {
     await writeFile(path.join(sys, 'Thunar', 'uca.xml'), system);
     const opts = { ...w.opts, configDirs: [path.join(w.t.root, 'nothing-here'), sys] };
     ok(await installFileManagerActions(opts, CAGES, new Set(['web', 'my_work'])));
-    assert.ok((await readFile(ucaFile(w), 'utf8')).startsWith(system.slice(0, system.lastIndexOf('</actions>'))));
+    assert.ok(
+      (await readFile(ucaFile(w), 'utf8')).startsWith(
+        system.slice(0, system.lastIndexOf('</actions>')),
+      ),
+    );
     assert.ok(parseUca(ucaFile(w)).some((a) => a.id === '1234567890123456-1'));
     ok(await removeFileManagerActions(opts));
-    assert.ok(!existsSync(ucaFile(w)), "with kagome's actions gone it would only repeat the system's file");
+    assert.ok(
+      !existsSync(ucaFile(w)),
+      "with kagome's actions gone it would only repeat the system's file",
+    );
   });
 
   it('a symbolic link to uca.xml stays a link; the file it points to is changed', async () => {
@@ -511,7 +626,12 @@ describe('file manager actions: files', () => {
   });
   afterEach(() => w.t.cleanup());
 
-  const ours = (c: string): string[] => [nautilusScript(w, c), nemoFile(w, c), dolphinFile(w, c), fmaFile(w, c)];
+  const ours = (c: string): string[] => [
+    nautilusScript(w, c),
+    nemoFile(w, c),
+    dolphinFile(w, c),
+    fmaFile(w, c),
+  ];
 
   it('writes each format, Nautilus scripts and Dolphin service menus executable; again, nothing changes', async () => {
     const r = ok(await install(w));
@@ -522,7 +642,10 @@ describe('file manager actions: files', () => {
     assert.ok(r.changes.every((c) => c.change === 'written'));
     assert.ok(ok(await install(w)).changes.every((c) => c.change === 'unchanged'));
     await chmod(dolphinFile(w, 'web'), 0o644);
-    assert.equal(ok(await install(w)).changes.find((c) => c.path === dolphinFile(w, 'web'))?.change, 'written');
+    assert.equal(
+      ok(await install(w)).changes.find((c) => c.path === dolphinFile(w, 'web'))?.change,
+      'written',
+    );
     assert.equal((await stat(dolphinFile(w, 'web'))).mode & 0o777, 0o755);
   });
 
@@ -530,8 +653,16 @@ describe('file manager actions: files', () => {
     await mkdir(path.dirname(nemoFile(w, 'web')), { recursive: true });
     await writeFile(nemoFile(w, 'web'), '[Nemo Action]\nName=Mine\n');
     const r = await install(w);
-    assert.deepEqual(r.problems.map((p) => p.path), [nemoFile(w, 'web')]);
-    assert.match(r.problems[0]!.error.message, new RegExp(`^${nemoFile(w, 'web').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} exists and kagome did not write it`));
+    assert.deepEqual(
+      r.problems.map((p) => p.path),
+      [nemoFile(w, 'web')],
+    );
+    assert.match(
+      r.problems[0]!.error.message,
+      new RegExp(
+        `^${nemoFile(w, 'web').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} exists and kagome did not write it`,
+      ),
+    );
     assert.equal(await readFile(nemoFile(w, 'web'), 'utf8'), '[Nemo Action]\nName=Mine\n');
     assert.ok(existsSync(nemoFile(w, 'my_work')) && existsSync(dolphinFile(w, 'web')));
   });
@@ -546,7 +677,12 @@ describe('file manager actions: files', () => {
     ];
     for (const f of mine) {
       await mkdir(path.dirname(f), { recursive: true });
-      await writeFile(f, f.endsWith('.desktop') ? '[Desktop Entry]\nType=Action\nName=x\nX-Kagome-Cage-Not=web\n' : '#!/bin/sh\n# X-Kagome-Cage=web\n');
+      await writeFile(
+        f,
+        f.endsWith('.desktop')
+          ? '[Desktop Entry]\nType=Action\nName=x\nX-Kagome-Cage-Not=web\n'
+          : '#!/bin/sh\n# X-Kagome-Cage=web\n',
+      );
     }
     ok(await install(w));
     const r = ok(await removeFileManagerActions(w.opts));
@@ -556,7 +692,7 @@ describe('file manager actions: files', () => {
     assert.deepEqual(ok(await removeFileManagerActions(w.opts)).changes, []);
   });
 
-  it('install takes out the actions of cages that are gone, and a renamed copy of a cage\'s script', async () => {
+  it("install takes out the actions of cages that are gone, and a renamed copy of a cage's script", async () => {
     ok(await install(w));
     const renamed = path.join(path.dirname(nautilusScript(w, 'web')), '1 - web first');
     await writeFile(renamed, await readFile(nautilusScript(w, 'web')));
@@ -566,15 +702,20 @@ describe('file manager actions: files', () => {
     assert.ok(!existsSync(renamed));
   });
 
-  it('--remove --cage takes out only that cage\'s actions', async () => {
+  it("--remove --cage takes out only that cage's actions", async () => {
     ok(await install(w));
     ok(await removeFileManagerActions(w.opts, ['my_work']));
     for (const f of ours('my_work')) assert.ok(!existsSync(f), f);
     for (const f of ours('web')) assert.ok(existsSync(f), f);
-    assert.deepEqual((await readdir(path.dirname(nemoFile(w, 'web')))).sort(), ['kagome-web.nemo_action']);
+    assert.deepEqual((await readdir(path.dirname(nemoFile(w, 'web')))).sort(), [
+      'kagome-web.nemo_action',
+    ]);
   });
 
   it('refuses a kagome-open that is not an absolute path', async () => {
-    await assert.rejects(installFileManagerActions({ ...w.opts, kagomeOpen: 'kagome-open' }, CAGES, new Set()), /absolute path/);
+    await assert.rejects(
+      installFileManagerActions({ ...w.opts, kagomeOpen: 'kagome-open' }, CAGES, new Set()),
+      /absolute path/,
+    );
   });
 });

@@ -17,17 +17,26 @@ import { waitFor } from '../helpers/wait.js';
 // crash. The store (portal or copies) is a sinon stub handing out ids: what is tested is the
 // bookkeeping around it, on real temp folders and real host files.
 
-type Stubbed<T> = { [K in keyof T]-?: NonNullable<T[K]> extends (...args: infer A) => infer R ? sinon.SinonStub<A, R> : T[K] };
+type Stubbed<T> = {
+  [K in keyof T]-?: NonNullable<T[K]> extends (...args: infer A) => infer R
+    ? sinon.SinonStub<A, R>
+    : T[K];
+};
 
 const openCount = (): number => fs.readdirSync('/proc/self/fd').length;
-const assertClosed = (fd: number): void => assert.throws(() => fs.fstatSync(fd), { code: 'EBADF' }, `descriptor ${fd} was closed`);
+const assertClosed = (fd: number): void =>
+  assert.throws(() => fs.fstatSync(fd), { code: 'EBADF' }, `descriptor ${fd} was closed`);
 
 describe('FileGrants', () => {
   let root: string;
   let dirs: GrantDirs;
   // Without the portal's own folder access (lock-files.test.ts covers what it is for).
-  let store: Stubbed<Omit<GrantStore, 'documentFolder' | 'clearBeside'>> & { kind: GrantStore['kind'] };
-  let copies: Stubbed<Omit<GrantStore, 'documentFolder' | 'clearBeside'>> & { kind: GrantStore['kind'] };
+  let store: Stubbed<Omit<GrantStore, 'documentFolder' | 'clearBeside'>> & {
+    kind: GrantStore['kind'];
+  };
+  let copies: Stubbed<Omit<GrantStore, 'documentFolder' | 'clearBeside'>> & {
+    kind: GrantStore['kind'];
+  };
   let log: Stubbed<Logger>;
   let grants: FileGrants;
   let next: number;
@@ -40,33 +49,67 @@ describe('FileGrants', () => {
     fs.writeFileSync(p, text);
     return openHostPath(p, { followSymlinks: false, writable: 'auto' });
   };
-  const recordFile = (persistent: boolean, cage: string) => path.join(persistent ? dirs.persistent : dirs.transient, `${cage}.json`);
-  const record = (persistent: boolean, cage: string) => JSON.parse(fs.readFileSync(recordFile(persistent, cage), 'utf8'));
-  const idsOf = async (cage: string) => (await grants.list(cage)).map((g) => [g.id, g.persistent]).sort();
+  const recordFile = (persistent: boolean, cage: string) =>
+    path.join(persistent ? dirs.persistent : dirs.transient, `${cage}.json`);
+  const record = (persistent: boolean, cage: string) =>
+    JSON.parse(fs.readFileSync(recordFile(persistent, cage), 'utf8'));
+  const idsOf = async (cage: string) =>
+    (await grants.list(cage)).map((g) => [g.id, g.persistent]).sort();
 
   beforeEach(() => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-grants-'));
     fs.mkdirSync(path.join(root, 'host'));
-    dirs = { transient: path.join(root, 'run', 'grants'), persistent: path.join(root, 'data', 'grants') };
+    dirs = {
+      transient: path.join(root, 'run', 'grants'),
+      persistent: path.join(root, 'data', 'grants'),
+    };
     next = 0;
     store = {
       kind: 'document-portal',
-      folderFor: sinon.stub<[string], Promise<string>>().callsFake(async (cage) => `/portal/by-app/kagome.${cage}`),
+      folderFor: sinon
+        .stub<[string], Promise<string>>()
+        .callsFake(async (cage) => `/portal/by-app/kagome.${cage}`),
       add: sinon
         .stub<[string, readonly HostFile[], { persistent: boolean }], Promise<ProvidedGrant[]>>()
-        .callsFake(async (_cage, files) => files.map((f) => ({ id: `doc${++next}`, name: Buffer.from(path.posix.basename(f.path.toString('latin1')), 'latin1') }))),
-      revoke: sinon.stub<[string, { id: string; hostPath: Buffer; writable: boolean }], Promise<void>>().resolves(),
-      restore: sinon.stub<[string, { id: string; hostPath: Buffer; name: Buffer; writable: boolean }], Promise<void>>().resolves(),
+        .callsFake(async (_cage, files) =>
+          files.map((f) => ({
+            id: `doc${++next}`,
+            name: Buffer.from(path.posix.basename(f.path.toString('latin1')), 'latin1'),
+          })),
+        ),
+      revoke: sinon
+        .stub<[string, { id: string; hostPath: Buffer; writable: boolean }], Promise<void>>()
+        .resolves(),
+      restore: sinon
+        .stub<
+          [string, { id: string; hostPath: Buffer; name: Buffer; writable: boolean }],
+          Promise<void>
+        >()
+        .resolves(),
       close: sinon.stub<[], Promise<void>>().resolves(),
     };
     copies = {
       kind: 'copy',
-      folderFor: sinon.stub<[string], Promise<string>>().callsFake(async (cage) => `/copies/${cage}`),
+      folderFor: sinon
+        .stub<[string], Promise<string>>()
+        .callsFake(async (cage) => `/copies/${cage}`),
       add: sinon
         .stub<[string, readonly HostFile[], { persistent: boolean }], Promise<ProvidedGrant[]>>()
-        .callsFake(async (_cage, files) => files.map((f) => ({ id: `copy${++next}`, name: Buffer.from(path.posix.basename(f.path.toString('latin1')), 'latin1') }))),
-      revoke: sinon.stub<[string, { id: string; hostPath: Buffer; writable: boolean }], Promise<void>>().resolves(),
-      restore: sinon.stub<[string, { id: string; hostPath: Buffer; name: Buffer; writable: boolean }], Promise<void>>().resolves(),
+        .callsFake(async (_cage, files) =>
+          files.map((f) => ({
+            id: `copy${++next}`,
+            name: Buffer.from(path.posix.basename(f.path.toString('latin1')), 'latin1'),
+          })),
+        ),
+      revoke: sinon
+        .stub<[string, { id: string; hostPath: Buffer; writable: boolean }], Promise<void>>()
+        .resolves(),
+      restore: sinon
+        .stub<
+          [string, { id: string; hostPath: Buffer; name: Buffer; writable: boolean }],
+          Promise<void>
+        >()
+        .resolves(),
       close: sinon.stub<[], Promise<void>>().resolves(),
     };
     log = { debug: sinon.stub(), info: sinon.stub(), warn: sinon.stub(), error: sinon.stub() };
@@ -84,7 +127,11 @@ describe('FileGrants', () => {
     // Grants are recorded as JSON where they belong, with the bytes of the host path, and the
     // descriptors given are closed whether the store succeeds or not.
     it('records a transient grant in the transient dir, with what the store gave', async () => {
-      const hostName = Buffer.concat([Buffer.from('a\n'), Buffer.from([0xff]), Buffer.from('.txt')]);
+      const hostName = Buffer.concat([
+        Buffer.from('a\n'),
+        Buffer.from([0xff]),
+        Buffer.from('.txt'),
+      ]);
       const a = file(hostName);
       const [g, ...rest] = await grants.add('web', [a], { persistent: false });
       assert.equal(rest.length, 0);
@@ -97,18 +144,35 @@ describe('FileGrants', () => {
       assert.equal(g!.cage, 'web');
       assert.deepEqual(g!.hostPath, a.path);
       assert.deepEqual(g!.name, hostName);
-      assert.deepEqual(g!.pathInCage, Buffer.concat([Buffer.from('/run/user/1000/doc/doc1/'), hostName]));
+      assert.deepEqual(
+        g!.pathInCage,
+        Buffer.concat([Buffer.from('/run/user/1000/doc/doc1/'), hostName]),
+      );
       assert.equal(g!.writable, true);
       assert.equal(g!.persistent, false);
       assert.equal(g!.store, 'document-portal');
-      assert.deepEqual([g!.dev, g!.ino], [a.dev, a.ino], "the host file's identity, so a file put in its place is never taken for it");
+      assert.deepEqual(
+        [g!.dev, g!.ino],
+        [a.dev, a.ino],
+        "the host file's identity, so a file put in its place is never taken for it",
+      );
       assert.ok(Math.abs(Date.parse(g!.grantedAt) - Date.now()) < 60_000, g!.grantedAt);
 
       const r = record(false, 'web');
       assert.equal(r.version, 1);
       assert.equal(r.cage, 'web');
       assert.deepEqual(r.grants, [
-        { id: 'doc1', hostPath: a.path.toString('base64'), name: hostName.toString('base64'), writable: true, persistent: false, grantedAt: g!.grantedAt, store: 'document-portal', dev: a.dev, ino: a.ino },
+        {
+          id: 'doc1',
+          hostPath: a.path.toString('base64'),
+          name: hostName.toString('base64'),
+          writable: true,
+          persistent: false,
+          grantedAt: g!.grantedAt,
+          store: 'document-portal',
+          dev: a.dev,
+          ino: a.ino,
+        },
       ]);
       assert.equal(fs.existsSync(recordFile(true, 'web')), false, 'nothing in the persistent dir');
       assert.equal(fs.statSync(recordFile(false, 'web')).mode & 0o777, 0o600);
@@ -148,7 +212,11 @@ describe('FileGrants', () => {
     });
 
     it('keeps every grant of concurrent adds', async () => {
-      await Promise.all(Array.from({ length: 12 }, (_, i) => grants.add('web', [file(`f${i}`)], { persistent: i % 2 === 0 })));
+      await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          grants.add('web', [file(`f${i}`)], { persistent: i % 2 === 0 }),
+        ),
+      );
       const list = await grants.list('web');
       assert.equal(list.length, 12);
       assert.equal(record(true, 'web').grants.length, 6);
@@ -180,7 +248,11 @@ describe('FileGrants', () => {
       await grants.add('web', [file('a.txt')], { persistent: false });
       await grants.add('web', [file('a.txt')], { persistent: true });
       assert.deepEqual(await idsOf('web'), [['same', true]]);
-      assert.equal(fs.existsSync(recordFile(false, 'web')), false, 'an emptied record file is removed');
+      assert.equal(
+        fs.existsSync(recordFile(false, 'web')),
+        false,
+        'an emptied record file is removed',
+      );
     });
 
     it('moves from persistent to transient', async () => {
@@ -195,7 +267,10 @@ describe('FileGrants', () => {
       await grants.add('web', [file('o')], { persistent: false });
       await grants.add('web', [file('a.txt')], { persistent: false });
       await grants.add('web', [file('a.txt')], { persistent: true });
-      assert.deepEqual(await idsOf('web'), [['other', false], ['same', true]]);
+      assert.deepEqual(await idsOf('web'), [
+        ['other', false],
+        ['same', true],
+      ]);
     });
   });
 
@@ -204,18 +279,26 @@ describe('FileGrants', () => {
     // InvalidArgument that points at 'kagome grants', and then nothing is revoked.
     it('refuses an unknown id, naming it and the command that lists grants', async () => {
       const [g] = await grants.add('web', [file('a')], { persistent: false });
-      await assert.rejects(grants.revoke('web', [g!.id, 'nope']), (e: { errorName?: string; message: string }) => {
-        assert.equal(e.errorName, 'InvalidArgument');
-        assert.match(e.message, /cage "web" has no grant "nope"; 'kagome grants web' lists its grants/);
-        return true;
-      });
+      await assert.rejects(
+        grants.revoke('web', [g!.id, 'nope']),
+        (e: { errorName?: string; message: string }) => {
+          assert.equal(e.errorName, 'InvalidArgument');
+          assert.match(
+            e.message,
+            /cage "web" has no grant "nope"; 'kagome grants web' lists its grants/,
+          );
+          return true;
+        },
+      );
       assert.equal(store.revoke.callCount, 0, 'nothing is revoked when one id is unknown');
       assert.equal((await grants.list('web')).length, 1);
     });
 
     it('refuses an id of another cage', async () => {
       const [g] = await grants.add('web', [file('a')], { persistent: false });
-      await assert.rejects(grants.revoke('mail', [g!.id]), { errorName: 'InvalidArgument' } as object);
+      await assert.rejects(grants.revoke('mail', [g!.id]), {
+        errorName: 'InvalidArgument',
+      } as object);
       assert.equal(store.revoke.callCount, 0);
     });
 
@@ -225,16 +308,34 @@ describe('FileGrants', () => {
       const [keep] = await grants.add('web', [file('k')], { persistent: false });
       await grants.revoke('web', [t!.id, p!.id]);
       assert.equal(store.revoke.callCount, 2);
-      const revoked = store.revoke.getCalls().map((c) => [c.args[0], c.args[1].id, c.args[1].hostPath.toString()]);
-      assert.deepEqual(revoked.sort(), [['web', p!.id, p!.hostPath.toString()], ['web', t!.id, t!.hostPath.toString()]].sort());
+      const revoked = store.revoke
+        .getCalls()
+        .map((c) => [c.args[0], c.args[1].id, c.args[1].hostPath.toString()]);
+      assert.deepEqual(
+        revoked.sort(),
+        [
+          ['web', p!.id, p!.hostPath.toString()],
+          ['web', t!.id, t!.hostPath.toString()],
+        ].sort(),
+      );
       assert.deepEqual(await idsOf('web'), [[keep!.id, false]]);
-      assert.equal(fs.existsSync(recordFile(true, 'web')), false, 'the emptied persistent record is removed');
+      assert.equal(
+        fs.existsSync(recordFile(true, 'web')),
+        false,
+        'the emptied persistent record is removed',
+      );
     });
 
     it('drops the record of a grant made by another store without asking this one', async () => {
       const [g] = await grants.add('web', [file('a')], { persistent: true });
       const copyStore = { ...store, kind: 'copy' as const };
-      const other = new FileGrants(Promise.resolve(copyStore as GrantStore), () => copies, dirs, RUNTIME, log);
+      const other = new FileGrants(
+        Promise.resolve(copyStore as GrantStore),
+        () => copies,
+        dirs,
+        RUNTIME,
+        log,
+      );
       await other.revoke('web', [g!.id]);
       assert.equal(store.revoke.callCount, 0);
       assert.deepEqual(await grants.list('web'), []);
@@ -244,13 +345,22 @@ describe('FileGrants', () => {
   describe('cageStarting', () => {
     // The store's folder for the cage is bound at <runtime dir>/doc of the starting cage, and
     // persistent grants (only those) are brought back.
-    const spec = (runtimeDir = '/run/user/4242'): SandboxSpec => ({ runtimeDir, ops: [{ op: 'dir', dest: runtimeDir, mode: 0o700 }] }) as unknown as SandboxSpec;
+    const spec = (runtimeDir = '/run/user/4242'): SandboxSpec =>
+      ({
+        runtimeDir,
+        ops: [{ op: 'dir', dest: runtimeDir, mode: 0o700 }],
+      }) as unknown as SandboxSpec;
 
     it('binds the store folder at <runtimeDir>/doc', async () => {
       const s = spec();
       await grants.cageStarting('web', s);
-      assert.deepEqual(store.folderFor.getCalls().map((c) => c.args), [['web']]);
-      assert.deepEqual(s.ops.slice(1), [{ op: 'bind', source: '/portal/by-app/kagome.web', dest: '/run/user/4242/doc' }]);
+      assert.deepEqual(
+        store.folderFor.getCalls().map((c) => c.args),
+        [['web']],
+      );
+      assert.deepEqual(s.ops.slice(1), [
+        { op: 'bind', source: '/portal/by-app/kagome.web', dest: '/run/user/4242/doc' },
+      ]);
       assert.equal(docDirInCage(s), '/run/user/4242/doc');
       assert.equal(store.restore.callCount, 0, 'no grants, nothing to restore');
     });
@@ -261,8 +371,21 @@ describe('FileGrants', () => {
       const [p2] = await grants.add('web', [file('p2')], { persistent: true });
       await grants.add('mail', [file('m')], { persistent: true });
       await grants.cageStarting('web', spec());
-      const restored = store.restore.getCalls().map((c) => [c.args[0], c.args[1].id, c.args[1].name.toString(), c.args[1].hostPath.toString()]);
-      assert.deepEqual(restored.sort(), [['web', p1!.id, 'p1', p1!.hostPath.toString()], ['web', p2!.id, 'p2', p2!.hostPath.toString()]].sort());
+      const restored = store.restore
+        .getCalls()
+        .map((c) => [
+          c.args[0],
+          c.args[1].id,
+          c.args[1].name.toString(),
+          c.args[1].hostPath.toString(),
+        ]);
+      assert.deepEqual(
+        restored.sort(),
+        [
+          ['web', p1!.id, 'p1', p1!.hostPath.toString()],
+          ['web', p2!.id, 'p2', p2!.hostPath.toString()],
+        ].sort(),
+      );
     });
 
     it('a failing restore is a warning, and the others are still restored', async () => {
@@ -278,7 +401,13 @@ describe('FileGrants', () => {
     it('works with a store that has no restore', async () => {
       await grants.add('web', [file('p')], { persistent: true });
       const { restore: _unused, ...noRestore } = store;
-      const g = new FileGrants(Promise.resolve(noRestore as GrantStore), () => copies, dirs, RUNTIME, log);
+      const g = new FileGrants(
+        Promise.resolve(noRestore as GrantStore),
+        () => copies,
+        dirs,
+        RUNTIME,
+        log,
+      );
       const s = spec();
       await g.cageStarting('web', s);
       assert.equal(s.ops.length, 2);
@@ -286,8 +415,9 @@ describe('FileGrants', () => {
     });
   });
 
-  describe('a backend that cannot reach the portal\'s FUSE mount', () => {
-    const spec = (): SandboxSpec => ({ runtimeDir: '/run/user/4242', ops: [] }) as unknown as SandboxSpec;
+  describe("a backend that cannot reach the portal's FUSE mount", () => {
+    const spec = (): SandboxSpec =>
+      ({ runtimeDir: '/run/user/4242', ops: [] }) as unknown as SandboxSpec;
     const podman = { kind: 'podman', fileGrants: () => 'copies' as const };
 
     it('gets the copy folder, its grants are copies, and the log says why once per backend', async () => {
@@ -299,7 +429,10 @@ describe('FileGrants', () => {
       assert.equal(g!.store, 'copy');
       assert.equal(copies.add.callCount, 1);
       assert.equal(store.add.callCount, 0, 'the portal is not asked');
-      const said = log.info.getCalls().map((c) => String(c.args[0])).filter((m) => /podman cannot mount the document portal/.test(m));
+      const said = log.info
+        .getCalls()
+        .map((c) => String(c.args[0]))
+        .filter((m) => /podman cannot mount the document portal/.test(m));
       assert.equal(said.length, 1, 'said once');
       await grants.cageStopped('box');
       assert.equal(copies.revoke.callCount, 1, 'revoked by the store that made it');
@@ -311,7 +444,10 @@ describe('FileGrants', () => {
       assert.equal(g!.store, 'document-portal');
       await grants.cageStarting('box', spec(), podman);
       assert.equal(store.revoke.callCount, 1, 'the portal grant ends');
-      assert.deepEqual(copies.restore.getCalls().map((c) => c.args[1].id), [g!.id]);
+      assert.deepEqual(
+        copies.restore.getCalls().map((c) => c.args[1].id),
+        [g!.id],
+      );
       assert.equal((await grants.list('box'))[0]!.store, 'copy');
     });
 
@@ -325,12 +461,22 @@ describe('FileGrants', () => {
       const s = { ...spec(), remote: 'far' } as SandboxSpec;
       await grants.cageStarting('box', s, { kind: 'lxd', fileGrants: () => 'none' as const });
       assert.deepEqual(s.ops, []);
-      await assert.rejects(grants.add('box', [file('a')], { persistent: false }), (e: unknown) => e instanceof KagomeError && e.errorName === 'NotSupported' && /lxd remote far/.test(e.message) && /lxc file push/.test(e.message));
+      await assert.rejects(
+        grants.add('box', [file('a')], { persistent: false }),
+        (e: unknown) =>
+          e instanceof KagomeError &&
+          e.errorName === 'NotSupported' &&
+          /lxd remote far/.test(e.message) &&
+          /lxc file push/.test(e.message),
+      );
       assert.equal(copies.add.callCount + store.add.callCount, 0);
     });
 
     it('bubblewrap cages keep the portal', async () => {
-      await grants.cageStarting('web', spec(), { kind: 'bubblewrap', fileGrants: () => 'portal' as const });
+      await grants.cageStarting('web', spec(), {
+        kind: 'bubblewrap',
+        fileGrants: () => 'portal' as const,
+      });
       const [g] = await grants.add('web', [file('a')], { persistent: false });
       assert.equal(g!.store, 'document-portal');
     });
@@ -344,7 +490,16 @@ describe('FileGrants', () => {
       const [p] = await grants.add('web', [file('p')], { persistent: true });
       const [m] = await grants.add('mail', [file('m')], { persistent: false });
       await grants.cageStopped('web');
-      assert.deepEqual(store.revoke.getCalls().map((c) => [c.args[0], c.args[1].id]).sort(), [['web', t1!.id], ['web', t2!.id]]);
+      assert.deepEqual(
+        store.revoke
+          .getCalls()
+          .map((c) => [c.args[0], c.args[1].id])
+          .sort(),
+        [
+          ['web', t1!.id],
+          ['web', t2!.id],
+        ],
+      );
       assert.deepEqual(await idsOf('web'), [[p!.id, true]]);
       assert.deepEqual(await idsOf('mail'), [[m!.id, false]], 'other cages keep theirs');
       assert.equal(fs.existsSync(recordFile(false, 'web')), false);
@@ -357,7 +512,10 @@ describe('FileGrants', () => {
       await grants.cageStopped('web');
       assert.equal(store.revoke.callCount, 2);
       assert.match(String(log.warn.firstCall.args[0]), /cage web: revoking doc1: portal gone/);
-      assert.equal((await grants.list('web')).some((g) => g.id === t2!.id), false);
+      assert.equal(
+        (await grants.list('web')).some((g) => g.id === t2!.id),
+        false,
+      );
     });
 
     it('does nothing for a cage without grants', async () => {
@@ -374,18 +532,54 @@ describe('FileGrants', () => {
       const [dp] = await grants.add('dead', [file('dp')], { persistent: true });
       const [a] = await grants.add('alive', [file('a')], { persistent: false });
       // A fresh service, as after a restart.
-      const fresh = new FileGrants(Promise.resolve(store as GrantStore), () => copies, dirs, RUNTIME, log);
+      const fresh = new FileGrants(
+        Promise.resolve(store as GrantStore),
+        () => copies,
+        dirs,
+        RUNTIME,
+        log,
+      );
       await fresh.recover(new Set(['alive']));
-      assert.deepEqual(store.revoke.getCalls().map((c) => [c.args[0], c.args[1].id]), [['dead', d!.id]]);
-      assert.deepEqual(store.restore.getCalls().map((c) => [c.args[0], c.args[1].id]), [['alive', a!.id]]);
-      assert.deepEqual(await idsOf('dead'), [[dp!.id, true]], 'persistent grants outlive their cage');
+      assert.deepEqual(
+        store.revoke.getCalls().map((c) => [c.args[0], c.args[1].id]),
+        [['dead', d!.id]],
+      );
+      assert.deepEqual(
+        store.restore.getCalls().map((c) => [c.args[0], c.args[1].id]),
+        [['alive', a!.id]],
+      );
+      assert.deepEqual(
+        await idsOf('dead'),
+        [[dp!.id, true]],
+        'persistent grants outlive their cage',
+      );
       assert.deepEqual(await idsOf('alive'), [[a!.id, false]]);
     });
 
     it('ignores files that are not cage names, and leaves them', async () => {
       fs.mkdirSync(dirs.transient, { recursive: true });
-      const bogus = ['..x.json', '.json', 'a b.json', '.x.json', 'x.json.123.tmp', `${'n'.repeat(65)}.json`];
-      const valid = JSON.stringify({ version: 1, grants: [{ id: 'i', hostPath: '', name: '', writable: false, persistent: false, grantedAt: '', store: 'document-portal' }] });
+      const bogus = [
+        '..x.json',
+        '.json',
+        'a b.json',
+        '.x.json',
+        'x.json.123.tmp',
+        `${'n'.repeat(65)}.json`,
+      ];
+      const valid = JSON.stringify({
+        version: 1,
+        grants: [
+          {
+            id: 'i',
+            hostPath: '',
+            name: '',
+            writable: false,
+            persistent: false,
+            grantedAt: '',
+            store: 'document-portal',
+          },
+        ],
+      });
       for (const b of bogus) fs.writeFileSync(path.join(dirs.transient, b), valid);
       await grants.recover(new Set());
       await grants.recover(new Set(['a b', '..x', '.x']));
@@ -399,14 +593,14 @@ describe('FileGrants', () => {
       assert.equal(store.revoke.callCount + store.restore.callCount, 0);
     });
 
-    it(
-      'takes up the persistent grants of a running cage that has no transient ones',
-      async () => {
-        const [p] = await grants.add('alive', [file('p')], { persistent: true });
-        await grants.recover(new Set(['alive']));
-        assert.deepEqual(store.restore.getCalls().map((c) => [c.args[0], c.args[1].id]), [['alive', p!.id]]);
-      },
-    );
+    it('takes up the persistent grants of a running cage that has no transient ones', async () => {
+      const [p] = await grants.add('alive', [file('p')], { persistent: true });
+      await grants.recover(new Set(['alive']));
+      assert.deepEqual(
+        store.restore.getCalls().map((c) => [c.args[0], c.args[1].id]),
+        [['alive', p!.id]],
+      );
+    });
   });
 
   describe('corrupt records', () => {
@@ -425,7 +619,10 @@ describe('FileGrants', () => {
       fs.mkdirSync(dirs.persistent, { recursive: true });
       fs.writeFileSync(recordFile(true, 'web'), 'null');
       const [g] = await grants.add('web', [file('a')], { persistent: true });
-      assert.deepEqual(record(true, 'web').grants.map((s: { id: string }) => s.id), [g!.id]);
+      assert.deepEqual(
+        record(true, 'web').grants.map((s: { id: string }) => s.id),
+        [g!.id],
+      );
       assert.ok(log.warn.called);
     });
 
@@ -443,12 +640,23 @@ describe('FileGrants', () => {
     const views = () => path.join(root, 'views');
     let portal: FileGrants;
     let clearBeside: sinon.SinonStub<[string, { id: string; name: Buffer }], Promise<void>>;
-    const spec = (): SandboxSpec => ({ runtimeDir: '/run/user/4242', ops: [] }) as unknown as SandboxSpec;
+    const spec = (): SandboxSpec =>
+      ({ runtimeDir: '/run/user/4242', ops: [] }) as unknown as SandboxSpec;
 
     beforeEach(() => {
       clearBeside = sinon.stub<[string, { id: string; name: Buffer }], Promise<void>>().resolves();
-      const shows = { ...store, documentFolder: (cage: string, id: string) => path.join(views(), cage, id), clearBeside };
-      portal = new FileGrants(Promise.resolve(shows as unknown as GrantStore), () => copies, dirs, RUNTIME, log);
+      const shows = {
+        ...store,
+        documentFolder: (cage: string, id: string) => path.join(views(), cage, id),
+        clearBeside,
+      };
+      portal = new FileGrants(
+        Promise.resolve(shows as unknown as GrantStore),
+        () => copies,
+        dirs,
+        RUNTIME,
+        log,
+      );
     });
 
     afterEach(async () => {
@@ -463,16 +671,32 @@ describe('FileGrants', () => {
       const s = spec();
       await portal.cageStarting('web', s);
       const soffice = '/usr/lib/libreoffice/program/soffice';
-      assert.equal(s.ops.some((o) => o.op === 'ro-bind' && o.dest === soffice), fs.existsSync(soffice), "LibreOffice's start script is covered where the host has LibreOffice");
+      assert.equal(
+        s.ops.some((o) => o.op === 'ro-bind' && o.dest === soffice),
+        fs.existsSync(soffice),
+        "LibreOffice's start script is covered where the host has LibreOffice",
+      );
       const [g] = await portal.add('web', [file('report.odt')], { persistent: false });
       fs.mkdirSync(path.join(views(), 'web', g!.id), { recursive: true });
-      fs.writeFileSync(path.join(views(), 'web', g!.id, '.~lock.report.odt#'), ',me,kagome-web,now,x;');
-      fs.writeFileSync(path.join(root, 'host', '.xdp-.~lock.report.odt#-Ab12Cd'), ',me,kagome-web,now,x;');
+      fs.writeFileSync(
+        path.join(views(), 'web', g!.id, '.~lock.report.odt#'),
+        ',me,kagome-web,now,x;',
+      );
+      fs.writeFileSync(
+        path.join(root, 'host', '.xdp-.~lock.report.odt#-Ab12Cd'),
+        ',me,kagome-web,now,x;',
+      );
       const copy = path.join(root, 'host', '.~lock.report.odt#');
-      await waitFor('the lock file copied to the host folder', () => fs.existsSync(copy), { timeoutMs: 5000, pollMs: 10 });
+      await waitFor('the lock file copied to the host folder', () => fs.existsSync(copy), {
+        timeoutMs: 5000,
+        pollMs: 10,
+      });
       assert.equal(fs.readFileSync(copy, 'utf8'), ',me,kagome-web,now,x;');
       await portal.cageStopped('web');
-      assert.deepEqual(clearBeside.getCalls().map((c) => [c.args[0], c.args[1].id]), [['web', g!.id]]);
+      assert.deepEqual(
+        clearBeside.getCalls().map((c) => [c.args[0], c.args[1].id]),
+        [['web', g!.id]],
+      );
       assert.equal(fs.existsSync(copy), false, 'the copy went with the cage');
     });
   });

@@ -5,7 +5,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { openHostPath, adoptPassedFd, pathOfFd, closeHostFiles, type HostFile, type WriteWish } from '../../lib/grants/host-file.js';
+import {
+  openHostPath,
+  adoptPassedFd,
+  pathOfFd,
+  closeHostFiles,
+  type HostFile,
+  type WriteWish,
+} from '../../lib/grants/host-file.js';
 
 // Choosing a host file to grant (lib/grants/host-file.ts): what is checked is what is held
 // (an O_PATH descriptor), every refusal is a named KagomeError with a message that says why,
@@ -41,10 +48,12 @@ function failsWith(fn: () => unknown, name: string, message: RegExp): void {
 }
 
 /** A file's path as bytes: a real temp folder plus a name that need not be UTF-8. */
-const under = (dir: string, name: string | Buffer): Buffer => Buffer.concat([Buffer.from(dir + '/'), Buffer.from(name)]);
+const under = (dir: string, name: string | Buffer): Buffer =>
+  Buffer.concat([Buffer.from(dir + '/'), Buffer.from(name)]);
 
 /** What JSON.stringify makes of a name in messages (shown() in host-file.ts). */
-const quoted = (p: Buffer | string): string => JSON.stringify(Buffer.isBuffer(p) ? p.toString('utf8') : p);
+const quoted = (p: Buffer | string): string =>
+  JSON.stringify(Buffer.isBuffer(p) ? p.toString('utf8') : p);
 const re = (s: string): RegExp => new RegExp(s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
 
 let dir: string;
@@ -129,7 +138,11 @@ describe('openHostPath on a regular file', () => {
     fs.symlinkSync(path.join(dir, 'real'), path.join(dir, 'via'));
     const f = openHostPath(under(dir, 'via/f.txt'), { followSymlinks: false, writable: false });
     closeHostFiles([f]);
-    assert.deepEqual(f.path, target, 'only a final link is refused; the recorded path is the real one');
+    assert.deepEqual(
+      f.path,
+      target,
+      'only a final link is refused; the recorded path is the real one',
+    );
   });
 });
 
@@ -144,7 +157,11 @@ describe('openHostPath on a symbolic link', () => {
     const link = under(dir, 'link.txt');
     fs.symlinkSync(target, link);
     for (const writable of [false, true, 'auto'] as WriteWish[]) {
-      failsWith(() => openHostPath(link, { followSymlinks: false, writable }), 'NotPermitted', re(`${quoted(link)} is a symbolic link to ${quoted(target)}`));
+      failsWith(
+        () => openHostPath(link, { followSymlinks: false, writable }),
+        'NotPermitted',
+        re(`${quoted(link)} is a symbolic link to ${quoted(target)}`),
+      );
     }
     assert.equal(fs.readFileSync(target, 'utf8'), 'content\n');
   });
@@ -152,8 +169,16 @@ describe('openHostPath on a symbolic link', () => {
   it('refuses a dangling link without followSymlinks; followed, it is a missing file', () => {
     const link = under(dir, 'dangling');
     fs.symlinkSync(path.join(dir, 'nowhere'), link);
-    failsWith(() => openHostPath(link, { followSymlinks: false, writable: false }), 'NotPermitted', re(`${quoted(link)} is a symbolic link to ${quoted(path.join(dir, 'nowhere'))}`));
-    failsWith(() => openHostPath(link, { followSymlinks: true, writable: false }), 'NoSuchFile', /does not exist/);
+    failsWith(
+      () => openHostPath(link, { followSymlinks: false, writable: false }),
+      'NotPermitted',
+      re(`${quoted(link)} is a symbolic link to ${quoted(path.join(dir, 'nowhere'))}`),
+    );
+    failsWith(
+      () => openHostPath(link, { followSymlinks: true, writable: false }),
+      'NoSuchFile',
+      /does not exist/,
+    );
   });
 
   it('with followSymlinks holds the target, recorded under its own path', () => {
@@ -175,7 +200,11 @@ describe('openHostPath on a symbolic link', () => {
   it('a followed link to a folder is still a folder', () => {
     fs.mkdirSync(path.join(dir, 'sub'));
     fs.symlinkSync(path.join(dir, 'sub'), path.join(dir, 'to-sub'));
-    failsWith(() => openHostPath(under(dir, 'to-sub'), { followSymlinks: true, writable: false }), 'NotSupported', /is a folder/);
+    failsWith(
+      () => openHostPath(under(dir, 'to-sub'), { followSymlinks: true, writable: false }),
+      'NotSupported',
+      /is a folder/,
+    );
   });
 });
 
@@ -188,19 +217,39 @@ describe('openHostPath refusals', () => {
 
   it('a folder is NotSupported', () => {
     fs.mkdirSync(path.join(dir, 'sub'));
-    failsWith(() => openHostPath(under(dir, 'sub'), o), 'NotSupported', re(`${quoted(under(dir, 'sub'))} is a folder; kagome grants single files`));
-    failsWith(() => openHostPath(under(dir, 'sub'), { followSymlinks: true, writable: 'auto' }), 'NotSupported', /is a folder/);
+    failsWith(
+      () => openHostPath(under(dir, 'sub'), o),
+      'NotSupported',
+      re(`${quoted(under(dir, 'sub'))} is a folder; kagome grants single files`),
+    );
+    failsWith(
+      () => openHostPath(under(dir, 'sub'), { followSymlinks: true, writable: 'auto' }),
+      'NotSupported',
+      /is a folder/,
+    );
   });
 
   it('a named pipe is NotSupported, and opening it does not block', () => {
     const fifo = path.join(dir, 'fifo');
     execFileSync('mkfifo', [fifo]);
-    failsWith(() => openHostPath(Buffer.from(fifo), o), 'NotSupported', re(`${quoted(fifo)} is not a regular file (a named pipe)`));
-    failsWith(() => openHostPath(Buffer.from(fifo), { followSymlinks: true, writable: 'auto' }), 'NotSupported', /a named pipe/);
+    failsWith(
+      () => openHostPath(Buffer.from(fifo), o),
+      'NotSupported',
+      re(`${quoted(fifo)} is not a regular file (a named pipe)`),
+    );
+    failsWith(
+      () => openHostPath(Buffer.from(fifo), { followSymlinks: true, writable: 'auto' }),
+      'NotSupported',
+      /a named pipe/,
+    );
   });
 
   it('a device is NotSupported', () => {
-    failsWith(() => openHostPath(Buffer.from('/dev/null'), o), 'NotSupported', /"\/dev\/null" is not a regular file \(a device\)/);
+    failsWith(
+      () => openHostPath(Buffer.from('/dev/null'), o),
+      'NotSupported',
+      /"\/dev\/null" is not a regular file \(a device\)/,
+    );
   });
 
   it('a missing file is NoSuchFile', () => {
@@ -211,18 +260,30 @@ describe('openHostPath refusals', () => {
 
   it('a path through a file is NoSuchFile', () => {
     make('file');
-    failsWith(() => openHostPath(under(dir, 'file/x'), o), 'NoSuchFile', /does not exist \(a part of the path is not a folder\)/);
+    failsWith(
+      () => openHostPath(under(dir, 'file/x'), o),
+      'NoSuchFile',
+      /does not exist \(a part of the path is not a folder\)/,
+    );
   });
 
   it('a relative or empty path is InvalidArgument', () => {
-    failsWith(() => openHostPath(Buffer.from('rel.txt'), o), 'InvalidArgument', /"rel\.txt" is not an absolute path; give the full path/);
+    failsWith(
+      () => openHostPath(Buffer.from('rel.txt'), o),
+      'InvalidArgument',
+      /"rel\.txt" is not an absolute path; give the full path/,
+    );
     failsWith(() => openHostPath(Buffer.from('./x'), o), 'InvalidArgument', /not an absolute path/);
     failsWith(() => openHostPath(Buffer.alloc(0), o), 'InvalidArgument', /not an absolute path/);
   });
 
   it('a NUL byte is InvalidArgument, not a truncated path', () => {
     const real = make('a');
-    failsWith(() => openHostPath(Buffer.concat([real, Buffer.from([0]), Buffer.from('b')]), o), 'InvalidArgument', /a path contains a NUL byte/);
+    failsWith(
+      () => openHostPath(Buffer.concat([real, Buffer.from([0]), Buffer.from('b')]), o),
+      'InvalidArgument',
+      /a path contains a NUL byte/,
+    );
   });
 
   it('a name that is too long is InvalidArgument', () => {
@@ -234,7 +295,10 @@ describe('openHostPath refusals', () => {
 // run as root (and as ourselves otherwise). The child prints what openHostPath gave.
 const hostFileModule = fileURLToPath(new URL('../../lib/grants/host-file.js', import.meta.url));
 
-function openAsUser(p: string, writable: WriteWish): { ok?: { writable: boolean; path: string }; errorName?: string; message?: string } {
+function openAsUser(
+  p: string,
+  writable: WriteWish,
+): { ok?: { writable: boolean; path: string }; errorName?: string; message?: string } {
   const script = `
     import { openHostPath, closeHostFiles } from ${JSON.stringify(hostFileModule)};
     try {
@@ -245,7 +309,10 @@ function openAsUser(p: string, writable: WriteWish): { ok?: { writable: boolean;
       console.log(JSON.stringify({ errorName: e.errorName, message: e.message }));
     }`;
   const asRoot = process.getuid?.() === 0;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', ...(asRoot ? { uid: 65534, gid: 65534 } : {}) });
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
+  });
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout);
 }
@@ -304,7 +371,12 @@ describe('adoptPassedFd', () => {
 
   it("a descriptor opened 'r' with writable: true is NotPermitted", () => {
     const p = make('r.txt');
-    adoptFails(fs.openSync(p, 'r'), true, 'NotPermitted', re(`${quoted(p)} was passed opened read-only, so it can only be granted read-only`));
+    adoptFails(
+      fs.openSync(p, 'r'),
+      true,
+      'NotPermitted',
+      re(`${quoted(p)} was passed opened read-only, so it can only be granted read-only`),
+    );
   });
 
   it("a descriptor opened 'r' is granted read-only for 'auto' and false", () => {
@@ -351,35 +423,64 @@ describe('adoptPassedFd', () => {
   it('a descriptor opened for writing only is NotPermitted, whatever was asked', () => {
     const p = make('w.txt');
     for (const writable of [true, 'auto', false] as WriteWish[]) {
-      adoptFails(fs.openSync(p, 'a'), writable, 'NotPermitted', /was opened for writing only; open it for reading \(or O_PATH\)/);
+      adoptFails(
+        fs.openSync(p, 'a'),
+        writable,
+        'NotPermitted',
+        /was opened for writing only; open it for reading \(or O_PATH\)/,
+      );
     }
     adoptFails(fs.openSync(p, fs.constants.O_WRONLY), false, 'NotPermitted', /writing only/);
   });
 
   it('a descriptor of a file deleted after it was opened is NoSuchFile "was deleted"', () => {
     const p = make('gone.txt');
-    for (const [flags, writable] of [['r', false], ['r', 'auto'], ['r+', true], [O_PATH, 'auto']] as [string | number, WriteWish][]) {
+    for (const [flags, writable] of [
+      ['r', false],
+      ['r', 'auto'],
+      ['r+', true],
+      [O_PATH, 'auto'],
+    ] as [string | number, WriteWish][]) {
       fs.writeFileSync(p, 'x');
       const fd = fs.openSync(p, flags);
       fs.unlinkSync(p);
-      adoptFails(fd, writable, 'NoSuchFile', re(`${quoted(p)} was deleted before it could be granted`));
+      adoptFails(
+        fd,
+        writable,
+        'NoSuchFile',
+        re(`${quoted(p)} was deleted before it could be granted`),
+      );
     }
   });
 
   it('a descriptor of a folder, a device or a symbolic link is refused', () => {
     fs.mkdirSync(path.join(dir, 'sub'));
     adoptFails(fs.openSync(path.join(dir, 'sub'), 'r'), false, 'NotSupported', /is a folder/);
-    adoptFails(fs.openSync('/dev/null', 'r'), false, 'NotSupported', /"\/dev\/null" is not a regular file \(a device\)/);
+    adoptFails(
+      fs.openSync('/dev/null', 'r'),
+      false,
+      'NotSupported',
+      /"\/dev\/null" is not a regular file \(a device\)/,
+    );
     const target = make('t.txt');
     const link = path.join(dir, 'link');
     fs.symlinkSync(target, link);
-    adoptFails(fs.openSync(link, O_PATH | O_NOFOLLOW), 'auto', 'NotPermitted', re(`${quoted(link)} is a symbolic link to ${quoted(target)}`));
+    adoptFails(
+      fs.openSync(link, O_PATH | O_NOFOLLOW),
+      'auto',
+      'NotPermitted',
+      re(`${quoted(link)} is a symbolic link to ${quoted(target)}`),
+    );
   });
 
   it('a descriptor that is not open is InvalidArgument', () => {
     const fd = fs.openSync(make('x'), 'r');
     fs.closeSync(fd);
-    failsWith(() => adoptPassedFd(fd, false), 'InvalidArgument', re(`file descriptor ${fd} is not open`));
+    failsWith(
+      () => adoptPassedFd(fd, false),
+      'InvalidArgument',
+      re(`file descriptor ${fd} is not open`),
+    );
   });
 });
 
@@ -412,7 +513,9 @@ describe('pathOfFd and closeHostFiles', () => {
   });
 
   it('closeHostFiles closes every descriptor, also after one was closed already', () => {
-    const files = ['a', 'b', 'c'].map((n) => openHostPath(make(n), { followSymlinks: false, writable: false }));
+    const files = ['a', 'b', 'c'].map((n) =>
+      openHostPath(make(n), { followSymlinks: false, writable: false }),
+    );
     fs.closeSync(files[1]!.fd);
     closeHostFiles(files);
     for (const f of files) assertClosed(f.fd);

@@ -22,7 +22,10 @@ describe("the host screen's facts", () => {
   });
 
   it('reads Xft.dpi from xprop -root RESOURCE_MANAGER, and nothing else', () => {
-    assert.equal(parseXftDpi('RESOURCE_MANAGER(STRING) = "Xft.antialias:\\t1\\nXft.dpi:\\t120\\n"'), '120');
+    assert.equal(
+      parseXftDpi('RESOURCE_MANAGER(STRING) = "Xft.antialias:\\t1\\nXft.dpi:\\t120\\n"'),
+      '120',
+    );
     assert.equal(parseXftDpi('RESOURCE_MANAGER(STRING) = "Xft.dpi:\\t96.5\\n"'), '96.5');
     assert.equal(parseXftDpi('RESOURCE_MANAGER(STRING) = "XTerm*Xft.dpi:\\t300\\n"'), undefined);
     assert.equal(parseXftDpi('RESOURCE_MANAGER:  not found.'), undefined);
@@ -30,13 +33,28 @@ describe("the host screen's facts", () => {
   });
 
   it('passes on scale variables that hold numbers only', () => {
-    assert.deepEqual(scaleEnvOf({ GDK_SCALE: '2', QT_SCALE_FACTOR: '1.5', GDK_DPI_SCALE: '$(id)', QT_SCREEN_SCALE_FACTORS: 'DP-1=2', PATH: '/usr/bin' }), { GDK_SCALE: '2', QT_SCALE_FACTOR: '1.5' });
+    assert.deepEqual(
+      scaleEnvOf({
+        GDK_SCALE: '2',
+        QT_SCALE_FACTOR: '1.5',
+        GDK_DPI_SCALE: '$(id)',
+        QT_SCREEN_SCALE_FACTORS: 'DP-1=2',
+        PATH: '/usr/bin',
+      }),
+      { GDK_SCALE: '2', QT_SCALE_FACTOR: '1.5' },
+    );
   });
 
   it("starts the cage's Xvfb at the host's DPI and turns xpra's Xinerama faking off", () => {
     const argv = xpraServerArgv('1920x1080', 120);
-    assert.match(argv.find((a) => a.startsWith('--xvfb='))!, / -dpi 120 /);
+    assert.match(
+      argv.find((a) => a.startsWith('--xvfb='))!,
+      / -dpi 120 /,
+    );
     // Empty: xpra 3.1 takes "no" for true.
-    assert.deepEqual(argv.filter((a) => a.startsWith('--fake-xinerama')), ['--fake-xinerama=']);
+    assert.deepEqual(
+      argv.filter((a) => a.startsWith('--fake-xinerama')),
+      ['--fake-xinerama='],
+    );
   });
 });

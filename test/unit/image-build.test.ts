@@ -4,7 +4,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { MmdebstrapProgress } from '../../lib/image/progress.js';
-import { lxdMetadata, mmdebstrapArgs, readPackages, recipeDigest, DEFAULT_RECIPE } from '../../lib/image/build.js';
+import {
+  lxdMetadata,
+  mmdebstrapArgs,
+  readPackages,
+  recipeDigest,
+  DEFAULT_RECIPE,
+} from '../../lib/image/build.js';
 import { KagomeError } from '../../lib/errors.js';
 
 // The image build's pure parts: progress read from mmdebstrap's real --verbose output
@@ -28,14 +34,23 @@ describe('MmdebstrapProgress', () => {
 
   it('goes from the start to 1, never backwards', () => {
     const f = updates.map((u) => u.fraction);
-    assert.deepEqual(f, [...f].sort((a, b) => a - b));
+    assert.deepEqual(
+      f,
+      [...f].sort((a, b) => a - b),
+    );
     assert.equal(f.at(-1), 1);
     assert.ok(f[0]! < 0.1);
   });
 
   it('counts downloads and installed packages against the number apt announced', () => {
-    assert.ok(updates.some((u) => u.phase === 'downloading packages' && u.detail === '45/89 packages'));
-    assert.ok(updates.some((u) => u.phase === 'installing packages' && /^\d+\/89 packages$/.test(u.detail ?? '')));
+    assert.ok(
+      updates.some((u) => u.phase === 'downloading packages' && u.detail === '45/89 packages'),
+    );
+    assert.ok(
+      updates.some(
+        (u) => u.phase === 'installing packages' && /^\d+\/89 packages$/.test(u.detail ?? ''),
+      ),
+    );
     const steps = new Set(updates.map((u) => Math.round(u.fraction * 100)));
     assert.ok(steps.size > 50, `a smooth bar, not a few jumps (${steps.size} steps)`);
   });
@@ -47,9 +62,18 @@ describe('MmdebstrapProgress', () => {
 });
 
 describe('the image recipe', () => {
-  it('has the programs a cage needs (xpra and its X server, the bridges\' tools)', () => {
+  it("has the programs a cage needs (xpra and its X server, the bridges' tools)", () => {
     const pkgs = readPackages();
-    for (const p of ['xpra', 'xvfb', 'xauth', 'xclip', 'python3-xlib', 'pulseaudio-utils', 'x11-apps']) assert.ok(pkgs.includes(p), p);
+    for (const p of [
+      'xpra',
+      'xvfb',
+      'xauth',
+      'xclip',
+      'python3-xlib',
+      'pulseaudio-utils',
+      'x11-apps',
+    ])
+      assert.ok(pkgs.includes(p), p);
   });
 
   it('refuses what is not a package name, naming it', () => {
@@ -57,8 +81,15 @@ describe('the image recipe', () => {
     const f = path.join(dir, 'r');
     try {
       fs.writeFileSync(f, 'hello # fine\n--force-yes\n');
-      assert.throws(() => readPackages(f), (e: unknown) => e instanceof KagomeError && /"--force-yes" is not a Debian package name/.test(e.message));
-      assert.throws(() => readPackages(f + '.missing'), (e: unknown) => e instanceof KagomeError && e.errorName === 'NoSuchFile');
+      assert.throws(
+        () => readPackages(f),
+        (e: unknown) =>
+          e instanceof KagomeError && /"--force-yes" is not a Debian package name/.test(e.message),
+      );
+      assert.throws(
+        () => readPackages(f + '.missing'),
+        (e: unknown) => e instanceof KagomeError && e.errorName === 'NoSuchFile',
+      );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -66,12 +97,29 @@ describe('the image recipe', () => {
 
   it('has a digest that changes with the recipe and the suite', () => {
     assert.match(recipeDigest(), /^[0-9a-f]{12}$/);
-    assert.notEqual(recipeDigest(DEFAULT_RECIPE, 'bookworm'), recipeDigest(DEFAULT_RECIPE, 'trixie'));
+    assert.notEqual(
+      recipeDigest(DEFAULT_RECIPE, 'bookworm'),
+      recipeDigest(DEFAULT_RECIPE, 'trixie'),
+    );
   });
 
   it('runs mmdebstrap verbose (for progress), unshared when not root, writing a tarball', () => {
-    const a = mmdebstrapArgs({ out: '/x/r.tar', packages: ['xpra', 'xvfb'], suite: 'bookworm', mirror: 'http://m/debian', rootless: true });
-    assert.deepEqual(a, ['--verbose', '--variant=apt', '--mode=unshare', '--include=xpra,xvfb', 'bookworm', '/x/r.tar', 'http://m/debian']);
+    const a = mmdebstrapArgs({
+      out: '/x/r.tar',
+      packages: ['xpra', 'xvfb'],
+      suite: 'bookworm',
+      mirror: 'http://m/debian',
+      rootless: true,
+    });
+    assert.deepEqual(a, [
+      '--verbose',
+      '--variant=apt',
+      '--mode=unshare',
+      '--include=xpra,xvfb',
+      'bookworm',
+      '/x/r.tar',
+      'http://m/debian',
+    ]);
   });
 
   it('gives LXD the metadata it needs', () => {

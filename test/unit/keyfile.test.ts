@@ -12,10 +12,14 @@ import {
   unescapeValue,
 } from '../../xdg/keyfile.js';
 
-const fixture = (name: string): Buffer => readFileSync(new URL(`../../../test/fixtures/desktop/${name}`, import.meta.url));
+const fixture = (name: string): Buffer =>
+  readFileSync(new URL(`../../../test/fixtures/desktop/${name}`, import.meta.url));
 const DE = 'Desktop Entry';
 
-function parseError(input: string | Uint8Array, options?: Parameters<typeof Keyfile.parse>[1]): FileError {
+function parseError(
+  input: string | Uint8Array,
+  options?: Parameters<typeof Keyfile.parse>[1],
+): FileError {
   try {
     Keyfile.parse(input, options);
   } catch (e) {
@@ -47,7 +51,10 @@ describe('Keyfile round trip', () => {
     assert.equal(kf.get('A', 'k1'), 'v1');
     kf.set('A', 'k1', 'changed');
     kf.set('A', 'k3', 'new');
-    assert.equal(kf.toString(), '# top\r\n[A]\r\nk1 = changed\r\nk2=v2\r\nk3=new\r\n\r\n# about B\r\n[B]\r\nb=1\r\n');
+    assert.equal(
+      kf.toString(),
+      '# top\r\n[A]\r\nk1 = changed\r\nk2=v2\r\nk3=new\r\n\r\n# about B\r\n[B]\r\nb=1\r\n',
+    );
   });
 
   it('keeps mixed line endings as found', () => {
@@ -146,7 +153,9 @@ describe('Keyfile reading', () => {
     assert.equal(kf.lineOf(DE, 'Name', 'xx'), undefined);
     assert.deepEqual(kf.keys('nope'), []);
     assert.deepEqual(
-      kf.keys('Desktop Action slideshow').map((k) => `${k.key}${k.locale ? `[${k.locale}]` : ''}:${k.line}`),
+      kf
+        .keys('Desktop Action slideshow')
+        .map((k) => `${k.key}${k.locale ? `[${k.locale}]` : ''}:${k.line}`),
       ['Name:42', 'Name[de]:43', 'Name[sr@latin]:44', 'Exec:45'],
     );
   });
@@ -184,11 +193,19 @@ describe('Keyfile reading', () => {
     assert.equal(kf.getBoolean(DE, 'Terminal'), false);
     assert.equal(kf.getBoolean(DE, 'StartupNotify'), true);
     assert.equal(kf.getBoolean(DE, 'NoDisplay'), undefined);
-    const bad = Keyfile.parse('[A]\nok=true\nb=1\n', { file: 'x.cage', errorName: 'InvalidCageFile' });
+    const bad = Keyfile.parse('[A]\nok=true\nb=1\n', {
+      file: 'x.cage',
+      errorName: 'InvalidCageFile',
+    });
     assert.throws(
       () => bad.getBoolean('A', 'b'),
       (e: unknown) =>
-        e instanceof FileError && e.errorName === 'InvalidCageFile' && e.line === 3 && e.key === 'b' && e.file === 'x.cage' && /true or false/.test(e.message),
+        e instanceof FileError &&
+        e.errorName === 'InvalidCageFile' &&
+        e.line === 3 &&
+        e.key === 'b' &&
+        e.file === 'x.cage' &&
+        /true or false/.test(e.message),
     );
   });
 
@@ -207,7 +224,10 @@ describe('Keyfile reading', () => {
     assert.equal(names(['nl', 'fr']), 'Visionneuse de foo');
     assert.equal(names(['C']), 'Fooview');
     assert.equal(names([]), 'Fooview');
-    assert.equal(kf.getLocaleString('Desktop Action new-window', 'Name', ['de_CH']), 'Neues Fenster');
+    assert.equal(
+      kf.getLocaleString('Desktop Action new-window', 'Name', ['de_CH']),
+      'Neues Fenster',
+    );
     assert.equal(kf.getLocaleString(DE, 'Missing', ['de']), undefined);
     assert.deepEqual(kf.getLocaleList(DE, 'Keywords', ['de_DE']), ['Foo', 'Betrachten']);
     assert.deepEqual(kf.getLocaleList(DE, 'Keywords', ['fr']), ['foo', 'view']);
@@ -223,7 +243,10 @@ describe('Keyfile reading', () => {
   it('treats # inside a value as part of it, and # at line start as a comment', () => {
     const k = Keyfile.parse('# c\n[A]\n#k=1\nk=a # b\n  # indented\n');
     assert.equal(k.get('A', 'k'), 'a # b');
-    assert.deepEqual(k.keys('A').map((x) => x.key), ['k']);
+    assert.deepEqual(
+      k.keys('A').map((x) => x.key),
+      ['k'],
+    );
   });
 
   it('accepts whitespace around = and indentation', () => {
@@ -237,7 +260,11 @@ describe('Keyfile reading', () => {
 
 describe('Keyfile errors', () => {
   it('rejects invalid UTF-8 and names the line', () => {
-    const bytes = Buffer.concat([Buffer.from('[A]\nok=1\nName=caf'), Buffer.from([0xc3, 0x28]), Buffer.from('\n')]);
+    const bytes = Buffer.concat([
+      Buffer.from('[A]\nok=1\nName=caf'),
+      Buffer.from([0xc3, 0x28]),
+      Buffer.from('\n'),
+    ]);
     const e = parseError(bytes, { file: 'bad.desktop' });
     assert.equal(e.errorName, 'InvalidDesktopEntry');
     assert.equal(e.file, 'bad.desktop');
@@ -246,26 +273,40 @@ describe('Keyfile errors', () => {
   });
 
   it('rejects overlong, surrogate and truncated UTF-8 sequences', () => {
-    for (const bad of [[0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xe2, 0x82], [0xf5, 0x80, 0x80, 0x80], [0xff]]) {
+    for (const bad of [
+      [0xc0, 0xaf],
+      [0xed, 0xa0, 0x80],
+      [0xe2, 0x82],
+      [0xf5, 0x80, 0x80, 0x80],
+      [0xff],
+    ]) {
       const e = parseError(Buffer.concat([Buffer.from('[A]\nx='), Buffer.from(bad)]));
       assert.equal(e.line, 2, `bytes ${bad.join(',')}`);
     }
     assert.equal(Keyfile.parse(Buffer.from('[A]\nx=€𝄞\n')).get('A', 'x'), '€𝄞');
   });
 
-  it('uses the caller\'s error name', () => {
+  it("uses the caller's error name", () => {
     const e = parseError('[Cage]\nk=1\nk=2\n', { file: 'web.cage', errorName: 'InvalidCageFile' });
     assert.equal(e.errorName, 'InvalidCageFile');
     assert.equal(e.dbusName, 'io.kagome.Error.InvalidCageFile');
     assert.equal(e.line, 3);
-    assert.match(e.message, /^web\.cage:3: k: duplicate key k in group \[Cage\] \(first at line 2\)$/);
+    assert.match(
+      e.message,
+      /^web\.cage:3: k: duplicate key k in group \[Cage\] \(first at line 2\)$/,
+    );
   });
 
   const cases: [string, string, number, RegExp][] = [
     ['key before any group', '# c\nName=x\n[A]\n', 2, /before any group/],
     ['duplicate group', '[A]\na=1\n[B]\n[A]\n', 4, /duplicate group \[A\] \(first at line 1\)/],
     ['duplicate localized key', '[A]\nN[de]=1\nN=2\nN[de]=3\n', 4, /duplicate key N\[de\]/],
-    ['line without =', '[A]\na=1\njust some words\n', 3, /not a group header, comment or Key=value/],
+    [
+      'line without =',
+      '[A]\na=1\njust some words\n',
+      3,
+      /not a group header, comment or Key=value/,
+    ],
     ['invalid key character', '[A]\nmy_key=1\n', 2, /invalid key name "my_key"/],
     ['key with space', '[A]\nmy key=1\n', 2, /invalid key name/],
     ['empty key', '[A]\n=1\n', 2, /invalid key name/],
@@ -290,8 +331,12 @@ describe('Keyfile errors', () => {
   it('allows the same key with different locales, and any key with lenientKeys', () => {
     const k = Keyfile.parse('[A]\nN=1\nN[de]=2\nN[de_DE]=3\n');
     assert.equal(k.keys('A').length, 3);
-    const m = Keyfile.parse('[Default Applications]\nx-scheme-handler/http=firefox.desktop;\n', { lenientKeys: true });
-    assert.deepEqual(m.getList('Default Applications', 'x-scheme-handler/http'), ['firefox.desktop']);
+    const m = Keyfile.parse('[Default Applications]\nx-scheme-handler/http=firefox.desktop;\n', {
+      lenientKeys: true,
+    });
+    assert.deepEqual(m.getList('Default Applications', 'x-scheme-handler/http'), [
+      'firefox.desktop',
+    ]);
     assert.throws(() => Keyfile.parse('[A]\nx/y=1\n'), FileError);
   });
 });
@@ -304,7 +349,10 @@ describe('Keyfile editing', () => {
     assert.equal(kf.toString(), '[A]\na=1\n# about a\nb=2\nnew=x\n\n# about B\n[B]\nc=3\nd=y\n');
     assert.equal(kf.lineOf('A', 'new'), 5);
     assert.equal(kf.lineOf('B', 'c'), 9);
-    assert.deepEqual(kf.keys('A').map((k) => k.key), ['a', 'b', 'new']);
+    assert.deepEqual(
+      kf.keys('A').map((k) => k.key),
+      ['a', 'b', 'new'],
+    );
   });
 
   it('puts a key into an empty group right after its header', () => {
@@ -343,7 +391,10 @@ describe('Keyfile editing', () => {
     kf.set('A', 'b', '  lead and trail  ');
     kf.set('A', 'c', 'back\\slash\ttab\rcr');
     const text = kf.toString();
-    assert.equal(text, '[A]\na=x\\n[Evil]\\nExec=rm -rf ~\nb=\\s lead and trail \\s\nc=back\\\\slash\\ttab\\rcr\n');
+    assert.equal(
+      text,
+      '[A]\na=x\\n[Evil]\\nExec=rm -rf ~\nb=\\s lead and trail \\s\nc=back\\\\slash\\ttab\\rcr\n',
+    );
     const back = Keyfile.parse(text);
     assert.deepEqual(back.groups(), ['A']);
     assert.equal(back.get('A', 'a'), 'x\n[Evil]\nExec=rm -rf ~');
@@ -361,7 +412,8 @@ describe('Keyfile editing', () => {
 
   it('rejects invalid names and unsafe raw values', () => {
     const kf = Keyfile.create();
-    const invalidArg = (e: unknown) => e instanceof KagomeError && e.errorName === 'InvalidArgument';
+    const invalidArg = (e: unknown) =>
+      e instanceof KagomeError && e.errorName === 'InvalidArgument';
     assert.throws(() => kf.set('A', 'bad key', 'x'), invalidArg);
     assert.throws(() => kf.set('A', 'k', 'x', 'd e'), invalidArg);
     assert.throws(() => kf.setRaw('A', 'k', 'a\nb=c'), invalidArg);
@@ -388,7 +440,9 @@ describe('Keyfile editing', () => {
     assert.equal(kf.removeGroup('Desktop Action new-window'), true);
     assert.equal(kf.removeGroup('Desktop Action new-window'), false);
     assert.ok(!kf.toString().includes('New Window'));
-    assert.ok(kf.toString().includes('# The slideshow action is experimental.\n[Desktop Action slideshow]'));
+    assert.ok(
+      kf.toString().includes('# The slideshow action is experimental.\n[Desktop Action slideshow]'),
+    );
     assert.equal(kf.groupLine('Desktop Action slideshow'), 36);
     kf.removeGroup('Desktop Action slideshow');
     assert.ok(kf.toString().endsWith('X-Empty=\n'), JSON.stringify(kf.toString().slice(-40)));
@@ -438,7 +492,9 @@ describe('value escaping helpers', () => {
     assert.deepEqual(localeFallbacks('C.UTF-8'), []);
     assert.deepEqual(localesFromEnv({ LANG: 'de_DE.UTF-8' }), ['de_DE.UTF-8']);
     assert.deepEqual(localesFromEnv({ LANG: 'de_DE.UTF-8', LC_MESSAGES: 'fr_FR' }), ['fr_FR']);
-    assert.deepEqual(localesFromEnv({ LANG: 'de_DE', LC_ALL: 'it_IT', LC_MESSAGES: 'fr_FR' }), ['it_IT']);
+    assert.deepEqual(localesFromEnv({ LANG: 'de_DE', LC_ALL: 'it_IT', LC_MESSAGES: 'fr_FR' }), [
+      'it_IT',
+    ]);
     assert.deepEqual(localesFromEnv({ LANG: 'de_DE', LANGUAGE: 'nl:fr::en' }), ['nl', 'fr', 'en']);
     assert.deepEqual(localesFromEnv({ LANG: 'C', LANGUAGE: 'nl' }), []);
     assert.deepEqual(localesFromEnv({}), []);

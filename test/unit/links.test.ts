@@ -7,7 +7,12 @@ import type { Logger } from '../../lib/log.js';
 // Links from cages (lib/links.ts): what a hostile cage may send, and where OpenLinks= sends
 // what passes. test/integration/portals.test.ts sends them from inside a cage.
 
-const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined } as unknown as Logger;
+const quiet: Logger = {
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+} as unknown as Logger;
 
 describe('checkLink', () => {
   it('lets http, https and mailto links through', () => {
@@ -17,20 +22,48 @@ describe('checkLink', () => {
   });
 
   it('refuses file: and other schemes, which would hand on host files or reach other handlers', () => {
-    for (const uri of ['file:///etc/shadow', 'FILE:///home/u/.ssh/id_rsa', 'javascript:alert(1)', 'smb://server/share', 'x-kagome-evil:1', 'data:text/html,hi']) {
-      assert.throws(() => checkLink(uri), (e: Error & { errorName?: string }) => e.errorName === 'NotPermitted', uri);
+    for (const uri of [
+      'file:///etc/shadow',
+      'FILE:///home/u/.ssh/id_rsa',
+      'javascript:alert(1)',
+      'smb://server/share',
+      'x-kagome-evil:1',
+      'data:text/html,hi',
+    ]) {
+      assert.throws(
+        () => checkLink(uri),
+        (e: Error & { errorName?: string }) => e.errorName === 'NotPermitted',
+        uri,
+      );
     }
   });
 
   it('refuses control characters, spaces, non-ASCII, no scheme, no host and overlong links', () => {
-    for (const uri of ['https://example.org/\n--new-window', 'https://example.org/\x00', 'https://example.org/\x1b[2J', 'https://exa mple.org/', 'https://example.org/\u202e', 'https://exämple.org/', 'example.org', 'https:///path', 'https://' + 'a'.repeat(MAX_LINK_BYTES)]) {
-      assert.throws(() => checkLink(uri), (e: Error & { errorName?: string }) => e.errorName === 'InvalidArgument', JSON.stringify(uri.slice(0, 40)));
+    for (const uri of [
+      'https://example.org/\n--new-window',
+      'https://example.org/\x00',
+      'https://example.org/\x1b[2J',
+      'https://exa mple.org/',
+      'https://example.org/\u202e',
+      'https://exämple.org/',
+      'example.org',
+      'https:///path',
+      'https://' + 'a'.repeat(MAX_LINK_BYTES),
+    ]) {
+      assert.throws(
+        () => checkLink(uri),
+        (e: Error & { errorName?: string }) => e.errorName === 'InvalidArgument',
+        JSON.stringify(uri.slice(0, 40)),
+      );
     }
   });
 });
 
 describe('LinkOpener', () => {
-  const opener = (openLinks: string, hostDefault?: { id: string; cage?: string; entry?: string }) => {
+  const opener = (
+    openLinks: string,
+    hostDefault?: { id: string; cage?: string; entry?: string },
+  ) => {
     const calls: string[] = [];
     const deps: LinkDeps = {
       config: async () => ({ openLinks }) as CageConfig,

@@ -5,7 +5,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import sinon from 'sinon';
-import { LockMirror, concernsLock, lockFileName, MAX_LOCK_FILE } from '../../lib/grants/lock-files.js';
+import {
+  LockMirror,
+  concernsLock,
+  lockFileName,
+  MAX_LOCK_FILE,
+} from '../../lib/grants/lock-files.js';
 import { libreOfficeOps, withoutFcntlLocks } from '../../lib/grants/libreoffice.js';
 import type { Logger } from '../../lib/log.js';
 import { waitFor } from '../helpers/wait.js';
@@ -36,7 +41,12 @@ describe('LockMirror', () => {
   let mirror: LockMirror;
   const view = (cage: string) => path.join(root, 'views', cage, 'doc1');
   const lockIn = (folder: string) => path.join(folder, '.~lock.report.odt#');
-  const make = () => new LockMirror((cage, id) => path.join(root, 'views', cage, id), record, log as unknown as Logger);
+  const make = () =>
+    new LockMirror(
+      (cage, id) => path.join(root, 'views', cage, id),
+      record,
+      log as unknown as Logger,
+    );
   /** A program in cage c takes the lock, as the portal shows it: in the cage's folder, and as the portal's own file in the host folder. */
   const cageLocks = (c: string, content: string) => {
     fs.writeFileSync(lockIn(view(c)), content);
@@ -64,7 +74,7 @@ describe('LockMirror', () => {
     fs.rmSync(root, { recursive: true, force: true });
   });
 
-  it('names the lock file as LibreOffice does, and knows the portal\'s file for a cage\'s', () => {
+  it("names the lock file as LibreOffice does, and knows the portal's file for a cage's", () => {
     assert.equal(lockFileName(Buffer.from('a b.odt')).toString(), '.~lock.a b.odt#');
     const lock = lockFileName(Buffer.from('report.odt'));
     assert.ok(concernsLock(Buffer.from('.~lock.report.odt#'), lock));
@@ -79,14 +89,25 @@ describe('LockMirror', () => {
     mirror.add('b', 'doc1', Buffer.from(doc));
     const held = ',me,kagome-a,27.11.2026 10:00,file:///home/me/.config/libreoffice/4;';
     cageLocks('a', held);
-    await waitFor('the copies', () => read(lockIn(host)) === held && read(lockIn(view('b'))) === held, WAIT);
+    await waitFor(
+      'the copies',
+      () => read(lockIn(host)) === held && read(lockIn(view('b'))) === held,
+      WAIT,
+    );
     assert.equal(read(lockIn(view('a'))), held, "the cage's own lock is left as it is");
     await waitFor('the record of the copies', () => fs.existsSync(record), WAIT);
     const kept = JSON.parse(fs.readFileSync(record, 'utf8')) as { mirrors: { path: string }[] };
-    assert.deepEqual(kept.mirrors.map((m) => Buffer.from(m.path, 'base64').toString()).sort(), [lockIn(host), lockIn(view('b'))].sort());
+    assert.deepEqual(
+      kept.mirrors.map((m) => Buffer.from(m.path, 'base64').toString()).sort(),
+      [lockIn(host), lockIn(view('b'))].sort(),
+    );
 
     cageUnlocks('a');
-    await waitFor('the copies to go', () => read(lockIn(host)) === undefined && read(lockIn(view('b'))) === undefined, WAIT);
+    await waitFor(
+      'the copies to go',
+      () => read(lockIn(host)) === undefined && read(lockIn(view('b'))) === undefined,
+      WAIT,
+    );
     assert.equal(log.warn.callCount, 0);
   });
 
@@ -111,7 +132,7 @@ describe('LockMirror', () => {
     assert.equal(read(lockIn(view('b'))), undefined);
   });
 
-  it('a restarted service knows its copies from a program\'s lock', async () => {
+  it("a restarted service knows its copies from a program's lock", async () => {
     mirror.add('a', 'doc1', Buffer.from(doc));
     cageLocks('a', ',me,kagome-a,now,x;');
     await waitFor('the copy on the host', () => read(lockIn(host)) !== undefined, WAIT);
@@ -155,7 +176,11 @@ describe("LibreOffice's start script in a cage", () => {
     assert.doesNotMatch(out, /^\s*(export\s+)?SAL_ENABLE_FILE_LOCKING/m);
     assert.match(out, /^unset SAL_ENABLE_FILE_LOCKING$/m);
     assert.match(out, /^exec "\$sd_prog\/oosplash" "\$@"$/m);
-    assert.equal(withoutFcntlLocks('#!/bin/sh\nexec oosplash "$@"\n'), undefined, 'a script that sets nothing is not replaced');
+    assert.equal(
+      withoutFcntlLocks('#!/bin/sh\nexec oosplash "$@"\n'),
+      undefined,
+      'a script that sets nothing is not replaced',
+    );
   });
 
   it('covers the script with its copy, written once', () => {
@@ -164,13 +189,19 @@ describe("LibreOffice's start script in a cage", () => {
       const script = path.join(root, 'soffice');
       fs.writeFileSync(script, DEBIAN);
       const first = libreOfficeOps(path.join(root, 'programs'), script);
-      assert.deepEqual(first.ops, [{ op: 'ro-bind', source: path.join(root, 'programs', 'libreoffice-soffice'), dest: script }]);
+      assert.deepEqual(first.ops, [
+        { op: 'ro-bind', source: path.join(root, 'programs', 'libreoffice-soffice'), dest: script },
+      ]);
       const copy = first.ops[0]!.source;
       assert.equal(fs.statSync(copy).mode & 0o100, 0o100, 'it can be run');
       const ino = fs.statSync(copy).ino;
       libreOfficeOps(path.join(root, 'programs'), script);
       assert.equal(fs.statSync(copy).ino, ino, 'the same copy: running cages keep theirs');
-      assert.deepEqual(libreOfficeOps(path.join(root, 'programs'), path.join(root, 'missing')).ops, [], 'no LibreOffice, nothing to cover');
+      assert.deepEqual(
+        libreOfficeOps(path.join(root, 'programs'), path.join(root, 'missing')).ops,
+        [],
+        'no LibreOffice, nothing to cover',
+      );
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
     }

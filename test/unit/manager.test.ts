@@ -9,7 +9,12 @@ import { CageManager, checkArgv, type CageStateName } from '../../lib/cage/manag
 import { CageStore } from '../../lib/cage/store.js';
 import { cageRuntimePaths, type Paths } from '../../lib/runtime/paths.js';
 import { silentLogger } from '../../lib/log.js';
-import type { Backend, ExecHandle, ExecRequest, SandboxRecord } from '../../lib/backends/backend.js';
+import type {
+  Backend,
+  ExecHandle,
+  ExecRequest,
+  SandboxRecord,
+} from '../../lib/backends/backend.js';
 import type { CageDisplay, DisplayRecord } from '../../lib/display/display.js';
 import type { SandboxSpec } from '../../lib/sandbox.js';
 
@@ -48,12 +53,18 @@ function fakeBackend(exits: Exit[]): FakeBackend {
     fileGrants: () => 'portal',
     checkHost: sinon.stub(),
     // A little real delay, so that concurrent launches really overlap the start.
-    start: sinon.stub<[SandboxSpec, { logFd: number; etcDir: string }], Promise<SandboxRecord>>().callsFake(
-      () => new Promise((r) => setTimeout(() => r({ sandbox: ++sandboxes }), 20)),
-    ),
+    start: sinon
+      .stub<[SandboxSpec, { logFd: number; etcDir: string }], Promise<SandboxRecord>>()
+      .callsFake(() => new Promise((r) => setTimeout(() => r({ sandbox: ++sandboxes }), 20))),
     resolveProgram: sinon
       .stub<[SandboxRecord, string, string], Promise<string | undefined>>()
-      .callsFake(async (_r, program) => (program === 'missing' ? undefined : program.startsWith('/') ? program : `/usr/bin/${program}`)),
+      .callsFake(async (_r, program) =>
+        program === 'missing'
+          ? undefined
+          : program.startsWith('/')
+            ? program
+            : `/usr/bin/${program}`,
+      ),
     exec: sinon.stub<[SandboxRecord, ExecRequest], Promise<ExecHandle>>().callsFake(async () => {
       let resolve!: (code: number) => void;
       const exited = new Promise<number>((r) => (resolve = r));
@@ -107,7 +118,8 @@ describe('CageManager', () => {
   let exits: Exit[];
   let events: [string, CageStateName, string][];
 
-  const writeCage = (name: string, text: string) => fs.writeFileSync(path.join(paths.cagesDir, `${name}.cage`), text);
+  const writeCage = (name: string, text: string) =>
+    fs.writeFileSync(path.join(paths.cagesDir, `${name}.cage`), text);
 
   beforeEach(() => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-manager-'));
@@ -145,7 +157,9 @@ describe('CageManager', () => {
   });
 
   it('starts a cage once for 20 concurrent launches', async () => {
-    const infos = await Promise.all(Array.from({ length: 20 }, (_, i) => manager.launchCommand('web', ['prog', String(i)])));
+    const infos = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => manager.launchCommand('web', ['prog', String(i)])),
+    );
     assert.equal(backend.start.callCount, 1);
     assert.equal(display.prepare.callCount, 1);
     assert.equal(display.start.callCount, 1);
@@ -177,7 +191,10 @@ describe('CageManager', () => {
     assert.equal(req.env.XDG_ACTIVATION_TOKEN, 'tok-1');
     assert.equal(req.env.KAGOME_CAGE, 'web');
     assert.equal(req.cwd, paths.hostHome, 'an unknown cwd falls back to the home');
-    assert.ok(fs.statSync(path.join(paths.homesDir, 'web')).isDirectory(), 'the cage home is created');
+    assert.ok(
+      fs.statSync(path.join(paths.homesDir, 'web')).isDirectory(),
+      'the cage home is created',
+    );
     const state = JSON.parse(fs.readFileSync(cageRuntimePaths(paths, 'web').state, 'utf8'));
     assert.equal(state.name, 'web');
     assert.deepEqual(state.sandbox, { sandbox: 1 });
@@ -186,7 +203,9 @@ describe('CageManager', () => {
 
   it('rejects every waiting launch when the start fails, and tries again on the next launch', async () => {
     backend.start.onFirstCall().rejects(new Error('bwrap: No permissions to create new namespace'));
-    const results = await Promise.allSettled(Array.from({ length: 5 }, () => manager.launchCommand('web', ['prog'])));
+    const results = await Promise.allSettled(
+      Array.from({ length: 5 }, () => manager.launchCommand('web', ['prog'])),
+    );
     assert.equal(backend.start.callCount, 1);
     for (const r of results) {
       assert.equal(r.status, 'rejected');
@@ -212,13 +231,21 @@ describe('CageManager', () => {
   });
 
   it('passes a KagomeError from the backend on unchanged', async () => {
-    backend.start.onFirstCall().rejects(new KagomeError('MissingProgram', 'bwrap is not installed'));
-    await assert.rejects(manager.launchCommand('web', ['prog']), (e: unknown) => e instanceof KagomeError && e.errorName === 'MissingProgram');
+    backend.start
+      .onFirstCall()
+      .rejects(new KagomeError('MissingProgram', 'bwrap is not installed'));
+    await assert.rejects(
+      manager.launchCommand('web', ['prog']),
+      (e: unknown) => e instanceof KagomeError && e.errorName === 'MissingProgram',
+    );
   });
 
   it('stops the sandbox when the display fails to start', async () => {
     display.start.rejects(new KagomeError('DisplayFailed', 'xpra did not start'));
-    await assert.rejects(manager.launchCommand('web', ['prog']), (e: unknown) => e instanceof KagomeError && e.errorName === 'DisplayFailed');
+    await assert.rejects(
+      manager.launchCommand('web', ['prog']),
+      (e: unknown) => e instanceof KagomeError && e.errorName === 'DisplayFailed',
+    );
     assert.equal(backend.stop.callCount, 1);
     assert.deepEqual(backend.stop.firstCall.args[0], { sandbox: 1 });
   });
@@ -226,7 +253,11 @@ describe('CageManager', () => {
   it('refuses a program the cage does not have, without running anything', async () => {
     await assert.rejects(
       manager.launchCommand('web', ['missing', '--flag']),
-      (e: unknown) => e instanceof KagomeError && e.errorName === 'NoSuchProgram' && e.message.includes('"missing"') && e.message.includes('"web"'),
+      (e: unknown) =>
+        e instanceof KagomeError &&
+        e.errorName === 'NoSuchProgram' &&
+        e.message.includes('"missing"') &&
+        e.message.includes('"web"'),
     );
     assert.equal(backend.exec.callCount, 0);
     assert.equal(backend.resolveProgram.callCount, 1);
@@ -236,15 +267,27 @@ describe('CageManager', () => {
 
   it('refuses bad arguments before starting anything', async () => {
     for (const argv of [[], [''], ['a\0b'], [1 as unknown as string]]) {
-      await assert.rejects(manager.launchCommand('web', argv), (e: unknown) => e instanceof KagomeError && e.errorName === 'InvalidArgument');
+      await assert.rejects(
+        manager.launchCommand('web', argv),
+        (e: unknown) => e instanceof KagomeError && e.errorName === 'InvalidArgument',
+      );
     }
-    await assert.rejects(manager.launchCommand('../web', ['prog']), (e: unknown) => e instanceof KagomeError && e.errorName === 'InvalidArgument');
+    await assert.rejects(
+      manager.launchCommand('../web', ['prog']),
+      (e: unknown) => e instanceof KagomeError && e.errorName === 'InvalidArgument',
+    );
     assert.equal(backend.start.callCount, 0);
   });
 
   it('reports a cage without a file as NoSuchCage', async () => {
-    await assert.rejects(manager.launchCommand('nope', ['prog']), (e: unknown) => e instanceof KagomeError && e.errorName === 'NoSuchCage');
-    await assert.rejects(manager.stop('nope'), (e: unknown) => e instanceof KagomeError && e.errorName === 'NoSuchCage');
+    await assert.rejects(
+      manager.launchCommand('nope', ['prog']),
+      (e: unknown) => e instanceof KagomeError && e.errorName === 'NoSuchCage',
+    );
+    await assert.rejects(
+      manager.stop('nope'),
+      (e: unknown) => e instanceof KagomeError && e.errorName === 'NoSuchCage',
+    );
     assert.equal(backend.start.callCount, 0);
   });
 
@@ -352,7 +395,10 @@ describe('CageManager', () => {
     writeCage('web', '[Cage]\nIdleStop=1\n');
     await manager.launchCommand('web', ['a']);
     const stopped = new Promise<void>((resolve, reject) => {
-      const guard = setTimeout(() => reject(new Error('the idle cage was not stopped within 4 s')), 4000);
+      const guard = setTimeout(
+        () => reject(new Error('the idle cage was not stopped within 4 s')),
+        4000,
+      );
       manager.on('state', (_n, s) => {
         if (s === 'stopped') {
           clearTimeout(guard);
@@ -367,16 +413,17 @@ describe('CageManager', () => {
     assert.equal(backend.stop.callCount, 1);
   });
 
-  it(
-    'cleans a dead cage up once when several launches find it dead at the same time',
-    async () => {
-      await manager.launchCommand('web', ['prog']);
-      backend.isAlive.callsFake((r) => r.sandbox !== 1);
-      const results = await Promise.allSettled(Array.from({ length: 5 }, () => manager.launchCommand('web', ['prog'])));
-      const failed = results.filter((r) => r.status === "rejected").map((r) => String((r as PromiseRejectedResult).reason));
-      assert.deepEqual(failed, []);
-      assert.equal(backend.stop.callCount, 1, `backend.stop called ${backend.stop.callCount} times`);
-      assert.equal(events.filter((e) => e[1] === 'stopped').length, 1);
-    },
-  );
+  it('cleans a dead cage up once when several launches find it dead at the same time', async () => {
+    await manager.launchCommand('web', ['prog']);
+    backend.isAlive.callsFake((r) => r.sandbox !== 1);
+    const results = await Promise.allSettled(
+      Array.from({ length: 5 }, () => manager.launchCommand('web', ['prog'])),
+    );
+    const failed = results
+      .filter((r) => r.status === 'rejected')
+      .map((r) => String((r as PromiseRejectedResult).reason));
+    assert.deepEqual(failed, []);
+    assert.equal(backend.stop.callCount, 1, `backend.stop called ${backend.stop.callCount} times`);
+    assert.equal(events.filter((e) => e[1] === 'stopped').length, 1);
+  });
 });

@@ -3,7 +3,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { appsForType, defaultAppFor, findEntryInView, typeAndParents, type MimeFs, type MimeView } from '../../xdg/mime-apps.js';
+import {
+  appsForType,
+  defaultAppFor,
+  findEntryInView,
+  typeAndParents,
+  type MimeFs,
+  type MimeView,
+} from '../../xdg/mime-apps.js';
 
 // "Which program opens this type" in a cage, by the MIME applications rules, over a temporary
 // tree standing for what a cage sees: config folders (its home, then /etc/xdg) and data
@@ -23,9 +30,14 @@ describe('defaultAppFor', () => {
   };
   /** An installed entry: rel is the data folder, id may be a subfolder path (kde/foo.desktop). */
   const app = (dataDir: string, file: string, extra = '') =>
-    write(`${dataDir}/applications/${file}`, `[Desktop Entry]\nType=Application\nName=${file}\nExec=prog %f\n${extra}`);
-  const cache = (dataDir: string, lines: string) => write(`${dataDir}/applications/mimeinfo.cache`, `[MIME Cache]\n${lines}`);
-  const lookup = (type: string, v: Partial<MimeView> = {}) => defaultAppFor(type, { ...view, ...v });
+    write(
+      `${dataDir}/applications/${file}`,
+      `[Desktop Entry]\nType=Application\nName=${file}\nExec=prog %f\n${extra}`,
+    );
+  const cache = (dataDir: string, lines: string) =>
+    write(`${dataDir}/applications/mimeinfo.cache`, `[MIME Cache]\n${lines}`);
+  const lookup = (type: string, v: Partial<MimeView> = {}) =>
+    defaultAppFor(type, { ...view, ...v });
 
   beforeEach(() => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-mime-'));
@@ -44,18 +56,34 @@ describe('defaultAppFor', () => {
 
   describe('[Default Applications]', () => {
     it('takes the most important list: config home, config dirs, data home, data dirs', async () => {
-      const levels = ['usr/share/applications', 'usr/local/share/applications', 'home/.local/share/applications', 'etc/xdg', 'home/.config'];
+      const levels = [
+        'usr/share/applications',
+        'usr/local/share/applications',
+        'home/.local/share/applications',
+        'etc/xdg',
+        'home/.config',
+      ];
       const ids = ['a.desktop', 'b.desktop', 'c.desktop', 'd.desktop', 'a.desktop'];
       assert.equal(await lookup('text/plain'), undefined);
       for (const [i, dir] of levels.entries()) {
         write(`${dir}/mimeapps.list`, `[Default Applications]\ntext/plain=${ids[i]}\n`);
-        assert.equal(await lookup('text/plain'), ids[i], `${dir}/mimeapps.list is more important than the ones before`);
+        assert.equal(
+          await lookup('text/plain'),
+          ids[i],
+          `${dir}/mimeapps.list is more important than the ones before`,
+        );
       }
     });
 
     it('skips uninstalled programs, within a list and on to the next list', async () => {
-      write('home/.config/mimeapps.list', '[Default Applications]\ntext/plain=gone.desktop;c.desktop;\nimage/png=gone.desktop\n');
-      write('etc/xdg/mimeapps.list', '[Default Applications]\nimage/png=gone-too.desktop;b.desktop\n');
+      write(
+        'home/.config/mimeapps.list',
+        '[Default Applications]\ntext/plain=gone.desktop;c.desktop;\nimage/png=gone.desktop\n',
+      );
+      write(
+        'etc/xdg/mimeapps.list',
+        '[Default Applications]\nimage/png=gone-too.desktop;b.desktop\n',
+      );
       assert.equal(await lookup('text/plain'), 'c.desktop');
       assert.equal(await lookup('image/png'), 'b.desktop');
     });
@@ -65,12 +93,28 @@ describe('defaultAppFor', () => {
       write('etc/xdg/xfce-mimeapps.list', '[Default Applications]\ntext/plain=b.desktop\n');
       write('etc/xdg/ubuntu-mimeapps.list', '[Default Applications]\ntext/plain=c.desktop\n');
       assert.equal(await lookup('text/plain'), 'a.desktop', 'no desktop: no desktop-specific list');
-      assert.equal(await lookup('text/plain', { desktops: ['GNOME'] }), 'a.desktop', 'another desktop');
-      assert.equal(await lookup('text/plain', { desktops: ['XFCE'] }), 'b.desktop', 'names are lower-cased');
-      assert.equal(await lookup('text/plain', { desktops: ['ubuntu', 'XFCE'] }), 'c.desktop', 'the first desktop first');
+      assert.equal(
+        await lookup('text/plain', { desktops: ['GNOME'] }),
+        'a.desktop',
+        'another desktop',
+      );
+      assert.equal(
+        await lookup('text/plain', { desktops: ['XFCE'] }),
+        'b.desktop',
+        'names are lower-cased',
+      );
+      assert.equal(
+        await lookup('text/plain', { desktops: ['ubuntu', 'XFCE'] }),
+        'c.desktop',
+        'the first desktop first',
+      );
       assert.equal(await lookup('text/plain', { desktops: ['GNOME', 'XFCE'] }), 'b.desktop');
       write('home/.config/mimeapps.list', '[Default Applications]\ntext/plain=d.desktop\n');
-      assert.equal(await lookup('text/plain', { desktops: ['XFCE'] }), 'd.desktop', "a more important folder's plain list beats a desktop-specific one further down");
+      assert.equal(
+        await lookup('text/plain', { desktops: ['XFCE'] }),
+        'd.desktop',
+        "a more important folder's plain list beats a desktop-specific one further down",
+      );
     });
 
     it('ignores associations in desktop-specific lists, with a warning', async () => {
@@ -82,7 +126,10 @@ describe('defaultAppFor', () => {
 
     it('may name a program that is not associated, or even removed, and one from a more important folder', async () => {
       app('home/.local/share', 'mine.desktop');
-      write('usr/share/applications/mimeapps.list', '[Default Applications]\nimage/png=mine.desktop\n[Removed Associations]\nimage/png=mine.desktop\n');
+      write(
+        'usr/share/applications/mimeapps.list',
+        '[Default Applications]\nimage/png=mine.desktop\n[Removed Associations]\nimage/png=mine.desktop\n',
+      );
       cache('usr/share', 'image/png=a.desktop;\n');
       assert.equal(await lookup('image/png'), 'mine.desktop');
     });
@@ -91,7 +138,10 @@ describe('defaultAppFor', () => {
   describe('associations', () => {
     it('lists every program for a type, the default first, each once, none uninstalled or removed', async () => {
       cache('usr/share', 'text/plain=b.desktop;a.desktop;gone.desktop;c.desktop;\n');
-      write('home/.config/mimeapps.list', '[Default Applications]\ntext/plain=c.desktop\n[Removed Associations]\ntext/plain=a.desktop\n');
+      write(
+        'home/.config/mimeapps.list',
+        '[Default Applications]\ntext/plain=c.desktop\n[Removed Associations]\ntext/plain=a.desktop\n',
+      );
       assert.deepEqual(await appsForType('text/plain', view), ['c.desktop', 'b.desktop']);
       assert.deepEqual(await appsForType('text/plain', view, 1), ['c.desktop']);
       assert.deepEqual(await appsForType('image/png', view), []);
@@ -113,7 +163,10 @@ describe('defaultAppFor', () => {
 
     it('takes [Added Associations] in order, before the caches', async () => {
       cache('usr/share', 'image/png=c.desktop;\n');
-      write('etc/xdg/mimeapps.list', '[Added Associations]\nimage/png=gone.desktop;b.desktop;a.desktop;\n');
+      write(
+        'etc/xdg/mimeapps.list',
+        '[Added Associations]\nimage/png=gone.desktop;b.desktop;a.desktop;\n',
+      );
       assert.equal(await lookup('image/png'), 'b.desktop');
     });
 
@@ -122,29 +175,50 @@ describe('defaultAppFor', () => {
       cache('home/.local/share', 'image/png=mine.desktop;\n');
       write('usr/share/applications/mimeapps.list', '[Added Associations]\nimage/png=a.desktop;\n');
       assert.equal(await lookup('image/png'), 'mine.desktop');
-      write('home/.local/share/applications/mimeapps.list', '[Added Associations]\nimage/png=b.desktop;\n');
+      write(
+        'home/.local/share/applications/mimeapps.list',
+        '[Added Associations]\nimage/png=b.desktop;\n',
+      );
       assert.equal(await lookup('image/png'), 'b.desktop');
     });
 
     it('[Removed Associations] hide a program from its own folder and less important ones, not from more important ones', async () => {
       cache('usr/share', 'text/plain=a.desktop;b.desktop;\n');
       write('home/.config/mimeapps.list', '[Removed Associations]\ntext/plain=a.desktop;\n');
-      assert.equal(await lookup('text/plain'), 'b.desktop', "the config home's removal hides the system cache's entry");
+      assert.equal(
+        await lookup('text/plain'),
+        'b.desktop',
+        "the config home's removal hides the system cache's entry",
+      );
 
       write('home/.config/mimeapps.list', '[Added Associations]\ntext/plain=c.desktop;\n');
       write('etc/xdg/mimeapps.list', '[Removed Associations]\ntext/plain=c.desktop;a.desktop;\n');
-      assert.equal(await lookup('text/plain'), 'c.desktop', 'a less important removal cannot take back an addition');
+      assert.equal(
+        await lookup('text/plain'),
+        'c.desktop',
+        'a less important removal cannot take back an addition',
+      );
       fs.rmSync(path.join(root, 'home/.config/mimeapps.list'));
       assert.equal(await lookup('text/plain'), 'b.desktop');
 
-      write('usr/share/applications/mimeapps.list', '[Removed Associations]\ntext/plain=b.desktop;\n');
+      write(
+        'usr/share/applications/mimeapps.list',
+        '[Removed Associations]\ntext/plain=b.desktop;\n',
+      );
       cache('usr/share', 'text/plain=b.desktop;a.desktop;\n');
       fs.rmSync(path.join(root, 'etc/xdg/mimeapps.list'));
-      assert.equal(await lookup('text/plain'), 'a.desktop', "a folder's removals apply to its own cache");
+      assert.equal(
+        await lookup('text/plain'),
+        'a.desktop',
+        "a folder's removals apply to its own cache",
+      );
     });
 
     it('keeps an addition listed as removed in the same file', async () => {
-      write('home/.config/mimeapps.list', '[Added Associations]\nimage/png=a.desktop;\n[Removed Associations]\nimage/png=a.desktop;\n');
+      write(
+        'home/.config/mimeapps.list',
+        '[Added Associations]\nimage/png=a.desktop;\n[Removed Associations]\nimage/png=a.desktop;\n',
+      );
       assert.equal(await lookup('image/png'), 'a.desktop');
     });
 
@@ -153,7 +227,10 @@ describe('defaultAppFor', () => {
       app('home/.local/share', 'b.desktop');
       cache('usr/share', 'image/png=b.desktop;c.desktop;\n');
       assert.equal(await lookup('image/png'), 'c.desktop');
-      write('usr/local/share/applications/mimeapps.list', '[Added Associations]\nimage/png=b.desktop;\n');
+      write(
+        'usr/local/share/applications/mimeapps.list',
+        '[Added Associations]\nimage/png=b.desktop;\n',
+      );
       assert.equal(await lookup('image/png'), 'c.desktop', 'nor its added associations');
       write('etc/xdg/mimeapps.list', '[Added Associations]\nimage/png=b.desktop;\n');
       assert.equal(await lookup('image/png'), 'b.desktop', 'config folders speak for every entry');
@@ -169,9 +246,15 @@ describe('defaultAppFor', () => {
 
     it('skips entries without Exec and entries that are not applications, and accepts NoDisplay ones', async () => {
       write('usr/share/applications/noexec.desktop', '[Desktop Entry]\nType=Application\nName=x\n');
-      write('usr/share/applications/link.desktop', '[Desktop Entry]\nType=Link\nName=x\nURL=https://example.org/\nExec=x\n');
+      write(
+        'usr/share/applications/link.desktop',
+        '[Desktop Entry]\nType=Link\nName=x\nURL=https://example.org/\nExec=x\n',
+      );
       app('usr/share', 'helper.desktop', 'NoDisplay=true\n');
-      write('home/.config/mimeapps.list', '[Default Applications]\nimage/png=noexec.desktop;link.desktop;helper.desktop;a.desktop\n');
+      write(
+        'home/.config/mimeapps.list',
+        '[Default Applications]\nimage/png=noexec.desktop;link.desktop;helper.desktop;a.desktop\n',
+      );
       assert.equal(await lookup('image/png'), 'helper.desktop');
     });
 
@@ -183,9 +266,16 @@ describe('defaultAppFor', () => {
 
     it('finds entries in subfolders by their desktop file ID (kde-viewer.desktop is kde/viewer.desktop)', async () => {
       app('usr/share', 'kde/viewer.desktop');
-      write('home/.config/mimeapps.list', '[Default Applications]\nimage/png=kde/viewer.desktop;viewer.desktop;kde-viewer.desktop\n');
+      write(
+        'home/.config/mimeapps.list',
+        '[Default Applications]\nimage/png=kde/viewer.desktop;viewer.desktop;kde-viewer.desktop\n',
+      );
       assert.equal(await lookup('image/png'), 'kde-viewer.desktop', 'a path is no ID');
-      assert.equal((await findEntryInView('kde-viewer.desktop', view))?.path, '/usr/share/applications/kde/viewer.desktop', 'the path as the cage sees it');
+      assert.equal(
+        (await findEntryInView('kde-viewer.desktop', view))?.path,
+        '/usr/share/applications/kde/viewer.desktop',
+        'the path as the cage sees it',
+      );
       assert.equal(await findEntryInView('kde/viewer.desktop', view), undefined);
       assert.equal(await findEntryInView('gone.desktop', view), undefined);
     });
@@ -193,14 +283,27 @@ describe('defaultAppFor', () => {
 
   describe('parent types', () => {
     beforeEach(() => {
-      write('usr/share/mime/aliases', 'text/x-old-python text/x-python\napplication/x-pdf application/pdf\n');
-      write('usr/share/mime/subclasses', 'text/x-python application/x-executable\napplication/x-executable application/octet-stream\n');
+      write(
+        'usr/share/mime/aliases',
+        'text/x-old-python text/x-python\napplication/x-pdf application/pdf\n',
+      );
+      write(
+        'usr/share/mime/subclasses',
+        'text/x-python application/x-executable\napplication/x-executable application/octet-stream\n',
+      );
     });
 
     it('lists the canonical type, then sub-class parents nearest first, text/plain for text/*', async () => {
-      assert.deepEqual(await typeAndParents('text/x-old-python', view), ['text/x-python', 'application/x-executable', 'text/plain', 'application/octet-stream']);
+      assert.deepEqual(await typeAndParents('text/x-old-python', view), [
+        'text/x-python',
+        'application/x-executable',
+        'text/plain',
+        'application/octet-stream',
+      ]);
       assert.deepEqual(await typeAndParents('text/x-csv', view), ['text/x-csv', 'text/plain']);
-      assert.deepEqual(await typeAndParents('application/x-unknown', view), ['application/x-unknown']);
+      assert.deepEqual(await typeAndParents('application/x-unknown', view), [
+        'application/x-unknown',
+      ]);
     });
 
     it('looks an alias up as its canonical type, and files list entries for an alias under it', async () => {
@@ -234,11 +337,18 @@ describe('defaultAppFor', () => {
     });
 
     it('never falls back to application/octet-stream on its own', async () => {
-      write('home/.config/mimeapps.list', '[Default Applications]\napplication/octet-stream=a.desktop\n');
+      write(
+        'home/.config/mimeapps.list',
+        '[Default Applications]\napplication/octet-stream=a.desktop\n',
+      );
       cache('usr/share', 'application/octet-stream=b.desktop;\n');
       assert.equal(await lookup('application/x-unknown'), undefined);
       assert.equal(await lookup('image/png'), undefined);
-      assert.equal(await lookup('text/x-python'), 'a.desktop', 'only where the MIME database says so');
+      assert.equal(
+        await lookup('text/x-python'),
+        'a.desktop',
+        'only where the MIME database says so',
+      );
     });
   });
 
@@ -258,7 +368,10 @@ describe('defaultAppFor', () => {
     });
 
     it('skips invalid UTF-8, a broken mimeinfo.cache and an unreadable file, with warnings', async () => {
-      write('home/.config/mimeapps.list', Buffer.from('[Default Applications]\ntext/plain=a.desktop\xff\n', 'latin1'));
+      write(
+        'home/.config/mimeapps.list',
+        Buffer.from('[Default Applications]\ntext/plain=a.desktop\xff\n', 'latin1'),
+      );
       cache('home/.local/share', 'text/plain=a.desktop;\n[MIME Cache]\n');
       fs.mkdirSync(path.join(root, 'etc/xdg/mimeapps.list'), { recursive: true });
       cache('usr/share', 'text/plain=c.desktop;\n');
@@ -280,7 +393,10 @@ describe('defaultAppFor', () => {
   it('reads only through the given fs and hostPath', async () => {
     const files = new Map<string, string>([
       ['/cage/etc/xdg/mimeapps.list', '[Default Applications]\nimage/png=viewer.desktop\n'],
-      ['/cage/usr/share/applications/viewer.desktop', '[Desktop Entry]\nType=Application\nName=V\nExec=v %f\n'],
+      [
+        '/cage/usr/share/applications/viewer.desktop',
+        '[Desktop Entry]\nType=Application\nName=V\nExec=v %f\n',
+      ],
     ]);
     const read: string[] = [];
     const enoent = (p: string) => Object.assign(new Error(`ENOENT: ${p}`), { code: 'ENOENT' });
@@ -296,7 +412,13 @@ describe('defaultAppFor', () => {
         return { isFile: () => true, isDirectory: () => false, size: files.get(p)!.length };
       },
     };
-    const v: MimeView = { configDirs: ['/etc/xdg'], dataDirs: ['/usr/share'], desktops: [], fs: memFs, hostPath: (p) => '/cage' + p };
+    const v: MimeView = {
+      configDirs: ['/etc/xdg'],
+      dataDirs: ['/usr/share'],
+      desktops: [],
+      fs: memFs,
+      hostPath: (p) => '/cage' + p,
+    };
     assert.equal(await defaultAppFor('image/png', v), 'viewer.desktop');
     assert.ok(read.length > 0 && read.every((p) => p.startsWith('/cage/')), read.join(', '));
     assert.ok(read.includes('/cage/usr/share/applications/viewer.desktop'));

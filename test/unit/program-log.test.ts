@@ -21,7 +21,10 @@ describe('program logs', () => {
       fs.writeSync(first.fd, 'old run\n');
       fs.closeSync(first.fd);
       const second = openProgramLog(dir, ['prog', 'x']);
-      fs.writeSync(second.fd, Array.from({ length: 12 }, (_, i) => `line ${i}`).join('\n') + '\n\x1b[2Jbell\x07\n');
+      fs.writeSync(
+        second.fd,
+        Array.from({ length: 12 }, (_, i) => `line ${i}`).join('\n') + '\n\x1b[2Jbell\x07\n',
+      );
       fs.closeSync(second.fd);
       const tail = programLogTail(second.log, 3);
       assert.equal(tail, 'line 10\nline 11\n?[2Jbell?');

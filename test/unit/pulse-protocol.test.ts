@@ -1,10 +1,19 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Command, CONTROL_CHANNEL, DESCRIPTOR_BYTES, FrameReader, PulseFilter, commandOf, controlFrame, rewriteAuth, type Frame } from '../../lib/bridges/pulse-protocol.js';
+import {
+  Command,
+  CONTROL_CHANNEL,
+  DESCRIPTOR_BYTES,
+  FrameReader,
+  PulseFilter,
+  commandOf,
+  controlFrame,
+  rewriteAuth,
+  type Frame,
+} from '../../lib/bridges/pulse-protocol.js';
 
 // The sound bridge's decisions, on frames built as libpulse builds them. The integration test
 // (sound.test.ts) runs the same filter against a real server and real clients.
-
 
 function frameOf(bytes: Buffer): Frame {
   const [f] = new FrameReader().push(bytes);
@@ -36,14 +45,23 @@ function auth(version: number, cookie: Buffer): Buffer {
 
 describe('PulseAudio frames', () => {
   it('are split however the bytes arrive', () => {
-    const stream = Buffer.concat([controlFrame([Command.GET_SERVER_INFO, 7]), audio(0, 1000), controlFrame([Command.STAT, 8])]);
+    const stream = Buffer.concat([
+      controlFrame([Command.GET_SERVER_INFO, 7]),
+      audio(0, 1000),
+      controlFrame([Command.STAT, 8]),
+    ]);
     for (const step of [1, 3, 20, 21, 999, stream.length]) {
       const r = new FrameReader();
       const frames: Frame[] = [];
-      for (let i = 0; i < stream.length; i += step) frames.push(...r.push(stream.subarray(i, i + step)));
+      for (let i = 0; i < stream.length; i += step)
+        frames.push(...r.push(stream.subarray(i, i + step)));
       assert.deepEqual(
         frames.map((f) => [f.channel, f.payload.length]),
-        [[CONTROL_CHANNEL, 10], [0, 1000], [CONTROL_CHANNEL, 10]],
+        [
+          [CONTROL_CHANNEL, 10],
+          [0, 1000],
+          [CONTROL_CHANNEL, 10],
+        ],
         `step ${step}`,
       );
       assert.equal(commandOf(frames[2]!.payload)?.tag, 8);
@@ -93,17 +111,26 @@ describe('the sound policy', () => {
     'an unknown command': 4000,
   })) {
     it(`refuses ${name} in every mode`, () => {
-      for (const f of [output(), duplex()]) assert.equal(f.fromClient(command(cmd, 1)).kind, 'answer');
+      for (const f of [output(), duplex()])
+        assert.equal(f.fromClient(command(cmd, 1)).kind, 'answer');
     });
   }
 
   it('answers lists of other programs, modules and cards as empty, and of microphones when not duplex', () => {
-    for (const cmd of [Command.GET_CLIENT_INFO_LIST, Command.GET_MODULE_INFO_LIST, Command.GET_SINK_INPUT_INFO_LIST, Command.GET_CARD_INFO_LIST]) {
+    for (const cmd of [
+      Command.GET_CLIENT_INFO_LIST,
+      Command.GET_MODULE_INFO_LIST,
+      Command.GET_SINK_INPUT_INFO_LIST,
+      Command.GET_CARD_INFO_LIST,
+    ]) {
       const d = duplex().fromClient(command(cmd, 5));
       assert.equal(d.kind, 'answer');
       if (d.kind === 'answer') {
         assert.equal(d.refused, undefined);
-        assert.deepEqual(frameOf(d.bytes).payload, controlFrame([Command.REPLY, 5]).subarray(DESCRIPTOR_BYTES));
+        assert.deepEqual(
+          frameOf(d.bytes).payload,
+          controlFrame([Command.REPLY, 5]).subarray(DESCRIPTOR_BYTES),
+        );
       }
     }
     assert.equal(output().fromClient(command(Command.GET_SOURCE_INFO_LIST, 5)).kind, 'answer');
@@ -112,12 +139,20 @@ describe('the sound policy', () => {
 
   it("allows volume and info only for the connection's own streams, learnt from the server's replies", () => {
     const f = output();
-    assert.equal(f.fromClient(command(Command.SET_SINK_INPUT_VOLUME, 1, 42)).kind, 'answer', 'not ours yet');
+    assert.equal(
+      f.fromClient(command(Command.SET_SINK_INPUT_VOLUME, 1, 42)).kind,
+      'answer',
+      'not ours yet',
+    );
     assert.equal(f.fromClient(command(Command.CREATE_PLAYBACK_STREAM, 2)).kind, 'forward');
     f.fromServer(command(Command.REPLY, 2, 0, 42, 4096));
     assert.equal(f.fromClient(command(Command.SET_SINK_INPUT_VOLUME, 3, 42)).kind, 'forward');
     assert.equal(f.fromClient(command(Command.GET_SINK_INPUT_INFO, 4, 42)).kind, 'forward');
-    assert.equal(f.fromClient(command(Command.KILL_SINK_INPUT, 5, 41)).kind, 'answer', "another program's stream");
+    assert.equal(
+      f.fromClient(command(Command.KILL_SINK_INPUT, 5, 41)).kind,
+      'answer',
+      "another program's stream",
+    );
     // A reply to another tag teaches nothing.
     f.fromServer(command(Command.REPLY, 99, 0, 7));
     assert.equal(f.fromClient(command(Command.SET_SINK_INPUT_MUTE, 6, 7)).kind, 'answer');

@@ -39,7 +39,9 @@ function changedLines(before: string, after: string): [number, string, string][]
 /** Translations of one key in one group, as locale -> raw value. */
 function translations(kf: Keyfile, group: string, key: string): Map<string, string> {
   const out = new Map<string, string>();
-  for (const k of kf.keys(group)) if (k.key === key && k.locale !== undefined) out.set(k.locale, kf.getRaw(group, key, k.locale)!);
+  for (const k of kf.keys(group))
+    if (k.key === key && k.locale !== undefined)
+      out.set(k.locale, kf.getRaw(group, key, k.locale)!);
   return out;
 }
 
@@ -91,13 +93,31 @@ describe('real-world desktop entries: values', () => {
       for (const key of ['Name', 'GenericName', 'Comment', 'Keywords']) {
         const t = translations(kf, DE, key);
         assert.ok(t.size >= 40, `${key} has only ${t.size} translations`);
-        for (const l of ['de', 'pt_BR', 'sr@latin', 'zh_TW', 'en_GB', 'ca@valencia']) assert.ok(t.has(l), `${key}[${l}]`);
+        for (const l of ['de', 'pt_BR', 'sr@latin', 'zh_TW', 'en_GB', 'ca@valencia'])
+          assert.ok(t.has(l), `${key}[${l}]`);
       }
     });
 
     it('holds translations in many scripts', () => {
-      const values = [...translations(kf, DE, 'Name').values(), ...translations(kf, DE, 'Comment').values()].join(' ');
-      const scripts = ['Arabic', 'Bengali', 'Cyrillic', 'Devanagari', 'Georgian', 'Greek', 'Han', 'Hangul', 'Hebrew', 'Katakana', 'Hiragana', 'Tamil', 'Thai'];
+      const values = [
+        ...translations(kf, DE, 'Name').values(),
+        ...translations(kf, DE, 'Comment').values(),
+      ].join(' ');
+      const scripts = [
+        'Arabic',
+        'Bengali',
+        'Cyrillic',
+        'Devanagari',
+        'Georgian',
+        'Greek',
+        'Han',
+        'Hangul',
+        'Hebrew',
+        'Katakana',
+        'Hiragana',
+        'Tamil',
+        'Thai',
+      ];
       const missing = scripts.filter((s) => !new RegExp(`\\p{Script=${s}}`, 'u').test(values));
       assert.deepEqual(missing, []);
     });
@@ -117,10 +137,29 @@ describe('real-world desktop entries: values', () => {
       assert.equal(name('xx', 'ar_EG.UTF-8', 'de'), 'متصفح إكزامبل');
       assert.equal(kf.getLocaleString(DE, 'GenericName', ['en_GB.UTF-8']), 'Web Browser');
       assert.equal(kf.getLocaleString(DE, 'Comment', ['ja_JP.UTF-8']), 'ウェブを閲覧します');
-      assert.equal(kf.getLocaleString(DE, 'Comment', ['el_GR']), 'Περιηγηθείτε στον παγκόσμιο ιστό');
-      assert.deepEqual(kf.getLocaleList(DE, 'Keywords', ['vi_VN']), ['Internet', 'WWW', 'Trình duyệt', 'Web']);
-      assert.deepEqual(kf.getLocaleList(DE, 'Keywords', ['tr_TR.UTF-8']), ['İnternet', 'WWW', 'Tarayıcı', 'Web']);
-      assert.deepEqual(kf.getLocaleList(DE, 'Keywords', ['nn']), ['Internet', 'WWW', 'Browser', 'Web', 'Explorer']);
+      assert.equal(
+        kf.getLocaleString(DE, 'Comment', ['el_GR']),
+        'Περιηγηθείτε στον παγκόσμιο ιστό',
+      );
+      assert.deepEqual(kf.getLocaleList(DE, 'Keywords', ['vi_VN']), [
+        'Internet',
+        'WWW',
+        'Trình duyệt',
+        'Web',
+      ]);
+      assert.deepEqual(kf.getLocaleList(DE, 'Keywords', ['tr_TR.UTF-8']), [
+        'İnternet',
+        'WWW',
+        'Tarayıcı',
+        'Web',
+      ]);
+      assert.deepEqual(kf.getLocaleList(DE, 'Keywords', ['nn']), [
+        'Internet',
+        'WWW',
+        'Browser',
+        'Web',
+        'Explorer',
+      ]);
     });
 
     it('has three desktop actions with translated names and their own Exec', () => {
@@ -128,13 +167,31 @@ describe('real-world desktop entries: values', () => {
       assert.deepEqual(actions, ['new-window', 'new-private-window', 'profile-manager']);
       assert.deepEqual(kf.groups(), [DE, ...actions!.map((a) => `Desktop Action ${a}`)]);
       assert.equal(kf.get('Desktop Action new-window', 'Exec'), 'examplebrowser --new-window %u');
-      assert.equal(kf.get('Desktop Action new-private-window', 'Exec'), 'examplebrowser --private-window %u');
-      assert.equal(kf.get('Desktop Action profile-manager', 'Exec'), 'examplebrowser --profile-manager');
-      assert.equal(kf.getLocaleString('Desktop Action new-private-window', 'Name', ['it_IT.UTF-8']), 'Nuova finestra anonima');
-      assert.equal(kf.getLocaleString('Desktop Action new-window', 'Name', ['sr_RS@latin']), 'Novi prozor');
+      assert.equal(
+        kf.get('Desktop Action new-private-window', 'Exec'),
+        'examplebrowser --private-window %u',
+      );
+      assert.equal(
+        kf.get('Desktop Action profile-manager', 'Exec'),
+        'examplebrowser --profile-manager',
+      );
+      assert.equal(
+        kf.getLocaleString('Desktop Action new-private-window', 'Name', ['it_IT.UTF-8']),
+        'Nuova finestra anonima',
+      );
+      assert.equal(
+        kf.getLocaleString('Desktop Action new-window', 'Name', ['sr_RS@latin']),
+        'Novi prozor',
+      );
       // Only sr@latin is translated here: plain Serbian falls back to the untranslated name.
-      assert.equal(kf.getLocaleString('Desktop Action profile-manager', 'Name', ['sr_RS']), 'Open the Profile Manager');
-      assert.equal(kf.getLocaleString('Desktop Action profile-manager', 'Name', ['ko_KR']), '프로필 관리자 열기');
+      assert.equal(
+        kf.getLocaleString('Desktop Action profile-manager', 'Name', ['sr_RS']),
+        'Open the Profile Manager',
+      );
+      assert.equal(
+        kf.getLocaleString('Desktop Action profile-manager', 'Name', ['ko_KR']),
+        '프로필 관리자 열기',
+      );
       assert.ok(translations(kf, 'Desktop Action new-window', 'Name').size >= 10);
     });
 
@@ -159,19 +216,27 @@ describe('real-world desktop entries: values', () => {
       assert.equal(mime[0], 'image/bmp');
       assert.equal(mime.at(-1), 'image/qoi');
       assert.ok(mime.includes('image/x-xcf') && mime.includes('image/svg+xml'));
-      assert.ok(mime.every((m) => /^[a-z0-9.+-]+\/[a-z0-9.+-]+$/.test(m)), 'no element has a stray ; or space');
+      assert.ok(
+        mime.every((m) => /^[a-z0-9.+-]+\/[a-z0-9.+-]+$/.test(m)),
+        'no element has a stray ; or space',
+      );
     });
 
     it('keeps an escaped \\; inside one list element', () => {
-      assert.deepEqual(kf.getList(DE, 'X-Example-OpenFilters'), ['Images (*.png;*.jpg;*.webp)', 'Raw photos (*.cr2;*.nef;*.dng)', 'All files (*)']);
+      assert.deepEqual(kf.getList(DE, 'X-Example-OpenFilters'), [
+        'Images (*.png;*.jpg;*.webp)',
+        'Raw photos (*.cr2;*.nef;*.dng)',
+        'All files (*)',
+      ]);
     });
 
     it('reads Exec with %U, TryExec and StartupWMClass', () => {
       const exec = parseExec(kf.get(DE, 'Exec')!);
       assert.deepEqual(exec, ['exampleimage-3.0', { fieldCode: 'U' }]);
-      assert.deepEqual(expandExec(exec, { files: ['/tmp/a b.png'], uris: ['https://example.org/c.jpg'] }), [
-        ['exampleimage-3.0', 'file:///tmp/a%20b.png', 'https://example.org/c.jpg'],
-      ]);
+      assert.deepEqual(
+        expandExec(exec, { files: ['/tmp/a b.png'], uris: ['https://example.org/c.jpg'] }),
+        [['exampleimage-3.0', 'file:///tmp/a%20b.png', 'https://example.org/c.jpg']],
+      );
       assert.equal(kf.get(DE, 'TryExec'), 'exampleimage-3.0');
       assert.equal(kf.get(DE, 'StartupWMClass'), 'exampleimage-3.0');
     });
@@ -179,7 +244,14 @@ describe('real-world desktop entries: values', () => {
     it('falls back from sr@latin to sr', () => {
       assert.equal(kf.getLocaleString(DE, 'Name', ['sr@latin']), 'Example уређивач слика');
       assert.equal(kf.getLocaleString(DE, 'GenericName', ['sr_RS.UTF-8@latin']), 'Уређивач слика');
-      assert.deepEqual(kf.getLocaleList(DE, 'Keywords', ['de_AT']), ['Bild', 'Foto', 'Malen', 'Zeichnen', 'Retusche', 'Ebenen']);
+      assert.deepEqual(kf.getLocaleList(DE, 'Keywords', ['de_AT']), [
+        'Bild',
+        'Foto',
+        'Malen',
+        'Zeichnen',
+        'Retusche',
+        'Ebenen',
+      ]);
     });
   });
 
@@ -189,7 +261,10 @@ describe('real-world desktop entries: values', () => {
     it('decodes both escaping layers of the quoted Exec arguments', () => {
       // The file has \\" \\` \\$ and \\\\; the keyfile layer halves the backslashes...
       const exec = kf.get(DE, 'Exec')!;
-      assert.equal(exec, 'exampleoffice --writer --title "Say \\"hi\\" to \\`whoami\\` at \\$HOME" --template-dir "C:\\\\Templates\\\\Letters" %F');
+      assert.equal(
+        exec,
+        'exampleoffice --writer --title "Say \\"hi\\" to \\`whoami\\` at \\$HOME" --template-dir "C:\\\\Templates\\\\Letters" %F',
+      );
       // ...and the Exec layer removes the remaining ones inside the quotes.
       assert.deepEqual(parseExec(exec), [
         'exampleoffice',
@@ -200,18 +275,25 @@ describe('real-world desktop entries: values', () => {
         'C:\\Templates\\Letters',
         { fieldCode: 'F' },
       ]);
-      assert.deepEqual(expandExec(parseExec(exec), { files: ['/home/u/a.odt', '/home/u/b.docx'] })[0]!.slice(-3), [
-        'C:\\Templates\\Letters',
-        '/home/u/a.odt',
-        '/home/u/b.docx',
-      ]);
+      assert.deepEqual(
+        expandExec(parseExec(exec), { files: ['/home/u/a.odt', '/home/u/b.docx'] })[0]!.slice(-3),
+        ['C:\\Templates\\Letters', '/home/u/a.odt', '/home/u/b.docx'],
+      );
     });
 
     it('reads Path, the action and %% inside quotes', () => {
       assert.equal(kf.get(DE, 'Path'), '/opt/exampleoffice/program');
       assert.deepEqual(kf.getList(DE, 'Actions'), ['new-document']);
-      assert.deepEqual(parseExec(kf.get('Desktop Action new-document', 'Exec')!), ['exampleoffice', '--writer', '--new', '%-template']);
-      assert.equal(kf.getLocaleString('Desktop Action new-document', 'Name', ['es_MX']), 'Documento nuevo');
+      assert.deepEqual(parseExec(kf.get('Desktop Action new-document', 'Exec')!), [
+        'exampleoffice',
+        '--writer',
+        '--new',
+        '%-template',
+      ]);
+      assert.equal(
+        kf.getLocaleString('Desktop Action new-document', 'Name', ['es_MX']),
+        'Documento nuevo',
+      );
       assert.equal(kf.getLocaleString(DE, 'GenericName', ['pt_BR.UTF-8']), 'Processador de texto');
       assert.equal(kf.getLocaleString(DE, 'GenericName', ['pt_PT']), 'Word Processor');
     });
@@ -256,13 +338,22 @@ describe('real-world desktop entries: values', () => {
 
     it('keeps # inside values', () => {
       assert.equal(kf.get(DE, 'Comment'), 'Shows #1 foos');
-      assert.equal(kf.getLocaleString(DE, 'Comment', ['de_AT.UTF-8']), 'Zeigt die Foos auf Platz #1');
+      assert.equal(
+        kf.getLocaleString(DE, 'Comment', ['de_AT.UTF-8']),
+        'Zeigt die Foos auf Platz #1',
+      );
       assert.equal(kf.get(DE, 'X-Example-Homepage'), 'https://example.org/counter#top');
-      assert.equal(kf.get('X-Vendor Extra', 'Note'), 'free text; with = signs and [brackets] # not a comment');
+      assert.equal(
+        kf.get('X-Vendor Extra', 'Note'),
+        'free text; with = signs and [brackets] # not a comment',
+      );
     });
 
     it('decodes \\s \\n \\t \\r and \\\\', () => {
-      assert.equal(kf.get(DE, 'X-Example-Motd'), ' Indented start\nsecond line\tafter a tab\rcarriage return and a backslash \\ here');
+      assert.equal(
+        kf.get(DE, 'X-Example-Motd'),
+        ' Indented start\nsecond line\tafter a tab\rcarriage return and a backslash \\ here',
+      );
       assert.equal(kf.get(DE, 'X-Example-WindowsPath'), 'C:\\Counter\\foos.ini');
       assert.equal(kf.getRaw(DE, 'X-Example-WindowsPath'), 'C:\\\\Counter\\\\foos.ini');
       assert.equal(kf.get('X-Vendor Extra', 'Interval'), '30');
@@ -295,10 +386,13 @@ describe('real-world desktop entries: values', () => {
       assert.deepEqual(kf.getList(DE, 'MimeType'), ['x-scheme-handler/mailto']);
       const exec = parseExec(kf.get(DE, 'Exec')!);
       assert.deepEqual(exec, ['examplemail', '--compose', { fieldCode: 'u' }]);
-      assert.deepEqual(expandExec(exec, { uris: ['mailto:a@example.org', 'mailto:b@example.org'] }), [
-        ['examplemail', '--compose', 'mailto:a@example.org'],
-        ['examplemail', '--compose', 'mailto:b@example.org'],
-      ]);
+      assert.deepEqual(
+        expandExec(exec, { uris: ['mailto:a@example.org', 'mailto:b@example.org'] }),
+        [
+          ['examplemail', '--compose', 'mailto:a@example.org'],
+          ['examplemail', '--compose', 'mailto:b@example.org'],
+        ],
+      );
       assert.equal(kf.getLocaleString(DE, 'Name', ['it_IT.UTF-8']), 'Example Mail (componi)');
     });
   });
@@ -312,7 +406,10 @@ describe('real-world desktop entries: values', () => {
       assert.equal(kf.getList(DE, 'Keywords')!.length, 10);
       assert.deepEqual(parseExec(kf.get(DE, 'Exec')!), ['examplesettings', 'power']);
       assert.equal(kf.getLocaleString(DE, 'Name', ['he_IL.UTF-8']), 'חשמל');
-      assert.equal(kf.getLocaleString(DE, 'Comment', ['cs_CZ']), 'Zobrazit stav baterie a změnit nastavení úspory energie');
+      assert.equal(
+        kf.getLocaleString(DE, 'Comment', ['cs_CZ']),
+        'Zobrazit stav baterie a změnit nastavení úspory energie',
+      );
     });
   });
 
@@ -332,7 +429,12 @@ describe('real-world desktop entries: values', () => {
       ]);
       const name = kf.getLocaleString(DE, 'GenericName', ['sv_SE.UTF-8'])!;
       assert.equal(name, 'Dokumentvisare');
-      const ctx = { icon: kf.get(DE, 'Icon')!, name, desktopFile: '/usr/share/applications/org.example.kviewer.desktop', uris: ['file:///a.pdf'] };
+      const ctx = {
+        icon: kf.get(DE, 'Icon')!,
+        name,
+        desktopFile: '/usr/share/applications/org.example.kviewer.desktop',
+        uris: ['file:///a.pdf'],
+      };
       assert.deepEqual(expandExec(exec, ctx), [
         [
           'examplekviewer',
@@ -363,7 +465,9 @@ describe('real-world desktop entries: editing changes only the edited line', () 
       const line = kf.lineOf(DE, 'Name')!;
       const old = kf.getRaw(DE, 'Name');
       kf.set(DE, 'Name', 'Renamed Program');
-      assert.deepEqual(changedLines(before, kf.toString()), [[line, `Name=${old}`, 'Name=Renamed Program']]);
+      assert.deepEqual(changedLines(before, kf.toString()), [
+        [line, `Name=${old}`, 'Name=Renamed Program'],
+      ]);
     });
   }
 
@@ -371,10 +475,18 @@ describe('real-world desktop entries: editing changes only the edited line', () 
     const kf = load('org.example.Browser.desktop');
     const before = kf.toString();
     kf.set(DE, 'Name', 'Example pretraživač', 'sr@latin');
-    kf.set('Desktop Action profile-manager', 'Exec', 'examplebrowser --profile-manager --no-remote');
+    kf.set(
+      'Desktop Action profile-manager',
+      'Exec',
+      'examplebrowser --profile-manager --no-remote',
+    );
     assert.deepEqual(changedLines(before, kf.toString()), [
       [50, 'Name[sr@latin]=Example pregledač', 'Name[sr@latin]=Example pretraživač'],
-      [283, 'Exec=examplebrowser --profile-manager', 'Exec=examplebrowser --profile-manager --no-remote'],
+      [
+        283,
+        'Exec=examplebrowser --profile-manager',
+        'Exec=examplebrowser --profile-manager --no-remote',
+      ],
     ]);
     assert.equal(kf.getLocaleString(DE, 'Name', ['sr_RS@latin']), 'Example pretraživač');
     assert.equal(kf.getLocaleString(DE, 'Name', ['sr_RS']), 'Example прегледач');
@@ -386,7 +498,9 @@ describe('real-world desktop entries: editing changes only the edited line', () 
     const line = kf.lineOf(DE, 'Exec')!;
     const raw = kf.getRaw(DE, 'Exec')!;
     kf.set(DE, 'Exec', kf.get(DE, 'Exec')!.replace('Letters', 'Memos'));
-    assert.deepEqual(changedLines(before, kf.toString()), [[line, `Exec=${raw}`, `Exec=${raw.replace('Letters', 'Memos')}`]]);
+    assert.deepEqual(changedLines(before, kf.toString()), [
+      [line, `Exec=${raw}`, `Exec=${raw.replace('Letters', 'Memos')}`],
+    ]);
     assert.ok(raw.includes('"C:\\\\\\\\Templates\\\\\\\\Letters"'), 'four backslashes in the file');
   });
 
@@ -410,7 +524,9 @@ describe('real-world desktop entries: editing changes only the edited line', () 
     kf.set(DE, 'X-DBUS-StartupType', 'Unique');
     const after = kf.toString();
     const n = before.split('\n').length;
-    assert.deepEqual(changedLines(before, after), [[n, 'X-DBUS-StartupType=Multi', 'X-DBUS-StartupType=Unique']]);
+    assert.deepEqual(changedLines(before, after), [
+      [n, 'X-DBUS-StartupType=Multi', 'X-DBUS-StartupType=Unique'],
+    ]);
     assert.ok(!after.endsWith('\n'));
   });
 
@@ -419,7 +535,9 @@ describe('real-world desktop entries: editing changes only the edited line', () 
     const before = kf.toString();
     kf.setBoolean(DE, 'Terminal', false);
     const line = kf.lineOf(DE, 'Terminal')!;
-    assert.deepEqual(changedLines(before, kf.toString()), [[line, 'Terminal=true', 'Terminal=false']]);
+    assert.deepEqual(changedLines(before, kf.toString()), [
+      [line, 'Terminal=true', 'Terminal=false'],
+    ]);
     assert.ok(kf.toString().split('\n')[0]!.endsWith('on purpose.   \t'));
   });
 

@@ -52,7 +52,10 @@ describe('the session bus in a cage', () => {
         return { sandbox: 1 };
       },
       resolveProgram: async (_r, p) => `/usr/bin/${p}`,
-      exec: async (): Promise<ExecHandle> => ({ pid: FAKE_PID, exited: new Promise(() => undefined) }),
+      exec: async (): Promise<ExecHandle> => ({
+        pid: FAKE_PID,
+        exited: new Promise(() => undefined),
+      }),
       hostPathOf: () => undefined,
       isAlive: () => true,
       stop: async () => undefined,
@@ -109,7 +112,10 @@ describe('the session bus in a cage', () => {
   it('a part that needs no display starts once the sandbox runs, alongside the display', async () => {
     await manager.start('web');
     assert.deepEqual(order.slice(0, 1), ['sandbox no-bus']);
-    assert.deepEqual(new Set(order.slice(1)), new Set(['bus started in sandbox {"sandbox":1}', 'display started']));
+    assert.deepEqual(
+      new Set(order.slice(1)),
+      new Set(['bus started in sandbox {"sandbox":1}', 'display started']),
+    );
     assert.equal(early.started.length, 1);
     await manager.stop('web');
     assert.deepEqual(early.stopped, early.started, 'the record it started with is the one stopped');
@@ -126,7 +132,11 @@ describe('the session bus in a cage', () => {
 describe('SessionBusBridge', () => {
   const ctx = (sessionBus: 'private' | 'none') => {
     const spec = { env: {} as Record<string, string>, runtimeDir: '/run/user/1000' } as SandboxSpec;
-    return { config: { name: 'web', sessionBus }, spec, log: silentLogger } as unknown as Parameters<SessionBusBridge['prepare']>[0];
+    return {
+      config: { name: 'web', sessionBus },
+      spec,
+      log: silentLogger,
+    } as unknown as Parameters<SessionBusBridge['prepare']>[0];
   };
 
   it('gives every program of a cage with a private bus its fixed address, and none to SessionBus=none', async () => {
@@ -147,9 +157,20 @@ describe('SessionBusBridge', () => {
     const exec = () => {
       throw new Error('nothing may run');
     };
-    const handle = { backend: { exec }, sandbox: {}, env: {}, cwd: '/', logFd: 2 } as unknown as SandboxHandle;
-    assert.deepEqual(await bridge.startWithSandbox(off, handle, await bridge.prepare(off)), { policy: 'none' });
-    assert.equal(bridge.status({ policy: 'private', daemon: { pid: FAKE_PID, start: '1' } }).state, 'down');
+    const handle = {
+      backend: { exec },
+      sandbox: {},
+      env: {},
+      cwd: '/',
+      logFd: 2,
+    } as unknown as SandboxHandle;
+    assert.deepEqual(await bridge.startWithSandbox(off, handle, await bridge.prepare(off)), {
+      policy: 'none',
+    });
+    assert.equal(
+      bridge.status({ policy: 'private', daemon: { pid: FAKE_PID, start: '1' } }).state,
+      'down',
+    );
     // A cage started by a kagome without session buses has no record: it has no bus.
     assert.equal(bridge.status({}).state, 'off');
   });
@@ -161,9 +182,20 @@ describe('SessionBusBridge', () => {
     const exec = async (_r: unknown, req: ExecRequest): Promise<ExecHandle> => {
       requests.push(req);
       // What sh says when the cage has no dbus-daemon.
-      return { pid: FAKE_PID, exited: Promise.resolve(127), stdin: new PassThrough(), stdout: new PassThrough() };
+      return {
+        pid: FAKE_PID,
+        exited: Promise.resolve(127),
+        stdin: new PassThrough(),
+        stdout: new PassThrough(),
+      };
     };
-    const handle = { backend: { exec }, sandbox: {}, env: { DBUS_SESSION_BUS_ADDRESS: 'unix:path=/run/user/1000/bus' }, cwd: '/home/alice', logFd: 2 } as unknown as SandboxHandle;
+    const handle = {
+      backend: { exec },
+      sandbox: {},
+      env: { DBUS_SESSION_BUS_ADDRESS: 'unix:path=/run/user/1000/bus' },
+      cwd: '/home/alice',
+      logFd: 2,
+    } as unknown as SandboxHandle;
     const record = await bridge.startWithSandbox(on, handle, await bridge.prepare(on));
     assert.equal(requests.length, 1);
     const [req] = requests;
@@ -173,6 +205,9 @@ describe('SessionBusBridge', () => {
     assert.equal(req!.pipes, true);
     assert.equal(req!.env, handle.env);
     assert.equal(bridge.status(record).state, 'down');
-    assert.match(bridge.status(record).problem, /dbus-daemon is not installed in the cage: install the Debian package 'dbus-daemon'/);
+    assert.match(
+      bridge.status(record).problem,
+      /dbus-daemon is not installed in the cage: install the Debian package 'dbus-daemon'/,
+    );
   });
 });

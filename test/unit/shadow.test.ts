@@ -8,12 +8,20 @@ import { join } from 'node:path';
 import { FileError, KagomeError } from '../../lib/errors.js';
 import { Keyfile } from '../../xdg/keyfile.js';
 import { parseExec } from '../../xdg/exec.js';
-import { SHADOW_KEYS, checkNameFormat, isShadow, makeShadow, readShadow, type ShadowSpec } from '../../lib/desktop/shadow.js';
+import {
+  SHADOW_KEYS,
+  checkNameFormat,
+  isShadow,
+  makeShadow,
+  readShadow,
+  type ShadowSpec,
+} from '../../lib/desktop/shadow.js';
 
 const DE = 'Desktop Entry';
 const LAUNCHER = '/usr/bin/kagome-open';
 const SOURCE = '/usr/share/applications/app.desktop';
-const fixture = (name: string): Buffer => readFileSync(new URL(`../../../test/fixtures/desktop/${name}`, import.meta.url));
+const fixture = (name: string): Buffer =>
+  readFileSync(new URL(`../../../test/fixtures/desktop/${name}`, import.meta.url));
 const REAL_DIR = new URL('../../../test/fixtures/desktop/real/', import.meta.url);
 const VALIDATOR = '/usr/bin/desktop-file-validate';
 
@@ -21,16 +29,21 @@ function shadowOf(original: string | Uint8Array, over: Partial<ShadowSpec> = {})
   return makeShadow({
     cage: 'work',
     entryId: 'app.desktop',
-    source: { path: SOURCE, bytes: typeof original === 'string' ? Buffer.from(original) : original },
+    source: {
+      path: SOURCE,
+      bytes: typeof original === 'string' ? Buffer.from(original) : original,
+    },
     launcher: LAUNCHER,
     ...over,
   });
 }
 
 const parsed = (text: string): Keyfile => Keyfile.parse(text);
-const entry = (exec: string, extra = ''): string => `[Desktop Entry]\nType=Application\nName=App\nExec=${exec}\n${extra}`;
+const entry = (exec: string, extra = ''): string =>
+  `[Desktop Entry]\nType=Application\nName=App\nExec=${exec}\n${extra}`;
 const mainExec = (shadow: string): string | undefined => parsed(shadow).get(DE, 'Exec');
-const sha256 = (data: string | Uint8Array): string => createHash('sha256').update(data).digest('hex');
+const sha256 = (data: string | Uint8Array): string =>
+  createHash('sha256').update(data).digest('hex');
 
 function refusal(fn: () => unknown): KagomeError {
   try {
@@ -43,7 +56,8 @@ function refusal(fn: () => unknown): KagomeError {
 }
 
 /** Lines in which `text` has `key` (in any group), for counting duplicates. */
-const linesWithKey = (text: string, key: string): string[] => text.split('\n').filter((l) => l.startsWith(`${key}=`));
+const linesWithKey = (text: string, key: string): string[] =>
+  text.split('\n').filter((l) => l.startsWith(`${key}=`));
 
 describe('makeShadow: Exec rewriting', () => {
   const cases: [string, string, string][] = [
@@ -61,30 +75,54 @@ describe('makeShadow: Exec rewriting', () => {
   }
 
   it('does not pass %i, %c or %k (the service expands them from the original)', () => {
-    assert.equal(mainExec(shadowOf(entry('prog %i --name %c --from=%k %U'))), `${LAUNCHER} --cage work --entry app.desktop -- %U`);
-    assert.equal(mainExec(shadowOf(entry('prog %i %c %k', 'Icon=app\n'))), `${LAUNCHER} --cage work --entry app.desktop --`);
+    assert.equal(
+      mainExec(shadowOf(entry('prog %i --name %c --from=%k %U'))),
+      `${LAUNCHER} --cage work --entry app.desktop -- %U`,
+    );
+    assert.equal(
+      mainExec(shadowOf(entry('prog %i %c %k', 'Icon=app\n'))),
+      `${LAUNCHER} --cage work --entry app.desktop --`,
+    );
   });
 
-  it('gives every [Desktop Action X] its own --action X, with that action\'s field code', () => {
+  it("gives every [Desktop Action X] its own --action X, with that action's field code", () => {
     const original =
       entry('prog %F', 'Actions=new-window;private;\n') +
       '\n[Desktop Action new-window]\nName=New Window\nExec=prog --new-window %u\n' +
       '\n[Desktop Action private]\nName=Private\nExec=prog --private\n';
     const kf = parsed(shadowOf(original));
     assert.equal(kf.get(DE, 'Exec'), `${LAUNCHER} --cage work --entry app.desktop -- %F`);
-    assert.equal(kf.get('Desktop Action new-window', 'Exec'), `${LAUNCHER} --cage work --entry app.desktop --action new-window -- %u`);
-    assert.equal(kf.get('Desktop Action private', 'Exec'), `${LAUNCHER} --cage work --entry app.desktop --action private --`);
+    assert.equal(
+      kf.get('Desktop Action new-window', 'Exec'),
+      `${LAUNCHER} --cage work --entry app.desktop --action new-window -- %u`,
+    );
+    assert.equal(
+      kf.get('Desktop Action private', 'Exec'),
+      `${LAUNCHER} --cage work --entry app.desktop --action private --`,
+    );
   });
 
   it('quotes a launcher path with a space so that it parses back as one argument', () => {
     const launcher = '/opt/my apps/kagome-open';
-    const kf = parsed(shadowOf(entry('prog %f', 'Actions=x;\n') + '[Desktop Action x]\nName=X\nExec=prog -x\n', { launcher }));
+    const kf = parsed(
+      shadowOf(entry('prog %f', 'Actions=x;\n') + '[Desktop Action x]\nName=X\nExec=prog -x\n', {
+        launcher,
+      }),
+    );
     for (const group of [DE, 'Desktop Action x']) {
       const args = parseExec(kf.get(group, 'Exec')!);
       assert.equal(args[0], launcher, group);
       assert.equal(args[1], '--cage', group);
     }
-    assert.deepEqual(parseExec(kf.get(DE, 'Exec')!), [launcher, '--cage', 'work', '--entry', 'app.desktop', '--', { fieldCode: 'f' }]);
+    assert.deepEqual(parseExec(kf.get(DE, 'Exec')!), [
+      launcher,
+      '--cage',
+      'work',
+      '--entry',
+      'app.desktop',
+      '--',
+      { fieldCode: 'f' },
+    ]);
     assert.equal(kf.get(DE, 'TryExec'), launcher);
   });
 
@@ -102,23 +140,38 @@ describe('makeShadow: other Desktop Entry keys', () => {
     assert.equal(kf.get(DE, 'Exec'), `${LAUNCHER} --cage work --entry app.desktop --`);
   });
 
-  it('sets TryExec to the launcher, replacing the original\'s and adding it when absent', () => {
+  it("sets TryExec to the launcher, replacing the original's and adding it when absent", () => {
     assert.equal(parsed(shadowOf(entry('prog', 'TryExec=prog\n'))).get(DE, 'TryExec'), LAUNCHER);
     assert.equal(parsed(shadowOf(entry('prog'))).get(DE, 'TryExec'), LAUNCHER);
   });
 
   it('turns StartupNotify=true into false, keeps false, and does not add it when absent', () => {
-    assert.equal(parsed(shadowOf(entry('prog', 'StartupNotify=true\n'))).get(DE, 'StartupNotify'), 'false');
-    assert.equal(parsed(shadowOf(entry('prog', 'StartupNotify=false\n'))).get(DE, 'StartupNotify'), 'false');
+    assert.equal(
+      parsed(shadowOf(entry('prog', 'StartupNotify=true\n'))).get(DE, 'StartupNotify'),
+      'false',
+    );
+    assert.equal(
+      parsed(shadowOf(entry('prog', 'StartupNotify=false\n'))).get(DE, 'StartupNotify'),
+      'false',
+    );
     assert.equal(parsed(shadowOf(entry('prog'))).has(DE, 'StartupNotify'), false);
   });
 
   it('keeps the original StartupWMClass', () => {
-    assert.equal(parsed(shadowOf(entry('/opt/x/bin/prog', 'StartupWMClass=Some-Class\n'))).get(DE, 'StartupWMClass'), 'Some-Class');
+    assert.equal(
+      parsed(shadowOf(entry('/opt/x/bin/prog', 'StartupWMClass=Some-Class\n'))).get(
+        DE,
+        'StartupWMClass',
+      ),
+      'Some-Class',
+    );
   });
 
   it('sets StartupWMClass to the basename of the original program when absent', () => {
-    assert.equal(parsed(shadowOf(entry('/opt/foo/bin/foo-bin --x %U'))).get(DE, 'StartupWMClass'), 'foo-bin');
+    assert.equal(
+      parsed(shadowOf(entry('/opt/foo/bin/foo-bin --x %U'))).get(DE, 'StartupWMClass'),
+      'foo-bin',
+    );
     assert.equal(parsed(shadowOf(entry('plainprog'))).get(DE, 'StartupWMClass'), 'plainprog');
   });
 
@@ -129,20 +182,33 @@ describe('makeShadow: other Desktop Entry keys', () => {
     const names = before.keys(DE).filter((k) => k.key === 'Name');
     assert.ok(names.length >= 5, 'the fixture has translated names');
     for (const { locale } of names) {
-      assert.equal(after.get(DE, 'Name', locale), `${before.get(DE, 'Name', locale)} [work]`, `Name[${locale ?? ''}]`);
+      assert.equal(
+        after.get(DE, 'Name', locale),
+        `${before.get(DE, 'Name', locale)} [work]`,
+        `Name[${locale ?? ''}]`,
+      );
     }
     assert.equal(after.get(DE, 'GenericName'), before.get(DE, 'GenericName'));
-    assert.equal(after.get('Desktop Action new-window', 'Name'), before.get('Desktop Action new-window', 'Name'));
+    assert.equal(
+      after.get('Desktop Action new-window', 'Name'),
+      before.get('Desktop Action new-window', 'Name'),
+    );
   });
 
   it('keeps $& and $1 in a name literally', () => {
-    const kf = parsed(shadowOf('[Desktop Entry]\nType=Application\nName=Cost $& $1 $$ $`\nName[de]=$1 Preis\nExec=prog\n'));
+    const kf = parsed(
+      shadowOf(
+        '[Desktop Entry]\nType=Application\nName=Cost $& $1 $$ $`\nName[de]=$1 Preis\nExec=prog\n',
+      ),
+    );
     assert.equal(kf.get(DE, 'Name'), 'Cost $& $1 $$ $` [work]');
     assert.equal(kf.get(DE, 'Name', 'de'), '$1 Preis [work]');
   });
 
   it('uses a custom name format', () => {
-    const kf = parsed(shadowOf(entry('prog', 'Name[fr]=Appli\n'), { nameFormat: '{name} ({cage})', cage: 'web' }));
+    const kf = parsed(
+      shadowOf(entry('prog', 'Name[fr]=Appli\n'), { nameFormat: '{name} ({cage})', cage: 'web' }),
+    );
     assert.equal(kf.get(DE, 'Name'), 'App (web)');
     assert.equal(kf.get(DE, 'Name', 'fr'), 'Appli (web)');
   });
@@ -155,7 +221,7 @@ describe('makeShadow: other Desktop Entry keys', () => {
 });
 
 describe('makeShadow: X-Kagome keys', () => {
-  it('records cage, entry, source, the source\'s SHA-256 and a digest', () => {
+  it("records cage, entry, source, the source's SHA-256 and a digest", () => {
     const bytes = fixture('fooview.desktop');
     const kf = parsed(shadowOf(bytes, { cage: 'web', entryId: 'org.example.Foo.desktop' }));
     assert.equal(kf.get(DE, SHADOW_KEYS.cage), 'web');
@@ -171,9 +237,16 @@ describe('makeShadow: X-Kagome keys', () => {
       'X-Kagome-Cage=old\nX-Kagome-Entry=old.desktop\nX-Kagome-Source=/old/path\nX-Kagome-Source-SHA256=abc\nX-Kagome-Digest=def\n',
     );
     const text = shadowOf(original);
-    for (const key of Object.values(SHADOW_KEYS)) assert.equal(linesWithKey(text, key).length, 1, key);
+    for (const key of Object.values(SHADOW_KEYS))
+      assert.equal(linesWithKey(text, key).length, 1, key);
     const info = readShadow(parsed(text));
-    assert.deepEqual(info, { cage: 'work', entryId: 'app.desktop', sourcePath: SOURCE, sourceHash: sha256(original), intact: true });
+    assert.deepEqual(info, {
+      cage: 'work',
+      entryId: 'app.desktop',
+      sourcePath: SOURCE,
+      sourceHash: sha256(original),
+      intact: true,
+    });
   });
 });
 
@@ -192,7 +265,13 @@ describe('readShadow and isShadow', () => {
   };
 
   it('finds makeShadow output intact and reads what it says', () => {
-    assert.deepEqual(readShadow(parsed(text)), { cage: 'work', entryId: 'app.desktop', sourcePath: SOURCE, sourceHash: sha256(original), intact: true });
+    assert.deepEqual(readShadow(parsed(text)), {
+      cage: 'work',
+      entryId: 'app.desktop',
+      sourcePath: SOURCE,
+      sourceHash: sha256(original),
+      intact: true,
+    });
   });
 
   it('is deterministic', () => {
@@ -207,7 +286,11 @@ describe('readShadow and isShadow', () => {
       let found = false;
       for (let p = line.length - 1; p >= 0 && !found; p--) {
         const c = line[p] === 'x' ? 'y' : 'x';
-        const changed = [...lines.slice(0, i), line.slice(0, p) + c + line.slice(p + 1), ...lines.slice(i + 1)].join('\n');
+        const changed = [
+          ...lines.slice(0, i),
+          line.slice(0, p) + c + line.slice(p + 1),
+          ...lines.slice(i + 1),
+        ].join('\n');
         const r = read(changed);
         if (!r?.info) continue;
         assert.equal(r.info.intact, false, `line ${i + 1} ${JSON.stringify(line)} changed at ${p}`);
@@ -216,7 +299,10 @@ describe('readShadow and isShadow', () => {
       }
       if (!found) {
         // Only the [Desktop Entry] header and empty lines have no such change.
-        assert.ok(line === '' || line === `[${DE}]`, `no one-character change of line ${i + 1} ${JSON.stringify(line)} kept it a shadow`);
+        assert.ok(
+          line === '' || line === `[${DE}]`,
+          `no one-character change of line ${i + 1} ${JSON.stringify(line)} kept it a shadow`,
+        );
       }
     }
     assert.ok(tested >= lines.length - 4, `tested ${tested} of ${lines.length} lines`);
@@ -252,7 +338,14 @@ describe('readShadow and isShadow', () => {
 
 describe('makeShadow keeps everything else', () => {
   // A group that is not an action: kept exactly, Exec and all.
-  const VENDOR_TAIL = ['', '# comment before the vendor group', '[X-Vendor Stuff]', 'Name=Vendor Name', 'Exec=not-an-action %f', ''];
+  const VENDOR_TAIL = [
+    '',
+    '# comment before the vendor group',
+    '[X-Vendor Stuff]',
+    'Name=Vendor Name',
+    'Exec=not-an-action %f',
+    '',
+  ];
   const original = [
     '# Top comment',
     '[Desktop Entry]',
@@ -325,7 +418,8 @@ describe('makeShadow keeps everything else', () => {
   it('keeps every untouched line of the fooview fixture byte for byte', () => {
     const text = fixture('fooview.desktop').toString('utf8');
     const shadow = shadowOf(text);
-    const touched = /^(Name(\[[^\]]*\])?|Exec|TryExec|StartupNotify|StartupWMClass|X-Kagome-[A-Za-z0-9-]+)\s*=/;
+    const touched =
+      /^(Name(\[[^\]]*\])?|Exec|TryExec|StartupNotify|StartupWMClass|X-Kagome-[A-Za-z0-9-]+)\s*=/;
     const keptBefore = text.split('\n').filter((l) => !touched.test(l));
     const keptAfter = shadow.split('\n').filter((l) => !touched.test(l));
     assert.deepEqual(keptAfter, keptBefore);
@@ -348,18 +442,30 @@ describe('makeShadow refusals', () => {
   });
 
   it('refuses NUL, escape and other control characters anywhere in the entry, naming the line', () => {
-    for (const [bad, code] of [['\u0000', 'U+0000'], ['\u001b[2J', 'U+001B'], ['\u0007', 'U+0007'], ['\u007f', 'U+007F']] as const) {
-      const e = refusal(() => shadowOf(`[Desktop Entry]\nType=Application\nName=Evil${bad}Name\nExec=prog\n`));
+    for (const [bad, code] of [
+      ['\u0000', 'U+0000'],
+      ['\u001b[2J', 'U+001B'],
+      ['\u0007', 'U+0007'],
+      ['\u007f', 'U+007F'],
+    ] as const) {
+      const e = refusal(() =>
+        shadowOf(`[Desktop Entry]\nType=Application\nName=Evil${bad}Name\nExec=prog\n`),
+      );
       assert.equal(e.errorName, 'InvalidDesktopEntry');
       atLine(e, 3);
       assert.ok(e.message.includes(code), e.message);
     }
     // Tabs and CRLF line ends are not control characters a desktop entry forbids.
-    assert.match(shadowOf('[Desktop Entry]\r\nType=Application\r\nName=Ok\r\nExec=prog\r\n# a\tcomment\r\n'), /Exec=/);
+    assert.match(
+      shadowOf('[Desktop Entry]\r\nType=Application\r\nName=Ok\r\nExec=prog\r\n# a\tcomment\r\n'),
+      /Exec=/,
+    );
   });
 
   it('refuses Type=Link', () => {
-    const e = refusal(() => shadowOf('[Desktop Entry]\nName=Site\nType=Link\nURL=https://example.org/\n'));
+    const e = refusal(() =>
+      shadowOf('[Desktop Entry]\nName=Site\nType=Link\nURL=https://example.org/\n'),
+    );
     assert.equal(e.errorName, 'InvalidDesktopEntry');
     atLine(e, 3);
     assert.match(e.message, /Type=Application/);
@@ -386,7 +492,9 @@ describe('makeShadow refusals', () => {
   });
 
   it('refuses an entry that can only be started over D-Bus', () => {
-    const e = refusal(() => shadowOf('[Desktop Entry]\nType=Application\nName=App\nDBusActivatable=true\n'));
+    const e = refusal(() =>
+      shadowOf('[Desktop Entry]\nType=Application\nName=App\nDBusActivatable=true\n'),
+    );
     assert.equal(e.errorName, 'InvalidDesktopEntry');
     atLine(e, 1);
     assert.match(e.message, /D-Bus/);
@@ -400,8 +508,10 @@ describe('makeShadow refusals', () => {
     assert.match(e.message, /unterminated double quote/);
   });
 
-  it('refuses an unbalanced quote in an action\'s Exec, returning no shadow at all', () => {
-    const original = entry('prog %f', 'Actions=ok;bad;\n') + '\n[Desktop Action ok]\nName=OK\nExec=prog --ok\n\n[Desktop Action bad]\nName=Bad\nExec=prog \'--oops\n';
+  it("refuses an unbalanced quote in an action's Exec, returning no shadow at all", () => {
+    const original =
+      entry('prog %f', 'Actions=ok;bad;\n') +
+      "\n[Desktop Action ok]\nName=OK\nExec=prog --ok\n\n[Desktop Action bad]\nName=Bad\nExec=prog '--oops\n";
     const e = refusal(() => shadowOf(original));
     assert.equal(e.errorName, 'InvalidDesktopEntry');
     atLine(e, 13);
@@ -415,19 +525,31 @@ describe('makeShadow refusals', () => {
   });
 
   it('leaves out an action without Exec of a D-Bus activatable entry (it could only start over D-Bus, outside the cage)', () => {
-    const original = entry('prog', 'DBusActivatable=true\nActions=new;open;\n') + '\n[Desktop Action new]\nName=New\n\n[Desktop Action open]\nName=Open\nExec=prog --open\n';
+    const original =
+      entry('prog', 'DBusActivatable=true\nActions=new;open;\n') +
+      '\n[Desktop Action new]\nName=New\n\n[Desktop Action open]\nName=Open\nExec=prog --open\n';
     const kf = parsed(shadowOf(original));
     assert.ok(!kf.hasGroup('Desktop Action new'));
     assert.deepEqual(kf.getList(DE, 'Actions'), ['open']);
     assert.equal(parseExec(kf.get('Desktop Action open', 'Exec')!)[0], LAUNCHER);
-    const only = parsed(shadowOf(entry('prog', 'DBusActivatable=true\nActions=new;\n') + '\n[Desktop Action new]\nName=New\n'));
+    const only = parsed(
+      shadowOf(
+        entry('prog', 'DBusActivatable=true\nActions=new;\n') +
+          '\n[Desktop Action new]\nName=New\n',
+      ),
+    );
     assert.equal(only.get(DE, 'Actions'), undefined);
   });
 });
 
 describe('shadows of real desktop entries', () => {
-  const realFiles = existsSync(REAL_DIR) ? readdirSync(REAL_DIR).filter((n) => n.endsWith('.desktop')).sort() : [];
-  const noValidator = !existsSync(VALIDATOR) && `${VALIDATOR} is not installed (package desktop-file-utils)`;
+  const realFiles = existsSync(REAL_DIR)
+    ? readdirSync(REAL_DIR)
+        .filter((n) => n.endsWith('.desktop'))
+        .sort()
+    : [];
+  const noValidator =
+    !existsSync(VALIDATOR) && `${VALIDATOR} is not installed (package desktop-file-utils)`;
   let tmp = '';
   before(() => {
     tmp = mkdtempSync(join(tmpdir(), 'kagome-shadow-'));
@@ -437,29 +559,51 @@ describe('shadows of real desktop entries', () => {
   });
 
   if (realFiles.length === 0) {
-    it('validates shadows of the real fixtures', { skip: 'test/fixtures/desktop/real/ does not exist yet or holds no .desktop files' }, () => {});
+    it(
+      'validates shadows of the real fixtures',
+      { skip: 'test/fixtures/desktop/real/ does not exist yet or holds no .desktop files' },
+      () => {},
+    );
     return;
   }
 
   it('has at least one Terminal=true fixture and one other', () => {
-    const terminal = realFiles.filter((n) => Keyfile.parse(readFileSync(new URL(n, REAL_DIR))).get(DE, 'Terminal') === 'true');
-    assert.ok(terminal.length > 0 && terminal.length < realFiles.length, `Terminal=true fixtures: ${terminal.join(', ')}`);
+    const terminal = realFiles.filter(
+      (n) => Keyfile.parse(readFileSync(new URL(n, REAL_DIR))).get(DE, 'Terminal') === 'true',
+    );
+    assert.ok(
+      terminal.length > 0 && terminal.length < realFiles.length,
+      `Terminal=true fixtures: ${terminal.join(', ')}`,
+    );
   });
 
   for (const name of realFiles) {
     const file = new URL(name, REAL_DIR);
     const bytes = readFileSync(file);
     const terminal = Keyfile.parse(bytes, { file: name }).get(DE, 'Terminal') === 'true';
-    const spec = { cage: 'work', entryId: name, source: { path: `/usr/share/applications/${name}`, bytes }, launcher: LAUNCHER };
-    it(`${name}: the shadow passes desktop-file-validate${terminal ? ', and says Terminal=false (the terminal is made in the cage)' : ''}`, { skip: noValidator }, () => {
-      const text = makeShadow(spec);
-      if (terminal) assert.equal(Keyfile.parse(text).get(DE, 'Terminal'), 'false');
-      assert.equal(readShadow(Keyfile.parse(text))?.intact, true);
-      const out = join(tmp, name);
-      writeFileSync(out, text);
-      const r = spawnSync(VALIDATOR, [out], { encoding: 'utf8' });
-      assert.equal(r.error, undefined);
-      assert.equal(r.status, 0, `desktop-file-validate ${name} said:\n${r.stdout}${r.stderr}\n--- shadow ---\n${text}`);
-    });
+    const spec = {
+      cage: 'work',
+      entryId: name,
+      source: { path: `/usr/share/applications/${name}`, bytes },
+      launcher: LAUNCHER,
+    };
+    it(
+      `${name}: the shadow passes desktop-file-validate${terminal ? ', and says Terminal=false (the terminal is made in the cage)' : ''}`,
+      { skip: noValidator },
+      () => {
+        const text = makeShadow(spec);
+        if (terminal) assert.equal(Keyfile.parse(text).get(DE, 'Terminal'), 'false');
+        assert.equal(readShadow(Keyfile.parse(text))?.intact, true);
+        const out = join(tmp, name);
+        writeFileSync(out, text);
+        const r = spawnSync(VALIDATOR, [out], { encoding: 'utf8' });
+        assert.equal(r.error, undefined);
+        assert.equal(
+          r.status,
+          0,
+          `desktop-file-validate ${name} said:\n${r.stdout}${r.stderr}\n--- shadow ---\n${text}`,
+        );
+      },
+    );
   }
 });

@@ -12,13 +12,25 @@ describe('decisiveLine', () => {
       '2026-11-27 10:00:01,300 cleaning up',
       '',
     ].join('\n');
-    assert.equal(decisiveLine(log), "kagome-enter: joining the cage's network namespace: Operation not permitted");
+    assert.equal(
+      decisiveLine(log),
+      "kagome-enter: joining the cage's network namespace: Operation not permitted",
+    );
   });
 
   it('finds bwrap, slirp4netns and xpra causes', () => {
-    assert.equal(decisiveLine("bwrap: Can't create file at /proc/x: No such file or directory\n"), "bwrap: Can't create file at /proc/x: No such file or directory");
-    assert.equal(decisiveLine('setns(CLONE_NEWNET): Operation not permitted\nWARNING: x\n'), 'setns(CLONE_NEWNET): Operation not permitted');
-    assert.match(decisiveLine('xpra initialization error:\n Xvfb failed to start\n')!, /Xvfb failed to start/);
+    assert.equal(
+      decisiveLine("bwrap: Can't create file at /proc/x: No such file or directory\n"),
+      "bwrap: Can't create file at /proc/x: No such file or directory",
+    );
+    assert.equal(
+      decisiveLine('setns(CLONE_NEWNET): Operation not permitted\nWARNING: x\n'),
+      'setns(CLONE_NEWNET): Operation not permitted',
+    );
+    assert.match(
+      decisiveLine('xpra initialization error:\n Xvfb failed to start\n')!,
+      /Xvfb failed to start/,
+    );
   });
 
   it('says nothing when no line states a cause', () => {
@@ -36,9 +48,15 @@ describe('decisiveLine', () => {
 
 describe('withCause', () => {
   it('adds the line to the message and keeps the error name', () => {
-    const e = withCause(new KagomeError('DisplayFailed', 'the xpra server did not start for cage "web"'), 'Xvfb: cannot open display\n');
+    const e = withCause(
+      new KagomeError('DisplayFailed', 'the xpra server did not start for cage "web"'),
+      'Xvfb: cannot open display\n',
+    );
     assert.equal(e.errorName, 'DisplayFailed');
-    assert.equal(e.message, 'the xpra server did not start for cage "web". The cage log says: Xvfb: cannot open display');
+    assert.equal(
+      e.message,
+      'the xpra server did not start for cage "web". The cage log says: Xvfb: cannot open display',
+    );
   });
 
   it('leaves the error as it is when the log has no cause or the message already quotes it', () => {
@@ -50,7 +68,14 @@ describe('withCause', () => {
 
 describe('refuseRoot', () => {
   it('refuses uid 0 with NotPermitted naming /proc/sys and what to do', () => {
-    assert.throws(() => refuseRoot(0), (e: unknown) => e instanceof KagomeError && e.errorName === 'NotPermitted' && /\/proc\/sys/.test(e.message) && /your own user/.test(e.message));
+    assert.throws(
+      () => refuseRoot(0),
+      (e: unknown) =>
+        e instanceof KagomeError &&
+        e.errorName === 'NotPermitted' &&
+        /\/proc\/sys/.test(e.message) &&
+        /your own user/.test(e.message),
+    );
   });
 
   it('lets every other uid run', () => {

@@ -10,7 +10,11 @@ import { parseCageFile } from '../../lib/cage/config.js';
 // damaged, is refused with the reason, never cast into a record that lacks its fields.
 
 function sample(): CageState {
-  const config = parseCageFile('[Cage]\n', 'web.cage', 'web', { hostHome: '/home/alice', homesDir: '/home/alice/.local/share/kagome/homes', totalMemory: 8 * 2 ** 30 });
+  const config = parseCageFile('[Cage]\n', 'web.cage', 'web', {
+    hostHome: '/home/alice',
+    homesDir: '/home/alice/.local/share/kagome/homes',
+    totalMemory: 8 * 2 ** 30,
+  });
   return {
     version: 1,
     name: 'web',
@@ -49,8 +53,16 @@ describe('cage state files', () => {
       ['a newer version', (s) => (s.version = 2), /newer kagome \(state version 2/],
       ['no version', (s) => delete s.version, /no state version/],
       ['no configuration (older kagome)', (s) => delete s.config, /no configuration/],
-      ['a configuration of another cage', (s) => ((s.config as Record<string, unknown>).name = 'mail'), /not the cage it names/],
-      ['a program that is not a process', (s) => (s.programs = [{ pid: -1, start: 'x' }]), /programs/],
+      [
+        'a configuration of another cage',
+        (s) => ((s.config as Record<string, unknown>).name = 'mail'),
+        /not the cage it names/,
+      ],
+      [
+        'a program that is not a process',
+        (s) => (s.programs = [{ pid: -1, start: 'x' }]),
+        /programs/,
+      ],
       ['a sandbox that is not an object', (s) => (s.sandbox = 'bwrap'), /sandbox is not an object/],
       ['an owner without a start time', (s) => (s.owner = { pid: 1 }), /owner/],
       ['a bridge record that is a string', (s) => (s.bridges = { sound: 'up' }), /bridge record/],

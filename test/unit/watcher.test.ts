@@ -100,10 +100,18 @@ describe('BatchWatcher', () => {
     await symlink('.', path.join(apps, 'loop2'));
     h = await watch([apps]);
     // chokidar's own record of what it watches: folder -> names in it.
-    const watched = (h.watcher as unknown as { watcher: { getWatched(): Record<string, string[]> } }).watcher.getWatched();
+    const watched = (
+      h.watcher as unknown as { watcher: { getWatched(): Record<string, string[]> } }
+    ).watcher.getWatched();
     const folders = Object.keys(watched);
-    assert.ok(folders.length <= 5, `watches ${folders.length} folders: ${folders.slice(0, 20).join(', ')}`);
-    assert.ok(!folders.some((f) => f.includes('loop1/loop') || f.includes('loop2/loop')), folders.join(', '));
+    assert.ok(
+      folders.length <= 5,
+      `watches ${folders.length} folders: ${folders.slice(0, 20).join(', ')}`,
+    );
+    assert.ok(
+      !folders.some((f) => f.includes('loop1/loop') || f.includes('loop2/loop')),
+      folders.join(', '),
+    );
 
     const file = path.join(apps, 'app.desktop');
     await writeFile(file, '[Desktop Entry]\n');
@@ -134,7 +142,7 @@ describe('BatchWatcher', () => {
     const file = path.join(root, 'late.desktop');
     await writeFile(file, '[Desktop Entry]\n');
     // Wait until chokidar has seen the file (it is then in the pending batch), then close.
-    const w = (h.watcher as unknown as { pending: Set<string> });
+    const w = h.watcher as unknown as { pending: Set<string> };
     await waitFor('the pending event', () => w.pending.has(file), WAIT);
     await h.watcher.close();
     // Past settleMs: the pending batch would have been delivered by now.
