@@ -8,6 +8,8 @@ import { closePrograms } from './close-programs.js';
 import { StateWriter } from './state-writer.js';
 import { BridgeSet } from './bridge-set.js';
 import { DisplayKeeper } from './display-keeper.js';
+import { IdleStop } from './idle-stop.js';
+import { adoptCage, cagesWithState } from './adoption.js';
 import { checkArgv, checkMounts, resolveInCage, terminalIn } from './launch-checks.js';
 import {
   handleOf,
@@ -25,8 +27,8 @@ import type { CageStore } from './store.js';
 import type { Backend, ExecHandle, SandboxRecord } from '../backends/backend.js';
 import type { CageDisplay, DisplayContext, DisplayRecord } from '../display/display.js';
 import { cageRuntimePaths, type CageRuntimePaths, type Paths } from '../runtime/paths.js';
-import { readState, removeState } from '../runtime/state.js';
-import { isAlive, processStartTime, procRef, type ProcRef } from '../runtime/proc.js';
+import { removeState } from '../runtime/state.js';
+import { processStartTime, procRef, type ProcRef } from '../runtime/proc.js';
 import { cageSpec, type HostFacts, type SandboxSpec } from '../sandbox.js';
 import type { Logger } from '../log.js';
 import type { ArgValue } from '../../xdg/exec.js';
@@ -62,8 +64,6 @@ export interface ManagerEvents {
   program: [program: ProgramInfo, event: 'started' | 'exited'];
 }
 
-const INHERITED_POLL_MS = 1000;
-
 /**
  * The life of every cage: start once however many launches arrive together, run programs in
  * it, stop it when asked or when idle, and find running cages again after a restart.
@@ -73,12 +73,12 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   private readonly starting = new Map<string, Promise<RunningCage>>();
   private readonly stopping = new Map<string, Promise<void>>();
   private nextProgramId = 1;
-  private inheritedPoll: NodeJS.Timeout | undefined;
   private readonly self: ProcRef = procRef(process.pid);
   private readonly states = new StateWriter();
 
   private readonly bridges: BridgeSet;
   private readonly displays: DisplayKeeper;
+  private readonly idle: IdleStop;
 
   constructor(private readonly deps: ManagerDeps) {
     super();
@@ -94,6 +94,13 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       },
       deps.hostEnv.DISPLAY ?? '',
     );
+    this.idle = new IdleStop({
+      running: () => this.running.entries(),
+      holds: (name, cage) => this.running.get(name) === cage,
+      stop: (name) => this.stop(name),
+      persist: (name, cage) => this.persist(name, cage),
+      log: deps.log,
+    });
   }
 
   /** Start a cage, or return it if it runs. Concurrent calls share one start. */
@@ -320,7 +327,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       log: output.log,
     };
     cage.programs.set(info.id, info);
-    this.clearIdle(cage);
+    this.idle.clear(cage);
     this.emit('program', info, 'started');
     this.deps.log.info(`cage ${name}: started ${JSON.stringify(info.argv)} as pid ${handle.pid}`);
     void this.persist(name, cage).catch((e) =>
@@ -332,33 +339,10 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       this.emit('program', info, 'exited');
       if (this.running.get(name) === cage) {
         void this.persist(name, cage).catch(() => undefined);
-        this.armIdle(name, cage);
+        this.idle.arm(name, cage);
       }
     });
     return info;
-  }
-
-  private programCount(cage: RunningCage): number {
-    return cage.programs.size + cage.inherited.filter((r) => isAlive(r)).length;
-  }
-
-  private clearIdle(cage: RunningCage): void {
-    if (cage.idleTimer) clearTimeout(cage.idleTimer);
-    cage.idleTimer = undefined;
-  }
-
-  private armIdle(name: string, cage: RunningCage): void {
-    this.clearIdle(cage);
-    if (cage.config.idleStopSeconds <= 0 || this.programCount(cage) > 0) return;
-    cage.idleTimer = setTimeout(() => {
-      if (this.running.get(name) === cage && this.programCount(cage) === 0) {
-        this.deps.log.info(`cage ${name}: idle for ${cage.config.idleStopSeconds} s, stopping`);
-        void this.stop(name).catch((e) =>
-          this.deps.log.error(`cage ${name}: idle stop failed: ${asKagomeError(e).message}`),
-        );
-      }
-    }, cage.config.idleStopSeconds * 1000);
-    cage.idleTimer.unref();
   }
 
   /**
@@ -410,7 +394,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       );
     }
     this.deps.log.info(`cage ${name}: settings reloaded (IdleStop=${config.idleStopSeconds})`);
-    this.armIdle(name, cage);
+    this.idle.arm(name, cage);
     await this.persist(name, cage).catch((e) =>
       this.deps.log.warn(`cage ${name}: could not save state: ${asKagomeError(e).message}`),
     );
@@ -447,7 +431,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
 
   private async teardown(name: string, cage: RunningCage, message: string): Promise<void> {
     this.emit('state', name, 'stopping', message);
-    this.clearIdle(cage);
+    this.idle.clear(cage);
     // What ends now ends because the cage does.
     cage.unwatchDisplay?.();
     // Programs first, while their display is still there (close-programs.ts).
@@ -551,7 +535,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       backend: c?.backend ?? '',
       display: c?.display ?? '',
       network: c?.network ?? '',
-      programs: cage ? this.programCount(cage) : 0,
+      programs: cage ? this.idle.programCount(cage) : 0,
       error: '',
       sound: this.bridges.status('sound', c, cage?.bridges),
       clipboard: this.bridges.status('clipboard', c, cage?.bridges),
@@ -582,18 +566,11 @@ export class CageManager extends EventEmitter<ManagerEvents> {
 
   /**
    * Find cages left running by an earlier instance of the service (a crash, `kill -9`, an
-   * upgrade) and take them over; remove the state of cages that died meanwhile.
+   * upgrade) and take them over; remove the state of cages that died meanwhile (adoption.ts).
    */
   async adoptAll(): Promise<string[]> {
-    const dir = path.join(this.deps.paths.runtimeDir, 'cages');
-    let names: string[];
-    try {
-      names = await fsp.readdir(dir);
-    } catch {
-      return [];
-    }
     const adopted: string[] = [];
-    for (const name of names) {
+    for (const name of await cagesWithState(this.deps.paths)) {
       try {
         if (await this.adopt(name)) adopted.push(name);
       } catch (e) {
@@ -604,96 +581,26 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   }
 
   private async adopt(name: string): Promise<boolean> {
-    checkCageName(name);
-    const rt = cageRuntimePaths(this.deps.paths, name);
-    const read = await readState(rt.state);
-    if (!read) return false;
-    if ('problem' in read) {
-      // Kept: the kagome that wrote it may read it again; the cage, if it runs, is not touched.
-      this.deps.log.error(
-        `cage ${name}: its state file ${rt.state} cannot be used: ${read.problem}; the cage is not re-adopted (if it still runs, end its processes or restart your session)`,
-      );
-      return false;
-    }
-    const state = read.state;
-    const { backend, display } = this.parts(state.config);
-    const spec = cageSpec(state.config, this.deps.host);
-    if (!backend.isAlive(state.sandbox)) {
-      this.deps.log.info(`cage ${name}: found stopped since the last run; cleaning up`);
-      await display.stop(state.displayState).catch(() => undefined);
-      await backend.stop(state.sandbox).catch(() => undefined);
-      await this.bridges.stop(name, state.bridges);
-      await removeState(rt.state);
-      return false;
-    }
-    const logFd = fs.openSync(path.join(rt.logDir, 'cage.log'), 'a', 0o600);
-    await this.deps.grants?.cageAdopted(name, backend, spec);
-    const ctx = this.displayContext(state.config, spec, rt, logFd);
-    display.contribute(ctx, state.displayState);
-    let displayRecord = state.displayState;
-    // Shown in a session that has ended since: whether it is shown again or stopped is the
-    // cage's policy (session-life.ts), so no client is started here.
-    const fromEndedSession = this.displays.fromEndedSession(state.hostSession);
-    if (!fromEndedSession) {
-      try {
-        displayRecord = await display.readopt(ctx, state.displayState, backend, state.sandbox);
-      } catch (e) {
-        // The cage is still adopted, not left running with no one to stop it; its next launch
-        // tries again and says why it cannot.
-        this.deps.log.warn(
-          `cage ${name}: ${asKagomeError(e).message}; its next launch tries again`,
-        );
-      }
-    }
-    const bctx = this.bridgeContext(ctx);
-    this.bridges.contribute(bctx, state.bridges);
-    const cage: RunningCage = {
-      config: state.config,
-      spec,
-      rt,
-      backend,
-      display,
-      sandbox: state.sandbox,
-      displayRecord,
-      bridges: {},
-      programs: new Map(),
-      inherited: state.programs.filter((r) => isAlive(r)),
-      startedAt: state.startedAt,
-      logFd,
-      hostSession: fromEndedSession ? state.hostSession : this.displays.session,
-    };
-    cage.bridges = await this.bridges.start(bctx, handleOf(cage), state.bridges, 'readopt');
+    const adopted = await adoptCage(name, {
+      paths: this.deps.paths,
+      host: this.deps.host,
+      log: this.deps.log,
+      bridges: this.bridges,
+      displays: this.displays,
+      grants: this.deps.grants,
+      parts: (config) => this.parts(config),
+      displayContext: (config, spec, rt, logFd) => this.displayContext(config, spec, rt, logFd),
+    });
+    if (!adopted) return false;
+    const { cage, fromEndedSession } = adopted;
     this.running.set(name, cage);
     // One from an ended session is watched once it is shown again (reattach), not revived now.
     if (!fromEndedSession) this.displays.watch(name, cage);
     await this.persist(name, cage);
-    this.watchInherited();
+    this.idle.watchInherited();
     this.deps.log.info(`cage ${name}: re-adopted with ${cage.inherited.length} running program(s)`);
     this.emit('state', name, 'running', 'adopted');
     return true;
-  }
-
-  // Programs started by an earlier service are not our children, so their exit cannot be
-  // observed; they are checked once a second, and only while there are any.
-  private watchInherited(): void {
-    if (this.inheritedPoll) return;
-    this.inheritedPoll = setInterval(() => {
-      let any = false;
-      for (const [name, cage] of this.running) {
-        const before = cage.inherited.length;
-        cage.inherited = cage.inherited.filter((r) => isAlive(r));
-        if (cage.inherited.length !== before) {
-          void this.persist(name, cage).catch(() => undefined);
-          this.armIdle(name, cage);
-        }
-        if (cage.inherited.length) any = true;
-      }
-      if (!any) {
-        clearInterval(this.inheritedPoll);
-        this.inheritedPoll = undefined;
-      }
-    }, INHERITED_POLL_MS);
-    this.inheritedPoll.unref();
   }
 
   /** The host session windows are shown in (at the service's start, and when one is back after a logout). */
@@ -726,7 +633,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   /** Detach from running cages without stopping them (service shutdown: cages outlive it). */
   release(): void {
     for (const cage of this.running.values()) {
-      this.clearIdle(cage);
+      this.idle.clear(cage);
       cage.unwatchDisplay?.();
       try {
         fs.closeSync(cage.logFd);
@@ -734,7 +641,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
         /* ignore */
       }
     }
-    if (this.inheritedPoll) clearInterval(this.inheritedPoll);
+    this.idle.stopWatching();
     this.running.clear();
   }
 }
