@@ -10,10 +10,10 @@ import type { Logger } from '../log.js';
 import {
   problemOf,
   type BridgeContext,
-  type BridgeRecord,
   type BridgeStatus,
   type CageBridge,
   type CageHandle,
+  type HeldRecord,
 } from './bridge.js';
 import {
   cageDisplay,
@@ -42,9 +42,13 @@ import {
 
 export type CopyDirection = 'to-cage' | 'to-host';
 
-export interface ClipboardRecord extends BridgeRecord {
+export type ClipboardRecord = {
   direction: ClipboardPolicy['direction'];
-}
+  /** the cage's name: the bridge's watchers are kept by cage */
+  cage: string;
+};
+
+type Held = HeldRecord<ClipboardRecord>;
 
 interface Sync {
   watchers: Watcher[];
@@ -83,7 +87,7 @@ export function allows(direction: ClipboardPolicy['direction'], copy: CopyDirect
   return direction === 'ask' || direction === 'both' || direction === copy;
 }
 
-export class ClipboardBridge implements CageBridge {
+export class ClipboardBridge implements CageBridge<ClipboardRecord> {
   readonly kind = 'clipboard';
 
   policyOf(config: CageConfig): string {
@@ -119,7 +123,7 @@ export class ClipboardBridge implements CageBridge {
     return cageDisplay(label, cage);
   }
 
-  async prepare(ctx: BridgeContext): Promise<BridgeRecord> {
+  async prepare(ctx: BridgeContext): Promise<Held> {
     return { direction: ctx.config.clipboard.direction, cage: ctx.config.name };
   }
 
@@ -127,8 +131,8 @@ export class ClipboardBridge implements CageBridge {
     /* nothing is mounted: the bridge works on the two displays from outside */
   }
 
-  async start(ctx: BridgeContext, cage: CageHandle, record: BridgeRecord): Promise<BridgeRecord> {
-    const direction = (record as ClipboardRecord).direction;
+  async start(ctx: BridgeContext, cage: CageHandle, record: Held): Promise<Held> {
+    const direction = record.direction;
     if (direction === 'none' || direction === 'ask') return record;
     // The watchers start while the first program does: waiting for them (python and Xlib
     // loading, in the cage for xpra) added 130 to 200 ms to every cold start.
@@ -136,9 +140,9 @@ export class ClipboardBridge implements CageBridge {
     return record;
   }
 
-  readopt(ctx: BridgeContext, cage: CageHandle, record: BridgeRecord): Promise<BridgeRecord> {
+  readopt(ctx: BridgeContext, cage: CageHandle, record: Held): Promise<Held> {
     return this.start(ctx, cage, {
-      direction: (record as ClipboardRecord).direction ?? ctx.config.clipboard.direction,
+      direction: record.direction ?? ctx.config.clipboard.direction,
       cage: ctx.config.name,
     });
   }
@@ -238,18 +242,15 @@ export class ClipboardBridge implements CageBridge {
     for (const w of sync.watchers) w.stop();
   }
 
-  async stop(record: BridgeRecord): Promise<void> {
-    const name = typeof record.cage === 'string' ? record.cage : undefined;
-    if (name) this.stopSync(name);
+  async stop(record: Held): Promise<void> {
+    if (record.cage) this.stopSync(record.cage);
   }
 
-  status(record: BridgeRecord): BridgeStatus {
-    const r = record as ClipboardRecord;
+  status(r: Held): BridgeStatus {
     const policy = r.direction ?? 'none';
     if (policy === 'none') return { policy, state: 'off', problem: '' };
     const problem =
-      problemOf(record) ||
-      (typeof r.cage === 'string' ? (this.syncs.get(r.cage)?.problem ?? '') : '');
+      problemOf(r) || (r.cage !== undefined ? (this.syncs.get(r.cage)?.problem ?? '') : '');
     return problem ? { policy, state: 'down', problem } : { policy, state: 'up', problem: '' };
   }
 }

@@ -9,10 +9,10 @@ import {
   downRecord,
   problemOf,
   type BridgeContext,
-  type BridgeRecord,
   type BridgeStatus,
   type CageBridge,
   type CageHandle,
+  type HeldRecord,
 } from './bridge.js';
 
 // Sound: each cage with Sound=output or duplex gets its own socket on the host's sound server
@@ -39,7 +39,7 @@ import {
 
 const MODULE = 'module-native-protocol-unix';
 
-export interface SoundRecord extends BridgeRecord {
+export type SoundRecord = {
   policy: SoundPolicy;
   /** the cage's end, in a folder bind-mounted read-only at /run/user/UID/pulse */
   listen?: string;
@@ -47,7 +47,9 @@ export interface SoundRecord extends BridgeRecord {
   upstream?: string;
   /** index and socket of the module loaded for this cage */
   module?: { index: number; socket: string };
-}
+};
+
+type Held = HeldRecord<SoundRecord>;
 
 /** The host's sound server socket: PULSE_SERVER when it is a local socket, else the standard place. */
 export function hostSoundSocket(env: Record<string, string | undefined>): string | undefined {
@@ -91,7 +93,7 @@ function isSocket(p: string): boolean {
   }
 }
 
-export class SoundBridge implements CageBridge {
+export class SoundBridge implements CageBridge<SoundRecord> {
   readonly kind = 'sound';
 
   policyOf(config: CageConfig): string {
@@ -106,7 +108,7 @@ export class SoundBridge implements CageBridge {
     return { cage: path.join(ctx.rt.dir, 'pulse'), host: path.join(ctx.rt.dir, 'pulse-host') };
   }
 
-  async prepare(ctx: BridgeContext): Promise<SoundRecord | BridgeRecord> {
+  async prepare(ctx: BridgeContext): Promise<Held> {
     const policy = ctx.config.sound;
     const { cage } = this.dirs(ctx);
     fs.mkdirSync(cage, { recursive: true, mode: 0o700 });
@@ -129,7 +131,7 @@ export class SoundBridge implements CageBridge {
   private async connect(
     ctx: BridgeContext,
     policy: SoundPolicy,
-    previous?: SoundRecord,
+    previous?: Pick<SoundRecord, 'module'>,
   ): Promise<SoundRecord> {
     const server = hostSoundSocket(this.env);
     if (!server || !isSocket(server)) {
@@ -221,8 +223,7 @@ export class SoundBridge implements CageBridge {
     });
   }
 
-  contribute(ctx: BridgeContext, record: BridgeRecord): void {
-    const r = record as SoundRecord;
+  contribute(ctx: BridgeContext, r: Held): void {
     const inCage = path.posix.join(ctx.spec.runtimeDir, 'pulse');
     // Read-only: the cage can connect to the socket but not replace it or the client settings.
     ctx.spec.ops.push({ op: 'ro-bind', source: this.dirs(ctx).cage, dest: inCage });
@@ -230,17 +231,13 @@ export class SoundBridge implements CageBridge {
     if (r.listen) ctx.spec.env.PULSE_SERVER = `unix:${path.posix.join(inCage, 'native')}`;
   }
 
-  async start(_ctx: BridgeContext, _cage: CageHandle, record: BridgeRecord): Promise<BridgeRecord> {
+  async start(_ctx: BridgeContext, _cage: CageHandle, record: Held): Promise<Held> {
     return record;
   }
 
-  async readopt(
-    ctx: BridgeContext,
-    _cage: CageHandle,
-    record: BridgeRecord,
-  ): Promise<BridgeRecord> {
-    const r = record as SoundRecord;
-    if (r.policy === 'none' || !r.listen) return record;
+  async readopt(ctx: BridgeContext, _cage: CageHandle, r: Held): Promise<Held> {
+    // A down record may lack its policy: it has no relay (no `listen`) to bring back either.
+    if (r.policy === undefined || r.policy === 'none' || !r.listen) return r;
     try {
       return await this.connect(ctx, r.policy, r);
     } catch (e) {
@@ -250,8 +247,7 @@ export class SoundBridge implements CageBridge {
     }
   }
 
-  async stop(record: BridgeRecord): Promise<void> {
-    const r = record as SoundRecord;
+  async stop(r: Held): Promise<void> {
     if (r.listen) {
       const proxy = this.proxies.get(r.listen);
       this.proxies.delete(r.listen);
@@ -269,11 +265,10 @@ export class SoundBridge implements CageBridge {
     if (r.module) fs.rmSync(path.dirname(r.module.socket), { recursive: true, force: true });
   }
 
-  status(record: BridgeRecord): BridgeStatus {
-    const r = record as SoundRecord;
+  status(r: Held): BridgeStatus {
     const policy = r.policy ?? 'none';
     if (policy === 'none') return { policy, state: 'off', problem: '' };
-    const problem = problemOf(record);
+    const problem = problemOf(r);
     if (problem) return { policy, state: 'down', problem };
     return this.proxies.get(r.listen ?? '')?.listening
       ? { policy, state: 'up', problem: '' }

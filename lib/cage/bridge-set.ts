@@ -1,14 +1,15 @@
 import { asKagomeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { CageConfig } from './config.js';
-import type {
-  BridgeContext,
-  BridgeKind,
-  BridgeRecord,
-  BridgeStatus,
-  CageBridge,
-  CageHandle,
-  SandboxHandle,
+import {
+  notStarted,
+  type BridgeContext,
+  type BridgeKind,
+  type BridgeRecord,
+  type BridgeStatus,
+  type CageBridge,
+  type CageHandle,
+  type SandboxHandle,
 } from '../bridges/bridge.js';
 
 // A cage's bridges (sound, clipboard, its session bus, ...) taken through each step of its life
@@ -30,7 +31,7 @@ export class BridgeSet {
 
   /** Each bridge's mounts and environment; also on re-adoption, so without side effects. */
   contribute(bctx: BridgeContext, records: BridgeRecords): void {
-    for (const b of this.bridges) b.contribute(bctx, records[b.kind] ?? {});
+    for (const b of this.bridges) b.contribute(bctx, records[b.kind] ?? notStarted());
   }
 
   /** Those that need no display start while it does; the others keep their prepared record. */
@@ -104,7 +105,8 @@ export class BridgeSet {
     records: BridgeRecords,
     step: (record: BridgeRecord) => Promise<BridgeRecord>,
   ): Promise<BridgeRecord> {
-    const record = records[b.kind] ?? {};
+    // A cage started without this bridge has no record of it: down, with none of its fields.
+    const record = records[b.kind] ?? notStarted();
     try {
       return await step(record);
     } catch (e) {
