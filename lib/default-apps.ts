@@ -5,6 +5,7 @@ import { shown, type HostFile } from './grants/host-file.js';
 import { contentTypeOf } from '../xdg/content-type.js';
 import { appsForType, findEntryInView, type MimeView } from '../xdg/mime-apps.js';
 import { parseExec } from '../xdg/exec.js';
+import { LINK_FORWARDER_ID } from './link-forwarding.js';
 import type { Keyfile } from '../xdg/keyfile.js';
 
 // "Open in cage" without a program: each file opens with the cage's own default program for
@@ -62,7 +63,9 @@ export class CageDefaultApps {
    * the program their Exec line starts.
    */
   private async preferred(cage: string, type: string, view: MimeView): Promise<string | undefined> {
-    const ids = await appsForType(type, view);
+    // Never the entry that sends a portal cage's links out again (lib/link-forwarding.ts): a
+    // link sent into the cage would go round.
+    const ids = (await appsForType(type, view)).filter((id) => id !== LINK_FORWARDER_ID);
     if (ids.length < 2) return ids[0];
     const running = new Set(this.manager.programs(cage).map((p) => programName(p.argv[0] ?? '')));
     if (running.size === 0) return ids[0];
