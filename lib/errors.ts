@@ -21,6 +21,8 @@ export type ErrorName =
   | 'NothingCopied'
   /** the request needs a running cage */
   | 'NotRunning'
+  /** too many of these at once (a cage's links: OpenLinksLimit=); later ones pass again */
+  | 'LimitReached'
   | 'Failed';
 
 export const DBUS_ERROR_PREFIX = 'io.kagome.Error.';
