@@ -9,12 +9,14 @@ import { docDirInCage } from '../grants/registry.js';
 import { isAlive, processStartTime, signal, waitUntil, type ProcRef } from '../runtime/proc.js';
 import {
   downRecord,
+  isDown,
   problemOf,
+  withoutDown,
   type BridgeContext,
-  type BridgeRecord,
   type BridgeStatus,
   type CageBridge,
   type CageHandle,
+  type HeldRecord,
   type SandboxHandle,
 } from './bridge.js';
 import {
@@ -43,7 +45,7 @@ import {
 // started through the backend's exec, as the bridges' other helpers, so it runs with the
 // cage's seccomp filter, limits and namespaces and holds no descriptor of the service.
 
-export interface SessionBusRecord extends BridgeRecord {
+export type SessionBusRecord = {
   policy: SessionBusPolicy;
   /** the process that carries dbus-daemon into the cage (kagome-enter, or the engine's exec client) */
   daemon?: ProcRef;
@@ -62,7 +64,10 @@ export interface SessionBusRecord extends BridgeRecord {
   docBind?: { source: string; dest: string };
   /** why the portal part is down while the bus itself runs */
   portalDown?: string;
-}
+};
+
+/** Down (no bus) or not, the record keeps what it had: its proxy and folder are still removed at stop. */
+type Held = HeldRecord<SessionBusRecord>;
 
 /**
  * Runs inside the cage. dbus-daemon prints its address on fd 3 once it listens (the pipe the
@@ -100,7 +105,7 @@ function refKey(ref: ProcRef): string {
   return `${ref.pid}:${ref.start}`;
 }
 
-export class SessionBusBridge implements CageBridge {
+export class SessionBusBridge implements CageBridge<SessionBusRecord> {
   readonly kind = 'session-bus';
 
   /** the service's environment: the host's session bus, and XDG_RUNTIME_DIR for the document portal's mount */
@@ -124,7 +129,7 @@ export class SessionBusBridge implements CageBridge {
     return undefined;
   }
 
-  async prepare(ctx: BridgeContext): Promise<BridgeRecord> {
+  async prepare(ctx: BridgeContext): Promise<Held> {
     const policy = ctx.config.sessionBus;
     if (policy !== 'portal') return { policy };
     const portalDir = path.join(ctx.rt.dir, 'portal');
@@ -142,7 +147,7 @@ export class SessionBusBridge implements CageBridge {
   }
 
   /** The host-side proxy; a failure leaves the cage its private bus and says why. */
-  private async startProxy(ctx: BridgeContext, r: SessionBusRecord): Promise<SessionBusRecord> {
+  private async startProxy(ctx: BridgeContext, r: Held): Promise<Held> {
     const { portalDown: _, proxy: __, ...rest } = r;
     try {
       const proxy = await startPortalProxy({
@@ -161,8 +166,7 @@ export class SessionBusBridge implements CageBridge {
     }
   }
 
-  contribute(ctx: BridgeContext, record: BridgeRecord): void {
-    const r = record as SessionBusRecord;
+  contribute(ctx: BridgeContext, r: Held): void {
     if (r.policy !== 'private' && r.policy !== 'portal') return;
     // Every program of the cage gets it, also those launched before the daemon was up after a
     // restart of it: the address is fixed.
@@ -176,18 +180,12 @@ export class SessionBusBridge implements CageBridge {
   }
 
   /** The daemon needs no display: it starts while the display does. */
-  async startWithSandbox(
-    ctx: BridgeContext,
-    cage: SandboxHandle,
-    record: BridgeRecord,
-  ): Promise<BridgeRecord> {
-    const r = record as SessionBusRecord;
-    if (r.policy !== 'private' && r.policy !== 'portal') return record;
-    const started = (await this.launch(ctx, cage, r)) as SessionBusRecord;
-    return this.launchRelay(ctx, cage, started);
+  async startWithSandbox(ctx: BridgeContext, cage: SandboxHandle, r: Held): Promise<Held> {
+    if (r.policy !== 'private' && r.policy !== 'portal') return r;
+    return this.launchRelay(ctx, cage, await this.launch(ctx, cage, r, r.policy));
   }
 
-  async start(_ctx: BridgeContext, _cage: CageHandle, record: BridgeRecord): Promise<BridgeRecord> {
+  async start(_ctx: BridgeContext, _cage: CageHandle, record: Held): Promise<Held> {
     return record;
   }
 
@@ -247,10 +245,12 @@ export class SessionBusBridge implements CageBridge {
   private async launch(
     ctx: BridgeContext,
     cage: SandboxHandle,
-    r: SessionBusRecord,
-  ): Promise<BridgeRecord> {
+    r: Held,
+    policy: 'private' | 'portal',
+  ): Promise<Held> {
     const name = ctx.config.name;
-    const { down: _, daemon: __, ...base } = r;
+    // Up again after being down: the record it had, with its policy, becomes its own again.
+    const { daemon: _, ...base } = { ...withoutDown(r), policy };
     const got = await this.carry(cage, DAEMON, 'kagome-session-bus', [
       sessionBusAddress(ctx.spec.runtimeDir),
     ]);
@@ -274,12 +274,8 @@ export class SessionBusBridge implements CageBridge {
   }
 
   /** SessionBus=portal, once the cage's bus and the proxy run: the relay between them, in the cage. */
-  private async launchRelay(
-    ctx: BridgeContext,
-    cage: SandboxHandle,
-    r: SessionBusRecord,
-  ): Promise<SessionBusRecord> {
-    if (r.policy !== 'portal' || !r.proxy || !r.daemon || problemOf(r)) return r;
+  private async launchRelay(ctx: BridgeContext, cage: SandboxHandle, r: Held): Promise<Held> {
+    if (isDown(r) || r.policy !== 'portal' || !r.proxy || !r.daemon) return r;
     const { relay: _, portalDown: __, ...base } = r;
     const got = await this.carry(cage, RELAY, 'kagome-portal-relay', [
       PORTAL_RELAY,
@@ -303,8 +299,8 @@ export class SessionBusBridge implements CageBridge {
     return { ...base, portalDown: problem };
   }
 
-  async readopt(ctx: BridgeContext, cage: CageHandle, record: BridgeRecord): Promise<BridgeRecord> {
-    let r = record as SessionBusRecord;
+  async readopt(ctx: BridgeContext, cage: CageHandle, record: Held): Promise<Held> {
+    let r = record;
     // A cage started by a kagome without session buses keeps running without one.
     if (r.policy !== 'private' && r.policy !== 'portal') return record;
     // The daemon lived on through the restart: nothing in the service belongs to it.
@@ -312,7 +308,7 @@ export class SessionBusBridge implements CageBridge {
       ctx.log.info(
         `cage ${ctx.config.name}: its session bus had ended; starting it again at the same address`,
       );
-      r = (await this.launch(ctx, cage, r)) as SessionBusRecord;
+      r = await this.launch(ctx, cage, r, r.policy);
     }
     if (r.policy !== 'portal' || !r.portalDir) return r;
     if (r.proxy && isAlive(r.proxy)) this.proxies.set(ctx.config.name, r.proxy);
@@ -326,8 +322,7 @@ export class SessionBusBridge implements CageBridge {
     return this.launchRelay(ctx, cage, r);
   }
 
-  async stop(record: BridgeRecord): Promise<void> {
-    const r = record as SessionBusRecord;
+  async stop(r: Held): Promise<void> {
     // The carriers pass SIGTERM on to dbus-daemon and the relay; the cage's end takes whatever is left.
     for (const ref of [r.daemon, r.relay]) {
       if (!ref) continue;
@@ -345,11 +340,10 @@ export class SessionBusBridge implements CageBridge {
     if (r.portalDir) fs.rmSync(r.portalDir, { recursive: true, force: true });
   }
 
-  status(record: BridgeRecord): BridgeStatus {
-    const r = record as SessionBusRecord;
+  status(r: Held): BridgeStatus {
     const policy = r.policy ?? 'none';
     if (policy === 'none') return { policy, state: 'off', problem: '' };
-    const problem = problemOf(record);
+    const problem = problemOf(r);
     if (problem) return { policy, state: 'down', problem };
     if (!r.daemon || !isAlive(r.daemon))
       return {
