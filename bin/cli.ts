@@ -17,6 +17,7 @@ import {
   type ClipboardDirection,
   type DisplayKind,
   type NetworkMode,
+  type OpenLinksPolicy,
   type SoundPolicy,
 } from '../lib/cage/config.js';
 import { checkCageName } from '../lib/cage/name.js';
@@ -79,6 +80,25 @@ function memoryEnforcement(backend: BackendKind): string {
   return support.how === 'none'
     ? ` (not held on this machine: ${support.why})`
     : ` (held through a ${support.how})`;
+}
+
+/** Where a cage's links go, in words (README "Links from cages"). */
+function describeLinks(policy: OpenLinksPolicy): string {
+  if (policy.startsWith('cage:')) return `into the cage ${policy.slice('cage:'.length)}`;
+  switch (policy) {
+    case 'caged-default':
+      return "with the host's default program, only when that is in a cage";
+    case 'host':
+      return "with the host's default program, caged or not";
+    case 'ask':
+      return 'asked each time on the host: a cage with a browser, or nowhere';
+    case 'ask-with-host':
+      return "asked each time on the host: a cage with a browser, the host's default program, or nowhere";
+    case 'none':
+      return 'refused';
+    default:
+      return policy;
+  }
 }
 
 function print(data: unknown, json: boolean, human: () => string): void {
@@ -556,6 +576,8 @@ export function buildProgram(): Command {
             `app name: ${c.appName}`,
             `sound: ${c.sound}`,
             `session bus: ${c.sessionBus === 'private' ? "private (a D-Bus session bus of the cage's own, at $XDG_RUNTIME_DIR/bus in the cage)" : c.sessionBus === 'portal' ? "portal (the cage's own bus, with the host's file chooser portal on it)" : 'none'}`,
+            `open links: ${c.openLinks} (${c.sessionBus === 'portal' ? describeLinks(c.openLinks) : 'no portal: SessionBus=portal is needed'}), ${c.openLinksLimit ? `${c.openLinksLimit} in a row at most` : 'no limit'}`,
+            `notifications: ${c.notifications}${c.sessionBus === 'portal' ? (c.notifications === 'portal' ? " (shown on the host, marked with the cage's name)" : ' (refused)') : ' (no portal: SessionBus=portal is needed)'}`,
             `tasks: ${c.tasksMax ? `at most ${c.tasksMax}` : 'no limit'}`,
             `memory: ${c.memoryMax ? `at most ${formatBytes(c.memoryMax)}${memoryEnforcement(c.backend)}` : 'no limit'}`,
             `nested sandboxes: ${c.nestedSandbox ? 'allowed' : 'refused'}`,

@@ -20,7 +20,8 @@ import { connectSessionBus, connectionLost } from '../lib/bus.js';
 import { FileGrants } from '../lib/grants/registry.js';
 import { FilesService } from '../lib/files.js';
 import { CageDefaultApps } from '../lib/default-apps.js';
-import { LinkOpener, gioOpen, hostDefaultIn, hostMimeView } from '../lib/links.js';
+import { LinkOpener, gioOpen, hostDefaultIn, hostHandlersIn, hostMimeView } from '../lib/links.js';
+import { portalLinkChooser } from '../lib/link-chooser.js';
 import { cageRuntimeDir } from '../lib/sandbox.js';
 import { HostSession } from '../lib/display/host-session.js';
 import { SessionLife } from '../lib/cage/session-life.js';
@@ -110,6 +111,8 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
     launchShadow: (cage, entry, uri) =>
       launcher.launchApp({ cage, desktopId: entry, uris: [uri], options: {} }),
     hostDefault: (type) => hostDefaultIn(hostView, type),
+    hostHandlers: (type) => hostHandlersIn(hostView, type),
+    choose: portalLinkChooser(bus),
     openOnHost: gioOpen(env, log),
     log,
   });

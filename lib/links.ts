@@ -6,6 +6,7 @@ import { SHADOW_KEYS, DESKTOP_ENTRY } from './desktop/shadow.js';
 import { requireProgram } from './requirements.js';
 import { baseDirs, configSearchPath, dataSearchPath } from '../xdg/basedirs.js';
 import { appsForType, findEntryInView, type MimeView } from '../xdg/mime-apps.js';
+import type { LinkChooser } from './link-chooser.js';
 
 // Links opened in a cage (issue 19): a program of a SessionBus=portal cage calls the OpenURI
 // portal on its own bus, kagome's relay there passes the URI through the cage's proxy to the
@@ -83,6 +84,12 @@ export interface LinkDeps {
   launchShadow(cage: string, entryId: string, uri: string): Promise<unknown>;
   /** the host's default program for a MIME type: its ID and entry, or undefined */
   hostDefault(type: string): Promise<{ id: string; cage?: string; entry?: string } | undefined>;
+  /** the host's programs for a MIME type, default first, with cage and entry for shadows */
+  hostHandlers(type: string): Promise<{ id: string; cage?: string; entry?: string }[]>;
+  /** asks the person on the host where a link goes (OpenLinks=ask) */
+  choose: LinkChooser;
+  /** milliseconds, for the rate limit (Date.now) */
+  now?: () => number;
   /** hands the URI to the host's own default handler (OpenLinks=host) */
   openOnHost(uri: string): void;
   log: Logger;
@@ -93,12 +100,45 @@ export async function hostDefaultIn(
   view: MimeView,
   type: string,
 ): Promise<{ id: string; cage?: string; entry?: string } | undefined> {
-  const id = (await appsForType(type, view, 1))[0];
-  if (!id) return undefined;
-  const found = await findEntryInView(id, view);
-  const cage = found?.keyfile.get(DESKTOP_ENTRY, SHADOW_KEYS.cage);
-  const entry = found?.keyfile.get(DESKTOP_ENTRY, SHADOW_KEYS.entry);
-  return { id, ...(cage && entry ? { cage, entry } : {}) };
+  return (await hostHandlersIn(view, type, 1))[0];
+}
+
+/** The host's programs for a type, default first, with cage and original entry for shadows. */
+export async function hostHandlersIn(
+  view: MimeView,
+  type: string,
+  limit = Infinity,
+): Promise<{ id: string; cage?: string; entry?: string }[]> {
+  const out: { id: string; cage?: string; entry?: string }[] = [];
+  for (const id of await appsForType(type, view, limit)) {
+    const found = await findEntryInView(id, view);
+    const cage = found?.keyfile.get(DESKTOP_ENTRY, SHADOW_KEYS.cage);
+    const entry = found?.keyfile.get(DESKTOP_ENTRY, SHADOW_KEYS.entry);
+    out.push({ id, ...(cage && entry ? { cage, entry } : {}) });
+  }
+  return out;
+}
+
+/**
+ * How fast one cage may open links: OpenLinksLimit= links at once, then one more each
+ * LINK_REFILL_MS (a token bucket). A person clicks a few links in a row, rarely more than one
+ * every few seconds for long; a hostile cage with OpenLinks=cage:B could otherwise start
+ * programs in B without end, or, with OpenLinks=ask, flood the host with dialogs.
+ */
+export const LINK_REFILL_MS = 5000;
+
+/** What the ask dialog's heading names: the link's host (or mail address) and the asking cage. */
+export function askLocation(from: string, uri: string, scheme: string): string {
+  let what = uri;
+  if (scheme === 'mailto') what = uri.slice('mailto:'.length).split('?')[0] || 'a mail';
+  else {
+    try {
+      what = new URL(uri).host;
+    } catch {
+      // checkLink has parsed it already
+    }
+  }
+  return `${what}, a link from the cage ${from}`;
 }
 
 /** `gio open` on the host: GLib picks the default handler as the desktop would. */
@@ -118,7 +158,32 @@ export function gioOpen(
 }
 
 export class LinkOpener {
+  /** per cage: links it may still open now, and when that was counted */
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  /** cages with an ask dialog open: one at a time each */
+  private readonly asking = new Set<string>();
+  /** per cage: the desktop id chosen last in its dialog, preselected next time */
+  private readonly lastChoice = new Map<string, string>();
+
   constructor(private readonly deps: LinkDeps) {}
+
+  /** Takes one link from the cage's allowance, or refuses naming the limit. */
+  private take(from: string, limit: number): void {
+    if (limit <= 0) return;
+    const now = (this.deps.now ?? Date.now)();
+    const b = this.buckets.get(from) ?? { tokens: limit, at: now };
+    b.tokens = Math.min(limit, b.tokens + (now - b.at) / LINK_REFILL_MS);
+    b.at = now;
+    this.buckets.set(from, b);
+    if (b.tokens < 1) {
+      const wait = Math.ceil(((1 - b.tokens) * LINK_REFILL_MS) / 1000);
+      throw new KagomeError(
+        'LimitReached',
+        `cage ${from} opened ${limit} links in a row (OpenLinksLimit=${limit} in its file: then one each ${LINK_REFILL_MS / 1000} s); the next may go in ${wait} s`,
+      );
+    }
+    b.tokens -= 1;
+  }
 
   /** Opens `uri`, sent by a program of cage `from`, where that cage's OpenLinks= says. */
   async open(from: string, uri: string): Promise<string> {
@@ -134,13 +199,17 @@ export class LinkOpener {
   private async route(from: string, uri: string): Promise<string> {
     const { log } = this.deps;
     const scheme = checkLink(uri);
-    const policy = (await this.deps.config(from)).openLinks;
+    const config = await this.deps.config(from);
+    const policy = config.openLinks;
     const shown = uri.length > 200 ? `${uri.slice(0, 200)}…` : uri;
     if (policy === 'none')
       throw new KagomeError(
         'NotPermitted',
         `cage ${from} may not open links (OpenLinks=none in its file)`,
       );
+    this.take(from, config.openLinksLimit);
+    if (policy === 'ask' || policy === 'ask-with-host')
+      return this.ask(from, uri, scheme, shown, policy === 'ask-with-host');
     if (policy.startsWith('cage:')) {
       const target = policy.slice('cage:'.length);
       log.info(`cage ${from}: opens ${shown} in cage ${target}`);
@@ -164,5 +233,59 @@ export class LinkOpener {
       'NotPermitted',
       `cage ${from} may open links only in a cage, and the host's default program for ${scheme}: links (${handler?.id ?? 'none'}) is not in one; put it in a cage (kagome app add), or set OpenLinks=host or OpenLinks=cage:NAME in the cage's file`,
     );
+  }
+
+  /** OpenLinks=ask: the person chooses on the host, each time; one dialog per cage at a time. */
+  private async ask(
+    from: string,
+    uri: string,
+    scheme: string,
+    shown: string,
+    withHost: boolean,
+  ): Promise<string> {
+    const { log } = this.deps;
+    if (this.asking.has(from))
+      throw new KagomeError(
+        'LimitReached',
+        `cage ${from} already asks where a link goes; one dialog at a time, answer it first`,
+      );
+    const handlers = await this.deps.hostHandlers(`x-scheme-handler/${scheme}`);
+    const caged = handlers.filter((h) => h.cage && h.entry);
+    // The host's default program, when it is not caged itself (that one is among the cages).
+    const host = withHost && handlers[0] && !handlers[0].cage ? handlers[0] : undefined;
+    const choices = [...caged, ...(host ? [host] : [])];
+    if (!choices.length)
+      throw new KagomeError(
+        'NotPermitted',
+        `cage ${from} asks where ${scheme}: links go (OpenLinks=${withHost ? 'ask-with-host' : 'ask'}), but no cage has a program for them; put one in a cage (kagome app add)${withHost ? '' : ", or set OpenLinks=ask-with-host to offer the host's own"}`,
+      );
+    this.asking.add(from);
+    let chosen: string | undefined;
+    try {
+      chosen = await this.deps.choose({
+        cage: from,
+        location: askLocation(from, uri, scheme),
+        choices: choices.map((c) => c.id),
+        ...(this.lastChoice.has(from) ? { last: this.lastChoice.get(from)! } : {}),
+      });
+    } finally {
+      this.asking.delete(from);
+    }
+    // The answer names one of the choices offered, or nothing: anything else is not followed.
+    const pick = choices.find((c) => c.id === chosen);
+    if (!pick)
+      throw new KagomeError(
+        'NotPermitted',
+        `the link from cage ${from} was not opened: the person chose nowhere`,
+      );
+    this.lastChoice.set(from, pick.id);
+    if (pick.cage && pick.entry) {
+      log.info(`cage ${from}: opens ${shown} with ${pick.entry} in cage ${pick.cage}, as asked`);
+      await this.deps.launchShadow(pick.cage, pick.entry, uri);
+      return pick.cage;
+    }
+    log.info(`cage ${from}: opens ${shown} with the host's default for ${scheme}:, as asked`);
+    this.deps.openOnHost(uri);
+    return '';
   }
 }

@@ -33,7 +33,8 @@ import { checkNameFormat, DEFAULT_NAME_FORMAT } from '../desktop/shadow.js';
 //   SessionBus=private          # private: a D-Bus session bus of the cage's own | portal: that bus
 //                               # with the host's file chooser portal on it | none: no bus
 //   OpenLinks=caged-default     # where links opened in the cage go (SessionBus=portal):
-//                               # caged-default | host | cage:NAME | none
+//                               # caged-default | host | cage:NAME | ask | ask-with-host | none
+//   OpenLinksLimit=5            # links at once, then one each 5 s; none = no limit
 //   Notifications=portal        # portal: notifications through the host's portal (SessionBus=portal) | none
 //   OnLogout=stop               # stop: programs closed at logout | keep: shown again at the next login
 
@@ -77,9 +78,13 @@ export const LOGOUT_POLICIES = ['stop', 'keep'] as const;
  * caged-default: to the host's default program for its scheme only when that is a kagome
  * shadow entry, i.e. into the cage the person put their browser in; refused otherwise, so a
  * hostile cage never reaches an uncaged browser unless the person said so. host: the host's
- * default program, caged or not. cage:NAME: that cage's own default program. none: refused.
+ * default program, caged or not. cage:NAME: that cage's own default program. ask: the person
+ * is asked on the host, each time, which cage with a browser opens it (or none);
+ * ask-with-host: the same, with the host's own default program among the choices. none: refused.
  */
-export const LINK_POLICIES = ['caged-default', 'host', 'none'] as const;
+export const LINK_POLICIES = ['caged-default', 'host', 'ask', 'ask-with-host', 'none'] as const;
+/** OpenLinksLimit= when the cage file says nothing: a burst of this many links (lib/links.ts). */
+export const DEFAULT_LINKS_LIMIT = 5;
 /**
  * portal: a SessionBus=portal cage's programs may send notifications through the host's
  * Notification portal, which names the cage's app id to the host's notification server.
@@ -153,6 +158,8 @@ export interface CageConfig {
   onLogout: LogoutPolicy;
   /** where links opened in the cage through the portal go */
   openLinks: OpenLinksPolicy;
+  /** links the cage may open at once before they are refused (refilled over time); 0: no limit */
+  openLinksLimit: number;
   /** may the cage's programs notify through the host's portal */
   notifications: NotificationPolicy;
 }
@@ -189,6 +196,7 @@ const KNOWN_KEYS = new Set([
   'SessionBus',
   'OnLogout',
   'OpenLinks',
+  'OpenLinksLimit',
   'Notifications',
 ]);
 
@@ -361,6 +369,18 @@ export function parseCageFile(
       );
   }
 
+  const linksLimitRaw = kf.get(CAGE_GROUP, 'OpenLinksLimit');
+  let openLinksLimit = DEFAULT_LINKS_LIMIT;
+  if (linksLimitRaw !== undefined) {
+    if (linksLimitRaw === 'none') openLinksLimit = 0;
+    else if (/^[1-9]\d{0,3}$/.test(linksLimitRaw)) openLinksLimit = Number(linksLimitRaw);
+    else
+      fail(
+        'OpenLinksLimit',
+        `${JSON.stringify(linksLimitRaw)} is not a number of links; write a whole number from 1 to 9999, or none (no limit)`,
+      );
+  }
+
   const homeRaw = kf.get(CAGE_GROUP, 'Home');
   const home =
     homeRaw === undefined || homeRaw === '' ? `${ctx.homesDir}/${name}` : absolute('Home', homeRaw);
@@ -510,6 +530,7 @@ export function parseCageFile(
     sessionBus,
     onLogout: oneOf('OnLogout', LOGOUT_POLICIES, 'stop'),
     openLinks,
+    openLinksLimit,
     notifications: oneOf('Notifications', NOTIFICATION_POLICIES, 'portal'),
   };
 }

@@ -70,6 +70,7 @@ describe('parseCageFile defaults', () => {
       sessionBus: 'private',
       onLogout: 'stop',
       openLinks: 'caged-default',
+      openLinksLimit: 5,
       notifications: 'portal',
     });
   });
@@ -185,8 +186,15 @@ describe('parseCageFile defaults', () => {
     assert.equal(parse('[Cage]\nOpenLinks=none\n').openLinks, 'none');
     assert.equal(parse('[Cage]\nOpenLinks=host\n').openLinks, 'host');
     assert.equal(parse('[Cage]\nOpenLinks=cage:web-2\n').openLinks, 'cage:web-2');
-    for (const bad of ['ask', 'cage:', 'cage:../x', 'cage:a b'])
+    assert.equal(parse('[Cage]\nOpenLinks=ask\n').openLinks, 'ask');
+    assert.equal(parse('[Cage]\nOpenLinks=ask-with-host\n').openLinks, 'ask-with-host');
+    for (const bad of ['asked', 'cage:', 'cage:../x', 'cage:a b'])
       assert.throws(() => parse(`[Cage]\nOpenLinks=${bad}\n`), /OpenLinks/, bad);
+    assert.equal(parse('[Cage]\n').openLinksLimit, 5);
+    assert.equal(parse('[Cage]\nOpenLinksLimit=none\n').openLinksLimit, 0);
+    assert.equal(parse('[Cage]\nOpenLinksLimit=20\n').openLinksLimit, 20);
+    for (const bad of ['0', '-1', 'many', '1.5', '10000'])
+      assert.throws(() => parse(`[Cage]\nOpenLinksLimit=${bad}\n`), /OpenLinksLimit/, bad);
     assert.equal(parse('[Cage]\n').onLogout, 'stop');
     assert.equal(parse('[Cage]\nOnLogout=keep\n').onLogout, 'keep');
     for (const bad of ['yes', 'Keep', 'detach', ''])
@@ -467,6 +475,7 @@ describe('formatCageFile', () => {
       sessionBus: 'private',
       onLogout: 'stop',
       openLinks: 'caged-default',
+      openLinksLimit: 5,
       notifications: 'portal',
     });
   });
