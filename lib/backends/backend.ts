@@ -66,6 +66,11 @@ export interface Backend<R extends SandboxRecord = SandboxRecord> {
   /** throws MissingProgram (with the Debian package) when something on the host is missing */
   checkHost(spec: SandboxSpec): void;
   start(spec: SandboxSpec, io: StartIo): Promise<R>;
+  /**
+   * The record as read back from a state file, checked field by field (runtime/record-check.ts),
+   * or what is wrong with it, naming the field: nothing else of the backend trusts such a record.
+   */
+  checkRecord(v: unknown): R | string;
   /** the path of a program as the cage sees it, or undefined when it has no such program */
   resolveProgram(record: R, program: string, searchPath: string): Promise<string | undefined>;
   exec(record: R, req: ExecRequest): Promise<ExecHandle>;

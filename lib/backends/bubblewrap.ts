@@ -22,6 +22,7 @@ import { hostAddresses, internetRuleset } from './net-policy.js';
 import { execArgv } from './argv-bytes.js';
 import { spawnDetached } from './spawn-detached.js';
 import { resolveInRoot } from './proc-root.js';
+import { checkRecord, F } from '../runtime/record-check.js';
 import { enterHelper } from './enter-helper.js';
 import { readBwrapInfo } from './bwrap-info.js';
 import {
@@ -418,6 +419,24 @@ export class BubblewrapBackend implements Backend<BubblewrapRecord> {
 
   hostPathOf(r: BubblewrapRecord, pathInCage: string): string | undefined {
     return `/proc/${r.init.pid}/root${pathInCage}`;
+  }
+
+  checkRecord(v: unknown): BubblewrapRecord | string {
+    return checkRecord<BubblewrapRecord>("the bubblewrap sandbox's", v, {
+      bwrap: F.process,
+      init: F.process,
+      slirp: F.optional(F.process),
+      pidNamespace: F.string,
+      seccomp: F.optional(F.string),
+      tasksMax: F.optional(F.number),
+      cgroup: F.optional(
+        F.shape<CageCgroup>('a cgroup (how, made, procs)', {
+          how: F.oneOf('cgroup v1', 'systemd scope'),
+          made: F.strings,
+          procs: F.strings,
+        }),
+      ),
+    });
   }
 
   isAlive(record: BubblewrapRecord): boolean {

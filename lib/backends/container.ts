@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { KagomeError } from '../errors.js';
+import { F, type Fields } from '../runtime/record-check.js';
 import { isAlive, namespaceId, pidsInNamespace, waitUntil, type ProcRef } from '../runtime/proc.js';
 import { identityFiles, type HostFacts, type SandboxSpec } from '../sandbox.js';
 import type { ExecHandle, ExecRequest, SandboxRecord } from './backend.js';
@@ -110,6 +111,14 @@ export function engineExec(
   ];
   return spawnDetached(program, [...args, ...inside], env, req, 'the container');
 }
+
+/** The fields every container backend's record has. */
+export const CONTAINER_FIELDS: Fields<ContainerRecord> = {
+  container: F.string,
+  init: F.process,
+  pidNamespace: F.string,
+  rootVisible: F.boolean,
+};
 
 /** What every container backend answers the same way, from its record alone. */
 export abstract class ContainerBackend {

@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import { requireProgram } from '../requirements.js';
 import { resolveInRoot } from './proc-root.js';
 import { isAlive, procRef, signal } from '../runtime/proc.js';
+import { checkRecord, F } from '../runtime/record-check.js';
 import { IN_CAGE, type HostFacts, type SandboxSpec } from '../sandbox.js';
 import type { Backend, ExecHandle, ExecRequest, StartIo } from './backend.js';
 import { refuseInternet } from './net-policy.js';
@@ -14,6 +15,7 @@ import {
   engineExec,
   engineRun,
   ContainerBackend,
+  CONTAINER_FIELDS,
   resolveByShell,
   termPrograms,
   writeIdentity,
@@ -297,6 +299,19 @@ export class LxdBackend extends ContainerBackend implements Backend<LxdRecord> {
     private readonly log: Logger,
   ) {
     super();
+  }
+
+  checkRecord(v: unknown): LxdRecord | string {
+    return checkRecord<LxdRecord>("the lxd sandbox's", v, {
+      ...CONTAINER_FIELDS,
+      remote: F.string,
+      user: F.shape('a user (uid, gid, hostUid, hostGid)', {
+        uid: F.number,
+        gid: F.number,
+        hostUid: F.number,
+        hostGid: F.number,
+      }),
+    });
   }
 
   private lxc(): string {

@@ -5,6 +5,7 @@ import { refuseInternet } from './net-policy.js';
 import { requireProgram } from '../requirements.js';
 import { resolveInRoot } from './proc-root.js';
 import { isAlive, procRef, signal } from '../runtime/proc.js';
+import { checkRecord, F } from '../runtime/record-check.js';
 import { IN_CAGE, type HostFacts, type SandboxSpec, type SetupOp } from '../sandbox.js';
 import type { Backend, ExecHandle, ExecRequest, StartIo } from './backend.js';
 import {
@@ -14,6 +15,7 @@ import {
   engineExec,
   engineRun,
   ContainerBackend,
+  CONTAINER_FIELDS,
   resolveByShell,
   termPrograms,
   writeIdentity,
@@ -274,6 +276,14 @@ export class OciBackend extends ContainerBackend implements Backend<OciRecord> {
     private readonly env: Record<string, string | undefined>,
   ) {
     super();
+  }
+
+  checkRecord(v: unknown): OciRecord | string {
+    return checkRecord<OciRecord>(`the ${this.kind} sandbox's`, v, {
+      ...CONTAINER_FIELDS,
+      engine: F.oneOf('podman', 'docker'),
+      user: F.optional(F.shape('a user (uid, gid)', { uid: F.number, gid: F.number })),
+    });
   }
 
   private engine(): string {

@@ -85,6 +85,11 @@ export interface CageBridge<R extends BridgeRecord = BridgeRecord> {
   /** the cage stopped (or was found stopped after a restart): remove every host-side trace */
   stop(record: HeldRecord<R>): Promise<void>;
   status(record: HeldRecord<R>): BridgeStatus;
+  /**
+   * The record as read back from a state file, checked field by field (a down one may lack
+   * any of its fields), or what is wrong with it: runtime/record-check.ts `checkHeldRecord`.
+   */
+  checkRecord(v: unknown): HeldRecord<R> | string;
 }
 
 export function downRecord(problem: string): { down: string } {

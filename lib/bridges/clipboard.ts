@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { cookieOf, xauthorityEntry, xauthorityLocalEntry } from '../display/xauth.js';
 import { KagomeError } from '../errors.js';
-import type { ClipboardPolicy } from '../cage/config.js';
+import { CLIPBOARD_POLICIES, type ClipboardPolicy } from '../cage/config.js';
+import { checkHeldRecord, F } from '../runtime/record-check.js';
 import type { Notifier } from '../notify.js';
 import type { Logger } from '../log.js';
 import {
@@ -244,6 +245,13 @@ export class ClipboardBridge implements CageBridge<ClipboardRecord> {
 
   async stop(record: Held): Promise<void> {
     if (record.cage) this.stopSync(record.cage);
+  }
+
+  checkRecord(v: unknown): Held | string {
+    return checkHeldRecord<ClipboardRecord>("the clipboard bridge's", v, {
+      direction: F.oneOf(...CLIPBOARD_POLICIES),
+      cage: F.string,
+    });
   }
 
   status(r: Held): BridgeStatus {

@@ -1,7 +1,8 @@
 import type { CageConfig } from '../cage/config.js';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { SessionBusPolicy } from '../cage/config.js';
+import { SESSION_BUS_POLICIES, type SessionBusPolicy } from '../cage/config.js';
+import { checkHeldRecord, F } from '../runtime/record-check.js';
 import { asKagomeError } from '../errors.js';
 import { sessionBusAddress as hostBusAddress, unixPathAddress } from '../bus.js';
 import { cageAppId } from '../grants/document-portal.js';
@@ -338,6 +339,18 @@ export class SessionBusBridge implements CageBridge<SessionBusRecord> {
       signal(r.proxy, 'SIGKILL');
     }
     if (r.portalDir) fs.rmSync(r.portalDir, { recursive: true, force: true });
+  }
+
+  checkRecord(v: unknown): Held | string {
+    return checkHeldRecord<SessionBusRecord>("the session-bus bridge's", v, {
+      policy: F.oneOf(...SESSION_BUS_POLICIES),
+      daemon: F.optional(F.process),
+      proxy: F.optional(F.process),
+      relay: F.optional(F.process),
+      portalDir: F.optional(F.string),
+      docBind: F.optional(F.shape('a bind (source, dest)', { source: F.string, dest: F.string })),
+      portalDown: F.optional(F.string),
+    });
   }
 
   status(r: Held): BridgeStatus {

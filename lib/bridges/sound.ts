@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { findInPath } from '../requirements.js';
-import type { SoundPolicy } from '../cage/config.js';
+import { SOUND_POLICIES, type SoundPolicy } from '../cage/config.js';
+import { checkHeldRecord, F } from '../runtime/record-check.js';
 import { PulseProxy } from './pulse-proxy.js';
 import {
   downRecord,
@@ -263,6 +264,17 @@ export class SoundBridge implements CageBridge<SoundRecord> {
       });
     }
     if (r.module) fs.rmSync(path.dirname(r.module.socket), { recursive: true, force: true });
+  }
+
+  checkRecord(v: unknown): Held | string {
+    return checkHeldRecord<SoundRecord>("the sound bridge's", v, {
+      policy: F.oneOf(...SOUND_POLICIES),
+      listen: F.optional(F.string),
+      upstream: F.optional(F.string),
+      module: F.optional(
+        F.shape('a module (index, socket)', { index: F.number, socket: F.string }),
+      ),
+    });
   }
 
   status(r: Held): BridgeStatus {

@@ -62,17 +62,25 @@ export async function cagesWithState(paths: Paths): Promise<string[]> {
 export async function adoptCage(name: string, host: AdoptionHost): Promise<Adopted | undefined> {
   checkCageName(name);
   const rt = cageRuntimePaths(host.paths, name);
-  const read = await readState(rt.state);
-  if (!read) return undefined;
-  if ('problem' in read) {
-    // Kept: the kagome that wrote it may read it again; the cage, if it runs, is not touched.
+  // Kept: the kagome that wrote it may read it again; the cage, if it runs, is not touched.
+  const unusable = (problem: string): undefined => {
     host.log.error(
-      `cage ${name}: its state file ${rt.state} cannot be used: ${read.problem}; the cage is not re-adopted (if it still runs, end its processes or restart your session)`,
+      `cage ${name}: its state file ${rt.state} cannot be used: ${problem}; the cage is not re-adopted (if it still runs, end its processes or restart your session)`,
     );
     return undefined;
-  }
-  const state = read.state;
-  const { backend, display } = host.parts(state.config);
+  };
+  const read = await readState(rt.state);
+  if (!read) return undefined;
+  if ('problem' in read) return unusable(read.problem);
+  const { backend, display } = host.parts(read.state.config);
+  // The common fields are checked (runtime/state.ts); each part checks its own record.
+  const sandbox = backend.checkRecord(read.state.sandbox);
+  if (typeof sandbox === 'string') return unusable(sandbox);
+  const displayState = display.checkRecord(read.state.displayState);
+  if (typeof displayState === 'string') return unusable(displayState);
+  const bridges = host.bridges.checkRecords(read.state.bridges);
+  if (typeof bridges === 'string') return unusable(bridges);
+  const state = { ...read.state, sandbox, displayState, bridges };
   const spec = cageSpec(state.config, host.host);
   if (!backend.isAlive(state.sandbox)) {
     host.log.info(`cage ${name}: found stopped since the last run; cleaning up`);

@@ -86,6 +86,22 @@ export class BridgeSet {
     );
   }
 
+  /**
+   * The records of a state file read back, each checked by its bridge, or what is wrong with
+   * the first that is not right. A kind this kagome has no bridge for is kept as it is: no
+   * bridge here will touch it.
+   */
+  checkRecords(records: BridgeRecords): BridgeRecords | string {
+    const out: BridgeRecords = {};
+    for (const [kind, record] of Object.entries(records)) {
+      const bridge = this.bridges.find((b) => b.kind === kind);
+      const checked: BridgeRecord | string = bridge ? bridge.checkRecord(record) : record;
+      if (typeof checked === 'string') return checked;
+      out[kind] = checked;
+    }
+    return out;
+  }
+
   /** What `kagome list` shows: the policy, and whether the bridge is up. */
   status(
     kind: BridgeKind,

@@ -34,6 +34,8 @@ export interface CageDisplay<R extends DisplayRecord = DisplayRecord, P extends 
   /** once the sandbox exists: starts what runs inside and returns when programs can connect */
   start(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord, prepared: P): Promise<R>;
   isAlive(record: R, backend: Backend, sandbox: SandboxRecord): boolean;
+  /** the record as read back from a state file, checked field by field, or what is wrong with it */
+  checkRecord(v: unknown): R | string;
   /**
    * After a service restart, and when watch reports a loss: brings back the parts that died
    * (xpra's host client, Xephyr's window manager) and keeps the rest; returns the same record

@@ -12,6 +12,7 @@ import {
   waitUntil,
   type ProcRef,
 } from '../runtime/proc.js';
+import { checkRecord, F } from '../runtime/record-check.js';
 import type { Backend, SandboxRecord } from '../backends/backend.js';
 import type { CageDisplay, DisplayContext, DisplayRecord } from './display.js';
 import { newCookie, xauthorityEntry, xauthorityLocalEntry } from './xauth.js';
@@ -262,6 +263,16 @@ export class XephyrDisplay implements CageDisplay<XephyrRecord> {
     this.wms.set(ref.pid, h.exited);
     void h.exited.then(() => this.wms.delete(ref.pid));
     return { ref, exited: h.exited };
+  }
+
+  checkRecord(v: unknown): XephyrRecord | string {
+    return checkRecord<XephyrRecord>("the xephyr display's", v, {
+      server: F.process,
+      number: F.number,
+      authFile: F.string,
+      wm: F.optional(F.process),
+      scaleEnv: F.optional(F.stringMap),
+    });
   }
 
   isAlive(record: XephyrRecord): boolean {

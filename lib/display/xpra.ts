@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { KagomeError } from '../errors.js';
 import { requireProgram } from '../requirements.js';
 import { childrenOf, isAlive, procRef, signal, waitUntil, type ProcRef } from '../runtime/proc.js';
+import { checkRecord, F } from '../runtime/record-check.js';
 import { IN_CAGE } from '../sandbox.js';
 import type { Backend, SandboxRecord } from '../backends/backend.js';
 import type { CageDisplay, DisplayContext, DisplayRecord } from './display.js';
@@ -804,6 +805,16 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
       'DisplayFailed',
       `${what} for cage "${ctx.config.name}"; see ${path.join(ctx.rt.logDir, 'cage.log')}`,
     );
+  }
+
+  checkRecord(v: unknown): XpraRecord | string {
+    return checkRecord<XpraRecord>("the xpra display's", v, {
+      server: F.process,
+      client: F.optional(F.process),
+      socket: F.string,
+      remote: F.optional(F.boolean),
+      scaleEnv: F.optional(F.stringMap),
+    });
   }
 
   isAlive(r: XpraRecord, backend: Backend, sandbox: SandboxRecord): boolean {

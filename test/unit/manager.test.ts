@@ -8,7 +8,8 @@ import { KagomeError } from '../../lib/errors.js';
 import { CageManager, checkArgv, type CageStateName } from '../../lib/cage/manager.js';
 import { CageStore } from '../../lib/cage/store.js';
 import { cageRuntimePaths, type Paths } from '../../lib/runtime/paths.js';
-import { silentLogger } from '../../lib/log.js';
+import { silentLogger, type Logger } from '../../lib/log.js';
+import { checkRecord, F } from '../../lib/runtime/record-check.js';
 import type {
   Backend,
   ExecHandle,
@@ -73,6 +74,7 @@ function fakeBackend(exits: Exit[]): FakeBackend {
     }),
     hostPathOf: sinon.stub<[SandboxRecord, string], string | undefined>().returns(undefined),
     isAlive: sinon.stub<[SandboxRecord], boolean>().returns(true),
+    checkRecord: (v) => checkRecord("the fake sandbox's", v, { sandbox: F.number }),
     stop: sinon.stub<[SandboxRecord], Promise<void>>().resolves(),
   };
 }
@@ -88,6 +90,7 @@ function fakeDisplay(): FakeDisplay {
     start: sinon.stub().resolves({ display: 'started' }),
     isAlive: sinon.stub().returns(true),
     readopt: sinon.stub().callsFake(async (_ctx: unknown, r: DisplayRecord) => r),
+    checkRecord: (v) => checkRecord("the fake display's", v, { display: F.string }),
     stop: sinon.stub<[DisplayRecord], Promise<void>>().resolves(),
   };
 }
@@ -411,6 +414,75 @@ describe('CageManager', () => {
     await stopped;
     assert.ok(Date.now() - t0 >= 900, 'not before the idle time');
     assert.equal(backend.stop.callCount, 1);
+  });
+
+  describe('adoption by a restarted service', () => {
+    const restarted = (errors: string[]): CageManager => {
+      const log: Logger = { ...silentLogger, error: (m: string) => errors.push(m) };
+      return new CageManager({
+        paths,
+        store: new CageStore(paths.cagesDir, {
+          hostHome: paths.hostHome,
+          homesDir: paths.homesDir,
+        }),
+        host: { uid: 1000, gid: 1000, user: 'alice', home: paths.hostHome, lang: undefined },
+        hostEnv: { DISPLAY: ':0' },
+        backends: { bubblewrap: backend },
+        displays: { xpra: display, xephyr: display },
+        log,
+      });
+    };
+    const damage = (file: string, part: 'sandbox' | 'displayState', value: unknown) => {
+      const state = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+      state[part] = value;
+      fs.writeFileSync(file, JSON.stringify(state));
+    };
+
+    it("takes over a running cage whose records are its parts' own", async () => {
+      await manager.launchCommand('web', ['prog']);
+      await manager.flush();
+      manager.release();
+      const errors: string[] = [];
+      const again = restarted(errors);
+      try {
+        assert.deepEqual(await again.adoptAll(), ['web']);
+        assert.deepEqual(errors, []);
+        assert.equal((await again.get('web')).state, 'running');
+      } finally {
+        await again.flush();
+        again.release();
+      }
+    });
+
+    for (const [part, value, field] of [
+      ['sandbox', { sandbox: 'one' }, "the fake sandbox's record's sandbox is not a whole number"],
+      ['sandbox', {}, "the fake sandbox's record's sandbox is not a whole number"],
+      ['displayState', { display: 7 }, "the fake display's record's display is not a string"],
+    ] as const) {
+      it(`refuses by name a ${part} record of the wrong shape (${JSON.stringify(value)}), as an unusable state file`, async () => {
+        await manager.launchCommand('web', ['prog']);
+        await manager.flush();
+        manager.release();
+        const file = cageRuntimePaths(paths, 'web').state;
+        damage(file, part, value);
+        const errors: string[] = [];
+        const again = restarted(errors);
+        const aliveChecks = backend.isAlive.callCount;
+        try {
+          assert.deepEqual(await again.adoptAll(), []);
+          assert.equal(errors.length, 1, errors.join('\n'));
+          assert.match(errors[0]!, /^cage web: its state file .* cannot be used: /);
+          assert.ok(errors[0]!.includes(field), errors[0]);
+          // Not touched: neither asked whether it lives nor stopped; the file is kept.
+          assert.equal(backend.isAlive.callCount, aliveChecks);
+          assert.equal(backend.stop.callCount, 0);
+          assert.ok(fs.existsSync(file));
+          assert.equal((await again.get('web')).state, 'stopped');
+        } finally {
+          again.release();
+        }
+      });
+    }
   });
 
   it('cleans a dead cage up once when several launches find it dead at the same time', async () => {

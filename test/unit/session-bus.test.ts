@@ -8,8 +8,13 @@ import { CageManager } from '../../lib/cage/manager.js';
 import { CageStore } from '../../lib/cage/store.js';
 import { silentLogger } from '../../lib/log.js';
 import { SessionBusBridge, sessionBusAddress } from '../../lib/bridges/session-bus.js';
-import type { Backend, ExecHandle, ExecRequest } from '../../lib/backends/backend.js';
-import type { CageDisplay } from '../../lib/display/display.js';
+import type {
+  Backend,
+  ExecHandle,
+  ExecRequest,
+  SandboxRecord,
+} from '../../lib/backends/backend.js';
+import type { CageDisplay, DisplayRecord } from '../../lib/display/display.js';
 import { notStarted } from '../../lib/bridges/bridge.js';
 import type { BridgeRecord, CageBridge, SandboxHandle } from '../../lib/bridges/bridge.js';
 import type { SandboxSpec } from '../../lib/sandbox.js';
@@ -59,6 +64,7 @@ describe('the session bus in a cage', () => {
       }),
       hostPathOf: () => undefined,
       isAlive: () => true,
+      checkRecord: (v) => v as SandboxRecord,
       stop: async () => undefined,
     };
     const display: CageDisplay = {
@@ -72,6 +78,7 @@ describe('the session bus in a cage', () => {
         return {};
       },
       isAlive: () => true,
+      checkRecord: (v: unknown) => v as DisplayRecord,
       readopt: async (_c, r) => r,
       stop: async () => undefined,
     } as CageDisplay;
@@ -80,6 +87,7 @@ describe('the session bus in a cage', () => {
       kind: 'session-bus',
       policyOf: () => 'private',
       prepare: async () => ({ prepared: true }),
+      checkRecord: (v) => v as BridgeRecord,
       contribute: () => undefined,
       startWithSandbox: async (_ctx, cage: SandboxHandle, record) => {
         order.push(`bus started in sandbox ${JSON.stringify(cage.sandbox)}`);
