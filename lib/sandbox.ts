@@ -1,4 +1,5 @@
 import type { CageConfig, NetworkMode } from './cage/config.js';
+import { KagomeError } from './errors.js';
 
 // A cage's sandbox as data: a typed list of filesystem operations plus namespaces and
 // environment, built from the cage file and extended by the display and the bridges. A backend
@@ -36,6 +37,50 @@ export interface SandboxSpec {
   tasksMax?: number;
   /** at most this much memory in bytes, where the machine lets kagome hold it; unset or 0: no limit */
   memoryMax?: number;
+}
+
+/**
+ * What a display or a bridge adds to a cage's sandbox (its `contribute`), computed from the
+ * cage's own spec and never written into it: `addContributions` adds them all in one place.
+ */
+export interface Contribution {
+  /** mounts, after the cage's own, in the order given */
+  ops?: SetupOp[];
+  /**
+   * variables for every program of the cage. They replace the cage's own (the cage file's
+   * Environment= cannot point DISPLAY elsewhere); a part that means to yield to the cage file
+   * leaves out what the cage's spec already has
+   */
+  env?: Record<string, string>;
+}
+
+/**
+ * The one place a cage's spec is extended by its parts: every contribution, computed from the
+ * cage's own spec, is added in the order given, which is the display's first, then the
+ * bridges' in the service's order. Mounts are appended in that order (later mounts cover
+ * earlier ones). Two parts setting the same variable is a mistake in kagome, not a choice of
+ * the cage: refused, naming both, before anything is added, rather than one silently winning.
+ */
+export function addContributions(
+  spec: SandboxSpec,
+  contributions: readonly { from: string; contribution: Contribution }[],
+): void {
+  const setBy = new Map<string, string>();
+  for (const { from, contribution } of contributions) {
+    for (const k of Object.keys(contribution.env ?? {})) {
+      const earlier = setBy.get(k);
+      if (earlier !== undefined)
+        throw new KagomeError(
+          'Failed',
+          `cage "${spec.name}": ${earlier} and ${from} both set ${k}; kagome cannot tell which is meant (a mistake in kagome: please report it)`,
+        );
+      setBy.set(k, from);
+    }
+  }
+  for (const { contribution } of contributions) {
+    spec.ops.push(...(contribution.ops ?? []));
+    Object.assign(spec.env, contribution.env ?? {});
+  }
 }
 
 export interface HostFacts {

@@ -2,6 +2,7 @@ import type { Backend, SandboxRecord } from '../backends/backend.js';
 import type { DisplayContext, DisplayRecord } from '../display/display.js';
 import type { Logger } from '../log.js';
 import type { CageConfig } from '../cage/config.js';
+import type { Contribution } from '../sandbox.js';
 
 // A bridge carries one kind of data across the cage wall (sound, clipboard) as far as the
 // cage's policy allows. Bridges are best effort: a cage whose bridge cannot come up (no sound
@@ -67,8 +68,12 @@ export interface CageBridge<R extends BridgeRecord = BridgeRecord> {
   policyOf(config: CageConfig): string;
   /** before the sandbox exists: host-side parts; never throws (a failure is a record saying down) */
   prepare(ctx: BridgeContext): Promise<HeldRecord<R>>;
-  /** the bridge's mounts and environment (also on re-adoption, so without side effects) */
-  contribute(ctx: BridgeContext, record: HeldRecord<R>): void;
+  /**
+   * the bridge's mounts and environment, from the cage's own spec, which it does not change:
+   * the engine adds them after the display's (`addContributions`, sandbox.ts). Also on
+   * re-adoption, so without side effects
+   */
+  contribute(ctx: BridgeContext, record: HeldRecord<R>): Contribution;
   /**
    * for a part that needs no display: once the sandbox runs, while its display starts (so it
    * adds nothing to a cold start), before `start`

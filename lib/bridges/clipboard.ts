@@ -8,6 +8,7 @@ import { CLIPBOARD_POLICIES, type ClipboardPolicy } from '../cage/config.js';
 import { checkHeldRecord, F } from '../runtime/record-check.js';
 import type { Notifier } from '../notify.js';
 import type { Logger } from '../log.js';
+import type { Contribution } from '../sandbox.js';
 import {
   problemOf,
   type BridgeContext,
@@ -128,8 +129,9 @@ export class ClipboardBridge implements CageBridge<ClipboardRecord> {
     return { direction: ctx.config.clipboard.direction, cage: ctx.config.name };
   }
 
-  contribute(): void {
-    /* nothing is mounted: the bridge works on the two displays from outside */
+  contribute(): Contribution {
+    // nothing is mounted: the bridge works on the two displays from outside
+    return {};
   }
 
   async start(ctx: BridgeContext, cage: CageHandle, record: Held): Promise<Held> {

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { SESSION_BUS_POLICIES, type SessionBusPolicy } from '../cage/config.js';
 import { checkHeldRecord, F } from '../runtime/record-check.js';
+import type { Contribution, SetupOp } from '../sandbox.js';
 import { asKagomeError } from '../errors.js';
 import { sessionBusAddress as hostBusAddress, unixPathAddress } from '../bus.js';
 import { cageAppId } from '../grants/document-portal.js';
@@ -167,17 +168,20 @@ export class SessionBusBridge implements CageBridge<SessionBusRecord> {
     }
   }
 
-  contribute(ctx: BridgeContext, r: Held): void {
-    if (r.policy !== 'private' && r.policy !== 'portal') return;
+  contribute(ctx: BridgeContext, r: Held): Contribution {
+    if (r.policy !== 'private' && r.policy !== 'portal') return {};
+    // What the bridge adds (sandbox.ts `addContributions` adds it to the cage's spec).
+    const ops: SetupOp[] = [];
+    const env: Record<string, string> = {};
     // Every program of the cage gets it, also those launched before the daemon was up after a
     // restart of it: the address is fixed.
-    ctx.spec.env.DBUS_SESSION_BUS_ADDRESS = sessionBusAddress(ctx.spec.runtimeDir);
-    if (r.policy !== 'portal' || !r.portalDir) return;
-    ctx.spec.ops.push({ op: 'bind', source: r.portalDir, dest: PORTAL_DIR_IN_CAGE });
-    if (r.docBind)
-      ctx.spec.ops.push({ op: 'bind', source: r.docBind.source, dest: r.docBind.dest });
+    env.DBUS_SESSION_BUS_ADDRESS = sessionBusAddress(ctx.spec.runtimeDir);
+    if (r.policy !== 'portal' || !r.portalDir) return { ops, env };
+    ops.push({ op: 'bind', source: r.portalDir, dest: PORTAL_DIR_IN_CAGE });
+    if (r.docBind) ops.push({ op: 'bind', source: r.docBind.source, dest: r.docBind.dest });
     // GTK 3 and GIO use the portals only inside flatpak or when told; the cage file may say otherwise.
-    if (!('GTK_USE_PORTAL' in ctx.spec.env)) ctx.spec.env.GTK_USE_PORTAL = '1';
+    if (!('GTK_USE_PORTAL' in ctx.spec.env)) env.GTK_USE_PORTAL = '1';
+    return { ops, env };
   }
 
   /** The daemon needs no display: it starts while the display does. */

@@ -6,6 +6,7 @@ import { findInPath } from '../requirements.js';
 import { SOUND_POLICIES, type SoundPolicy } from '../cage/config.js';
 import { checkHeldRecord, F } from '../runtime/record-check.js';
 import { PulseProxy } from './pulse-proxy.js';
+import type { Contribution } from '../sandbox.js';
 import {
   downRecord,
   problemOf,
@@ -224,12 +225,16 @@ export class SoundBridge implements CageBridge<SoundRecord> {
     });
   }
 
-  contribute(ctx: BridgeContext, r: Held): void {
+  contribute(ctx: BridgeContext, r: Held): Contribution {
     const inCage = path.posix.join(ctx.spec.runtimeDir, 'pulse');
-    // Read-only: the cage can connect to the socket but not replace it or the client settings.
-    ctx.spec.ops.push({ op: 'ro-bind', source: this.dirs(ctx).cage, dest: inCage });
-    ctx.spec.env.PULSE_CLIENTCONFIG = path.posix.join(inCage, 'client.conf');
-    if (r.listen) ctx.spec.env.PULSE_SERVER = `unix:${path.posix.join(inCage, 'native')}`;
+    return {
+      // Read-only: the cage can connect to the socket but not replace it or the client settings.
+      ops: [{ op: 'ro-bind', source: this.dirs(ctx).cage, dest: inCage }],
+      env: {
+        PULSE_CLIENTCONFIG: path.posix.join(inCage, 'client.conf'),
+        ...(r.listen ? { PULSE_SERVER: `unix:${path.posix.join(inCage, 'native')}` } : {}),
+      },
+    };
   }
 
   async start(_ctx: BridgeContext, _cage: CageHandle, record: Held): Promise<Held> {

@@ -13,7 +13,7 @@ import type { CageDisplay, DisplayContext } from '../display/display.js';
 import { cageRuntimePaths, type CageRuntimePaths, type Paths } from '../runtime/paths.js';
 import { readState, removeState } from '../runtime/state.js';
 import { isAlive } from '../runtime/proc.js';
-import { cageSpec, type HostFacts, type SandboxSpec } from '../sandbox.js';
+import { addContributions, cageSpec, type HostFacts, type SandboxSpec } from '../sandbox.js';
 import type { Logger } from '../log.js';
 
 // Adoption: a cage left running by an earlier instance of the service (a crash, `kill -9`, an
@@ -93,7 +93,15 @@ export async function adoptCage(name: string, host: AdoptionHost): Promise<Adopt
   const logFd = fs.openSync(path.join(rt.logDir, 'cage.log'), 'a', 0o600);
   await host.grants?.cageAdopted(name, backend, spec);
   const ctx = host.displayContext(state.config, spec, rt, logFd);
-  display.contribute(ctx, state.displayState);
+  const bctx: BridgeContext = { ...ctx, log: host.log };
+  // As at the start (manager.ts), with the records the parts had.
+  addContributions(spec, [
+    {
+      from: `the ${display.kind} display`,
+      contribution: display.contribute(ctx, state.displayState),
+    },
+    ...host.bridges.contribute(bctx, state.bridges),
+  ]);
   let displayRecord = state.displayState;
   // Shown in a session that has ended since: whether it is shown again or stopped is the
   // cage's policy (session-life.ts), so no client is started here.
@@ -107,8 +115,6 @@ export async function adoptCage(name: string, host: AdoptionHost): Promise<Adopt
       host.log.warn(`cage ${name}: ${asKagomeError(e).message}; its next launch tries again`);
     }
   }
-  const bctx: BridgeContext = { ...ctx, log: host.log };
-  host.bridges.contribute(bctx, state.bridges);
   const cage: RunningCage = {
     config: state.config,
     spec,

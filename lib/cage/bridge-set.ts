@@ -1,6 +1,7 @@
 import { asKagomeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { CageConfig } from './config.js';
+import type { Contribution } from '../sandbox.js';
 import {
   notStarted,
   type BridgeContext,
@@ -29,9 +30,15 @@ export class BridgeSet {
     return Object.fromEntries(this.bridges.map((b, i) => [b.kind, records[i]!]));
   }
 
-  /** Each bridge's mounts and environment; also on re-adoption, so without side effects. */
-  contribute(bctx: BridgeContext, records: BridgeRecords): void {
-    for (const b of this.bridges) b.contribute(bctx, records[b.kind] ?? notStarted());
+  /** Each bridge's mounts and environment, in the service's order; also on re-adoption. */
+  contribute(
+    bctx: BridgeContext,
+    records: BridgeRecords,
+  ): { from: string; contribution: Contribution }[] {
+    return this.bridges.map((b) => ({
+      from: `the ${b.kind} bridge`,
+      contribution: b.contribute(bctx, records[b.kind] ?? notStarted()),
+    }));
   }
 
   /** Those that need no display start while it does; the others keep their prepared record. */

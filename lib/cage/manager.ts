@@ -29,7 +29,7 @@ import type { CageDisplay, DisplayContext, DisplayRecord } from '../display/disp
 import { cageRuntimePaths, type CageRuntimePaths, type Paths } from '../runtime/paths.js';
 import { removeState } from '../runtime/state.js';
 import { processStartTime, procRef, type ProcRef } from '../runtime/proc.js';
-import { cageSpec, type HostFacts, type SandboxSpec } from '../sandbox.js';
+import { addContributions, cageSpec, type HostFacts, type SandboxSpec } from '../sandbox.js';
 import type { Logger } from '../log.js';
 import type { ArgValue } from '../../xdg/exec.js';
 import type { BridgeContext, BridgeRecord, CageBridge, CageHandle } from '../bridges/bridge.js';
@@ -184,8 +184,11 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       ]);
       prepared = displayPrepared;
       bridges = bridgesPrepared;
-      display.contribute(ctx, prepared);
-      this.bridges.contribute(bctx, bridges);
+      // What DISPLAY and every other variable the parts set are: added here, nowhere else.
+      addContributions(spec, [
+        { from: `the ${display.kind} display`, contribution: display.contribute(ctx, prepared) },
+        ...this.bridges.contribute(bctx, bridges),
+      ]);
       sandbox = await backend.start(spec, {
         logFd,
         etcDir: rt.etcDir,

@@ -1,7 +1,7 @@
 import type { Backend, SandboxRecord } from '../backends/backend.js';
 import type { CageConfig } from '../cage/config.js';
 import type { CageRuntimePaths } from '../runtime/paths.js';
-import type { SandboxSpec } from '../sandbox.js';
+import type { Contribution, SandboxSpec } from '../sandbox.js';
 
 // A cage's display: where its programs draw, and how their windows reach the host. xpra runs
 // its server inside the cage and a client on the host (seamless windows); Xephyr runs a nested
@@ -29,8 +29,12 @@ export interface CageDisplay<R extends DisplayRecord = DisplayRecord, P extends 
   checkHost(): void;
   /** before the sandbox exists: starts host-side parts, if any */
   prepare(ctx: DisplayContext): Promise<P>;
-  /** adds the display's mounts and environment to the cage (also when re-adopting: no side effects) */
-  contribute(ctx: DisplayContext, record: P | R): void;
+  /**
+   * the display's mounts and environment (DISPLAY...), from the cage's own spec, which it
+   * does not change: the engine adds them (`addContributions`, sandbox.ts). Also when
+   * re-adopting, so without side effects
+   */
+  contribute(ctx: DisplayContext, record: P | R): Contribution;
   /** once the sandbox exists: starts what runs inside and returns when programs can connect */
   start(ctx: DisplayContext, backend: Backend, sandbox: SandboxRecord, prepared: P): Promise<R>;
   isAlive(record: R, backend: Backend, sandbox: SandboxRecord): boolean;

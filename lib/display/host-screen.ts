@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { findInPath } from '../requirements.js';
-import type { DisplayContext, DisplayRecord } from './display.js';
+import type { DisplayContext } from './display.js';
 
 // What a cage's display copies from the host's, so that its programs draw at the host's size:
 // the screen's size, the DPI the X server reports (from the screen's size in millimetres, what
@@ -81,10 +81,13 @@ export function scaleEnvOf(env: Record<string, string | undefined>): Record<stri
 }
 
 /** The host's scale variables (kept in the display's record), unless the cage file sets its own. */
-export function contributeScale(ctx: DisplayContext, record: DisplayRecord): void {
-  const scale = (record.scaleEnv ?? {}) as Record<string, string>;
-  for (const [k, v] of Object.entries(scale))
-    if (ctx.spec.env[k] === undefined) ctx.spec.env[k] = v;
+export function scaleEnvFor(
+  ctx: DisplayContext,
+  scaleEnv: Record<string, string> | undefined,
+): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(scaleEnv ?? {}).filter(([k]) => ctx.spec.env[k] === undefined),
+  );
 }
 
 /** Reads the host display's facts through x11-utils (xdpyinfo, xprop): about 10 ms each, at once. */

@@ -15,11 +15,12 @@ import {
 import { checkRecord, F } from '../runtime/record-check.js';
 import type { Backend, SandboxRecord } from '../backends/backend.js';
 import type { CageDisplay, DisplayContext, DisplayRecord } from './display.js';
+import type { Contribution } from '../sandbox.js';
 import { newCookie, xauthorityEntry, xauthorityLocalEntry } from './xauth.js';
 import {
   DISPLAY_SETTINGS_SCRIPT,
   FALLBACK_DPI,
-  contributeScale,
+  scaleEnvFor,
   readHostScreen,
 } from './host-screen.js';
 
@@ -188,17 +189,15 @@ export class XephyrDisplay implements CageDisplay<XephyrRecord> {
     return { resources, done, kill: () => helper.kill('SIGKILL') };
   }
 
-  contribute(ctx: DisplayContext, r: XephyrRecord): void {
+  contribute(ctx: DisplayContext, r: XephyrRecord): Contribution {
     const auth = path.posix.join(ctx.spec.runtimeDir, 'Xauthority');
-    ctx.spec.ops.push({
-      op: 'bind',
-      source: `/tmp/.X11-unix/X${r.number}`,
-      dest: '/tmp/.X11-unix/X0',
-    });
-    ctx.spec.ops.push({ op: 'ro-bind', source: r.authFile, dest: auth });
-    ctx.spec.env.DISPLAY = ':0';
-    ctx.spec.env.XAUTHORITY = auth;
-    contributeScale(ctx, r);
+    return {
+      ops: [
+        { op: 'bind', source: `/tmp/.X11-unix/X${r.number}`, dest: '/tmp/.X11-unix/X0' },
+        { op: 'ro-bind', source: r.authFile, dest: auth },
+      ],
+      env: { DISPLAY: ':0', XAUTHORITY: auth, ...scaleEnvFor(ctx, r.scaleEnv) },
+    };
   }
 
   async start(

@@ -6,7 +6,7 @@ import { KagomeError } from '../errors.js';
 import { requireProgram } from '../requirements.js';
 import { childrenOf, isAlive, procRef, signal, waitUntil, type ProcRef } from '../runtime/proc.js';
 import { checkRecord, F } from '../runtime/record-check.js';
-import { IN_CAGE } from '../sandbox.js';
+import { IN_CAGE, type Contribution } from '../sandbox.js';
 import type { Backend, SandboxRecord } from '../backends/backend.js';
 import type { CageDisplay, DisplayContext, DisplayRecord } from './display.js';
 import { CLIENT_XPRA_DIR, clientSandboxArgs, writeClientEtc } from './client-sandbox.js';
@@ -14,7 +14,7 @@ import { readBwrapInfo } from '../backends/bwrap-info.js';
 import {
   DISPLAY_SETTINGS_SCRIPT,
   FALLBACK_DPI,
-  contributeScale,
+  scaleEnvFor,
   readHostScreen,
 } from './host-screen.js';
 
@@ -536,13 +536,17 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
     };
   }
 
-  contribute(ctx: DisplayContext, record: XpraPrepared | XpraRecord): void {
-    ctx.spec.ops.push({ op: 'bind', source: ctx.rt.xpraDir, dest: IN_CAGE.xpraDir });
-    ctx.spec.env.DISPLAY = XPRA_DISPLAY;
-    // xpra 3.1 writes the display's cookie to ~/.Xauthority whatever XAUTHORITY says, so every
-    // program of the cage is pointed there (the cage's private home, never the host's).
-    ctx.spec.env.XAUTHORITY = path.posix.join(ctx.spec.env.HOME ?? ctx.spec.cwd, '.Xauthority');
-    contributeScale(ctx, record);
+  contribute(ctx: DisplayContext, record: XpraPrepared | XpraRecord): Contribution {
+    return {
+      ops: [{ op: 'bind', source: ctx.rt.xpraDir, dest: IN_CAGE.xpraDir }],
+      env: {
+        DISPLAY: XPRA_DISPLAY,
+        // xpra 3.1 writes the display's cookie to ~/.Xauthority whatever XAUTHORITY says, so
+        // every program of the cage is pointed there (the cage's private home, never the host's).
+        XAUTHORITY: path.posix.join(ctx.spec.env.HOME ?? ctx.spec.cwd, '.Xauthority'),
+        ...scaleEnvFor(ctx, record.scaleEnv),
+      },
+    };
   }
 
   async start(

@@ -84,9 +84,7 @@ function fakeDisplay(): FakeDisplay {
     kind: 'fake-display',
     checkHost: sinon.stub(),
     prepare: sinon.stub().resolves({ prepared: true }),
-    contribute: sinon.stub().callsFake((ctx: { spec: SandboxSpec }) => {
-      ctx.spec.env.DISPLAY = ':100';
-    }),
+    contribute: sinon.stub().returns({ env: { DISPLAY: ':100' } }),
     start: sinon.stub().resolves({ display: 'started' }),
     isAlive: sinon.stub().returns(true),
     readopt: sinon.stub().callsFake(async (_ctx: unknown, r: DisplayRecord) => r),

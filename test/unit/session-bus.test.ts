@@ -71,7 +71,7 @@ describe('the session bus in a cage', () => {
       kind: 'fake-display',
       checkHost: () => undefined,
       prepare: async () => ({}),
-      contribute: () => undefined,
+      contribute: () => ({}),
       start: async () => {
         order.push('display started');
         if (displayFails) throw new Error('no display');
@@ -88,7 +88,7 @@ describe('the session bus in a cage', () => {
       policyOf: () => 'private',
       prepare: async () => ({ prepared: true }),
       checkRecord: (v) => v as BridgeRecord,
-      contribute: () => undefined,
+      contribute: () => ({}),
       startWithSandbox: async (_ctx, cage: SandboxHandle, record) => {
         order.push(`bus started in sandbox ${JSON.stringify(cage.sandbox)}`);
         const r = { ...record, daemon: 'running' };
@@ -151,12 +151,11 @@ describe('SessionBusBridge', () => {
   it('gives every program of a cage with a private bus its fixed address, and none to SessionBus=none', async () => {
     const bridge = new SessionBusBridge();
     const on = ctx('private');
-    bridge.contribute(on, await bridge.prepare(on));
-    assert.equal(on.spec.env.DBUS_SESSION_BUS_ADDRESS, 'unix:path=/run/user/1000/bus');
+    const added = bridge.contribute(on, await bridge.prepare(on));
+    assert.deepEqual(added.env, { DBUS_SESSION_BUS_ADDRESS: 'unix:path=/run/user/1000/bus' });
     const off = ctx('none');
     const record = await bridge.prepare(off);
-    bridge.contribute(off, record);
-    assert.equal(off.spec.env.DBUS_SESSION_BUS_ADDRESS, undefined);
+    assert.deepEqual(bridge.contribute(off, record), {});
     assert.deepEqual(bridge.status(record), { policy: 'none', state: 'off', problem: '' });
   });
 
