@@ -208,13 +208,6 @@ export type ArgValues<A extends readonly ArgSpec[]> = {
     ? DBusValue<T>
     : never;
 };
-/** The signature of a list of arguments, as a string literal type. */
-export type Signature<A extends readonly ArgSpec[]> = A extends readonly [
-  readonly [string, infer T extends string],
-  ...infer R extends readonly ArgSpec[],
-]
-  ? `${T}${Signature<R>}`
-  : '';
 
 type Method<
   I extends InterfaceName,
@@ -234,9 +227,6 @@ export type MethodResult<I extends InterfaceName, M extends MethodName<I>> = Rep
   MethodOutputs<I, M>
 >;
 type Reply<O extends unknown[]> = O extends [] ? void : O extends [infer T] ? T : O;
-export type MethodSignature<I extends InterfaceName, M extends MethodName<I>> = Signature<
-  Method<I, M>['in']
->;
 export type SignalArgs<
   I extends InterfaceName,
   S extends SignalName<I>,
