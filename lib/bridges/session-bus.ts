@@ -8,6 +8,7 @@ import { asKagomeError } from '../errors.js';
 import { sessionBusAddress as hostBusAddress, unixPathAddress } from '../bus.js';
 import { cageAppId } from '../grants/document-portal.js';
 import { docDirInCage } from '../grants/registry.js';
+import { forwardLinks } from '../link-forwarding.js';
 import { isAlive, processStartTime, signal, waitUntil, type ProcRef } from '../runtime/proc.js';
 import {
   downRecord,
@@ -181,6 +182,13 @@ export class SessionBusBridge implements CageBridge<SessionBusRecord> {
     if (r.docBind) ops.push({ op: 'bind', source: r.docBind.source, dest: r.docBind.dest });
     // GTK 3 and GIO use the portals only inside flatpak or when told; the cage file may say otherwise.
     if (!('GTK_USE_PORTAL' in ctx.spec.env)) env.GTK_USE_PORTAL = '1';
+    // xdg-open, xdg-email and gio open in the cage use the OpenURI portal too. forwardLinks
+    // extends a spec: given a copy of the cage's, what it adds there is this bridge's.
+    const links = { ...ctx.spec, ops: [] as SetupOp[], env: { ...ctx.spec.env } };
+    const noForwarding = forwardLinks(links);
+    if (noForwarding) ctx.log.warn(`cage ${ctx.config.name}: ${noForwarding}`);
+    ops.push(...links.ops);
+    for (const [k, v] of Object.entries(links.env)) if (ctx.spec.env[k] !== v) env[k] = v;
     return { ops, env };
   }
 
