@@ -3,12 +3,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { SESSION_BUS_POLICIES, type SessionBusPolicy } from '../cage/config.js';
 import { checkHeldRecord, F } from '../runtime/record-check.js';
-import type { Contribution, SetupOp } from '../sandbox.js';
 import { asKagomeError } from '../errors.js';
 import { sessionBusAddress as hostBusAddress, unixPathAddress } from '../bus.js';
 import { cageAppId } from '../grants/document-portal.js';
 import { docDirInCage } from '../grants/registry.js';
 import { forwardLinks } from '../link-forwarding.js';
+import type { Contribution, SetupOp } from '../sandbox.js';
 import { isAlive, processStartTime, signal, waitUntil, type ProcRef } from '../runtime/proc.js';
 import {
   downRecord,
@@ -28,6 +28,7 @@ import {
   portalAddressInCage,
   startPortalProxy,
 } from './portal-proxy.js';
+import { BUS_CONFIG_DIR_IN_CAGE, BUS_CONFIG_FILE, writeBusConfig } from './session-bus-config.js';
 
 // Each cage's own D-Bus session bus (SessionBus=private, the default): a dbus-daemon started
 // inside the cage when the cage starts, connected to nothing of the host. Programs that find
@@ -67,6 +68,11 @@ export type SessionBusRecord = {
   docBind?: { source: string; dest: string };
   /** why the portal part is down while the bus itself runs */
   portalDown?: string;
+  /**
+   * The daemon's configuration folder on the host, bind-mounted read-only into the cage
+   * (session-bus-config.ts); a cage started without one has the cage's own session.conf.
+   */
+  busConfig?: string;
 };
 
 /** Down (no bus) or not, the record keeps what it had: its proxy and folder are still removed at stop. */
@@ -79,7 +85,7 @@ type Held = HeldRecord<SessionBusRecord>;
  * service's. A missing dbus-daemon exits 127.
  */
 const DAEMON =
-  'exec dbus-daemon --session --nofork --nopidfile --address="$1" --print-address=3 3>&1 1>&2 </dev/null';
+  'c=--session; [ -z "$2" ] || c="--config-file=$2"; exec dbus-daemon "$c" --nofork --nopidfile --address="$1" --print-address=3 3>&1 1>&2 </dev/null';
 
 /** Runs inside the cage: the portal relay (portal-proxy.ts), "ready" on fd 3. */
 const RELAY = 'exec python3 -c "$1" "$2" "$3" 3>&1 1>&2 </dev/null';
@@ -134,9 +140,11 @@ export class SessionBusBridge implements CageBridge<SessionBusRecord> {
 
   async prepare(ctx: BridgeContext): Promise<Held> {
     const policy = ctx.config.sessionBus;
-    if (policy !== 'portal') return { policy };
+    if (policy !== 'private' && policy !== 'portal') return { policy };
+    const busConfig = this.writeConfig(ctx, path.join(ctx.rt.dir, 'session-bus'));
+    if (policy !== 'portal') return { policy, ...(busConfig ? { busConfig } : {}) };
     const portalDir = path.join(ctx.rt.dir, 'portal');
-    const record: SessionBusRecord = { policy, portalDir };
+    const record: SessionBusRecord = { policy, portalDir, ...(busConfig ? { busConfig } : {}) };
     const runtime = this.env.XDG_RUNTIME_DIR;
     if (runtime) {
       const hostDoc = path.join(runtime, 'doc');
@@ -147,6 +155,22 @@ export class SessionBusBridge implements CageBridge<SessionBusRecord> {
         record.docBind = { source: appDir, dest: hostDoc };
     }
     return this.startProxy(ctx, record);
+  }
+
+  /**
+   * The daemon's configuration, without the portals and the desktop session's services; on a
+   * failure (the host's runtime folder full, say) the cage's own session.conf, which has them.
+   */
+  private writeConfig(ctx: BridgeContext, dir: string): string | undefined {
+    try {
+      writeBusConfig(dir);
+      return dir;
+    } catch (e) {
+      ctx.log.warn(
+        `cage ${ctx.config.name}: its session bus has the cage's own configuration, portals included: ${asKagomeError(e).message}`,
+      );
+      return undefined;
+    }
   }
 
   /** The host-side proxy; a failure leaves the cage its private bus and says why. */
@@ -177,11 +201,17 @@ export class SessionBusBridge implements CageBridge<SessionBusRecord> {
     // Every program of the cage gets it, also those launched before the daemon was up after a
     // restart of it: the address is fixed.
     env.DBUS_SESSION_BUS_ADDRESS = sessionBusAddress(ctx.spec.runtimeDir);
+    if (r.busConfig) ops.push({ op: 'ro-bind', source: r.busConfig, dest: BUS_CONFIG_DIR_IN_CAGE });
     if (r.policy !== 'portal' || !r.portalDir) return { ops, env };
     ops.push({ op: 'bind', source: r.portalDir, dest: PORTAL_DIR_IN_CAGE });
     if (r.docBind) ops.push({ op: 'bind', source: r.docBind.source, dest: r.docBind.dest });
     // GTK 3 and GIO use the portals only inside flatpak or when told; the cage file may say otherwise.
     if (!('GTK_USE_PORTAL' in ctx.spec.env)) env.GTK_USE_PORTAL = '1';
+    // Qt 5 too, through its portal theme (Debian: qt5-xdgdesktopportal-platformtheme, from the
+    // cage's /usr): it draws nothing itself, takes fonts, icons and colours from the theme Qt
+    // would have chosen anyway, and sends the file dialog to the portal. A Qt without the
+    // plugin ignores the name and shows its own dialog, in the cage.
+    if (!('QT_QPA_PLATFORMTHEME' in ctx.spec.env)) env.QT_QPA_PLATFORMTHEME = 'xdgdesktopportal';
     // xdg-open, xdg-email and gio open in the cage use the OpenURI portal too. forwardLinks
     // extends a spec: given a copy of the cage's, what it adds there is this bridge's.
     const links = { ...ctx.spec, ops: [] as SetupOp[], env: { ...ctx.spec.env } };
@@ -264,8 +294,12 @@ export class SessionBusBridge implements CageBridge<SessionBusRecord> {
     const name = ctx.config.name;
     // Up again after being down: the record it had, with its policy, becomes its own again.
     const { daemon: _, ...base } = { ...withoutDown(r), policy };
+    // Written again: a daemon started again after a restart of the service reads the host's
+    // services as they are now.
+    if (r.busConfig) this.writeConfig(ctx, r.busConfig);
     const got = await this.carry(cage, DAEMON, 'kagome-session-bus', [
       sessionBusAddress(ctx.spec.runtimeDir),
+      r.busConfig ? path.posix.join(BUS_CONFIG_DIR_IN_CAGE, BUS_CONFIG_FILE) : '',
     ]);
     const daemon = got.ref;
     void got.exited.then((code) => {
@@ -351,6 +385,7 @@ export class SessionBusBridge implements CageBridge<SessionBusRecord> {
       signal(r.proxy, 'SIGKILL');
     }
     if (r.portalDir) fs.rmSync(r.portalDir, { recursive: true, force: true });
+    if (r.busConfig) fs.rmSync(r.busConfig, { recursive: true, force: true });
   }
 
   checkRecord(v: unknown): Held | string {
@@ -362,6 +397,7 @@ export class SessionBusBridge implements CageBridge<SessionBusRecord> {
       portalDir: F.optional(F.string),
       docBind: F.optional(F.shape('a bind (source, dest)', { source: F.string, dest: F.string })),
       portalDown: F.optional(F.string),
+      busConfig: F.optional(F.string),
     });
   }
 

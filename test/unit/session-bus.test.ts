@@ -140,10 +140,15 @@ describe('the session bus in a cage', () => {
 
 describe('SessionBusBridge', () => {
   const ctx = (sessionBus: 'private' | 'none') => {
-    const spec = { env: {} as Record<string, string>, runtimeDir: '/run/user/1000' } as SandboxSpec;
+    const spec = {
+      env: {} as Record<string, string>,
+      runtimeDir: '/run/user/1000',
+      ops: [],
+    } as unknown as SandboxSpec;
     return {
       config: { name: 'web', sessionBus },
       spec,
+      rt: { dir: fs.mkdtempSync(path.join(os.tmpdir(), 'kagome-bus-rt-')) },
       log: silentLogger,
     } as unknown as Parameters<SessionBusBridge['prepare']>[0];
   };
@@ -153,6 +158,15 @@ describe('SessionBusBridge', () => {
     const on = ctx('private');
     const added = bridge.contribute(on, await bridge.prepare(on));
     assert.deepEqual(added.env, { DBUS_SESSION_BUS_ADDRESS: 'unix:path=/run/user/1000/bus' });
+    // Its daemon's configuration, the service's file, seen read-only in the cage.
+    assert.deepEqual(added.ops, [
+      {
+        op: 'ro-bind',
+        source: path.join(on.rt.dir, 'session-bus'),
+        dest: '/run/kagome/session-bus',
+      },
+    ]);
+    assert.ok(fs.existsSync(path.join(on.rt.dir, 'session-bus', 'session.conf')));
     const off = ctx('none');
     const record = await bridge.prepare(off);
     assert.deepEqual(bridge.contribute(off, record), {});
@@ -209,8 +223,10 @@ describe('SessionBusBridge', () => {
     assert.equal(requests.length, 1);
     const [req] = requests;
     assert.deepEqual(req!.argv.slice(0, 2), ['/bin/sh', '-c']);
-    assert.match(String(req!.argv[2]), /exec dbus-daemon --session --nofork .*--address="\$1"/);
+    assert.match(String(req!.argv[2]), /exec dbus-daemon "\$c" --nofork .*--address="\$1"/);
+    assert.match(String(req!.argv[2]), /c="--config-file=\$2"/);
     assert.equal(req!.argv[4], 'unix:path=/run/user/1000/bus');
+    assert.equal(req!.argv[5], '/run/kagome/session-bus/session.conf');
     assert.equal(req!.pipes, true);
     assert.equal(req!.env, handle.env);
     assert.equal(bridge.status(record).state, 'down');
