@@ -47,6 +47,39 @@ with open(out + '.tmp', 'w') as f:
 os.rename(out + '.tmp', out)
 `;
 
+// A Qt 5 program (python3-pyqt5): QFileDialog's Open dialog, which the portal theme kagome
+// names in QT_QPA_PLATFORMTHEME sends to the portal. Writes "own-dialog" first if Qt drew its own
+// dialog (in the cage), then what the chooser gives as CHOOSER does.
+const QT_CHOOSER = String.raw`
+import os, sys
+from PyQt5.QtCore import Qt, QTimer
+from PyQt5.QtWidgets import QApplication, QFileDialog
+out = sys.argv[1]
+app = QApplication(sys.argv[:1])
+own = []
+def watch():
+    for d in app.topLevelWidgets():
+        # A dialog handed to the portal is "visible" but not on any screen.
+        if isinstance(d, QFileDialog) and d.isVisible() and not d.testAttribute(Qt.WA_DontShowOnScreen):
+            own.append(1)
+            return
+    QTimer.singleShot(100, watch)
+QTimer.singleShot(0, watch)
+p, _ = QFileDialog.getOpenFileName(None, '${TITLE}')
+with open(out + '.tmp', 'w') as f:
+    if own:
+        f.write('own-dialog\n')
+    if p:
+        f.write('path=%s\n' % p)
+        try:
+            f.write('content=%s' % open(p).read())
+        except Exception as e:
+            f.write('error=%s\n' % e)
+    else:
+        f.write('cancelled\n')
+os.rename(out + '.tmp', out)
+`;
+
 // What a hostile program in the cage tries on the bus at argv[1]; writes what happened as JSON.
 // Eavesdropping: it asks to see every call of interface org.example.Probe, says "listening",
 // waits for the test to have made such a call on the host's bus, and reports whether it saw it.
@@ -181,6 +214,39 @@ with open(out + '.tmp', 'w') as f:
 os.rename(out + '.tmp', out)
 `;
 
+// A GLib program asking its session bus for the portal, as GTK and GLib do in a sandbox (the
+// Settings portal; with GTK_USE_PORTAL=1 the file chooser too): the call auto-starts the name if
+// the bus can. Then which portal processes run in the cage (its own /proc), and whether dconf,
+// which GSettings needs, can still be started. argv: the bus address, the output file.
+const ASK_PORTAL = String.raw`
+import os, sys
+from gi.repository import Gio, GLib
+addr, out = sys.argv[1], sys.argv[2]
+flags = Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION
+bus = Gio.DBusConnection.new_for_address_sync(addr, flags, None, None)
+def call(dest, path, iface, method, args):
+    try:
+        return 'ok ' + bus.call_sync(dest, path, iface, method, args, None, Gio.DBusCallFlags.NONE, 30000, None).print_(False)
+    except GLib.Error as e:
+        return 'refused ' + (Gio.DBusError.get_remote_error(e) or e.message)
+lines = ['portal=' + call('org.freedesktop.portal.Desktop', '/org/freedesktop/portal/desktop', 'org.freedesktop.portal.Settings', 'Read',
+                          GLib.Variant('(ss)', ('org.freedesktop.appearance', 'color-scheme')))]
+lines.append('dconf=' + call('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'StartServiceByName',
+                             GLib.Variant('(su)', ('ca.desrt.dconf', 0))))
+procs = set()
+for pid in os.listdir('/proc'):
+    try:
+        exe = open('/proc/%s/cmdline' % pid, 'rb').read().split(b'\0')[0].decode()
+    except Exception:
+        continue
+    if 'portal' in os.path.basename(exe):
+        procs.add(os.path.basename(exe))
+lines.append('procs=' + ','.join(sorted(procs)))
+with open(out + '.tmp', 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+os.rename(out + '.tmp', out)
+`;
+
 const BROWSER_ID = 'org.kagome.FakeBrowser.desktop';
 // A "browser" that writes its arguments, and the content of a local file it was given, to
 // $HOME/opened.log: where a link arrived, and what it could read.
@@ -258,21 +324,31 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
   const choose = async (
     answer: 'pick' | 'cancel',
     save?: { path: string; content: string },
-  ): Promise<string> => {
-    const out = `chooser-${++n}.out`;
-    const earlier = new Set((await findWindows(w.display, { name: TITLE })).map((d) => d.id));
-    await w.launchCommand('files', [
+    program: (out: string) => string[] = (out) => [
       'python3',
       '-c',
       CHOOSER,
-      `${w.env.HOME}/${out}`,
+      out,
       save ? 'save' : 'open',
       save?.content ?? '',
-    ]);
+    ],
+  ): Promise<string> => {
+    const out = `chooser-${++n}.out`;
+    const earlier = new Set((await findWindows(w.display, { name: TITLE })).map((d) => d.id));
+    await w.launchCommand('files', program(`${w.env.HOME}/${out}`));
+    // The host's dialog, drawn by xdg-desktop-portal-gtk: not one drawn in the cage and shown
+    // through xpra with the same title.
     const dialog = await waitFor(
-      'the dialog this program opened on the host display',
-      async () => (await findWindows(w.display, { name: TITLE })).find((d) => !earlier.has(d.id)),
-      { timeoutMs: 60_000, detail: logs },
+      "the host's dialog this program opened",
+      async () =>
+        (await findWindows(w.display, { name: TITLE })).find(
+          (d) => !earlier.has(d.id) && d.wmClass.includes('xdg-desktop-portal-gtk'),
+        ),
+      {
+        timeoutMs: 60_000,
+        detail: async () =>
+          `${JSON.stringify(await findWindows(w.display, { name: TITLE }))}\n${logs()}`,
+      },
     );
     // No window manager on the test display: the test gives the dialog the keyboard, as one would.
     await waitFor(
@@ -284,21 +360,26 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
       },
       { timeoutMs: 10_000, pollMs: 200 },
     );
-    if (answer === 'pick') {
-      // Opening, a "/" opens GTK's location entry; saving, the name entry has the keyboard
-      // and takes a whole path. The path, then Return, chooses the file.
-      await x(['type', '--delay', '40', save?.path ?? picked]);
-    }
+    // Opening, a "/" opens GTK's location entry with "/" in it; saving, the name entry has the
+    // keyboard and takes a whole path. Ctrl+A first, so that typing again replaces what an
+    // earlier try left in the entry (in the file list it selects, which changes nothing). The
+    // path is typed again every fifth second: a dialog still being built when the test first
+    // typed (seen on a cold start) may have lost part of it.
     const key = answer === 'pick' ? 'Return' : 'Escape';
+    let tries = 0;
     await waitFor(
       `the dialog gone after ${key}`,
       async () => {
         if (!(await findWindows(w.display, { name: TITLE })).some((d) => d.id === dialog.id))
           return true;
+        if (answer === 'pick' && tries++ % 5 === 0) {
+          await x(['key', 'ctrl+a']);
+          await x(['type', '--delay', '40', save?.path ?? picked]);
+        }
         await x(['key', key]);
         return false;
       },
-      { timeoutMs: 30_000, pollMs: 1000, detail: logs },
+      { timeoutMs: 60_000, pollMs: 1000, detail: logs },
     );
     return w.readFileWhenWritten(w.homeFile('files', out), 60_000).catch((e: Error) => {
       throw new Error(`${e.message}\n${logs()}`);
@@ -311,6 +392,8 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
     w.writeCage('files', '[Cage]\nSessionBus=portal\n');
     w.writeCage('other', '[Cage]\nSessionBus=portal\nOpenLinks=cage:browser\nNotifications=none\n');
     w.writeCage('browser', '[Cage]\n');
+    // SessionBus=private, the default.
+    w.writeCage('plain', '[Cage]\n');
     // The fake browser: installed on the host, and the browser cage's own default for links.
     fs.mkdirSync(w.homeFile('browser', '.config'), { recursive: true });
     for (const home of [w.env.HOME!, w.homeFile('browser', '')])
@@ -405,6 +488,54 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
     assert.equal(inCage.trim().split('\n').at(-1), 'saved-by-cage.txt', inCage);
   });
 
+  it('a Qt 5 program in the cage opens the host dialog through the portal theme and reads the file picked there; without the theme Qt shows its own dialog in the cage (the control)', async () => {
+    const got = await choose('pick', undefined, (out) => ['python3', '-c', QT_CHOOSER, out]);
+    const docRoot = path.join(w.env.XDG_RUNTIME_DIR!, 'doc');
+    assert.match(
+      got,
+      new RegExp(
+        `^path=${docRoot.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/[^/]+/picked\\.txt\ncontent=chosen on the host\n$`,
+      ),
+      `${got}\n${logs()}`,
+    );
+
+    // The control: the same program without the variable, and with it naming a theme that is not
+    // installed (a host without qt5-xdgdesktopportal-platformtheme): it still runs, and Qt draws
+    // its own dialog in the cage, shown on the host through xpra; no dialog of the host's.
+    for (const env of [
+      ['-u', 'QT_QPA_PLATFORMTHEME'],
+      ['QT_QPA_PLATFORMTHEME=kagome-test-not-installed'],
+    ]) {
+      const out = `qt-own-${++n}.out`;
+      const earlier = new Set((await findWindows(w.display, { name: TITLE })).map((d) => d.id));
+      await w.launchCommand('files', [
+        'env',
+        ...env,
+        'python3',
+        '-c',
+        QT_CHOOSER,
+        `${w.env.HOME}/${out}`,
+      ]);
+      const own = await waitFor(
+        `Qt's own dialog through xpra (env ${env.join(' ')})`,
+        async () => (await findWindows(w.display, { name: TITLE })).find((d) => !earlier.has(d.id)),
+        { timeoutMs: 60_000, detail: logs },
+      );
+      assert.ok(!own.wmClass.includes('xdg-desktop-portal-gtk'), JSON.stringify(own));
+      await waitFor(
+        "Qt's own dialog closed",
+        async () => {
+          if (fs.existsSync(w.homeFile('files', out))) return true;
+          await x(['windowfocus', own.id]).catch(() => undefined);
+          await x(['key', 'Escape']);
+          return false;
+        },
+        { timeoutMs: 30_000, pollMs: 1000, detail: logs },
+      );
+      assert.equal(fs.readFileSync(w.homeFile('files', out), 'utf8'), 'own-dialog\ncancelled\n');
+    }
+  });
+
   it('Save cancelled: nothing is written', async () => {
     const before = fs.readdirSync(path.dirname(picked)).sort();
     assert.equal(
@@ -415,6 +546,29 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
       'cancelled\n',
     );
     assert.deepEqual(fs.readdirSync(path.dirname(picked)).sort(), before);
+  });
+
+  it("SessionBus=private: a program asking for the portal starts none in the cage, dconf still starts; the cage's own session.conf starts it (the control)", async () => {
+    // argv[0] is a shell line run in the cage before the program, with the program's argv after.
+    const ask = async (shell: string): Promise<string> => {
+      const out = `ask-portal-${++n}.out`;
+      await w.launchCommand('plain', ['sh', '-c', shell, ASK_PORTAL, `${w.env.HOME}/${out}`]);
+      return w.readFileWhenWritten(w.homeFile('plain', out), 90_000).catch((e: Error) => {
+        throw new Error(`${e.message}\n${w.programLog('plain', 'sh')}\n${w.cageLog('plain')}`);
+      });
+    };
+    const got = await ask('exec python3 -c "$0" "$DBUS_SESSION_BUS_ADDRESS" "$1"');
+    assert.match(got, /^portal=refused org\.freedesktop\.DBus\.Error\.ServiceUnknown\n/, got);
+    assert.match(got, /\ndconf=ok \((uint32 )?[12],\)\n/, got);
+    assert.match(got, /\nprocs=\n$/, got);
+
+    // The control: a second bus in the same cage with the configuration its daemon had before,
+    // the cage's own session.conf (--session), and the same program once it listens.
+    const old = await ask(
+      'a="$XDG_RUNTIME_DIR/control-bus"; dbus-daemon --session --nofork --nopidfile --address="unix:path=$a" & ' +
+        'while [ ! -S "$a" ]; do sleep 0.1; done; exec python3 -c "$0" "unix:path=$a" "$1"',
+    );
+    assert.match(old, /\nprocs=.*xdg-desktop-portal/, old);
   });
 
   /** Opens `uri` through the OpenURI portal from a program of `cage`; resolves to the Response code. */
@@ -518,10 +672,12 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
     );
     await waitFor(
       'the control in the browser cage',
-      () => browserLog().includes('content=never for the cage'),
+      // Exec's %u runs the fake browser once per link, side by side: wait for both.
+      () =>
+        browserLog().includes('arg=https://example.org/\n--new-window\n') &&
+        browserLog().includes('content=never for the cage'),
       { timeoutMs: 60_000, detail: browserLog },
     );
-    assert.ok(browserLog().includes('arg=https://example.org/\n--new-window\n'), browserLog());
   });
 
   it("a GLib program's notification reaches the host's notification server through the portal, named by the cage's app id", async () => {
