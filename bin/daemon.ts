@@ -14,6 +14,9 @@ import { SoundBridge } from '../lib/bridges/sound.js';
 import { SessionBusBridge } from '../lib/bridges/session-bus.js';
 import { ClipboardBridge, ClipboardCopies } from '../lib/bridges/clipboard.js';
 import { BusNotifier } from '../lib/notify.js';
+import { CageNotifications, busNotificationServer } from '../lib/cage-notifications.js';
+import { writeCageEntry } from '../lib/desktop/cage-entry.js';
+import { baseDirs } from '../xdg/basedirs.js';
 import type { Logger } from '../lib/log.js';
 import { appShadows, AppSync } from '../lib/apps.js';
 import { connectSessionBus, connectionLost } from '../lib/bus.js';
@@ -97,6 +100,16 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
     process.exit(1);
   });
   const notifier = new BusNotifier(notifyCall(bus), log);
+  const cageNotifications = new CageNotifications(busNotificationServer(bus));
+  // A cage that can notify (SessionBus=portal) is named to the desktop by its own entry.
+  const dataHome = baseDirs(env).dataHome;
+  manager.on('state', (name, state) => {
+    if (state !== 'running') return;
+    void (async () => {
+      const config = await store.read(name);
+      if (config.sessionBus === 'portal') await writeCageEntry(dataHome, name, config.border);
+    })().catch((e: Error) => log.warn(`the desktop entry of the cage ${name}: ${e.message}`));
+  });
   const shadows = appShadows(env, store, (m) => log.warn(m));
   // Launches read the original entry, never the shadow that sent them.
   const lookup = { lookup: (id: string) => shadows.resolveOriginal(id) };
@@ -147,6 +160,8 @@ export async function startService(env: Env, log: Logger): Promise<RunningServic
       {
         cageOfCaller: (pid) => sessionBus.cageOfProxy(pid),
         openLink: (cage, uri) => links.open(cage, uri),
+        addNotification: (cage, id, n) => cageNotifications.add(cage, id, n),
+        removeNotification: (cage, id) => cageNotifications.remove(cage, id),
       },
     );
   } catch (e) {

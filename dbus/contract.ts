@@ -145,6 +145,17 @@ export const CONTRACT = {
         ],
         out: [],
       },
+      AddNotification: {
+        in: [
+          ['id', 's'],
+          ['notification', 'a{sv}'],
+        ],
+        out: [],
+      },
+      RemoveNotification: {
+        in: [['id', 's']],
+        out: [],
+      },
     },
     signals: {},
   },

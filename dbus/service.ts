@@ -343,6 +343,8 @@ export interface CagePortal {
   /** the cage whose portal proxy is process `pid`, the caller as the bus knows it */
   cageOfCaller(pid: number): string | undefined;
   openLink(cage: string, uri: string): Promise<unknown>;
+  addNotification(cage: string, id: string, notification: Record<string, Variant>): Promise<void>;
+  removeNotification(cage: string, id: string): Promise<void>;
 }
 
 /**
@@ -360,28 +362,58 @@ export class CagePortalInterface
   }
 
   OpenURI(_uri: string, _options: Record<string, Variant>): Promise<void> {
-    return guarded(() =>
-      Promise.reject(
-        new KagomeError('NotPermitted', 'the caller of io.kagome.CagePortal1 is not known'),
-      ),
-    );
+    return unknownCaller();
   }
 
-  /** OpenURI from the process `pid`: refused unless that is a cage's proxy. */
-  async openUriFrom(
-    pid: number | undefined,
-    uri: string,
-    options: Record<string, Variant>,
-  ): Promise<void> {
-    checkOptions(options, {});
+  AddNotification(_id: string, _notification: Record<string, Variant>): Promise<void> {
+    return unknownCaller();
+  }
+
+  RemoveNotification(_id: string): Promise<void> {
+    return unknownCaller();
+  }
+
+  /** The cage whose proxy is process `pid`; any other caller is refused. */
+  private cageOf(pid: number | undefined): string {
     const cage = pid === undefined ? undefined : this.portal.cageOfCaller(pid);
     if (!cage)
       throw new KagomeError(
         'NotPermitted',
         'io.kagome.CagePortal1 is for cages, through their portal proxy; this caller is none',
       );
-    await this.portal.openLink(cage, uri);
+    return cage;
   }
+
+  /** A CagePortal1 call `member` from the process `pid` (the signature checked). */
+  async callFrom(pid: number | undefined, member: string, body: unknown[]): Promise<void> {
+    const cage = this.cageOf(pid);
+    switch (member) {
+      case 'OpenURI': {
+        const [uri, options] = body as [string, Record<string, Variant>];
+        checkOptions(options, {});
+        await this.portal.openLink(cage, uri);
+        return;
+      }
+      case 'AddNotification': {
+        const [id, notification] = body as [string, Record<string, Variant>];
+        await this.portal.addNotification(cage, id, notification);
+        return;
+      }
+      case 'RemoveNotification':
+        await this.portal.removeNotification(cage, body[0] as string);
+        return;
+      default:
+        throw new KagomeError('NotSupported', `io.kagome.CagePortal1 has no method ${member}`);
+    }
+  }
+}
+
+function unknownCaller(): Promise<void> {
+  return guarded(() =>
+    Promise.reject(
+      new KagomeError('NotPermitted', 'the caller of io.kagome.CagePortal1 is not known'),
+    ),
+  );
 }
 
 LauncherInterface.configureMembers(memberTable(LAUNCHER_IFACE));
@@ -438,18 +470,15 @@ async function callerPid(bus: Bus, sender: string | undefined): Promise<number |
 /** Answers CagePortal1 calls with their caller known (the signature guard has run before). */
 function cagePortalHandler(bus: Bus, iface: CagePortalInterface) {
   return (msg: Msg): boolean => {
-    if (
-      msg.path !== OBJECT_PATH ||
-      msg.interface !== CAGE_PORTAL_IFACE ||
-      msg.member !== 'OpenURI' ||
-      msg.signature !== 'sa{sv}'
-    )
+    if (msg.path !== OBJECT_PATH || msg.interface !== CAGE_PORTAL_IFACE || !msg.member)
       return false;
-    const [uri, options] = msg.body as [string, Record<string, Variant>];
-    // The reply is sent when the link is open or refused; a failure is the caller's answer.
+    const method = methodSpec(CAGE_PORTAL_IFACE, msg.member);
+    if (method === undefined || (msg.signature ?? '') !== signatureOf(method.in)) return false;
+    const member = msg.member;
+    // The reply is sent when the work is done or refused; a failure is the caller's answer.
     void (async () => {
       try {
-        await iface.openUriFrom(await callerPid(bus, msg.sender), uri, options);
+        await iface.callFrom(await callerPid(bus, msg.sender), member, msg.body as unknown[]);
         bus.send(dbus.Message.newMethodReturn(msg, '', []));
       } catch (e) {
         const err = toDBusError(e);

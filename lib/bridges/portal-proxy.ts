@@ -56,17 +56,21 @@ export function portalProxyRules(
     '--filter',
     `--call=${portal}=org.freedesktop.portal.FileChooser.*@/org/freedesktop/portal/desktop`,
     `--call=${portal}=org.freedesktop.portal.Request.Close@/org/freedesktop/portal/desktop/request/*`,
-    // Notifications go to the host's portal, which names the cage by its app id to the host's
-    // notification server (xdg-desktop-portal-gtk's org.freedesktop.Notifications backend where
-    // no org.gtk.Notifications server runs, as on most desktops but GNOME).
-    // Notifications=none leaves the rule out.
-    ...(o.notifications
-      ? [`--call=${portal}=org.freedesktop.portal.Notification.*@/org/freedesktop/portal/desktop`]
-      : []),
     // Links go to kagome, not to the portal's OpenURI, which would open them with the host's
     // uncaged default program: the one kagome method made for cages, which knows the caller
     // by this proxy and checks what it sends (lib/links.ts). Nothing else of kagome's.
-    `--call=${CAGE_PORTAL_NAME}=${CAGE_PORTAL_IFACE}.*@${CAGE_PORTAL_PATH}`,
+    `--call=${CAGE_PORTAL_NAME}=${CAGE_PORTAL_IFACE}.OpenURI@${CAGE_PORTAL_PATH}`,
+    // Notifications go to kagome too, not to the host's Notification portal: xdg-desktop-portal
+    // 1.16 and its GTK backend pass title and body to the notification server as they are
+    // (markup, links and all) with no app name, so the person could not tell a cage's
+    // "System update" from the host's. kagome sends them itself, as plain text marked with the
+    // cage's name (lib/cage-notifications.ts). Notifications=none leaves the rule out, so the
+    // proxy refuses them.
+    ...(o.notifications
+      ? ['AddNotification', 'RemoveNotification'].map(
+          (m) => `--call=${CAGE_PORTAL_NAME}=${CAGE_PORTAL_IFACE}.${m}@${CAGE_PORTAL_PATH}`,
+        )
+      : []),
   ];
 }
 
@@ -219,6 +223,9 @@ export async function startPortalProxy(o: {
  * OpenURI is the relay's own: it answers with a request handle, passes the URI to kagome's
  * CagePortal1.OpenURI through the proxy, and sends the request's Response (0 opened, 2 not)
  * when kagome has answered. OpenFile and OpenDirectory are refused: files are not links.
+ *
+ * Notification calls (AddNotification, RemoveNotification) go to kagome's CagePortal1 methods of
+ * the same name and arguments instead of the portal; replies come back as for any call.
  */
 export const PORTAL_RELAY = String.raw`
 import os, re, sys
@@ -273,6 +280,11 @@ def to_host(conn, msg, incoming, _):
         return None
     out = msg.copy()
     out.set_destination(NAME)
+    if msg.get_interface() == 'org.freedesktop.portal.Notification':
+        # kagome's own methods, same arguments: it sends the notification, marked and plain.
+        out.set_destination(KAGOME[0])
+        out.set_path(KAGOME[1])
+        out.set_interface(KAGOME[2])
     out.set_sender(None)
     ok, serial = host.send_message(out, Gio.DBusSendMessageFlags.NONE)
     if not msg.get_flags() & Gio.DBusMessageFlags.NO_REPLY_EXPECTED:

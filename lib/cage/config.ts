@@ -35,7 +35,7 @@ import { checkNameFormat, DEFAULT_NAME_FORMAT } from '../desktop/shadow.js';
 //   OpenLinks=caged-default     # where links opened in the cage go (SessionBus=portal):
 //                               # caged-default | host | cage:NAME | ask | ask-with-host | none
 //   OpenLinksLimit=5            # links at once, then one each 5 s; none = no limit
-//   Notifications=portal        # portal: notifications through the host's portal (SessionBus=portal) | none
+//   Notifications=portal        # portal: notifications, marked with the cage (SessionBus=portal) | none
 //   OnLogout=stop               # stop: programs closed at logout | keep: shown again at the next login
 
 export const CAGE_GROUP = 'Cage';
@@ -86,9 +86,10 @@ export const LINK_POLICIES = ['caged-default', 'host', 'ask', 'ask-with-host', '
 /** OpenLinksLimit= when the cage file says nothing: a burst of this many links (lib/links.ts). */
 export const DEFAULT_LINKS_LIMIT = 5;
 /**
- * portal: a SessionBus=portal cage's programs may send notifications through the host's
- * Notification portal, which names the cage's app id to the host's notification server.
- * none: the cage's proxy refuses them. Read when the cage starts (the proxy's filter).
+ * portal: a SessionBus=portal cage's programs may send notifications through the Notification
+ * portal on their bus; kagome shows them on the host as plain text marked with the cage's name
+ * (lib/cage-notifications.ts). none: the cage's proxy refuses them. Read when the cage starts
+ * (the proxy's filter).
  */
 export const NOTIFICATION_POLICIES = ['portal', 'none'] as const;
 export type NotificationPolicy = (typeof NOTIFICATION_POLICIES)[number];

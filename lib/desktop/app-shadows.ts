@@ -20,6 +20,7 @@ import { execa } from 'execa';
 import { KagomeError, asKagomeError } from '../errors.js';
 import { findInPath, missingProgramError } from '../requirements.js';
 import { Keyfile } from '../../xdg/keyfile.js';
+import { removeCageEntry } from './cage-entry.js';
 import {
   DesktopIndex,
   mapLimit,
@@ -354,6 +355,7 @@ export class AppShadows {
     for (const r of await this.list()) {
       if (r.cage === cage) removed.push((await this.remove(cage, r.entryId)).removed);
     }
+    await removeCageEntry(this.opts.dataHome, cage);
     return removed;
   }
 

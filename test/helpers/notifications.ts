@@ -6,6 +6,8 @@ const { Interface } = dbus.interface;
 
 export class FakeNotifications extends Interface {
   calls: {
+    /** the id the server answered with */
+    id: number;
     app: string;
     summary: string;
     body: string;
@@ -13,8 +15,11 @@ export class FakeNotifications extends Interface {
     replaces: number;
     actions: string[];
     desktopEntry?: string;
+    urgency?: number;
     progress?: number;
   }[] = [];
+  /** ids CloseNotification was called with */
+  closed: number[] = [];
   private ids = 0;
   Notify(
     app: string,
@@ -27,7 +32,11 @@ export class FakeNotifications extends Interface {
   ): number {
     const value = hints?.value?.value;
     const entry = hints?.['desktop-entry']?.value;
+    const urgency = hints?.urgency?.value;
+    // As servers do: a replacing notification keeps its id.
+    const id = replaces || ++this.ids;
     this.calls.push({
+      id,
       app,
       summary,
       body,
@@ -35,14 +44,20 @@ export class FakeNotifications extends Interface {
       replaces,
       actions,
       ...(typeof entry === 'string' ? { desktopEntry: entry } : {}),
+      ...(typeof urgency === 'number' ? { urgency } : {}),
       ...(typeof value === 'number' ? { progress: value } : {}),
     });
-    // As servers do: a replacing notification keeps its id.
-    return replaces || ++this.ids;
+    return id;
+  }
+  CloseNotification(id: number): void {
+    this.closed.push(id);
   }
 }
 FakeNotifications.configureMembers({
-  methods: { Notify: { inSignature: 'susssasa{sv}i', outSignature: 'u' } },
+  methods: {
+    Notify: { inSignature: 'susssasa{sv}i', outSignature: 'u' },
+    CloseNotification: { inSignature: 'u', outSignature: '' },
+  },
 });
 
 /** Owns org.freedesktop.Notifications on the bus at `address` until stopped. */

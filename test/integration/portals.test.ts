@@ -18,7 +18,7 @@ import { isAlive, type ProcRef } from '../../lib/runtime/proc.js';
 // file through the document portal, granted to its app id, and no other file of the host. A
 // cancelled dialog gives nothing. From inside the cage, the proxy refuses everything else on
 // the host's bus; the same attacks through the host's bus given to a cage directly work (the
-// control).
+// control). Notifications from cages: notifications.test.ts.
 
 const TITLE = 'Kagome portal test';
 
@@ -177,73 +177,6 @@ for key, uri in [('shadow', 'file:///etc/shadow'), ('secret', 'file://' + secret
     print(key, res[key][:200], flush=True)
 with open(out + '.tmp', 'w') as f:
     json.dump(res, f)
-os.rename(out + '.tmp', out)
-`;
-
-// A GLib program's notification, as GApplication sends it: GTK_USE_PORTAL=1 (or flatpak) picks
-// GLib's portal backend, which calls org.freedesktop.portal.Notification on the cage's bus.
-const NOTIFY = String.raw`
-import os, sys
-from gi.repository import Gio, GLib
-out, title, body = sys.argv[1], sys.argv[2], sys.argv[3]
-app = Gio.Application.new('org.example.CagedNotifier', Gio.ApplicationFlags.NON_UNIQUE)
-app.register(None)
-n = Gio.Notification.new(title)
-n.set_body(body)
-app.send_notification('kagome-test', n)
-Gio.bus_get_sync(Gio.BusType.SESSION, None).flush_sync(None)
-with open(out + '.tmp', 'w') as f:
-    f.write('sent\n')
-os.rename(out + '.tmp', out)
-`;
-
-// The Notification portal called directly, waiting for the answer: "ok" or "refused NAME".
-const DIRECT_NOTIFY = String.raw`
-import os, sys
-from gi.repository import Gio, GLib
-out, title = sys.argv[1], sys.argv[2]
-bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
-try:
-    bus.call_sync('org.freedesktop.portal.Desktop', '/org/freedesktop/portal/desktop', 'org.freedesktop.portal.Notification', 'AddNotification',
-                  GLib.Variant('(sa{sv})', ('direct', {'title': GLib.Variant('s', title)})), None, Gio.DBusCallFlags.NONE, 10000, None)
-    r = 'ok'
-except GLib.Error as e:
-    r = 'refused ' + (Gio.DBusError.get_remote_error(e) or e.message)
-with open(out + '.tmp', 'w') as f:
-    f.write(r + '\n')
-os.rename(out + '.tmp', out)
-`;
-
-// A GLib program asking its session bus for the portal, as GTK and GLib do in a sandbox (the
-// Settings portal; with GTK_USE_PORTAL=1 the file chooser too): the call auto-starts the name if
-// the bus can. Then which portal processes run in the cage (its own /proc), and whether dconf,
-// which GSettings needs, can still be started. argv: the bus address, the output file.
-const ASK_PORTAL = String.raw`
-import os, sys
-from gi.repository import Gio, GLib
-addr, out = sys.argv[1], sys.argv[2]
-flags = Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION
-bus = Gio.DBusConnection.new_for_address_sync(addr, flags, None, None)
-def call(dest, path, iface, method, args):
-    try:
-        return 'ok ' + bus.call_sync(dest, path, iface, method, args, None, Gio.DBusCallFlags.NONE, 30000, None).print_(False)
-    except GLib.Error as e:
-        return 'refused ' + (Gio.DBusError.get_remote_error(e) or e.message)
-lines = ['portal=' + call('org.freedesktop.portal.Desktop', '/org/freedesktop/portal/desktop', 'org.freedesktop.portal.Settings', 'Read',
-                          GLib.Variant('(ss)', ('org.freedesktop.appearance', 'color-scheme')))]
-lines.append('dconf=' + call('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'StartServiceByName',
-                             GLib.Variant('(su)', ('ca.desrt.dconf', 0))))
-procs = set()
-for pid in os.listdir('/proc'):
-    try:
-        exe = open('/proc/%s/cmdline' % pid, 'rb').read().split(b'\0')[0].decode()
-    except Exception:
-        continue
-    if 'portal' in os.path.basename(exe):
-        procs.add(os.path.basename(exe))
-lines.append('procs=' + ','.join(sorted(procs)))
-with open(out + '.tmp', 'w') as f:
-    f.write('\n'.join(lines) + '\n')
 os.rename(out + '.tmp', out)
 `;
 
@@ -677,55 +610,6 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
         browserLog().includes('arg=https://example.org/\n--new-window\n') &&
         browserLog().includes('content=never for the cage'),
       { timeoutMs: 60_000, detail: browserLog },
-    );
-  });
-
-  it("a GLib program's notification reaches the host's notification server through the portal, named by the cage's app id", async () => {
-    const out = `notify-${++n}.out`;
-    await w.launchCommand('files', [
-      'python3',
-      '-c',
-      NOTIFY,
-      `${w.env.HOME}/${out}`,
-      'From the cage',
-      'caged <b>body</b>',
-    ]);
-    await w.readFileWhenWritten(w.homeFile('files', out), 30_000);
-    const got = await waitFor(
-      'the notification on the host',
-      () => notifications!.server.calls.find((c) => c.summary === 'From the cage'),
-      {
-        timeoutMs: 30_000,
-        detail: () =>
-          `${JSON.stringify(notifications!.server.calls)}\n${w.programLog('files', 'python3')}\n${portal?.log() ?? ''}`,
-      },
-    );
-    // The portal names the cage by its app id (the desktop-entry hint, which servers use for the
-    // name and icon); xdg-desktop-portal-gtk 1.14 leaves app_name empty. No actions cross.
-    assert.equal(got.desktopEntry, 'io.kagome.Cage_files', JSON.stringify(got));
-    assert.deepEqual(got.actions, []);
-    assert.equal(got.body, 'caged <b>body</b>');
-  });
-
-  it('Notifications=none: the proxy refuses the portal call; the same call from a cage allowed them gets through (the control)', async () => {
-    const call = async (cage: string, title: string): Promise<string> => {
-      const out = `direct-notify-${++n}.out`;
-      await w.launchCommand(cage, ['python3', '-c', DIRECT_NOTIFY, `${w.env.HOME}/${out}`, title]);
-      return w.readFileWhenWritten(w.homeFile(cage, out), 30_000);
-    };
-    assert.match(
-      await call('other', 'refused title'),
-      /^refused org\.freedesktop\.DBus\.Error\.AccessDenied/,
-    );
-    assert.equal(await call('files', 'allowed title'), 'ok\n');
-    await waitFor(
-      'the allowed notification',
-      () => notifications!.server.calls.some((c) => c.summary === 'allowed title'),
-      { timeoutMs: 30_000 },
-    );
-    assert.equal(
-      notifications!.server.calls.filter((c) => c.summary === 'refused title').length,
-      0,
     );
   });
 
