@@ -51,7 +51,8 @@ const SOCKET_ACTIVATE = [
 
 // Everything that would carry data between cage and host beyond windows is off: sound and
 // clipboard get their own bridges with a policy; file transfer, URL and file opening would let
-// a cage hand things to the host unasked.
+// a cage hand things to the host unasked. Tray icons (--system-tray) follow the cage's
+// TrayIcons= key (xpraServerArgv, xpraClientArgv).
 const COMMON_OPTIONS = [
   '--mdns=no',
   '--pulseaudio=no',
@@ -64,7 +65,6 @@ const COMMON_OPTIONS = [
   '--clipboard=no',
   '--opengl=no',
   '--bell=no',
-  '--system-tray=no',
   '-d',
   'none',
 ];
@@ -206,7 +206,11 @@ export const XPRA_SERVER_LAUNCHER = [
   'sys.exit(main("/usr/bin/xpra", ["/usr/bin/xpra"] + sys.argv[1:]))',
 ].join('\n');
 
-export function xpraServerArgv(screen = DEFAULT_SCREEN, dpi = FALLBACK_DPI): string[] {
+export function xpraServerArgv(
+  screen = DEFAULT_SCREEN,
+  dpi = FALLBACK_DPI,
+  trayIcons = false,
+): string[] {
   return [
     'python3',
     '-c',
@@ -240,6 +244,9 @@ export function xpraServerArgv(screen = DEFAULT_SCREEN, dpi = FALLBACK_DPI): str
     // ("Xinerama workaround") under running programs, at the client's DPI. Empty, not "no":
     // xpra 3.1.3 keeps the value as a string and tests its truth, and "no" is true.
     '--fake-xinerama=',
+    // The cage's X server gets a tray (xpra's, for XEmbed icons, _NET_SYSTEM_TRAY_S0) whose
+    // icons the client shows in the host's tray; without it the cage has no tray at all.
+    `--system-tray=${trayIcons ? 'yes' : 'no'}`,
     ...COMMON_OPTIONS,
   ];
 }
@@ -407,7 +414,47 @@ export const XPRA_CLIENT_LAUNCHER = [
   'def make_client(*args):',
   '    client = original_make_client(*args)',
   '    patch_windows()',
+  '    if TRAY_CAGE is not None:',
+  '        patch_tray()',
   '    return client',
+  // Tray icons (TrayIcons=true): xpra 3.1 shows each icon of the cage's tray as a GTK
+  // StatusIcon in the host's tray, with the cage's window title of the icon as its tooltip, and
+  // its pixels: both the cage's to choose, so a cage's icon could pass for the host's network or
+  // update icon. The tooltip and title start with "[CAGE]", and the icon gets a frame in the
+  // cage's border colour. The launcher's own arguments come first and are not xpra's.
+  'TRAY_CAGE, TRAY_COLOUR = None, None',
+  'while len(sys.argv) > 1 and sys.argv[1].startswith("--kagome-tray"):',
+  '    key, _, value = sys.argv.pop(1).partition("=")',
+  '    if key == "--kagome-tray":',
+  '        TRAY_CAGE = value',
+  '    else:',
+  '        TRAY_COLOUR = value',
+  'def patch_tray():',
+  '    from gi.repository import Gdk',
+  '    from xpra.client.gtk_base import statusicon_tray',
+  '    T = statusicon_tray.GTKStatusIconTray',
+  '    def label(text):',
+  '        return "[%s] %s" % (TRAY_CAGE, text) if text else "[%s]" % TRAY_CAGE',
+  '    original_init, original_pixbuf = T.__init__, T.set_icon_from_pixbuf',
+  '    def init(self, *args, **kwargs):',
+  '        original_init(self, *args, **kwargs)',
+  '        self.tray_widget.set_tooltip_text(label(self.tooltip))',
+  '        self.tray_widget.set_title(label(self.tooltip))',
+  '    def set_tooltip(self, tooltip=None):',
+  '        if self.tray_widget:',
+  '            self.tray_widget.set_tooltip_text(label(tooltip))',
+  '    rgba = Gdk.RGBA()',
+  '    framed = bool(TRAY_COLOUR) and rgba.parse(TRAY_COLOUR.replace(" ", ""))',
+  '    fill = (int(rgba.red * 255) << 24) | (int(rgba.green * 255) << 16) | (int(rgba.blue * 255) << 8) | 0xff',
+  '    def set_icon_from_pixbuf(self, icon):',
+  '        if icon and framed:',
+  '            icon = icon.add_alpha(False, 0, 0, 0)',
+  '            w, h = icon.get_width(), icon.get_height()',
+  '            b = max(1, min(w, h) // 8)',
+  '            for x, y, fw, fh in ((0, 0, w, b), (0, h - b, w, b), (0, 0, b, h), (w - b, 0, b, h)):',
+  '                icon.new_subpixbuf(x, y, fw, fh).fill(fill)',
+  '        original_pixbuf(self, icon)',
+  '    T.__init__, T.set_tooltip, T.set_icon_from_pixbuf = init, set_tooltip, set_icon_from_pixbuf',
   'xpra_main.make_client = make_client',
   'sys.exit(xpra_main.main("/usr/bin/xpra", ["/usr/bin/xpra"] + sys.argv[1:]))',
 ].join('\n');
@@ -420,8 +467,13 @@ export function xpraClientArgv(
   socketPath: string,
   border: string | undefined,
   remote = false,
+  trayCage?: string,
 ): string[] {
   return [
+    // For XPRA_CLIENT_LAUNCHER, which takes them off: the cage's tray icons are marked with it.
+    ...(trayCage !== undefined
+      ? [`--kagome-tray=${trayCage}`, ...(border ? [`--kagome-tray-colour=${border}`] : [])]
+      : []),
     'attach',
     ...(remote
       ? [`ssh://kagome/${XPRA_DISPLAY.slice(1)}`, `--ssh=${socketPath}`]
@@ -434,6 +486,7 @@ export function xpraClientArgv(
     '--microphone=disabled',
     // The client would send its own log lines to the server, which is the cage's.
     '--remote-logging=no',
+    `--system-tray=${trayCage !== undefined ? 'yes' : 'no'}`,
     ...COMMON_OPTIONS,
   ];
 }
@@ -558,7 +611,7 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
     const socket = path.join(ctx.rt.xpraDir, SOCKET_NAME);
     fs.rmSync(socket, { force: true });
     const server = await backend.exec(sandbox, {
-      argv: xpraServerArgv(prepared.screen, prepared.dpi),
+      argv: xpraServerArgv(prepared.screen, prepared.dpi, ctx.config.trayIcons),
       env: { ...ctx.spec.env, ...XPRA_SERVER_ENV },
       cwd: ctx.spec.cwd,
       logFd: ctx.logFd,
@@ -724,14 +777,20 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
   private async startClient(ctx: DisplayContext, socket: string, remote = false): Promise<ProcRef> {
     // The client runs as python3 with xpra's modules: a missing xpra is told here, by name.
     requireProgram('xpra', 'to show cage windows on the host');
-    const argv = xpraClientArgv(socket, ctx.config.border, remote);
+    const tray = ctx.config.trayIcons ? ctx.config.name : undefined;
+    const argv = xpraClientArgv(socket, ctx.config.border, remote, tray);
     const etcDir = path.join(ctx.rt.dir, 'client-etc');
     // Inside its sandbox the client reaches the socket where the cage has it.
     const confinedArgv = [
       '/usr/bin/python3',
       '-c',
       XPRA_CLIENT_LAUNCHER,
-      ...xpraClientArgv(path.posix.join(CLIENT_XPRA_DIR, path.basename(socket)), ctx.config.border),
+      ...xpraClientArgv(
+        path.posix.join(CLIENT_XPRA_DIR, path.basename(socket)),
+        ctx.config.border,
+        false,
+        tray,
+      ),
     ];
     const sandboxed = remote
       ? undefined

@@ -72,6 +72,7 @@ describe('parseCageFile defaults', () => {
       openLinks: 'caged-default',
       openLinksLimit: 5,
       notifications: 'portal',
+      trayIcons: true,
     });
   });
 
@@ -181,6 +182,8 @@ describe('parseCageFile defaults', () => {
   it('reads OnLogout: stop by default, keep, nothing else', () => {
     assert.equal(parse('[Cage]\n').notifications, 'portal');
     assert.equal(parse('[Cage]\nNotifications=none\n').notifications, 'none');
+    assert.equal(parse('[Cage]\nTrayIcons=false\n').trayIcons, false);
+    assert.throws(() => parse('[Cage]\nTrayIcons=maybe\n'), /TrayIcons/);
     assert.throws(() => parse('[Cage]\nNotifications=direct\n'), /Notifications/);
     assert.equal(parse('[Cage]\n').openLinks, 'caged-default');
     assert.equal(parse('[Cage]\nOpenLinks=none\n').openLinks, 'none');
@@ -477,6 +480,7 @@ describe('formatCageFile', () => {
       openLinks: 'caged-default',
       openLinksLimit: 5,
       notifications: 'portal',
+      trayIcons: true,
     });
   });
 

@@ -35,6 +35,23 @@ describe('xpra command lines', () => {
     });
   }
 
+  it('has a tray only with TrayIcons=, the client told the cage and its colour first', () => {
+    for (const argv of [server, client, clientNoBorder])
+      assert.deepEqual(option(argv, 'system-tray'), ['--system-tray=no']);
+    assert.deepEqual(option(xpraServerArgv(undefined, undefined, true), 'system-tray'), [
+      '--system-tray=yes',
+    ]);
+    const tray = xpraClientArgv(SOCKET, '#3465a4', false, 'web');
+    assert.deepEqual(option(tray, 'system-tray'), ['--system-tray=yes']);
+    // Taken off by XPRA_CLIENT_LAUNCHER before xpra reads its arguments.
+    assert.deepEqual(tray.slice(0, 3), [
+      '--kagome-tray=web',
+      '--kagome-tray-colour=#3465a4',
+      'attach',
+    ]);
+    assert.equal(xpraClientArgv(SOCKET, undefined, false, 'web')[1], 'attach');
+  });
+
   it('starts the server on the fixed display with socket activation', () => {
     assert.equal(server[0], 'python3');
     assert.equal(server[1], '-c');
