@@ -180,6 +180,39 @@ with open(out + '.tmp', 'w') as f:
 os.rename(out + '.tmp', out)
 `;
 
+// A GLib program asking its session bus for the portal, as GTK and GLib do in a sandbox (the
+// Settings portal; with GTK_USE_PORTAL=1 the file chooser too): the call auto-starts the name if
+// the bus can. Then which portal processes run in the cage (its own /proc), and whether dconf,
+// which GSettings needs, can still be started. argv: the bus address, the output file.
+const ASK_PORTAL = String.raw`
+import os, sys
+from gi.repository import Gio, GLib
+addr, out = sys.argv[1], sys.argv[2]
+flags = Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION
+bus = Gio.DBusConnection.new_for_address_sync(addr, flags, None, None)
+def call(dest, path, iface, method, args):
+    try:
+        return 'ok ' + bus.call_sync(dest, path, iface, method, args, None, Gio.DBusCallFlags.NONE, 30000, None).print_(False)
+    except GLib.Error as e:
+        return 'refused ' + (Gio.DBusError.get_remote_error(e) or e.message)
+lines = ['portal=' + call('org.freedesktop.portal.Desktop', '/org/freedesktop/portal/desktop', 'org.freedesktop.portal.Settings', 'Read',
+                          GLib.Variant('(ss)', ('org.freedesktop.appearance', 'color-scheme')))]
+lines.append('dconf=' + call('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'StartServiceByName',
+                             GLib.Variant('(su)', ('ca.desrt.dconf', 0))))
+procs = set()
+for pid in os.listdir('/proc'):
+    try:
+        exe = open('/proc/%s/cmdline' % pid, 'rb').read().split(b'\0')[0].decode()
+    except Exception:
+        continue
+    if 'portal' in os.path.basename(exe):
+        procs.add(os.path.basename(exe))
+lines.append('procs=' + ','.join(sorted(procs)))
+with open(out + '.tmp', 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+os.rename(out + '.tmp', out)
+`;
+
 const BROWSER_ID = 'org.kagome.FakeBrowser.desktop';
 // A "browser" that writes its arguments, and the content of a local file it was given, to
 // $HOME/opened.log: where a link arrived, and what it could read.
