@@ -36,6 +36,7 @@ import { checkNameFormat, DEFAULT_NAME_FORMAT } from '../desktop/shadow.js';
 //                               # caged-default | host | cage:NAME | ask | ask-with-host | none
 //   OpenLinksLimit=5            # links at once, then one each 5 s; none = no limit
 //   Notifications=portal        # portal: notifications, marked with the cage (SessionBus=portal) | none
+//   TrayIcons=true              # programs' tray icons (XEmbed) in the host's tray (Display=xpra)
 //   OnLogout=stop               # stop: programs closed at logout | keep: shown again at the next login
 
 export const CAGE_GROUP = 'Cage';
@@ -157,6 +158,11 @@ export interface CageConfig {
   sessionBus: SessionBusPolicy;
   /** stopped or kept when the desktop session ends */
   onLogout: LogoutPolicy;
+  /**
+   * xpra cages: programs' XEmbed tray icons shown in the host's tray, marked with the cage's
+   * name (lib/display/xpra.ts); false: the cage's X server has no tray, as before
+   */
+  trayIcons: boolean;
   /** where links opened in the cage through the portal go */
   openLinks: OpenLinksPolicy;
   /** links the cage may open at once before they are refused (refilled over time); 0: no limit */
@@ -199,6 +205,7 @@ const KNOWN_KEYS = new Set([
   'OpenLinks',
   'OpenLinksLimit',
   'Notifications',
+  'TrayIcons',
 ]);
 
 const DEFAULT_IDLE_STOP = 0;
@@ -526,6 +533,7 @@ export function parseCageFile(
     sound: oneOf('Sound', SOUND_POLICIES, 'output'),
     clipboard,
     nestedSandbox: bool('NestedSandbox', true),
+    trayIcons: bool('TrayIcons', true),
     tasksMax,
     memoryMax,
     sessionBus,
