@@ -141,7 +141,11 @@ export class SessionBusBridge implements CageBridge<SessionBusRecord> {
   async prepare(ctx: BridgeContext): Promise<Held> {
     const policy = ctx.config.sessionBus;
     if (policy !== 'private' && policy !== 'portal') return { policy };
-    const busConfig = this.writeConfig(ctx, path.join(ctx.rt.dir, 'session-bus'));
+    // A cage on another machine (Remote=) cannot see a folder of this one: its bus reads the
+    // image's own session.conf, portals and all, as before the configuration was kagome's.
+    const busConfig = ctx.config.remote
+      ? undefined
+      : this.writeConfig(ctx, path.join(ctx.rt.dir, 'session-bus'));
     if (policy !== 'portal') return { policy, ...(busConfig ? { busConfig } : {}) };
     const portalDir = path.join(ctx.rt.dir, 'portal');
     const record: SessionBusRecord = { policy, portalDir, ...(busConfig ? { busConfig } : {}) };
