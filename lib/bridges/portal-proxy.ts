@@ -222,7 +222,11 @@ export async function startPortalProxy(o: {
  *
  * OpenURI is the relay's own: it answers with a request handle, passes the URI to kagome's
  * CagePortal1.OpenURI through the proxy, and sends the request's Response (0 opened, 2 not)
- * when kagome has answered. OpenFile and OpenDirectory are refused: files are not links.
+ * when kagome has answered, however long that takes (OpenLinks=ask waits for the person). OpenFile
+ * and OpenDirectory are refused: files are not links.
+ *
+ * A file chooser call's parent_window is emptied (it names a window of the cage's display), and
+ * property reads are the relay's: the chooser's version, nothing else.
  *
  * Notification calls (AddNotification, RemoveNotification) go to kagome's CagePortal1 methods of
  * the same name and arguments instead of the portal; replies come back as for any call.
@@ -268,7 +272,29 @@ def open_uri(msg):
         sig.set_body(GLib.Variant('(ua{sv})', (code, {})))
         sig.set_destination(caller)
         cage.send_message(sig, Gio.DBusSendMessageFlags.NONE)
-    host.call(KAGOME[0], KAGOME[1], KAGOME[2], 'OpenURI', GLib.Variant('(sa{sv})', (uri, {})), None, Gio.DBusCallFlags.NONE, -1, None, done, None)
+    host.call(KAGOME[0], KAGOME[1], KAGOME[2], 'OpenURI', GLib.Variant('(sa{sv})', (uri, {})), None, Gio.DBusCallFlags.NONE, GLib.MAXINT, None, done, None)
+CHOOSER = 'org.freedesktop.portal.FileChooser'
+# The proxy lets no property through. Qt's dialog reads the chooser's version to decide what it
+# may ask for (folders from version 3), so the relay answers for it: Debian 12's portal (1.16)
+# implements version 3, and a portal that knows less ignores the options it does not know.
+VERSIONS = {CHOOSER: 3}
+def properties(msg):
+    body = msg.get_body()
+    member = msg.get_member()
+    kind = body.get_type_string() if body is not None else '()'
+    args = body.unpack() if body is not None else ()
+    if member == 'Get' and kind == '(ss)' and args[1] == 'version' and args[0] in VERSIONS:
+        out = GLib.Variant('(v)', (GLib.Variant('u', VERSIONS[args[0]]),))
+    elif member == 'GetAll' and kind == '(s)':
+        found = {'version': GLib.Variant('u', VERSIONS[args[0]])} if args[0] in VERSIONS else {}
+        out = GLib.Variant('(a{sv})', (found,))
+    else:
+        cage.send_message(Gio.DBusMessage.new_method_error_literal(msg, 'org.freedesktop.DBus.Error.AccessDenied',
+            'kagome: a cage reads only the portals\' versions'), Gio.DBusSendMessageFlags.NONE)
+        return
+    reply = Gio.DBusMessage.new_method_reply(msg)
+    reply.set_body(out)
+    cage.send_message(reply, Gio.DBusSendMessageFlags.NONE)
 def to_host(conn, msg, incoming, _):
     if not incoming or msg.get_message_type() != T.METHOD_CALL:
         return msg
@@ -278,8 +304,16 @@ def to_host(conn, msg, incoming, _):
     if msg.get_interface() == 'org.freedesktop.portal.OpenURI':
         open_uri(msg)
         return None
+    if msg.get_interface() == 'org.freedesktop.DBus.Properties':
+        properties(msg)
+        return None
     out = msg.copy()
     out.set_destination(NAME)
+    body = out.get_body()
+    if msg.get_interface() == CHOOSER and body is not None and body.n_children() > 0 and body.get_child_value(0).get_type_string() == 's':
+        # parent_window names a window of the cage's display, which on the host's is another
+        # window or none: the dialog is the host's own, without a parent.
+        out.set_body(GLib.Variant.new_tuple(GLib.Variant('s', ''), *[body.get_child_value(i) for i in range(1, body.n_children())]))
     if msg.get_interface() == 'org.freedesktop.portal.Notification':
         # kagome's own methods, same arguments: it sends the notification, marked and plain.
         out.set_destination(KAGOME[0])

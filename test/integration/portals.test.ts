@@ -83,6 +83,32 @@ os.rename(out + '.tmp', out)
 // What a hostile program in the cage tries on the bus at argv[1]; writes what happened as JSON.
 // Eavesdropping: it asks to see every call of interface org.example.Probe, says "listening",
 // waits for the test to have made such a call on the host's bus, and reports whether it saw it.
+// Asks a bus for the chooser's version and opens a chooser whose parent_window names argv[2],
+// a window of the host's display; writes what it got, then the Response's code.
+const PARENT = String.raw`
+import os, sys
+from gi.repository import Gio, GLib
+addr, parent, out = sys.argv[1] or os.environ['DBUS_SESSION_BUS_ADDRESS'], sys.argv[2], sys.argv[3]
+flags = Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION
+conn = Gio.DBusConnection.new_for_address_sync(addr, flags, None, None)
+D = ('org.freedesktop.portal.Desktop', '/org/freedesktop/portal/desktop')
+res = []
+for iface in ('org.freedesktop.portal.FileChooser', 'org.freedesktop.portal.Settings'):
+    try:
+        r = conn.call_sync(*D, 'org.freedesktop.DBus.Properties', 'Get', GLib.Variant('(ss)', (iface, 'version')), None, Gio.DBusCallFlags.NONE, 10000, None)
+        res.append('version %s' % r.unpack()[0])
+    except GLib.Error as e:
+        res.append('refused ' + (Gio.DBusError.get_remote_error(e) or e.message))
+loop = GLib.MainLoop()
+def response(c, sender, path, iface, member, params, _):
+    res.append('response %d' % params.unpack()[0])
+    loop.quit()
+conn.signal_subscribe(None, 'org.freedesktop.portal.Request', 'Response', None, None, Gio.DBusSignalFlags.NONE, response, None)
+conn.call_sync(*D, 'org.freedesktop.portal.FileChooser', 'OpenFile', GLib.Variant('(ssa{sv})', (parent, '${TITLE}', {})), None, Gio.DBusCallFlags.NONE, GLib.MAXINT, None)
+loop.run()
+open(out, 'w').write('\n'.join(res) + '\n')
+`;
+
 const ATTACK = String.raw`
 import json, os, sys, time
 from gi.repository import Gio, GLib
@@ -644,6 +670,67 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
         browserLog().includes('content=never for the cage'),
       { timeoutMs: 60_000, detail: browserLog },
     );
+  });
+
+  it("the relay answers the chooser's version and leaves out the cage's parent window; straight to the proxy, neither (the control)", async () => {
+    const hostWindow = execa('xlogo', ['-name', 'kagome-parent'], { env: { DISPLAY: w.display } });
+    try {
+      const [parent] = await waitFor(
+        'a window on the host display',
+        async () => {
+          const found = await findWindows(w.display, { wmClass: 'kagome-parent' });
+          return found.length ? found : undefined;
+        },
+        { timeoutMs: 20_000 },
+      );
+      const ask = async (address: string): Promise<{ got: string; transientFor: string }> => {
+        const out = `parent-${++n}.out`;
+        const earlier = new Set((await findWindows(w.display, { name: TITLE })).map((d) => d.id));
+        await w.launchCommand('files', [
+          'python3',
+          '-c',
+          PARENT,
+          address,
+          `x11:${parent!.id}`,
+          `${w.env.HOME}/${out}`,
+        ]);
+        const dialog = await waitFor(
+          "the host's dialog",
+          async () =>
+            (await findWindows(w.display, { name: TITLE })).find(
+              (d) => !earlier.has(d.id) && d.wmClass.includes('xdg-desktop-portal-gtk'),
+            ),
+          { timeoutMs: 60_000, detail: logs },
+        );
+        const transientFor = (
+          await execa('xprop', ['-id', dialog.id, 'WM_TRANSIENT_FOR'], {
+            env: { DISPLAY: w.display },
+          })
+        ).stdout;
+        await waitFor(
+          'the dialog gone after Escape',
+          async () => {
+            if (!(await findWindows(w.display, { name: TITLE })).some((d) => d.id === dialog.id))
+              return true;
+            await x(['windowfocus', dialog.id]).catch(() => undefined);
+            await x(['key', 'Escape']);
+            return undefined;
+          },
+          { timeoutMs: 30_000, pollMs: 1000 },
+        );
+        return { got: await w.readFileWhenWritten(w.homeFile('files', out), 30_000), transientFor };
+      };
+      const parentId = Number(parent!.id);
+      const relayed = await ask(''); // the cage's own bus, where the relay is
+      assert.match(relayed.got, /^version 3\nrefused .*AccessDenied\nresponse 2\n$/, relayed.got);
+      assert.doesNotMatch(relayed.transientFor, new RegExp(`0x0*${parentId.toString(16)}\\b`));
+      const direct = await ask(portalAddressInCage());
+      assert.match(direct.got, /^refused .*\nrefused .*\nresponse 2\n$/, direct.got);
+      assert.match(direct.transientFor, new RegExp(`0x0*${parentId.toString(16)}\\b`));
+    } finally {
+      hostWindow.kill();
+      await hostWindow.catch(() => undefined);
+    }
   });
 
   it('the proxy lets nothing else of the host bus through; the host bus given directly lets it all (the control)', async () => {
