@@ -1,5 +1,5 @@
 import type { Backend, SandboxRecord } from '../backends/backend.js';
-import type { DisplayContext, DisplayRecord } from '../display/display.js';
+import type { DisplayContext, DisplayOnHost } from '../display/display.js';
 import type { Logger } from '../log.js';
 import type { CageConfig } from '../cage/config.js';
 import type { Contribution } from '../sandbox.js';
@@ -57,8 +57,8 @@ export interface SandboxHandle {
 
 /** The running cage a bridge attaches to. */
 export interface CageHandle extends SandboxHandle {
-  displayKind: string;
-  displayRecord: DisplayRecord;
+  /** the cage's X server where the host reaches it directly (Xephyr), else undefined */
+  displayOnHost: DisplayOnHost | undefined;
 }
 
 /** R is the bridge's own record; the engine holds every bridge with plain JSON records. */

@@ -109,9 +109,9 @@ export class ClipboardBridge implements CageBridge<ClipboardRecord> {
 
   cageSide(name: string, cage: CageHandle): SelectionDisplay {
     const label = `cage "${name}"`;
-    if (cage.displayKind === 'xephyr') {
-      // Xephyr runs on the host: its display is reached from here, with its own cookie.
-      const r = cage.displayRecord as { number: number; authFile: string };
+    const r = cage.displayOnHost;
+    if (r) {
+      // The cage's X server runs on the host (Xephyr): reached from here, with its own cookie.
       return hostDisplay(
         label,
         {

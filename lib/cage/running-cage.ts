@@ -110,8 +110,7 @@ export function handleOf(cage: RunningCage): CageHandle {
   return {
     backend: cage.backend,
     sandbox: cage.sandbox,
-    displayKind: cage.display.kind,
-    displayRecord: cage.displayRecord,
+    displayOnHost: cage.display.onHost?.(cage.displayRecord),
     env: cage.spec.env,
     cwd: cage.spec.cwd,
     logFd: cage.logFd,

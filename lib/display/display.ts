@@ -51,6 +51,18 @@ export interface CageDisplay<R extends DisplayRecord = DisplayRecord, P extends 
    * stops watching. A host client killed by mistake left the cage "running" with no windows.
    */
   watch?(record: R, lost: () => void): () => void;
+  /**
+   * Where the cage's X server is reached from the host, for a display whose server runs on the
+   * host (Xephyr): bridges that work on both displays from outside (the clipboard) connect there
+   * instead of entering the cage. Absent, or undefined, when the server is inside the cage.
+   */
+  onHost?(record: R): DisplayOnHost | undefined;
   /** also given what prepare returned, when a start fails before the display started */
   stop(record: P | R): Promise<void>;
+}
+
+/** A cage's X server as the host reaches it: its display number and the cookie file for it. */
+export interface DisplayOnHost {
+  number: number;
+  authFile: string;
 }

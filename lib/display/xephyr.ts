@@ -14,7 +14,7 @@ import {
 } from '../runtime/proc.js';
 import { checkRecord, F } from '../runtime/record-check.js';
 import type { Backend, SandboxRecord } from '../backends/backend.js';
-import type { CageDisplay, DisplayContext, DisplayRecord } from './display.js';
+import type { CageDisplay, DisplayContext, DisplayOnHost, DisplayRecord } from './display.js';
 import type { Contribution } from '../sandbox.js';
 import { newCookie, xauthorityEntry, xauthorityLocalEntry } from './xauth.js';
 import {
@@ -272,6 +272,10 @@ export class XephyrDisplay implements CageDisplay<XephyrRecord> {
       wm: F.optional(F.process),
       scaleEnv: F.optional(F.stringMap),
     });
+  }
+
+  onHost(record: XephyrRecord): DisplayOnHost {
+    return { number: record.number, authFile: record.authFile };
   }
 
   isAlive(record: XephyrRecord): boolean {
