@@ -14,18 +14,17 @@
 //
 //   npm run bench:trace        (BENCH_RUNS=5, BENCH_PROGRAMS=xterm,featherpad,mousepad)
 
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { World } from '../test/helpers/kagome.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { pidsInNamespace } from '../lib/runtime/proc.js';
 import { type Figure, figureTable, newFigure, positiveInt } from './figures.js';
 import { cleanupGuard } from './cleanup.js';
+import { windowShown } from './host-probes.js';
 
-const execFileP = promisify(execFile);
 const RUNS = positiveInt(process.env.BENCH_RUNS, 5);
 const PYTHON = '/usr/bin/python3';
 
@@ -93,17 +92,6 @@ function readEvents(...files: string[]): Event[] {
 
 function monotonicMs(): number {
   return Number(process.hrtime.bigint()) / 1e6;
-}
-
-async function shown(display: string, wmClass: string): Promise<boolean> {
-  try {
-    const r = await execFileP('xdotool', ['search', '--onlyvisible', '--class', `^${wmClass}$`], {
-      env: { DISPLAY: display },
-    });
-    return r.stdout.trim() !== '';
-  } catch {
-    return false;
-  }
 }
 
 function first(what: string, events: Event[], after: number, pred: (e: Event) => boolean): Event {
@@ -188,12 +176,12 @@ async function main(): Promise<void> {
           env: { ...w.env, PATH: process.env.PATH ?? '/usr/bin:/bin' },
           stdio: 'ignore',
         });
-        await waitFor(`${key} on the host`, () => shown(w.display, p.wmClass), {
+        await waitFor(`${key} on the host`, () => windowShown(w.display, p.wmClass), {
           timeoutMs: 60_000,
           pollMs: 10,
         });
         child.kill('SIGTERM');
-        await waitFor('it to go', async () => !(await shown(w.display, p.wmClass)), {
+        await waitFor('it to go', async () => !(await windowShown(w.display, p.wmClass)), {
           timeoutMs: 20_000,
         });
         await sleep(300);
@@ -216,7 +204,7 @@ async function main(): Promise<void> {
           'cage',
           ...p.argv,
         ]);
-        await waitFor(`${key} in the cage`, () => shown(w.display, p.wmClass), {
+        await waitFor(`${key} in the cage`, () => windowShown(w.display, p.wmClass), {
           timeoutMs: 60_000,
           pollMs: 10,
         });
@@ -228,7 +216,7 @@ async function main(): Promise<void> {
             /* gone */
           }
         }
-        await waitFor('it to go', async () => !(await shown(w.display, p.wmClass)), {
+        await waitFor('it to go', async () => !(await windowShown(w.display, p.wmClass)), {
           timeoutMs: 20_000,
         });
         await sleep(300);

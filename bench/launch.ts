@@ -13,7 +13,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { pidsInNamespace } from '../lib/runtime/proc.js';
+import { childrenOf, pidsInNamespace } from '../lib/runtime/proc.js';
 import { World, KAGOME, REPO } from '../test/helpers/kagome.js';
 import { stopChild, track } from '../test/helpers/daemons.js';
 import { parseXpropStrings, windowProperty } from '../test/helpers/x11.js';
@@ -28,6 +28,7 @@ import {
   newFigure,
 } from './figures.js';
 import { cleanupGuard } from './cleanup.js';
+import { pssMiB } from './host-probes.js';
 
 const execFileP = promisify(execFile);
 
@@ -113,29 +114,6 @@ function groupAlive(pgid: number): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-function childrenOf(pid: number): number[] {
-  try {
-    return fs
-      .readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** Proportional set size: a process's own pages plus its share of those it shares. */
-function pssMiB(pid: number): number {
-  try {
-    const m = /^Pss:\s+(\d+)\s+kB/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : 0;
-  } catch {
-    return 0; // ended meanwhile
   }
 }
 
@@ -889,14 +867,14 @@ async function main(): Promise<void> {
         let server = 0;
         let xvfb = 0;
         for (const pid of pidsInNamespace(state.sandbox.pidNamespace)) {
-          const pss = pssMiB(pid);
+          const pss = pssMiB([pid]);
           total += pss;
           const comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
           if (comm === 'xpra') server += pss;
           if (comm === 'Xvfb') xvfb += pss;
         }
-        const client = pssMiB(state.displayState.client.pid);
-        total += client + (carrier ? pssMiB(carrier) : 0);
+        const client = pssMiB([state.displayState.client.pid]);
+        total += client + (carrier ? pssMiB([carrier]) : 0);
         fPss.samples.push(total);
         fPssServer.samples.push(server);
         fPssXvfb.samples.push(xvfb);

@@ -13,8 +13,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { World } from '../test/helpers/kagome.js';
 import { startDesktopPortal, type DesktopPortal } from '../test/helpers/desktop-portal.js';
@@ -22,8 +20,8 @@ import { waitFor } from '../test/helpers/wait.js';
 import { pidsInNamespace } from '../lib/runtime/proc.js';
 import { type Figure, figureTable, newFigure, positiveInt } from './figures.js';
 import { cleanupGuard } from './cleanup.js';
+import { processTree, pssMiB, windowShown } from './host-probes.js';
 
-const execFileP = promisify(execFile);
 const RUNS = positiveInt(process.env.BENCH_RUNS, 5);
 const BROWSER_ID = 'org.kagome.BenchBrowser.desktop';
 const browserEntry = `[Desktop Entry]
@@ -46,41 +44,6 @@ proxy.call_sync('OpenURI', GLib.Variant('(ssa{sv})', ('', sys.argv[1], {})), Gio
 `;
 
 const monotonicMs = () => Number(process.hrtime.bigint()) / 1e6;
-
-function pssKiB(pids: Iterable<number>): number {
-  let kib = 0;
-  for (const pid of pids) {
-    try {
-      kib += Number(
-        /^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0,
-      );
-    } catch {
-      /* exited */
-    }
-  }
-  return kib;
-}
-
-/** pid and every process under it */
-function tree(pid: number): number[] {
-  const out = [pid];
-  try {
-    for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
-      const kids = fs.readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim();
-      for (const k of kids ? kids.split(' ') : []) out.push(...tree(Number(k)));
-    }
-  } catch {
-    /* exited */
-  }
-  return out;
-}
-
-async function logoShown(display: string): Promise<boolean> {
-  const r = await execFileP('xdotool', ['search', '--onlyvisible', '--classname', '^kagomelink$'], {
-    env: { DISPLAY: display },
-  }).catch(() => ({ stdout: '' }));
-  return r.stdout.trim() !== '';
-}
 
 function killIn(w: World, cage: string, comm: string): void {
   const ns = (w.cageState(cage) as { sandbox?: { pidNamespace?: string } }).sandbox?.pidNamespace;
@@ -155,15 +118,15 @@ async function main(): Promise<void> {
         const parent = Number(
           /^PPid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${bus.proxy.pid}/status`, 'utf8'))?.[1],
         );
-        fProxy.samples.push(pssKiB(tree(parent)) / 1024);
+        fProxy.samples.push(pssMiB(processTree(parent)));
       }
-      if (bus?.relay) fRelay.samples.push(pssKiB(tree(bus.relay.pid)) / 1024);
+      if (bus?.relay) fRelay.samples.push(pssMiB(processTree(bus.relay.pid)));
       for (const [c, f] of [
         ['private', fCagePrivate],
         ['news', fCagePortal],
       ] as const) {
         const ns = state(c).sandbox?.pidNamespace;
-        if (ns) f.samples.push(pssKiB(pidsInNamespace(ns)) / 1024);
+        if (ns) f.samples.push(pssMiB(pidsInNamespace(ns)));
       }
     }
 
@@ -184,10 +147,17 @@ async function main(): Promise<void> {
     const stamp = w.homeFile('news', 'called');
     const run = async (start: () => Promise<number>): Promise<number> => {
       const t0 = await start();
-      await waitFor('the window', () => logoShown(w.display), { timeoutMs: 60_000, pollMs: 10 });
+      await waitFor('the window', () => windowShown(w.display, 'kagomelink', 'classname'), {
+        timeoutMs: 60_000,
+        pollMs: 10,
+      });
       const ms = monotonicMs() - t0;
       killIn(w, 'web', 'xlogo');
-      await waitFor('it to go', async () => !(await logoShown(w.display)), { timeoutMs: 20_000 });
+      await waitFor(
+        'it to go',
+        async () => !(await windowShown(w.display, 'kagomelink', 'classname')),
+        { timeoutMs: 20_000 },
+      );
       await sleep(300);
       return ms;
     };

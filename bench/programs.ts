@@ -12,19 +12,18 @@
 // "Window" is the first mapped, visible window of the program's WM_CLASS: drawing is not
 // waited for (a browser's first paint would need a page of its own per program).
 
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { World } from '../test/helpers/kagome.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { pidsInNamespace } from '../lib/runtime/proc.js';
 import { type Figure, figureTable, median, newFigure, positiveInt } from './figures.js';
 import { cleanupGuard } from './cleanup.js';
+import { pssMiB, windowShown } from './host-probes.js';
 
-const execFileP = promisify(execFile);
 const RUNS = positiveInt(process.env.BENCH_RUNS, 3);
 const WAIT_MS = 90_000;
 /** How long a warm cage has run, after its Start call returned, when the program is launched. */
@@ -66,17 +65,6 @@ const PROGRAMS: Program[] = [
     wmClass: 'Chromium',
   },
 ];
-
-async function windowShown(display: string, wmClass: string): Promise<boolean> {
-  try {
-    const r = await execFileP('xdotool', ['search', '--onlyvisible', '--class', `^${wmClass}$`], {
-      env: { DISPLAY: display },
-    });
-    return r.stdout.trim() !== '';
-  } catch {
-    return false;
-  }
-}
 
 async function untilShown(display: string, wmClass: string): Promise<void> {
   await waitFor(`a ${wmClass} window`, () => windowShown(display, wmClass), {
@@ -150,18 +138,7 @@ async function cageRun(
 
 function cagePss(w: World, cage: string): number {
   const state = w.cageState(cage) as { sandbox?: { pidNamespace?: string } } | undefined;
-  if (!state?.sandbox?.pidNamespace) return 0;
-  let kib = 0;
-  for (const pid of pidsInNamespace(state.sandbox.pidNamespace)) {
-    try {
-      kib += Number(
-        /^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0,
-      );
-    } catch {
-      /* exited */
-    }
-  }
-  return kib / 1024;
+  return state?.sandbox?.pidNamespace ? pssMiB(pidsInNamespace(state.sandbox.pidNamespace)) : 0;
 }
 
 function installed(p: Program): boolean {

@@ -38,6 +38,30 @@ async function owned(address: string, name: string): Promise<boolean> {
   return r.exitCode === 0 && String(r.stdout).includes('true');
 }
 
+// A program that opens a link through the OpenURI portal, as GLib and GTK do (GTK_USE_PORTAL=1,
+// or in flatpak): the call, then the request's Response. Writes "response=N".
+export const OPEN_LINK_PROGRAM = String.raw`
+import os, sys
+from gi.repository import Gio, GLib
+uri, out = sys.argv[1], sys.argv[2]
+bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+handle = '/org/freedesktop/portal/desktop/request/%s/kagometest' % bus.get_unique_name()[1:].replace('.', '_')
+loop = GLib.MainLoop()
+got = []
+def response(conn, sender, path, iface, member, params):
+    got.append(params[0])
+    loop.quit()
+bus.signal_subscribe(None, 'org.freedesktop.portal.Request', 'Response', handle, None, Gio.DBusSignalFlags.NO_MATCH_RULE, response)
+bus.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'AddMatch',
+              GLib.Variant('(s)', ("type='signal',interface='org.freedesktop.portal.Request',path='%s'" % handle,)), None, Gio.DBusCallFlags.NONE, -1, None)
+bus.call_sync('org.freedesktop.portal.Desktop', '/org/freedesktop/portal/desktop', 'org.freedesktop.portal.OpenURI', 'OpenURI',
+              GLib.Variant('(ssa{sv})', ('', uri, {'handle_token': GLib.Variant('s', 'kagometest')})), None, Gio.DBusCallFlags.NONE, -1, None)
+loop.run()
+with open(out + '.tmp', 'w') as f:
+    f.write('response=%d\n' % got[0])
+os.rename(out + '.tmp', out)
+`;
+
 export async function startDesktopPortal(env: Record<string, string>): Promise<DesktopPortal> {
   const address = env.DBUS_SESSION_BUS_ADDRESS!;
   const opts = {

@@ -243,6 +243,19 @@ export class World {
     return this.dbus.Launcher1.LaunchCommand(cage, argv, {});
   }
 
+  private shellRuns = 0;
+
+  /** Runs a shell script in the cage; its output (stdout and stderr) once it has finished. */
+  async runShell(cage: string, script: string, timeoutMs = 30_000): Promise<string> {
+    const out = `shell-${++this.shellRuns}.out`;
+    await this.launchCommand(cage, [
+      'sh',
+      '-c',
+      `{ ${script}; } > "$HOME/${out}.tmp" 2>&1; mv "$HOME/${out}.tmp" "$HOME/${out}"`,
+    ]);
+    return this.readFileWhenWritten(this.homeFile(cage, out), timeoutMs);
+  }
+
   kagome(args: string[], extraEnv: Record<string, string> = {}) {
     return execa(process.execPath, [KAGOME, ...args], {
       env: { ...this.env, ...extraEnv },

@@ -4,7 +4,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
-import { startDesktopPortal, type DesktopPortal } from '../helpers/desktop-portal.js';
+import {
+  OPEN_LINK_PROGRAM,
+  startDesktopPortal,
+  type DesktopPortal,
+} from '../helpers/desktop-portal.js';
 import { waitFor } from '../helpers/wait.js';
 import { portalAddressInCage } from '../../lib/bridges/portal-proxy.js';
 
@@ -27,30 +31,6 @@ Exec=sh ${home}/fakebrowser.sh %u
 MimeType=x-scheme-handler/http;x-scheme-handler/https;x-scheme-handler/mailto;
 `;
 const BROWSER_DEFAULTS = `[Default Applications]\nx-scheme-handler/http=${BROWSER_ID};\nx-scheme-handler/https=${BROWSER_ID};\nx-scheme-handler/mailto=${BROWSER_ID};\n`;
-
-// A program that opens a link through the OpenURI portal and waits for the request's Response,
-// as GTK does; writes "response=N".
-const OPEN_LINK = String.raw`
-import os, sys
-from gi.repository import Gio, GLib
-uri, out = sys.argv[1], sys.argv[2]
-bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
-handle = '/org/freedesktop/portal/desktop/request/%s/kagomelinks' % bus.get_unique_name()[1:].replace('.', '_')
-loop = GLib.MainLoop()
-got = []
-def response(conn, sender, path, iface, member, params):
-    got.append(params[0])
-    loop.quit()
-bus.signal_subscribe(None, 'org.freedesktop.portal.Request', 'Response', handle, None, Gio.DBusSignalFlags.NO_MATCH_RULE, response)
-bus.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'AddMatch',
-              GLib.Variant('(s)', ("type='signal',interface='org.freedesktop.portal.Request',path='%s'" % handle,)), None, Gio.DBusCallFlags.NONE, -1, None)
-bus.call_sync('org.freedesktop.portal.Desktop', '/org/freedesktop/portal/desktop', 'org.freedesktop.portal.OpenURI', 'OpenURI',
-              GLib.Variant('(ssa{sv})', ('', uri, {'handle_token': GLib.Variant('s', 'kagomelinks')})), None, Gio.DBusCallFlags.NONE, -1, None)
-loop.run()
-with open(out + '.tmp', 'w') as f:
-    f.write('response=%d\n' % got[0])
-os.rename(out + '.tmp', out)
-`;
 
 // A hostile program: N links to kagome's cage portal through the proxy, all at once; writes
 // each answer, in order, as JSON.
@@ -96,20 +76,11 @@ describe('links from cages: ask on the host, a rate limit, xdg-open and gio open
       timeoutMs: 60_000,
       detail: () => w.service!.log(),
     });
-  /** Runs a shell line in the cage; resolves to its output once it has exited. */
-  const run = async (cage: string, script: string): Promise<string> => {
-    const out = `run-${++n}.out`;
-    await w.launchCommand(cage, [
-      'sh',
-      '-c',
-      `{ ${script}; } > "$HOME/${out}.tmp" 2>&1; mv "$HOME/${out}.tmp" "$HOME/${out}"`,
-    ]);
-    return w.readFileWhenWritten(w.homeFile(cage, out), 60_000);
-  };
+  const run = (cage: string, script: string) => w.runShell(cage, script, 60_000);
   /** Starts a program that opens `uri` through the portal; `response()` waits for its answer. */
   const openLink = async (cage: string, uri: string) => {
     const out = `link-${++n}.out`;
-    await w.launchCommand(cage, ['python3', '-c', OPEN_LINK, uri, `${w.env.HOME}/${out}`]);
+    await w.launchCommand(cage, ['python3', '-c', OPEN_LINK_PROGRAM, uri, `${w.env.HOME}/${out}`]);
     return {
       response: async () =>
         Number(

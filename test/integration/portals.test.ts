@@ -6,7 +6,11 @@ import dbus from 'dbus-next';
 import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
 import { startNotifications } from '../helpers/notifications.js';
-import { startDesktopPortal, type DesktopPortal } from '../helpers/desktop-portal.js';
+import {
+  OPEN_LINK_PROGRAM,
+  startDesktopPortal,
+  type DesktopPortal,
+} from '../helpers/desktop-portal.js';
 import { findWindows } from '../helpers/x11.js';
 import { waitFor } from '../helpers/wait.js';
 import { busSocketPath, portalAddressInCage } from '../../lib/bridges/portal-proxy.js';
@@ -160,30 +164,6 @@ with open(out + '.tmp', 'w') as f:
 os.rename(out + '.tmp', out)
 `;
 
-// A program that opens a link through the OpenURI portal, as GLib and GTK do (GTK_USE_PORTAL=1,
-// or in flatpak): the call, then the request's Response. Writes "response=N".
-const OPEN_LINK = String.raw`
-import os, sys
-from gi.repository import Gio, GLib
-uri, out = sys.argv[1], sys.argv[2]
-bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
-handle = '/org/freedesktop/portal/desktop/request/%s/kagometest' % bus.get_unique_name()[1:].replace('.', '_')
-loop = GLib.MainLoop()
-got = []
-def response(conn, sender, path, iface, member, params):
-    got.append(params[0])
-    loop.quit()
-bus.signal_subscribe(None, 'org.freedesktop.portal.Request', 'Response', handle, None, Gio.DBusSignalFlags.NO_MATCH_RULE, response)
-bus.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'AddMatch',
-              GLib.Variant('(s)', ("type='signal',interface='org.freedesktop.portal.Request',path='%s'" % handle,)), None, Gio.DBusCallFlags.NONE, -1, None)
-bus.call_sync('org.freedesktop.portal.Desktop', '/org/freedesktop/portal/desktop', 'org.freedesktop.portal.OpenURI', 'OpenURI',
-              GLib.Variant('(ssa{sv})', ('', uri, {'handle_token': GLib.Variant('s', 'kagometest')})), None, Gio.DBusCallFlags.NONE, -1, None)
-loop.run()
-with open(out + '.tmp', 'w') as f:
-    f.write('response=%d\n' % got[0])
-os.rename(out + '.tmp', out)
-`;
-
 // A hostile program: kagome's cage portal called directly through the proxy with what a link
 // must not be; writes each answer as JSON.
 const BAD_LINKS = String.raw`
@@ -286,15 +266,7 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
     (w.cageState(cage) as { bridges?: Record<string, BusRecord> } | undefined)?.bridges?.[
       'session-bus'
     ];
-  const run = async (cage: string, script: string): Promise<string> => {
-    const out = `run-${++n}.out`;
-    await w.launchCommand(cage, [
-      'sh',
-      '-c',
-      `{ ${script}; } > "$HOME/${out}.tmp" 2>&1; mv "$HOME/${out}.tmp" "$HOME/${out}"`,
-    ]);
-    return w.readFileWhenWritten(w.homeFile(cage, out), 30000);
-  };
+  const run = (cage: string, script: string) => w.runShell(cage, script);
   const x = (args: string[]) => execa('xdotool', args, { env: { DISPLAY: w.display } });
   const logs = () =>
     `--- cage log\n${w.cageLog('files')}\n--- program log\n${w.programLog('files', 'python3')}\n--- portal\n${portal?.log() ?? ''}`;
@@ -566,7 +538,7 @@ describe('SessionBus=portal: the host file chooser, and nothing else of the host
   /** Opens `uri` through the OpenURI portal from a program of `cage`; resolves to the Response code. */
   const openLink = async (cage: string, uri: string): Promise<number> => {
     const out = `link-${++n}.out`;
-    await w.launchCommand(cage, ['python3', '-c', OPEN_LINK, uri, `${w.env.HOME}/${out}`]);
+    await w.launchCommand(cage, ['python3', '-c', OPEN_LINK_PROGRAM, uri, `${w.env.HOME}/${out}`]);
     const got = await w.readFileWhenWritten(w.homeFile(cage, out), 60_000).catch((e: Error) => {
       throw new Error(`${e.message}\n${w.programLog(cage, 'python3')}\n${w.cageLog(cage)}`);
     });

@@ -47,18 +47,8 @@ interface BusRecord {
 describe('each cage has a session bus of its own', () => {
   let w: World;
   let notifications: { stop(): void } | undefined;
-  let n = 0;
 
-  /** Runs a shell script in the cage; its output (stdout and stderr) once it has finished. */
-  const run = async (cage: string, script: string): Promise<string> => {
-    const out = `run-${++n}.out`;
-    await w.launchCommand(cage, [
-      'sh',
-      '-c',
-      `{ ${script}; } > "$HOME/${out}.tmp" 2>&1; mv "$HOME/${out}.tmp" "$HOME/${out}"`,
-    ]);
-    return w.readFileWhenWritten(w.homeFile(cage, out), 30000);
-  };
+  const run = (cage: string, script: string) => w.runShell(cage, script);
   const busRecord = (cage: string): BusRecord | undefined =>
     (w.cageState(cage) as { bridges?: Record<string, BusRecord> } | undefined)?.bridges?.[
       'session-bus'
