@@ -36,6 +36,7 @@ import {
   SHADOW_KEYS,
   type ShadowInfo,
 } from './shadow.js';
+import { writeAtomically } from './write-atomically.js';
 
 export type AppState = 'active' | 'edited' | 'dormant';
 
@@ -117,13 +118,6 @@ async function readText(p: string): Promise<string | undefined> {
   } catch {
     return undefined;
   }
-}
-
-/** Replace `file` with `text` in one rename: readers see the old file or the new, never half. */
-export async function writeAtomically(file: string, text: string): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.kagome-tmp`);
-  await fsp.writeFile(tmp, text, { mode: 0o644 });
-  await fsp.rename(tmp, file);
 }
 
 /** update-desktop-database on one folder; a missing tool costs only MIME cache freshness. */

@@ -2,6 +2,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Keyfile } from '../../xdg/keyfile.js';
 import { DESKTOP_ENTRY } from './shadow.js';
+import { writeAtomically } from './write-atomically.js';
 
 // The cage's own desktop entry, $XDG_DATA_HOME/applications/io.kagome.Cage_NAME.desktop: never
 // in a menu (NoDisplay=true), it names the cage to the desktop wherever the cage's app id stands
@@ -58,11 +59,7 @@ function paths(dataHome: string, cage: string): { entry: string; icon: string } 
 
 async function writeIfChanged(file: string, text: string): Promise<void> {
   const now = await fsp.readFile(file, 'utf8').catch(() => undefined);
-  if (now === text) return;
-  await fsp.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.kagome-tmp`;
-  await fsp.writeFile(tmp, text, { mode: 0o644 });
-  await fsp.rename(tmp, file);
+  if (now !== text) await writeAtomically(file, text);
 }
 
 /** Writes (or brings up to date) the cage's entry and icon. */

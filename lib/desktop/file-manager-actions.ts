@@ -23,6 +23,7 @@ import { CAGE_NAME_PATTERN, checkCageName } from '../cage/name.js';
 import { Keyfile } from '../../xdg/keyfile.js';
 import { formatExec } from '../../xdg/exec.js';
 import { EMPTY_UCA, mergeUca, renderUcaAction } from '../../xdg/thunar-uca.js';
+import { writeAtomically } from './write-atomically.js';
 
 export type FileManager = 'nautilus' | 'nemo' | 'thunar' | 'dolphin' | 'caja-pcmanfm';
 
@@ -275,20 +276,6 @@ async function readIfExists(file: string): Promise<Buffer | undefined> {
     return await fsp.readFile(file);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
-}
-
-/** Replace `file` in one rename, with exactly `mode` (not filtered by the umask). */
-async function writeAtomically(file: string, text: string, mode: number): Promise<void> {
-  await fsp.mkdir(path.dirname(file), { recursive: true });
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.kagome-tmp`);
-  try {
-    await fsp.writeFile(tmp, text, { mode });
-    await fsp.chmod(tmp, mode);
-    await fsp.rename(tmp, file);
-  } catch (e) {
-    await fsp.rm(tmp, { force: true });
     throw e;
   }
 }
