@@ -37,6 +37,8 @@ export interface ExecRequest {
   fallbackCwd?: string;
   /** file descriptor for the program's stderr, and its stdout unless `pipes` */
   logFd: number;
+  /** the same log by its path, for a helper that opens it itself (a waiting kagome-enter) */
+  logFile?: string;
   /** give the program a stdin and stdout piped to the service (bridges' helpers in the cage) */
   pipes?: boolean;
 }

@@ -24,6 +24,7 @@ import { spawnDetached } from './spawn-detached.js';
 import { resolveInRoot } from './proc-root.js';
 import { checkRecord, F } from '../runtime/record-check.js';
 import { enterHelper } from './enter-helper.js';
+import { WaitingEntries } from './waiting-entry.js';
 import { readBwrapInfo } from './bwrap-info.js';
 import {
   formatBytes,
@@ -196,6 +197,7 @@ const KEEPER = [
 
 export class BubblewrapBackend implements Backend<BubblewrapRecord> {
   readonly kind = 'bubblewrap';
+  private readonly entries = new WaitingEntries();
 
   constructor(
     private readonly host: HostFacts,
@@ -384,6 +386,7 @@ export class BubblewrapBackend implements Backend<BubblewrapRecord> {
     }
     child.unref();
     for (const fd of [3, READY_FD]) pipes[fd]!.destroy();
+    if (record.cgroup) this.entries.prepare(entryKey(record), record.cgroup.procs);
     return record;
   }
 
@@ -398,23 +401,36 @@ export class BubblewrapBackend implements Backend<BubblewrapRecord> {
 
   async exec(r: BubblewrapRecord, req: ExecRequest): Promise<ExecHandle> {
     if (!isAlive(r.init)) throw new KagomeError('BackendFailed', 'the cage is no longer running');
-    return spawnDetached(
-      enterHelper(),
-      [
-        ...(r.cgroup?.procs ?? []).flatMap((f) => ['--cgroup', f]),
-        ...enterArgs(
-          r.init,
-          req.cwd,
-          req.fallbackCwd ?? '/',
-          execArgv(req.argv),
-          r.seccomp,
-          r.tasksMax,
-        ),
-      ],
-      req.env,
-      req,
-      'the cage',
+    const args = enterArgs(
+      r.init,
+      req.cwd,
+      req.fallbackCwd ?? '/',
+      execArgv(req.argv),
+      r.seccomp,
+      r.tasksMax,
     );
+    if (!r.cgroup) return spawnDetached(enterHelper(), args, req.env, req, 'the cage');
+    // A cage with limits has a kagome-enter already in its cgroups (waiting-entry.ts says why);
+    // the next one is made as this launch takes it, and after a service restart by the first
+    // launch, which takes the ordinary path.
+    const key = entryKey(r);
+    const waiting =
+      req.logFile && !req.pipes ? this.entries.launch(key, args, req.env, req.logFile) : undefined;
+    const handle =
+      waiting ??
+      (await spawnDetached(
+        enterHelper(),
+        [...r.cgroup.procs.flatMap((f) => ['--cgroup', f]), ...args],
+        req.env,
+        req,
+        'the cage',
+      ));
+    // After the reply: spawning costs the service's thread a millisecond or two.
+    const procs = r.cgroup.procs;
+    setImmediate(() => {
+      if (isAlive(r.init)) this.entries.prepare(key, procs);
+    });
+    return handle;
   }
 
   hostPathOf(r: BubblewrapRecord, pathInCage: string): string | undefined {
@@ -444,6 +460,7 @@ export class BubblewrapBackend implements Backend<BubblewrapRecord> {
   }
 
   async stop(r: BubblewrapRecord): Promise<void> {
+    await this.entries.discard(entryKey(r));
     // Programs get a moment to save their work; then pid 1 of the namespace is killed, which
     // makes the kernel kill every process left in the cage: nothing can outlive it.
     if (r.pidNamespace && isAlive(r.init)) {
@@ -462,6 +479,12 @@ export class BubblewrapBackend implements Backend<BubblewrapRecord> {
     signal(r.slirp, 'SIGTERM');
     await waitUntil(() => !isAlive(r.init) && !isAlive(r.bwrap), 3000, 10);
     signal(r.bwrap, 'SIGKILL');
+    // Again: a launch that raced the stop may have left one waiting.
+    await this.entries.discard(entryKey(r));
     await removeCgroup(r.cgroup);
   }
+}
+
+function entryKey(r: BubblewrapRecord): string {
+  return `${r.init.pid}:${r.init.start}`;
 }

@@ -316,6 +316,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
         cwd,
         fallbackCwd: cage.spec.cwd,
         logFd: output.fd,
+        logFile: output.log.file,
       });
     } finally {
       fs.closeSync(output.fd);

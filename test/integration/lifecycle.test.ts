@@ -49,6 +49,53 @@ function alive(pid: number): boolean {
   }
 }
 
+function pids(): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .map(Number);
+}
+
+/**
+ * kagome-enter processes in the cage's cgroups that have not entered it yet (still in the
+ * host's mount namespace): the one waiting for the cage's next launch (waiting-entry.ts).
+ */
+function waitingEntries(cage: string): number[] {
+  const hostMounts = fs.readlinkSync('/proc/self/ns/mnt');
+  return pids().filter((pid) => {
+    try {
+      return (
+        comm(pid) === 'kagome-enter' &&
+        fs.readlinkSync(`/proc/${pid}/ns/mnt`) === hostMounts &&
+        inCageCgroups(pid, cage)
+      );
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** Is the process in the memory and pids cgroups kagome made for the cage? */
+function inCageCgroups(pid: number, cage: string): boolean {
+  const lines = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+  return ['memory', 'pids'].every((c) =>
+    new RegExp(`^\\d+:${c}:.*/kagome-${cage}$`, 'm').test(lines),
+  );
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return fs
+      .readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
 /** bwrap's outer processes (one per sandbox; the second bwrap process is the cage's pid 1). */
 function bwrapProcessesFor(hostname: string): number {
   const hostNs = nsOf(process.pid);
@@ -120,6 +167,31 @@ describe('cage lifecycle', () => {
     assert.equal(sleeps(), 20 + 1 /* the cage's keeper */);
     const programs = await w.dbus.Cages1.ListPrograms('busy');
     assert.equal(programs.length, 20);
+  });
+
+  // Joining a cgroup costs a launch 12-16 ms of kernel waiting (waiting-entry.ts): the
+  // kagome-enter that carries a launch joined the cage's cgroups before it was asked.
+  it('a launch is carried by a kagome-enter that was already waiting in the cage cgroups', async () => {
+    const [waiting] = await waitFor(
+      'a kagome-enter waiting in the cgroups of cage busy',
+      () => waitingEntries('busy'),
+      { until: (l) => l.length === 1, timeoutMs: 5000 },
+    );
+    const program = await w.launchCommand('busy', ['sleep', '301']);
+    const programs = await w.dbus.Cages1.ListPrograms('busy');
+    const carrier = programs.find(([p]) => p === program)?.[2];
+    assert.equal(carrier, waiting, 'the launch was carried by the kagome-enter that waited');
+    const [sleeper] = await waitFor('the program under its carrier', () => childrenOf(waiting!), {
+      until: (l) => l.length === 1,
+      timeoutMs: 5000,
+    });
+    assert.equal(comm(sleeper!), 'sleep');
+    assert.ok(inCageCgroups(sleeper!, 'busy'), 'the program is in the cage cgroups');
+    assert.notEqual(nsOf(sleeper!), nsOf(process.pid), 'the program is in the cage');
+    await waitFor('the next one waiting', () => waitingEntries('busy'), {
+      until: (l) => l.length === 1 && l[0] !== waiting,
+      timeoutMs: 5000,
+    });
   });
 
   it('no process in the cage, nor the host window client, holds any socket of the service (its bus connection)', async () => {
@@ -280,8 +352,11 @@ describe('cage lifecycle', () => {
       sandbox: { pidNamespace: string; init: { pid: number } };
       displayState: { client: { pid: number } };
     };
+    const [waiting] = waitingEntries('busy');
+    assert.ok(waiting, 'a kagome-enter waits for the next launch');
     await w.dbus.Cages1.Stop('busy');
     assert.equal(processesInNamespace(state.sandbox.pidNamespace, 'sleep').length, 0);
+    assert.equal(alive(waiting), false, 'the kagome-enter waiting for a launch is still there');
     assert.equal(alive(state.sandbox.init.pid), false, 'the cage is still running');
     assert.equal(alive(state.displayState.client.pid), false, 'the xpra client is still running');
     assert.equal(w.cageState('busy'), undefined);
@@ -293,7 +368,16 @@ describe('cage lifecycle', () => {
     await w.launchCommand('survivor', ['xeyes']);
     await waitForWindow(w.display, { wmClass: 'XEyes' });
     const before = w.cageState('survivor') as { sandbox: { init: { pid: number } } };
+    const [waiting] = await waitFor('a kagome-enter waiting', () => waitingEntries('survivor'), {
+      until: (l) => l.length === 1,
+      timeoutMs: 5000,
+    });
     await w.killService();
+    // Its input was the dead service's pipe: it ends with it, whatever the cage does.
+    await waitFor('the waiting kagome-enter to end with the service', () => alive(waiting!), {
+      until: (a) => !a,
+      timeoutMs: 5000,
+    });
     // A sleep, not a wait: nothing happens when all is well, and a restarted service would
     // bring a lost client back, so the window must be counted now, after a moment to go.
     await new Promise((r) => setTimeout(r, 1000));
