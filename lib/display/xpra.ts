@@ -115,6 +115,17 @@ export const XPRA_SERVER_ENV = {
  * ("FeatherPad" where the program had set its file's name). They are read once more once the
  * events are asked for.
  *
+ * And the server says it reads _NET_WM_ICON, as it does. xpra 3.1's list of what its window
+ * manager supports (gtk_x11/wm.py DEFAULT_NET_SUPPORTED) lacks a comma after
+ * "_NET_WM_STRUT_PARTIAL", so the root's _NET_SUPPORTED named "_NET_WM_STRUT_PARTIAL_NET_WM_ICON"
+ * instead. LibreOffice's X11 backend (VCL "gen", vcl/unx/generic: X11SalFrame::Init,
+ * NetWMAdaptor::initAtoms) writes _NET_WM_ICON only where _NET_SUPPORTED lists it, and
+ * otherwise only WM_HINTS' icon pixmap, which xpra does not forward: its host windows had no
+ * icon, and the host's window manager showed its generic one. The icon's pixels take the path
+ * every program's _NET_WM_ICON already took (read up to 4 MiB, x11/prop_conv.py PROP_SIZES;
+ * scaled to the client's size by server/window/windowicon_source.py). A program that sets
+ * only the pixmap whatever the list says still gets no icon on the host.
+ *
  * A server without the parts patched (another xpra in a container image) runs unpatched, and
  * says so in the cage log.
  */
@@ -136,6 +147,10 @@ export const XPRA_SERVER_LAUNCHER = [
   '    from xpra.x11.gtk_x11.gdk_bindings import add_catchall_receiver',
   '    from xpra.x11.models.core import CoreX11WindowModel',
   '    X = X11WindowBindings()',
+  // Before the Wm object writes the list to the root window (Wm.__init__, "_NET_SUPPORTED").
+  '    supported = getattr(wm, "NET_SUPPORTED", None)',
+  '    if isinstance(supported, list) and "_NET_WM_ICON" not in supported:',
+  '        supported.append("_NET_WM_ICON")',
   '    managers = []',
   // Windows whose withdrawal the server completes, by window: the serial of its unmap.
   '    withdrawing = {}',

@@ -7,6 +7,7 @@ import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
 import { track } from '../helpers/daemons.js';
 import { listenToHost } from '../helpers/pulseaudio.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Real desktop programs in default cages, as the ordinary user, on documents granted through the
 // real document portal: LibreOffice Writer edits and saves a granted document in place, and a
@@ -404,6 +405,13 @@ describe('desktop programs in cages', () => {
       await visibleNames(),
       ['letter.odt - LibreOffice Writer'],
       'no "Document in Use" or other dialog',
+    );
+    // Its host window has LibreOffice's icon (the largest of its 48, 32 and 16 pixel ones): its
+    // X11 backend sets _NET_WM_ICON only where the cage's xpra server lists it (xpra.ts).
+    await waitFor(
+      "LibreOffice's icon on its host window",
+      async () => String((await x(['xprop', '-id', id, '_NET_WM_ICON'])).stdout).split('\n')[0],
+      { timeoutMs: 10000, pollMs: 200, until: (first) => /Icon \(48 x 48\)/.test(first ?? '') },
     );
     // Its lock file reached the host folder under LibreOffice's own name.
     const deadline = Date.now() + 10000;

@@ -1,5 +1,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { execa } from 'execa';
 import { World } from '../helpers/kagome.js';
 import { waitFor } from '../helpers/wait.js';
 import { findWindows } from '../helpers/x11.js';
@@ -9,7 +11,10 @@ import { findWindows } from '../helpers/x11.js';
 // whenever it is asked to open a file) leaves nothing on the host, and one mapped again at
 // once is shown; a title set while the cage's xpra server takes a new window on is the title
 // the host window gets. Both were races in xpra 3.1's window manager (see XPRA_SERVER_LAUNCHER
-// in lib/display/xpra.ts); the programs below are python3-xlib scripts that hit them.
+// in lib/display/xpra.ts); the programs below are python3-xlib scripts that hit them. And a
+// program that gives its windows an icon the way LibreOffice does (_NET_WM_ICON only where the
+// window manager lists it in _NET_SUPPORTED, else only WM_HINTS' icon pixmap) has its icon on
+// the host, while bad or huge icons stop neither the cage's server nor the host's client.
 
 /**
  * Maps windows and withdraws them the way Xlib's XWithdrawWindow and Qt's hide() do (an unmap,
@@ -99,12 +104,96 @@ os.rename(os.path.expanduser("~/retitle.tmp"), os.path.expanduser("~/retitle.out
 time.sleep(3600)
 `;
 
-describe('windows shown, hidden and named quickly in an xpra cage', () => {
+/** The colour of the programs' icons, not one of xpra's. */
+const ICON_RGB = 0x12a456;
+
+/**
+ * Windows with icons, named by argv[1:]: NAME or NAME=WIDTHxHEIGHT (a solid icon of that size)
+ * or NAME=raw:N,N,... (the property's numbers as they are: a hostile icon). Every window also
+ * has the icon as WM_HINTS' pixmap, and gets _NET_WM_ICON only where the cage's window manager
+ * lists it in _NET_SUPPORTED, as LibreOffice's X11 backend (vcl/unx/generic) does. Writes
+ * ~/icons.out once every window is mapped.
+ */
+const ICONS = `
+import os, sys, time
+from Xlib import X, Xatom, Xutil, display
+d = display.Display()
+s = d.screen()
+root = s.root
+NET_WM_ICON = d.intern_atom("_NET_WM_ICON")
+supported = root.get_full_property(d.intern_atom("_NET_SUPPORTED"), Xatom.ATOM)
+listed = supported is not None and NET_WM_ICON in supported.value
+COLOUR = 0x${ICON_RGB.toString(16)}
+windows = []
+for arg in sys.argv[1:]:
+    name, _, spec = arg.partition("=")
+    if spec.startswith("raw:"):
+        icon = [int(n) for n in spec[4:].split(",")]
+    else:
+        width, height = (int(n) for n in (spec or "32x32").split("x"))
+        icon = [width, height] + [0xff000000 | COLOUR] * (width * height)
+    w = root.create_window(0, 0, 200, 100, 0, s.root_depth, X.InputOutput, X.CopyFromParent, background_pixel=s.white_pixel)
+    w.set_wm_name(name)
+    w.set_wm_class("icons", "Icons")
+    pixmap = w.create_pixmap(32, 32, s.root_depth)
+    pixmap.fill_rectangle(pixmap.create_gc(foreground=COLOUR), 0, 0, 32, 32)
+    w.set_wm_hints(flags=Xutil.IconPixmapHint, icon_pixmap=pixmap)
+    if listed:
+        # In pieces: one request carries at most 256 KiB.
+        for i in range(0, len(icon), 16384):
+            w.change_property(NET_WM_ICON, Xatom.CARDINAL, 32, icon[i:i + 16384], X.PropModeAppend if i else X.PropModeReplace)
+    w.map()
+    windows.append(w)
+d.sync()
+with open(os.path.expanduser("~/icons.tmp"), "w") as f:
+    f.write("_NET_WM_ICON listed: %s\\n" % listed)
+os.rename(os.path.expanduser("~/icons.tmp"), os.path.expanduser("~/icons.out"))
+time.sleep(3600)
+`;
+
+interface Icon {
+  width: number;
+  height: number;
+  /** ARGB, one number a pixel */
+  pixels: number[];
+}
+
+describe('windows shown, hidden, named and given icons in an xpra cage', () => {
   let w: World;
 
   /** Names of the windows of this WM_CLASS shown on the host display, sorted. */
   const shownNames = async (cls: string): Promise<string[]> =>
     (await findWindows(w.display, { wmClass: cls })).map((f) => f.name).sort();
+
+  /** The icons in a host window's _NET_WM_ICON, none when it has none. */
+  const hostIcons = async (name: string): Promise<Icon[]> => {
+    const found = (await findWindows(w.display, { wmClass: 'Icons' })).find((f) => f.name === name);
+    if (!found) return [];
+    const r = await execa(
+      'xprop',
+      ['-id', found.id, '-notype', '-f', '_NET_WM_ICON', '32c', ' $0+', '_NET_WM_ICON'],
+      {
+        env: { DISPLAY: w.display },
+        reject: false,
+      },
+    );
+    const numbers =
+      /^_NET_WM_ICON (.*)$/m.exec(String(r.stdout))?.[1]?.split(',').map(Number) ?? [];
+    const icons: Icon[] = [];
+    for (let i = 0; i + 2 <= numbers.length;) {
+      const [width, height] = [numbers[i]!, numbers[i + 1]!];
+      icons.push({ width, height, pixels: numbers.slice(i + 2, i + 2 + width * height) });
+      i += 2 + width * height;
+    }
+    return icons;
+  };
+  /** Every icon of the host window is the program's colour, and there is one. */
+  const hasProgramsIcon = (icons: Icon[]): boolean =>
+    icons.length > 0 &&
+    icons.every(
+      (icon) =>
+        icon.pixels.length > 0 && icon.pixels.every((p) => p === (0xff000000 | ICON_RGB) >>> 0),
+    );
 
   before(async () => {
     w = await World.create();
@@ -154,5 +243,76 @@ describe('windows shown, hidden and named quickly in an xpra cage', () => {
       until: (names) => names.join('|') === last.join('|'),
       detail: () => `the program's last titles: ${JSON.stringify(last)}`,
     });
+  });
+
+  it('a window whose program sets its icon as LibreOffice does has that icon on the host', async () => {
+    fs.rmSync(w.homeFile('quick', 'icons.out'), { force: true });
+    await w.launchCommand('quick', ['/usr/bin/python3', '-c', ICONS, 'icon']);
+    const out = await w.readFileWhenWritten(w.homeFile('quick', 'icons.out'), 60000);
+    // The program writes _NET_WM_ICON only where the cage's xpra server says it reads it.
+    assert.equal(out, '_NET_WM_ICON listed: True\n');
+    await waitFor("the program's icon on its host window", () => hostIcons('icon'), {
+      timeoutMs: 20000,
+      pollMs: 200,
+      until: hasProgramsIcon,
+      detail: () => w.cageLog('quick').split('\n').slice(-10).join('\n'),
+    });
+  });
+
+  it("bad and huge icons stop neither the cage's server nor the host's client", async () => {
+    const state = () =>
+      w.cageState('quick') as {
+        displayState: { server: { pid: number }; client: { pid: number } };
+      };
+    // The cage runs (also when this test runs alone), and this is its client.
+    await w.runShell('quick', 'true');
+    const client = state().displayState.client.pid;
+    const pixel = String((0xff000000 | ICON_RGB) >>> 0);
+    const hostile = [
+      'zero=raw:0,0',
+      `truncated=raw:65535,65535,${Array(16).fill(pixel).join(',')}`,
+      `overflowing=raw:4294967295,4294967295,${Array(16).fill(pixel).join(',')}`,
+      // Over the 4 MiB xpra reads of a property.
+      'over the cap=1100x1000',
+      // Scaled to 64 pixels wide, 0 high.
+      'thin=1000x1',
+      // Scaled down to the client's size.
+      'large=1000x1000',
+    ];
+    fs.rmSync(w.homeFile('quick', 'icons.out'), { force: true });
+    await w.launchCommand('quick', ['/usr/bin/python3', '-c', ICONS, ...hostile, 'after']);
+    await w.readFileWhenWritten(w.homeFile('quick', 'icons.out'), 60000);
+    const names = [...hostile.map((h) => h.split('=')[0]!), 'after'];
+    await waitFor('every window on the host', () => shownNames('Icons'), {
+      timeoutMs: 30000,
+      pollMs: 200,
+      until: (shown) => names.every((n) => shown.includes(n)),
+    });
+    // The window after the bad ones has its icon: the server went on reading and sending.
+    await waitFor('the icon of the window after the bad ones', () => hostIcons('after'), {
+      timeoutMs: 20000,
+      pollMs: 200,
+      until: hasProgramsIcon,
+      detail: () => w.cageLog('quick').split('\n').slice(-20).join('\n'),
+    });
+    // A large icon reaches the host at the client's size (xpra's icons.max_size, 128).
+    const large = await waitFor('the large icon, scaled', () => hostIcons('large'), {
+      timeoutMs: 20000,
+      pollMs: 200,
+      until: hasProgramsIcon,
+    });
+    for (const icon of large)
+      assert.ok(icon.width <= 128 && icon.height <= 128, `${icon.width}x${icon.height}`);
+    // Each bad one reached the server's reading or sending of it, which refused it (xpra 3.1's
+    // words: x11/prop_conv.py, x11/gtk_x11/prop.py, server/window/windowicon_source.py).
+    const log = w.cageLog('quick');
+    assert.match(log, /corrupt _NET_WM_ICON/, 'truncated');
+    assert.match(log, /Weird corruption in _NET_WM_ICON/, 'overflowing');
+    assert.match(log, /reserved 4194304 bytes for icons buffer/, 'over the cap');
+    assert.match(log, /invalid buffer size: 0/, 'zero');
+    assert.match(log, /height and width must be > 0/, 'thin');
+    assert.equal(state().displayState.client.pid, client, 'the host client was restarted');
+    assert.ok(fs.existsSync(`/proc/${client}`), 'the host client ended');
+    assert.ok(fs.existsSync(`/proc/${state().displayState.server.pid}`), "the cage's server ended");
   });
 });
