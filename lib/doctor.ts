@@ -51,7 +51,7 @@ function readTrim(file: string): string | undefined {
 /** Does the system Python have these modules? (xpra, the seccomp compiler and the bridges use it) */
 function pythonHas(modules: string[]): string[] {
   return modules.filter(
-    (m) => spawnSync(SYSTEM_PYTHON, ['-c', `import ${m}`], { stdio: 'ignore' }).status !== 0,
+    (m) => spawnSync(SYSTEM_PYTHON, ['-I', '-c', `import ${m}`], { stdio: 'ignore' }).status !== 0,
   );
 }
 

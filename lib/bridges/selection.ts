@@ -270,7 +270,7 @@ export async function watchSelections(
   changed: (s: Selection) => void,
   ended: (code: number) => void,
 ): Promise<Watcher> {
-  const p = await d.run(['python3', '-c', WATCHER, ...selections], false);
+  const p = await d.run(['python3', '-I', '-c', WATCHER, ...selections], false);
   let buf = '';
   let ready!: () => void;
   const isReady = new Promise<void>((r) => (ready = r));

@@ -88,7 +88,7 @@ const DAEMON =
   'c=--session; [ -z "$2" ] || c="--config-file=$2"; exec dbus-daemon "$c" --nofork --nopidfile --address="$1" --print-address=3 3>&1 1>&2 </dev/null';
 
 /** Runs inside the cage: the portal relay (portal-proxy.ts), "ready" on fd 3. */
-const RELAY = 'exec python3 -c "$1" "$2" "$3" 3>&1 1>&2 </dev/null';
+const RELAY = 'exec python3 -I -c "$1" "$2" "$3" 3>&1 1>&2 </dev/null';
 
 /** How long dbus-daemon has to listen: it takes a few milliseconds. */
 const READY_MS = 10000;

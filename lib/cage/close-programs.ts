@@ -79,7 +79,7 @@ export async function closePrograms(
     let askedSome = false;
     try {
       const closer = await cage.backend.exec(cage.sandbox, {
-        argv: ['python3', '-c', CLOSE_WINDOWS_SCRIPT],
+        argv: ['python3', '-I', '-c', CLOSE_WINDOWS_SCRIPT],
         env: cage.env,
         cwd: '/',
         logFd: cage.logFd,

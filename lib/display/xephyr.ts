@@ -168,7 +168,7 @@ export class XephyrDisplay implements CageDisplay<XephyrRecord> {
   ): Settling {
     const helper = spawn(
       '/usr/bin/python3',
-      ['-c', DISPLAY_SETTINGS_SCRIPT, xftDpi ?? '', String(WM_TIMEOUT_S)],
+      ['-I', '-c', DISPLAY_SETTINGS_SCRIPT, xftDpi ?? '', String(WM_TIMEOUT_S)],
       {
         env: {
           PATH: ctx.hostEnv.PATH ?? '/usr/bin:/bin',

@@ -228,10 +228,12 @@ export function xpraServerArgv(
 ): string[] {
   return [
     'python3',
+    '-I',
     '-c',
     SOCKET_ACTIVATE,
     path.posix.join(IN_CAGE.xpraDir, SOCKET_NAME),
     'python3',
+    '-I',
     '-c',
     XPRA_SERVER_LAUNCHER,
     'start',
@@ -673,7 +675,7 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
   ): Promise<void> {
     if (!prepared.xftDpi) return;
     const h = await backend.exec(sandbox, {
-      argv: ['python3', '-c', DISPLAY_SETTINGS_SCRIPT, prepared.xftDpi, ''],
+      argv: ['python3', '-I', '-c', DISPLAY_SETTINGS_SCRIPT, prepared.xftDpi, ''],
       env: ctx.spec.env,
       cwd: ctx.spec.cwd,
       logFd: ctx.logFd,
@@ -798,6 +800,7 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
     // Inside its sandbox the client reaches the socket where the cage has it.
     const confinedArgv = [
       '/usr/bin/python3',
+      '-I',
       '-c',
       XPRA_CLIENT_LAUNCHER,
       ...xpraClientArgv(
@@ -829,7 +832,7 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
         ctx.logFd,
         `kagome: the xpra client of cage ${ctx.config.name} runs unconfined (${remote ? 'a remote cage' : `display ${JSON.stringify(ctx.hostEnv.DISPLAY ?? '')} is not a local socket`})\n`,
       );
-      const child = spawn('/usr/bin/python3', ['-c', XPRA_CLIENT_LAUNCHER, ...argv], {
+      const child = spawn('/usr/bin/python3', ['-I', '-c', XPRA_CLIENT_LAUNCHER, ...argv], {
         detached: true,
         env: ctx.hostEnv,
         stdio: ['ignore', ctx.logFd, ctx.logFd],

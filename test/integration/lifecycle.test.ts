@@ -418,6 +418,41 @@ describe('cage lifecycle', () => {
   });
 });
 
+// kagome's own python in a cage (xpra's server, the window closer, the display settings) runs
+// in the cage's home, which belongs to the cage: `python3 -c` would import a module found there
+// before python's own, and a typing.py left by a person learning python (or planted) broke the
+// display. They run isolated (-I).
+describe("python modules in a cage's home", () => {
+  let w: World;
+  const modules = ['typing', 'socket', 'random', 'json', 'struct', 'gi'];
+
+  before(async () => {
+    w = await World.create();
+    w.writeCage('planted', '[Cage]\n');
+    fs.mkdirSync(w.homeFile('planted', ''), { recursive: true });
+    for (const m of modules)
+      fs.writeFileSync(
+        w.homeFile('planted', `${m}.py`),
+        `open(__file__ + '.imported', 'w').close()\nraise SystemExit('planted ${m} imported')\n`,
+      );
+    await w.startService();
+  });
+
+  after(async () => {
+    await w?.cleanup();
+  });
+
+  it("reach none of kagome's programs in the cage: the display works, a stop closes windows", async () => {
+    await w.launchCommand('planted', ['xlogo']);
+    await waitForWindow(w.display, { wmClass: 'XLogo' });
+    await w.dbus.Cages1.Stop('planted');
+    const imported = modules.filter((m) =>
+      fs.existsSync(w.homeFile('planted', `${m}.py.imported`)),
+    );
+    assert.deepEqual(imported, [], 'modules imported from the cage home');
+  });
+});
+
 describe('Network=full as an ordinary user', () => {
   let w: World;
   before(async () => {

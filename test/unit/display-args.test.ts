@@ -53,12 +53,14 @@ describe('xpra command lines', () => {
   });
 
   it('starts the server on the fixed display with socket activation', () => {
-    assert.equal(server[0], 'python3');
-    assert.equal(server[1], '-c');
-    assert.equal(server[3], '/run/kagome/xpra/xpra.sock');
+    // Isolated (-I): a module planted in the cage's home, the server's working directory,
+    // must not replace one of python's own.
+    assert.deepEqual(server.slice(0, 3), ['python3', '-I', '-c']);
+    assert.equal(server[4], '/run/kagome/xpra/xpra.sock');
     // xpra's own entry point, with kagome's changes to its window manager (XPRA_SERVER_LAUNCHER).
-    assert.deepEqual(server.slice(4, 9), [
+    assert.deepEqual(server.slice(5, 11), [
       'python3',
+      '-I',
       '-c',
       XPRA_SERVER_LAUNCHER,
       'start',
