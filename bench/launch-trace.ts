@@ -11,6 +11,10 @@
 //   create → host window cage: until the program asks for its map, xpra (the cage's window
 //                        manager) tells its client and the client creates the host window
 //   host window → shown  cage: the host's window manager mapping that window
+//   shown → drawn        both: until the top rows of the program's window on the host hold
+//                        more than one colour (its first frame of pixels; in the cage, what the
+//                        cage's server sent and the client drew). The watcher polls them with
+//                        GetImage every 2 ms (one 40-row strip), on both sides alike.
 //
 //   npm run bench:trace        (BENCH_RUNS=5, BENCH_PROGRAMS=xterm,featherpad,mousepad)
 
@@ -46,12 +50,26 @@ d.sync()
 now = lambda: time.clock_gettime(time.CLOCK_MONOTONIC)
 out.write(f"{now():.6f} {tag} ready -\\n")
 names = {X.CreateNotify: 'create', X.MapNotify: 'map'}
+def drawn(win, cls):
+    # Until the window's top rows hold more than one colour: its first frame of pixels.
+    end = now() + 5
+    while now() < end:
+        try: g = win.get_geometry()
+        except Exception: return
+        try:
+            data = win.get_image(0, 0, g.width, min(g.height, 40), X.ZPixmap, 0xffffffff).data
+            if len(data) >= 8 and data.count(data[:4]) * 4 != len(data):
+                out.write(f"{now():.6f} {tag} drawn {cls}\\n")
+                return
+        except Exception: pass
+        time.sleep(0.002)
 while True:
     e = d.next_event()
     t = now()
     n = names.get(e.type)
     if not n: continue
     cls = '-'
+    found = None
     if n == 'map':
         # A window manager's frame has no class: the program's window is inside it.
         todo = [(e.window, 0)]
@@ -59,10 +77,11 @@ while True:
             win, depth = todo.pop(0)
             try:
                 c = win.get_wm_class()
-                if c: cls = c[1]
+                if c: cls, found = c[1], win
                 elif depth < 3: todo += [(k, depth + 1) for k in win.query_tree().children]
             except Exception: pass
     out.write(f"{t:.6f} {tag} {n} {cls}\\n")
+    if found is not None and tag == 'host': drawn(found, cls)
 `;
 
 const EXEC_WRAPPER = `
@@ -103,6 +122,13 @@ function first(what: string, events: Event[], after: number, pred: (e: Event) =>
     throw new Error(`no ${what} recorded after ${after.toFixed(1)}; seen:\n${seen.join('\n')}`);
   }
   return e;
+}
+
+/** Until the host's watcher saw the window drawn; a window it never sees drawn has no sample. */
+async function untilDrawn(trace: string, cls: string, after: number): Promise<void> {
+  const seen = () =>
+    readEvents(trace).some((e) => e.t >= after && e.what === 'drawn' && e.cls === cls);
+  await waitFor(`${cls} drawn`, seen, { timeoutMs: 6000, pollMs: 10 }).catch(() => undefined);
 }
 
 async function main(): Promise<void> {
@@ -161,6 +187,8 @@ async function main(): Promise<void> {
         create: f('host_create', 'host, exec → create'),
         map: f('host_map', 'host, create → shown'),
         total: f('host_total', 'host, call → shown'),
+        drawn: f('host_drawn', 'host, shown → drawn'),
+        drawnTotal: f('host_drawn_total', 'host, call → drawn'),
       };
       const c = {
         exec: f('cage_exec', 'cage, call → exec'),
@@ -168,6 +196,8 @@ async function main(): Promise<void> {
         client: f('cage_client', 'cage, create → host window'),
         shown: f('cage_shown', 'cage, host window → shown'),
         total: f('cage_total', 'cage, call → shown'),
+        drawn: f('cage_drawn', 'cage, shown → drawn'),
+        drawnTotal: f('cage_drawn_total', 'cage, call → drawn'),
       };
       for (let i = -1; i < RUNS; i++) {
         // Host.
@@ -180,6 +210,7 @@ async function main(): Promise<void> {
           timeoutMs: 60_000,
           pollMs: 10,
         });
+        await untilDrawn(hostTrace, p.wmClass, t0);
         child.kill('SIGTERM');
         await waitFor('it to go', async () => !(await windowShown(w.display, p.wmClass)), {
           timeoutMs: 20_000,
@@ -194,6 +225,11 @@ async function main(): Promise<void> {
           h.create.samples.push(create.t - exec.t);
           h.map.samples.push(map.t - create.t);
           h.total.samples.push(map.t - t0);
+          const drawn = ev.find((e) => e.t >= map.t && e.what === 'drawn' && e.cls === map.cls);
+          if (drawn) {
+            h.drawn.samples.push(drawn.t - map.t);
+            h.drawnTotal.samples.push(drawn.t - t0);
+          }
         }
         // Warm cage.
         t0 = monotonicMs();
@@ -208,6 +244,7 @@ async function main(): Promise<void> {
           timeoutMs: 60_000,
           pollMs: 10,
         });
+        await untilDrawn(hostTrace, p.wmClass, t0);
         for (const pid of pidsInNamespace(state.sandbox!.pidNamespace!)) {
           try {
             const comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
@@ -248,6 +285,14 @@ async function main(): Promise<void> {
           c.client.samples.push(hostCreate.t - create.t);
           c.shown.samples.push(hostMap.t - hostCreate.t);
           c.total.samples.push(hostMap.t - t0);
+          const drawn = ev.find(
+            (e) =>
+              e.t >= hostMap.t && e.tag === 'host' && e.what === 'drawn' && e.cls === hostMap.cls,
+          );
+          if (drawn) {
+            c.drawn.samples.push(drawn.t - hostMap.t);
+            c.drawnTotal.samples.push(drawn.t - t0);
+          }
         }
       }
     }
