@@ -311,6 +311,14 @@ export function xpraServerArgv(
  * of the person's. The client's windows carry none (the client cannot know its pid on the host),
  * so a window manager closes the client's X connection instead, and no signal listeners are
  * started. Window icons are the program's own, without xpra's logo drawn over half of them.
+ *
+ * The client does not watch the host's root window (--xsettings=no, xpraClientArgv), so it
+ * never hears that the person switched workspaces (_NET_CURRENT_DESKTOP). xpra 3.1 slows a
+ * window on another workspace to a frame a second and speeds it up again at that switch
+ * (gtk_client_window_base do_workspace_changed, send_control_refresh); unheard, the window
+ * would stay at a frame a second on the workspace the person came to. It is never slowed: a
+ * window manager unmaps the windows of other workspaces, and the client then tells the
+ * server, which unmaps the window in the cage, so it draws nothing anyway.
  */
 export const XPRA_CLIENT_LAUNCHER = [
   'import ctypes, os, struct, sys, uuid',
@@ -410,6 +418,10 @@ export const XPRA_CLIENT_LAUNCHER = [
   '            state_updates["focused"] = focused',
   '        return original_state(self, state_updates)',
   '    W.on_realize, W.update_window_state = on_realize, update_window_state',
+  '    original_refresh = W.send_control_refresh',
+  '    def send_control_refresh(self, suspend_resume, *args, **kwargs):',
+  '        return original_refresh(self, None if suspend_resume is True else suspend_resume, *args, **kwargs)',
+  '    W.send_control_refresh = send_control_refresh',
   '    C = gtk_client_base.GTKXpraClient',
   '    original_leader = C.get_group_leader',
   '    def get_group_leader(self, *args):',
@@ -503,6 +515,16 @@ export function xpraClientArgv(
     '--microphone=disabled',
     // The client would send its own log lines to the server, which is the cage's.
     '--remote-logging=no',
+    // Nothing of the host's settings: xpra 3.1's client would send the host's XSETTINGS and X
+    // resources (RESOURCE_MANAGER) to the cage's server, which ignores them (--xsettings=no
+    // there; kagome sets the cage's Xft.dpi itself), and to watch them it passes every event of
+    // the host display through xpra's X11 filter, an XSync round trip for each window an event
+    // names (x11/gtk3/gdk_bindings). A new window brings a burst of such events: the client
+    // handled its map event 28-51 ms and drew the first pixels 42-69 ms after the host's window
+    // manager had shown the window, 6-8 and 16 ms without the filter (xterm, 2 cores;
+    // bench/README.md, "the xpra hop"). It no longer hears workspace switches (see
+    // XPRA_CLIENT_LAUNCHER).
+    '--xsettings=no',
     `--system-tray=${trayCage !== undefined ? 'yes' : 'no'}`,
     ...COMMON_OPTIONS,
   ];

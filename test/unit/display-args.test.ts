@@ -90,6 +90,13 @@ describe('xpra command lines', () => {
       assert.deepEqual(option(argv, 'remote-logging'), ['--remote-logging=no']);
   });
 
+  it("has the client watch none of the host's settings, which the server ignores", () => {
+    // Its watch costs an XSync per event of the host display (see xpraClientArgv).
+    for (const argv of [client, clientNoBorder, xpraClientArgv(SOCKET, undefined, true)])
+      assert.deepEqual(option(argv, 'xsettings'), ['--xsettings=no']);
+    assert.deepEqual(option(server, 'xsettings'), ['--xsettings=no']);
+  });
+
   it('draws the border in the cage colour, or none when undefined', () => {
     assert.deepEqual(option(client, 'border'), ['--border=#3465a4,3']);
     assert.deepEqual(option(xpraClientArgv(SOCKET, 'red'), 'border'), ['--border=red,3']);
