@@ -59,15 +59,6 @@ export interface CageGrantHooks {
   cageStopped(name: string): Promise<void>;
 }
 
-/** What a program needs of a cage to start in it: a cage whose programs may start. */
-type OpenCage = Pick<RunningCage, 'backend' | 'sandbox' | 'spec' | 'rt'>;
-
-/** A start under way: when programs may start in it, and when it has started. */
-interface Starting {
-  open: Promise<OpenCage>;
-  whole: Promise<RunningCage>;
-}
-
 export interface ManagerEvents {
   state: [name: string, state: CageStateName, message: string];
   program: [program: ProgramInfo, event: 'started' | 'exited'];
@@ -79,7 +70,7 @@ export interface ManagerEvents {
  */
 export class CageManager extends EventEmitter<ManagerEvents> {
   private readonly running = new Map<string, RunningCage>();
-  private readonly starting = new Map<string, Starting>();
+  private readonly starting = new Map<string, Promise<RunningCage>>();
   private readonly stopping = new Map<string, Promise<void>>();
   private nextProgramId = 1;
   private readonly self: ProcRef = procRef(process.pid);
@@ -118,11 +109,6 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   }
 
   private async ensureStarted(name: string): Promise<RunningCage> {
-    return (await this.startOrJoin(name)).whole;
-  }
-
-  /** The cage's start, new or under way, or the running cage as one that has started. */
-  private async startOrJoin(name: string): Promise<Starting> {
     this.displays.refuseWhileAway(name);
     const pendingStop = this.stopping.get(name);
     if (pendingStop) await pendingStop;
@@ -130,19 +116,14 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     if (cage) {
       if (this.isHealthy(cage)) {
         await this.displays.keep(name, cage);
-        return { open: Promise.resolve(cage), whole: Promise.resolve(cage) };
+        return cage;
       }
       // Many launches may find the same dead cage: it is cleaned up once, as a stop is.
       await this.teardownOnce(name, cage, `cage "${name}" stopped unexpectedly`);
     }
     let pending = this.starting.get(name);
     if (!pending) {
-      let opened!: (cage: OpenCage) => void;
-      const open = new Promise<OpenCage>((resolve) => (opened = resolve));
-      const whole = this.doStart(name, opened).finally(() => this.starting.delete(name));
-      // A display that does not say earlier opens the cage when it has started.
-      pending = { open: Promise.race([open, whole]), whole };
-      pending.open.catch(() => undefined);
+      pending = this.doStart(name).finally(() => this.starting.delete(name));
       this.starting.set(name, pending);
     }
     return pending;
@@ -171,8 +152,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     return { backend, display };
   }
 
-  /** @param opened called once programs may start in it (`programsMayStart`, display.ts) */
-  private async doStart(name: string, opened: (cage: OpenCage) => void): Promise<RunningCage> {
+  private async doStart(name: string): Promise<RunningCage> {
     const config = await this.deps.store.read(name);
     const { backend, display } = this.parts(config);
     const spec = cageSpec(config, this.deps.host);
@@ -220,20 +200,9 @@ export class CageManager extends EventEmitter<ManagerEvents> {
         { backend, sandbox, env: spec.env, cwd: spec.cwd, logFd },
         bridges,
       );
-      const started = sandbox;
-      const programsMayStart = () =>
-        void early.then(
-          () => opened({ backend, sandbox: started, spec, rt }),
-          () => undefined,
-        );
       let displayRecord: DisplayRecord;
       try {
-        displayRecord = await display.start(
-          { ...ctx, programsMayStart },
-          backend,
-          sandbox,
-          prepared,
-        );
+        displayRecord = await display.start(ctx, backend, sandbox, prepared);
       } finally {
         // Also when the display failed: what did start is then stopped with the rest.
         bridges = await early;
@@ -326,11 +295,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   ): Promise<ProgramInfo> {
     checkCageName(name);
     if (!(opts.terminal && Array.isArray(argv) && argv.length === 0)) checkArgv(argv);
-    // A cold cage's first program starts as soon as its display takes programs, while the
-    // rest of the start (xpra's host client attaching) goes on; the launch answers once the
-    // cage has started, and a start that fails takes the program with the cage.
-    const starting = await this.startOrJoin(name);
-    const cage = await starting.open;
+    const cage = await this.ensureStarted(name);
     const searchPath = cage.spec.env.PATH ?? '/usr/bin:/bin';
     if (argv.length) await resolveInCage(name, cage, String(argv[0]), searchPath);
     if (opts.terminal)
@@ -356,7 +321,6 @@ export class CageManager extends EventEmitter<ManagerEvents> {
     } finally {
       fs.closeSync(output.fd);
     }
-    const started = await starting.whole;
     const info: ProgramInfo = {
       id: this.nextProgramId++,
       cage: name,
@@ -366,20 +330,20 @@ export class CageManager extends EventEmitter<ManagerEvents> {
       startedAt: new Date(),
       log: output.log,
     };
-    started.programs.set(info.id, info);
-    this.idle.clear(started);
+    cage.programs.set(info.id, info);
+    this.idle.clear(cage);
     this.emit('program', info, 'started');
     this.deps.log.info(`cage ${name}: started ${JSON.stringify(info.argv)} as pid ${handle.pid}`);
-    void this.persist(name, started).catch((e) =>
+    void this.persist(name, cage).catch((e) =>
       this.deps.log.warn(`cage ${name}: could not save state: ${asKagomeError(e).message}`),
     );
     void handle.exited.then((code) => {
       info.exitCode = code;
-      started.programs.delete(info.id);
+      cage.programs.delete(info.id);
       this.emit('program', info, 'exited');
-      if (this.running.get(name) === started) {
-        void this.persist(name, started).catch(() => undefined);
-        this.idle.arm(name, started);
+      if (this.running.get(name) === cage) {
+        void this.persist(name, cage).catch(() => undefined);
+        this.idle.arm(name, cage);
       }
     });
     return info;
@@ -449,7 +413,7 @@ export class CageManager extends EventEmitter<ManagerEvents> {
   async stop(name: string, reason = ''): Promise<void> {
     checkCageName(name);
     const starting = this.starting.get(name);
-    if (starting) await starting.whole.catch(() => undefined);
+    if (starting) await starting.catch(() => undefined);
     const pending = this.stopping.get(name);
     if (pending) return pending;
     const cage = this.running.get(name);

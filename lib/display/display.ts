@@ -18,12 +18,6 @@ export interface DisplayContext {
   /** environment for host-side clients (DISPLAY, XAUTHORITY, HOME, ...) */
   hostEnv: Record<string, string>;
   logFd: number;
-  /**
-   * Given to `start`: called once the cage's programs may start, while the display finishes
-   * (xpra: its server is the display's window manager, the client still attaching). A display
-   * that never calls it has its programs start when `start` returns.
-   */
-  programsMayStart?: () => void;
 }
 
 /**

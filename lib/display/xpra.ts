@@ -596,15 +596,6 @@ interface XpraPrepared extends DisplayRecord {
  * make its own launch early.
  */
 const ATTACHED = /^[0-9-]+ [0-9:,.]+ Attached to /m;
-/**
- * The server prints this once it is the display's window manager and compositor and listens
- * (server_core's run). From then on programs see the display as it stays: the cage's Xvfb
- * started at the host's size and DPI, so the attach that follows changes only the keymap,
- * which toolkits follow (MappingNotify, XkbNewKeyboardNotify). So a cold cage's first program
- * starts here, 0.2-0.5 s before the attach is done (the cage start itself still waits for
- * it). A program in the cage printing it could only make its own launch early.
- */
-const SERVER_READY = /^[0-9-]+ [0-9:,.]+ xpra is ready\.$/m;
 /** A cold server is ready in about a second; a loaded machine (a test suite on 2 cores) takes longer. */
 const ATTACH_TIMEOUT_MS = 30000;
 /** How often a client this service did not start (re-adopted) is checked for life. */
@@ -690,16 +681,10 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
         );
     if (!xReady || failed())
       throw this.failure(ctx, 'the X server inside the cage did not come up');
-    let serverReady!: () => void;
-    const ready = new Promise<void>((resolve) => (serverReady = resolve));
-    const attached = this.waitAttached(ctx, logFrom, client, failed, serverReady);
-    attached.catch(() => undefined); // awaited below; it may fail while resources are set
     await Promise.all([
       this.setResources(ctx, backend, sandbox, prepared),
-      Promise.race([ready, attached]),
+      this.waitAttached(ctx, logFrom, client, failed),
     ]);
-    ctx.programsMayStart?.();
-    await attached;
     return { server: procRef(server.pid), client, socket, scaleEnv: prepared.scaleEnv };
   }
 
@@ -725,16 +710,12 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
       );
   }
 
-  /**
-   * Until the client's "Attached to" line appears in the cage log after `from` (see ATTACHED);
-   * `onServerReady` is called at the server's SERVER_READY line, if it comes first.
-   */
+  /** Until the client's "Attached to" line appears in the cage log after `from` (see ATTACHED). */
   private async waitAttached(
     ctx: DisplayContext,
     from: number,
     client: ProcRef,
     failed: () => boolean,
-    onServerReady: () => void = () => undefined,
   ): Promise<void> {
     // The cage log is open for appending only; /proc gives a reader of the same file.
     const fd = fs.openSync(`/proc/self/fd/${ctx.logFd}`, 'r');
@@ -752,9 +733,7 @@ export class XpraDisplay implements CageDisplay<XpraRecord, XpraPrepared> {
             const text = partial + chunk.subarray(0, n).toString('latin1');
             const end = text.lastIndexOf('\n') + 1;
             partial = text.slice(end);
-            const lines = text.slice(0, end);
-            if (SERVER_READY.test(lines)) onServerReady();
-            if (ATTACHED.test(lines)) attached = true;
+            if (ATTACHED.test(text.slice(0, end))) attached = true;
           }
           return attached || !isAlive(client) || failed();
         },
