@@ -109,9 +109,14 @@ type Variant = InstanceType<typeof dbus.Variant>;
 
 async function withService<T>(fn: (kagome: KagomeClient) => Promise<T>): Promise<T> {
   const bus = await connectSessionBus(env);
-  bus.on('error', () => undefined);
+  // dbus-next leaves a call pending when the connection goes; the CLI then ended with Node's
+  // exit code 13 (an unsettled top-level await) and no word. A lost bus is this call's error.
+  let lost!: (e: unknown) => void;
+  const dropped = new Promise<never>((_resolve, reject) => (lost = reject));
+  dropped.catch(() => undefined);
+  bus.on('error', (e) => lost(e));
   try {
-    return await fn(kagomeClient(bus));
+    return await Promise.race([fn(kagomeClient(bus)), dropped]);
   } catch (e) {
     // A refusal of the CLI's own (such as --action without --entry) is not the bus failing.
     if (e instanceof KagomeError) throw e;
