@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import { World, KAGOME } from '../helpers/kagome.js';
 import { waitForWindow, countWindows } from '../helpers/x11.js';
 import { waitFor } from '../helpers/wait.js';
+import { childrenOf } from '../../lib/runtime/proc.js';
 
 // The life of a cage: many launches at once start it once; it survives the service being
 // killed; a restarted service finds it and launches into it; stop leaves nothing behind.
@@ -81,19 +82,6 @@ function inCageCgroups(pid: number, cage: string): boolean {
   return ['memory', 'pids'].every((c) =>
     new RegExp(`^\\d+:${c}:.*/kagome-${cage}$`, 'm').test(lines),
   );
-}
-
-function childrenOf(pid: number): number[] {
-  try {
-    return fs
-      .readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
 }
 
 /** bwrap's outer processes (one per sandbox; the second bwrap process is the cage's pid 1). */
@@ -172,6 +160,7 @@ describe('cage lifecycle', () => {
   // Joining a cgroup costs a launch 12-16 ms of kernel waiting (waiting-entry.ts): the
   // kagome-enter that carries a launch joined the cage's cgroups before it was asked.
   it('a launch is carried by a kagome-enter that was already waiting in the cage cgroups', async () => {
+    await w.dbus.Cages1.Start('busy'); // running already after the test above
     const [waiting] = await waitFor(
       'a kagome-enter waiting in the cgroups of cage busy',
       () => waitingEntries('busy'),
