@@ -120,6 +120,8 @@ async function main(): Promise<void> {
       busAddress: string;
     });
     client.on('error', () => undefined);
+    // Files only after the bus has answered Hello (lib/bus.ts connectSessionBus says why).
+    await new Promise((resolve) => client.once('connect', resolve));
     const byFdClient = kagomeClient(client);
     try {
       for (let r = 0; r < Math.max(3, Math.ceil(RUNS / 2)); r++) {

@@ -86,7 +86,7 @@ export function unixPathAddress(address: string): string {
   return found;
 }
 
-/** Connect to the session bus with fd passing; resolves once the socket is connected and close-on-exec. */
+/** Connect to the session bus with fd passing; resolves once the bus has answered Hello (the socket close-on-exec). */
 export async function connectSessionBus(
   env: Env,
   onDropped: (e: unknown) => void = () => undefined,
@@ -119,9 +119,16 @@ export async function connectSessionBus(
     const onError = (e: Error) =>
       reject(new KagomeError('Failed', `cannot connect to the session bus: ${e.message}`));
     stream.once('error', onError);
-    stream.once('connected', () => {
+    bus.once('error', onError);
+    stream.once('connected', () => setCloexec(stream.fd!));
+    // Until the bus has answered Hello: it then reads messages, not the authentication. A
+    // message sent before that (dbus-next sends it right behind BEGIN and Hello) can reach
+    // dbus-daemon in the same read as the authentication's last line, which takes no
+    // descriptors: the message's file was lost and the daemon dropped the connection for a
+    // message short of the descriptors it declares (a grant's caller then waited forever).
+    bus.once('connect', () => {
       stream.off('error', onError);
-      setCloexec(stream.fd!);
+      bus.off('error', onError);
       resolve();
     });
   });

@@ -402,6 +402,8 @@ describe('files into cages through the document portal', () => {
       busAddress: string;
     });
     client.on('error', () => undefined);
+    // Files only after the bus has answered Hello (lib/bus.ts connectSessionBus says why).
+    await new Promise((resolve) => client.once('connect', resolve));
     try {
       await assert.rejects(
         kagomeClient(client).Files1.GrantFiles(FILES, [fd], {}),
