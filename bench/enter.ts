@@ -19,7 +19,7 @@ import {
   removeCgroup,
   type CageCgroup,
 } from '../lib/runtime/cgroup.js';
-import { type Figure, figureTable, newFigure, positiveInt } from './figures.js';
+import { type Figure, printReport, newFigure, positiveInt } from './figures.js';
 
 const RUNS = positiveInt(process.env.BENCH_RUNS, 5);
 const BATCH = 100;
@@ -139,12 +139,10 @@ async function main(): Promise<void> {
     await removeCgroup(cgroup);
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  console.log(
+  printReport(
     `kagome-enter benchmark — ${RUNS} samples of ${BATCH} runs each (medians), ${new Date().toISOString()}`,
+    figures,
   );
-  console.log(`host: ${os.cpus().length} CPUs, Linux ${os.release()}, uid ${process.getuid?.()}`);
-  console.log('');
-  for (const line of figureTable(figures)) console.log(line);
 }
 
 main().catch((e) => {

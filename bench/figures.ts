@@ -1,6 +1,8 @@
 // What every benchmark here shares: figures with samples, their medians, and the table that
 // prints them. Figures are printed, never asserted: targets are compared, not enforced.
 
+import os from 'node:os';
+
 export interface Figure {
   key: string;
   name: string;
@@ -64,6 +66,16 @@ export function figureTable(figures: readonly Figure[]): string[] {
   const line = (cells: string[]): string =>
     cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
+}
+
+/** A bench's report on stdout: its title, the machine it ran on (and `note`), the figures. */
+export function printReport(title: string, figures: readonly Figure[], note = ''): void {
+  console.log(title);
+  console.log(
+    `host: ${os.cpus().length} CPUs, Linux ${os.release()}, uid ${process.getuid?.()}${note}`,
+  );
+  console.log('');
+  for (const line of figureTable(figures)) console.log(line);
 }
 
 /** A maker of figures that collects them in `list`, in the order they are made. */

@@ -11,14 +11,13 @@
 // is kagome's path from the call to a window, not a browser's own start.
 
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { World } from '../test/helpers/kagome.js';
 import { startDesktopPortal, type DesktopPortal } from '../test/helpers/desktop-portal.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { pidsInNamespace } from '../lib/runtime/proc.js';
-import { type Figure, figureTable, newFigure, positiveInt } from './figures.js';
+import { type Figure, printReport, newFigure, positiveInt } from './figures.js';
 import { cleanupGuard } from './cleanup.js';
 import { processTree, pssMiB, windowShown } from './host-probes.js';
 
@@ -201,10 +200,10 @@ async function main(): Promise<void> {
     disarm();
     await cleanupOnce();
   }
-  console.log(`SessionBus=portal — ${RUNS} runs each (medians), ${new Date().toISOString()}`);
-  console.log(`host: ${os.cpus().length} CPUs, Linux ${os.release()}, uid ${process.getuid?.()}`);
-  console.log('');
-  for (const line of figureTable(figures)) console.log(line);
+  printReport(
+    `SessionBus=portal — ${RUNS} runs each (medians), ${new Date().toISOString()}`,
+    figures,
+  );
 }
 
 main().catch((e) => {

@@ -14,13 +14,12 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { World } from '../test/helpers/kagome.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { pidsInNamespace } from '../lib/runtime/proc.js';
-import { type Figure, figureTable, median, newFigure, positiveInt } from './figures.js';
+import { type Figure, printReport, median, newFigure, positiveInt } from './figures.js';
 import { cleanupGuard } from './cleanup.js';
 import { pssMiB, windowShown } from './host-probes.js';
 
@@ -249,14 +248,11 @@ async function main(): Promise<void> {
     disarm();
     await cleanupOnce();
   }
-  console.log(
+  printReport(
     `real programs, host vs cage — ${RUNS} runs each (medians), ${new Date().toISOString()}`,
+    figures,
+    skipped.length ? `; not installed: ${skipped.join(', ')}` : '',
   );
-  console.log(
-    `host: ${os.cpus().length} CPUs, Linux ${os.release()}, uid ${process.getuid?.()}${skipped.length ? `; not installed: ${skipped.join(', ')}` : ''}`,
-  );
-  console.log('');
-  for (const line of figureTable(figures)) console.log(line);
 }
 
 main().catch((e) => {
