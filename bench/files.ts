@@ -14,6 +14,7 @@ import dbus from 'dbus-next';
 import { World } from '../test/helpers/kagome.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { kagomeClient } from '../dbus/client.js';
+import { connectSessionBus } from '../lib/bus.js';
 import { type Figure, figureTable, positiveInt, stats, newFigure } from './figures.js';
 
 const RUNS = positiveInt(process.env.BENCH_RUNS, 9);
@@ -116,12 +117,8 @@ async function main(): Promise<void> {
       'ms',
       `the above / ${MANY}`,
     );
-    const client = dbus.sessionBus({ busAddress: w.bus.address, negotiateUnixFd: true } as {
-      busAddress: string;
-    });
+    const client = await connectSessionBus({ DBUS_SESSION_BUS_ADDRESS: w.bus.address });
     client.on('error', () => undefined);
-    // Files only after the bus has answered Hello (lib/bus.ts connectSessionBus says why).
-    await new Promise((resolve) => client.once('connect', resolve));
     const byFdClient = kagomeClient(client);
     try {
       for (let r = 0; r < Math.max(3, Math.ceil(RUNS / 2)); r++) {

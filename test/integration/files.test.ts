@@ -10,6 +10,7 @@ import { pathBytesToFileUri } from '../../xdg/exec.js';
 import { isCloexec } from '../../lib/runtime/cloexec.js';
 import type { GrantTuple, Variant } from '../../dbus/contract.js';
 import { kagomeClient } from '../../dbus/client.js';
+import { connectSessionBus } from '../../lib/bus.js';
 
 // Host files into cages through the real document portal: what a cage may do with a granted
 // file, that nothing else of the host is reachable through it, that any file name survives
@@ -398,12 +399,8 @@ describe('files into cages through the document portal', () => {
     fs.writeFileSync(doomed, 'bye\n');
     const fd = fs.openSync(doomed, 'r');
     fs.unlinkSync(doomed);
-    const client = dbus.sessionBus({ busAddress: w.bus.address, negotiateUnixFd: true } as {
-      busAddress: string;
-    });
+    const client = await connectSessionBus({ DBUS_SESSION_BUS_ADDRESS: w.bus.address });
     client.on('error', () => undefined);
-    // Files only after the bus has answered Hello (lib/bus.ts connectSessionBus says why).
-    await new Promise((resolve) => client.once('connect', resolve));
     try {
       await assert.rejects(
         kagomeClient(client).Files1.GrantFiles(FILES, [fd], {}),
